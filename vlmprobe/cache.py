@@ -1,0 +1,50 @@
+"""Where vlmprobe keeps things between runs (``VLMPROBE_HOME``, default: the user cache dir),
+and content keys for cached artefacts: a key is the SHA-256 of a canonical JSON of everything
+that determines the artefact, so a cache entry is reused only when all of it matches."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+
+def home_dir() -> Path:
+    """``$VLMPROBE_HOME`` or ``<user cache dir>/vlmprobe``."""
+    env = os.environ.get("VLMPROBE_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("vlmprobe"))
+
+
+def content_key(obj) -> str:
+    """SHA-256 (hex, first 20 chars) of ``json.dumps(obj, sort_keys=True)``."""
+    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def path_fingerprint(path: str | os.PathLike) -> list:
+    """(name, size, mtime_ns) of every file under a local model directory: changes whenever
+    the weights on disk change, without reading gigabytes to hash them."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    return [[str(f.relative_to(p) if p.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary file + rename so a killed process never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,87 @@
+"""The one small interface every model (CLIP or VLM) offers.
+
+Three capabilities cover the whole study, so CLIP and a VLM sit side by side:
+
+- ``score(images, candidates) -> Tensor[N, K]``: CLIP: ``logit_scale * cos(image, class text)``;
+  VLM: ``log p(candidate | image, prompt)`` with a stated reduction.
+- ``generate(images, prompts) -> list[str]``: VLMs only; CLIP raises a clear error.
+- ``features(images, layers, pooling) -> dict[str, Tensor[N, D]]``.
+
+Images are PIL images (RGB). Every model also reports what it is (`describe()`) so a run can
+record it in its config.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+
+from ..errors import VlmprobeError
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+@dataclass
+class LoadOptions:
+    """How to load a model; every field is recorded in a run's config."""
+
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ... (ignored when device_map is set)
+    dtype: str = "float32"  # float32 | float16 | bfloat16 | auto (checkpoint's own dtype)
+    device_map: str | None = None  # e.g. "auto": let accelerate place the layers
+    load_in_4bit: bool = False  # bitsandbytes NF4 (QLoRA-style) weights
+    load_in_8bit: bool = False  # bitsandbytes LLM.int8 weights
+    trust_remote_code: bool = False  # never on unless asked
+
+    def torch_dtype(self) -> torch.dtype | str:
+        if self.dtype == "auto":
+            return "auto"
+        if self.dtype not in DTYPES:
+            raise VlmprobeError(f"unknown dtype {self.dtype!r}; choose from {sorted(set(DTYPES))} or auto")
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class VisionModel:
+    """Base class of the CLIP and VLM wrappers (see module docstring)."""
+
+    kind: str = "?"  # "clip" or "vlm"
+
+    def __init__(self, spec: str, options: LoadOptions):
+        self.spec = spec
+        self.options = options
+
+    @property
+    def device(self) -> torch.device:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What was loaded, for run configs: spec, kind, class, load options."""
+        return {"spec": self.spec, "kind": self.kind, "class": type(self).__name__, **self.options.to_dict()}
+
+    def score(self, images: Sequence, candidates: Sequence[str], **kwargs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generate(self, images: Sequence, prompts: Sequence[str], **kwargs) -> list[str]:
+        raise VlmprobeError(f"{self.spec} is a {self.kind} model: it cannot generate text (use a VLM)")
+
+    def features(self, images: Sequence, layers=None, pooling=None, **kwargs) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def _respec(self: VisionModel, spec: str) -> VisionModel:
+    """Keep the spec the user typed (``toy:vlm``, a bare path) on a model loaded via another."""
+    self.spec = spec
+    return self
+
+
+VisionModel._respec = _respec

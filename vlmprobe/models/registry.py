@@ -1,0 +1,120 @@
+"""Model spec strings -> loaded models.
+
+=============================  ==========================================================
+``openclip:ARCH@PRETRAINED``   open_clip zoo, e.g. ``openclip:ViT-B-32@openai``
+``openclip:ARCH``              open_clip architecture with random weights
+``openclip:local-dir:PATH``    an open_clip model saved on disk (``open_clip_config.json``)
+``openclip:hf-hub:ID``         open_clip weights on the Hugging Face hub
+``hfclip:ID_OR_PATH``          transformers ``CLIPModel`` + processor
+``hf:ID_OR_PATH``              any ``AutoModelForImageTextToText`` + processor + chat template
+``hf:BASE+adapter:PATH``       the same with a peft (LoRA) adapter applied
+``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use)
+``PATH``                       a local directory; its kind is detected from its files
+=============================  ==========================================================
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..cache import path_fingerprint
+from ..errors import ModelLoadError
+from .base import LoadOptions, VisionModel
+
+PREFIXES = ("openclip:", "hfclip:", "hf:", "toy:")
+
+
+def _looks_local(ref: str) -> bool:
+    return ref.startswith(("/", "./", "../", "~")) or os.path.exists(ref)
+
+
+def _check_local(ref: str, spec: str, must_have: str | None = None) -> str:
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model spec {spec!r}: path {ref} does not exist")
+    if must_have and not (path / must_have).exists():
+        raise ModelLoadError(f"model spec {spec!r}: {path / must_have} is missing")
+    return str(path)
+
+
+def detect_local_kind(path: str) -> str:
+    """``openclip`` (open_clip_config.json), ``hfclip`` (config.json of model_type clip) or ``hf``."""
+    p = Path(path)
+    if (p / "open_clip_config.json").exists():
+        return "openclip"
+    cfg = p / "config.json"
+    if cfg.exists():
+        try:
+            model_type = json.loads(cfg.read_text()).get("model_type")
+        except json.JSONDecodeError as e:
+            raise ModelLoadError(f"{cfg}: not valid JSON ({e})") from None
+        return "hfclip" if model_type == "clip" else "hf"
+    raise ModelLoadError(f"{path}: no open_clip_config.json or config.json; not a model directory")
+
+
+def _fingerprint(ref: str) -> list:
+    return [ref, path_fingerprint(ref)] if os.path.exists(ref) else [ref]
+
+
+def load_model(spec: str, options: LoadOptions | None = None, **option_overrides) -> VisionModel:
+    """Load a model from its spec string (table above). ``option_overrides`` set LoadOptions
+    fields (``device``, ``dtype``, ``load_in_4bit``...). Raises ModelLoadError with one line."""
+    options = options or LoadOptions()
+    for k, v in option_overrides.items():
+        if not hasattr(options, k):
+            raise ModelLoadError(f"unknown load option {k!r}")
+        setattr(options, k, v)
+    try:
+        return _load(spec, options)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # missing files, offline hub, bad config
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"could not load model {spec!r}: {first}") from e
+
+
+def _load(spec: str, options: LoadOptions) -> VisionModel:
+    from .clip import HFClipModel, OpenClipModel
+    from .vlm import VisionLanguageModel
+
+    if spec.startswith("toy:"):
+        from ..toy import resolve_toy_model
+
+        return _load(resolve_toy_model(spec), options)._respec(spec)
+    if not spec.startswith(PREFIXES):
+        if not _looks_local(spec):
+            raise ModelLoadError(f"unknown model spec {spec!r}: use one of openclip:, hfclip:, hf:, toy: "
+                                 "or a local directory")
+        path = _check_local(spec, spec)
+        return _load(f"{detect_local_kind(path)}:{path}", options)._respec(spec)
+    prefix, ref = spec.split(":", 1)
+    if not ref:
+        raise ModelLoadError(f"model spec {spec!r} names no model")
+    if prefix == "openclip":
+        if ref.startswith("local-dir:"):
+            path = _check_local(ref[len("local-dir:"):], spec, "open_clip_config.json")
+            return OpenClipModel(spec, options, f"local-dir:{path}", None, _fingerprint(path))
+        if _looks_local(ref):
+            path = _check_local(ref, spec, "open_clip_config.json")
+            return OpenClipModel(spec, options, f"local-dir:{path}", None, _fingerprint(path))
+        arch, _, pretrained = ref.partition("@")
+        if not ref.startswith("hf-hub:"):
+            import open_clip
+
+            if arch not in open_clip.list_models():
+                raise ModelLoadError(f"model spec {spec!r}: open_clip has no architecture {arch!r} "
+                                     "(see open_clip.list_models())")
+        return OpenClipModel(spec, options, arch, pretrained or None, [arch, pretrained])
+    if prefix == "hfclip":
+        if _looks_local(ref):
+            ref = _check_local(ref, spec, "config.json")
+        return HFClipModel(spec, options, ref, _fingerprint(ref))
+    # hf:
+    base, _, adapter = ref.partition("+adapter:")
+    if _looks_local(base):
+        base = _check_local(base, spec, "config.json")
+    if adapter:
+        adapter = _check_local(adapter, spec, "adapter_config.json")
+    return VisionLanguageModel(spec, options, base, _fingerprint(base) + (_fingerprint(adapter) if adapter else []),
+                               adapter=adapter or None)

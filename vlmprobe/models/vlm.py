@@ -1,0 +1,110 @@
+"""Vision-language models (LLaVA-1.5, LLaVA-NeXT and any ``AutoModelForImageTextToText`` that
+follows the same API) behind the common interface.
+
+Prompts are always rendered with the processor's chat template (``render``); library code
+never writes per-family prompt strings. Generation pads on the left so every row's next token
+sits at the last position (batch-invariant greedy decoding).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..errors import ModelLoadError
+from .base import LoadOptions, VisionModel
+
+
+def _quantization_config(options: LoadOptions):
+    if not (options.load_in_4bit or options.load_in_8bit):
+        return None
+    if options.load_in_4bit and options.load_in_8bit:
+        raise ModelLoadError("choose one of load_in_4bit / load_in_8bit")
+    from transformers import BitsAndBytesConfig
+
+    compute = options.torch_dtype()
+    compute = torch.float32 if compute == "auto" else compute
+    if options.load_in_4bit:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+class VisionLanguageModel(VisionModel):
+    """``model`` (transformers), ``processor`` (image processor + tokenizer + chat template)."""
+
+    kind = "vlm"
+
+    def __init__(self, spec: str, options: LoadOptions, path: str, fingerprint, adapter: str | None = None):
+        super().__init__(spec, options)
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.fingerprint = fingerprint
+        self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=options.trust_remote_code)
+        if not getattr(self.processor, "chat_template", None):
+            raise ModelLoadError(f"{spec}: the processor has no chat template (chat_template.jinja / "
+                                 "chat_template.json); vlmprobe renders every prompt with it")
+        kwargs = dict(dtype=options.torch_dtype(), trust_remote_code=options.trust_remote_code)
+        quant = _quantization_config(options)
+        if quant is not None:
+            kwargs["quantization_config"] = quant
+        if options.device_map:
+            kwargs["device_map"] = options.device_map
+        elif quant is not None:
+            kwargs["device_map"] = {"": options.device}
+        model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        if not options.device_map and quant is None:
+            model = model.to(options.device)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+        self.model = model.eval()
+        self.tokenizer = self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def describe(self) -> dict:
+        cfg = self.model.config
+        return {**super().describe(), "model_type": getattr(cfg, "model_type", None),
+                "architecture": type(self.model).__name__}
+
+    def render(self, question: str, image: bool = True, answer_prefix: str | None = None) -> str:
+        """One user turn (image first, then ``question``) through the chat template with the
+        generation prompt, followed by ``answer_prefix`` if given (e.g. ``"The photo features a"``)."""
+        content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
+        text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        if answer_prefix:
+            text = text + (answer_prefix if text.endswith((" ", "\n")) else " " + answer_prefix)
+        return text
+
+    def encode(self, images: Sequence | None, texts: Sequence[str], padding_side: str = "left"):
+        """Processor call for a batch: rendered ``texts`` (one ``<image>`` each when ``images``)
+        -> BatchFeature on the model's device (``input_ids`` [B, L], ``attention_mask`` [B, L],
+        ``pixel_values`` ...)."""
+        kwargs = dict(text=list(texts), return_tensors="pt", padding=True)
+        if images is not None:
+            kwargs["images"] = list(images)
+        old = self.tokenizer.padding_side
+        self.tokenizer.padding_side = padding_side
+        try:
+            batch = self.processor(**kwargs)
+        finally:
+            self.tokenizer.padding_side = old
+        dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+        return {k: (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device)) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def generate(self, images: Sequence | None, prompts: Sequence[str], max_new_tokens: int = 64,
+                 rendered: bool = False, **gen_kwargs) -> list[str]:
+        """Greedy decoding. ``prompts`` are user questions (rendered here) or, with
+        ``rendered=True``, full chat-template texts. Returns the decoded new tokens, stripped."""
+        texts = list(prompts) if rendered else [self.render(p, image=images is not None) for p in prompts]
+        batch = self.encode(images, texts, padding_side="left")
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                  pad_token_id=pad_id, **gen_kwargs)
+        new = out[:, batch["input_ids"].shape[1]:]
+        return [s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
