@@ -92,11 +92,11 @@ def _load(spec: str, options: LoadOptions) -> VisionModel:
     if not ref:
         raise ModelLoadError(f"model spec {spec!r} names no model")
     if prefix == "openclip":
-        if ref.startswith("local-dir:"):
-            path = _check_local(ref[len("local-dir:"):], spec, "open_clip_config.json")
-            return OpenClipModel(spec, options, f"local-dir:{path}", None, _fingerprint(path))
-        if _looks_local(ref):
-            path = _check_local(ref, spec, "open_clip_config.json")
+        if ref.startswith("local-dir:") or _looks_local(ref):
+            path = _check_local(ref.removeprefix("local-dir:"), spec, "open_clip_config.json")
+            if not any(any(Path(path).glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pth")):
+                # open_clip would only log a warning and return random weights
+                raise ModelLoadError(f"model spec {spec!r}: no weights (*.safetensors, *.bin, *.pth) in {path}")
             return OpenClipModel(spec, options, f"local-dir:{path}", None, _fingerprint(path))
         arch, _, pretrained = ref.partition("@")
         if not ref.startswith("hf-hub:"):
@@ -109,6 +109,9 @@ def _load(spec: str, options: LoadOptions) -> VisionModel:
     if prefix == "hfclip":
         if _looks_local(ref):
             ref = _check_local(ref, spec, "config.json")
+            if detect_local_kind(ref) != "hfclip":  # transformers would load it with random CLIP weights
+                raise ModelLoadError(f"model spec {spec!r}: {Path(ref) / 'config.json'} is not a CLIP model "
+                                     "(model_type must be 'clip')")
         return HFClipModel(spec, options, ref, _fingerprint(ref))
     # hf:
     base, _, adapter = ref.partition("+adapter:")

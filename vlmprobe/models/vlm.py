@@ -108,3 +108,15 @@ class VisionLanguageModel(VisionModel):
                                   pad_token_id=pad_id, **gen_kwargs)
         new = out[:, batch["input_ids"].shape[1]:]
         return [s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def score(self, images: Sequence, candidates: Sequence[str], **kwargs) -> torch.Tensor:
+        """log p(candidate | image, prompt) [N, K]; see ``vlmprobe.models.likelihood``."""
+        from .likelihood import score_candidates
+
+        return score_candidates(self, images, candidates, **kwargs)
+
+    def features(self, images: Sequence, layers=None, pooling=None, **kwargs) -> dict[str, torch.Tensor]:
+        """Hidden-state features per layer [N, D]; see ``vlmprobe.models.features``."""
+        from .features import vlm_features
+
+        return vlm_features(self, images, layers=layers, pooling=pooling, **kwargs)

@@ -1,0 +1,65 @@
+"""Session-scoped fixtures: tiny models and the miniature world are built once per test session."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory):
+    """Caches (text classifiers, features, the toy world) go to a per-session directory,
+    unless VLMPROBE_TEST_HOME points at a persistent one (to reuse a toy build across runs)."""
+    home = os.environ.get("VLMPROBE_TEST_HOME") or str(tmp_path_factory.mktemp("vlmprobe_home"))
+    old = os.environ.get("VLMPROBE_HOME")
+    os.environ["VLMPROBE_HOME"] = home
+    yield home
+    if old is None:
+        os.environ.pop("VLMPROBE_HOME", None)
+    else:
+        os.environ["VLMPROBE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """{"openclip", "hfclip", "llava", "llava-next"} -> directories of tiny random-weight models
+    written by ``python -m vlmprobe.testing`` (loaded back through the public specs)."""
+    from vlmprobe.testing import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def reference_dir():
+    """../shared/reference beside the checkout (real files from the paper's repository)."""
+    from pathlib import Path
+
+    ref = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+    if not ref.is_dir():
+        pytest.skip("../shared/reference is not present")
+    return ref
+
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory):
+    """An ImageFolder of 40 real scikit-learn digits (32x32 PNGs, DIR/<name>/<i>.png), saved in
+    mixed PIL modes (RGB, L, RGBA, P) so every loader path meets non-RGB images."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    d = load_digits()
+    modes = ["RGB", "L", "RGBA", "P"]
+    for i in range(40):
+        name = DIGIT_NAMES[d.target[i]]
+        (root / name).mkdir(exist_ok=True)
+        arr = (d.images[i] / 16 * 255).astype(np.uint8)
+        img = Image.fromarray(arr).resize((32, 32), Image.NEAREST).convert(modes[i % 4])
+        img.save(root / name / f"{i:04d}.png")
+    return root

@@ -1,0 +1,52 @@
+"""CLIP zero-shot classification: ``s(x, c) = logit_scale * <f(x), w_c>`` for every class c,
+prediction ``argmax_c s(x, c)`` (``ClipModel.text_classifier`` builds ``w`` [K, D])."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import load_templates
+from ..errors import VlmprobeError
+
+
+class Method:
+    name = "zeroshot"
+
+    def __init__(self, templates: str | None = "single"):
+        self.templates_source = templates or "single"
+        self.templates = load_templates(self.templates_source)
+        self.classifier = None
+
+    def config(self) -> dict:
+        return {"templates_source": self.templates_source, "templates": self.templates}
+
+    def setup(self, model, dataset) -> None:
+        if model.kind != "clip":
+            raise VlmprobeError(f"--method zeroshot needs a CLIP model; {model.spec} is a {model.kind} "
+                                "(use --method generate or likelihood)")
+        self.classifier = model.text_classifier(dataset.classnames, self.templates)  # [K, D]
+        self.scale = model.logit_scale
+
+    def num_scores(self, dataset) -> int:
+        return len(dataset.classnames)
+
+    def image_transform(self, model):
+        """Runs in DataLoader workers: PIL -> [3, H, W]."""
+        return model.preprocess
+
+    def run_batch(self, model, samples, images, rng_for):
+        """images: list of [3, H, W] tensors -> records, logits [B, K]."""
+        emb = model.encode_images(torch.stack(images)).cpu()  # [B, D]
+        logits = (self.scale * emb @ self.classifier.T).numpy().astype(np.float32)
+        preds = logits.argmax(1)
+        return [{"prediction": int(p)} for p in preds], logits
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--templates", default="single",
+                        help="CLIP prompt templates: 'single' (\"a photo of a {}.\"), 'imagenet' (open_clip's "
+                             "80-template ensemble) or a text file with one '{}' template per line")
+
+
+def from_args(args) -> Method:
+    return Method(templates=args.templates)

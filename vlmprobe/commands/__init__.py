@@ -1,0 +1,1 @@
+"""One module per `vlmprobe` subcommand (see vlmprobe/cli.py)."""

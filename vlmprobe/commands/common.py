@@ -1,0 +1,51 @@
+"""Argument groups shared by subcommands: how to load a model, how to load a dataset."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", required=required, metavar="SPEC",
+                   help="openclip:ARCH@PRETRAINED | openclip:local-dir:PATH | hfclip:ID_OR_PATH | hf:ID_OR_PATH"
+                        "[+adapter:PATH] | toy:clip | toy:vlm | a local model directory")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "auto"],
+                   help="weight dtype (default: float32)")
+    g.add_argument("--device-map", default=None, help="transformers device_map, e.g. auto (multi-GPU)")
+    g.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes NF4 4-bit weights (VLMs)")
+    g.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit weights (VLMs)")
+    g.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+
+
+def model_from_args(args, spec: str | None = None):
+    from ..models import LoadOptions, load_model
+
+    options = LoadOptions(device=args.device, dtype=args.dtype, device_map=args.device_map,
+                          load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit,
+                          trust_remote_code=args.trust_remote_code)
+    return load_model(spec or args.model, options)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", required=required, metavar="SPEC",
+                   help="ImageFolder DIR | manifest FILE.jsonl ({image,label,split}) | hfds:PATH | toy:digits[:SPLIT]")
+    g.add_argument("--split", default=None, help="split to use (manifest 'split' field, sub-folder, DatasetDict key)")
+    g.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N images")
+    g.add_argument("--seed", type=int, default=0, help="seed for --limit and every per-sample random choice")
+    g.add_argument("--classes", default=None, metavar="FILE|imagenet",
+                   help="class names: a JSON list file, or 'imagenet' (open_clip's ImageNet-1k names); "
+                        "default: the dataset's own labels")
+    g.add_argument("--duplicate-names", default="merge", choices=["merge", "keep", "error"],
+                   help="identical class names (ImageNet has 2 pairs): merge into one class (default), "
+                        "keep as separate columns (ties go to the first), or error")
+    g.add_argument("--image-root", default=None, help="resolve manifest image paths under this directory")
+
+
+def dataset_from_args(args, spec: str | None = None, split: str | None = None):
+    from ..data import load_dataset
+
+    return load_dataset(spec or args.data, split=split if split is not None else args.split, limit=args.limit,
+                        seed=args.seed, classes=args.classes, duplicate_names=args.duplicate_names,
+                        image_root=args.image_root)

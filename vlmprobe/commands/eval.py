@@ -1,0 +1,48 @@
+"""``vlmprobe eval``: classify a dataset with one method and write a run directory."""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_data_arguments, add_model_arguments, dataset_from_args, model_from_args
+
+METHOD_HELP = ("zeroshot (CLIP: cosine to class-name text embeddings) | generate (VLM: ask, then match the "
+               "answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class)")
+
+
+def register(subparsers) -> None:
+    from ..classify.runner import available_methods, method_module
+
+    p = subparsers.add_parser(
+        "eval", help="classify images with one method; writes config.json, samples.jsonl, scores.npy, results.json",
+        description="Classify a dataset with a CLIP or VLM and write a run directory (DIR/config.json, "
+                    "samples.jsonl, scores.npy [N x K], results.json). Re-running the same command resumes; "
+                    "a different config into an existing DIR is refused.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_arguments(p)
+    add_data_arguments(p)
+    g = p.add_argument_group("run")
+    g.add_argument("--method", required=True, choices=available_methods(), help=METHOD_HELP)
+    g.add_argument("--out", required=True, metavar="DIR", help="run directory (created; resumed if it exists)")
+    g.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    g.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for image decoding")
+    g.add_argument("--groups", default=None, metavar="FIELD",
+                   help="manifest field whose values define groups for group-shift accuracy")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for name in available_methods():
+        method_module(name).add_arguments(p.add_argument_group(f"--method {name}"))
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..classify.runner import evaluate, method_module
+
+    method = method_module(args.method).from_args(args)
+    dataset = dataset_from_args(args)
+    model = model_from_args(args)
+    results = evaluate(model, dataset, method, args.out, batch_size=args.batch_size, seed=args.seed,
+                       workers=args.workers, progress=not args.no_progress, groups=args.groups)
+    top1 = results.get("top1")
+    print(f"{args.method} {model.spec} on {dataset.name}: top-1 {top1:.4f}" if isinstance(top1, float)
+          else f"{args.method} {model.spec} on {dataset.name}: done")
+    print(f"results: {args.out}/results.json (samples.jsonl, scores.npy, config.json beside it)")
+    return 0

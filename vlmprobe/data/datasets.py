@@ -1,0 +1,143 @@
+"""Image-classification datasets: ImageFolder trees, JSONL manifests, HF ``datasets`` on disk.
+
+Every dataset is an ``ImageDataset``: a list of ``Sample`` records plus class names, with images
+loaded lazily (``load_image(i)`` -> RGB PIL image). An unreadable image raises ``ImageLoadError``
+naming the path; the evaluation runner records it as a skipped sample (counted in results).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+class ImageLoadError(Exception):
+    """An image that cannot be read (missing, truncated, not an image)."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+@dataclass
+class Sample:
+    """One image: ``id`` unique within the dataset, ``image`` a path (or a locator for
+    in-memory datasets), ``label`` the index into ``ImageDataset.classnames``, ``meta`` any
+    extra manifest fields (e.g. a ``group`` for group-shift metrics)."""
+
+    id: str
+    image: str
+    label: int
+    meta: dict = field(default_factory=dict)
+
+
+def to_rgb(img):
+    """Any PIL mode (L, P, RGBA, I;16, CMYK...) -> RGB; transparency composited on white."""
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    if img.mode.startswith("I") or img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo if hi > lo else 1.0) * 255.0
+        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")
+
+
+def read_image(path: str):
+    """Open and fully decode an image file as RGB, or raise ImageLoadError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except FileNotFoundError:
+        raise ImageLoadError(path, "file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ImageLoadError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+
+
+class ImageDataset:
+    """``samples`` + ``classnames``; images are read on demand by ``loader(sample)``."""
+
+    def __init__(self, name: str, samples: list[Sample], classnames: list[str],
+                 loader: Callable[[Sample], object] | None = None, info: dict | None = None):
+        self.name = name
+        self.samples = samples
+        self.classnames = list(classnames)
+        self._loader = loader or (lambda s: read_image(s.image))
+        self.info = dict(info or {})
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_image(self, i: int):
+        """RGB PIL image of sample ``i``; raises ImageLoadError."""
+        return self._loader(self.samples[i])
+
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    def subset(self, indices: Sequence[int], **info) -> "ImageDataset":
+        return ImageDataset(self.name, [self.samples[i] for i in indices], self.classnames, self._loader,
+                            {**self.info, **info})
+
+    def describe(self) -> dict:
+        """What the run config records: spec, size, classes and how they were chosen."""
+        return {"spec": self.name, "num_samples": len(self.samples), "num_classes": len(self.classnames),
+                "classnames": self.classnames, **self.info}
+
+
+def scan_image_folder(root: Path) -> tuple[list[Sample], list[str]]:
+    """``root/<class>/<image>``; classes are the sorted sub-directory names."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class sub-directories (expected ROOT/<class>/<image>)")
+    samples = []
+    for label, cls in enumerate(classes):
+        for f in sorted((root / cls).rglob("*")):
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+                samples.append(Sample(id=str(f.relative_to(root)), image=str(f), label=label))
+    return samples, classes
+
+
+def read_manifest(path: Path, image_root: Path | None = None) -> list[dict]:
+    """JSONL rows ``{"image": path, "label": name|index, "split": ...}``; image paths are
+    relative to the manifest's directory (or ``image_root``). Errors name file and line."""
+    rows = []
+    base = image_root or path.parent
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object")
+            for key in ("image", "label"):
+                if key not in row:
+                    raise DataError(f"{path}:{lineno}: missing field {key!r}")
+            img = Path(str(row["image"])).expanduser()
+            row["_path"] = str(img if img.is_absolute() else (base / img))
+            row["_line"] = lineno
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: the manifest has no rows")
+    return rows

@@ -1,0 +1,147 @@
+"""``load_dataset(spec, ...)``: one entry point for every dataset source.
+
+=====================  =================================================================
+``DIR``                ImageFolder ``DIR/<class>/<image>`` (``DIR/<split>/<class>/...`` with split)
+``FILE.jsonl``         manifest rows ``{"image", "label", "split", ...}``; paths relative to it
+``hfds:PATH``          a ``datasets`` Dataset/DatasetDict saved with ``save_to_disk``
+``toy:digits[:SPLIT]`` the embedded miniature world (``vlmprobe.toy``)
+=====================  =================================================================
+
+Class names come from the dataset (sorted folder names / sorted manifest labels / the
+``ClassLabel`` feature) or from ``classes`` (``imagenet`` or a JSON list file). ``limit`` keeps a
+seeded random subset (``seed``) in dataset order, so the same arguments give the same images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .classnames import apply_duplicate_policy, read_classnames
+from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, to_rgb
+
+
+def load_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0,
+                 classes: str | None = None, duplicate_names: str = "merge",
+                 image_root: str | None = None) -> ImageDataset:
+    """Load a dataset spec (table above) as an ImageDataset; raises DataError with one line."""
+    if spec.startswith("toy:"):
+        from ..toy import load_toy_dataset
+
+        ds = load_toy_dataset(spec, split=split)
+    elif spec.startswith("hfds:"):
+        ds = _load_hf_disk(spec, split)
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise DataError(f"dataset {spec!r}: path does not exist")
+        if path.is_dir():
+            root = path / split if split and (path / split).is_dir() else path
+            if split and root is path:
+                raise DataError(f"dataset {spec!r}: no sub-directory {split!r} for --split")
+            samples, names = scan_image_folder(root)
+            ds = ImageDataset(spec, samples, names, info={"format": "imagefolder", "split": split})
+        elif path.suffix == ".jsonl":
+            ds = _load_manifest(spec, path, split, image_root)
+        else:
+            raise DataError(f"dataset {spec!r}: expected a directory, a .jsonl manifest, hfds:PATH or toy:...")
+    if classes:
+        ds = _relabel(ds, read_classnames(classes), classes)
+    ds = _dedupe(ds, duplicate_names)
+    if limit is not None and limit < len(ds):
+        if limit <= 0:
+            raise DataError(f"--limit must be positive (got {limit})")
+        keep = np.sort(np.random.default_rng(seed).choice(len(ds), size=limit, replace=False))
+        ds = ds.subset(keep.tolist())
+    ds.info.update({"split": split, "limit": limit, "seed": seed, "classes_source": classes or "dataset"})
+    if len(ds) == 0:
+        raise DataError(f"dataset {spec!r} (split {split!r}) has no images")
+    return ds
+
+
+def _load_manifest(spec: str, path: Path, split: str | None, image_root: str | None) -> ImageDataset:
+    rows = read_manifest(path, Path(image_root).expanduser() if image_root else None)
+    if split is not None:
+        missing = [r["_line"] for r in rows if "split" not in r]
+        if missing:
+            raise DataError(f"{path}:{missing[0]}: no 'split' field but --split {split} was given")
+        rows = [r for r in rows if r["split"] == split]
+        if not rows:
+            raise DataError(f"{path}: no rows with split {split!r}")
+    labels = [r["label"] for r in rows]
+    if all(isinstance(v, str) for v in labels):
+        names = sorted(set(labels))
+    elif all(isinstance(v, int) for v in labels):
+        names = [str(i) for i in range(max(labels) + 1)]  # replaced by --classes
+    else:
+        bad = next(r for r in rows if not isinstance(r["label"], (str, int)) or isinstance(r["label"], bool))
+        raise DataError(f"{path}:{bad['_line']}: field 'label' must be a class name or an index")
+    index = {n: i for i, n in enumerate(names)}
+    samples = []
+    for r in rows:
+        meta = {k: v for k, v in r.items() if k not in ("image", "label", "_path", "_line")}
+        lab = r["label"]
+        samples.append(Sample(id=str(r.get("id", r["image"])), image=r["_path"],
+                              label=index[lab] if isinstance(lab, str) else lab, meta=meta))
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataError(f"{path}: sample id {dup!r} appears more than once (add a unique 'id' field)")
+    return ImageDataset(spec, samples, names, info={"format": "manifest"})
+
+
+def _load_hf_disk(spec: str, split: str | None) -> ImageDataset:
+    import datasets
+
+    path = spec[len("hfds:"):]
+    try:
+        obj = datasets.load_from_disk(path)
+    except FileNotFoundError as e:
+        raise DataError(f"dataset {spec!r}: {e}") from None
+    if isinstance(obj, datasets.DatasetDict):
+        if split is None or split not in obj:
+            raise DataError(f"dataset {spec!r}: choose --split from {sorted(obj)}")
+        obj = obj[split]
+    image_col = next((c for c in ("image", "img", "pixel_values") if c in obj.column_names), None)
+    label_col = next((c for c in ("label", "labels", "fine_label") if c in obj.column_names), None)
+    if image_col is None or label_col is None:
+        raise DataError(f"dataset {spec!r}: needs an image column (image/img) and a label column (label)")
+    feature = obj.features[label_col]
+    names = list(feature.names) if hasattr(feature, "names") else [str(i) for i in range(max(obj[label_col]) + 1)]
+    samples = [Sample(id=f"{split or 'data'}/{i}", image=f"{spec}#{split or ''}/{i}", label=int(v))
+               for i, v in enumerate(obj[label_col])]
+
+    def loader(sample: Sample):
+        return to_rgb(obj[int(sample.id.rsplit("/", 1)[1])][image_col])
+
+    return ImageDataset(spec, samples, names, loader, info={"format": "hf-datasets"})
+
+
+def _relabel(ds: ImageDataset, names: list[str], source: str) -> ImageDataset:
+    """Map the dataset's labels onto an explicit class list: by name when every dataset class is
+    in the list, else by position when the counts agree (ImageNet folders named by wnid)."""
+    own = ds.classnames
+    lookup = {n: i for i, n in enumerate(names)}
+    if all(n in lookup for n in own):
+        mapping = [lookup[n] for n in own]
+    elif len(own) == len(names):
+        mapping = list(range(len(names)))
+    else:
+        missing = next(n for n in own if n not in lookup)
+        raise DataError(f"label {missing!r} of dataset {ds.name!r} is not in class list {source} "
+                        f"({len(names)} names)")
+    for s in ds.samples:
+        if not 0 <= s.label < len(mapping):
+            raise DataError(f"sample {s.id!r}: label index {s.label} outside class list {source}")
+    samples = [Sample(s.id, s.image, mapping[s.label], s.meta) for s in ds.samples]
+    return ImageDataset(ds.name, samples, names, ds._loader, ds.info)
+
+
+def _dedupe(ds: ImageDataset, policy: str) -> ImageDataset:
+    names, remap, duplicates = apply_duplicate_policy(ds.classnames, policy)
+    if not duplicates:
+        return ds
+    samples = [Sample(s.id, s.image, remap[s.label], s.meta) for s in ds.samples]
+    info = {**ds.info, "duplicate_names": {"policy": policy, "groups": duplicates}}
+    return ImageDataset(ds.name, samples, names, ds._loader, info)
