@@ -44,5 +44,6 @@ def run(args) -> int:
     top1 = results.get("top1")
     print(f"{args.method} {model.spec} on {dataset.name}: top-1 {top1:.4f}" if isinstance(top1, float)
           else f"{args.method} {model.spec} on {dataset.name}: done")
-    print(f"results: {args.out}/results.json (samples.jsonl, scores.npy, config.json beside it)")
+    others = ["samples.jsonl", "config.json"] + (["scores.npy"] if method.num_scores(dataset) else [])
+    print(f"results: {args.out}/results.json ({', '.join(others)} beside it)")
     return 0

@@ -1,0 +1,155 @@
+"""Direct generation: ask a VLM what is in the image, then match its answer to class names.
+
+Per image: choose the label space (open world: all K classes, not shown to the model; closed
+world: the candidates from ``candidates.sample_candidates``, listed in the question), build the
+question (``prompts.PromptTemplate.format``), render it through the model's chat template and
+decode greedily (``VisionLanguageModel.generate``: left padding + attention mask, so a batch
+gives the answers batch size 1 gives), then judge the answer (``matching.match_response``).
+
+Record fields (one per sample, besides the runner's): ``prediction`` (class index or None),
+``response`` (decoded new tokens, stripped), ``matches`` (class indices mentioned, paper's
+criterion), ``matched`` (at least one candidate mentioned), ``ambiguous`` (several effective
+matches), ``candidates`` (class indices in displayed order; closed world only), ``prompt``
+(the question text before the chat template).
+
+``summarize(records)`` adds to results.json: the unmatched and ambiguous rates, and the
+paper's accuracy (``accuracy_any_match``: the true class is among the mentioned ones, even if
+other classes are named as well), next to the single-prediction accuracy the metrics report.
+"""
+from __future__ import annotations
+
+from ..errors import VlmprobeError
+from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
+from .matching import RULES, match_response
+from .prompts import OPEN_WORLD_QUESTION, PROMPTS, get_prompt
+
+
+class Method:
+    name = "generate"
+
+    def __init__(self, prompt: str = "default", closed_world: bool = False, num_candidates: int | str | None = None,
+                 shuffle: bool = True, cot: bool = False, max_new_tokens: int | None = None,
+                 match: str = "substring"):
+        self.template = get_prompt(prompt, cot=cot)
+        self.closed_world = bool(closed_world)
+        self.num_candidates = parse_num_candidates(num_candidates)
+        if self.num_candidates is not None and not self.closed_world:
+            raise VlmprobeError("--num-candidates sets the label space listed in the question; it needs "
+                                "--closed-world (open-world answers are matched against all classes)")
+        if self.template.has_classes_slot and not self.closed_world:
+            raise VlmprobeError(f"prompt {self.template.name!r} ({self.template.source}) has a {{classes}} "
+                                "slot; use it with --closed-world")
+        self.shuffle = bool(shuffle)
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise VlmprobeError(f"--max-new-tokens {max_new_tokens}: must be at least 1")
+        self.max_new_tokens = int(max_new_tokens) if max_new_tokens is not None else self.template.max_new_tokens
+        if match not in RULES:
+            raise VlmprobeError(f"--match {match!r}: choose from {', '.join(RULES)}")
+        self.match = match
+        self.classnames: list[str] = []
+
+    def config(self) -> dict:
+        cfg = {"prompt": self.template.to_config(), "closed_world": self.closed_world,
+               "max_new_tokens": self.max_new_tokens, "match": self.match, "greedy": True}
+        if self.closed_world:  # label-space options only matter when classes are listed
+            cfg.update(num_candidates=self.num_candidates or "all", shuffle=self.shuffle)
+        return cfg
+
+    def setup(self, model, dataset) -> None:
+        if getattr(model, "kind", None) != "vlm":
+            raise VlmprobeError(f"--method generate needs a vision-language model; {model.spec} is a "
+                                f"{getattr(model, 'kind', '?')} model (use --method zeroshot)")
+        self.classnames = list(dataset.classnames)
+        check_num_candidates(self.num_candidates, len(self.classnames))
+
+    def num_scores(self, dataset) -> None:
+        return None
+
+    def questions(self, samples, rng_for) -> tuple[list[str], list[list[int] | None]]:
+        """Per sample: the question and its candidate class indices (None in open world)."""
+        questions, offered = [], []
+        for sample in samples:
+            cands = None
+            if self.closed_world:
+                cands = sample_candidates(sample.label, len(self.classnames), self.num_candidates, rng_for(sample),
+                                          shuffle=self.shuffle)
+            names = [self.classnames[c] for c in cands] if cands is not None else None
+            questions.append(self.template.format(names))
+            offered.append(cands)
+        return questions, offered
+
+    def judge(self, response: str, cands: list[int] | None) -> dict:
+        """Match one answer against the label space; indices mapped back to class indices."""
+        space = cands if cands is not None else list(range(len(self.classnames)))
+        result = match_response(response, [self.classnames[c] for c in space], self.match)
+        return {"prediction": space[result.prediction] if result.prediction is not None else None,
+                "matches": [space[i] for i in result.matches], "matched": bool(result.matches),
+                "ambiguous": result.ambiguous}
+
+    def run_batch(self, model, samples, images, rng_for):
+        """PIL images -> records (no score matrix)."""
+        questions, offered = self.questions(samples, rng_for)
+        responses = model.generate(images, questions, max_new_tokens=self.max_new_tokens)
+        records = []
+        for question, cands, response in zip(questions, offered, responses):
+            rec = {**self.judge(response, cands), "response": response, "prompt": question}
+            if cands is not None:
+                rec["candidates"] = cands
+            records.append(rec)
+        return records, None
+
+    def summarize(self, records: list[dict]) -> dict:
+        """results.json's ``method_summary`` (see ``summarize_records``)."""
+        return {**summarize_records(records), "match_rule": self.match}
+
+
+def summarize_records(records: list[dict]) -> dict:
+    """Answer-level rates over answered records (those with a ``response``; skipped images are
+    counted by the runner): ``unmatched_rate`` (no candidate mentioned), ``ambiguous_rate``
+    (several effective matches), ``no_prediction_rate`` (either, unless ``first`` resolved it),
+    ``accuracy_any_match`` (the paper's criterion: true class among the mentioned ones)."""
+    done = [r for r in records if "response" in r]
+    n = len(done)
+
+    def rate(pred) -> float | None:
+        return sum(1 for r in done if pred(r)) / n if n else None
+
+    return {"answered": n,
+            "unmatched_rate": rate(lambda r: not r["matched"]),
+            "ambiguous_rate": rate(lambda r: r["ambiguous"]),
+            "no_prediction_rate": rate(lambda r: r["prediction"] is None),
+            "accuracy_any_match": rate(lambda r: r["label"] in r["matches"]),
+            "mean_response_chars": sum(len(r["response"]) for r in done) / n if n else None}
+
+
+def add_arguments(parser) -> None:
+    """``vlmprobe eval --method generate`` options (``parser``: an argparse parser or group)."""
+    g = parser
+    g.add_argument("--prompt", default="default", metavar="NAME|FILE",
+                   help=f"question asked: a built-in name ({', '.join(PROMPTS)}; default is the paper's "
+                        f"'{OPEN_WORLD_QUESTION}') or a UTF-8 text file ({{classes}} marks where the closed-world "
+                        "candidate list goes)")
+    world = g.add_mutually_exclusive_group()
+    world.add_argument("--closed-world", dest="closed_world", action="store_true", default=False,
+                       help="list the candidates in the question (' Choose one from \"c1, c2, ...\"')")
+    world.add_argument("--open-world", dest="closed_world", action="store_false",
+                       help="ask without listing classes; match the answer against all classes")
+    g.add_argument("--num-candidates", default=None, metavar="N|all",
+                   help="closed world: true class + N-1 random other classes per image (seeded), or all")
+    order = g.add_mutually_exclusive_group()
+    order.add_argument("--shuffle", dest="shuffle", action="store_true", default=True,
+                       help="shuffle the candidate order per image (seeded)")
+    order.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                       help="list candidates in dataset class order")
+    g.add_argument("--cot", action="store_true",
+                   help="append \"Let's think step by step.\" (default budget 512 new tokens instead of 64)")
+    g.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generation budget (default 64, or 512 with --cot)")
+    g.add_argument("--match", default="substring", choices=RULES,
+                   help="answer matching: substring (the paper's case-insensitive 'label in response'), word "
+                        "(whole-word mention), first (earliest mentioned candidate)")
+
+
+def from_args(args) -> Method:
+    return Method(prompt=args.prompt, closed_world=args.closed_world, num_candidates=args.num_candidates,
+                  shuffle=args.shuffle, cot=args.cot, max_new_tokens=args.max_new_tokens, match=args.match)

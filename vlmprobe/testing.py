@@ -1,0 +1,335 @@
+"""Tiny, architecture-faithful, random-weight models built fully offline (tests, quickstart).
+
+``build_tiny_models(DIR)`` (or ``python -m vlmprobe.testing DIR``) writes, in a few seconds:
+
+==============  ===============================================  ===============================
+``openclip``    open_clip ViT (32 px, patch 8, 2+2 layers)        ``openclip:local-dir:DIR/openclip``
+``hfclip``      transformers ``CLIPModel`` + ``CLIPProcessor``     ``hfclip:DIR/hfclip``
+``llava``       ``LlavaForConditionalGeneration`` (LLaVA-1.5)      ``hf:DIR/llava``
+``llava-next``  ``LlavaNextForConditionalGeneration`` (AnyRes)     ``hf:DIR/llava-next``
+==============  ===============================================  ===============================
+
+The VLMs are a 2-layer, 64-wide CLIP vision tower (32 px, patch 8: 16 patch tokens; the
+"default" feature strategy drops CLS) + a 2-layer, 64-wide Llama (grouped-query attention)
+(widths are multiples of 64, which bitsandbytes' CPU 4-bit kernel needs), saved with
+``save_pretrained`` together with a processor, a generation config and a chat template shaped
+like the real checkpoints' (LLaVA-1.5: ``USER: <image>\\n{q} ASSISTANT:``; LLaVA-NeXT, as in
+llava-v1.6-mistral: ``[INST] <image>\\n{q} [/INST]``). LLaVA-NeXT tiles images on the grid
+pinpoints below, so the number of ``<image>`` tokens depends on the image's size.
+
+Tokenizers are byte-level BPE vocabularies trained here (``tokenizers``) on a small English
+corpus (prompt phrases, digit names, ImageNet class names and CLIP templates from open_clip):
+common words are one or a few tokens and any text, unicode included, tokenizes. The CLIP
+tokenizer puts ``<|endoftext|>`` at the largest id so transformers' EOS pooling and its legacy
+"argmax id" rule agree (see GUIDE section 6). The open_clip model uses open_clip's own BPE.
+
+Each model directory is built in a temporary sibling and renamed into place after a marker
+file (``MARKER``, written last) records the recipe version: a complete earlier build is
+reused, a half-written or outdated one is rebuilt. Weights are seeded, so builds repeat.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+MARKER = ".vlmprobe-tiny.json"  # written last into every finished model directory
+RECIPE_VERSION = 1  # bump whenever a recipe below changes: older builds are rebuilt
+SEED = 0
+NAMES = ("openclip", "hfclip", "llava", "llava-next")
+SPECS = {"openclip": "openclip:local-dir:{}", "hfclip": "hfclip:{}", "llava": "hf:{}", "llava-next": "hf:{}"}
+
+IMAGE_SIZE = 32  # vision tower input (px)
+PATCH_SIZE = 8  # -> (32/8)^2 = 16 patch tokens (+ CLS, dropped by the "default" strategy)
+GRID_PINPOINTS = [[32, 64], [64, 32], [64, 64], [96, 32], [32, 96]]  # AnyRes canvases (h, w)
+LM_VOCAB = 2048  # byte-level BPE size of the VLM tokenizer, specials included
+CLIP_VOCAB = 1024
+
+IMAGE_TOKEN = "<image>"
+LLAVA_CHAT_TEMPLATE = (  # LLaVA-1.5 (vicuna v1): "USER: <image>\n{question} ASSISTANT: {answer}</s>USER: ..."
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% if message['role'] == 'assistant' %}{{ part['text'] + eos_token }}{% else %}{{ part['text'] + ' ' }}{% endif %}"
+    "{% endfor %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+LLAVA_NEXT_CHAT_TEMPLATE = (  # llava-v1.6-mistral: "[INST] <image>\n{question} [/INST] {answer}</s>"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' }}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{{ ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ ' ' + part['text'] }}{% endfor %}"
+    "{{ eos_token }}"
+    "{% else %}{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ part['text'] + '\n\n' }}{% endfor %}{% endif %}"
+    "{% endfor %}"
+)
+
+_COMMON = """the a an of in on at to is are was be this that these those it its there what which who
+how why where when type kind object thing photo picture image shown show shows see seen looks like
+features feature contains contain choose one from answer question describe description class
+category label name called named animal bird dog cat fish car truck plane boat flower tree food
+person man woman child small large big little red green blue black white yellow brown gray
+and or not no yes with without for by as has have can could would should do does think step
+let's let us please best only word words digit number handwritten written drawn sketch
+zero one two three four five six seven eight nine ten golden retriever tabby tiger lion
+good bad cropped close up dark bright blurry clean dirty jpeg rendering origami toy plastic
+cartoon painting tattoo embroidered low resolution high quality weird difficult nice cool"""
+_PHRASES = (
+    "What type of object is in this photo?",
+    "What type of object is in the photo?",
+    "The photo features a",
+    "Choose one from",
+    "Let's think step by step.",
+    "Choose A, B, C, or D.",
+    "USER: ASSISTANT:",
+    "[INST] [/INST]",
+    "a photo of a",
+    "0 1 2 3 4 5 6 7 8 9 10 100 1000 A B C D",
+)
+
+
+def _corpus() -> list[str]:
+    """English training text: prompt phrases (weighted), common words, ImageNet class names in
+    open_clip's templates. Fixed content and order, so the trained vocabulary is fixed."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
+
+    words = _COMMON.split()
+    lines = list(_PHRASES) * 20 + [" ".join(words)] * 10
+    lines += [f"{w} {w.capitalize()} {w.upper()}" for w in words]
+    for i, name in enumerate(IMAGENET_CLASSNAMES):
+        lines.append(SIMPLE_IMAGENET_TEMPLATES[i % len(SIMPLE_IMAGENET_TEMPLATES)](name))
+        lines.append(f"The photo features a {name}.")
+    return lines
+
+
+def build_tokenizer(vocab_size: int, lowercase: bool = False, first_specials: tuple[str, ...] = ()):
+    """Byte-level BPE ``tokenizers.Tokenizer`` of ``vocab_size`` tokens trained on ``_corpus()``;
+    ``first_specials`` take ids 0, 1, ... Every byte is in the alphabet: no text is out of vocabulary."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Sequence([normalizers.NFC()] + ([normalizers.Lowercase()] if lowercase else []))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                  special_tokens=[AddedToken(t, special=True, normalized=False) for t in first_specials],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return tok
+
+
+def llama_tokenizer():
+    """Transformers fast tokenizer shaped like LLaVA's Llama one: ``<unk>``=0, ``<s>``=1,
+    ``</s>``=2 (eos), BPE, then ``<image>`` and ``<pad>`` appended; ``<s>`` prefixes every text."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = build_tokenizer(LM_VOCAB - 2, first_specials=("<unk>", "<s>", "</s>"))
+    tok.add_special_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False),
+                            AddedToken("<pad>", special=True, normalized=False)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                      special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", padding_side="left", model_max_length=4096,
+                                   extra_special_tokens={"image_token": IMAGE_TOKEN},
+                                   clean_up_tokenization_spaces=False)
+
+
+def clip_tokenizer():
+    """Lower-casing BPE with ``<|startoftext|> $A <|endoftext|>``; both specials take the largest
+    ids (EOS last) and ``<|endoftext|>`` pads, as in OpenAI CLIP; 77-token context."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = build_tokenizer(CLIP_VOCAB - 2, lowercase=True)
+    tok.add_special_tokens([AddedToken("<|startoftext|>", special=True, normalized=False),
+                            AddedToken("<|endoftext|>", special=True, normalized=False)])
+    bos, eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>", pair="<|startoftext|> $A <|endoftext|> $B <|endoftext|>",
+        special_tokens=[("<|startoftext|>", bos), ("<|endoftext|>", eos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=77,
+                                   clean_up_tokenization_spaces=False)
+
+
+def _vision_config(**over):
+    from transformers import CLIPVisionConfig
+
+    # widths are multiples of 64: bitsandbytes' CPU 4-bit kernel packs weights in blocks of 64 inputs
+    kw = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+              image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, projection_dim=32)
+    return CLIPVisionConfig(**{**kw, **over})
+
+
+def _llama_config(tokenizer):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                       initializer_range=0.2,  # decisive random logits: greedy ties cannot flip on float noise
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+
+
+def _clip_image_processor(**over):
+    from transformers import CLIPImageProcessor
+
+    kw = dict(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return CLIPImageProcessor(**{**kw, **over})
+
+
+def _save_vlm(model, processor, tokenizer, out: Path) -> None:
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id, do_sample=False,
+                                               max_new_tokens=64)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
+def _build_llava(out: Path) -> None:
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    tok = llama_tokenizer()
+    n_image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2  # CLS dropped ("default" strategy)
+    config = LlavaConfig(vision_config=_vision_config(), text_config=_llama_config(tok),
+                         image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN), image_seq_length=n_image_tokens,
+                         vision_feature_select_strategy="default", vision_feature_layer=-2)
+    model = LlavaForConditionalGeneration(config).eval()
+    processor = LlavaProcessor(image_processor=_clip_image_processor(), tokenizer=tok, patch_size=PATCH_SIZE,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               image_token=IMAGE_TOKEN, chat_template=LLAVA_CHAT_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+def _build_llava_next(out: Path) -> None:
+    from transformers import (LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor,
+                              LlavaNextProcessor)
+
+    tok = llama_tokenizer()
+    config = LlavaNextConfig(vision_config=_vision_config(), text_config=_llama_config(tok),
+                             image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+                             image_grid_pinpoints=GRID_PINPOINTS, image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+                             vision_feature_select_strategy="default", vision_feature_layer=-2)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_grid_pinpoints=GRID_PINPOINTS)
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   image_token=IMAGE_TOKEN, chat_template=LLAVA_NEXT_CHAT_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+def _build_hfclip(out: Path) -> None:
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+
+    tok = clip_tokenizer()
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=77, projection_dim=32,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = CLIPConfig(text_config=text, vision_config=_vision_config().to_dict(), projection_dim=32)
+    CLIPModel(config).eval().save_pretrained(out)
+    CLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tok).save_pretrained(out)
+
+
+OPENCLIP_ARCH = "vlmprobe-tiny-clip"  # registered with open_clip.add_model_config while building
+OPENCLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": IMAGE_SIZE, "layers": 2, "width": 32, "head_width": 16, "patch_size": PATCH_SIZE},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 2},  # 49408 x 16 embedding
+}
+
+
+def _build_openclip(out: Path) -> None:
+    """Random-weight open_clip model from a registered JSON config, written in the ``local-dir:``
+    format: ``open_clip_config.json`` ({"model_cfg", "preprocess_cfg"}) + ``open_clip_model.safetensors``."""
+    import open_clip
+    from open_clip.push_to_hf_hub import save_config_for_hf
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / f"{OPENCLIP_ARCH}.json"
+        cfg.write_text(json.dumps(OPENCLIP_CONFIG))
+        open_clip.add_model_config(cfg)  # the in-memory registry keeps the entry after tmp goes
+    model = open_clip.create_model(OPENCLIP_ARCH, pretrained=None).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
+    save_config_for_hf(model, out / "open_clip_config.json", model_config=open_clip.get_model_config(OPENCLIP_ARCH))
+
+
+_BUILDERS = {"openclip": _build_openclip, "hfclip": _build_hfclip, "llava": _build_llava,
+             "llava-next": _build_llava_next}
+
+
+def _complete(path: Path, name: str) -> bool:
+    try:
+        info = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("name") == name and info.get("recipe_version") == RECIPE_VERSION
+
+
+def build_tiny_model(root: str | os.PathLike, name: str, force: bool = False) -> str:
+    """Build one of ``NAMES`` as ``root/name`` (reused when complete) and return its path."""
+    root = Path(root).expanduser()
+    final = root / name
+    if not force and _complete(final, name):
+        return str(final)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=root))
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    try:
+        hf_logging.disable_progress_bar()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            _BUILDERS[name](tmp)
+        tmp.chmod(0o755)
+        (tmp / MARKER).write_text(json.dumps({"name": name, "recipe_version": RECIPE_VERSION}) + "\n")
+        if final.exists():  # half-written, outdated or forced: replace
+            if _complete(final, name) and not force:  # another process finished first
+                return str(final)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)
+
+
+def build_tiny_models(root: str | os.PathLike, force: bool = False) -> dict[str, str]:
+    """``{"openclip", "hfclip", "llava", "llava-next"} -> root/<name>`` (see module docstring)."""
+    return {name: build_tiny_model(root, name, force=force) for name in NAMES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m vlmprobe.testing",
+                                     description="Write tiny random-weight test models (offline) into DIR.")
+    parser.add_argument("dir", help="output directory (DIR/openclip, DIR/hfclip, DIR/llava, DIR/llava-next)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when a complete build exists")
+    args = parser.parse_args(argv)
+    for name, path in build_tiny_models(args.dir, force=args.force).items():
+        print(f"{name:11s} {SPECS[name].format(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
