@@ -1,1 +1,14 @@
-"""metrics"""
+"""Metrics shared by every method: pure functions on numpy arrays (no model imports).
+
+validate     input checks -> one-line VlmprobeError (shapes, class range, NaN/inf)
+accuracy     top-1, top-k, per-class accuracy, mean per-class recall, worst-k, confusions
+margin       class-wise matching margin (CMM), pseudo-label variant
+calibration  softmax, ECE (15 bins, stated edge convention), NLL, Brier, temperature scaling
+ood          MSP, MCM, AUROC, FPR@95TPR, ROC curve
+groups       accuracy per value of a sample field, drop between two groups, error ratio
+frequency    class-name mention counting in a corpus, correlation with per-class accuracy
+correlation  Spearman / Pearson over finite pairs
+plots        reliability diagram, ROC, frequency scatter (PNG)
+rundata      read a run directory into arrays
+report       summarize(...) -> results dict (used by `vlmprobe eval`), results_from_run(RUN_DIR)
+"""

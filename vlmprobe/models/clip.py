@@ -43,6 +43,9 @@ class ClipModel(VisionModel):
     def _text_embed(self, texts: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def describe(self) -> dict:
+        return {**super().describe(), "logit_scale": self.logit_scale}
+
     @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.exp().item())

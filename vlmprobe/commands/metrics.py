@@ -1,0 +1,95 @@
+"""``vlmprobe metrics RUN_DIR``: recompute RUN_DIR/results.json from the run's stored files
+(no model), and draw reliability.png (when the run has scores) and roc.png (with --ood)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vlmprobe.errors import VlmprobeError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def _pair(text: str) -> tuple[str, str]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"expected two group values A,B, got {text!r}")
+    return parts[0], parts[1]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("metrics", help="recompute results.json (and plots) from a run directory",
+                              description=__doc__)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `vlmprobe eval`")
+    p.add_argument("--worst-k", type=_int_list, default=[1, 5, 10, 20], metavar="K[,K...]",
+                   help="worst-k accuracy / CMM sizes (default 1,5,10,20; capped at the classes present)")
+    p.add_argument("--groups", default=None, metavar="FIELD[,FIELD...]",
+                   help="per-group accuracy by these sample fields (top level or meta)")
+    p.add_argument("--group-drop", type=_pair, default=None, metavar="A,B",
+                   help="also report 100*(acc_A - acc_B) for each --groups field")
+    p.add_argument("--calibration-split", default=None, metavar="FRACTION|FIELD=VALUE",
+                   help="fit a softmax temperature on this held-out part (a fraction of sample ids, or the "
+                        "samples whose FIELD equals VALUE), report calibration before/after on the rest")
+    p.add_argument("--ood", default=None, metavar="OOD_RUN_DIR",
+                   help="a run of the same model on out-of-distribution images: MSP/MCM AUROC, FPR@95TPR, roc.png")
+    p.add_argument("--pseudo-labels", default=None, metavar="REF_RUN_DIR",
+                   help="label-free CMM with class membership from this reference run's predictions (matched by id)")
+    p.add_argument("--logit-scale", type=float, default=None,
+                   help="CLIP logit scale for MCM (default: config.json, else 100 for zero-shot runs)")
+    p.add_argument("--mcm-tau", type=float, default=1.0, help="MCM temperature on cosine similarities")
+    p.add_argument("--ece-bins", type=int, default=15)
+    p.add_argument("--ece-edges", choices=["right", "left"], default="right",
+                   help="bin convention: right = (l, u] (papers), left = [l, u) (torchmetrics)")
+    p.add_argument("--confusion-top", type=int, default=10, help="number of confusion pairs to list")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG files")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vlmprobe.cache import atomic_write_json
+    from vlmprobe.metrics import calibration, ood, plots
+    from vlmprobe.metrics.report import merge_results, ood_results, results_for
+    from vlmprobe.metrics.rundata import load_run
+
+    run_data = load_run(args.run_dir)
+    ood_run = load_run(args.ood) if args.ood else None
+    pseudo = load_run(args.pseudo_labels) if args.pseudo_labels else None
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
+    if args.group_drop and not groups:
+        raise VlmprobeError("--group-drop needs --groups FIELD")
+    results = results_for(run_data, worst_k=args.worst_k, groups=groups, group_drop=args.group_drop,
+                          calibration_split=args.calibration_split, ood=ood_run, pseudo=pseudo,
+                          logit_scale=args.logit_scale, mcm_tau=args.mcm_tau, confusion_top=args.confusion_top,
+                          ece_bins=args.ece_bins, ece_edges=args.ece_edges)
+    out = Path(args.run_dir) / "results.json"
+    old = None
+    if out.is_file():
+        try:
+            old = json.loads(out.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            old = None
+    atomic_write_json(out, merge_results(old if isinstance(old, dict) else None, results))
+    written = [out]
+    if not args.no_plots:
+        if run_data.scores is not None and run_data.labels is not None and len(run_data.labels):
+            probs = calibration.softmax(run_data.scores)
+            bins = calibration.reliability_bins(probs, run_data.labels, args.ece_bins, args.ece_edges)
+            written.append(plots.reliability_diagram(bins, Path(args.run_dir) / "reliability.png",
+                                                     title=run_data.method or "reliability",
+                                                     ece=results["calibration"]["ece"]))
+        if ood_run is not None:
+            _, confs = ood_results(run_data, ood_run, args.logit_scale, args.mcm_tau)
+            curves = {name: (*ood.roc_curve(a, b), results["ood"][name]["auroc"]) for name, (a, b) in confs.items()}
+            written.append(plots.roc_plot(curves, Path(args.run_dir) / "roc.png"))
+    top1 = results.get("top1", results.get("accuracy"))
+    print(f"top-1 {top1:.4f}" if isinstance(top1, float) else "top-1 n/a", "->", ", ".join(str(w) for w in written))
+    return 0

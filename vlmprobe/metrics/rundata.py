@@ -1,0 +1,142 @@
+"""Read a run directory (config.json, samples.jsonl, scores.npy) into arrays for the metrics.
+
+Row i of scores.npy belongs to line i of samples.jsonl. A record with a truthy "skipped" (or an
+"error" and no prediction) is a skipped sample: left out of every metric, counted in ``skipped``.
+Class names come from config.json's data.classnames, else the first "classnames" list found in
+config.json (at any depth, breadth first), else from
+RUN_DIR/classnames.json, else from the records' (label, label_name) pairs (then absent classes are
+named "class_<i>", and K is the score matrix width when there is one).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vlmprobe.errors import RunDirError
+
+
+@dataclass
+class RunData:
+    """Arrays over the non-skipped samples of one run (``scores`` None when not written)."""
+    path: Path
+    config: dict
+    classnames: list[str]
+    records: list[dict]            # non-skipped records, in file order
+    labels: np.ndarray | None      # int [N] or None (e.g. WikiQA runs with "correct" only)
+    predictions: np.ndarray | None  # int [N], -1 = no prediction
+    scores: np.ndarray | None      # float [N, K]
+    skipped: int = 0
+    ids: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str | None:
+        m = find_key(self.config, "method")
+        if isinstance(m, dict):
+            m = m.get("name")
+        return m if isinstance(m, str) else None
+
+    def field_values(self, name: str) -> list:
+        """Per-sample value of a field, looked up at the record's top level, then in "meta"."""
+        out = []
+        for r in self.records:
+            v = r.get(name)
+            if v is None and isinstance(r.get("meta"), dict):
+                v = r["meta"].get(name)
+            out.append(v)
+        return out
+
+
+def find_key(obj, key: str):
+    """The first value stored under ``key`` in nested dicts/lists (breadth-first), or None."""
+    queue = [obj]
+    while queue:
+        cur = queue.pop(0)
+        if isinstance(cur, dict):
+            if key in cur:
+                return cur[key]
+            queue.extend(cur.values())
+        elif isinstance(cur, list):
+            queue.extend(x for x in cur if isinstance(x, (dict, list)))
+    return None
+
+
+def _read_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise RunDirError(f"{path} not found (not a run directory?)")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for ln, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RunDirError(f"{path}:{ln}: invalid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise RunDirError(f"{path}:{ln}: a record must be a JSON object")
+            records.append(rec)
+    return records
+
+
+def is_skipped(rec: dict) -> bool:
+    return bool(rec.get("skipped")) or (rec.get("error") is not None and rec.get("prediction") is None
+                                        and "correct" not in rec)
+
+
+def _classnames(run_dir: Path, config: dict, records: list[dict], width: int | None) -> list[str]:
+    data = config.get("data")
+    names = data.get("classnames") if isinstance(data, dict) else None
+    names = names if isinstance(names, list) else find_key(config, "classnames")
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    f = run_dir / "classnames.json"
+    if f.is_file():
+        return [str(n) for n in json.loads(f.read_text(encoding="utf-8"))]
+    pairs = {}
+    for r in records:
+        if isinstance(r.get("label"), int) and r.get("label_name") is not None:
+            pairs[r["label"]] = str(r["label_name"])
+    k = max([width or 0] + [i + 1 for i in pairs])
+    return [pairs.get(i, f"class_{i}") for i in range(k)]
+
+
+def load_run(run_dir) -> RunData:
+    """Load a run directory; errors name the file and field that is wrong."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir}")
+    cfg_path = run_dir / "config.json"
+    config = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    records = _read_records(run_dir / "samples.jsonl")
+    scores = None
+    if (run_dir / "scores.partial").exists() and not (run_dir / "scores.npy").is_file():
+        raise RunDirError(f"{run_dir} is an unfinished run (scores.partial, no scores.npy): resume it first")
+    if (run_dir / "scores.npy").is_file():
+        scores = np.load(run_dir / "scores.npy")
+        if scores.ndim != 2 or scores.shape[0] != len(records):
+            raise RunDirError(f"{run_dir / 'scores.npy'}: shape {scores.shape} does not match "
+                              f"{len(records)} records in samples.jsonl")
+    classnames = _classnames(run_dir, config, records, None if scores is None else scores.shape[1])
+    keep = np.array([not is_skipped(r) for r in records], dtype=bool)
+    kept = [r for r, k in zip(records, keep) if k]
+    labels = predictions = None
+    if not kept:
+        labels, predictions = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    elif all(isinstance(r.get("label"), int) and not isinstance(r.get("label"), bool) for r in kept):
+        labels = np.array([r["label"] for r in kept], dtype=np.int64)
+        preds = []
+        for i, r in enumerate(kept):
+            p = r.get("prediction")
+            if p is not None and (not isinstance(p, int) or isinstance(p, bool)):
+                raise RunDirError(f"{run_dir / 'samples.jsonl'}: record {r.get('id', i)!r} field "
+                                  f"'prediction' must be a class index or null, got {p!r}")
+            preds.append(-1 if p is None else p)
+        predictions = np.array(preds, dtype=np.int64)
+    if scores is not None:
+        scores = scores[keep]
+    return RunData(path=run_dir, config=config, classnames=classnames, records=kept, labels=labels,
+                   predictions=predictions, scores=scores, skipped=int((~keep).sum()),
+                   ids=[str(r.get("id", i)) for i, r in enumerate(kept)])
