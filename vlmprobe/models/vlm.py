@@ -62,6 +62,17 @@ class VisionLanguageModel(VisionModel):
         self.model = model.eval()
         self.tokenizer = self.processor.tokenizer
 
+    @classmethod
+    def from_parts(cls, model, processor, spec: str = "in-memory", options: LoadOptions | None = None,
+                   fingerprint=None) -> "VisionLanguageModel":
+        """Wrap a model and processor that are already in memory (built in code, or loaded by
+        hand) so every vlmprobe method can use them."""
+        self = cls.__new__(cls)
+        VisionModel.__init__(self, spec, options or LoadOptions(device=str(next(model.parameters()).device)))
+        self.model, self.processor, self.tokenizer = model.eval(), processor, processor.tokenizer
+        self.fingerprint = fingerprint if fingerprint is not None else [spec]
+        return self
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

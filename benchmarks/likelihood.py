@@ -1,0 +1,208 @@
+"""Fast vs naive likelihood scoring, measured side by side in one run.
+
+    python benchmarks/likelihood.py --threads 1      # CPU: tiny random LLaVA, 256 image tokens
+    python benchmarks/likelihood.py --device cuda    # random LLaVA-1.5-7B shapes, bf16
+
+For K = 10, 100, 1000 ImageNet class names (open_clip's list; a byte-level BPE trained in code
+on the names gives realistic 1-17 token candidates that share prefixes) it prints the time per
+image of ``scoring="fast"`` and ``scoring="naive"``, their ratio and the max abs difference of the
+scores (fp32 on CPU). Naive scoring costs one full forward per candidate, so it is timed on
+``--naive-candidates`` candidates spread over the K and extrapolated linearly to K (printed as
+such: the per-image processor call once, plus K times the measured per-candidate cost); the
+difference is taken on those candidates. Timings are the best of ``--repeats`` runs. The models
+are random-initialised (timing does not depend on weight values), built in code and created in
+memory; nothing is downloaded or saved. On CUDA it adds images/s and the peak GPU memory of
+fast scoring at K = 1000 next to the weights' size. On a shared CPU, ``--threads 1`` avoids
+intra-op threads waiting on each other.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+QUESTION = "What type of object is in this photo?"
+ANSWER_PREFIX = "The photo features a"
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %} "
+    "{% else %}ASSISTANT: {% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}</s>{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+
+
+def classnames() -> list[str]:
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    return list(IMAGENET_CLASSNAMES)
+
+
+def build_tokenizer(vocab_size: int):
+    """Byte-level BPE trained in memory on prompt + class names; ``<image>`` is a special token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>", "<unk>", "<image>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([f"USER: {QUESTION} ASSISTANT: {ANSWER_PREFIX} {c}" for c in classnames()], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>")
+
+
+def build(shapes: str):
+    """(LlavaForConditionalGeneration config, processor) for ``cpu`` (tiny) or ``7b`` shapes."""
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor)
+
+    tok = build_tokenizer(1000)
+    if shapes == "7b":  # llava-hf/llava-1.5-7b-hf: CLIP ViT-L/14-336 + Vicuna-7B (Llama-2-7B shapes)
+        image, patch = 336, 14
+        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                  num_attention_heads=16, image_size=image, patch_size=patch, projection_dim=768)
+        text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                           num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+                           rms_norm_eps=1e-5)
+        layer = -2
+    else:  # CPU-sized: 64x64 image, 4x4 patches -> 256 image tokens; a 4-layer, 256-wide Llama
+        image, patch = 64, 4
+        vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                  image_size=image, patch_size=patch)
+        text = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048)
+        layer = -1
+    for k in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        setattr(text, k, getattr(tok, k))
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=layer, vision_feature_select_strategy="default")
+    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": image},
+                                                                  crop_size={"height": image, "width": image}),
+                               tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
+    return config, processor
+
+
+def load_vlm(args):
+    """Create the random-weight model directly on the device in its dtype (a 7B checkpoint is
+    never written to disk) and wrap it in a VisionLanguageModel with the in-memory processor."""
+    from transformers import LlavaForConditionalGeneration
+
+    from vlmprobe.models.base import LoadOptions
+    from vlmprobe.models.vlm import VisionLanguageModel
+
+    shapes = "7b" if args.device.startswith("cuda") else "cpu"
+    config, processor = build(shapes)
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    torch.set_default_dtype(dtypes[args.dtype])
+    try:
+        with torch.device(args.device):
+            model = LlavaForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(old)
+    # VisionLanguageModel.__init__ loads from a path; there is none here, so set its fields.
+    return VisionLanguageModel.from_parts(model, processor, f"random:llava-1.5-{shapes}-shapes",
+                                          LoadOptions(device=args.device, dtype=args.dtype))
+
+
+def sync(device: str):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def best(fn, args):
+    """(result, seconds): the fastest of ``args.repeats`` runs (the least disturbed by other load)."""
+    times = []
+    for _ in range(args.repeats):
+        sync(args.device)
+        t = time.perf_counter()
+        out = fn()
+        sync(args.device)
+        times.append(time.perf_counter() - t)
+    return out, min(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, help="default float32 on CPU, bfloat16 on CUDA")
+    ap.add_argument("--ks", default="10,100,1000")
+    ap.add_argument("--images", type=int, default=None, help="images scored by the fast path (CPU 2, CUDA 16)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--chunk-size", type=int, default=None, help="trie nodes per forward (CPU 256, CUDA 1024)")
+    ap.add_argument("--repeats", type=int, default=3, help="each timing is the best of this many runs")
+    ap.add_argument("--naive-candidates", type=int, default=None, help="naive timed on this many (CPU 10, CUDA 20)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = ap.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    args.dtype = args.dtype or ("bfloat16" if cuda else "float32")
+    n_images = args.images or (16 if cuda else 2)
+    n_naive = args.naive_candidates or (20 if cuda else 10)
+    args.chunk_size = args.chunk_size or (1024 if cuda else 256)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from vlmprobe.models.likelihood import score_candidates
+
+    vlm = load_vlm(args)
+    weights_gb = sum(p.numel() * p.element_size() for p in vlm.model.parameters()) / 2**30
+    rng = np.random.default_rng(0)
+    side = 336 if cuda else 64
+    images = [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(n_images)]
+    names = classnames()
+    kw = dict(answer_prefix=ANSWER_PREFIX, batch_size=args.batch_size, chunk_size=args.chunk_size)
+    prefix_len = len(vlm.encode(images[:1], [vlm.render(QUESTION, answer_prefix=ANSWER_PREFIX)])["input_ids"][0])
+    ntok = [len(t) for t in vlm.tokenizer([" " + c for c in names], add_special_tokens=False).input_ids]
+    print(f"model: {vlm.spec} ({args.dtype}, {weights_gb:.2f} GiB weights) on {args.device}, "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"prefix: {prefix_len} tokens; candidates: ImageNet class names, {np.mean(ntok):.2f} tokens on average "
+          f"(max {max(ntok)})")
+    print(f"fast: {n_images} images, batch {args.batch_size}, chunk {args.chunk_size} trie nodes. naive: 1 image, "
+          f"{n_naive} candidates spread over the K; per-image time = processor call + K x (measured time per "
+          f"candidate forward), i.e. extrapolated linearly. Times: best of {args.repeats}; max|diff| and argmax "
+          f"on those candidates.\n")
+    score_candidates(vlm, images[:1], names[:10], **kw)  # warm-up
+    prompt = vlm.render(QUESTION, answer_prefix=ANSWER_PREFIX)
+    # the naive path's only per-image work besides its per-candidate forwards: the processor call
+    t_fixed = best(lambda: vlm.encode(images[:1], [prompt], padding_side="right"), args)[1]
+    header = f"{'K':>5} {'fast s/img':>11} {'naive s/img':>12} {'ratio':>8} {'max|diff|':>10}  note"
+    print(header)
+    print("-" * len(header))
+    for K in [int(k) for k in args.ks.split(",")]:
+        cands = names[:K]
+        fast, t_fast = best(lambda: score_candidates(vlm, images, cands, **kw), args)
+        pick = np.unique(np.linspace(0, K - 1, min(n_naive, K)).round().astype(int))  # spread over the K names
+        sub = [cands[i] for i in pick]
+        naive, t_naive = best(lambda: score_candidates(vlm, images[:1], sub, scoring="naive", **kw), args)
+        per_fast = t_fast / n_images
+        per_naive = t_fixed + (t_naive - t_fixed) * K / len(sub)
+        diff = (fast[:1, pick] - naive).abs().max().item()
+        note = "naive measured" if len(sub) == K else f"naive: {len(sub)}/{K} candidates timed, extrapolated"
+        if (fast[:1, pick].argmax(1) != naive.argmax(1)).any():
+            note += "; ARGMAX DIFFERS"
+        print(f"{K:>5} {per_fast:>11.4f} {per_naive:>12.3f} {per_naive / per_fast:>7.1f}x {diff:>10.2e}  {note}",
+              flush=True)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        sync(args.device)
+        t = time.perf_counter()
+        score_candidates(vlm, images, names, **kw)
+        sync(args.device)
+        t = time.perf_counter() - t
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        print(f"\nK=1000 fast: {n_images / t:.2f} images/s; peak GPU memory {peak:.1f} GiB "
+              f"(weights {weights_gb:.1f} GiB, +{peak - weights_gb:.1f} GiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Probability inference: score every class name by its log-probability as the VLM's answer.
+
+Per image, with the question rendered through the model's chat template and an optional answer
+prefix (the paper's ``"The photo features a"``)::
+
+    s(x, c) = reduce_t log p(tokens of c | image x, question, answer prefix)    (sum | mean | first)
+
+prediction ``argmax_c s(x, c)`` (ties, e.g. duplicate class names, go to the lowest class index).
+The engine is ``vlmprobe.models.likelihood`` (``--scoring fast``: shared prefix + token trie,
+exact; ``--scoring naive``: one full forward per class, the reference).
+
+Label space: with ``--num-candidates N`` each image is scored only on the true class plus N-1
+random others (``candidates.sample_candidates``, seeded per sample); the prediction is the
+argmax over those. The metrics refuse non-finite score matrices, so such a run writes no
+scores.npy (``num_scores`` is None); each record holds ``candidates`` (class indices) and
+``candidate_scores`` (their scores, same order). Records always hold ``prediction`` and
+``logprob`` (the predicted class's score).
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ..errors import VlmprobeError
+from ..models.likelihood import REDUCTIONS, SCORINGS
+from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
+from .prompts import PROMPTS, get_prompt
+
+PAPER_ANSWER_PREFIX = "The photo features a"  # the paper's probability-inference answer start
+ARTICLES = ("none", "a/an")
+IMAGES_PER_FORWARD = 8  # images whose prefixes share one forward (bounds the prefix KV memory)
+
+
+class Method:
+    name = "likelihood"
+
+    def __init__(self, prompt: str = "default", answer_prefix: str | None = None, reduction: str = "sum",
+                 scoring: str = "fast", include_eos: bool = False, article: str | None = None,
+                 chunk_size: int = 512, num_candidates: int | str | None = None):
+        self.template = get_prompt(prompt)
+        if self.template.cot or self.template.has_classes_slot:
+            raise VlmprobeError(f"--prompt {prompt!r}: likelihood scoring asks an open question without "
+                                "chain of thought or a class list; choose another prompt")
+        self.question = self.template.format(None)
+        if answer_prefix == "paper":
+            answer_prefix = PAPER_ANSWER_PREFIX
+        self.answer_prefix = answer_prefix or None
+        if reduction not in REDUCTIONS[:3]:
+            raise VlmprobeError(f"--reduction {reduction!r}: choose from {', '.join(REDUCTIONS[:3])}")
+        if scoring not in SCORINGS:
+            raise VlmprobeError(f"--scoring {scoring!r}: choose from {', '.join(SCORINGS)}")
+        if article not in (None, *ARTICLES):
+            raise VlmprobeError(f"--article {article!r}: choose from {', '.join(ARTICLES)}")
+        if chunk_size < 1:
+            raise VlmprobeError(f"--chunk-size {chunk_size}: must be at least 1")
+        self.reduction, self.scoring, self.include_eos = reduction, scoring, bool(include_eos)
+        self.article = None if article in (None, "none") else article
+        self.chunk_size = int(chunk_size)
+        self.num_candidates = parse_num_candidates(num_candidates)
+        self.classnames: list[str] = []
+
+    def config(self) -> dict:
+        """What determines the scores (chunk size only changes memory use, so it is left out)."""
+        return {"prompt": self.template.to_config(), "question": self.question, "answer_prefix": self.answer_prefix,
+                "reduction": self.reduction, "scoring": self.scoring, "include_eos": self.include_eos,
+                "article": self.article or "none", "num_candidates": self.num_candidates or "all"}
+
+    def setup(self, model, dataset) -> None:
+        if getattr(model, "kind", None) != "vlm":
+            raise VlmprobeError(f"--method likelihood needs a vision-language model; {model.spec} is a "
+                                f"{getattr(model, 'kind', '?')} model (use --method zeroshot)")
+        self.classnames = list(dataset.classnames)
+        check_num_candidates(self.num_candidates, len(self.classnames))
+
+    def _sampled(self, num_classes: int) -> bool:
+        return self.num_candidates is not None and self.num_candidates < num_classes
+
+    def num_scores(self, dataset) -> int | None:
+        """K, or None with a sampled label space (see module docstring)."""
+        return None if self._sampled(len(dataset.classnames)) else len(dataset.classnames)
+
+    def run_batch(self, model, samples, images, rng_for):
+        """PIL images -> records, scores [B, K] float32 (None with a sampled label space)."""
+        K = len(self.classnames)
+        offered = None
+        if self._sampled(K):
+            offered = [sample_candidates(s.label, K, self.num_candidates, rng_for(s), shuffle=False)
+                       for s in samples]
+            candidates = [[self.classnames[c] for c in cands] for cands in offered]
+        else:
+            candidates = self.classnames
+        sub = model.score(images, candidates, prompt=self.question, answer_prefix=self.answer_prefix,
+                          reduction=self.reduction, scoring=self.scoring, include_eos=self.include_eos,
+                          article=self.article, batch_size=IMAGES_PER_FORWARD,
+                          chunk_size=self.chunk_size).numpy().astype(np.float32)
+        if offered is None:
+            scores = sub
+        else:
+            scores = np.full((len(samples), K), -np.inf, dtype=np.float32)  # argmax over the offered
+            for row, cands in enumerate(offered):
+                scores[row, cands] = sub[row, :len(cands)]
+        preds = scores.argmax(1)
+        records = []
+        for row, p in enumerate(preds):
+            rec = {"prediction": int(p), "logprob": float(scores[row, p])}
+            if offered is not None:
+                rec["candidates"] = offered[row]
+                rec["candidate_scores"] = [float(x) for x in sub[row, :len(offered[row])]]
+            records.append(rec)
+        return records, (scores if offered is None else None)
+
+
+def _add_shared(parser, *flags, **kwargs) -> None:
+    """Add a flag unless another method's group already defined it (``--prompt`` and
+    ``--num-candidates`` are shared with ``--method generate``; one flag, same meaning)."""
+    try:
+        parser.add_argument(*flags, **kwargs)
+    except argparse.ArgumentError:
+        pass
+
+
+def add_arguments(parser) -> None:
+    """``vlmprobe eval --method likelihood`` options (``parser``: an argparse parser or group)."""
+    _add_shared(parser, "--prompt", default="default", metavar="NAME|FILE",
+                help=f"question asked: a built-in name ({', '.join(PROMPTS)}) or a UTF-8 text file")
+    _add_shared(parser, "--num-candidates", default=None, metavar="N|all",
+                help="label space: true class + N-1 random other classes per image (seeded), or all")
+    parser.add_argument("--reduction", default="sum", choices=REDUCTIONS[:3],
+                        help="likelihood: combine a class name's token log-probs by sum (log-likelihood), mean "
+                             "per token, or the first token only")
+    parser.add_argument("--scoring", default="fast", choices=SCORINGS,
+                        help="likelihood: fast (image+prompt computed once per image, all class names in a "
+                             "token trie; exact) or naive (one full forward per class; the reference)")
+    parser.add_argument("--answer-prefix", default=None, metavar="TEXT",
+                        help=f"likelihood: text that opens the answer before the class name; 'paper' means "
+                             f"'{PAPER_ANSWER_PREFIX}'; none by default")
+    parser.add_argument("--score-eos", action="store_true",
+                        help="likelihood: also score the end-of-sequence token after the class name")
+    parser.add_argument("--article", default="none", choices=ARTICLES,
+                        help="likelihood: a/an puts 'a' or 'an' before each class name (scored with it) and drops "
+                             "a trailing 'a'/'an' from the answer prefix")
+    parser.add_argument("--chunk-size", type=int, default=512,
+                        help="likelihood (fast): trie nodes per image per forward; lower it to save memory")
+
+
+def from_args(args) -> Method:
+    if getattr(args, "closed_world", False):
+        raise VlmprobeError("--closed-world applies to --method generate; likelihood scores class names "
+                            "after an open question (use --num-candidates to restrict the label space)")
+    return Method(prompt=getattr(args, "prompt", "default"), answer_prefix=args.answer_prefix,
+                  reduction=args.reduction, scoring=args.scoring, include_eos=args.score_eos,
+                  article=args.article, chunk_size=args.chunk_size,
+                  num_candidates=getattr(args, "num_candidates", None))
