@@ -63,3 +63,17 @@ def digits_folder(tmp_path_factory):
         img = Image.fromarray(arr).resize((32, 32), Image.NEAREST).convert(modes[i % 4])
         img.save(root / name / f"{i:04d}.png")
     return root
+
+
+# ---- helper TOY: the miniature world, built ONCE per test session -------------------------
+# Other test files may use it too (e.g. to run a command on toy:digits / toy:vlm). It lives in
+# $VLMPROBE_HOME/toy/seed0, i.e. exactly where the specs toy:clip, toy:vlm and toy:digits
+# resolve, so loading through load_model("toy:vlm") reuses it instead of building again.
+# Set VLMPROBE_TEST_HOME to a persistent directory to reuse one build across sessions.
+@pytest.fixture(scope="session")
+def toy_world(_isolated_home):
+    """world.json metadata of the default toy world (+ "dir"): naming frequencies, sizes,
+    training stats and the build's own sanity accuracies."""
+    from vlmprobe.toy import build_world
+
+    return build_world(progress=False)
