@@ -1,0 +1,37 @@
+"""Generation scoring: ask the question through the model's chat template, decode greedily,
+parse the answer deterministically (``parser.parse_answer``). Unparseable = wrong.
+
+Record fields: ``response`` (decoded new tokens, stripped), ``parsed`` (letter or None),
+``parse_rule`` (how it was found or why not), ``prediction`` (option index or None).
+"""
+from __future__ import annotations
+
+from .loader import Question
+from .parser import parse_answer
+from .prompts import Condition
+
+PARSER_VERSION = 1  # bump when parse_answer's rules change (part of the run's identity)
+
+
+class GenerateScorer:
+    name = "generate"
+    num_scores = None  # no score matrix
+
+    def __init__(self, condition: Condition, max_new_tokens: int | None = None):
+        self.condition = condition
+        self.max_new_tokens = max_new_tokens or condition.max_new_tokens
+
+    def config(self) -> dict:
+        return {"name": self.name, "decoding": "greedy", "max_new_tokens": self.max_new_tokens,
+                "parser_version": PARSER_VERSION}
+
+    def run_batch(self, model, questions: list[Question], images: list | None) -> tuple[list[dict], None]:
+        """Greedy answers for a batch (``images`` None when the condition withholds them)."""
+        prompts = [self.condition.question(q) for q in questions]
+        responses = model.generate(images, prompts, max_new_tokens=self.max_new_tokens)
+        records = []
+        for q, response in zip(questions, responses):
+            parsed = parse_answer(response, q.options)
+            records.append({"response": response, "parsed": parsed.letter, "parse_rule": parsed.rule,
+                            "prediction": parsed.index})
+        return records, None

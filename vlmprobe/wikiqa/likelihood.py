@@ -1,0 +1,77 @@
+"""Likelihood scoring: no generation, no parsing. For each question the rendered prompt plus
+``answer_prefix`` (``P``) is scored against the four options through the exact shared-prefix engine
+``vlmprobe.models.likelihood.continuation_logprobs`` (the continuation follows ``P`` after a
+space; its token definition is the engine's):
+
+- ``letter``:    ``log p(X | P)`` for X in A, B, C, D                     -> [N, 4]
+- ``text_sum``:  ``sum_t log p(o_t | P, o_<t)`` over option text o's tokens -> [N, 4]
+- ``text_mean``: the same divided by the number of tokens of o             -> [N, 4]
+
+(letters and texts are the 8 continuations of one engine call, ``reduction="tokens"``; the
+sums and means are taken from its per-token log-probs)
+
+All three are recorded per question; ``select`` picks the one that makes the prediction
+(argmax, ties to the first option) and goes to ``scores.npy``. Every prediction exists, so the
+unparseable rate is 0 by construction.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import VlmprobeError
+from .loader import LETTERS, Question
+from .prompts import ANSWER_PREFIX, Condition
+
+TARGETS = ("letter", "text_sum", "text_mean")
+
+
+def _engine():
+    try:
+        from ..models.likelihood import continuation_logprobs
+    except ImportError as e:  # the engine module is part of the package; this is a broken install
+        raise VlmprobeError(f"likelihood scoring needs vlmprobe.models.likelihood ({e})") from None
+    return continuation_logprobs
+
+
+class LikelihoodScorer:
+    name = "likelihood"
+    num_scores = 4
+
+    def __init__(self, condition: Condition, answer_prefix: str = ANSWER_PREFIX, select: str = "letter",
+                 scoring: str = "fast"):
+        if select not in TARGETS:
+            raise VlmprobeError(f"--select must be one of {', '.join(TARGETS)} (got {select!r})")
+        if condition.cot:
+            raise VlmprobeError("--cot applies to --method generate only (likelihood scoring decodes nothing)")
+        self.condition = condition
+        self.answer_prefix = answer_prefix
+        self.select = select
+        self.scoring = scoring
+
+    def config(self) -> dict:
+        return {"name": self.name, "answer_prefix": self.answer_prefix, "select": self.select,
+                "targets": list(TARGETS), "scoring": self.scoring}
+
+    def option_scores(self, model, questions: list[Question], images: list | None) -> dict[str, np.ndarray]:
+        """{target: float32 [B, 4]} for the three targets (module docstring)."""
+        score = _engine()
+        prefixes = [model.render(self.condition.question(q), image=images is not None,
+                                 answer_prefix=self.answer_prefix) for q in questions]
+        conts = [list(LETTERS) + list(q.options) for q in questions]  # one prefix pass for all 8
+        tokens = score(model, images, prefixes, conts, reduction="tokens", scoring=self.scoring,
+                       batch_size=max(1, len(questions)))  # [B, 8, L] scored token log-probs, NaN-padded
+        sums = torch.nansum(tokens, -1)
+        counts = (~torch.isnan(tokens)).sum(-1).clamp(min=1)
+        out = {"letter": sums[:, :4], "text_sum": sums[:, 4:], "text_mean": sums[:, 4:] / counts[:, 4:]}
+        return {k: v.float().numpy().astype(np.float32) for k, v in out.items()}
+
+    def run_batch(self, model, questions: list[Question], images: list | None) -> tuple[list[dict], np.ndarray]:
+        scores = self.option_scores(model, questions, images)
+        records = []
+        for b in range(len(questions)):
+            preds = {t: int(np.argmax(scores[t][b])) for t in TARGETS}
+            records.append({"prediction": preds[self.select], "parsed": LETTERS[preds[self.select]],
+                            "predictions": {t: LETTERS[p] for t, p in preds.items()},
+                            **{f"logprob_{t}": [round(float(x), 6) for x in scores[t][b]] for t in TARGETS}})
+        return records, scores[self.select]
