@@ -1,0 +1,117 @@
+"""``vlmprobe demo``: the whole study on the embedded miniature world, as the sequence of
+``vlmprobe`` commands a user would type (each printed before it runs), then one summary table.
+
+Steps: build the world; CLIP zero-shot; VLM direct generation; VLM probability inference;
+linear probes on every layer (CLIP as reference); class-name frequency vs generation accuracy;
+ImageWikiQA split by classification outcome. Everything resumes/reuses when run again.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from ..cache import atomic_write_json, atomic_write_text
+from ..errors import VlmprobeError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="the whole study on the embedded miniature world (offline, minutes)",
+                              description=__doc__)
+    p.add_argument("--out", default="runs/demo", help="directory for every run of the demo (default: runs/demo)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the miniature world and of the runs")
+    p.add_argument("--skip", default="", metavar="STEP[,STEP]",
+                   help="steps to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa")
+    p.set_defaults(func=run)
+
+
+def _step(argv: list[str]) -> None:
+    from ..cli import main
+
+    print("\n$ vlmprobe " + " ".join(shlex.quote(a) for a in argv), flush=True)
+    code = main(argv)
+    if code:
+        raise VlmprobeError(f"demo step failed (exit {code}): vlmprobe {' '.join(argv)}")
+
+
+def run(args) -> int:
+    from ..toy import build_world
+
+    out = Path(args.out)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    print("$ vlmprobe toy build", flush=True)
+    world = build_world(seed=args.seed)
+    root = Path(world["dir"])
+    data = ["--data", "toy:digits:test", "--seed", str(args.seed), "--no-progress"]
+    steps = {
+        "zeroshot": ["eval", "--model", "toy:clip", *data, "--method", "zeroshot",
+                     "--templates", str(root / "templates.json"), "--out", str(out / "clip-zeroshot")],
+        "generate": ["eval", "--model", "toy:vlm", *data, "--method", "generate", "--out", str(out / "vlm-generate")],
+        "likelihood": ["eval", "--model", "toy:vlm", *data, "--method", "likelihood",
+                       "--answer-prefix", "paper", "--out", str(out / "vlm-likelihood")],
+        "probe": ["probe", "--model", "toy:vlm", "--train", "toy:digits:train", "--val", "toy:digits:val",
+                  "--test", "toy:digits:test", "--layers", "all", "--pool", "last,image-mean,mean",
+                  "--reference", "toy:clip", "--seed", str(args.seed), "--out", str(out / "vlm-probe")],
+        "frequency": ["frequency", "--corpus", str(root / "corpus" / "conversations.json"), "--roles", "gpt",
+                      "--run", str(out / "vlm-generate"), "--out", str(out / "frequency")],
+        "wikiqa": ["wikiqa", "--model", "toy:vlm", "--data", str(root / "wikiqa.jsonl"), "--images", str(root),
+                   "--method", "generate", "--classification-run", str(out / "vlm-generate"),
+                   "--out", str(out / "wikiqa-generate")],
+    }
+    if "generate" in skip:
+        skip |= {"frequency", "wikiqa"}
+    for name, argv in steps.items():
+        if name not in skip:
+            _step(argv)
+    summary = summarize_demo(out, world)
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    print("\n" + summary_markdown(summary))
+    print(f"demo results: {out}/summary.md (one run directory per step beside it)")
+    return 0
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def summarize_demo(out: Path, world: dict) -> dict:
+    """The study's numbers in one place: accuracy of every method on the same test images."""
+    rows = []
+    for name, label in [("clip-zeroshot", "CLIP zero-shot"), ("vlm-generate", "VLM direct generation"),
+                        ("vlm-likelihood", "VLM probability inference")]:
+        res = _read(out / name / "results.json")
+        if res:
+            worst = res.get("worst_k_accuracy", {}).get("1", {})
+            rows.append({"method": label, "run": str(out / name), "top1": res.get("top1"),
+                         "worst1": worst.get("value"), "worst1_class": (worst.get("classes") or [None])[0]})
+    probe = _read(out / "vlm-probe" / "layers.json")
+    if probe and probe.get("best"):
+        best = probe["best"]
+        rows.append({"method": f"VLM linear probe ({best.get('feature', best.get('name'))}, chosen on val)",
+                     "run": str(out / "vlm-probe"), "top1": best.get("test_accuracy"), "worst1": None,
+                     "worst1_class": None})
+    freq = _read(out / "frequency" / "frequency.json")
+    qa = _read(out / "wikiqa-generate" / "results.json")
+    return {"world": {"dir": world["dir"], "naming_probability": world.get("naming_probability"),
+                      "build_seconds": world.get("seconds")},
+            "classification": rows,
+            "frequency_vs_generation_accuracy": {k: freq.get(k) for k in ("spearman", "pearson_log")} if freq else None,
+            "wikiqa": qa and {k: qa.get(k) for k in ("accuracy", "unparseable_rate", "by_classification")}}
+
+
+def summary_markdown(summary: dict) -> str:
+    fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    lines = ["| method (toy:digits test) | top-1 % | worst class % |", "| --- | ---: | ---: |"]
+    for r in summary["classification"]:
+        worst = "-" if r["worst1"] is None else f"{fmt(r['worst1'])} ({r['worst1_class']})"
+        lines.append(f"| {r['method']} | {fmt(r['top1'])} | {worst} |")
+    f = summary.get("frequency_vs_generation_accuracy")
+    if f:
+        lines.append(f"\nclass-name frequency in the VLM's training conversations vs generation accuracy: "
+                     f"Spearman {f['spearman'] if f['spearman'] is None else round(f['spearman'], 3)}")
+    qa = summary.get("wikiqa")
+    if qa and qa.get("accuracy") is not None:
+        lines.append(f"ImageWikiQA (toy) accuracy by generation: {fmt(qa['accuracy'])}% "
+                     f"(unparseable {fmt(qa.get('unparseable_rate'))}%)")
+    return "\n".join(lines) + "\n"
