@@ -4,13 +4,12 @@ JSON/JSONL), join with a run's per-class accuracy, and write frequency.csv, freq
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from vlmprobe.errors import DataError, VlmprobeError
+from vlmprobe.errors import VlmprobeError
 
 
 def register(subparsers) -> None:
@@ -30,22 +29,13 @@ def register(subparsers) -> None:
 
 
 def read_classes(spec: str) -> list[str]:
-    """Class names from a JSON list file, a text file (one per line) or a comma-separated list."""
-    path = Path(spec)
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            try:
-                names = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: invalid JSON ({e.msg})") from None
-            if not isinstance(names, list):
-                raise DataError(f"{path}: expected a JSON list of class names")
-            return [str(n) for n in names]
-        return [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if "," in spec:
-        return [s.strip() for s in spec.split(",") if s.strip()]
-    raise DataError(f"--classes: {spec} is neither a file nor a comma-separated list")
+    """Class names as ``--classes`` of eval takes them (a JSON list file, a text file with one
+    name per line, or ``imagenet``), or a comma-separated list."""
+    from vlmprobe.data import read_classnames
+
+    if Path(spec).is_file() or spec == "imagenet" or "," not in spec:
+        return read_classnames(spec)
+    return [s.strip() for s in spec.split(",") if s.strip()]
 
 
 def class_accuracy(run_dir, classnames: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ naming the path; the evaluation runner records it as a skipped sample (counted i
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..jsonl import read_jsonl
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -121,23 +121,14 @@ def read_manifest(path: Path, image_root: Path | None = None) -> list[dict]:
     relative to the manifest's directory (or ``image_root``). Errors name file and line."""
     rows = []
     base = image_root or path.parent
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object")
-            for key in ("image", "label"):
-                if key not in row:
-                    raise DataError(f"{path}:{lineno}: missing field {key!r}")
-            img = Path(str(row["image"])).expanduser()
-            row["_path"] = str(img if img.is_absolute() else (base / img))
-            row["_line"] = lineno
-            rows.append(row)
+    for lineno, row in read_jsonl(path):
+        for key in ("image", "label"):
+            if key not in row:
+                raise DataError(f"{path}:{lineno}: missing field {key!r}")
+        img = Path(str(row["image"])).expanduser()
+        row["_path"] = str(img if img.is_absolute() else (base / img))
+        row["_line"] = lineno
+        rows.append(row)
     if not rows:
         raise DataError(f"{path}: the manifest has no rows")
     return rows

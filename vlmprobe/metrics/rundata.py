@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vlmprobe.errors import RunDirError
+from vlmprobe.jsonl import read_jsonl
 
 
 @dataclass
@@ -66,19 +67,7 @@ def find_key(obj, key: str):
 def _read_records(path: Path) -> list[dict]:
     if not path.is_file():
         raise RunDirError(f"{path} not found (not a run directory?)")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for ln, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RunDirError(f"{path}:{ln}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise RunDirError(f"{path}:{ln}: a record must be a JSON object")
-            records.append(rec)
-    return records
+    return [rec for _, rec in read_jsonl(path, error=RunDirError)]
 
 
 def is_skipped(rec: dict) -> bool:

@@ -18,7 +18,6 @@ Questions whose image is not found keep ``image_path=None`` and are listed in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..jsonl import read_jsonl
 
 LETTERS = ("A", "B", "C", "D")
 REQUIRED_FIELDS = ("image", "text", "label", "classname")
@@ -172,18 +172,11 @@ def load_questions(path: str | os.PathLike, images_root: str | os.PathLike | Non
         raise DataError(f"--data {path}: file not found")
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    questions: list[Question] = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-        questions.append(_row_to_question(row, str(path), line_no))
+    questions = [_row_to_question(row, str(path), line_no)
+                 for line_no, row in read_jsonl(path, objects=False)]
     if not questions:
         raise DataError(f"{path}: no questions")
     if limit is not None:
