@@ -15,11 +15,11 @@ import zlib
 from typing import Callable
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..cache import atomic_write_json
-from ..data import ImageDataset, ImageLoadError
+from ..data import ImageDataset
+from ..data.batches import image_batches
 from ..errors import VlmprobeError
 from ..runs import RunDir, environment, read_run
 
@@ -54,30 +54,6 @@ def rng_factory(seed: int) -> Callable:
     return lambda sample: np.random.default_rng([seed, zlib.crc32(sample.id.encode())])
 
 
-class _Loading(torch.utils.data.Dataset):
-    """Dataset view yielding (index, image or transformed tensor or None, error or None)."""
-
-    def __init__(self, dataset: ImageDataset, indices: range, transform: Callable | None):
-        self.dataset, self.indices, self.transform = dataset, indices, transform
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, j):
-        i = self.indices[j]
-        try:
-            image = self.dataset.load_image(i)
-            return i, (self.transform(image) if self.transform else image), None
-        except ImageLoadError as e:
-            return i, None, e.reason
-        except Exception as e:  # a transform failing on one odd image must not kill the run
-            return i, None, f"{type(e).__name__}: {e}"
-
-
-def _collate(items):
-    return items
-
-
 def base_record(dataset: ImageDataset, i: int) -> dict:
     s = dataset.samples[i]
     rec = {"id": s.id, "image": s.image, "label": s.label, "label_name": dataset.classnames[s.label]}
@@ -109,11 +85,9 @@ def evaluate(model, dataset: ImageDataset, method, out: str | os.PathLike, batch
     todo = range(start, len(dataset))
     t0 = time.perf_counter()
     if len(todo):
-        loader = torch.utils.data.DataLoader(_Loading(dataset, todo, transform), batch_size=batch_size,
-                                             shuffle=False, num_workers=workers, collate_fn=_collate)
         bar = tqdm(total=len(dataset), initial=start, desc=f"{method.name} {dataset.name}", unit="img",
                    disable=not progress)
-        for items in loader:
+        for items in image_batches(dataset, todo, batch_size, workers, transform):
             _run_batch(model, dataset, method, run, items, num_scores, rng_for)
             bar.update(len(items))
         bar.close()

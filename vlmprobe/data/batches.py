@@ -1,0 +1,42 @@
+"""Batches of decoded images for model loops: a DataLoader over an ImageDataset that never
+raises on a bad image, but yields its error so the caller can record a counted skip."""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from .datasets import ImageDataset, ImageLoadError
+
+
+class _ImageItems(torch.utils.data.Dataset):
+    """(index, image or transform(image) or None, error or None) for ``indices``."""
+
+    def __init__(self, dataset: ImageDataset, indices: Sequence[int], transform: Callable | None):
+        self.dataset, self.indices, self.transform = dataset, indices, transform
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, j):
+        i = self.indices[j]
+        try:
+            image = self.dataset.load_image(i)
+            return i, (self.transform(image) if self.transform else image), None
+        except ImageLoadError as e:
+            return i, None, e.reason
+        except Exception as e:  # a transform failing on one odd image must not kill the run
+            return i, None, f"{type(e).__name__}: {e}"
+
+
+def _as_list(items):
+    return items
+
+
+def image_batches(dataset: ImageDataset, indices: Sequence[int], batch_size: int, workers: int = 0,
+                  transform: Callable | None = None) -> Iterator[list[tuple[int, object, str | None]]]:
+    """Yield lists of ``(index, image | None, error | None)`` in ``indices`` order; images are
+    decoded (and ``transform``-ed, e.g. a CLIP preprocess) in ``workers`` processes."""
+    loader = torch.utils.data.DataLoader(_ImageItems(dataset, indices, transform), batch_size=batch_size,
+                                         shuffle=False, num_workers=workers, collate_fn=_as_list)
+    yield from loader

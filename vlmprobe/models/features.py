@@ -1,0 +1,194 @@
+"""VLM hidden-state features: every requested layer from ONE model forward per batch.
+
+Layer names
+    ``lm.i``       language-model hidden state after decoder layer ``i`` (``lm.0`` = the input
+                   embeddings with the projected image tokens spliced in; ``lm.L`` = the last
+                   layer's output as transformers returns it, i.e. after the final norm);
+    ``vision``     the vision-tower features the VLM consumes (hidden state
+                   ``vision_feature_layer``, CLS dropped under the "default" strategy), i.e. the
+                   projector's input;
+    ``projector``  the projector's output (image tokens in the LM's embedding space).
+
+Poolings of ``lm.i`` (``h`` [B, T, D], attention mask ``m`` [B, T] in {0, 1}):
+    ``last``        ``h[b, t*]`` with ``t*`` the last attended position: the last prompt token
+                    (the end of the generation prompt, where the answer would start);
+    ``image-mean``  ``sum_t m[b,t] * img[b,t] * h[b,t] / sum_t m[b,t] * img[b,t]`` with ``img``
+                    marking image-placeholder tokens;
+    ``mean``        ``sum_t m[b,t] * h[b,t] / sum_t m[b,t]`` (padding never enters the mean).
+``vision`` and ``projector`` are always the mean over the image's patch tokens (over all views
+of an image for LLaVA-NeXT's any-resolution crops); they carry no pooling suffix.
+
+Sequences are padded on the right and the model runs with its attention mask, so a real token
+never attends to padding and keeps its position: an image's features do not depend on what
+else is in the batch (``tests/test_probe.py`` checks this).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..errors import VlmprobeError
+
+DEFAULT_PROMPT = "What type of object is in this photo?"
+POOLINGS = ("last", "image-mean", "mean")
+PATCH_LAYERS = ("vision", "projector")
+
+
+def num_lm_layers(vlm) -> int:
+    """Number of decoder layers L of the language model (hidden states are lm.0 .. lm.L)."""
+    cfg = vlm.model.config
+    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else getattr(cfg, "text_config", cfg)
+    return int(text.num_hidden_layers)
+
+
+def resolve_layers(layers, num_layers: int) -> list[str]:
+    """``"all"`` | None | int | str | sequence of ints/names -> canonical names.
+
+    ``"all"`` (and None) = ``lm.0 .. lm.L`` + ``vision`` + ``projector``; ints index the LM
+    hidden states (negative from the end, so -1 = ``lm.L``); names are ``lm.i``, ``vision``,
+    ``projector``. Order is kept, duplicates dropped.
+    """
+    if layers is None or layers == "all":
+        return [f"lm.{i}" for i in range(num_layers + 1)] + list(PATCH_LAYERS)
+    if isinstance(layers, (int, str)):
+        layers = [layers]
+    names: list[str] = []
+    for layer in layers:
+        if isinstance(layer, str) and layer in PATCH_LAYERS:
+            name = layer
+        else:
+            raw = layer[3:] if isinstance(layer, str) and layer.startswith("lm.") else layer
+            try:
+                i = int(raw)
+            except (TypeError, ValueError):
+                raise VlmprobeError(f"unknown layer {layer!r}: use all, an integer, lm.I, vision or "
+                                    "projector") from None
+            if not -(num_layers + 1) <= i <= num_layers:
+                raise VlmprobeError(f"layer {layer!r} out of range: the language model has hidden states "
+                                    f"lm.0 .. lm.{num_layers}")
+            name = f"lm.{i % (num_layers + 1)}"
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def resolve_poolings(pooling) -> list[str]:
+    """str (comma-separated allowed) or sequence -> validated list of pooling names."""
+    if pooling is None:
+        pooling = ["last"]
+    if isinstance(pooling, str):
+        pooling = [p.strip() for p in pooling.split(",") if p.strip()]
+    bad = [p for p in pooling if p not in POOLINGS]
+    if bad or not pooling:
+        raise VlmprobeError(f"unknown pooling {bad or pooling!r}: choose from {', '.join(POOLINGS)}")
+    return list(dict.fromkeys(pooling))
+
+
+def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, image_mask: torch.Tensor,
+                pooling: str) -> torch.Tensor:
+    """One hidden state [B, T, D] -> [B, D] float32 (formulas in the module docstring)."""
+    h = hidden.float()
+    m = attention_mask.to(h.device).bool()
+    if pooling == "last":
+        pos = torch.arange(m.shape[1], device=h.device).expand_as(m)
+        last = torch.where(m, pos, torch.full_like(pos, -1)).max(dim=1).values  # [B]
+        return h[torch.arange(h.shape[0], device=h.device), last]
+    if pooling == "image-mean":
+        w = (m & image_mask.to(h.device).bool()).float()
+    elif pooling == "mean":
+        w = m.float()
+    else:
+        raise VlmprobeError(f"unknown pooling {pooling!r}: choose from {', '.join(POOLINGS)}")
+    counts = w.sum(1, keepdim=True)
+    if bool((counts == 0).any()):
+        raise VlmprobeError(f"pooling {pooling!r}: a sequence has no tokens to average "
+                            "(no image tokens found; is the image token id set in the config?)")
+    return torch.einsum("bt,btd->bd", w, h) / counts
+
+
+def _find_projector(model: torch.nn.Module) -> torch.nn.Module:
+    for name, module in model.named_modules():
+        if name.endswith("multi_modal_projector"):
+            return module
+    raise VlmprobeError(f"{type(model).__name__} has no multi_modal_projector: vision/projector features "
+                        "are available for LLaVA-style models only")
+
+
+def _views_per_image(vlm, batch: dict, rows: int, n_images: int) -> list[int]:
+    """How many projector rows (views/crops) belong to each image, in order."""
+    if rows == n_images:
+        return [1] * n_images
+    cfg = vlm.model.config
+    if "image_sizes" in batch and getattr(cfg, "image_grid_pinpoints", None):
+        from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+        counts = [int(image_size_to_num_patches(image_size=s, grid_pinpoints=cfg.image_grid_pinpoints,
+                                                patch_size=cfg.vision_config.image_size))
+                  for s in batch["image_sizes"].tolist()]
+        if sum(counts) == rows:
+            return counts
+    raise VlmprobeError(f"cannot map {rows} vision-tower rows to {n_images} images for "
+                        f"{type(vlm.model).__name__}; request lm.* layers only")
+
+
+def _group_mean(x: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """[R, P, D] rows grouped per image (``counts`` rows each) -> per-image token mean [N, D]."""
+    return torch.stack([chunk.float().mean(dim=(0, 1)) for chunk in torch.split(x, counts, dim=0)])
+
+
+@torch.no_grad()
+def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: str | Sequence[str] = DEFAULT_PROMPT,
+                 rendered: bool = False) -> dict[str, torch.Tensor]:
+    """Features of ``images`` (N PIL images) from one forward of ``vlm`` (VisionLanguageModel).
+
+    ``prompt``: the user question (rendered with ``vlm.render``), or one per image; with
+    ``rendered=True`` already-rendered chat texts. ``pooling``: one name -> keys are layer names
+    (``lm.3``); a list or comma-separated string -> keys ``lm.3:last`` etc. ``vision`` and
+    ``projector`` keys never carry a pooling. Returns float32 CPU tensors [N, D].
+    """
+    images = list(images)
+    n = len(images)
+    poolings = resolve_poolings(pooling)
+    suffix = not (pooling is None or (isinstance(pooling, str) and "," not in pooling))
+    names = resolve_layers(layers, num_lm_layers(vlm))
+    prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != n:
+        raise VlmprobeError(f"got {len(prompts)} prompts for {n} images")
+    texts = prompts if rendered else [vlm.render(p, image=True) for p in prompts]
+    batch = vlm.encode(images, texts, padding_side="right")
+
+    captured: dict[str, torch.Tensor] = {}
+    hook = None
+    if any(name in PATCH_LAYERS for name in names):
+        def grab(module, args, output):
+            captured["vision"] = args[0].detach()
+            captured["projector"] = output.detach()
+
+        hook = _find_projector(vlm.model).register_forward_hook(grab)
+    try:
+        out = vlm.model(**batch, output_hidden_states=True, use_cache=False, return_dict=True)
+    finally:
+        if hook is not None:
+            hook.remove()
+
+    hidden = out.hidden_states
+    mask = batch["attention_mask"]
+    image_token_id = getattr(vlm.model.config, "image_token_id", None)
+    if image_token_id is None:
+        image_token_id = getattr(vlm.model.config, "image_token_index", None)
+    image_mask = batch["input_ids"] == image_token_id
+    result: dict[str, torch.Tensor] = {}
+    counts = None
+    for name in names:
+        if name in PATCH_LAYERS:
+            if name not in captured:
+                raise VlmprobeError(f"the projector did not run: no {name} features (were images passed?)")
+            x = captured[name]
+            counts = counts or _views_per_image(vlm, batch, x.shape[0], n)
+            result[name] = _group_mean(x, counts).cpu()
+            continue
+        h = hidden[int(name[3:])]
+        for p in poolings:
+            result[f"{name}:{p}" if suffix else name] = pool_hidden(h, mask, image_mask, p).cpu()
+    return result
