@@ -87,10 +87,15 @@ def summarize_demo(out: Path, world: dict) -> dict:
                          "worst1": worst.get("value"), "worst1_class": (worst.get("classes") or [None])[0]})
     probe = _read(out / "vlm-probe" / "layers.json")
     if probe and probe.get("best"):
-        best = probe["best"]
-        rows.append({"method": f"VLM linear probe ({best.get('feature', best.get('name'))}, chosen on val)",
-                     "run": str(out / "vlm-probe"), "top1": best.get("test_accuracy"), "worst1": None,
-                     "worst1_class": None})
+        res = _read(out / "vlm-probe" / "results.json") or {}
+        worst = res.get("worst_k_accuracy", {}).get("1", {})
+        rows.append({"method": f"VLM linear probe ({probe['best']}, chosen on val)", "run": str(out / "vlm-probe"),
+                     "top1": probe.get("best_test_accuracy"), "worst1": worst.get("value"),
+                     "worst1_class": (worst.get("classes") or [None])[0]})
+        clip_probe = (probe.get("reference") or {}).get("probe")
+        if clip_probe:
+            rows.append({"method": "CLIP linear probe (image embedding)", "run": str(out / "vlm-probe"),
+                         "top1": clip_probe.get("test_accuracy"), "worst1": None, "worst1_class": None})
     freq = _read(out / "frequency" / "frequency.json")
     qa = _read(out / "wikiqa-generate" / "results.json")
     return {"world": {"dir": world["dir"], "naming_probability": world.get("naming_probability"),

@@ -15,6 +15,11 @@ from ..errors import ModelLoadError
 from .base import LoadOptions, VisionModel
 
 
+# Kept in full precision under 4/8-bit loading, as LLaVA's own QLoRA does: the vision tower,
+# the projector and the output head (patterns are matched from the start of module names).
+KEEP_UNQUANTIZED = (r".*vision_tower", r".*multi_modal_projector", "lm_head")
+
+
 def _quantization_config(options: LoadOptions):
     if not (options.load_in_4bit or options.load_in_8bit):
         return None
@@ -26,8 +31,8 @@ def _quantization_config(options: LoadOptions):
     compute = torch.float32 if compute == "auto" else compute
     if options.load_in_4bit:
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute)
-    return BitsAndBytesConfig(load_in_8bit=True)
+                                  bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=list(KEEP_UNQUANTIZED))
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(KEEP_UNQUANTIZED))
 
 
 class VisionLanguageModel(VisionModel):

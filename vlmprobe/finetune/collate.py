@@ -1,0 +1,151 @@
+"""Batches for training: render each conversation with the model's own chat template, let the
+processor expand the image tokens, and keep labels only on the assistant's answer tokens.
+
+How the answer tokens are found (any chat template, any number of turns):
+
+1. For each assistant turn k, render ``messages[:k]`` with the generation prompt (``P_k``) and
+   ``messages[:k+1]`` (``T_k``); the full text must extend both (prefix-stable template, checked).
+   The answer's characters are ``T_k[len(P_k):]`` without surrounding whitespace (this includes
+   the end-of-turn token; if the template writes no EOS, the collator appends the EOS token to
+   the answer text so the model learns to stop).
+2. The full text is tokenized once without image expansion, with character offsets; a token is an
+   answer token iff its span overlaps an answer's characters.
+3. The processor's tokens equal those with each image token repeated (the patch count); labels
+   are carried over to that layout (image tokens get -100), checked token by token.
+
+Output: ``input_ids`` [B, L] (right-padded), ``attention_mask`` [B, L], ``labels`` [B, L] (-100
+except answer tokens), plus the processor's image tensors (``pixel_values`` ...), ``skipped``.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import VlmprobeError
+
+IGNORE = -100
+
+
+class ChatCollator:
+    """Conversations (``ConversationDataset`` items) -> a training batch (module docstring)."""
+
+    def __init__(self, processor, max_length: int | None = None):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.max_length = max_length
+        image_token = getattr(processor, "image_token", None)
+        self.image_token_id = getattr(processor, "image_token_id", None)
+        if self.image_token_id is None and image_token is not None:
+            self.image_token_id = self.tokenizer.convert_tokens_to_ids(image_token)
+        if not self.tokenizer.is_fast:
+            raise VlmprobeError("fine-tuning needs a fast tokenizer (character offsets locate the answer tokens)")
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
+            else self.tokenizer.eos_token_id
+        self._append_eos = None
+
+    def _render(self, messages, generation_prompt: bool = False) -> str:
+        return self.processor.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+
+    def needs_eos(self) -> bool:
+        """True when the template ends an assistant turn without the tokenizer's EOS."""
+        if self._append_eos is None:
+            eos = self.tokenizer.eos_token
+            probe = [{"role": "user", "content": [{"type": "text", "text": "x"}]},
+                     {"role": "assistant", "content": [{"type": "text", "text": "y"}]}]
+            tail = self._render(probe)[len(self._render(probe[:1], True)):]
+            self._append_eos = bool(eos) and eos not in tail
+        return self._append_eos
+
+    def _with_eos(self, messages):
+        if not self.needs_eos():
+            return messages
+        out = []
+        for m in messages:
+            if m["role"] == "assistant":
+                content = [dict(c) for c in m["content"]]
+                last = max(i for i, c in enumerate(content) if c["type"] == "text")
+                content[last]["text"] = content[last]["text"] + self.tokenizer.eos_token
+                m = {**m, "content": content}
+            out.append(m)
+        return out
+
+    def render_with_spans(self, messages) -> tuple[str, list[tuple[int, int]]]:
+        """Full text and the character spans [start, end) of every assistant answer."""
+        messages = self._with_eos(messages)
+        full = self._render(messages)
+        spans = []
+        for k, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            prompt, through = self._render(messages[:k], True), self._render(messages[: k + 1])
+            if not (through.startswith(prompt) and full.startswith(through)):
+                raise VlmprobeError("the chat template is not prefix-stable (a rendered turn changes when later "
+                                    "turns are added); answer tokens cannot be located")
+            region = through[len(prompt):]
+            start = len(prompt) + len(region) - len(region.lstrip())
+            end = len(prompt) + len(region.rstrip())
+            if end > start:
+                spans.append((start, end))
+        return full, spans
+
+    def _labels(self, text: str, spans, expanded_ids: list[int]) -> list[int]:
+        """Labels in the processor's (image-expanded) layout, see module docstring."""
+        enc = self.tokenizer(text, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        plain = [tid if any(a < e and b > s and b > a for s, e in spans) else IGNORE
+                 for tid, (a, b) in zip(ids, offsets)]
+        labels, j = [], 0
+        for tid, lab in zip(ids, plain):
+            if tid == self.image_token_id:
+                run = 0
+                while j < len(expanded_ids) and expanded_ids[j] == tid:
+                    run, j = run + 1, j + 1
+                if run == 0:
+                    raise VlmprobeError("processor output has no image tokens where the text has one")
+                labels += [IGNORE] * run
+                continue
+            if j >= len(expanded_ids) or expanded_ids[j] != tid:
+                raise VlmprobeError("processor tokens differ from the tokenizer's beyond image expansion; "
+                                    "cannot align labels")
+            labels.append(lab)
+            j += 1
+        if j != len(expanded_ids):
+            raise VlmprobeError("processor output is longer than the tokenized text; cannot align labels")
+        return labels
+
+    def __call__(self, items) -> dict:
+        kept = [it for it in items if "skipped" not in it]
+        if not kept:
+            return {"skipped": len(items)}
+        texts, spans = zip(*(self.render_with_spans(it["messages"]) for it in kept))
+        images = [it["image"] for it in kept if it["image"] is not None]
+        old = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "right"
+        try:
+            batch = dict(self.processor(text=list(texts), images=images or None, padding=True, return_tensors="pt"))
+        finally:
+            self.tokenizer.padding_side = old
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        labels = torch.full_like(ids, IGNORE)
+        for r, (text, sp) in enumerate(zip(texts, spans)):
+            n = int(mask[r].sum())
+            labels[r, :n] = torch.tensor(self._labels(text, sp, ids[r, :n].tolist()))
+        length = ids.shape[1]
+        if self.max_length and length > self.max_length:
+            if self.image_token_id is not None and (ids[:, self.max_length:] == self.image_token_id).any():
+                raise VlmprobeError(f"max_length {self.max_length} cuts through the image tokens; raise max_length")
+            for key, value in list(batch.items()):
+                if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == length:
+                    batch[key] = value[:, : self.max_length]
+            labels = labels[:, : self.max_length]
+        batch["labels"] = labels
+        batch["skipped"] = len(items) - len(kept)
+        return batch
+
+
+def clip_collate(items) -> dict:
+    """CLIP items -> ``pixel_values`` [B, 3, H, W], ``labels`` [B], ``skipped``."""
+    kept = [it for it in items if "skipped" not in it]
+    if not kept:
+        return {"skipped": len(items)}
+    return {"pixel_values": torch.stack([it["pixel_values"] for it in kept]),
+            "labels": torch.tensor([it["label"] for it in kept]), "skipped": len(items) - len(kept)}
