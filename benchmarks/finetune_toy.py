@@ -31,16 +31,12 @@ def _finetune(config: Path, out: Path) -> dict:
     from accelerate.state import AcceleratorState
 
     from vlmprobe.finetune.config import load_config
-    from vlmprobe.finetune.tasks import build_task, load_datasets
-    from vlmprobe.finetune.train import make_accelerator, train
+    from vlmprobe.finetune.train import finetune
 
     cfg = load_config(config, {"output_dir": str(out)})
     AcceleratorState._reset_state(reset_partial_state=True)
-    acc = make_accelerator(cfg)
-    task = build_task(cfg)
-    tr, va = task.datasets(*load_datasets(cfg))
     start = time.perf_counter()
-    summary = train(cfg, acc, task, tr, va)
+    summary = finetune(cfg)
     summary["wall_s"] = time.perf_counter() - start
     return summary
 

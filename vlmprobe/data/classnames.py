@@ -19,6 +19,23 @@ from ..errors import DataError
 DUPLICATE_POLICIES = ("merge", "keep", "error")
 
 
+def read_string_list(path: Path, what: str) -> list[str]:
+    """A ``.json`` file holding a list of strings (or ``{"0": s0, "1": s1, ...}``), or a text
+    file with one entry per non-blank line."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".json":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg})") from None
+    if isinstance(items, dict) and all(str(k).isdigit() for k in items):
+        items = [items[k] for k in sorted(items, key=int)]
+    if not isinstance(items, list) or not all(isinstance(n, str) for n in items):
+        raise DataError(f"{path}: expected a JSON list of {what} strings")
+    return items
+
+
 def read_classnames(source: str) -> list[str]:
     """``imagenet`` or a path to a JSON list of strings (or a text file, one name per line)."""
     if source == "imagenet":
@@ -28,18 +45,7 @@ def read_classnames(source: str) -> list[str]:
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"class-name file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        try:
-            names = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON ({e.msg})") from None
-        if isinstance(names, dict):  # {"0": "tench", ...}
-            names = [names[k] for k in sorted(names, key=lambda k: int(k))]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise DataError(f"{path}: expected a JSON list of class-name strings")
-    else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
+    names = read_string_list(path, "class-name")
     if not names:
         raise DataError(f"{path}: no class names")
     return [n.strip() for n in names]

@@ -3,10 +3,10 @@ ensemble of Radford et al. as shipped by open_clip), a text file with one ``{}``
 line, or a JSON list of such templates."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DataError
+from .classnames import read_string_list
 
 SINGLE = ("a photo of a {}.",)
 
@@ -21,16 +21,7 @@ def load_templates(source: str | None) -> list[str]:
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"template {source!r}: not 'single', 'imagenet' or an existing file")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        try:
-            templates = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON ({e.msg})") from None
-        if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
-            raise DataError(f"{path}: expected a JSON list of template strings")
-    else:
-        templates = [line.strip() for line in text.splitlines() if line.strip()]
+    templates = read_string_list(path, "template")
     bad = [t for t in templates if t.count("{}") != 1]
     if not templates or bad:
         raise DataError(f"{path}: every line must contain exactly one '{{}}' placeholder"

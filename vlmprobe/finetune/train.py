@@ -196,7 +196,7 @@ def train(cfg: FinetuneConfig, accelerator, task, train_dataset, val_dataset=Non
         if micro >= len(train_dl):
             epoch, micro = epoch + 1, 0
     log = JsonlLog(out / "log.jsonl", main, step)
-    bar = tqdm(total=total, initial=step, disable=not main, desc="finetune", unit="step")
+    bar = tqdm(total=total, initial=step, disable=not main, desc="finetune", unit="step", mininterval=1.0)
     model.train()
     start, start_step = time.perf_counter(), step
     window = {"loss": [], "units": 0, "examples": 0, "skipped": 0}
@@ -235,7 +235,7 @@ def train(cfg: FinetuneConfig, accelerator, task, train_dataset, val_dataset=Non
                 if grad_norm is not None:
                     rec["grad_norm"] = float(grad_norm)
                 log.write(rec)
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
                 window = {"loss": [], "units": 0, "examples": 0, "skipped": 0}
             if val_dl is not None and t.eval_every and step % t.eval_every == 0 and step < total:
                 log.write({"step": step, **evaluate_split(accelerator, model, task, val_dl)})
@@ -275,3 +275,15 @@ def _save_checkpoint(accelerator, out: Path, step: int, epoch: int, micro: int, 
         for p in old[: max(0, len(old) - keep + 1)]:
             shutil.rmtree(p, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    """The whole recipe in one call (model, data, train) for notebooks and the demo; returns the
+    summary (``model_spec`` names what to evaluate). ``recipes/finetune.py`` spells out the same
+    three blocks."""
+    from .tasks import build_task, load_datasets
+
+    accelerator = make_accelerator(cfg)
+    task = build_task(cfg, device=str(accelerator.device))
+    train_data, val_data = task.datasets(*load_datasets(cfg))
+    return train(cfg, accelerator, task, train_data, val_data)

@@ -140,14 +140,19 @@ def summarize(labels, predictions, scores, classnames, skipped: int = 0, worst_k
     elif pseudo_labels is not None or calibration_fit is not None:
         raise VlmprobeError("pseudo-label CMM and temperature scaling need a score matrix (scores.npy)")
     if groups:
-        correct = acc_m.correct_mask(y, pred)
-        out["groups"] = {}
-        for fname, values in groups.items():
-            rep = grp_m.group_accuracy(correct, list(values), fname)
-            if group_drop:
-                rep["drop"] = grp_m.group_drop(rep, *group_drop)
-            out["groups"][fname] = rep
+        out["groups"] = _group_reports(acc_m.correct_mask(y, pred), groups, group_drop)
     return jsonable(out)
+
+
+def _group_reports(correct: np.ndarray, groups: Mapping[str, Sequence], group_drop) -> dict:
+    """{field: per-group accuracy report (+ the drop between the two named groups)}."""
+    out = {}
+    for fname, values in groups.items():
+        rep = grp_m.group_accuracy(correct, list(values), fname)
+        if group_drop:
+            rep["drop"] = grp_m.group_drop(rep, *group_drop)
+        out[fname] = rep
+    return out
 
 
 def summarize_correct(correct, skipped: int = 0, groups: Mapping[str, Sequence] | None = None,
@@ -160,12 +165,7 @@ def summarize_correct(correct, skipped: int = 0, groups: Mapping[str, Sequence] 
     if no_prediction is not None:
         out["counts"]["no_prediction"] = int(no_prediction)
     if groups:
-        out["groups"] = {}
-        for fname, values in groups.items():
-            rep = grp_m.group_accuracy(c, list(values), fname)
-            if group_drop:
-                rep["drop"] = grp_m.group_drop(rep, *group_drop)
-            out["groups"][fname] = rep
+        out["groups"] = _group_reports(c, groups, group_drop)
     return jsonable(out)
 
 

@@ -8,7 +8,8 @@
 ``hfclip:ID_OR_PATH``          transformers ``CLIPModel`` + processor
 ``hf:ID_OR_PATH``              any ``AutoModelForImageTextToText`` + processor + chat template
 ``hf:BASE+adapter:PATH``       the same with a peft (LoRA) adapter applied
-``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use)
+``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use);
+                               ``toy:vlm+adapter:PATH`` with a fine-tuned adapter
 ``PATH``                       a local directory; its kind is detected from its files
 =============================  ==========================================================
 """
@@ -81,7 +82,9 @@ def _load(spec: str, options: LoadOptions) -> VisionModel:
     if spec.startswith("toy:"):
         from ..toy import resolve_toy_model
 
-        return _load(resolve_toy_model(spec), options)._respec(spec)
+        base, _, adapter = spec.partition("+adapter:")
+        resolved = resolve_toy_model(base) + (f"+adapter:{adapter}" if adapter else "")
+        return _load(resolved, options)._respec(spec)
     if not spec.startswith(PREFIXES):
         if not _looks_local(spec):
             raise ModelLoadError(f"unknown model spec {spec!r}: use one of openclip:, hfclip:, hf:, toy: "
