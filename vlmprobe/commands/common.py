@@ -4,6 +4,18 @@ from __future__ import annotations
 import argparse
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help unless the help already states its default or
+    the default is empty (None/False)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text.lower() or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", required=required, metavar="SPEC",

@@ -1,9 +1,7 @@
 """``vlmprobe eval``: classify a dataset with one method and write a run directory."""
 from __future__ import annotations
 
-import argparse
-
-from .common import add_data_arguments, add_model_arguments, dataset_from_args, model_from_args
+from .common import HelpFormatter, add_data_arguments, add_model_arguments, dataset_from_args, model_from_args
 
 METHOD_HELP = ("zeroshot (CLIP: cosine to class-name text embeddings) | generate (VLM: ask, then match the "
                "answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class)")
@@ -17,7 +15,7 @@ def register(subparsers) -> None:
         description="Classify a dataset with a CLIP or VLM and write a run directory (DIR/config.json, "
                     "samples.jsonl, scores.npy [N x K], results.json). Re-running the same command resumes; "
                     "a different config into an existing DIR is refused.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     add_model_arguments(p)
     add_data_arguments(p)
     g = p.add_argument_group("run")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, model_from_args
+from .common import HelpFormatter, add_model_arguments, model_from_args
 
 
 def _floats(text: str) -> list[float]:
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                     "$VLMPROBE_HOME/features by a hash of model, prompt, layers, pooling, data and preprocessing), "
                     "fit a multinomial logistic-regression probe per feature with the L2 strength chosen on "
                     "validation, and report test accuracy once per feature.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     add_model_arguments(p)
     g = p.add_argument_group("data (specs as in `vlmprobe eval --data`; SPEC@SPLIT selects a split)")
     g.add_argument("--train", required=True, metavar="DATA", help="training images")

@@ -1,8 +1,9 @@
 """``vlmprobe toy``: build, export and locate the miniature world (digits, toy CLIP, toy VLM)."""
 from __future__ import annotations
 
-import argparse
 import json
+
+from .common import HelpFormatter
 
 
 def register(subparsers) -> None:
@@ -11,19 +12,19 @@ def register(subparsers) -> None:
         description="A demonstration and test bed built offline from scikit-learn's handwritten digits: a toy "
                     "CLIP and a toy LLaVA-style VLM sharing its vision encoder, where the VLM saw some digit "
                     "names often and others almost never. Not evidence about real models.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="toy_command", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="build (or reuse) the whole world: data, toy CLIP, toy VLM (about 2 CPU-minutes)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     b.add_argument("--out", default=None, help="world directory (default: $VLMPROBE_HOME/toy/seed<S>)")
     b.add_argument("--seed", type=int, default=0, help="seed of every random choice in the build")
     b.add_argument("--force", action="store_true", help="rebuild even when a valid build exists")
     e = sub.add_parser("export", help="write the data only (images, manifest, toy ImageWikiQA, corpora); no training",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     e.add_argument("--out", required=True, help="directory to write (must be new, empty or a previous toy export)")
     e.add_argument("--seed", type=int, default=0, help="seed of the split, augmentation and corpora")
     i = sub.add_parser("info", help="print the world's metadata (building it if needed)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     i.add_argument("--out", default=None, help="world directory (default: $VLMPROBE_HOME/toy/seed<S>)")
     i.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)

@@ -2,9 +2,8 @@
 ImageNet images) and write a run directory."""
 from __future__ import annotations
 
-import argparse
 
-from .common import add_model_arguments, model_from_args
+from .common import HelpFormatter, add_model_arguments, model_from_args
 
 
 def register(subparsers) -> None:
@@ -14,7 +13,7 @@ def register(subparsers) -> None:
                     "unparseable = wrong; likelihood: log p(option | prompt, 'The answer is')). Writes "
                     "DIR/config.json, samples.jsonl, scores.npy (likelihood), results.json, timing.json. "
                     "Re-running the same command resumes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     add_model_arguments(p)
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="FILE.jsonl",
