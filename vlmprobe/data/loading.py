@@ -92,7 +92,10 @@ def _load_manifest(spec: str, path: Path, split: str | None, image_root: str | N
 
 
 def _load_hf_disk(spec: str, split: str | None) -> ImageDataset:
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"dataset {spec!r} needs the 'datasets' package: pip install datasets") from None
 
     path = spec[len("hfds:"):]
     try:

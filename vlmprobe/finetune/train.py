@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..cache import atomic_write_json
 from ..errors import RunDirError
+from ..runs import environment
 from .config import FinetuneConfig, load_config, save_config
 
 RESUME_IGNORED = ("resume", "eval_every", "save_every", "save_total_limit", "log_every", "num_workers")
@@ -260,6 +261,8 @@ def train(cfg: FinetuneConfig, accelerator, task, train_dataset, val_dataset=Non
     accelerator.wait_for_everyone()
     summary["model_spec"] = task.save(accelerator, model, out)
     summary["log"] = str(out / "log.jsonl")
+    summary["seed"] = t.seed
+    summary["environment"] = environment()  # package versions, git commit (config.yaml: the config)
     if main:
         atomic_write_json(out / "summary.json", summary)
     accelerator.wait_for_everyone()
