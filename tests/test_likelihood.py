@@ -215,9 +215,14 @@ def test_eval_method_end_to_end(vlms, digits_folder, tmp_path):
 
     runs = {}
     for bs in (1, 4):
-        vlmprobe.evaluate(vlm, data, Method(num_candidates=3), tmp_path / f"n3_{bs}", batch_size=bs, progress=False)
-        assert not (tmp_path / f"n3_{bs}" / "scores.npy").exists()
+        res = vlmprobe.evaluate(vlm, data, Method(num_candidates=3), tmp_path / f"n3_{bs}", batch_size=bs,
+                                progress=False)
+        assert "calibration" in res and "cmm" in res  # -inf columns (not offered) are valid scores
         runs[bs] = [json.loads(line) for line in open(tmp_path / f"n3_{bs}" / "samples.jsonl")]
+        sampled = np.load(tmp_path / f"n3_{bs}" / "scores.npy")
+        for i, r in enumerate(runs[bs]):
+            np.testing.assert_array_equal(sampled[i, r["candidates"]], np.float32(r["candidate_scores"]))
+            assert np.isneginf(np.delete(sampled[i], r["candidates"])).all()
     r1, r4 = runs[1], runs[4]
     assert [r["candidates"] for r in r1] == [r["candidates"] for r in r4]
     assert np.abs(np.array([r["candidate_scores"] for r in r1]) - [r["candidate_scores"] for r in r4]).max() <= TOL

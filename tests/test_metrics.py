@@ -218,10 +218,13 @@ def test_summarize_without_scores_and_edge_cases():
         summarize([0, 1], [0, 7], None, names)
     bad = np.zeros((2, 3))
     bad[1, 2] = np.nan
-    with pytest.raises(VlmprobeError, match="NaN/inf"):
+    with pytest.raises(VlmprobeError, match="NaN/\\+inf"):
         summarize([0, 1], [0, 1], bad, names)
     bad[1, 2] = np.inf
-    with pytest.raises(VlmprobeError, match="NaN/inf"):
+    with pytest.raises(VlmprobeError, match="NaN/\\+inf"):
+        summarize([0, 1], [0, 1], bad, names)
+    bad[1] = -np.inf
+    with pytest.raises(VlmprobeError, match="row 1 has no finite score"):
         summarize([0, 1], [0, 1], bad, names)
     with pytest.raises(VlmprobeError, match="2 columns for 3 classes"):
         summarize([0, 1], [0, 1], np.zeros((2, 2)), names)
@@ -409,3 +412,25 @@ def test_frequency_command(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(VlmprobeError, match="invalid JSON"):
         _cli(cmd, ["frequency", "--corpus", str(tmp_path / "bad.json"), "--classes", "a,b", "--out", str(out)])
+
+
+def test_minus_inf_means_not_offered():
+    """A sampled label space scores non-offered classes -inf: they get probability 0, and every
+    metric equals the one computed on the offered columns alone."""
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c", "d"]
+    labels = np.array([0, 1, 2, 3, 0, 1])
+    scores = rng.normal(size=(6, 4))
+    offered = scores.copy()
+    offered[:, 3] = -np.inf
+    offered[3, 3] = scores[3, 3]  # the true class is always offered
+    offered[3, 0] = -np.inf
+    preds = offered.argmax(1)
+    out = summarize(labels, preds, offered, names)
+    assert out["top1"] == pytest.approx(np.mean(preds == labels))
+    cal = out["calibration"]
+    assert np.isfinite([cal["ece"], cal["nll"], cal["brier"]]).all()
+    z = offered - offered.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    assert cal["nll"] == pytest.approx(-logp[np.arange(6), labels].mean())
+    assert np.isfinite(out["cmm"]["mean"])

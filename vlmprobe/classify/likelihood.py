@@ -11,10 +11,10 @@ exact; ``--scoring naive``: one full forward per class, the reference).
 
 Label space: with ``--num-candidates N`` each image is scored only on the true class plus N-1
 random others (``candidates.sample_candidates``, seeded per sample); the prediction is the
-argmax over those. The metrics refuse non-finite score matrices, so such a run writes no
-scores.npy (``num_scores`` is None); each record holds ``candidates`` (class indices) and
-``candidate_scores`` (their scores, same order). Records always hold ``prediction`` and
-``logprob`` (the predicted class's score).
+argmax over those. Classes not offered score ``-inf`` in scores.npy (probability 0 in every
+metric); each record also holds ``candidates`` (class indices) and ``candidate_scores`` (their
+scores, same order). Records always hold ``prediction`` and ``logprob`` (the predicted class's
+score).
 """
 from __future__ import annotations
 
@@ -76,12 +76,12 @@ class Method:
     def _sampled(self, num_classes: int) -> bool:
         return self.num_candidates is not None and self.num_candidates < num_classes
 
-    def num_scores(self, dataset) -> int | None:
-        """K, or None with a sampled label space (see module docstring)."""
-        return None if self._sampled(len(dataset.classnames)) else len(dataset.classnames)
+    def num_scores(self, dataset) -> int:
+        """K (with a sampled label space, classes not offered to an image score -inf)."""
+        return len(dataset.classnames)
 
     def run_batch(self, model, samples, images, rng_for):
-        """PIL images -> records, scores [B, K] float32 (None with a sampled label space)."""
+        """PIL images -> records, scores [B, K] float32 (-inf for classes not offered)."""
         K = len(self.classnames)
         offered = None
         if self._sampled(K):
@@ -108,7 +108,7 @@ class Method:
                 rec["candidates"] = offered[row]
                 rec["candidate_scores"] = [float(x) for x in sub[row, :len(offered[row])]]
             records.append(rec)
-        return records, (scores if offered is None else None)
+        return records, scores
 
 
 def _add_shared(parser, *flags, **kwargs) -> None:

@@ -55,7 +55,9 @@ def check_predictions(predictions, num_classes: int, n: int) -> np.ndarray:
 
 
 def check_scores(scores, n: int | None = None, num_classes: int | None = None, what: str = "scores") -> np.ndarray:
-    """Return scores as float64 [N, K]; error on wrong shape or any NaN/inf entry."""
+    """Return scores as float64 [N, K]; error on wrong shape, on NaN or +inf entries, and on a
+    row without a finite entry. ``-inf`` means "class not offered" (a sampled label space, e.g.
+    ``--num-candidates``): such a class gets probability 0 and is never the prediction."""
     arr = np.asarray(scores, dtype=np.float64)
     if arr.ndim != 2:
         raise VlmprobeError(f"{what}: expected a 2-D [N, K] array, got shape {arr.shape}")
@@ -63,12 +65,15 @@ def check_scores(scores, n: int | None = None, num_classes: int | None = None, w
         raise VlmprobeError(f"{what}: {arr.shape[0]} rows for {n} samples")
     if num_classes is not None and arr.shape[1] != num_classes:
         raise VlmprobeError(f"{what}: {arr.shape[1]} columns for {num_classes} classes")
-    finite = np.isfinite(arr)
-    if not finite.all():
-        rows = np.flatnonzero(~finite.all(axis=1))
+    bad = np.isnan(arr) | (arr == np.inf)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
         raise VlmprobeError(
-            f"{what}: {len(rows)} row(s) contain NaN/inf (first row {int(rows[0])}); "
+            f"{what}: {len(rows)} row(s) contain NaN/+inf (first row {int(rows[0])}); "
             "drop skipped samples before computing metrics")
+    if arr.size and not np.isfinite(arr).any(axis=1).all():
+        row = int(np.flatnonzero(~np.isfinite(arr).any(axis=1))[0])
+        raise VlmprobeError(f"{what}: row {row} has no finite score")
     return arr
 
 
