@@ -127,3 +127,17 @@ def test_hf_datasets_on_disk(tmp_path):
     assert ds.load_image(2).mode == "RGB"
     with pytest.raises(DataError, match="choose --split"):
         vlmprobe.load_dataset(f"hfds:{tmp_path / 'hf'}")
+
+
+def test_unlabeled_images_need_a_class_list(tmp_path, digits_folder):
+    classes = tmp_path / "c.json"
+    classes.write_text(json.dumps(sorted(p.name for p in digits_folder.iterdir())))
+    ds = vlmprobe.load_dataset(str(digits_folder), classes=str(classes), unlabeled=True)
+    assert not ds.labeled and {s.label for s in ds.samples} == {-1} and len(ds.classnames) == 10
+    man = write_manifest(tmp_path / "ood.jsonl", [{"image": str(p)} for p in sorted(digits_folder.rglob("*.png"))[:3]])
+    ood = vlmprobe.load_dataset(str(man), classes=str(classes), unlabeled=True)
+    assert len(ood) == 3 and ood.info["unlabeled"] and ood.load_image(0).mode == "RGB"
+    with pytest.raises(DataError, match="needs --classes"):
+        vlmprobe.load_dataset(str(man), unlabeled=True)
+    with pytest.raises(DataError, match="missing field 'label'"):
+        vlmprobe.load_dataset(str(man), classes=str(classes))

@@ -160,3 +160,31 @@ def test_help_explains_every_option():
                  "--seed", "--device", "--split"):
         assert flag in r.stdout
     assert vlmprobe_cli("--help").returncode == 0
+
+
+def test_ood_flow_with_an_unlabeled_run(tiny_models, digits_folder, tmp_path):
+    """ID run + an unlabeled OOD run (noise images scored against the ID classes), then
+    `vlmprobe metrics ID --ood OOD`: AUROC/FPR95 for MSP and MCM, roc.png."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "noise").mkdir()
+    for i in range(12):
+        Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "noise" / f"{i}.png")
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps(sorted(p.name for p in digits_folder.iterdir())))
+    spec = f"openclip:local-dir:{tiny_models['openclip']}"
+    common = ["eval", "--model", spec, "--method", "zeroshot", "--workers", "0", "--no-progress", "--classes", classes]
+    assert vlmprobe_cli(*common, "--data", digits_folder, "--out", tmp_path / "id").returncode == 0
+    r = vlmprobe_cli(*common, "--data", tmp_path / "noise", "--unlabeled", "--out", tmp_path / "ood")
+    assert r.returncode == 0, r.stderr
+    ood = json.load(open(tmp_path / "ood" / "results.json"))
+    assert ood["unlabeled"] and ood["counts"]["n"] == 12 and sum(ood["prediction_counts"].values()) == 12
+    records = [json.loads(line) for line in open(tmp_path / "ood" / "samples.jsonl")]
+    assert all(rec["label"] is None and rec["label_name"] is None for rec in records)
+    r = vlmprobe_cli("metrics", tmp_path / "id", "--ood", tmp_path / "ood")
+    assert r.returncode == 0, r.stderr
+    res = json.load(open(tmp_path / "id" / "results.json"))
+    for score in ("msp", "mcm"):
+        assert 0.0 <= res["ood"][score]["auroc"] <= 1.0 and res["ood"][score]["n_ood"] == 12
+    assert (tmp_path / "id" / "roc.png").exists()

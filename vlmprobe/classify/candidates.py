@@ -42,6 +42,8 @@ def check_num_candidates(num_candidates: int | None, num_classes: int) -> None:
 def sample_candidates(label: int, num_classes: int, num_candidates: int | None, rng: np.random.Generator,
                       shuffle: bool = True) -> list[int]:
     """Class indices offered for one image (see module docstring); always contains ``label``."""
+    if label == -1:
+        raise VlmprobeError("--num-candidates needs labeled images (the true class is always offered)")
     if not 0 <= label < num_classes:
         raise VlmprobeError(f"label {label} is outside the {num_classes} classes")
     check_num_candidates(num_candidates, num_classes)

@@ -56,7 +56,9 @@ def rng_factory(seed: int) -> Callable:
 
 def base_record(dataset: ImageDataset, i: int) -> dict:
     s = dataset.samples[i]
-    rec = {"id": s.id, "image": s.image, "label": s.label, "label_name": dataset.classnames[s.label]}
+    labeled = s.label >= 0
+    rec = {"id": s.id, "image": s.image, "label": s.label if labeled else None,
+           "label_name": dataset.classnames[s.label] if labeled else None}
     if s.meta:
         rec["meta"] = s.meta
     return rec

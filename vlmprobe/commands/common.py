@@ -53,6 +53,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
                    help="identical class names (ImageNet has 2 pairs): merge into one class (default), "
                         "keep as separate columns (ties go to the first), or error")
     g.add_argument("--image-root", default=None, help="resolve manifest image paths under this directory")
+    g.add_argument("--unlabeled", action="store_true",
+                   help="images without classes (e.g. an OOD set for `vlmprobe metrics --ood`), scored against "
+                        "--classes; labels and folder names are ignored")
 
 
 def dataset_from_args(args, spec: str | None = None, split: str | None = None):
@@ -60,4 +63,4 @@ def dataset_from_args(args, spec: str | None = None, split: str | None = None):
 
     return load_dataset(spec or args.data, split=split if split is not None else args.split, limit=args.limit,
                         seed=args.seed, classes=args.classes, duplicate_names=args.duplicate_names,
-                        image_root=args.image_root)
+                        image_root=args.image_root, unlabeled=getattr(args, "unlabeled", False))

@@ -29,8 +29,9 @@ class ImageLoadError(Exception):
 @dataclass
 class Sample:
     """One image: ``id`` unique within the dataset, ``image`` a path (or a locator for
-    in-memory datasets), ``label`` the index into ``ImageDataset.classnames``, ``meta`` any
-    extra manifest fields (e.g. a ``group`` for group-shift metrics)."""
+    in-memory datasets), ``label`` the index into ``ImageDataset.classnames`` (-1: unlabeled,
+    e.g. out-of-distribution images), ``meta`` any extra manifest fields (e.g. a ``group`` for
+    group-shift metrics)."""
 
     id: str
     image: str
@@ -90,6 +91,11 @@ class ImageDataset:
         """RGB PIL image of sample ``i``; raises ImageLoadError."""
         return self._loader(self.samples[i])
 
+    @property
+    def labeled(self) -> bool:
+        """Every sample has a class (no -1 labels)."""
+        return all(s.label >= 0 for s in self.samples)
+
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.samples], dtype=np.int64)
 
@@ -116,13 +122,22 @@ def scan_image_folder(root: Path) -> tuple[list[Sample], list[str]]:
     return samples, classes
 
 
-def read_manifest(path: Path, image_root: Path | None = None) -> list[dict]:
+def scan_images(root: Path) -> list[Sample]:
+    """Every image file under ``root`` (any depth, sorted), unlabeled (label -1)."""
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+    if not files:
+        raise DataError(f"{root}: no image files")
+    return [Sample(id=str(f.relative_to(root)), image=str(f), label=-1) for f in files]
+
+
+def read_manifest(path: Path, image_root: Path | None = None, labeled: bool = True) -> list[dict]:
     """JSONL rows ``{"image": path, "label": name|index, "split": ...}``; image paths are
-    relative to the manifest's directory (or ``image_root``). Errors name file and line."""
+    relative to the manifest's directory (or ``image_root``); ``labeled=False``: ``label`` may be
+    absent or null. Errors name file and line."""
     rows = []
     base = image_root or path.parent
     for lineno, row in read_jsonl(path):
-        for key in ("image", "label"):
+        for key in ("image", "label") if labeled else ("image",):
             if key not in row:
                 raise DataError(f"{path}:{lineno}: missing field {key!r}")
         img = Path(str(row["image"])).expanduser()

@@ -10,6 +10,8 @@
 Class names come from the dataset (sorted folder names / sorted manifest labels / the
 ``ClassLabel`` feature) or from ``classes`` (``imagenet`` or a JSON list file). ``limit`` keeps a
 seeded random subset (``seed``) in dataset order, so the same arguments give the same images.
+``unlabeled=True`` (e.g. out-of-distribution images scored against ``classes``) gives every
+sample the label -1 and ignores any labels or folder names.
 """
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ import numpy as np
 
 from ..errors import DataError
 from .classnames import apply_duplicate_policy, read_classnames
-from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, to_rgb
+from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, scan_images, to_rgb
 
 
 def load_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0,
                  classes: str | None = None, duplicate_names: str = "merge",
-                 image_root: str | None = None) -> ImageDataset:
+                 image_root: str | None = None, unlabeled: bool = False) -> ImageDataset:
     """Load a dataset spec (table above) as an ImageDataset; raises DataError with one line."""
+    if unlabeled and not classes:
+        raise DataError("an unlabeled dataset needs --classes (the class list its images are scored against)")
     if spec.startswith("toy:"):
         from ..toy import load_toy_dataset
 
@@ -40,13 +44,19 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
             root = path / split if split and (path / split).is_dir() else path
             if split and root is path:
                 raise DataError(f"dataset {spec!r}: no sub-directory {split!r} for --split")
-            samples, names = scan_image_folder(root)
+            if unlabeled:  # any tree of images; folder names are not classes
+                samples, names = scan_images(root), []
+            else:
+                samples, names = scan_image_folder(root)
             ds = ImageDataset(spec, samples, names, info={"format": "imagefolder", "split": split})
         elif path.suffix == ".jsonl":
-            ds = _load_manifest(spec, path, split, image_root)
+            ds = _load_manifest(spec, path, split, image_root, labeled=not unlabeled)
         else:
             raise DataError(f"dataset {spec!r}: expected a directory, a .jsonl manifest, hfds:PATH or toy:...")
-    if classes:
+    if unlabeled:
+        ds = ImageDataset(ds.name, [Sample(s.id, s.image, -1, s.meta) for s in ds.samples], read_classnames(classes),
+                          ds._loader, {**ds.info, "unlabeled": True})
+    elif classes:
         ds = _relabel(ds, read_classnames(classes), classes)
     ds = _dedupe(ds, duplicate_names)
     if limit is not None and limit < len(ds):
@@ -60,8 +70,12 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
     return ds
 
 
-def _load_manifest(spec: str, path: Path, split: str | None, image_root: str | None) -> ImageDataset:
-    rows = read_manifest(path, Path(image_root).expanduser() if image_root else None)
+def _load_manifest(spec: str, path: Path, split: str | None, image_root: str | None,
+                   labeled: bool = True) -> ImageDataset:
+    rows = read_manifest(path, Path(image_root).expanduser() if image_root else None, labeled)
+    if not labeled:
+        for r in rows:
+            r["label"] = ""  # ignored: load_dataset sets every label to -1
     if split is not None:
         missing = [r["_line"] for r in rows if "split" not in r]
         if missing:
@@ -145,6 +159,6 @@ def _dedupe(ds: ImageDataset, policy: str) -> ImageDataset:
     names, remap, duplicates = apply_duplicate_policy(ds.classnames, policy)
     if not duplicates:
         return ds
-    samples = [Sample(s.id, s.image, remap[s.label], s.meta) for s in ds.samples]
+    samples = [Sample(s.id, s.image, remap[s.label] if s.label >= 0 else -1, s.meta) for s in ds.samples]
     info = {**ds.info, "duplicate_names": {"policy": policy, "groups": duplicates}}
     return ImageDataset(ds.name, samples, names, ds._loader, info)

@@ -47,6 +47,8 @@ def classification_conversations(dataset, question: str = "What type of object i
     ``answer_template.format(class name)``."""
     if "{}" not in answer_template:
         raise DataError(f"answer_template {answer_template!r} must contain {{}} for the class name")
+    if not dataset.labeled:
+        raise DataError(f"{dataset.name}: fine-tuning data needs labeled images")
     out = []
     for i, s in enumerate(dataset.samples):
         answer = answer_template.format(dataset.classnames[s.label])

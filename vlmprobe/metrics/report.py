@@ -155,6 +155,23 @@ def _group_reports(correct: np.ndarray, groups: Mapping[str, Sequence], group_dr
     return out
 
 
+def summarize_unlabeled(run: RunData) -> dict:
+    """For runs of unlabeled images (e.g. an OOD set): counts and how often each class was
+    predicted; accuracy-type metrics do not apply."""
+    counts = {name: 0 for name in unique_names(run.classnames)}
+    keys = list(counts)
+    no_prediction = 0
+    for r in run.records:
+        p = r.get("prediction")
+        if p is None:
+            no_prediction += 1
+        else:
+            counts[keys[p]] += 1
+    return {"unlabeled": True, "counts": {"n": len(run.records), "skipped": run.skipped,
+                                          "no_prediction": no_prediction},
+            "prediction_counts": counts}
+
+
 def summarize_correct(correct, skipped: int = 0, groups: Mapping[str, Sequence] | None = None,
                       group_drop: tuple[str, str] | None = None, no_prediction: int | None = None) -> dict:
     """For runs whose records only say right/wrong (e.g. WikiQA "correct"): accuracy, counts
@@ -225,7 +242,9 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
                 ece_edges: str = "right") -> dict:
     """Results of a loaded run (see ``results_from_run``)."""
     gvals = {g: run.field_values(g) for g in groups} if groups else None
-    if run.labels is None:
+    if run.records and all(r.get("label", 0) is None and "correct" not in r for r in run.records):
+        out = summarize_unlabeled(run)
+    elif run.labels is None:
         if not run.records or not all("correct" in r for r in run.records):
             raise VlmprobeError(f"{run.path / 'samples.jsonl'}: records have neither integer 'label' "
                                 "nor 'correct' fields; nothing to score")

@@ -49,6 +49,9 @@ def _data_config(train, val, test) -> dict:
 
 
 def _check_classes(train, val, test) -> None:
+    for name, ds in (("train", train), ("val", val), ("test", test)):
+        if ds is not None and not ds.labeled:
+            raise VlmprobeError(f"probe: the {name} split ({ds.name}) is unlabeled; probes need labels")
     for name, ds in (("val", val), ("test", test)):
         if ds is not None and list(ds.classnames) != list(train.classnames):
             raise VlmprobeError(f"probe: the {name} split ({ds.name}) has different class names than the train "
