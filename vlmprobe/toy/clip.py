@@ -11,7 +11,6 @@ tower is reused (frozen) by the toy VLM, as LLaVA reuses CLIP's.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .corpus import CAPTION_TEMPLATES
 from .digits import CLASSNAMES
+from .training import optimizer_step, save_trained, warmup_cosine
 from .vocab import build_tokenizer
 
 
@@ -102,8 +102,7 @@ def train_clip(images: list, labels: np.ndarray, out_dir, cfg: ClipConfig = Clip
     y = torch.as_tensor(labels)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 *
-                                              (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     n_t = len(CAPTION_TEMPLATES)
     losses = []
     for _ in tqdm(range(cfg.steps), desc="toy CLIP", leave=False):
@@ -118,13 +117,7 @@ def train_clip(images: list, labels: np.ndarray, out_dir, cfg: ClipConfig = Clip
         same = (yb[:, None] == yb[None, :]).float()
         target = same / same.sum(1, keepdim=True)
         loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+        losses.append(optimizer_step(opt, sched, loss))
+    save_trained(model, processor, out_dir)
     return {"config": asdict(cfg), "final_loss": float(np.mean(losses[-50:])),
             "parameters": sum(p.numel() for p in model.parameters()), "seconds": round(time.time() - start, 1)}

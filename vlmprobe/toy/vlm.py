@@ -12,7 +12,6 @@ text-only knowledge conversations (``knowledge_fraction``).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .training import optimizer_step, save_trained, warmup_cosine
 from .vocab import EOS, IMAGE, build_tokenizer
 
 # LLaVA-1.5 style: "USER: <image>\n{text} ASSISTANT: {answer}</s> USER: ..." (content may be a
@@ -170,8 +170,7 @@ def train_vlm(clip_dir, images: list, image_paths: list[str], image_conversation
     rng = np.random.default_rng([seed, 6])
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 *
-                                              (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     n_txt = int(round(cfg.knowledge_fraction * cfg.batch_size))
     model.train()
     model.model.vision_tower.eval()
@@ -180,15 +179,8 @@ def train_vlm(clip_dir, images: list, image_paths: list[str], image_conversation
         batch = [img_seqs[i] for i in rng.integers(len(img_seqs), size=cfg.batch_size - n_txt)]
         batch += [txt_seqs[i] for i in rng.integers(len(txt_seqs), size=n_txt)]
         loss = model(**collate(batch, pixels, tokenizer.pad_token_id)).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+        losses.append(optimizer_step(opt, sched, loss, clip_params=params))
+    save_trained(model, processor, out_dir)
     return {"config": asdict(cfg), "final_loss": float(np.mean(losses[-50:])), "vocab_size": len(tokenizer),
             "image_tokens": n_img, "parameters": sum(p.numel() for p in model.parameters()),
             "trained_parameters": sum(p.numel() for p in params), "seconds": round(time.time() - start, 1)}
