@@ -19,6 +19,7 @@ other classes are named as well), next to the single-prediction accuracy the met
 from __future__ import annotations
 
 from ..errors import VlmprobeError
+from ..models.base import require_kind
 from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
 from .matching import RULES, match_response
 from .prompts import OPEN_WORLD_QUESTION, PROMPTS, get_prompt
@@ -56,9 +57,7 @@ class Method:
         return cfg
 
     def setup(self, model, dataset) -> None:
-        if getattr(model, "kind", None) != "vlm":
-            raise VlmprobeError(f"--method generate needs a vision-language model; {model.spec} is a "
-                                f"{getattr(model, 'kind', '?')} model (use --method zeroshot)")
+        require_kind(model, "vlm", "--method generate", "use --method zeroshot")
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
 

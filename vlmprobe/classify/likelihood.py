@@ -23,6 +23,7 @@ import argparse
 import numpy as np
 
 from ..errors import VlmprobeError
+from ..models.base import require_kind
 from ..models.likelihood import REDUCTIONS, SCORINGS
 from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
 from .prompts import PROMPTS, get_prompt
@@ -67,9 +68,7 @@ class Method:
                 "article": self.article or "none", "num_candidates": self.num_candidates or "all"}
 
     def setup(self, model, dataset) -> None:
-        if getattr(model, "kind", None) != "vlm":
-            raise VlmprobeError(f"--method likelihood needs a vision-language model; {model.spec} is a "
-                                f"{getattr(model, 'kind', '?')} model (use --method zeroshot)")
+        require_kind(model, "vlm", "--method likelihood", "use --method zeroshot")
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
 

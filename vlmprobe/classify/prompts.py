@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VlmprobeError
+from ..models.base import PAPER_QUESTION
 
-OPEN_WORLD_QUESTION = "What type of object is in this photo?"  # the paper's question
+OPEN_WORLD_QUESTION = PAPER_QUESTION  # the paper's question
 CLOSED_WORLD_CLAUSE = ' Choose one from "{classes}"'  # the paper's closed-world suffix
 COT_SUFFIX = " Let's think step by step."
 MAX_NEW_TOKENS = 64  # the paper's budget for a direct answer

@@ -30,12 +30,6 @@ METHODS = {
 }
 
 
-def available_methods() -> list[str]:
-    import importlib.util
-
-    return sorted(n for n, mod in METHODS.items() if importlib.util.find_spec(mod) is not None)
-
-
 def method_module(name: str):
     import importlib
 

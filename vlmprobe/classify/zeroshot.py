@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..data import load_templates
-from ..errors import VlmprobeError
+from ..models.base import require_kind
 
 
 class Method:
@@ -21,9 +21,7 @@ class Method:
         return {"templates_source": self.templates_source, "templates": self.templates}
 
     def setup(self, model, dataset) -> None:
-        if model.kind != "clip":
-            raise VlmprobeError(f"--method zeroshot needs a CLIP model; {model.spec} is a {model.kind} "
-                                "(use --method generate or likelihood)")
+        require_kind(model, "clip", "--method zeroshot", "use --method generate or likelihood")
         self.classifier = model.text_classifier(dataset.classnames, self.templates)  # [K, D]
         self.scale = model.logit_scale
 

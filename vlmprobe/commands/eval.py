@@ -8,7 +8,7 @@ METHOD_HELP = ("zeroshot (CLIP: cosine to class-name text embeddings) | generate
 
 
 def register(subparsers) -> None:
-    from ..classify.runner import available_methods, method_module
+    from ..classify.runner import METHODS, method_module
 
     p = subparsers.add_parser(
         "eval", help="classify images with one method; writes config.json, samples.jsonl, scores.npy, results.json",
@@ -19,14 +19,14 @@ def register(subparsers) -> None:
     add_model_arguments(p)
     add_data_arguments(p)
     g = p.add_argument_group("run")
-    g.add_argument("--method", required=True, choices=available_methods(), help=METHOD_HELP)
+    g.add_argument("--method", required=True, choices=sorted(METHODS), help=METHOD_HELP)
     g.add_argument("--out", required=True, metavar="DIR", help="run directory (created; resumed if it exists)")
     g.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     g.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for image decoding")
     g.add_argument("--groups", default=None, metavar="FIELD",
                    help="manifest field whose values define groups for group-shift accuracy")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    for name in available_methods():
+    for name in sorted(METHODS):
         method_module(name).add_arguments(p.add_argument_group(f"--method {name}"))
     p.set_defaults(func=run)
 

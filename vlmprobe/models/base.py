@@ -19,6 +19,20 @@ import torch
 
 from ..errors import VlmprobeError
 
+# The paper's open-world question (LLaVA-1.5 protocol), the default prompt of every VLM method.
+PAPER_QUESTION = "What type of object is in this photo?"
+
+KIND_NAMES = {"clip": "CLIP model", "vlm": "vision-language model"}
+
+
+def require_kind(model, kind: str, purpose: str, hint: str = "") -> None:
+    """One-line error when ``purpose`` (e.g. "--method generate") gets the wrong kind of model."""
+    have = getattr(model, "kind", "?")
+    if have != kind:
+        raise VlmprobeError(f"{purpose} needs a {KIND_NAMES[kind]}; {getattr(model, 'spec', model)} is a "
+                            f"{KIND_NAMES.get(have, have)}" + (f" ({hint})" if hint else ""))
+
+
 DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -64,6 +78,11 @@ class VisionModel:
     def device(self) -> torch.device:
         raise NotImplementedError
 
+    def _respec(self, spec: str) -> "VisionModel":
+        """Keep the spec the user typed (``toy:vlm``, a bare path) on a model loaded via another."""
+        self.spec = spec
+        return self
+
     def describe(self) -> dict:
         """What was loaded, for run configs: spec, kind, class, load options."""
         return {"spec": self.spec, "kind": self.kind, "class": type(self).__name__, **self.options.to_dict()}
@@ -77,11 +96,3 @@ class VisionModel:
     def features(self, images: Sequence, layers=None, pooling=None, **kwargs) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-
-def _respec(self: VisionModel, spec: str) -> VisionModel:
-    """Keep the spec the user typed (``toy:vlm``, a bare path) on a model loaded via another."""
-    self.spec = spec
-    return self
-
-
-VisionModel._respec = _respec

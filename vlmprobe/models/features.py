@@ -29,8 +29,9 @@ from typing import Sequence
 import torch
 
 from ..errors import VlmprobeError
+from .base import PAPER_QUESTION
 
-DEFAULT_PROMPT = "What type of object is in this photo?"
+DEFAULT_PROMPT = PAPER_QUESTION
 POOLINGS = ("last", "image-mean", "mean")
 PATCH_LAYERS = ("vision", "projector")
 

@@ -47,8 +47,9 @@ import numpy as np
 import torch
 
 from ..errors import VlmprobeError
+from .base import PAPER_QUESTION
 
-DEFAULT_QUESTION = "What type of object is in this photo?"
+DEFAULT_QUESTION = PAPER_QUESTION
 REDUCTIONS = ("sum", "mean", "first", "tokens")
 SCORINGS = ("fast", "naive")
 # Top-level model types whose forward was checked against the naive path (tests/test_likelihood.py).

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..models.base import PAPER_QUESTION
 from .digits import CLASSNAMES
 
 NUMBER_WORDS = CLASSNAMES + ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
@@ -26,7 +27,7 @@ NUMBER_WORDS = CLASSNAMES + ["ten", "eleven", "twelve", "thirteen", "fourteen", 
 # CLIP training captions; the first is the lead's default zero-shot template.
 CAPTION_TEMPLATES = ("a photo of a {}.", "a handwritten {}.", "the digit {}.", "a picture of the number {}.")
 
-OPEN_WORLD_QUESTION = "What type of object is in this photo?"  # the paper's open-world question
+OPEN_WORLD_QUESTION = PAPER_QUESTION  # the paper's open-world question
 FINETUNE_QUESTION = "What type of object is in the photo?"  # the paper's fine-tuning data (GUIDE 5)
 
 # (question, named answer, generic answer): the answer names the class with probability p_c.

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..cache import atomic_write_json
 from ..data import ImageLoadError, read_image
 from ..errors import VlmprobeError
+from ..models.base import require_kind
 from ..runs import RunDir, environment
 from .loader import LETTERS, Question, QuestionSet
 from .report import summarize
@@ -86,8 +87,7 @@ def run_wikiqa(model, qset: QuestionSet, scorer, out: str | os.PathLike, batch_s
                progress: bool = True, classification_run: str | None = None) -> dict:
     """Score ``qset`` with ``scorer`` (GenerateScorer / LikelihoodScorer) into run directory
     ``out``; returns results.json's dict."""
-    if getattr(model, "kind", None) != "vlm":
-        raise VlmprobeError(f"{model.spec} is not a vision-language model; ImageWikiQA needs --model hf:... or toy:vlm")
+    require_kind(model, "vlm", "ImageWikiQA", "use --model hf:... or toy:vlm")
     if batch_size < 1:
         raise VlmprobeError(f"--batch-size must be >= 1 (got {batch_size})")
     runtime = {"batch_size": batch_size, "device": str(model.device), "classification_run": classification_run}
