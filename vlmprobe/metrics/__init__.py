@@ -8,6 +8,8 @@ ood          MSP, MCM, AUROC, FPR@95TPR, ROC curve
 groups       accuracy per value of a sample field, drop between two groups, error ratio
 frequency    class-name mention counting in a corpus, correlation with per-class accuracy
 correlation  Spearman / Pearson over finite pairs
+shape_bias   shape vs texture decisions on cue-conflict images (Geirhos et al.)
+retrieval    image<->text ranks (ties pessimistic) and Recall@K from an image x caption score matrix
 plots        reliability diagram, ROC, frequency scatter (PNG)
 rundata      read a run directory into arrays
 report       summarize(...) -> results dict (used by `vlmprobe eval`), results_from_run(RUN_DIR)

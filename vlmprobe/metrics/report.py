@@ -22,7 +22,9 @@ from vlmprobe.metrics import groups as grp_m
 from vlmprobe.metrics import margin as mar_m
 from vlmprobe.metrics import ood as ood_m
 from vlmprobe.metrics.correlation import spearman
+from vlmprobe.metrics.retrieval import retrieval_from_records
 from vlmprobe.metrics.rundata import RunData, find_key, load_run
+from vlmprobe.metrics.shape_bias import shape_bias_from_records
 from vlmprobe.metrics.validate import check_k, check_labels, check_predictions, check_scores
 
 DEFAULT_WORST_K = (1, 5, 10, 20)
@@ -242,7 +244,9 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
                 ece_edges: str = "right") -> dict:
     """Results of a loaded run (see ``results_from_run``)."""
     gvals = {g: run.field_values(g) for g in groups} if groups else None
-    if run.records and all(r.get("label", 0) is None and "correct" not in r for r in run.records):
+    if run.method == "retrieval":
+        out = {"retrieval": jsonable(retrieval_from_records(run.records, run.scores, run.skipped)[0])}
+    elif run.records and all(r.get("label", 0) is None and "correct" not in r for r in run.records):
         out = summarize_unlabeled(run)
     elif run.labels is None:
         if not run.records or not all("correct" in r for r in run.records):
@@ -267,6 +271,9 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
                         confusion_top=confusion_top, ece_bins=ece_bins, ece_edges=ece_edges)
     if run.method:
         out["method"] = run.method
+    bias = shape_bias_from_records(run.records, run.classnames)
+    if bias is not None:
+        out["shape_bias"] = jsonable(bias)
     if ood is not None:
         out["ood"] = jsonable(ood_results(run, ood, logit_scale, mcm_tau)[0])
     return out
@@ -285,7 +292,8 @@ def results_from_run(run_dir, **opts) -> dict:
 # (e.g. the runner's own bookkeeping) are kept when the metrics are recomputed.
 METRIC_KEYS = frozenset({
     "counts", "top1", "top5", "top5_k", "mean_per_class_recall", "worst_k_accuracy", "per_class_accuracy",
-    "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method"})
+    "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method",
+    "shape_bias", "retrieval"})
 
 
 def merge_results(old: dict | None, new: dict) -> dict:

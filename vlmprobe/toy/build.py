@@ -301,9 +301,13 @@ def load_toy_dataset(spec: str, split: str | None = None, limit: int | None = No
     from ..data import load_dataset
     from ..errors import DataError
 
+    if spec == "toy:cue-conflict":
+        from .cueconflict import load_toy_cue_conflict
+
+        return load_toy_cue_conflict(spec)
     parts = spec.split(":")
     if len(parts) not in (2, 3) or parts[:2] != ["toy", "digits"]:
-        raise DataError(f"unknown toy dataset {spec!r}: use toy:digits or toy:digits:train|val|test")
+        raise DataError(f"unknown toy dataset {spec!r}: use toy:digits, toy:digits:train|val|test or toy:cue-conflict")
     if len(parts) == 3:
         if split is not None and split != parts[2]:
             raise DataError(f"dataset {spec!r} names split {parts[2]!r} but --split {split!r} was given")

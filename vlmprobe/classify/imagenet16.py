@@ -1,0 +1,94 @@
+"""Decisions among the 16 cue-conflict categories through the 1,000 ImageNet classes.
+
+For any model with ``score(images, candidates)`` over class names (CLIP: scaled cosine; VLM:
+log p(name | image, prompt); a supervised ImageNet classifier: its logits), per image::
+
+    p = softmax(score(x, imagenet_names))                  [1000]
+    q_c = mean_{i in I_c} p_i                              per category c, I_c its ImageNet indices
+    prediction = argmax_c q_c                              (ties: lowest category index)
+
+with ``I_c`` the standard ImageNet-to-16 mapping (``data.cueconflict.imagenet16``; Geirhos et
+al., model-vs-human's ``ImageNetProbabilitiesTo16ClassesMapping``, mean aggregation). Scores
+written to scores.npy are ``log q_c`` [B, 16] in the dataset's category order. The dataset's
+class names must be categories of the mapping (``cue-conflict:ROOT`` of the real stimuli).
+ImageNet names are open_clip's list, used by index (its two repeated names stay two columns).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import read_classnames
+from ..data.cueconflict import imagenet16
+from ..errors import VlmprobeError
+from ..models.base import PAPER_QUESTION
+
+
+class Method:
+    name = "imagenet16"
+
+    def __init__(self, templates: str | None = "single", prompt: str = PAPER_QUESTION, answer_prefix: str | None = None,
+                 reduction: str = "sum"):
+        from ..data import load_templates
+
+        self.templates_source = templates or "single"
+        self.templates = load_templates(self.templates_source)
+        self.prompt, self.answer_prefix, self.reduction = prompt, answer_prefix, reduction
+        self.mapping = imagenet16()
+        self.imagenet_names: list[str] = []
+        self.members: list[list[int]] = []
+        self.kind = None
+
+    def config(self) -> dict:
+        cfg = {"mapping_source": self.mapping["source"], "aggregation": self.mapping["aggregation"],
+               "imagenet_classes": "open_clip.IMAGENET_CLASSNAMES"}
+        if self.kind == "clip":
+            cfg.update(templates_source=self.templates_source, templates=self.templates)
+        elif self.kind == "vlm":
+            cfg.update(prompt=self.prompt, answer_prefix=self.answer_prefix, reduction=self.reduction)
+        return cfg
+
+    def setup(self, model, dataset) -> None:
+        self.kind = getattr(model, "kind", None)
+        cats = self.mapping["categories"]
+        unknown = [c for c in dataset.classnames if c not in cats]
+        if unknown:
+            raise VlmprobeError(f"--method imagenet16 decides among the 16 cue-conflict categories; dataset "
+                                f"{dataset.name!r} has classes outside them: {unknown[:5]}")
+        self.members = [cats[c] for c in dataset.classnames]
+        self.imagenet_names = read_classnames("imagenet")
+
+    def num_scores(self, dataset) -> int:
+        return len(dataset.classnames)
+
+    def _score_kwargs(self) -> dict:
+        if self.kind == "clip":
+            return {"templates": self.templates}
+        if self.kind == "vlm":
+            return {"prompt": self.prompt, "answer_prefix": self.answer_prefix, "reduction": self.reduction}
+        return {}
+
+    def run_batch(self, model, samples, images, rng_for):
+        """PIL images -> records, log mean probabilities [B, K]."""
+        logits = model.score(images, self.imagenet_names, **self._score_kwargs()).float().cpu()  # [B, 1000]
+        probs = torch.softmax(logits, dim=-1).numpy()
+        q = np.stack([probs[:, idx].mean(1) for idx in self.members], axis=1)  # [B, K]
+        with np.errstate(divide="ignore"):
+            scores = np.log(q).astype(np.float32)
+        return [{"prediction": int(p)} for p in q.argmax(1)], scores
+
+
+def add_arguments(parser) -> None:
+    """No flags of its own: CLIP uses ``--templates``; a VLM uses ``--prompt``, ``--answer-prefix``
+    and ``--reduction`` (the likelihood options, same meaning)."""
+
+
+def from_args(args) -> Method:
+    from .likelihood import PAPER_ANSWER_PREFIX
+    from .prompts import get_prompt
+
+    prefix = getattr(args, "answer_prefix", None)
+    return Method(templates=getattr(args, "templates", "single"),
+                  prompt=get_prompt(getattr(args, "prompt", "default")).format(None),
+                  answer_prefix=PAPER_ANSWER_PREFIX if prefix == "paper" else prefix,
+                  reduction=getattr(args, "reduction", "sum"))

@@ -1,0 +1,133 @@
+"""Zero-shot image-text retrieval as a method of the one sample loop: the per-image job writes
+the image's row of caption scores (scores.npy is [N images, M captions]); ranks and Recall@K
+come from that matrix (``vlmprobe.metrics.retrieval``), so a run resumes like every other.
+
+Scores:
+
+- CLIP: ``s(i, j) = cos(f(image_i), g(caption_j))`` (L2-normalised embeddings; no logit scale,
+  which would not change any rank). Caption embeddings are computed once and cached on disk
+  (``ClipModel.text_classifier`` with the template ``"{}"``: keyed by model, captions, dtype).
+- VLM: ``s(i, j) = log p(caption_j | image_i, prompt)`` (``--reduction sum|mean`` over the
+  caption's tokens) through the exact shared-prefix likelihood engine (``model.score``): one
+  image+prompt prefix per image, all its candidate captions in a token trie.
+
+Candidates (``--max-candidates C``): scoring every (image, caption) pair costs N*M likelihoods for
+a VLM, so a caption may be offered to only C images: *its own image plus C-1 others drawn
+uniformly without replacement*, seeded by (seed, caption index). Image i then scores exactly the
+captions that were offered to it (the rest of its row is NaN, i.e. not a candidate): text ->
+image ranks a caption among its C images, image -> text ranks an image's captions among the
+captions offered to it. Without ``--max-candidates`` every pair is scored (the standard
+protocol); results.json states which rule was used.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import VlmprobeError
+
+CAPTION_PROMPT = "Describe the image briefly."
+CANDIDATE_RULE = ("each caption is scored against its own image and max_candidates-1 other images drawn "
+                  "uniformly without replacement (seeded by seed and caption index); image->text ranks among "
+                  "the captions offered to the image")
+
+
+def offered_images(caption_image: list[int], num_images: int, max_candidates: int | None, seed: int) -> list[np.ndarray]:
+    """Per caption j: the image indices it is scored against (own image first, then the draws)."""
+    everyone = np.arange(num_images)
+    if max_candidates is None or max_candidates >= num_images:
+        return [everyone] * len(caption_image)
+    out = []
+    for j, own in enumerate(caption_image):
+        others = np.delete(everyone, own)
+        draw = np.random.default_rng([seed, 11, j]).choice(others, size=max_candidates - 1, replace=False)
+        out.append(np.concatenate([[own], np.sort(draw)]))
+    return out
+
+
+class Method:
+    name = "retrieval"
+
+    def __init__(self, max_candidates: int | None = None, seed: int = 0, prompt: str = CAPTION_PROMPT,
+                 answer_prefix: str | None = None, reduction: str = "sum", chunk_size: int = 512):
+        if max_candidates is not None and max_candidates < 1:
+            raise VlmprobeError(f"--max-candidates {max_candidates}: must be at least 1")
+        if reduction not in ("sum", "mean"):
+            raise VlmprobeError(f"--reduction {reduction!r}: choose sum or mean")
+        self.max_candidates, self.seed = max_candidates, seed
+        self.prompt, self.answer_prefix, self.reduction, self.chunk_size = prompt, answer_prefix, reduction, chunk_size
+        self.kind = None
+        self.captions: list[str] = []
+        self.rows: dict[str, np.ndarray] = {}  # sample id -> caption indices it scores
+
+    def config(self) -> dict:
+        cfg = {"max_candidates": self.max_candidates or "all",
+               "candidate_rule": CANDIDATE_RULE if self.max_candidates else "every (image, caption) pair"}
+        if self.kind == "clip":
+            cfg["similarity"] = "cosine of L2-normalised CLIP embeddings"
+        elif self.kind == "vlm":
+            cfg.update(similarity="log p(caption | image, prompt)", prompt=self.prompt,
+                       answer_prefix=self.answer_prefix, reduction=self.reduction, scoring="fast")
+        return cfg
+
+    def setup(self, model, dataset) -> None:
+        self.kind = getattr(model, "kind", None)
+        if self.kind not in ("clip", "vlm"):
+            raise VlmprobeError(f"retrieval needs a CLIP model or a VLM; {model.spec} is a {self.kind} model")
+        if not hasattr(dataset, "captions"):
+            raise VlmprobeError(f"dataset {dataset.name!r} has no captions (use a caption file: JSONL "
+                                "{image, captions} or a Karpathy-split JSON)")
+        self.captions = list(dataset.captions)
+        offered = offered_images(dataset.caption_image, len(dataset), self.max_candidates, self.seed)
+        per_image: list[list[int]] = [[] for _ in range(len(dataset))]
+        for j, imgs in enumerate(offered):
+            for i in imgs:
+                per_image[i].append(j)
+        self.rows = {s.id: np.array(sorted(c), dtype=np.int64) for s, c in zip(dataset.samples, per_image)}
+        if self.kind == "clip":
+            self.text = model.text_classifier(self.captions, ["{}"])  # [M, D], normalised, cached on disk
+
+    def num_scores(self, dataset) -> int:
+        return len(dataset.captions)
+
+    def image_transform(self, model):
+        return model.preprocess if getattr(model, "kind", None) == "clip" else None
+
+    def run_batch(self, model, samples, images, rng_for):
+        """-> records (image->text rank fields are added by the metrics), scores [B, M] (NaN: not offered)."""
+        M = len(self.captions)
+        scores = np.full((len(samples), M), np.nan, dtype=np.float32)
+        rows = [self.rows[s.id] for s in samples]
+        if self.kind == "clip":
+            sim = (model.encode_images(torch.stack(images)).cpu() @ self.text.T).numpy()  # [B, M]
+            for b, cols in enumerate(rows):
+                scores[b, cols] = sim[b, cols]
+        else:
+            cands = [[self.captions[j] for j in cols] for cols in rows]
+            lp = model.score(images, cands, prompt=self.prompt, answer_prefix=self.answer_prefix,
+                             reduction=self.reduction, scoring="fast", batch_size=len(images),
+                             chunk_size=self.chunk_size).numpy()
+            for b, cols in enumerate(rows):
+                scores[b, cols] = lp[b, :len(cols)]
+        records = [{"prediction": None, "num_candidates": int(len(cols)),
+                    "top_caption": int(np.nanargmax(scores[b])) if len(cols) else None}
+                   for b, cols in enumerate(rows)]
+        return records, scores
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--max-candidates", type=int, default=None, metavar="C",
+                        help="score each caption against its own image + C-1 random others (seeded) instead of "
+                             "every image; meant for VLMs on large sets (default: every pair)")
+    parser.add_argument("--prompt", default=CAPTION_PROMPT, metavar="TEXT",
+                        help=f"VLM: the question before the caption (default: {CAPTION_PROMPT!r})")
+    parser.add_argument("--answer-prefix", default=None, metavar="TEXT", help="VLM: text opening the answer")
+    parser.add_argument("--reduction", default="sum", choices=["sum", "mean"],
+                        help="VLM: caption log-likelihood summed or averaged over its tokens (default: sum)")
+    parser.add_argument("--chunk-size", type=int, default=512, help="VLM: trie nodes per forward")
+
+
+def from_args(args) -> Method:
+    return Method(max_candidates=args.max_candidates, seed=args.seed, prompt=args.prompt,
+                  answer_prefix=args.answer_prefix, reduction=args.reduction, chunk_size=args.chunk_size)
+
