@@ -25,7 +25,12 @@ import numpy as np
 
 from ..errors import DataError
 from ..jsonl import read_jsonl
+from ..specs import SpecTable
 from .datasets import ImageDataset, Sample
+
+# Prefixes of caption sets registered by plugins (the miniature world's ``toy:captions``):
+# ``resolve(spec, limit=, seed=) -> CaptionDataset``.
+CAPTION_SPECS = SpecTable("captions")
 
 
 class CaptionDataset(ImageDataset):
@@ -97,10 +102,9 @@ def _karpathy_rows(path: Path, doc: dict, base: Path, split: str) -> list[tuple[
 def load_captions(spec: str, split: str | None = None, image_root: str | None = None, limit: int | None = None,
                   seed: int = 0) -> CaptionDataset:
     """Read a caption file (module doc) -> CaptionDataset; raises DataError with one line."""
-    if spec == "toy:captions":
-        from ..toy.captions import load_toy_captions
-
-        return load_toy_captions(limit=limit, seed=seed)
+    entry = CAPTION_SPECS.find(spec)
+    if entry is not None:
+        return entry.resolve(spec, limit=limit, seed=seed)
     path = Path(spec).expanduser()
     if not path.is_file():
         raise DataError(f"caption file {spec!r} does not exist")

@@ -33,9 +33,13 @@ def caption_rows(root: Path, seed: int = 0) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def load_toy_captions(limit: int | None = None, seed: int = 0):
+def load_toy_captions(spec: str = "toy:captions", limit: int | None = None, seed: int = 0):
     """``toy:captions`` -> CaptionDataset."""
     from ..data.captions import build_caption_dataset
+    from ..errors import DataError
+
+    if spec != "toy:captions":
+        raise DataError(f"unknown toy caption set {spec!r}: use toy:captions")
     from .build import ensure_data
 
     root = ensure_data()
