@@ -21,6 +21,13 @@ def test_demo_runs_every_step_and_shows_the_study(toy_world, tmp_path, capsys):
     assert top1["VLM linear probe"] > top1["VLM direct generation"] + 0.3
     assert top1["VLM after LoRA fine-tuning, direct generation"] > top1["VLM direct generation"] + 0.2
     assert summary["frequency_vs_generation_accuracy"]["spearman"] > 0.5
+    assert {r["model"] for r in summary["shape_bias"]} == {"CLIP zero-shot", "VLM direct generation",
+                                                          "VLM probability inference"}
+    assert all(r["shape"] + r["texture"] + r["other"] == 180 for r in summary["shape_bias"])
+    assert (out / "shape-bias" / "shape_bias.png").exists()
+    assert "shape bias" in printed and "image->text R@1" in printed
+    clip_r1 = next(r for r in summary["retrieval"] if r["model"].startswith("CLIP"))
+    assert clip_r1["image_to_text_r1"] > 0.5 and clip_r1["text_to_image_r1"] > 0.5
     # a second run reuses everything (resume) and reproduces the same table
     assert main(["demo", "--out", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["classification"] == summary["classification"]

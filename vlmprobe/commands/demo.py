@@ -4,8 +4,9 @@
 Steps: build the world; CLIP zero-shot; VLM direct generation; VLM probability inference;
 linear probes on every layer (CLIP as reference); class-name frequency vs generation accuracy;
 ImageWikiQA split by classification outcome; LoRA fine-tuning on the world's classification
-conversations (the recipe of ``recipes/configs/toy.yaml``) and generation again. Everything
-resumes/reuses when run again.
+conversations (the recipe of ``recipes/configs/toy.yaml``) and generation again; shape bias of
+CLIP and the VLM on the toy cue-conflict set (``vlmprobe compare --shape-bias``) and zero-shot
+retrieval R@1 on the toy digit captions. Everything resumes/reuses when run again.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/demo", help="directory for every run of the demo (default: runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the miniature world and of the runs")
     p.add_argument("--skip", default="", metavar="STEP[,STEP]",
-                   help="steps to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa, finetune")
+                   help="steps to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa, finetune, "
+                        "shape-clip, shape-vlm-generate, shape-vlm-likelihood, shape-compare, retrieval-clip, "
+                        "retrieval-vlm")
     p.set_defaults(func=run)
 
 
@@ -60,6 +63,7 @@ def run(args) -> int:
                    "--method", "generate", "--classification-run", str(out / "vlm-generate"),
                    "--out", str(out / "wikiqa-generate")],
     }
+    steps.update(shape_steps(out, args.seed, root))
     if "generate" in skip:
         skip |= {"frequency", "wikiqa"}
     for name, argv in steps.items():
@@ -94,6 +98,30 @@ def _finetune_step(out: Path, seed: int) -> None:
            "--method", "generate", "--out", str(out / "vlm-finetuned-generate")])
 
 
+SHAPE_RUNS = {"shape-clip": "CLIP zero-shot", "shape-vlm-generate": "VLM direct generation",
+              "shape-vlm-likelihood": "VLM probability inference"}
+RETRIEVAL_RUNS = {"retrieval-clip": "CLIP (cosine)", "retrieval-vlm": "VLM (log p(caption | image))"}
+
+
+def shape_steps(out: Path, seed: int, root: Path) -> dict[str, list[str]]:
+    """Shape bias on the toy cue-conflict set (a large digit made of small copies of another)
+    and zero-shot retrieval on the toy digit captions."""
+    cc = ["--data", "toy:cue-conflict", "--seed", str(seed), "--no-progress"]
+    caps = ["--data", "toy:captions", "--seed", str(seed), "--no-progress"]
+    return {
+        "shape-clip": ["eval", "--model", "toy:clip", *cc, "--method", "zeroshot",
+                       "--templates", str(root / "templates.json"), "--out", str(out / "shape-clip")],
+        "shape-vlm-generate": ["eval", "--model", "toy:vlm", *cc, "--method", "generate",
+                               "--out", str(out / "shape-vlm-generate")],
+        "shape-vlm-likelihood": ["eval", "--model", "toy:vlm", *cc, "--method", "likelihood", "--answer-prefix",
+                                 "paper", "--out", str(out / "shape-vlm-likelihood")],
+        "shape-compare": ["compare", "--shape-bias", *[str(out / n) for n in SHAPE_RUNS],
+                          "--labels", ",".join(SHAPE_RUNS.values()), "--out", str(out / "shape-bias")],
+        "retrieval-clip": ["retrieval", "--model", "toy:clip", *caps, "--out", str(out / "retrieval-clip")],
+        "retrieval-vlm": ["retrieval", "--model", "toy:vlm", *caps, "--out", str(out / "retrieval-vlm")],
+    }
+
+
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -120,11 +148,25 @@ def summarize_demo(out: Path, world: dict) -> dict:
         if clip_probe:
             rows.append({"method": "CLIP linear probe (image embedding)", "run": str(out / "vlm-probe"),
                          "top1": clip_probe.get("test_accuracy"), "worst1": None, "worst1_class": None})
+    shape = []
+    for name, label in SHAPE_RUNS.items():
+        res = (_read(out / name / "results.json") or {}).get("shape_bias")
+        if res:
+            o = res["overall"]
+            shape.append({"model": label, "run": str(out / name), "shape_bias": o["shape_bias"], "shape": o["shape"],
+                          "texture": o["texture"], "other": o["other"]})
+    retrieval = []
+    for name, label in RETRIEVAL_RUNS.items():
+        res = (_read(out / name / "results.json") or {}).get("retrieval")
+        if res:
+            retrieval.append({"model": label, "run": str(out / name),
+                              "image_to_text_r1": res["image_to_text"]["recall"]["1"],
+                              "text_to_image_r1": res["text_to_image"]["recall"]["1"]})
     freq = _read(out / "frequency" / "frequency.json")
     qa = _read(out / "wikiqa-generate" / "results.json")
     return {"world": {"dir": world["dir"], "naming_probability": world.get("naming_probability"),
                       "build_seconds": world.get("seconds")},
-            "classification": rows,
+            "classification": rows, "shape_bias": shape, "retrieval": retrieval,
             "frequency_vs_generation_accuracy": {k: freq.get(k) for k in ("spearman", "pearson_log")} if freq else None,
             "wikiqa": qa and {k: qa.get(k) for k in ("accuracy", "unparseable_rate", "by_classification")}}
 
@@ -143,4 +185,14 @@ def summary_markdown(summary: dict) -> str:
     if qa and qa.get("accuracy") is not None:
         lines.append(f"ImageWikiQA (toy) accuracy by generation: {fmt(qa['accuracy'])}% "
                      f"(unparseable {fmt(qa.get('unparseable_rate'))}%)")
+    if summary.get("shape_bias"):
+        lines += ["", "| toy cue-conflict (digit made of another digit) | shape bias | shape / texture / other |",
+                  "| --- | ---: | ---: |"]
+        for r in summary["shape_bias"]:
+            sb = "-" if r["shape_bias"] is None else f"{r['shape_bias']:.2f}"
+            lines.append(f"| {r['model']} | {sb} | {r['shape']} / {r['texture']} / {r['other']} |")
+    if summary.get("retrieval"):
+        lines += ["", "| toy digit captions retrieval | image->text R@1 % | text->image R@1 % |", "| --- | ---: | ---: |"]
+        for r in summary["retrieval"]:
+            lines.append(f"| {r['model']} | {fmt(r['image_to_text_r1'])} | {fmt(r['text_to_image_r1'])} |")
     return "\n".join(lines) + "\n"

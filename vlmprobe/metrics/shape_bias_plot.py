@@ -39,3 +39,37 @@ def plot_shape_bias(results: dict[str, dict], out) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def run_label(config: dict, run_dir: Path) -> str:
+    """``model spec (method)`` from a run's config.json, else the directory name."""
+    model = (config.get("model") or {}).get("spec")
+    method = (config.get("method") or {}).get("name")
+    return f"{model} ({method})" if model and method else Path(run_dir).name
+
+
+def compare_shape_bias(run_dirs, out, labels=None) -> dict:
+    """Shape bias of several cue-conflict runs (recomputed from their files) -> DIR/shape_bias.png
+    (the per-category dot plot) and DIR/shape_bias.json ({label: {run, overall, per_category}})."""
+    from ..cache import atomic_write_json
+    from ..errors import VlmprobeError
+    from .rundata import load_run
+    from .shape_bias import shape_bias_from_records
+
+    labels = list(labels) if labels else []
+    if labels and len(labels) != len(run_dirs):
+        raise VlmprobeError(f"{len(labels)} labels for {len(run_dirs)} runs")
+    table = {}
+    for n, d in enumerate(run_dirs):
+        run = load_run(d)
+        bias = shape_bias_from_records(run.records, run.classnames)
+        if bias is None:
+            raise VlmprobeError(f"{Path(d) / 'samples.jsonl'}: no record has meta.shape/meta.texture "
+                                "(not a cue-conflict run)")
+        label = labels[n] if labels else run_label(run.config, Path(d))
+        table[label] = {"run": str(d), **bias}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "shape_bias.json", table)
+    plot_shape_bias(table, out / "shape_bias.png")
+    return table
