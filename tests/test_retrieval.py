@@ -175,3 +175,18 @@ def test_vlm_retrieval_restricted_candidates_exact(tiny_models, caption_jsonl, t
     want_i2t, want_t2i = _independent_recalls(scores, [s.meta["captions"] for s in ds.samples], ds.caption_image)
     assert r["image_to_text"]["recall"] == pytest.approx(want_i2t)
     assert r["text_to_image"]["recall"] == pytest.approx(want_t2i)
+
+
+def test_unreadable_image_is_a_counted_skip(tiny_models, caption_jsonl, tmp_path):
+    """A caption row whose image cannot be read: the image is a skipped record (NaN row), its
+    captions are not ranked and are counted; the other queries are ranked as usual."""
+    (caption_jsonl.parent / "img" / "1.png").write_bytes(b"not a png")
+    model = vlmprobe.load_model(f"hfclip:{tiny_models['hfclip']}")
+    ds = load_captions(str(caption_jsonl))
+    from vlmprobe.retrieval import Method
+
+    res = vlmprobe.evaluate(model, ds, Method(), tmp_path / "run", progress=False)
+    r = res["retrieval"]
+    assert r["counts"] == {"images": 4, "skipped_images": 1, "captions": 8, "captions_of_skipped_images": 1}
+    assert r["image_to_text"]["n_ranked"] == 4 and r["text_to_image"]["n_ranked"] == 7
+    assert res["skipped_images"][0]["image"].endswith("img/1.png")

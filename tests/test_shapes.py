@@ -123,6 +123,25 @@ def test_cue_conflict_run_zeroshot_and_imagenet16(tiny_models, tmp_path):
     assert [r["prediction"] for r in recs16] == q.argmax(1).tolist()
     assert res16["shape_bias"]["overall"]["n"] == 6
 
+    from vlmprobe.cli import main
+
+    assert main(["compare", "--shape-bias", str(tmp_path / "zs"), str(tmp_path / "in16"), "--labels", "direct,in16",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    table = json.loads((tmp_path / "cmp" / "shape_bias.json").read_text())
+    assert table["direct"]["overall"] == res["shape_bias"]["overall"] and (tmp_path / "cmp" / "shape_bias.png").is_file()
+
+
+def test_compare_refuses_a_run_without_cue_conflict(tmp_path, capsys):
+    from vlmprobe.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": {"classnames": ["a", "b"]}}))
+    (run / "samples.jsonl").write_text(json.dumps({"id": "x", "image": "x.png", "label": 0, "prediction": 1}) + "\n")
+    assert main(["compare", "--shape-bias", str(run), "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a cue-conflict run" in err and str(run / "samples.jsonl") in err and "\n" not in err
+
 
 def test_imagenet16_refuses_other_classes(tiny_models, digits_folder):
     model = vlmprobe.load_model(f"hfclip:{tiny_models['hfclip']}")
