@@ -24,7 +24,7 @@ def test_demo_runs_every_step_and_shows_the_study(toy_world, tmp_path, capsys):
     assert {r["model"] for r in summary["shape_bias"]} == {"CLIP zero-shot", "VLM direct generation",
                                                           "VLM probability inference"}
     assert all(r["shape"] + r["texture"] + r["other"] == 180 for r in summary["shape_bias"])
-    assert (out / "shape-bias" / "shape_bias.png").exists()
+    assert (out / "shape_bias.png").exists()
     assert "shape bias" in printed and "image->text R@1" in printed
     clip_r1 = next(r for r in summary["retrieval"] if r["model"].startswith("CLIP"))
     assert clip_r1["image_to_text_r1"] > 0.5 and clip_r1["text_to_image_r1"] > 0.5

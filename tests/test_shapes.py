@@ -125,10 +125,10 @@ def test_cue_conflict_run_zeroshot_and_imagenet16(tiny_models, tmp_path):
 
     from vlmprobe.cli import main
 
-    assert main(["compare", "--shape-bias", str(tmp_path / "zs"), str(tmp_path / "in16"), "--labels", "direct,in16",
-                 "--out", str(tmp_path / "cmp")]) == 0
-    table = json.loads((tmp_path / "cmp" / "shape_bias.json").read_text())
-    assert table["direct"]["overall"] == res["shape_bias"]["overall"] and (tmp_path / "cmp" / "shape_bias.png").is_file()
+    assert main(["compare", str(tmp_path / "zs"), str(tmp_path / "in16"), "--labels", "direct,in16",
+                 "--shape-bias", str(tmp_path / "sb.png"), "--out", str(tmp_path / "sb.json")]) == 0
+    table = json.loads((tmp_path / "sb.json").read_text())["shape_bias"]
+    assert table["direct"]["overall"] == res["shape_bias"]["overall"] and (tmp_path / "sb.png").is_file()
 
 
 def test_compare_refuses_a_run_without_cue_conflict(tmp_path, capsys):
@@ -138,7 +138,7 @@ def test_compare_refuses_a_run_without_cue_conflict(tmp_path, capsys):
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"data": {"classnames": ["a", "b"]}}))
     (run / "samples.jsonl").write_text(json.dumps({"id": "x", "image": "x.png", "label": 0, "prediction": 1}) + "\n")
-    assert main(["compare", "--shape-bias", str(run), "--out", str(tmp_path / "cmp")]) == 2
+    assert main(["compare", str(run), "--shape-bias", str(tmp_path / "sb.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a cue-conflict run" in err and str(run / "samples.jsonl") in err and "\n" not in err
 

@@ -68,9 +68,14 @@ class Method:
             return {"prompt": self.prompt, "answer_prefix": self.answer_prefix, "reduction": self.reduction}
         return {}
 
+    def candidates(self) -> list[str]:
+        """Text models score the ImageNet names; a supervised classifier scores its 1,000 outputs
+        by index (``"0"``..``"999"``), so repeated names never merge two outputs."""
+        return self.imagenet_names if self.kind in ("clip", "vlm") else [str(i) for i in range(len(self.imagenet_names))]
+
     def run_batch(self, model, samples, images, rng_for):
         """PIL images -> records, log mean probabilities [B, K]."""
-        logits = model.score(images, self.imagenet_names, **self._score_kwargs()).float().cpu()  # [B, 1000]
+        logits = model.score(images, self.candidates(), **self._score_kwargs()).float().cpu()  # [B, 1000]
         probs = torch.softmax(logits, dim=-1).numpy()
         q = np.stack([probs[:, idx].mean(1) for idx in self.members], axis=1)  # [B, K]
         with np.errstate(divide="ignore"):

@@ -115,8 +115,8 @@ def shape_steps(out: Path, seed: int, root: Path) -> dict[str, list[str]]:
                                "--out", str(out / "shape-vlm-generate")],
         "shape-vlm-likelihood": ["eval", "--model", "toy:vlm", *cc, "--method", "likelihood", "--answer-prefix",
                                  "paper", "--out", str(out / "shape-vlm-likelihood")],
-        "shape-compare": ["compare", "--shape-bias", *[str(out / n) for n in SHAPE_RUNS],
-                          "--labels", ",".join(SHAPE_RUNS.values()), "--out", str(out / "shape-bias")],
+        "shape-compare": ["compare", *[str(out / n) for n in SHAPE_RUNS], "--shape-bias", str(out / "shape_bias.png"),
+                          "--labels", ",".join(SHAPE_RUNS.values()), "--out", str(out / "shape_bias.json")],
         "retrieval-clip": ["retrieval", "--model", "toy:clip", *caps, "--out", str(out / "retrieval-clip")],
         "retrieval-vlm": ["retrieval", "--model", "toy:vlm", *caps, "--out", str(out / "retrieval-vlm")],
     }

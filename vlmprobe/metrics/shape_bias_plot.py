@@ -48,10 +48,9 @@ def run_label(config: dict, run_dir: Path) -> str:
     return f"{model} ({method})" if model and method else Path(run_dir).name
 
 
-def compare_shape_bias(run_dirs, out, labels=None) -> dict:
-    """Shape bias of several cue-conflict runs (recomputed from their files) -> DIR/shape_bias.png
-    (the per-category dot plot) and DIR/shape_bias.json ({label: {run, overall, per_category}})."""
-    from ..cache import atomic_write_json
+def compare_shape_bias(run_dirs, png, labels=None) -> dict:
+    """Shape bias of several cue-conflict runs, recomputed from their files -> the per-category
+    dot plot at ``png``; returns ``{label: {run, overall, per_category, excluded_same_cue}}``."""
     from ..errors import VlmprobeError
     from .rundata import load_run
     from .shape_bias import shape_bias_from_records
@@ -68,8 +67,5 @@ def compare_shape_bias(run_dirs, out, labels=None) -> dict:
                                 "(not a cue-conflict run)")
         label = labels[n] if labels else run_label(run.config, Path(d))
         table[label] = {"run": str(d), **bias}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "shape_bias.json", table)
-    plot_shape_bias(table, out / "shape_bias.png")
+    plot_shape_bias(table, png)
     return table
