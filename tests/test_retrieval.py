@@ -172,6 +172,7 @@ def test_vlm_retrieval_restricted_candidates_exact(tiny_models, caption_jsonl, t
     assert r["text_to_image"]["mean_candidates"] == pytest.approx(2.0)
     cfg = json.loads((tmp_path / "vlm" / "config.json").read_text())["method"]
     assert cfg["max_candidates"] == 2 and "drawn uniformly" in cfg["candidate_rule"]
+    assert r["candidates"]["max_candidates"] == 2 and r["candidates"]["candidate_rule"] == cfg["candidate_rule"]
     want_i2t, want_t2i = _independent_recalls(scores, [s.meta["captions"] for s in ds.samples], ds.caption_image)
     assert r["image_to_text"]["recall"] == pytest.approx(want_i2t)
     assert r["text_to_image"]["recall"] == pytest.approx(want_t2i)

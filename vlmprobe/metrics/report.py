@@ -246,6 +246,8 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
     gvals = {g: run.field_values(g) for g in groups} if groups else None
     if run.method == "retrieval":
         out = {"retrieval": jsonable(retrieval_from_records(run.records, run.scores, run.skipped)[0])}
+        method_cfg = run.config.get("method") if isinstance(run.config.get("method"), dict) else {}
+        out["retrieval"]["candidates"] = {k: method_cfg.get(k) for k in ("max_candidates", "candidate_rule", "similarity")}
     elif run.records and all(r.get("label", 0) is None and "correct" not in r for r in run.records):
         out = summarize_unlabeled(run)
     elif run.labels is None:
