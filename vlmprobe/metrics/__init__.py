@@ -9,6 +9,7 @@ groups       accuracy per value of a sample field, drop between two groups, erro
 frequency    class-name mention counting in a corpus, correlation with per-class accuracy
 correlation  Spearman / Pearson over finite pairs
 shape_bias   shape vs texture decisions on cue-conflict images (Geirhos et al.)
+shape_bias_plot  the per-category shape-bias dot plot of several runs (`vlmprobe compare --shape-bias`)
 retrieval    image<->text ranks (ties pessimistic) and Recall@K from an image x caption score matrix
 plots        reliability diagram, ROC, frequency scatter (PNG)
 rundata      read a run directory into arrays
