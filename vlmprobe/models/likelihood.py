@@ -376,7 +376,10 @@ def _naive_one(vlm, image, prefix_text, req: Request) -> list[torch.Tensor]:
     for seq in req.seqs:
         cont = torch.tensor(seq, dtype=torch.long, device=prefix.device)
         ids = torch.cat([prefix, cont])[None]
-        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0]
+        # per-token inputs (Qwen2-VL's mm_token_type_ids [1, L]): the prefix's, then 0 (text) per new token
+        tok_extra = {k: torch.cat([v[:, :prefix.shape[0]], v.new_zeros(1, len(seq))], 1)
+                     if k.endswith("token_type_ids") else v for k, v in extra.items()}
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **tok_extra).logits[0]
         P = prefix.shape[0]
         out.append(_log_softmax_at(logits[P - 1:P - 1 + len(seq)], cont).cpu())
     return out
