@@ -113,14 +113,16 @@ def _build_qwen2_vl_real(out: Path, tokenizer_dir: str) -> None:
     from transformers import (AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
                               Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left")
+    # as Qwen2-VL-Instruct's tokenizer_config: <|im_end|> ends a turn (eos), <|endoftext|> pads
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left", eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>")
     ids = tok.convert_tokens_to_ids(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
     vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
     text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                 rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, initializer_range=0.2,
-                tie_word_embeddings=True, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                tie_word_embeddings=True, bos_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id, use_sliding_window=False)
     config = Qwen2VLConfig(vision_config=vision, text_config=text, vision_start_token_id=ids[0],
                            vision_end_token_id=ids[1], image_token_id=ids[2], video_token_id=ids[3],
