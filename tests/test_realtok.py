@@ -101,3 +101,21 @@ def test_imagenet_names_token_statistics(toks, name, mean, longest):
     lengths = [len(s) for s in req.seqs]
     assert req.shared == len(req.prefix_ids)  # no boundary merge for either tokenizer
     assert sum(lengths) / len(lengths) == pytest.approx(mean, abs=1e-3) and max(lengths) == longest
+
+
+def test_transformers_gguf_setting_differs_only_on_leading_spaces(real_models, gguf_dir):
+    """transformers' GGUF import of LLaMA uses Metaspace(prepend_scheme="first") (legacy=False)
+    with no normalizer: on llama.cpp's vectors it differs exactly on the 15 texts that start with
+    a space (no second "▁"), and after a special token it adds no "▁" ("<image>\\n" -> "\\n")."""
+    from tokenizers import AddedToken, pre_tokenizers
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(real_models["tokenizers/llama"])
+    tok.backend_tokenizer.normalizer = None
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first",
+                                                                   split=False)
+    vectors = realtok.test_vectors(gguf_dir, "llama")
+    differ = [t for t, ids in vectors if tok.encode(t, add_special_tokens=False) != ids]
+    assert differ == [t for t, _ in vectors if t.startswith(" ")] and len(differ) == 15
+    tok.add_special_tokens({"additional_special_tokens": [AddedToken("<image>", special=True, normalized=False)]})
+    assert tok("USER: <image>\nWhat").input_ids[-3:] == [tok.convert_tokens_to_ids("<image>"), 13, 5618]
