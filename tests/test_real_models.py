@@ -17,17 +17,13 @@ PAPER_PREFIX = "The photo features a"
 KINDS = ("llava-real", "qwen2-vl-real")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def vlms(real_models):
-    return {k: vlmprobe.load_model(f"hf:{real_models[k]}") for k in KINDS}
+    """Both models, with one torch thread for this module (tiny ops only wait on each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield {k: vlmprobe.load_model(f"hf:{real_models[k]}") for k in KINDS}
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
