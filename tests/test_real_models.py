@@ -258,3 +258,29 @@ def test_collator_masks_exactly_the_answer_tokens(vlms, kind):
             assert T[:len(P)] == P and T[len(P):] == run, (answer, tok.convert_ids_to_tokens(run))
         image_id = getattr(vlm.model.config, "image_token_id", None) or vlm.model.config.image_token_index
         assert ids.count(image_id) > 0 and all(lab == IGNORE for i, lab in zip(ids, labels) if i == image_id)
+
+
+# ------------------------------------------------------------------------------ end to end
+def test_eval_end_to_end_on_real_tokenizers(vlms, real_models, digits_folder, tmp_path):
+    """``vlmprobe eval`` (likelihood: paper prefix + a/an, fast, on LLaVA; generation on Qwen2-VL)
+    through the one sample loop: stored scores / responses equal the direct calls."""
+    import json
+
+    from vlmprobe.classify.generation import Method as Generate
+    from vlmprobe.cli import main
+
+    out = tmp_path / "lik"
+    assert main(["eval", "--method", "likelihood", "--model", f"hf:{real_models['llava-real']}", "--data",
+                 str(digits_folder), "--limit", "2", "--answer-prefix", "paper", "--article", "a/an", "--out",
+                 str(out), "--workers", "0", "--no-progress"]) == 0
+    data = vlmprobe.load_dataset(str(digits_folder), limit=2)
+    imgs = [data.load_image(i) for i in range(2)]
+    vlm = vlms["llava-real"]
+    prefix_text, names = with_article(PAPER_PREFIX, data.classnames)
+    direct = continuation_logprobs(vlm, imgs, vlm.render(QUESTION, answer_prefix=prefix_text), names).numpy()
+    assert np.abs(np.load(out / "scores.npy") - direct).max() <= TOL
+
+    qwen = vlms["qwen2-vl-real"]
+    vlmprobe.evaluate(qwen, data, Generate(max_new_tokens=5), tmp_path / "gen", batch_size=2, progress=False)
+    records = [json.loads(line) for line in open(tmp_path / "gen" / "samples.jsonl")]
+    assert [r["response"] for r in records] == qwen.generate(imgs, [QUESTION] * 2, max_new_tokens=5)
