@@ -36,7 +36,6 @@ def _engine():
 
 class LikelihoodScorer:
     name = "likelihood"
-    num_scores = 4
 
     def __init__(self, condition: Condition, answer_prefix: str = ANSWER_PREFIX, select: str = "letter",
                  scoring: str = "fast"):
@@ -53,6 +52,12 @@ class LikelihoodScorer:
         return {"name": self.name, "answer_prefix": self.answer_prefix, "select": self.select,
                 "targets": list(TARGETS), "scoring": self.scoring}
 
+    def setup(self, model, questions) -> None:
+        pass
+
+    def num_scores(self, questions) -> int:
+        return 4
+
     def option_scores(self, model, questions: list[Question], images: list | None) -> dict[str, np.ndarray]:
         """{target: float32 [B, 4]} for the three targets (module docstring)."""
         score = _engine()
@@ -66,7 +71,10 @@ class LikelihoodScorer:
         out = {"letter": sums[:, :4], "text_sum": sums[:, 4:], "text_mean": sums[:, 4:] / counts[:, 4:]}
         return {k: v.float().numpy().astype(np.float32) for k, v in out.items()}
 
-    def run_batch(self, model, questions: list[Question], images: list | None) -> tuple[list[dict], np.ndarray]:
+    def run_batch(self, model, questions: list[Question], images: list | None,
+                  rng_for=None) -> tuple[list[dict], np.ndarray]:
+        """(images: all None when the condition withholds them) -> records, scores [B, 4]."""
+        images = None if images and all(im is None for im in images) else images
         scores = self.option_scores(model, questions, images)
         records = []
         for b in range(len(questions)):
