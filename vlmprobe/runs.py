@@ -300,7 +300,8 @@ class RunDir:
         scores = None
         if self.num_scores:
             scores = np.full((n, self.num_scores), np.nan, dtype=np.float32)
-            scores[:len(rows)] = rows
+            if rows is not None:
+                scores[:len(rows)] = rows
         for shard in shards:
             srows = shard.scores()
             for j, line in enumerate(shard.lines()):
