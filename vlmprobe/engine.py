@@ -151,11 +151,13 @@ def process(model, method, inputs, indices: Sequence[int], writer, batch_size: i
     return done
 
 
-def share(todo: Sequence[int], w: distributed.World) -> list[int]:
-    """This process's contiguous block of the sorted unfinished indices."""
+def share(todo: Sequence[int], w: distributed.World, batch_size: int = 1) -> list[int]:
+    """This process's contiguous block of the sorted unfinished indices, cut at multiples of
+    ``batch_size`` (so a fresh run's batches are the batches one process would form)."""
     todo = sorted(todo)
-    n = len(todo)
-    return todo[n * w.rank // w.size: n * (w.rank + 1) // w.size]
+    nb = -(-len(todo) // max(1, batch_size))
+    lo, hi = nb * w.rank // w.size, nb * (w.rank + 1) // w.size
+    return todo[lo * batch_size: hi * batch_size]
 
 
 def run_job(model, method, inputs, out: str | os.PathLike, config: dict, num_scores: int | None,
@@ -187,7 +189,7 @@ def _run_locked(model, method, inputs, run: RunDir, launch: str, open_run, summa
     sharded = w.sharded or has_shards
     todo = sorted(set(range(len(inputs))) - run.finished()) if sharded else list(range(n_main, len(inputs)))
     distributed.barrier(w)  # every rank has read the finished set before anyone writes
-    mine = share(todo, w)
+    mine = share(todo, w, batch_size)
     sink = run.shard(launch, w.rank) if sharded and mine else run
     writer = RecordWriter(inputs, sink, run.num_scores, rank=w.rank if sharded else None)
     transform = method.image_transform(model) if hasattr(method, "image_transform") else None

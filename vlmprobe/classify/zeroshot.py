@@ -2,18 +2,30 @@
 prediction ``argmax_c s(x, c)`` (``ClipModel.text_classifier`` builds ``w`` [K, D])."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from .. import options
 from ..data import load_templates
 from ..models.base import require_kind
 
 
+@dataclass
+class ZeroshotOptions(options.Options):
+    templates: str = options.option(
+        "single", "CLIP prompt templates: 'single' (\"a photo of a {}.\"), 'imagenet' (open_clip's 80-template "
+                  "ensemble) or a text file with one '{}' template per line")
+
+
 class Method:
     name = "zeroshot"
+    Options = ZeroshotOptions
 
     def __init__(self, templates: str | None = "single"):
-        self.templates_source = templates or "single"
+        self.options = ZeroshotOptions(templates=templates or "single")
+        self.templates_source = self.options.templates
         self.templates = load_templates(self.templates_source)
         self.classifier = None
 
@@ -41,10 +53,8 @@ class Method:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--templates", default="single",
-                        help="CLIP prompt templates: 'single' (\"a photo of a {}.\"), 'imagenet' (open_clip's "
-                             "80-template ensemble) or a text file with one '{}' template per line")
+    options.add_arguments(parser, ZeroshotOptions)
 
 
 def from_args(args) -> Method:
-    return Method(templates=args.templates)
+    return Method(**options.from_args(ZeroshotOptions, args).as_dict())

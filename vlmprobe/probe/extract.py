@@ -282,7 +282,7 @@ def extract_features(model, dataset, layers="all", pooling="last", prompt: str |
     n = len(dataset)
     todo = sorted(set(range(n)) - _done_rows(path))
     distributed.barrier(w)  # every process has read the finished rows before anyone writes
-    mine = share(todo, w)
+    mine = share(todo, w, batch_size)
     writer = ChunkWriter(path, dataset, model, kw, STORAGE_DTYPES[storage], max(1, batch_size * chunk_batches))
     process(model, FeatureMethod(kw), ImageInputs(dataset), mine, writer, batch_size=batch_size, workers=workers,
             progress=progress and w.main, total=n, initial=n - len(todo), scale=w.size,
