@@ -53,8 +53,9 @@ def _preprocessing(model) -> object:
 
 
 def _model_identity(model) -> dict:
-    desc = {k: v for k, v in model.describe().items() if k not in ("device", "device_map")}
-    return {"fingerprint": getattr(model, "fingerprint", None), "describe": desc}
+    from ..runs import describe_model
+
+    return {"fingerprint": getattr(model, "fingerprint", None), "describe": describe_model(model)}
 
 
 def dataset_identity(dataset) -> dict:
