@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..cache import atomic_write_json, content_key, home_dir
 from ..errors import VlmprobeError

@@ -102,7 +102,7 @@ def run_probe(model, train, test, out: str | os.PathLike, val=None, layers="all"
     runtime = {"batch_size": batch_size, "workers": workers, "probe_device": probe_device, "device": str(model.device)}
     config = run_config("probe", model, probe_cfg, _data_config(train, val, test), seed, runtime,
                         reference=None if reference is None else reference.spec)
-    run = RunDir(out, config, num_scores=k)
+    run = RunDir(out, config, num_scores=len(test.classnames))
 
     def prepare():
         run.lock()
