@@ -213,3 +213,58 @@ def test_unrelated_second_process_is_refused(zeroshot_one, clip_spec, images, tm
     _finish(first)
     assert_same_run(zeroshot_one, out)
     assert len(_records(out)) == 24
+
+
+# ---------------------------------------------------------------- units (no model)
+def test_share_splits_the_unfinished_indices_at_batch_multiples():
+    from vlmprobe.distributed import World
+    from vlmprobe.engine import share
+
+    todo = [0, 1, 2, 5, 6, 7, 8, 9, 12]  # unfinished, not a stride of anything
+    parts = [share(todo, World(rank=r, size=2), batch_size=2) for r in range(2)]
+    assert parts == [[0, 1, 2, 5], [6, 7, 8, 9, 12]]
+    parts = [share(todo, World(rank=r, size=4), batch_size=1) for r in range(4)]
+    assert sorted(sum(parts, [])) == todo and all(parts)
+
+
+def test_merge_verifies_and_a_killed_merge_is_repaired(tmp_path):
+    from vlmprobe.errors import RunDirError
+    from vlmprobe.runs import RunDir
+
+    ids = [f"s{i}" for i in range(5)]
+    run = RunDir(tmp_path, {"method": "m"}, num_scores=2)
+    run.lock("L")
+    assert run.open() == 0
+    run.append([{"id": "s0"}], np.zeros((1, 2)))
+    a, b = run.shard("L", 0), run.shard("L", 1)
+    a.append([{"index": 1, "record": {"id": "s1", "rank": 0}}], np.ones((1, 2)))
+    b.append([{"index": 3, "record": {"id": "s3", "rank": 1}}, {"index": 4, "record": {"id": "s4", "rank": 1}}],
+             np.full((2, 2), 3.0))
+    a.release(), b.release()
+    with pytest.raises(RunDirError, match="1 samples not computed"):
+        run.merge(ids)
+    assert run.finished() == {0, 1, 3, 4}
+    c = run.shard("M", 0)
+    c.append([{"index": 2, "record": {"id": "s2"}}], np.full((1, 2), 2.0))
+    c.release()
+    run.merge(ids)
+    assert [r["id"] for r in run.records()] == ids and not (tmp_path / "shards").exists()
+    np.testing.assert_array_equal(run.scores()[:, 0], [0, 1, 2, 3, 3])
+    # a merge killed after writing samples.jsonl but before removing the shards: the leftover is dropped
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "X-r0.jsonl").write_text(json.dumps({"index": 2, "record": {"id": "s2"}}) + "\n")
+    np.full((1, 2), 2.0, np.float32).tofile(tmp_path / "shards" / "X-r0.scores")
+    assert run.open() == 5 and run.shards() == [] and run.finished() == set(range(5))
+    run.unlock()
+
+
+def test_second_writer_is_refused_in_one_line(tmp_path):
+    from vlmprobe.errors import RunDirError
+    from vlmprobe.runs import RunDir
+
+    first = RunDir(tmp_path, {})
+    first.lock()
+    with pytest.raises(RunDirError, match=f"in use by another vlmprobe process \\(pid {os.getpid()} on "):
+        RunDir(tmp_path, {}).lock()
+    first.unlock()
+    RunDir(tmp_path, {}).lock()  # released: the next writer gets it
