@@ -27,7 +27,17 @@ PREFIXES = ("openclip:", "hfclip:", "hf:", "toy:")
 
 
 def _looks_local(ref: str) -> bool:
-    return ref.startswith(("/", "./", "../", "~")) or os.path.exists(ref)
+    """A path, not a hub id: explicit path syntax, an existing file, or not a valid repo id
+    (``.vlmprobe-tiny/llava``), so a missing local path is reported as one, not as a bad repo id."""
+    if ref.startswith(("/", "./", "../", "~")) or os.path.exists(ref):
+        return True
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(ref.partition("+adapter:")[0])
+    except HFValidationError:
+        return True
+    return False
 
 
 def _check_local(ref: str, spec: str, must_have: str | None = None) -> str:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, VlmprobeError
 from .base import PAPER_QUESTION, LoadOptions, VisionModel
 from .families import Family, family_for_type, family_of
 from .tokentrie import ContinuationTokenizer
@@ -156,6 +156,15 @@ class VisionLanguageModel(VisionModel):
                                   pad_token_id=pad_id, **gen_kwargs)
         new = out[:, batch["input_ids"].shape[1]:]
         return [s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def check_scoring(self, scoring: str) -> None:
+        """One-line ``VlmprobeError`` unless ``scoring`` (fast | naive) works for this model."""
+        from .likelihood import SCORINGS, base_model, check_fast_supported
+
+        if scoring not in SCORINGS:
+            raise VlmprobeError(f"unknown scoring {scoring!r}; choose from {SCORINGS}")
+        if scoring == "fast":
+            check_fast_supported(base_model(self.model))
 
     def logprobs(self, images: Sequence | None, prefixes: Sequence[str] | str, continuations,
                  reduction: str = "sum", scoring: str = "fast", include_eos: bool = False,

@@ -1,0 +1,156 @@
+"""Model families beyond LLaVA through the same public interface: a tiny Qwen2-VL (built from
+its config, loaded with ``hf:PATH``) generates, scores (naive; fast refuses with a one-line
+error naming --scoring naive), gives features and probes; the family adapters name each
+family's modules; unknown options and missing local paths fail in one line."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vlmprobe
+from vlmprobe.cli import main as cli_main
+from vlmprobe.errors import ModelLoadError, VlmprobeError
+from vlmprobe.models.families import FAMILIES, GENERIC, family_of
+
+CANDIDATES = ["tench", "great white shark", "great", "golden retriever", "Ünïcødé 猫", "zero"]
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def qwen(tiny_models):
+    return vlmprobe.load_model(f"hf:{tiny_models['qwen2-vl']}")
+
+
+def images(n, seed=0):
+    """Random RGB images of different sizes (Qwen2-VL: different numbers of image tokens)."""
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (32 + 16 * (i % 2), 32 - 12 * (i % 3 == 2), 3), dtype=np.uint8))
+            for i in range(n)]
+
+
+def test_family_adapters_name_the_modules(tiny_models, qwen):
+    from vlmprobe.finetune.lora import language_model_path, lora_target_regex, projector_path
+
+    llava = vlmprobe.load_model(f"hf:{tiny_models['llava']}")
+    assert family_of(llava.model).name == "llava" and family_of(qwen.model).name == "qwen2-vl"
+    assert llava.image_token_id == llava.tokenizer.convert_tokens_to_ids("<image>")
+    assert qwen.image_token_id == qwen.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert projector_path(qwen.model).endswith("visual.merger")
+    assert projector_path(llava.model).endswith("multi_modal_projector")
+    pattern = lora_target_regex(qwen.model, ["q_proj", "v_proj"])
+    import re
+
+    hits = [n for n, _ in qwen.model.named_modules() if re.fullmatch(pattern, n)]
+    assert hits and all(n.startswith(language_model_path(qwen.model) + ".") for n in hits)
+    assert not any("visual" in n for n in hits)
+    from transformers import PretrainedConfig
+
+    assert family_of(PretrainedConfig()) is GENERIC
+    assert len({f.name for f in FAMILIES}) == len(FAMILIES)
+
+
+def test_generation_is_batch_invariant(qwen):
+    imgs = images(3)
+    questions = ["What type of object is in this photo?", "Describe it.", "What is it?"]
+    together = qwen.generate(imgs, questions, max_new_tokens=5)
+    alone = [qwen.generate([im], [q], max_new_tokens=5)[0] for im, q in zip(imgs, questions)]
+    assert together == alone and all(isinstance(t, str) for t in together)
+    assert len(qwen.generate(None, ["hello"], max_new_tokens=3)) == 1  # text only
+
+
+def test_naive_likelihood_is_the_plain_forward(qwen):
+    """Every scored token's log-prob equals the one read off a plain forward of the whole text;
+    batch-invariant; fast scoring refuses in one line naming --scoring naive."""
+    imgs = images(2)
+    tokens = qwen.score(imgs, CANDIDATES, reduction="tokens", scoring="naive")
+    prefix = qwen.render("What type of object is in this photo?")
+    assert prefix.endswith("assistant\n")
+    for b, img in enumerate(imgs):
+        P = qwen.encode([img], [prefix])["input_ids"].shape[1]
+        for k, c in enumerate(CANDIDATES):
+            batch = qwen.encode([img], [prefix + c])  # the prompt ends in "\n": no separator
+            with torch.no_grad():
+                logp = qwen.model(**batch).logits[0].float().log_softmax(-1)
+            ids = batch["input_ids"][0]
+            manual = torch.tensor([logp[t - 1, ids[t]].item() for t in range(P, len(ids))])
+            got = tokens[b, k][~tokens[b, k].isnan()]
+            assert torch.allclose(got, manual, atol=TOL), c
+    sums = qwen.score(imgs, CANDIDATES, scoring="naive")
+    assert torch.allclose(sums, tokens.nansum(-1), atol=1e-5)
+    alone = qwen.score(imgs[1:], CANDIDATES, scoring="naive")
+    assert (alone - sums[1:]).abs().max().item() <= TOL
+    with pytest.raises(VlmprobeError, match=r"qwen2_vl.*--scoring naive") as err:
+        qwen.score(imgs, CANDIDATES)
+    assert "\n" not in str(err.value)
+
+
+def test_features_and_probe(qwen, tiny_models, digits_folder, tmp_path):
+    imgs = images(3)
+    feats = qwen.features(imgs, layers="all", pooling="last,image-mean,mean")
+    n = qwen.num_layers()
+    assert set(feats) == {f"lm.{i}:{p}" for i in range(n + 1) for p in ("last", "image-mean", "mean")} | {
+        "vision", "projector"}
+    assert feats["vision"].shape == (3, qwen.model.config.vision_config.embed_dim)
+    assert feats["projector"].shape == (3, qwen.model.config.text_config.hidden_size)
+    alone = qwen.features(imgs[2:], layers=["vision", "projector", 1], pooling="image-mean")
+    for name, ref in (("vision", "vision"), ("projector", "projector"), ("lm.1", "lm.1:image-mean")):
+        assert (alone[name] - feats[ref][2:]).abs().max().item() <= 1e-5, name
+    out = tmp_path / "probe"
+    args = ["probe", "--model", f"hf:{tiny_models['qwen2-vl']}", "--train", str(digits_folder), "--test",
+            str(digits_folder), "--layers=-1,projector", "--pool", "last", "--Cs", "1", "--out", str(out),
+            "--batch-size", "8", "--no-progress"]
+    assert cli_main(args) == 0
+    layers = json.loads((out / "layers.json").read_text())
+    assert [r["name"] for r in layers["layers"]] == [f"lm.{n}:last", "projector"]
+    assert all(0 <= r["test_accuracy"] <= 1 for r in layers["layers"])
+    assert np.load(out / "scores.npy").shape == (40, 10)
+
+
+def test_eval_likelihood_naive_end_to_end(tiny_models, digits_folder, tmp_path, capsys):
+    spec = f"hf:{tiny_models['qwen2-vl']}"
+    out = tmp_path / "lik"
+    base = ["eval", "--model", spec, "--data", str(digits_folder), "--limit", "6", "--method", "likelihood",
+            "--batch-size", "3", "--out", str(out), "--no-progress"]
+    assert cli_main(base) == 2  # fast is the default: refused in one line before any batch is scored
+    err = capsys.readouterr().err
+    assert "--scoring naive" in err and "Traceback" not in err
+    base[base.index("--out") + 1] = str(out := tmp_path / "naive")
+    assert cli_main(base + ["--scoring", "naive", "--answer-prefix", "paper"]) == 0
+    scores = np.load(out / "scores.npy")
+    model = vlmprobe.load_model(spec)
+    data = vlmprobe.load_dataset(str(digits_folder), limit=6)
+    direct = model.score([data.load_image(i) for i in range(6)], data.classnames, scoring="naive",
+                         answer_prefix="The photo features a").numpy()
+    assert np.allclose(scores, direct, atol=TOL)
+
+
+def test_unknown_options_are_rejected(tiny_models, qwen):
+    clip = vlmprobe.load_model(f"openclip:local-dir:{tiny_models['openclip']}")
+    img = images(1)
+    with pytest.raises(TypeError, match="prompt"):
+        clip.score(img, ["a", "b"], prompt="x")
+    with pytest.raises(TypeError, match="article"):
+        qwen.score(img, ["a"], article="a/an")
+    with pytest.raises(TypeError, match="chunk"):
+        clip.features(img, chunk=3)
+    # preprocessed tensors (DataLoader workers) and PIL images give the same zero-shot scores
+    pil = clip.score(img, ["zero", "one"])
+    assert torch.equal(clip.score([clip.preprocess(img[0])], ["zero", "one"]), pil)
+
+
+def test_missing_local_path_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for spec in ("hf:.vlmprobe-tiny/llava", "hf:./nowhere/llava", "hfclip:../nowhere", f"hf:{tmp_path}/x"):
+        with pytest.raises(ModelLoadError, match="does not exist") as err:
+            vlmprobe.load_model(spec)
+        assert "\n" not in str(err.value) and "repo" not in str(err.value).lower()
