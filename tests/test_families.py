@@ -27,8 +27,18 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def qwen(tiny_models):
-    return vlmprobe.load_model(f"hf:{tiny_models['qwen2-vl']}")
+def qwen_path(tiny_models):
+    """The tiny Qwen2-VL, built beside the session's other tiny models."""
+    from pathlib import Path
+
+    from vlmprobe.testing import build_tiny_model
+
+    return build_tiny_model(Path(tiny_models["llava"]).parent, "qwen2-vl")
+
+
+@pytest.fixture(scope="module")
+def qwen(qwen_path):
+    return vlmprobe.load_model(f"hf:{qwen_path}")
 
 
 def images(n, seed=0):
@@ -94,7 +104,7 @@ def test_naive_likelihood_is_the_plain_forward(qwen):
     assert "\n" not in str(err.value)
 
 
-def test_features_and_probe(qwen, tiny_models, digits_folder, tmp_path):
+def test_features_and_probe(qwen, qwen_path, digits_folder, tmp_path):
     imgs = images(3)
     feats = qwen.features(imgs, layers="all", pooling="last,image-mean,mean")
     n = qwen.num_layers()
@@ -106,7 +116,7 @@ def test_features_and_probe(qwen, tiny_models, digits_folder, tmp_path):
     for name, ref in (("vision", "vision"), ("projector", "projector"), ("lm.1", "lm.1:image-mean")):
         assert (alone[name] - feats[ref][2:]).abs().max().item() <= 1e-5, name
     out = tmp_path / "probe"
-    args = ["probe", "--model", f"hf:{tiny_models['qwen2-vl']}", "--train", str(digits_folder), "--test",
+    args = ["probe", "--model", f"hf:{qwen_path}", "--train", str(digits_folder), "--test",
             str(digits_folder), "--layers=-1,projector", "--pool", "last", "--Cs", "1", "--out", str(out),
             "--batch-size", "8", "--no-progress"]
     assert cli_main(args) == 0
@@ -116,8 +126,8 @@ def test_features_and_probe(qwen, tiny_models, digits_folder, tmp_path):
     assert np.load(out / "scores.npy").shape == (40, 10)
 
 
-def test_eval_likelihood_naive_end_to_end(tiny_models, digits_folder, tmp_path, capsys):
-    spec = f"hf:{tiny_models['qwen2-vl']}"
+def test_eval_likelihood_naive_end_to_end(qwen_path, digits_folder, tmp_path, capsys):
+    spec = f"hf:{qwen_path}"
     out = tmp_path / "lik"
     base = ["eval", "--model", spec, "--data", str(digits_folder), "--limit", "6", "--method", "likelihood",
             "--batch-size", "3", "--out", str(out), "--no-progress"]

@@ -7,7 +7,7 @@
 ``hfclip``      transformers ``CLIPModel`` + ``CLIPProcessor``     ``hfclip:DIR/hfclip``
 ``llava``       ``LlavaForConditionalGeneration`` (LLaVA-1.5)      ``hf:DIR/llava``
 ``llava-next``  ``LlavaNextForConditionalGeneration`` (AnyRes)     ``hf:DIR/llava-next``
-``qwen2-vl``    ``Qwen2VLForConditionalGeneration`` (M-RoPE)      ``hf:DIR/qwen2-vl``
+``qwen2-vl``    ``Qwen2VLForConditionalGeneration`` (M-RoPE)      ``hf:DIR/qwen2-vl`` (``--all``)
 ==============  ===============================================  ===============================
 
 The VLMs are a 2-layer, 64-wide CLIP vision tower (32 px, patch 8: 16 patch tokens; the
@@ -47,7 +47,8 @@ import torch
 MARKER = ".vlmprobe-tiny.json"  # written last into every finished model directory
 RECIPE_VERSION = 1  # bump whenever a recipe below changes: older builds are rebuilt
 SEED = 0
-NAMES = ("openclip", "hfclip", "llava", "llava-next", "qwen2-vl")
+NAMES = ("openclip", "hfclip", "llava", "llava-next")  # what build_tiny_models writes by default
+FAMILY_NAMES = ("qwen2-vl",)  # further families, built on request (build_tiny_model / --all)
 SPECS = {"openclip": "openclip:local-dir:{}", "hfclip": "hfclip:{}", "llava": "hf:{}", "llava-next": "hf:{}",
          "qwen2-vl": "hf:{}"}
 
@@ -376,9 +377,9 @@ def build_tiny_model(root: str | os.PathLike, name: str, force: bool = False) ->
     return str(final)
 
 
-def build_tiny_models(root: str | os.PathLike, force: bool = False) -> dict[str, str]:
-    """``{name in NAMES} -> root/<name>`` (see module docstring)."""
-    return {name: build_tiny_model(root, name, force=force) for name in NAMES}
+def build_tiny_models(root: str | os.PathLike, force: bool = False, names=NAMES) -> dict[str, str]:
+    """``{name in names} -> root/<name>`` (see module docstring; ``NAMES + FAMILY_NAMES`` for all)."""
+    return {name: build_tiny_model(root, name, force=force) for name in names}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,8 +389,10 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Write tiny random-weight test models (offline) into DIR.")
     parser.add_argument("dir", help="output directory (DIR/openclip, DIR/hfclip, DIR/llava, DIR/llava-next)")
     parser.add_argument("--force", action="store_true", help="rebuild even when a complete build exists")
+    parser.add_argument("--all", action="store_true", help=f"also build {', '.join(FAMILY_NAMES)}")
     args = parser.parse_args(argv)
-    for name, path in build_tiny_models(args.dir, force=args.force).items():
+    names = NAMES + FAMILY_NAMES if args.all else NAMES
+    for name, path in build_tiny_models(args.dir, force=args.force, names=names).items():
         print(f"{name:11s} {SPECS[name].format(path)}")
     return 0
 

@@ -27,14 +27,18 @@ PREFIXES = ("openclip:", "hfclip:", "hf:", "toy:")
 
 
 def _looks_local(ref: str) -> bool:
-    """A path, not a hub id: explicit path syntax, an existing file, or not a valid repo id
+    return ref.startswith(("/", "./", "../", "~")) or os.path.exists(ref)
+
+
+def _hub_ref_is_path(ref: str) -> bool:
+    """After ``hf:``/``hfclip:``: a path, not a hub id, when it looks local or is no valid repo id
     (``.vlmprobe-tiny/llava``), so a missing local path is reported as one, not as a bad repo id."""
-    if ref.startswith(("/", "./", "../", "~")) or os.path.exists(ref):
+    if _looks_local(ref):
         return True
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
-        validate_repo_id(ref.partition("+adapter:")[0])
+        validate_repo_id(ref)
     except HFValidationError:
         return True
     return False
@@ -120,7 +124,7 @@ def _load(spec: str, options: LoadOptions) -> VisionModel:
                                      "(see open_clip.list_models())")
         return OpenClipModel(spec, options, arch, pretrained or None, [arch, pretrained])
     if prefix == "hfclip":
-        if _looks_local(ref):
+        if _hub_ref_is_path(ref):
             ref = _check_local(ref, spec, "config.json")
             if detect_local_kind(ref) != "hfclip":  # transformers would load it with random CLIP weights
                 raise ModelLoadError(f"model spec {spec!r}: {Path(ref) / 'config.json'} is not a CLIP model "
@@ -128,7 +132,7 @@ def _load(spec: str, options: LoadOptions) -> VisionModel:
         return HFClipModel(spec, options, ref, _fingerprint(ref))
     # hf:
     base, _, adapter = ref.partition("+adapter:")
-    if _looks_local(base):
+    if _hub_ref_is_path(base):
         base = _check_local(base, spec, "config.json")
     if adapter:
         adapter = _check_local(adapter, spec, "adapter_config.json")
