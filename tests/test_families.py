@@ -164,3 +164,37 @@ def test_missing_local_path_says_so(tmp_path, monkeypatch):
         with pytest.raises(ModelLoadError, match="does not exist") as err:
             vlmprobe.load_model(spec)
         assert "\n" not in str(err.value) and "repo" not in str(err.value).lower()
+
+
+def test_readme_family_example_runs(tiny_models):
+    """The README's "A model family" block, executed; the registered adapter then finds the
+    projector of a tiny Qwen2.5-VL built from its config and cuts its rows per image."""
+    import re
+    from pathlib import Path
+
+    from vlmprobe.models import families
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"### A model family\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    saved = list(families.FAMILIES)
+    try:
+        scope: dict = {}
+        exec(compile(block, "README.md", "exec"), scope)
+        fam = scope["QWEN2_5_VL"]
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        cfg = Qwen2_5_VLConfig(
+            text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                             num_attention_heads=2, num_key_value_heads=1, bos_token_id=None, eos_token_id=None,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]}),
+            vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                               patch_size=8, fullatt_block_indexes=[0]))
+        model = Qwen2_5_VLForConditionalGeneration(cfg)
+        assert family_of(model) is fam and fam.find_module(model, "projector").endswith("visual.merger")
+        grid = torch.tensor([[1, 4, 4], [1, 2, 4]])
+        parts = fam.split_patch_rows(cfg, {"image_grid_thw": grid}, torch.zeros(6, 32), 2)
+        assert [p.shape[0] for p in parts] == [4, 2]
+        with pytest.raises(VlmprobeError, match="naive"):
+            fam.check_fast_likelihood("qwen2_5_vl")
+    finally:
+        families.FAMILIES[:] = saved

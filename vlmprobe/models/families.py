@@ -16,7 +16,7 @@ A ``Family`` answers:
   Qwen2-VL's M-RoPE gives text after an image the position ``prefix length + rope delta``, a
   per-image offset the engine does not model, so Qwen2-VL is naive-only.
 
-Supporting a new family is one ``Family(...)`` entry in ``FAMILIES`` (README, "Extending
+Supporting a new family is one ``Family(...)`` passed to ``register_family`` (README, "Extending
 vlmprobe"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
 """
 from __future__ import annotations
@@ -114,9 +114,16 @@ QWEN2_VL = Family("qwen2-vl", ("qwen2_vl",), projector=("merger",), split_patch_
                   fast_likelihood="its multimodal rotary positions (M-RoPE) put text after an image at a "
                                   "per-image offset, not at prefix length + depth",
                   notes="Qwen2-VL (dynamic resolution, M-RoPE)")
-FAMILIES = (LLAVA, LLAVA_NEXT, QWEN2_VL)
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
+
+
+def register_family(family: Family) -> Family:
+    """Add (or replace, by name) a family adapter; later registrations win for a model type."""
+    FAMILIES[:] = [f for f in FAMILIES if f.name != family.name]
+    FAMILIES.insert(0, family)
+    return family
 
 
 def family_of(model_or_config) -> Family:
