@@ -21,14 +21,7 @@ CANDIDATES = ["tench", "great white shark", "great", "great white", "tiger shark
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, loaded machine their
-    small ops wait on each other; restored afterwards for the other test modules."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
