@@ -1,6 +1,6 @@
 """Model families beyond LLaVA through the same public interface: a tiny Qwen2-VL (built from
-its config, loaded with ``hf:PATH``) generates, scores (naive; fast refuses with a one-line
-error naming --scoring naive), gives features and probes; the family adapters name each
+its config, loaded with ``hf:PATH``) generates, scores (naive, and fast with its M-RoPE
+positions, equal to 1e-4), gives features and probes; the family adapters name each
 family's modules; unknown options and missing local paths fail in one line."""
 import json
 
@@ -73,14 +73,15 @@ def test_generation_is_batch_invariant(qwen):
     assert len(qwen.generate(None, ["hello"], max_new_tokens=3)) == 1  # text only
 
 
-def test_naive_likelihood_is_the_plain_forward(qwen):
+def test_likelihood_naive_is_the_plain_forward_and_fast_equals_it(qwen):
     """Every scored token's log-prob equals the one read off a plain forward of the whole text;
-    batch-invariant; fast scoring refuses in one line naming --scoring naive."""
-    imgs = images(2)
+    the fast path (shared prefix, trie, M-RoPE positions from get_rope_index) equals it, at any
+    batch size and chunking, with images of different token counts in one batch."""
+    imgs = images(3)
     tokens = qwen.score(imgs, CANDIDATES, reduction="tokens", scoring="naive")
     prefix = qwen.render("What type of object is in this photo?")
     assert prefix.endswith("assistant\n")
-    for b, img in enumerate(imgs):
+    for b, img in enumerate(imgs[:2]):
         P = qwen.encode([img], [prefix])["input_ids"].shape[1]
         for k, c in enumerate(CANDIDATES):
             batch = qwen.encode([img], [prefix + c])  # the prompt ends in "\n": no separator
@@ -90,13 +91,24 @@ def test_naive_likelihood_is_the_plain_forward(qwen):
             manual = torch.tensor([logp[t - 1, ids[t]].item() for t in range(P, len(ids))])
             got = tokens[b, k][~tokens[b, k].isnan()]
             assert torch.allclose(got, manual, atol=TOL), c
-    sums = qwen.score(imgs, CANDIDATES, scoring="naive")
-    assert torch.allclose(sums, tokens.nansum(-1), atol=1e-5)
-    alone = qwen.score(imgs[1:], CANDIDATES, scoring="naive")
-    assert (alone - sums[1:]).abs().max().item() <= TOL
-    with pytest.raises(VlmprobeError, match=r"qwen2_vl.*--scoring naive") as err:
-        qwen.score(imgs, CANDIDATES)
-    assert "\n" not in str(err.value)
+    fast = qwen.score(imgs, CANDIDATES, reduction="tokens", batch_size=3, chunk_size=4)
+    assert torch.equal(fast.isnan(), tokens.isnan())
+    assert (fast - tokens).nan_to_num().abs().max().item() <= TOL
+    sums = qwen.score(imgs, CANDIDATES, answer_prefix="The photo features a", batch_size=2)
+    naive = qwen.score(imgs, CANDIDATES, answer_prefix="The photo features a", scoring="naive")
+    assert (sums - naive).abs().max().item() <= TOL
+    text = [qwen.render("Name an animal.", image=False)] * 2  # text only: plain positions
+    assert (qwen.logprobs(None, text, CANDIDATES) - qwen.logprobs(None, text, CANDIDATES, scoring="naive")
+            ).abs().max().item() <= TOL
+    cfg = qwen.model.config.text_config
+    old = cfg._attn_implementation
+    try:  # what the fast path cannot do is one line naming --scoring naive
+        cfg._attn_implementation = "flash_attention_2"
+        with pytest.raises(VlmprobeError, match=r"flash_attention_2.*--scoring naive") as err:
+            qwen.score(imgs, CANDIDATES)
+        assert "\n" not in str(err.value)
+    finally:
+        cfg._attn_implementation = old
 
 
 def test_features_and_probe(qwen, qwen_path, digits_folder, tmp_path):
@@ -121,22 +133,18 @@ def test_features_and_probe(qwen, qwen_path, digits_folder, tmp_path):
     assert np.load(out / "scores.npy").shape == (40, 10)
 
 
-def test_eval_likelihood_naive_end_to_end(qwen_path, digits_folder, tmp_path, capsys):
+def test_eval_likelihood_end_to_end(qwen_path, digits_folder, tmp_path):
     spec = f"hf:{qwen_path}"
-    out = tmp_path / "lik"
     base = ["eval", "--model", spec, "--data", str(digits_folder), "--limit", "6", "--method", "likelihood",
-            "--batch-size", "3", "--out", str(out), "--no-progress"]
-    assert cli_main(base) == 2  # fast is the default: refused in one line before any batch is scored
-    err = capsys.readouterr().err
-    assert "--scoring naive" in err and "Traceback" not in err
-    base[base.index("--out") + 1] = str(out := tmp_path / "naive")
-    assert cli_main(base + ["--scoring", "naive", "--answer-prefix", "paper"]) == 0
-    scores = np.load(out / "scores.npy")
+            "--batch-size", "3", "--answer-prefix", "paper", "--no-progress"]
+    assert cli_main(base + ["--out", str(tmp_path / "fast")]) == 0
+    assert cli_main(base + ["--scoring", "naive", "--out", str(tmp_path / "naive")]) == 0
+    fast, naive = (np.load(tmp_path / d / "scores.npy") for d in ("fast", "naive"))
     model = vlmprobe.load_model(spec)
     data = vlmprobe.load_dataset(str(digits_folder), limit=6)
     direct = model.score([data.load_image(i) for i in range(6)], data.classnames, scoring="naive",
                          answer_prefix="The photo features a").numpy()
-    assert np.allclose(scores, direct, atol=TOL)
+    assert np.abs(naive - direct).max() <= TOL and np.abs(fast - naive).max() <= TOL
 
 
 def test_unknown_options_are_rejected(tiny_models, qwen):

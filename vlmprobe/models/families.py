@@ -11,10 +11,11 @@ A ``Family`` answers:
 - how the projector's input/output rows map to images (``split_patch_rows``): LLaVA-1.5 gives
   one [P, D] row block per image, LLaVA-NeXT one per AnyRes view, Qwen2-VL one flat [sum P, D]
   tensor cut by ``image_grid_thw``;
-- whether the fast shared-prefix likelihood is exact for it (``fast_likelihood``): it needs plain
-  1-D rotary positions (a candidate token at depth ``d`` sits at position ``prefix length + d``).
-  Qwen2-VL's M-RoPE gives text after an image the position ``prefix length + rope delta``, a
-  per-image offset the engine does not model, so Qwen2-VL is naive-only.
+- the rotary positions of a prefix (``positions``): a candidate token at trie depth ``d`` sits at
+  ``position of the prefix's last token + 1 + d`` on every axis. LLaVA: plain 1-D positions.
+  Qwen2-VL's M-RoPE gives text after an image ``index + rope delta`` on all three axes (the
+  image's 2-D grid spans fewer positions than it has tokens), read from ``get_rope_index``;
+- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not).
 
 Supporting a new family is one ``Family(...)`` passed to ``register_family`` (README, "Extending
 vlmprobe"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
@@ -63,6 +64,29 @@ def split_rows_by_grid(config, batch: dict, x: torch.Tensor, n_images: int) -> l
     return list(torch.split(x.reshape(-1, x.shape[-1]), [p // ratio for p in patches], dim=0))
 
 
+def plain_positions(model, batch: dict) -> torch.Tensor:
+    """1-D rotary positions of a right-padded prefix batch: [1, B, L] = 0, 1, 2, ..."""
+    B, L = batch["input_ids"].shape
+    return torch.arange(L, device=batch["input_ids"].device).expand(1, B, L)
+
+
+def mrope_positions(model, batch: dict) -> torch.Tensor:
+    """Qwen2-VL M-RoPE positions [3, B, L] (temporal, height, width) from the model's public
+    ``get_rope_index``; text tokens carry the same value on all three axes, and a text token
+    after an image sits at ``index + rope delta`` (the image's grid is shorter than its tokens)."""
+    import inspect
+
+    if batch.get("image_grid_thw") is None:  # text only: plain positions on all three axes
+        return plain_positions(model, batch).expand(3, -1, -1)
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    fn = getattr(inner, "get_rope_index", None) or inner.model.get_rope_index
+    kwargs = dict(input_ids=batch["input_ids"], image_grid_thw=batch["image_grid_thw"],
+                  attention_mask=batch["attention_mask"])
+    if "mm_token_type_ids" in inspect.signature(fn).parameters:
+        kwargs["mm_token_type_ids"] = batch.get("mm_token_type_ids")
+    return fn(**kwargs)[0]
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's quirks (module docstring). Module names are matched on their last component."""
@@ -73,6 +97,7 @@ class Family:
     vision_tower: tuple[str, ...] = ("vision_tower", "vision_model", "visual")
     projector: tuple[str, ...] = ("multi_modal_projector", "mm_projector")
     split_patch_rows: Callable = split_rows_by_view
+    positions: Callable = plain_positions  # (model, prefix batch) -> rotary positions [axes, B, L]
     fast_likelihood: str | None = None  # None: supported; else the reason it is not
     notes: str = ""
 
@@ -111,9 +136,7 @@ class Family:
 LLAVA = Family("llava", ("llava",), notes="LLaVA-1.5 (one image = P patch tokens)")
 LLAVA_NEXT = Family("llava-next", ("llava_next",), notes="LLaVA-NeXT (AnyRes views)")
 QWEN2_VL = Family("qwen2-vl", ("qwen2_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
-                  fast_likelihood="its multimodal rotary positions (M-RoPE) put text after an image at a "
-                                  "per-image offset, not at prefix length + depth",
-                  notes="Qwen2-VL (dynamic resolution, M-RoPE)")
+                  positions=mrope_positions, notes="Qwen2-VL (dynamic resolution, M-RoPE)")
 FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

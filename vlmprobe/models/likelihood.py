@@ -15,7 +15,8 @@ Both paths return, per row, the log-probs ``[K, L]`` of every continuation's tok
 KV cache; the first scored token of every candidate reads its log-prob from the prefix's last
 position. Each trie chunk then goes through the model in one forward against that cache with
 an explicit additive 4-D mask (a node sees its row's real prefix tokens, its ancestors and
-itself) and explicit position ids (``prefix length + depth``). The cache is a transformers
+itself) and explicit position ids (the prefix's last position + 1 + depth, on every rotary
+axis: 1-D for LLaVA, the three M-RoPE axes for Qwen2-VL; ``Family.positions``). The cache is a transformers
 ``DynamicCache`` used only through its public API: the chunk's forward appends its states and
 ``Cache.crop(-T)`` removes them again, so every chunk sees exactly the prefix and the cache
 never outlives the batch (GUIDE section 4: no candidate ever sees another's states; tests hold
@@ -24,8 +25,8 @@ The cache is passed as ``cache=`` where the model's forward takes it (transforme
 deprecates ``past_key_values=``), else as ``past_key_values=``.
 
 Requires a family whose adapter allows it (``families.Family.fast_likelihood``: LLaVA-1.5,
-LLaVA-NeXT), a language model with 1-D rotary positions that accepts custom 4-D masks (eager or
-sdpa attention) and no sliding window; anything else raises ``VlmprobeError`` naming
+LLaVA-NeXT, Qwen2-VL), a language model that accepts custom 4-D masks (eager or sdpa
+attention) and no sliding window; anything else raises ``VlmprobeError`` naming
 ``--scoring naive``.
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .tokentrie import (REDUCTIONS, ContinuationTokenizer, Request, Trie, build_
 
 SCORINGS = ("fast", "naive")
 # Language models with plain 1-D rotary positions that accept a custom additive 4-D mask.
-FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2")
+FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text")
 FAST_ATTENTION = ("eager", "sdpa")
 
 
@@ -111,15 +112,16 @@ def _encode_prefixes(vlm, images, requests: list[Request], prefix_texts: list[st
     return batch, shared_len
 
 
-def _chunk_inputs(plans: list[list], j: int, shared_len: torch.Tensor):
-    """Chunk ``j`` of every row as padded tensors: input_ids/position_ids [B, T], keep [B, R],
-    tree bool [B, T, T] (padding and rows without chunk j: one token that sees only itself)."""
+def _chunk_inputs(plans: list[list], j: int, last_pos: torch.Tensor):
+    """Chunk ``j`` of every row as padded tensors: input_ids [B, T], position_ids [A, B, T]
+    (``last_pos`` [A, B] + 1 + depth on each of A rotary axes), keep [B, R], tree bool [B, T, T]
+    (padding and rows without chunk j: one token that sees only itself)."""
     chunk = [p[j] if j < len(p) else None for p in plans]
     B = len(chunk)
     T = max(len(c.tokens) for c in chunk if c is not None)
     R = max([1] + [len(c.keep) for c in chunk if c is not None])
     input_ids = torch.zeros(B, T, dtype=torch.long)
-    position_ids = torch.zeros(B, T, dtype=torch.long)
+    position_ids = torch.zeros(last_pos.shape[0], B, T, dtype=torch.long)
     keep = torch.zeros(B, R, dtype=torch.long)
     tree = torch.eye(T, dtype=torch.bool).repeat(B, 1, 1)
     for r, c in enumerate(chunk):
@@ -127,7 +129,7 @@ def _chunk_inputs(plans: list[list], j: int, shared_len: torch.Tensor):
             continue
         m = len(c.tokens)
         input_ids[r, :m] = c.tokens
-        position_ids[r, :m] = c.depth + int(shared_len[r])
+        position_ids[:, r, :m] = last_pos[:, r, None] + 1 + c.depth
         keep[r, :len(c.keep)] = c.keep
         tree[r, :m, :m] = c.tree
     return chunk, input_ids, position_ids, keep, tree
@@ -152,8 +154,11 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
     prefix_ok = batch["attention_mask"].bool()
     plans = [plan_chunks(t, chunk_size) for t in tries]
     cache_kw = _cache_kwarg(model)
+    pos = vlm.family.positions(model, batch).cpu()  # [A, B, Lp] rotary positions of the prefix
+    last_pos = pos[:, torch.arange(pos.shape[1]), last.cpu()]  # [A, B]: the last real prefix token
     for j in range(max(len(p) for p in plans)):
-        chunk, input_ids, position_ids, keep, tree = _chunk_inputs(plans, j, shared_len)
+        chunk, input_ids, position_ids, keep, tree = _chunk_inputs(plans, j, last_pos)
+        position_ids = position_ids[0] if position_ids.shape[0] == 1 else position_ids
         B, T = input_ids.shape
         allowed = torch.cat([prefix_ok[:, None, :].expand(B, T, Lp), tree.to(device)], dim=2)
         mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, neg)[:, None]
