@@ -201,3 +201,34 @@ def test_readme_family_example_runs(tiny_models):
             fam.check_fast_likelihood("qwen2_5_vl")
     finally:
         families.FAMILIES[:] = saved
+
+
+def test_lora_fine_tuning_step(qwen, digits_folder):
+    """The collator labels exactly Qwen2-VL's answer tokens (ChatML, <|im_end|> ends the turn);
+    LoRA lands in the language model only and the patch merger (projector) trains in full."""
+    import copy
+
+    from vlmprobe.finetune.collate import IGNORE, ChatCollator
+    from vlmprobe.finetune.config import AdapterArgs
+    from vlmprobe.finetune.data import ConversationDataset, classification_conversations
+    from vlmprobe.finetune.lora import setup_vlm_training
+
+    ds = vlmprobe.load_dataset(str(digits_folder), limit=3)
+    q = "What type of object is in the photo?"
+    batch = ChatCollator(qwen.processor)(list(ConversationDataset(classification_conversations(ds, q))))
+    for r in range(3):
+        n_prompt = qwen.encode([ds.load_image(r)], [qwen.render(q)])["input_ids"].shape[1]
+        lab = batch["labels"][r]
+        assert (lab[:n_prompt] == IGNORE).all()
+        answer = qwen.tokenizer.decode(lab[lab != IGNORE])
+        assert answer == ds.classnames[ds.samples[r].label] + "<|im_end|>"
+    model = setup_vlm_training(copy.deepcopy(qwen.model), AdapterArgs(lora_r=4, lora_alpha=8,
+                                                                       target_modules=["q_proj", "v_proj"],
+                                                                       train_projector=True))
+    model.train()
+    model(**{k: v for k, v in batch.items() if k != "skipped"}).loss.backward()
+    trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any("language_model" in n and "lora_" in n for n in trained)
+    assert any("merger" in n for n in trained)
+    assert all("lora_" in n or "merger" in n for n in trained)
+    assert not any("visual.blocks" in n or "patch_embed" in n for n in trained)
