@@ -112,6 +112,13 @@ def _encode_prefixes(vlm, images, requests: list[Request], prefix_texts: list[st
     return batch, shared_len
 
 
+def _keep_union(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row positions [B, R] -> (their sorted union [U], each one's index in it [B, R]).
+    ``logits_to_keep`` takes a 1-D tensor as "these positions in every row" in every
+    transformers 5.x (per-row 2-D positions only in later releases), so rows share the union."""
+    return torch.unique(keep, sorted=True, return_inverse=True)
+
+
 def _chunk_inputs(plans: list[list], j: int, last_pos: torch.Tensor):
     """Chunk ``j`` of every row as padded tensors: input_ids [B, T], position_ids [A, B, T]
     (``last_pos`` [A, B] + 1 + depth on each of A rotary axes), keep [B, R], tree bool [B, T, T]
@@ -142,8 +149,10 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
     batch, shared_len = _encode_prefixes(vlm, images, requests, prefix_texts)
     Lp = batch["input_ids"].shape[1]
     last = (shared_len - 1).clamp(min=0)
-    out = model(**batch, use_cache=True, logits_to_keep=last[:, None])
-    prefix_logits, cache = out.logits[:, 0], _output_cache(out)  # [B, V], the prefix's KV
+    union, col = _keep_union(last[:, None])
+    out = model(**batch, use_cache=True, logits_to_keep=union)
+    prefix_logits = out.logits[torch.arange(len(last), device=device), col[:, 0]]  # [B, V]
+    cache = _output_cache(out)  # the prefix's KV
     del out
     node_lp = [torch.full((t.size,), float("nan")) for t in tries]
     for b, trie in enumerate(tries):  # children of the prefix
@@ -162,16 +171,17 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
         B, T = input_ids.shape
         allowed = torch.cat([prefix_ok[:, None, :].expand(B, T, Lp), tree.to(device)], dim=2)
         mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, neg)[:, None]
+        union, col = _keep_union(keep)
         try:
             logits = model(input_ids=input_ids.to(device), attention_mask=mask, position_ids=position_ids.to(device),
-                           use_cache=True, logits_to_keep=keep.to(device), **{cache_kw: cache}).logits  # [B, R, V]
+                           use_cache=True, logits_to_keep=union.to(device), **{cache_kw: cache}).logits  # [B, U, V]
         finally:
             cache.crop(-T)  # back to exactly the prefix for the next chunk
         for r, c in enumerate(chunk):  # log p = logit[parent row, token] - logsumexp(row)
             if c is not None and len(c.targets):
+                kept = logits[r, col[r, :len(c.keep)].to(device)].float()  # [R_r, V]: this row's parents
                 row, tok = c.target_row.to(device), c.target_tok.to(device)
-                lse = torch.logsumexp(logits[r, :len(c.keep)].float(), -1)
-                node_lp[r][c.targets] = (logits[r, row, tok].float() - lse[row]).cpu()
+                node_lp[r][c.targets] = (kept[row, tok] - torch.logsumexp(kept, -1)[row]).cpu()
         del logits, mask, allowed
     return [torch.where(t.paths >= 0, lp[t.paths.clamp(min=0)], torch.nan) for t, lp in zip(tries, node_lp)]
 
