@@ -55,19 +55,20 @@ def base_model(model):
 def check_fast_supported(model) -> None:
     """One-line ``VlmprobeError`` naming ``--scoring naive`` unless the fast path is exact here."""
     cfg = model.config
-    family_of(cfg).check_fast_likelihood(getattr(cfg, "model_type", None))
+    mtype = getattr(cfg, "model_type", None)
+    family_of(cfg).check_fast_likelihood(mtype)
     text = cfg.get_text_config(decoder=True) if hasattr(cfg, "get_text_config") else cfg
     ttype = getattr(text, "model_type", None)
     attn = getattr(text, "_attn_implementation", None) or getattr(cfg, "_attn_implementation", None)
     hint = "; use scoring='naive' (--scoring naive)"
     if ttype not in FAST_TEXT_MODEL_TYPES:
-        raise VlmprobeError(f"fast likelihood scoring supports language models {FAST_TEXT_MODEL_TYPES}, "
+        raise VlmprobeError(f"{mtype}: fast likelihood scoring supports language models {FAST_TEXT_MODEL_TYPES}, "
                             f"not {ttype!r}{hint}")
     if attn not in FAST_ATTENTION:
-        raise VlmprobeError(f"fast likelihood scoring needs a custom 4-D attention mask, which attention "
+        raise VlmprobeError(f"{mtype}: fast likelihood scoring needs a custom 4-D attention mask, which attention "
                             f"implementation {attn!r} does not take; load with eager or sdpa attention{hint}")
     if getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True):
-        raise VlmprobeError(f"fast likelihood scoring does not model sliding-window attention "
+        raise VlmprobeError(f"{mtype}: fast likelihood scoring does not model sliding-window attention "
                             f"(sliding_window={text.sliding_window}){hint}")
 
 
