@@ -1,7 +1,7 @@
 """Likelihood scoring: no generation, no parsing. For each question the rendered prompt plus
-``answer_prefix`` (``P``) is scored against the four options through the exact shared-prefix engine
-``vlmprobe.models.likelihood.continuation_logprobs`` (the continuation follows ``P`` after a
-space; its token definition is the engine's):
+``answer_prefix`` (``P``) is scored against the four options through the model's public
+``logprobs`` (the exact shared-prefix engine, ``vlmprobe.models.likelihood``; the continuation
+follows ``P`` after a space; its token definition is the engine's):
 
 - ``letter``:    ``log p(X | P)`` for X in A, B, C, D                     -> [N, 4]
 - ``text_sum``:  ``sum_t log p(o_t | P, o_<t)`` over option text o's tokens -> [N, 4]
@@ -24,14 +24,6 @@ from .loader import LETTERS, Question
 from .prompts import ANSWER_PREFIX, Condition
 
 TARGETS = ("letter", "text_sum", "text_mean")
-
-
-def _engine():
-    try:
-        from ..models.likelihood import continuation_logprobs
-    except ImportError as e:  # the engine module is part of the package; this is a broken install
-        raise VlmprobeError(f"likelihood scoring needs vlmprobe.models.likelihood ({e})") from None
-    return continuation_logprobs
 
 
 class LikelihoodScorer:
@@ -60,12 +52,11 @@ class LikelihoodScorer:
 
     def option_scores(self, model, questions: list[Question], images: list | None) -> dict[str, np.ndarray]:
         """{target: float32 [B, 4]} for the three targets (module docstring)."""
-        score = _engine()
         prefixes = [model.render(self.condition.question(q), image=images is not None,
                                  answer_prefix=self.answer_prefix) for q in questions]
         conts = [list(LETTERS) + list(q.options) for q in questions]  # one prefix pass for all 8
-        tokens = score(model, images, prefixes, conts, reduction="tokens", scoring=self.scoring,
-                       batch_size=max(1, len(questions)))  # [B, 8, L] scored token log-probs, NaN-padded
+        tokens = model.logprobs(images, prefixes, conts, reduction="tokens", scoring=self.scoring,
+                                batch_size=max(1, len(questions)))  # [B, 8, L] scored token log-probs, NaN-padded
         sums = torch.nansum(tokens, -1)
         counts = (~torch.isnan(tokens)).sum(-1).clamp(min=1)
         out = {"letter": sums[:, :4], "text_sum": sums[:, 4:], "text_mean": sums[:, 4:] / counts[:, 4:]}
