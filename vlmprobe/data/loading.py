@@ -3,7 +3,11 @@
 =====================  =================================================================
 ``DIR``                ImageFolder ``DIR/<class>/<image>`` (``DIR/<split>/<class>/...`` with split)
 ``FILE.jsonl``         manifest rows ``{"image", "label", "split", ...}``; paths relative to it
+``DIR`` of WordNet ids ImageNet ``DIR/n01440764/<image>``: labels via timm's synset list
+``[imagenet:]DIR+labels:F`` flat ImageNet val + devkit ground truth or ``file label`` table
 ``hfds:PATH``          a ``datasets`` Dataset/DatasetDict saved with ``save_to_disk``
+``hf:NAME_OR_PATH``    ``datasets.load_dataset`` (hub name from the cache, or local parquet/...)
+``wds:PATTERN``        webdataset tar shards (``{key}.jpg`` + ``{key}.cls``, ``classnames.txt``)
 ``toy:digits[:SPLIT]`` the embedded miniature world (``vlmprobe.toy``)
 =====================  =================================================================
 
@@ -21,7 +25,10 @@ import numpy as np
 
 from ..errors import DataError
 from .classnames import apply_duplicate_policy, read_classnames
-from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, scan_images, to_rgb
+from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, scan_images
+from .hub import load_hf_disk, load_hf_hub
+from .imagenet import LABELS_SEPARATOR, is_wnid_folder, load_imagenet, load_wnid_folder
+from .wds import load_wds
 
 
 def load_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0,
@@ -35,7 +42,14 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
 
         ds = load_toy_dataset(spec, split=split)
     elif spec.startswith("hfds:"):
-        ds = _load_hf_disk(spec, split)
+        ds = load_hf_disk(spec, split)
+    elif spec.startswith("hf:"):
+        ds = load_hf_hub(spec, split)
+    elif spec.startswith("wds:"):
+        ds = load_wds(spec, split, classes, unlabeled)
+    elif spec.startswith("imagenet:") or LABELS_SEPARATOR in spec:
+        ds = load_imagenet(spec if spec.startswith("imagenet:") else f"imagenet:{spec}")
+        ds.name = spec
     else:
         path = Path(spec).expanduser()
         if not path.exists():
@@ -45,14 +59,17 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
             if split and root is path:
                 raise DataError(f"dataset {spec!r}: no sub-directory {split!r} for --split")
             if unlabeled:  # any tree of images; folder names are not classes
-                samples, names = scan_images(root), []
+                ds = ImageDataset(spec, scan_images(root), [], info={"format": "imagefolder", "split": split})
+            elif is_wnid_folder(root):  # ImageNet val/train layout: n01440764/...
+                ds = load_wnid_folder(spec, root)
             else:
                 samples, names = scan_image_folder(root)
-            ds = ImageDataset(spec, samples, names, info={"format": "imagefolder", "split": split})
+                ds = ImageDataset(spec, samples, names, info={"format": "imagefolder", "split": split})
         elif path.suffix == ".jsonl":
             ds = _load_manifest(spec, path, split, image_root, labeled=not unlabeled)
         else:
-            raise DataError(f"dataset {spec!r}: expected a directory, a .jsonl manifest, hfds:PATH or toy:...")
+            raise DataError(f"dataset {spec!r}: expected a directory, a .jsonl manifest, hfds:PATH, hf:NAME, "
+                            "wds:SHARDS, imagenet:DIR or toy:...")
     if unlabeled:
         ds = ImageDataset(ds.name, [Sample(s.id, s.image, -1, s.meta) for s in ds.samples], read_classnames(classes),
                           ds._loader, {**ds.info, "unlabeled": True})
@@ -103,36 +120,6 @@ def _load_manifest(spec: str, path: Path, split: str | None, image_root: str | N
         dup = next(i for i in ids if ids.count(i) > 1)
         raise DataError(f"{path}: sample id {dup!r} appears more than once (add a unique 'id' field)")
     return ImageDataset(spec, samples, names, info={"format": "manifest"})
-
-
-def _load_hf_disk(spec: str, split: str | None) -> ImageDataset:
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(f"dataset {spec!r} needs the 'datasets' package: pip install datasets") from None
-
-    path = spec[len("hfds:"):]
-    try:
-        obj = datasets.load_from_disk(path)
-    except FileNotFoundError as e:
-        raise DataError(f"dataset {spec!r}: {e}") from None
-    if isinstance(obj, datasets.DatasetDict):
-        if split is None or split not in obj:
-            raise DataError(f"dataset {spec!r}: choose --split from {sorted(obj)}")
-        obj = obj[split]
-    image_col = next((c for c in ("image", "img", "pixel_values") if c in obj.column_names), None)
-    label_col = next((c for c in ("label", "labels", "fine_label") if c in obj.column_names), None)
-    if image_col is None or label_col is None:
-        raise DataError(f"dataset {spec!r}: needs an image column (image/img) and a label column (label)")
-    feature = obj.features[label_col]
-    names = list(feature.names) if hasattr(feature, "names") else [str(i) for i in range(max(obj[label_col]) + 1)]
-    samples = [Sample(id=f"{split or 'data'}/{i}", image=f"{spec}#{split or ''}/{i}", label=int(v))
-               for i, v in enumerate(obj[label_col])]
-
-    def loader(sample: Sample):
-        return to_rgb(obj[int(sample.id.rsplit("/", 1)[1])][image_col])
-
-    return ImageDataset(spec, samples, names, loader, info={"format": "hf-datasets"})
 
 
 def _relabel(ds: ImageDataset, names: list[str], source: str) -> ImageDataset:
