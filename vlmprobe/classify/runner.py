@@ -116,7 +116,8 @@ def _run_batch(model, dataset, method, run: RunDir, items, num_scores, rng_for) 
             rec["prediction_name"] = dataset.classnames[pred] if pred is not None else None
             if num_scores:
                 out_scores[row] = scores[j]
-                rec["top5"] = [int(k) for k in np.argsort(-scores[j], kind="stable")[:5]]
+                if pred is not None:  # none for a NaN/inf score row
+                    rec["top5"] = [int(k) for k in np.argsort(-scores[j], kind="stable")[:5]]
         out_records.append(rec)
     run.append(out_records, out_scores)
 

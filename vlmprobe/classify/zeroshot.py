@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..data import load_templates
+from ..metrics.nonfinite import prediction_fields, predict
 from ..models.base import require_kind
 
 
@@ -36,8 +37,8 @@ class Method:
         """images: list of [3, H, W] tensors -> records, logits [B, K]."""
         emb = model.encode_images(torch.stack(images)).cpu()  # [B, D]
         logits = (self.scale * emb @ self.classifier.T).numpy().astype(np.float32)
-        preds = logits.argmax(1)
-        return [{"prediction": int(p)} for p in preds], logits
+        preds, bad = predict(logits)  # NaN/inf rows (fp16 overflow) get no prediction
+        return [prediction_fields(p, b) for p, b in zip(preds, bad)], logits
 
 
 def add_arguments(parser) -> None:
