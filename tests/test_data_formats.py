@@ -172,6 +172,18 @@ def test_webdataset_shards(wds_root):
     assert np.array_equal(np.asarray(sub.load_image(1)), np.asarray(_png(int(sub.samples[1].id[-1]))))
 
 
+def test_webdataset_class_names_from_classes_and_unlabeled(wds_root, tmp_path):
+    (wds_root / "classnames.txt").unlink()
+    ds = load_dataset(f"wds:{wds_root}/test/*.tar", classes="imagenet", duplicate_names="keep")
+    assert len(ds.classnames) == 1000 and [ds.classnames[s.label] for s in ds.samples[:2]] == ["great white shark",
+                                                                                                  "tench"]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    _shard(bare / "s.tar", [], extra=[("a.png", _png_bytes(0)), ("b.png", _png_bytes(1))])
+    ood = load_dataset(f"wds:{bare}/s.tar", unlabeled=True, classes="imagenet")
+    assert ood.labels().tolist() == [-1, -1] and ood.load_image(1).size == (8, 8)
+
+
 def test_webdataset_bad_input(wds_root, tmp_path):
     with pytest.raises(DataError, match=r"8 of 10 shards do not exist \(first: .*shard-000002.tar\)"):
         load_dataset(f"wds:{wds_root}/test/shard-{{000000..000009}}.tar")
@@ -182,7 +194,7 @@ def test_webdataset_bad_input(wds_root, tmp_path):
     with pytest.raises(DataError, match=r"x.tar: k0.cls = 5 outside the 2 class names"):
         load_dataset(f"wds:{bad}/x.tar")
     _shard(bad / "x.tar", [("k0", 0, 1)], extra=[("k1.png", _png_bytes(1))])
-    with pytest.raises(DataError, match=r"x.tar: sample 'k1' has no k1.cls member"):
+    with pytest.raises(DataError, match=r"x.tar#k1.png: sample .k1. has no label \(no .cls member\)"):
         load_dataset(f"wds:{bad}/x.tar")
     _shard(bad / "x.tar", [("k0", 0, 1)], extra=[("k1.png", _png_bytes(1)), ("k1.cls", b"one")])
     with pytest.raises(DataError, match=r"member k1.cls: class 'one' is not an integer"):

@@ -16,6 +16,7 @@ DataLoader workers share them). Image column: ``image``/``img``/``jpg``/``png``/
 from __future__ import annotations
 
 from ..errors import DataError
+from ..specs import DATASET_SPECS
 from .datasets import ImageDataset, Sample, to_rgb
 
 IMAGE_COLUMNS = ("image", "img", "jpg", "png", "webp", "pixel_values")
@@ -82,3 +83,8 @@ def load_hf_hub(spec: str, split: str | None) -> ImageDataset:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"dataset {spec!r}: {first}") from None
     return from_hf_dataset(spec, _pick_split(spec, obj, split, datasets), split, "hf-load_dataset")
+
+
+DATASET_SPECS.register("hfds:", load_hf_disk, "a datasets Dataset/DatasetDict saved with save_to_disk")
+DATASET_SPECS.register("hf:", load_hf_hub, "datasets.load_dataset(NAME_OR_PATH): hub name (offline from the cache) "
+                       "or a local folder of parquet/arrow/csv/json files")

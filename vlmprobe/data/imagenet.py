@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 
 from ..errors import DataError
+from ..specs import DATASET_SPECS
 from .datasets import IMAGE_EXTENSIONS, ImageDataset, Sample
 
 WNID = re.compile(r"^n\d{8}$")
@@ -193,8 +194,10 @@ def _all_digit_lines(path: Path) -> bool:
     return bool(head) and all(line.isdigit() for line in head)
 
 
-def load_imagenet(spec: str) -> ImageDataset:
+def load_imagenet(spec: str, split: str | None = None) -> ImageDataset:
     """``imagenet:VAL_DIR`` (WordNet-id folders) or ``imagenet:VAL_DIR+labels:FILE`` (flat)."""
+    if split:
+        raise DataError(f"dataset {spec!r}: --split does not apply; point at the val (or train) folder itself")
     ref = spec.removeprefix("imagenet:")
     root, sep, labels = ref.partition(LABELS_SEPARATOR)
     root_path = Path(root).expanduser()
@@ -206,3 +209,7 @@ def load_imagenet(spec: str) -> ImageDataset:
         raise DataError(f"dataset {spec!r}: {root_path} has no WordNet-id folders (n01440764/...); for a flat "
                         f"val folder add +labels:ILSVRC2012_validation_ground_truth.txt or a 'file label' file")
     return load_wnid_folder(spec, root_path)
+
+
+DATASET_SPECS.register("imagenet:", load_imagenet, "ImageNet-1k: imagenet:DIR (WordNet-id folders) or "
+                       "imagenet:VAL_DIR+labels:FILE (devkit ground truth or a 'file label' table)")

@@ -8,7 +8,7 @@
 ``hfds:PATH``          a ``datasets`` Dataset/DatasetDict saved with ``save_to_disk``
 ``hf:NAME_OR_PATH``    ``datasets.load_dataset`` (hub name from the cache, or local parquet/...)
 ``wds:PATTERN``        webdataset tar shards (``{key}.jpg`` + ``{key}.cls``, ``classnames.txt``)
-``toy:digits[:SPLIT]`` the embedded miniature world (``vlmprobe.toy``)
+``toy:digits[:SPLIT]`` the embedded miniature world (registered by the ``vlmprobe.toy`` plugin)
 =====================  =================================================================
 
 Class names come from the dataset (sorted folder names / sorted manifest labels / the
@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..specs import DATASET_SPECS
 from .classnames import apply_duplicate_policy, read_classnames
 from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, scan_images
-from .hub import load_hf_disk, load_hf_hub
+from .hub import load_hf_disk  # noqa: F401  (these modules register their spec prefixes)
 from .imagenet import LABELS_SEPARATOR, is_wnid_folder, load_imagenet, load_wnid_folder
-from .wds import load_wds
+from .wds import load_wds  # noqa: F401
 
 
 def load_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0,
@@ -37,19 +38,11 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
     """Load a dataset spec (table above) as an ImageDataset; raises DataError with one line."""
     if unlabeled and not classes:
         raise DataError("an unlabeled dataset needs --classes (the class list its images are scored against)")
-    if spec.startswith("toy:"):
-        from ..toy import load_toy_dataset
-
-        ds = load_toy_dataset(spec, split=split)
-    elif spec.startswith("hfds:"):
-        ds = load_hf_disk(spec, split)
-    elif spec.startswith("hf:"):
-        ds = load_hf_hub(spec, split)
-    elif spec.startswith("wds:"):
-        ds = load_wds(spec, split, classes, unlabeled)
-    elif spec.startswith("imagenet:") or LABELS_SEPARATOR in spec:
-        ds = load_imagenet(spec if spec.startswith("imagenet:") else f"imagenet:{spec}")
-        ds.name = spec
+    entry = DATASET_SPECS.find(spec)
+    if entry is not None:
+        ds = entry.resolve(spec, split)
+    elif LABELS_SEPARATOR in spec:  # flat ImageNet val folder + its label file
+        ds = load_imagenet(spec)
     else:
         path = Path(spec).expanduser()
         if not path.exists():
@@ -60,7 +53,7 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
                 raise DataError(f"dataset {spec!r}: no sub-directory {split!r} for --split")
             if unlabeled:  # any tree of images; folder names are not classes
                 ds = ImageDataset(spec, scan_images(root), [], info={"format": "imagefolder", "split": split})
-            elif is_wnid_folder(root):  # ImageNet val/train layout: n01440764/...
+            elif is_wnid_folder(root):  # ImageNet layout DIR/n01440764/...: labels via timm's synset list
                 ds = load_wnid_folder(spec, root)
             else:
                 samples, names = scan_image_folder(root)
@@ -68,12 +61,17 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
         elif path.suffix == ".jsonl":
             ds = _load_manifest(spec, path, split, image_root, labeled=not unlabeled)
         else:
-            raise DataError(f"dataset {spec!r}: expected a directory, a .jsonl manifest, hfds:PATH, hf:NAME, "
-                            "wds:SHARDS, imagenet:DIR or toy:...")
+            raise DataError(f"dataset {spec!r}: expected a directory, a .jsonl manifest or one of "
+                            f"{', '.join(DATASET_SPECS.prefixes())}")
     if unlabeled:
         ds = ImageDataset(ds.name, [Sample(s.id, s.image, -1, s.meta) for s in ds.samples], read_classnames(classes),
                           ds._loader, {**ds.info, "unlabeled": True})
-    elif classes:
+    else:
+        unlabeled_sample = next((s for s in ds.samples if s.label < 0), None)
+        if unlabeled_sample is not None:
+            raise DataError(f"{unlabeled_sample.image}: sample {unlabeled_sample.id!r} has no label"
+                            f"{ds.info.get('missing_label', '')}; pass --unlabeled --classes to score unlabeled images")
+    if classes and not unlabeled:
         ds = _relabel(ds, read_classnames(classes), classes)
     ds = _dedupe(ds, duplicate_names)
     if limit is not None and limit < len(ds):
@@ -129,7 +127,8 @@ def _relabel(ds: ImageDataset, names: list[str], source: str) -> ImageDataset:
     lookup = {n: i for i, n in enumerate(names)}
     if all(n in lookup for n in own):
         mapping = [lookup[n] for n in own]
-    elif len(own) == len(names):
+    elif len(own) == len(names) or (own == [str(i) for i in range(len(own))] and len(own) <= len(names)):
+        # same count (ImageNet folders by wnid), or index-only labels (manifest ints, .cls) -> by position
         mapping = list(range(len(names)))
     else:
         missing = next(n for n in own if n not in lookup)
@@ -149,3 +148,4 @@ def _dedupe(ds: ImageDataset, policy: str) -> ImageDataset:
     samples = [Sample(s.id, s.image, remap[s.label] if s.label >= 0 else -1, s.meta) for s in ds.samples]
     info = {**ds.info, "duplicate_names": {"policy": policy, "groups": duplicates}}
     return ImageDataset(ds.name, samples, names, ds._loader, info)
+

@@ -21,7 +21,8 @@ import tarfile
 from pathlib import Path
 
 from ..errors import DataError
-from .classnames import read_classnames, read_string_list
+from ..specs import DATASET_SPECS
+from .classnames import read_string_list
 from .datasets import ImageDataset, ImageLoadError, Sample, read_image
 
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
@@ -121,14 +122,12 @@ def read_member(shard: str, offset: int, size: int):
     return read_image(io.BytesIO(data), where)
 
 
-def load_wds(spec: str, split: str | None = None, classes: str | None = None, unlabeled: bool = False) -> ImageDataset:
-    """``wds:PATH_OR_PATTERN`` -> ImageDataset (samples in shard order, then member order)."""
+def load_wds(spec: str, split: str | None = None) -> ImageDataset:
+    """``wds:PATH_OR_PATTERN`` -> ImageDataset (samples in shard order, then member order). A
+    sample without ``.cls`` gets label -1 (``load_dataset`` refuses it unless ``--unlabeled``);
+    without ``classnames.txt`` the names are the indices ("0", "1", ...) for ``--classes`` to name."""
     shards = shard_paths(spec.removeprefix("wds:"), split)
     names = find_classnames(shards)
-    if names is None:
-        if not classes:
-            raise DataError(f"dataset {spec!r}: no classnames.txt next to the shards or one level up; pass --classes")
-        names = read_classnames(classes)
     samples, where = [], {}  # where: key -> (shard, offset, size) of its image
     for shard in shards:
         images, labels = index_shard(shard)
@@ -136,11 +135,14 @@ def load_wds(spec: str, split: str | None = None, classes: str | None = None, un
             if key in where:
                 raise DataError(f"{shard}: sample key {key!r} appears in more than one place")
             where[key] = (str(shard), offset, size)
-            if key not in labels and not unlabeled:
-                raise DataError(f"{shard}: sample {key!r} has no {key}.cls member")
             label = labels.get(key, -1)
-            if not unlabeled and not 0 <= label < len(names):
-                raise DataError(f"{shard}: {key}.cls = {label} outside the {len(names)} class names")
+            if label < -1 or (names is not None and label >= len(names)):
+                raise DataError(f"{shard}: {key}.cls = {label} outside the {len(names or [])} class names")
             samples.append(Sample(id=key, image=f"{shard}#{key}.{ext}", label=label))
+    if names is None:
+        names = [str(i) for i in range(max((s.label for s in samples), default=-1) + 1)]
     return ImageDataset(spec, samples, names, lambda sample: read_member(*where[sample.id]),
-                        info={"format": "webdataset", "shards": len(shards)})
+                        info={"format": "webdataset", "shards": len(shards), "missing_label": " (no .cls member)"})
+
+
+DATASET_SPECS.register("wds:", load_wds, "webdataset tar shards: wds:DIR, wds:shard-{000000..000009}.tar or a glob")
