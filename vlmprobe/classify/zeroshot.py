@@ -23,7 +23,7 @@ class Method:
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "clip", "--method zeroshot", "use --method generate or likelihood")
-        self.classifier = model.text_classifier(dataset.classnames, self.templates)  # [K, D]
+        self.classifier = model.text_classifier(dataset.classnames, self.templates).to(model.device)  # [K, D]
         self.scale = model.logit_scale
 
     def num_scores(self, dataset) -> int:
@@ -35,8 +35,8 @@ class Method:
 
     def run_batch(self, model, samples, images, rng_for):
         """images: list of [3, H, W] tensors -> records, logits [B, K]."""
-        emb = model.encode_images(torch.stack(images)).cpu()  # [B, D]
-        logits = (self.scale * emb @ self.classifier.T).numpy().astype(np.float32)
+        emb = model.encode_images(torch.stack(images))  # [B, D] float32 on the model's device
+        logits = (self.scale * emb @ self.classifier.T).cpu().numpy().astype(np.float32)  # one transfer per batch
         preds, bad = predict(logits)  # NaN/inf rows (fp16 overflow) get no prediction
         return [prediction_fields(p, b) for p, b in zip(preds, bad)], logits
 

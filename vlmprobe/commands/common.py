@@ -22,8 +22,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                    help="openclip:ARCH@PRETRAINED | openclip:local-dir:PATH | hfclip:ID_OR_PATH | hf:ID_OR_PATH"
                         "[+adapter:PATH] | toy:clip | toy:vlm | a local model directory")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
-    g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "auto"],
-                   help="weight dtype (default: float32)")
+    g.add_argument("--dtype", default="default", choices=["default", "float32", "float16", "bfloat16", "auto"],
+                   help="weight dtype; default: bfloat16 on CUDA, float32 on CPU")
     g.add_argument("--device-map", default=None, help="transformers device_map, e.g. auto (multi-GPU)")
     g.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes NF4 4-bit weights (VLMs)")
     g.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit weights (VLMs)")

@@ -106,7 +106,7 @@ class OpenClipModel(ClipModel):
         import open_clip
 
         kwargs = {"precision": {"float32": "fp32", "fp32": "fp32", "float16": "fp16", "fp16": "fp16",
-                                "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.dtype]}
+                                "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.resolved_dtype()]}
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=options.device, **kwargs)
         super().__init__(spec, options, model, fingerprint)

@@ -326,10 +326,11 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
     prefix_logits = out.logits[:, 0]  # [B, V]
     kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
     del out
-    node_lp = [torch.full((t.size,), float("nan")) for t in tries]
+    # kept on the model's device until the end: no host sync per image and chunk in the loop
+    node_lp = [torch.full((t.size,), float("nan"), device=device) for t in tries]
     for b, trie in enumerate(tries):  # children of the prefix
-        roots = (trie.parent < 0).nonzero().squeeze(1)
-        node_lp[b][roots] = prefix_logits[b].float().log_softmax(-1)[trie.token[roots].to(device)].cpu()
+        roots = (trie.parent < 0).nonzero().squeeze(1).to(device)
+        node_lp[b][roots] = prefix_logits[b].float().log_softmax(-1)[trie.token.to(device)[roots]]
     dtype = kv[0][0].dtype
     neg = torch.finfo(dtype).min
     plans = [plan_chunks(t, chunk_size) for t in tries]
@@ -359,9 +360,9 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
             if len(c.targets):
                 row, tok = c.target_row.to(device), c.target_tok.to(device)
                 lse = torch.logsumexp(logits[r, :len(c.keep)].float(), -1)
-                node_lp[b][c.targets] = (logits[r, row, tok].float() - lse[row]).cpu()
+                node_lp[b][c.targets.to(device)] = logits[r, row, tok].float() - lse[row]
         del logits, cache, mask, allowed
-    return node_lp
+    return [lp.cpu() for lp in node_lp]
 
 
 @torch.no_grad()
