@@ -42,7 +42,9 @@ def model_from_args(args, spec: str | None = None):
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--data", required=required, metavar="SPEC",
-                   help="ImageFolder DIR | manifest FILE.jsonl ({image,label,split}) | hfds:PATH | toy:digits[:SPLIT]")
+                   help="ImageFolder DIR (WordNet-id folders map to ImageNet classes) | manifest FILE.jsonl "
+                        "({image,label,split}) | VAL_DIR+labels:GROUND_TRUTH | wds:SHARDS | hf:NAME_OR_PATH | "
+                        "hfds:PATH | toy:digits[:SPLIT]")
     g.add_argument("--split", default=None, help="split to use (manifest 'split' field, sub-folder, DatasetDict key)")
     g.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N images")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and every per-sample random choice")
