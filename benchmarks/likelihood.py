@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+import machine  # benchmarks/machine.py (a script's own folder is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 QUESTION = "What type of object is in this photo?"
@@ -162,6 +164,7 @@ def main(argv=None) -> int:
     kw = dict(answer_prefix=ANSWER_PREFIX, batch_size=args.batch_size, chunk_size=args.chunk_size)
     prefix_len = len(vlm.encode(images[:1], [vlm.render(QUESTION, answer_prefix=ANSWER_PREFIX)])["input_ids"][0])
     ntok = [len(t) for t in vlm.tokenizer([" " + c for c in names], add_special_tokens=False).input_ids]
+    print(machine.describe(args.device))
     print(f"model: {vlm.spec} ({args.dtype}, {weights_gb:.2f} GiB weights) on {args.device}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"prefix: {prefix_len} tokens; candidates: ImageNet class names, {np.mean(ntok):.2f} tokens on average "

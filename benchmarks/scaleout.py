@@ -29,9 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import machine  # noqa: E402  (benchmarks/machine.py)
+import machine  # noqa: E402  (benchmarks/machine.py; a script's own folder is on sys.path)
 
 CLASSES = ("tench", "goldfish", "great white shark")  # ImageNet names: folders relabel onto --classes imagenet
 
