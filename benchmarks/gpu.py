@@ -26,7 +26,8 @@ Rows (each through the library's public API, i.e. the code users run):
   LoRA r=128 alpha=256 on the LM, 4-bit NF4 base for QLoRA) and its loss; AdamW steps timed
   after one warm-up step; tokens/s counts every input token (image tokens included).
 
-Peak memory is ``torch.cuda.max_memory_allocated`` per row (CUDA only). The machine line names
+Peak memory is ``torch.cuda.max_memory_allocated`` during each row's timed call, weights included
+(CUDA only). The machine line names
 GPU, CPU and BLAS. Results also go to ``--json``.
 """
 from __future__ import annotations
@@ -96,8 +97,9 @@ def write_llava_7b(out: Path, device: str) -> str:
     return str(out)
 
 
-def write_images(root: Path, n: int, seed: int = 0) -> list:
-    """``n`` ImageNet-sized (500 x 375) JPEGs in ``root/images/`` (an unlabeled folder); the PIL images."""
+def write_images(root: Path, n: int, keep: int, seed: int = 0) -> list:
+    """``n`` ImageNet-sized (500 x 375) JPEGs in ``root/images/`` (an unlabeled folder); returns
+    the first ``keep`` as PIL images."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -108,7 +110,8 @@ def write_images(root: Path, n: int, seed: int = 0) -> list:
     for i in range(n):
         img = Image.fromarray(np.roll(base, 7 * i, axis=1))
         img.save(folder / f"{i:05d}.jpg", quality=90)
-        images.append(img)
+        if i < keep:
+            images.append(img)
     return images
 
 
@@ -300,7 +303,7 @@ def main(argv=None) -> int:
         else:
             vlm_spec = f"hf:{write_llava_7b(work / 'llava-7b-shapes', args.device)}"
             clip_spec = "openclip:ViT-L-14-336"  # no @pretrained: random weights from open_clip's config
-        pil = write_images(work, args.files)
+        pil = write_images(work, args.files, args.images)
         files = load_dataset(str(work / "images"), unlabeled=True, classes="imagenet")
         vlm = vlmprobe.load_model(vlm_spec, device=args.device, dtype=args.dtype)
         shapes = "tiny" if tiny else "LLaVA-1.5-7B"
