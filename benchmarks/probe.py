@@ -11,7 +11,7 @@ formula for all), seconds, and the ratio sklearn / ours, for
   validation accuracy for each, then a refit on train + validation at the chosen C
   (``select_probe``; ours warm-starts along the grid, scikit-learn fits each C from scratch).
 
-    python benchmarks/probe.py                          # 20k x 1024, 100 classes, CPU, 2 threads
+    python benchmarks/probe.py                          # 10k x 1024, 100 classes, CPU, 2 threads (< 5 min on 2 cores)
     python benchmarks/probe.py --device cuda --n 200000  # GPU (ours only: --skip-sklearn)
 
 The machine (CPU model, cores, BLAS, GPU) is printed with the figures; fp16 is timed only where
@@ -42,14 +42,14 @@ def synthetic(n: int, d: int, k: int, separation: float, seed: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=20000, help="training rows (validation and test: n/4 each)")
+    ap.add_argument("--n", type=int, default=10000, help="training rows (validation and test: n/4 each)")
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--separation", type=float, default=0.35)
     ap.add_argument("--C", type=float, default=0.01, help="inverse L2 strength (scikit-learn units) for 'single'")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2, help="torch and BLAS threads, the same for both")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="timings are the best of this many runs")
     ap.add_argument("--modes", default="single,sweep")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-sklearn", action="store_true")
