@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import options
 from ..errors import VlmprobeError
+from ..metrics.nonfinite import nonfinite_rows, prediction_fields, predict
 from ..models.base import require_kind
 from ..models.likelihood import REDUCTIONS, SCORINGS
 from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
@@ -139,10 +140,14 @@ class Method:
             scores = np.full((len(samples), K), -np.inf, dtype=np.float32)  # argmax over the offered
             for row, cands in enumerate(offered):
                 scores[row, cands] = sub[row, :len(cands)]
-        preds = scores.argmax(1)
+        # a NaN/inf log-prob (fp16/bf16 overflow) among the offered classes: no prediction, flagged
+        bad = nonfinite_rows(sub) if offered is None else np.array(
+            [nonfinite_rows(sub[row:row + 1, :len(c)])[0] for row, c in enumerate(offered)], dtype=bool)
+        preds, _ = predict(np.where(bad[:, None], np.nan, scores), allow_neg_inf=True)
         records = []
         for row, p in enumerate(preds):
-            rec = {"prediction": int(p), "logprob": float(scores[row, p])}
+            rec = prediction_fields(p, bad[row])
+            rec["logprob"] = None if bad[row] else float(scores[row, p])
             if offered is not None:
                 rec["candidates"] = offered[row]
                 rec["candidate_scores"] = [float(x) for x in sub[row, :len(offered[row])]]

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import options
 from ..data import load_templates
+from ..metrics.nonfinite import prediction_fields, predict
 from ..models.base import require_kind
 
 
@@ -47,8 +48,8 @@ class Method:
     def run_batch(self, model, samples, images, rng_for):
         """images: list of [3, H, W] tensors -> records, logits [B, K]."""
         logits = model.score(images, self.classnames, self.templates).numpy().astype(np.float32)
-        preds = logits.argmax(1)
-        return [{"prediction": int(p)} for p in preds], logits
+        preds, bad = predict(logits)  # NaN/inf rows (fp16 overflow) get no prediction
+        return [prediction_fields(p, b) for p, b in zip(preds, bad)], logits
 
 
 def add_arguments(parser) -> None:

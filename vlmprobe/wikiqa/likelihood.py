@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import VlmprobeError
+from ..metrics.nonfinite import prediction_fields, predict
 from .loader import LETTERS, Question
 from .prompts import ANSWER_PREFIX, Condition
 
@@ -68,9 +69,12 @@ class LikelihoodScorer:
         images = None if images and all(im is None for im in images) else images
         scores = self.option_scores(model, questions, images)
         records = []
+        predicted = {t: predict(scores[t]) for t in TARGETS}  # -1 where a score is NaN/inf
         for b in range(len(questions)):
-            preds = {t: int(np.argmax(scores[t][b])) for t in TARGETS}
-            records.append({"prediction": preds[self.select], "parsed": LETTERS[preds[self.select]],
-                            "predictions": {t: LETTERS[p] for t, p in preds.items()},
+            preds = {t: int(predicted[t][0][b]) for t in TARGETS}
+            p = preds[self.select]
+            records.append({**prediction_fields(p, predicted[self.select][1][b]),
+                            "parsed": LETTERS[p] if p >= 0 else None,
+                            "predictions": {t: LETTERS[p] if p >= 0 else None for t, p in preds.items()},
                             **{f"logprob_{t}": [round(float(x), 6) for x in scores[t][b]] for t in TARGETS}})
         return records, scores[self.select]
