@@ -12,7 +12,8 @@ CLIP logit scale ``λ``. Scores of template t: ``s_t(x, c) = λ <f(x), E_t[c]>``
    ``W_0 = normalize(mean_t E_t)`` (uniform ensemble of the pool).
 2. Per template t (``metrics.margin``): ``m_t(x) = s_t(x, ŷ) - max_{j≠ŷ} s_t(x, j)``,
    ``CMM_t[c] = mean_{x: ŷ(x)=c} m_t(x)``, ``worstk_t = mean of the k smallest CMM_t[c]``
-   (``metrics.accuracy.worst_k``; classes no image is pseudo-labelled as are left out).
+   (``metrics.accuracy.worst_k``; classes no image is pseudo-labelled as have no CMM and are
+   left out, k capped; ensemble.json lists them under ``never_predicted``).
    Worst categories: the k classes with the smallest CMM under ``W_0``.
 3. Weights: templates ranked by ``worstk_t`` (descending, ties by pool order); the top m are
    kept, ``w_t = softmax_t(worstk_t / τ)`` over them, 0 for the others.
@@ -41,7 +42,7 @@ from ..data.templates import SINGLE, PoolMember, check_pool_classes, load_templa
 from ..errors import VlmprobeError
 from ..metrics.accuracy import worst_k
 from ..metrics.margin import class_matching_margin
-from .describe import DEFAULT_DESCRIBER_PROMPT, generate_descriptions, read_descriptions
+from .describe import DEFAULT_DESCRIBER_PROMPT, check_describer, generate_descriptions, read_descriptions
 from .ensemble import combine, group_mean, pool_embeddings, save_ensemble
 
 DESCRIPTION_FORMAT = "a photo of a {c}, which has {d}."
@@ -64,7 +65,9 @@ class CpeOptions:
     workers: int = 0
     progress: bool = True
 
-    def check(self, num_classes: int) -> None:
+    def check(self, classnames) -> None:
+        """One line for options that cannot work on a dataset with these classes."""
+        num_classes = len(classnames)
         if self.describer and self.descriptions:
             raise VlmprobeError("give --describer or --descriptions, not both")
         if not 1 <= self.k <= num_classes:
@@ -75,6 +78,14 @@ class CpeOptions:
             raise VlmprobeError(f"--temperature {self.temperature}: must be > 0")
         if "{c}" not in self.description_format or "{d}" not in self.description_format:
             raise VlmprobeError(f"--description-format {self.description_format!r}: needs {{c}} and {{d}}")
+        if self.descriptions:
+            read_descriptions(self.descriptions, classnames)
+        if self.describer:
+            check_describer(self.describer)
+        pool = load_template_pool(self.templates)
+        if not pool:
+            raise VlmprobeError(f"--templates {self.templates}: empty template pool")
+        check_pool_classes(pool, classnames, f"--templates {self.templates}")
 
 
 def template_scores(features: torch.Tensor, member_emb: torch.Tensor, scale: float) -> torch.Tensor:
@@ -179,11 +190,8 @@ def build(model, dataset, out, options: CpeOptions | None = None, **overrides) -
         setattr(opts, k, v)
     require_kind(model, "clip", "vlmprobe cpe")
     classnames = list(dataset.classnames)
-    opts.check(len(classnames))
+    opts.check(classnames)
     pool = load_template_pool(opts.templates)
-    if not pool:
-        raise VlmprobeError(f"--templates {opts.templates}: empty template pool")
-    check_pool_classes(pool, classnames, f"--templates {opts.templates}")
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -217,6 +225,7 @@ def build(model, dataset, out, options: CpeOptions | None = None, **overrides) -
                        "weight": float(ranked["weights"][t]), "kept": t in ranked["kept"]} for t, m in enumerate(pool)],
         "worst_classes": [{"class": classnames[c], "base_cmm": float(ranked["base_class_cmm"][c])}
                           for c in ranked["worst_classes"]],
+        "never_predicted": [classnames[c] for c in np.flatnonzero(np.isnan(ranked["base_class_cmm"]))],
         "descriptions": {"provenance": provenance, "prompts": used_prompts},
     }
     save_ensemble(out, ensemble, classifier)

@@ -72,6 +72,25 @@ def _format(prompt: str, classname: str) -> str:
     return prompt.replace("{}", classname)
 
 
+def check_describer(spec: str) -> None:
+    """Cheap checks before any image is read: the prefix, and for ``hf:`` that the config is
+    one ``AutoModelForCausalLM`` knows (reads only config.json)."""
+    if not spec.startswith(("hf:", "vlm:")):
+        raise VlmprobeError(f"--describer {spec!r}: use hf:PATH_OR_ID (a causal LM) or vlm:SPEC (a VLM's language model)")
+    if spec.startswith("hf:"):
+        from transformers import AutoConfig
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        ref = spec[3:]
+        try:
+            config = AutoConfig.from_pretrained(ref)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"--describer {spec}: cannot load a model config ({str(e).splitlines()[0]})") from None
+        if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            raise VlmprobeError(f"--describer {spec}: not a causal language model (model_type {config.model_type!r} "
+                                "has no AutoModelForCausalLM); give a text-generation checkpoint")
+
+
 class HFDescriber:
     """``hf:PATH_OR_ID``: an ``AutoModelForCausalLM`` continues the plain-text prompt."""
 

@@ -56,7 +56,7 @@ def run(args) -> int:
                       description_format=args.description_format, batch_size=args.batch_size,
                       workers=args.workers, progress=not args.no_progress)
     dataset = dataset_from_args(args)
-    opts.check(len(dataset.classnames))  # bad options fail before the model loads
+    opts.check(dataset.classnames)  # bad options fail before the model loads
     model = model_from_args(args)
     report = build(model, dataset, args.out, opts)
     from pathlib import Path
