@@ -91,20 +91,25 @@ def _per_class(obj: dict, path: Path) -> PoolMember:
     return PoolMember(name=path.name, per_class=tuple(items))
 
 
+def _per_class_json(source: str) -> tuple[Path, dict] | None:
+    """(path, object) when ``source`` is a per-class prompt JSON file, else None."""
+    path = Path(source).expanduser()
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg})") from None
+    if isinstance(obj, dict) and obj and not all(str(k).isdigit() for k in obj):
+        return path, obj
+    return None
+
+
 def load_template_pool(source: str | None) -> list[PoolMember]:
     """The pool members of a template source (see module docstring); never empty."""
-    if source in (None, "", "single", "imagenet", "openai") or source.startswith("toy:"):
-        return [PoolMember(name=t, template=t) for t in load_templates(source)]
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise DataError(f"template {source!r}: not 'single', 'imagenet' or an existing file")
-    if path.suffix == ".json":
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON ({e.msg})") from None
-        if isinstance(obj, dict) and obj and not all(str(k).isdigit() for k in obj):
-            return [_per_class(obj, path)]
+    per_class = _per_class_json(source) if source else None
+    if per_class:
+        return [_per_class(per_class[1], per_class[0])]
     return [PoolMember(name=t, template=t) for t in load_templates(source)]
 
 
@@ -125,12 +130,7 @@ def load_templates(source: str | None) -> list[str]:
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"template {source!r}: not 'single', 'imagenet' or an existing file")
-    if path.suffix == ".json":
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON ({e.msg})") from None
-        if isinstance(obj, dict) and obj and not all(str(k).isdigit() for k in obj):
-            raise DataError(f"{path}: per-class prompts ({{class: [prompts]}}) have no '{{}}' templates; "
-                            "use them with --method zeroshot --templates or vlmprobe cpe")
+    if _per_class_json(source):
+        raise DataError(f"{path}: per-class prompts ({{class: [prompts]}}) have no '{{}}' templates; "
+                        "use them with --method zeroshot --templates or vlmprobe cpe")
     return _check_templates(read_string_list(path, "template"), path)
