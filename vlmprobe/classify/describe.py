@@ -39,23 +39,21 @@ def clean(text: str) -> str:
 
 
 def read_descriptions(path: str | Path, classnames: Sequence[str]) -> dict[str, list[str]]:
-    """``{class: [description, ...]}`` from a JSON file (or ``toy:digit-facts``, the miniature
-    world's facts); unknown classes are an error."""
-    if str(path).startswith("toy:"):
-        if str(path) != "toy:digit-facts":
-            raise DataError(f"--descriptions {path}: the miniature world has toy:digit-facts")
-        from ..toy.prompts import digit_descriptions
+    """``{class: [description, ...]}`` from a JSON file (or a prefix registered in
+    ``specs.DESCRIPTION_SPECS``, e.g. ``toy:digit-facts``); unknown classes are an error."""
+    from ..specs import DESCRIPTION_SPECS
 
-        obj, path = digit_descriptions(), str(path)
-        check_classes(list(obj), classnames, f"--descriptions {path}", "descriptions")
-        return obj
-    path = Path(path).expanduser()
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"--descriptions {path}: cannot read ({e.strerror or e})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"--descriptions {path}: not valid JSON ({e.msg})") from None
+    entry = DESCRIPTION_SPECS.find(str(path)) if not Path(path).expanduser().exists() else None
+    if entry is not None:
+        obj = entry.resolve(str(path))
+    else:
+        path = Path(path).expanduser()
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise DataError(f"--descriptions {path}: cannot read ({e.strerror or e})") from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"--descriptions {path}: not valid JSON ({e.msg})") from None
     if not isinstance(obj, dict):
         raise DataError(f"--descriptions {path}: expected a JSON object {{class: [description, ...]}}")
     check_classes(list(obj), classnames, f"--descriptions {path}", "descriptions")

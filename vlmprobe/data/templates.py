@@ -1,6 +1,6 @@
 """CLIP prompt templates: ``single`` ("a photo of a {}."), ``imagenet`` (the 80-template
-ensemble of Radford et al. as shipped by open_clip), ``toy:cpe-pool`` (the miniature world's
-pool, ``vlmprobe.toy.prompts``), or a file in one of the formats
+ensemble of Radford et al. as shipped by open_clip), a prefix registered in
+``specs.TEMPLATE_SPECS`` (``toy:cpe-pool``, the miniature world's pool), or a file in one of the formats
 researchers already have:
 
 - text: one template per non-blank line, each with exactly one ``{}`` (or ``{c}``) placeholder;
@@ -91,6 +91,13 @@ def _per_class(obj: dict, path: Path) -> PoolMember:
     return PoolMember(name=path.name, per_class=tuple(items))
 
 
+def _spec_entry(source: str):
+    """The template-spec table entry of ``source`` (e.g. ``toy:`` from the toy plug-in), if any."""
+    from ..specs import TEMPLATE_SPECS
+
+    return TEMPLATE_SPECS.find(source) if ":" in source and not Path(source).expanduser().exists() else None
+
+
 def _per_class_json(source: str) -> tuple[Path, dict] | None:
     """(path, object) when ``source`` is a per-class prompt JSON file, else None."""
     path = Path(source).expanduser()
@@ -121,12 +128,9 @@ def load_templates(source: str | None) -> list[str]:
         from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
         return [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]
-    if source.startswith("toy:"):
-        if source != "toy:cpe-pool":
-            raise DataError(f"template {source!r}: the miniature world has toy:cpe-pool")
-        from ..toy.prompts import CPE_POOL
-
-        return list(CPE_POOL)
+    entry = _spec_entry(source)
+    if entry is not None:
+        return _check_templates(list(entry.resolve(source)), Path(source))
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"template {source!r}: not 'single', 'imagenet' or an existing file")

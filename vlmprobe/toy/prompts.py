@@ -18,6 +18,7 @@ CuPL/DCLIP file format ``--descriptions`` reads. The toy VLM's language model, a
 """
 from __future__ import annotations
 
+from ..errors import DataError
 from .corpus import CAPTION_TEMPLATES, knowledge_facts
 from .digits import CLASSNAMES
 
@@ -41,3 +42,17 @@ def digit_descriptions() -> dict[str, list[str]]:
         if len(words) == 5 and words[0] in out and words[1] == "is" and words[-1] == "number":
             out[words[0]].append(" ".join(words[2:]))
     return out
+
+
+def resolve_templates(spec: str) -> list[str]:
+    """``toy:cpe-pool`` -> CPE_POOL (the template spec table's resolver)."""
+    if spec != "toy:cpe-pool":
+        raise DataError(f"template {spec!r}: the miniature world has toy:cpe-pool")
+    return list(CPE_POOL)
+
+
+def resolve_descriptions(spec: str) -> dict[str, list[str]]:
+    """``toy:digit-facts`` -> digit_descriptions() (the description spec table's resolver)."""
+    if spec != "toy:digit-facts":
+        raise DataError(f"descriptions {spec!r}: the miniature world has toy:digit-facts")
+    return digit_descriptions()
