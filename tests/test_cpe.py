@@ -142,6 +142,19 @@ def test_command_and_eval_with_ensemble(tiny_models, manifest, tmp_path, capsys)
                  "--out", str(tmp_path / "run2"), "--no-progress", "--workers", "0"]) == 0
 
 
+def test_image_folder_and_help(hfclip, digits_folder, tmp_path, capsys):
+    """An ImageFolder spec works like a manifest; the command is listed with its options."""
+    report = vlmprobe.cpe(hfclip, str(digits_folder), tmp_path / "f", templates="imagenet", k=3, top_m=5,
+                          progress=False)
+    ens = json.loads((tmp_path / "f" / "ensemble.json").read_text())
+    assert report["labeled"] and len(ens["templates"]) == 80 and sum(t["kept"] for t in ens["templates"]) == 5
+    with pytest.raises(SystemExit):
+        main(["cpe", "--help"])
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--templates", "--describer", "--descriptions", "--k", "--top-m",
+                                        "--temperature", "--out"))
+
+
 def _one_line_error(argv, capsys, match):
     assert main(argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "Loading weights" not in line]
