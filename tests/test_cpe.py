@@ -127,7 +127,11 @@ def test_command_and_eval_with_ensemble(tiny_models, manifest, tmp_path, capsys)
     ens = json.loads((tmp_path / "cpe" / "ensemble.json").read_text())
     assert len(ens["templates"]) == len(POOL) and abs(sum(t["weight"] for t in ens["templates"]) - 1) < 1e-6
     assert [w["class"] for w in ens["worst_classes"]] == list(ens["descriptions"]["prompts"])
-    assert torch.load(tmp_path / "cpe" / "classifier.pt").shape[0] == len(names)
+    classifier = torch.load(tmp_path / "cpe" / "classifier.pt")
+    assert classifier.shape[0] == len(names) and ens["descriptions"]["prompts"]
+    from vlmprobe.classify.cpe import rebuild_classifier  # ensemble.json alone rebuilds classifier.pt
+
+    assert torch.allclose(rebuild_classifier(vlmprobe.load_model(spec), ens), classifier, atol=1e-5)
     report = json.loads((tmp_path / "cpe" / "report.json").read_text())
     assert report["config"]["options"]["k"] == 2 and report["environment"]
     assert main(["eval", "--method", "zeroshot", "--ensemble", str(tmp_path / "cpe"), "--model", spec, *data,

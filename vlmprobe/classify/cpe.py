@@ -118,24 +118,27 @@ def rank_templates(features: torch.Tensor, member_emb: torch.Tensor, scale: floa
             "ranking": [int(t) for t in order], "kept": [int(t) for t in kept], "weights": weights}
 
 
-def description_term(model, classnames, worst_classes, descriptions: dict, fmt: str, weight: float):
-    """[K, D] extra term: ``weight * e_c`` for worst classes with descriptions, 0 elsewhere;
-    and the prompts used per class."""
-    prompts, owner, used = [], [], {}
+def enriched_prompts(classnames, worst_classes, descriptions: dict, fmt: str) -> dict[str, list[str]]:
+    """{worst class name: [fmt.format(c=name, d=description), ...]} for worst classes with descriptions."""
+    used = {}
     for c in worst_classes:
-        name = classnames[c]
-        items = [fmt.format(c=name, d=d) for d in descriptions.get(name, [])]
+        items = [fmt.format(c=classnames[c], d=d) for d in descriptions.get(classnames[c], [])]
         if items:
-            used[name] = items
-            prompts += items
-            owner += [len(used) - 1] * len(items)
-    extra = None
-    if prompts:
-        groups = group_mean(model.encode_texts(prompts).cpu(), owner, len(used))  # [G, D]
-        extra = torch.zeros(len(classnames), groups.shape[1])
-        for g, name in enumerate(used):
-            extra[classnames.index(name)] = weight * groups[g]
-    return extra, used
+            used[classnames[c]] = items
+    return used
+
+
+def description_term(model, classnames, used: dict[str, list[str]], weight: float) -> torch.Tensor | None:
+    """[K, D]: ``weight * e_c`` (normalised mean embedding of class c's enriched prompts) for the
+    classes in ``used``, 0 elsewhere; None when ``used`` is empty."""
+    if not used:
+        return None
+    owner = [g for g, prompts in enumerate(used.values()) for _ in prompts]
+    groups = group_mean(model.encode_texts([p for ps in used.values() for p in ps]).cpu(), owner, len(used))
+    extra = torch.zeros(len(classnames), groups.shape[1])
+    for g, name in enumerate(used):
+        extra[list(classnames).index(name)] = weight * groups[g]
+    return extra
 
 
 def _descriptions(opts: CpeOptions, classnames, worst_names, out: Path, device: str) -> tuple[dict, dict]:
@@ -208,8 +211,8 @@ def build(model, dataset, out, options: CpeOptions | None = None, **overrides) -
     worst_names = [classnames[c] for c in ranked["worst_classes"]]
     descriptions, provenance = _descriptions(opts, classnames, worst_names, out, str(model.device))
     desc_weight = 1.0 / len(ranked["kept"])
-    extra, used_prompts = description_term(model, classnames, ranked["worst_classes"], descriptions,
-                                           opts.description_format, desc_weight)
+    used_prompts = enriched_prompts(classnames, ranked["worst_classes"], descriptions, opts.description_format)
+    extra = description_term(model, classnames, used_prompts, desc_weight)
     classifier = combine(member_emb, torch.as_tensor(ranked["weights"], dtype=torch.float32), extra)
 
     ensemble = {
@@ -236,6 +239,19 @@ def build(model, dataset, out, options: CpeOptions | None = None, **overrides) -
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "ablation.md", ablation_markdown(report))
     return report
+
+
+def rebuild_classifier(model, ensemble: dict) -> torch.Tensor:
+    """[K, D] from ``ensemble.json``'s dict alone (pool, weights, description prompts and weight):
+    the check that the file holds everything needed to rebuild ``classifier.pt``."""
+    classnames = ensemble["classnames"]
+    pool = [PoolMember(t["name"], t["template"]) if "template" in t else
+            PoolMember(t["name"], per_class=tuple((c, tuple(p)) for c, p in t["per_class"].items()))
+            for t in ensemble["templates"]]
+    weights = torch.tensor([t["weight"] for t in ensemble["templates"]], dtype=torch.float32)
+    extra = description_term(model, classnames, ensemble["descriptions"]["prompts"],
+                             ensemble["options"]["description_weight"])
+    return combine(pool_embeddings(model, classnames, pool), weights, extra)
 
 
 def _environment() -> dict:
