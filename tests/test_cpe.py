@@ -223,6 +223,7 @@ def test_toy_world_cpe_lifts_worst_classes(toy_world, tmp_path):
     rows = report["rows"]
     assert rows["CPE"]["worst_accuracy"][3] > rows["uniform ensemble"]["worst_accuracy"][3]
     assert rows["CPE"]["worst_k_cmm"] > rows["uniform ensemble"]["worst_k_cmm"]
+    assert len(report["worst_classes_before_after"]) == 3
     ens = json.loads((tmp_path / "cpe" / "ensemble.json").read_text())
     weight = {t["template"]: t["weight"] for t in ens["templates"]}
     seen = [w for t, w in weight.items() if template_kind(t) == "seen"]

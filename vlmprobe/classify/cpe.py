@@ -279,7 +279,7 @@ def ablation_report(model, dataset, valid, features, member_emb, ranked, classif
     labels = np.array([s.label for s in dataset.samples])[valid]
     labeled = bool((labels >= 0).all())
     ks = sorted({k for k in REPORT_WORST if k <= len(classnames)} | {opts.k})
-    rows = {}
+    rows, per_class = {}, {}
     for name, w in ablation_rows(member_emb, single, ranked, classifier).items():
         scores = template_scores(features, w, scale).numpy()
         cmm = class_matching_margin(scores, ranked["pseudo_labels"], len(classnames))
@@ -290,8 +290,15 @@ def ablation_report(model, dataset, valid, features, member_emb, ranked, classif
                        worst_classes={k: s["worst_k_accuracy"][str(k)]["classes"] for k in ks},
                        spearman_cmm_accuracy=s["cmm_pseudo"]["spearman_vs_accuracy"],
                        zero_accuracy_classes=sum(1 for v in s["per_class_accuracy"].values() if v == 0))
+            per_class[name] = list(s["per_class_accuracy"].values())
         rows[name] = row
-    return {"labeled": labeled, "k": opts.k, "worst_k_reported": ks, "rows": rows}
+    report = {"labeled": labeled, "k": opts.k, "worst_k_reported": ks, "rows": rows}
+    if labeled:  # before/after on the k classes CPE chose (by base CMM, without labels)
+        report["worst_classes_before_after"] = {
+            classnames[c]: {"base_cmm": float(ranked["base_class_cmm"][c]),
+                            "accuracy_uniform": per_class["uniform ensemble"][c], "accuracy_cpe": per_class["CPE"][c]}
+            for c in ranked["worst_classes"]}
+    return report
 
 
 def ablation_markdown(report: dict) -> str:

@@ -62,6 +62,9 @@ def run(args) -> int:
     from pathlib import Path
 
     print((Path(args.out) / "ablation.md").read_text(), end="")
+    for name, r in report.get("worst_classes_before_after", {}).items():
+        print(f"worst class {name!r} (base CMM {r['base_cmm']:.3f}): accuracy {100 * r['accuracy_uniform']:.1f}% "
+              f"(uniform) -> {100 * r['accuracy_cpe']:.1f}% (CPE)")
     print(f"ensemble: {args.out}/ensemble.json, {args.out}/classifier.pt (report.json, ablation.md beside them)")
     print(f"evaluate: vlmprobe eval --method zeroshot --ensemble {args.out} --model {args.model} "
           "(same data options) --out RUN_DIR")
