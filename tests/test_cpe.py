@@ -140,6 +140,11 @@ def test_command_and_eval_with_ensemble(tiny_models, manifest, tmp_path, capsys)
     assert results["top1"] == pytest.approx(report["rows"]["CPE"]["top1"])
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert set(cfg["method"]["ensemble_sha256"]) == {"ensemble.json", "classifier.pt"}
+    (tmp_path / "reordered.json").write_text(json.dumps(names[::-1]))
+    assert main(["eval", "--method", "zeroshot", "--ensemble", str(tmp_path / "cpe"), "--model", spec, "--data",
+                 str(root / "m.jsonl"), "--classes", str(tmp_path / "reordered.json"), "--out", str(tmp_path / "r3"),
+                 "--no-progress"]) == 2
+    assert "built for classes" in capsys.readouterr().err
     # a per-class (CuPL) prompt file works in plain zero-shot too
     (tmp_path / "cupl.json").write_text(json.dumps({n: [f"a photo of a {n}.", f"the digit {n}"] for n in names}))
     assert main(["eval", "--method", "zeroshot", "--templates", str(tmp_path / "cupl.json"), "--model", spec, *data,
