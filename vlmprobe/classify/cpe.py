@@ -76,8 +76,13 @@ class CpeOptions:
             raise VlmprobeError(f"--top-m {self.top_m}: must be at least 1")
         if not self.temperature > 0:
             raise VlmprobeError(f"--temperature {self.temperature}: must be > 0")
-        if "{c}" not in self.description_format or "{d}" not in self.description_format:
-            raise VlmprobeError(f"--description-format {self.description_format!r}: needs {{c}} and {{d}}")
+        try:
+            probe = self.description_format.format(c="\0c", d="\0d")
+        except (KeyError, IndexError, ValueError):
+            probe = ""
+        if "\0c" not in probe or "\0d" not in probe:
+            raise VlmprobeError(f"--description-format {self.description_format!r}: needs {{c}} and {{d}} and no other "
+                                "placeholder (write literal braces as {{ and }})")
         if self.descriptions:
             read_descriptions(self.descriptions, classnames)
         if self.describer:
