@@ -3,10 +3,12 @@
     python benchmarks/likelihood.py --threads 1      # CPU: tiny random LLaVA, 256 image tokens
     python benchmarks/likelihood.py --device cuda    # random LLaVA-1.5-7B shapes, bf16
 
-For K = 10, 100, 1000 ImageNet class names (open_clip's list; a byte-level BPE trained in code
-on the names gives realistic 1-17 token candidates that share prefixes) it prints the time per
+For K = 10, 100, 1000 ImageNet class names (open_clip's list; the byte-level BPE of
+``vlmprobe.testing``, trained in code on prompts and the names, gives multi-token candidates
+that share prefixes) it prints the time per
 image of ``scoring="fast"`` and ``scoring="naive"``, their ratio and the max abs difference of the
-scores (fp32 on CPU). Naive scoring costs one full forward per candidate, so it is timed on
+scores (fp32 on CPU). Tokenizer and chat template are the tiny test models' (``vlmprobe.testing``).
+Naive scoring costs one full forward per candidate, so it is timed on
 ``--naive-candidates`` candidates spread over the K and extrapolated linearly to K (printed as
 such: the per-image processor call once, plus K times the measured per-candidate cost); the
 difference is taken on those candidates. Timings are the best of ``--repeats`` runs. The models
@@ -30,40 +32,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 QUESTION = "What type of object is in this photo?"
 ANSWER_PREFIX = "The photo features a"
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %} "
-    "{% else %}ASSISTANT: {% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
-    "{% endfor %}</s>{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
-
-
 def classnames() -> list[str]:
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
     return list(IMAGENET_CLASSNAMES)
 
 
-def build_tokenizer(vocab_size: int):
-    """Byte-level BPE trained in memory on prompt + class names; ``<image>`` is a special token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>", "<unk>", "<image>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([f"USER: {QUESTION} ASSISTANT: {ANSWER_PREFIX} {c}" for c in classnames()], trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>")
-
-
 def build(shapes: str):
     """(LlavaForConditionalGeneration config, processor) for ``cpu`` (tiny) or ``7b`` shapes."""
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor)
 
-    tok = build_tokenizer(1000)
+    from vlmprobe.testing import LLAVA_CHAT_TEMPLATE, llama_tokenizer
+
+    tok = llama_tokenizer()  # the test models' byte-level BPE (prompts, ImageNet class names) and template
     if shapes == "7b":  # llava-hf/llava-1.5-7b-hf: CLIP ViT-L/14-336 + Vicuna-7B (Llama-2-7B shapes)
         image, patch = 336, 14
         vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
@@ -86,7 +67,7 @@ def build(shapes: str):
     processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": image},
                                                                   crop_size={"height": image, "width": image}),
                                tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
+                               num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE)
     return config, processor
 
 

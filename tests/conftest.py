@@ -22,6 +22,18 @@ def _isolated_home(tmp_path_factory):
         os.environ["VLMPROBE_HOME"] = old
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared, loaded machine their
+    small ops wait on each other; restored afterwards for the other test modules."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """{"openclip", "hfclip", "llava", "llava-next"} -> directories of tiny random-weight models

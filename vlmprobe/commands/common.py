@@ -21,7 +21,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     g.add_argument("--model", required=required, metavar="SPEC",
                    help="openclip:ARCH@PRETRAINED | openclip:local-dir:PATH | hfclip:ID_OR_PATH | hf:ID_OR_PATH"
                         "[+adapter:PATH] | toy:clip | toy:vlm | a local model directory")
-    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu); under accelerate launch / torchrun, "
+                        "cuda means cuda:LOCAL_RANK")
     g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "auto"],
                    help="weight dtype (default: float32)")
     g.add_argument("--device-map", default=None, help="transformers device_map, e.g. auto (multi-GPU)")
@@ -31,9 +32,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
 
 
 def model_from_args(args, spec: str | None = None):
+    from ..distributed import rank_device, world
+    from ..errors import VlmprobeError
     from ..models import LoadOptions, load_model
 
-    options = LoadOptions(device=args.device, dtype=args.dtype, device_map=args.device_map,
+    w = world()
+    if w.sharded and args.device_map:
+        raise VlmprobeError("--device-map spreads ONE model over the GPUs of one process; with several launched "
+                            "processes each loads its own copy on cuda:LOCAL_RANK (use --device cuda)")
+    options = LoadOptions(device=rank_device(args.device, w), dtype=args.dtype, device_map=args.device_map,
                           load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit,
                           trust_remote_code=args.trust_remote_code)
     return load_model(spec or args.model, options)
