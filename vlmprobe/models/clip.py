@@ -96,10 +96,14 @@ class ClipModel(VisionModel):
         return torch.stack([im if isinstance(im, torch.Tensor) else self.preprocess(im) for im in images])
 
     def score(self, images: Sequence, candidates: Sequence[str],
-              templates: Sequence[str] = DEFAULT_TEMPLATES) -> torch.Tensor:
+              templates: Sequence[str] = DEFAULT_TEMPLATES, classifier: torch.Tensor | None = None) -> torch.Tensor:
         """Images (N; PIL or ``preprocess``ed tensors) x class names (K) -> zero-shot logits
-        ``logit_scale * <f(x), w_c>`` [N, K] (float32, CPU)."""
-        classifier = self.text_classifier(candidates, templates)
+        ``logit_scale * <f(x), w_c>`` [N, K] (float32, CPU). ``classifier`` [K, D] (e.g. a CPE
+        ensemble's ``classifier.pt``) replaces the template classifier when given."""
+        if classifier is None:
+            classifier = self.text_classifier(candidates, templates)
+        elif classifier.shape[0] != len(candidates):
+            raise VlmprobeError(f"{self.spec}: classifier has {classifier.shape[0]} rows for {len(candidates)} classes")
         emb = self.encode_images(self.pixels(images))  # [N, D] on the model's device
         return (self.logit_scale * emb @ classifier.to(emb.device).T).cpu()  # one transfer per batch
 
