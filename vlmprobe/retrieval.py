@@ -21,9 +21,12 @@ protocol); results.json states which rule was used.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from . import options
 from .errors import VlmprobeError
 
 CAPTION_PROMPT = "Describe the image briefly."
@@ -45,15 +48,28 @@ def offered_images(caption_image: list[int], num_images: int, max_candidates: in
     return out
 
 
+@dataclass
+class RetrievalOptions(options.Options):
+    max_candidates: int | None = options.option(
+        None, "score each caption against its own image + C-1 random others (seeded) instead of every image; "
+              "meant for VLMs on large sets (default: every pair)", metavar="C", type=int,
+        check=lambda c: c >= 1, requirement="must be at least 1")
+    prompt: str = options.option(CAPTION_PROMPT, f"VLM: the question before the caption (default: {CAPTION_PROMPT!r})",
+                                 metavar="TEXT")
+    answer_prefix: str | None = options.option(None, "VLM: text opening the answer before the caption", metavar="TEXT")
+    reduction: str = options.option("sum", "VLM: caption log-likelihood summed or averaged over its tokens",
+                                    choices=("sum", "mean"))
+    chunk_size: int = options.option(512, "VLM: trie nodes per forward (memory bound)",
+                                     check=lambda c: c >= 1, requirement="must be at least 1")
+
+
 class Method:
     name = "retrieval"
+    Options = RetrievalOptions
 
     def __init__(self, max_candidates: int | None = None, seed: int = 0, prompt: str = CAPTION_PROMPT,
                  answer_prefix: str | None = None, reduction: str = "sum", chunk_size: int = 512):
-        if max_candidates is not None and max_candidates < 1:
-            raise VlmprobeError(f"--max-candidates {max_candidates}: must be at least 1")
-        if reduction not in ("sum", "mean"):
-            raise VlmprobeError(f"--reduction {reduction!r}: choose sum or mean")
+        RetrievalOptions(max_candidates, prompt, answer_prefix, reduction, chunk_size)  # validates
         self.max_candidates, self.seed = max_candidates, seed
         self.prompt, self.answer_prefix, self.reduction, self.chunk_size = prompt, answer_prefix, reduction, chunk_size
         self.kind = None
@@ -116,18 +132,8 @@ class Method:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--max-candidates", type=int, default=None, metavar="C",
-                        help="score each caption against its own image + C-1 random others (seeded) instead of "
-                             "every image; meant for VLMs on large sets (default: every pair)")
-    parser.add_argument("--prompt", default=CAPTION_PROMPT, metavar="TEXT",
-                        help=f"VLM: the question before the caption (default: {CAPTION_PROMPT!r})")
-    parser.add_argument("--answer-prefix", default=None, metavar="TEXT", help="VLM: text opening the answer")
-    parser.add_argument("--reduction", default="sum", choices=["sum", "mean"],
-                        help="VLM: caption log-likelihood summed or averaged over its tokens (default: sum)")
-    parser.add_argument("--chunk-size", type=int, default=512, help="VLM: trie nodes per forward")
+    options.add_arguments(parser, RetrievalOptions)
 
 
 def from_args(args) -> Method:
-    return Method(max_candidates=args.max_candidates, seed=args.seed, prompt=args.prompt,
-                  answer_prefix=args.answer_prefix, reduction=args.reduction, chunk_size=args.chunk_size)
-
+    return Method(seed=args.seed, **options.from_args(RetrievalOptions, args).as_dict())

@@ -62,6 +62,11 @@ class SpecTable:
 
 MODEL_SPECS = SpecTable("model")
 DATASET_SPECS = SpecTable("dataset")
+# CPE inputs: ``resolve(spec) -> list[str]`` of ``{}`` templates / ``-> {class: [description]}``
+TEMPLATE_SPECS = SpecTable("template")
+DESCRIPTION_SPECS = SpecTable("description")
+# Caption sets for ``vlmprobe retrieval``: ``resolve(spec, limit=, seed=) -> CaptionDataset``.
+CAPTION_SPECS = SpecTable("captions")
 
 
 def load_plugins() -> None:

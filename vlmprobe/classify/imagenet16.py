@@ -7,6 +7,9 @@ log p(name | image, prompt); a supervised ImageNet classifier: its logits), per 
     q_c = mean_{i in I_c} p_i                              per category c, I_c its ImageNet indices
     prediction = argmax_c q_c                              (ties: lowest category index)
 
+computed in log space (``log q_c = logsumexp_{i in I_c} log_softmax(score)_i - log |I_c|``), so a
+VLM's very negative log-likelihoods never underflow to log 0.
+
 with ``I_c`` the standard ImageNet-to-16 mapping (``data.cueconflict.imagenet16``; Geirhos et
 al., model-vs-human's ``ImageNetProbabilitiesTo16ClassesMapping``, mean aggregation). Scores
 written to scores.npy are ``log q_c`` [B, 16] in the dataset's category order. The dataset's
@@ -15,17 +18,29 @@ ImageNet names are open_clip's list, used by index (its two repeated names stay 
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from .. import options
 from ..data import read_classnames
 from ..data.cueconflict import imagenet16
 from ..errors import VlmprobeError
+from ..metrics.nonfinite import prediction_fields, predict
 from ..models.base import PAPER_QUESTION
+
+
+@dataclass
+class ImageNet16Options(options.Options):
+    """No flags of its own: CLIP uses ``--templates``; a VLM uses ``--prompt``, ``--answer-prefix``
+    and ``--reduction`` (declared by zeroshot / likelihood; same flag, same meaning)."""
 
 
 class Method:
     name = "imagenet16"
+    Options = ImageNet16Options
 
     def __init__(self, templates: str | None = "single", prompt: str = PAPER_QUESTION, answer_prefix: str | None = None,
                  reduction: str = "sum"):
@@ -76,16 +91,15 @@ class Method:
     def run_batch(self, model, samples, images, rng_for):
         """PIL images -> records, log mean probabilities [B, K]."""
         logits = model.score(images, self.candidates(), **self._score_kwargs()).float().cpu()  # [B, 1000]
-        probs = torch.softmax(logits, dim=-1).numpy()
-        q = np.stack([probs[:, idx].mean(1) for idx in self.members], axis=1)  # [B, K]
-        with np.errstate(divide="ignore"):
-            scores = np.log(q).astype(np.float32)
-        return [{"prediction": int(p)} for p in q.argmax(1)], scores
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        scores = torch.stack([torch.logsumexp(logp[:, idx], dim=1) - math.log(len(idx)) for idx in self.members],
+                             dim=1).numpy().astype(np.float32)  # [B, K] log mean probability
+        preds, bad = predict(scores)
+        return [prediction_fields(p, b) for p, b in zip(preds, bad)], scores
 
 
 def add_arguments(parser) -> None:
-    """No flags of its own: CLIP uses ``--templates``; a VLM uses ``--prompt``, ``--answer-prefix``
-    and ``--reduction`` (the likelihood options, same meaning)."""
+    options.add_arguments(parser, ImageNet16Options)
 
 
 def from_args(args) -> Method:

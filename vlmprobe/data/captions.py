@@ -25,12 +25,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..jsonl import read_jsonl
-from ..specs import SpecTable
+from ..specs import CAPTION_SPECS
 from .datasets import ImageDataset, Sample
-
-# Prefixes of caption sets registered by plugins (the miniature world's ``toy:captions``):
-# ``resolve(spec, limit=, seed=) -> CaptionDataset``.
-CAPTION_SPECS = SpecTable("captions")
 
 
 class CaptionDataset(ImageDataset):

@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import DataError
+from ..specs import DATASET_SPECS
 from .datasets import IMAGE_EXTENSIONS, ImageDataset, Sample
 
 PREFIX = "cue-conflict:"
@@ -40,8 +41,10 @@ def parse_stimulus_name(name: str) -> tuple[str, str]:
     return m["shape"], m["texture"]
 
 
-def load_cue_conflict(spec: str) -> ImageDataset:
+def load_cue_conflict(spec: str, split: str | None = None) -> ImageDataset:
     """``cue-conflict:ROOT`` -> ImageDataset (classes: sorted folder names; label: shape)."""
+    if split is not None:
+        raise DataError(f"dataset {spec!r} has no splits (--split {split!r})")
     root = Path(spec[len(PREFIX):]).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset {spec!r}: {root} is not a directory")
@@ -78,3 +81,7 @@ def load_cue_conflict(spec: str) -> ImageDataset:
 def imagenet16() -> dict:
     """``{"source", "aggregation", "categories": {name: [ImageNet indices]}}`` (see module doc)."""
     return json.loads((Path(__file__).parent / "files" / "imagenet16.json").read_text(encoding="utf-8"))
+
+
+DATASET_SPECS.register(PREFIX, load_cue_conflict,
+                       "Geirhos et al. cue-conflict stimuli: ROOT/<category>/<shape><n>-<texture><m>.png")
