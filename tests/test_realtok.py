@@ -93,7 +93,7 @@ def test_imagenet_names_token_statistics(toks, name, mean, longest):
     """Class-name lengths after the prompt (what the likelihood benchmark's trie is built from)."""
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-    from vlmprobe.models.likelihood import tokenize_continuations
+    from vlmprobe.models.tokentrie import tokenize_continuations
 
     prefix = "USER: <image>\nWhat type of object is in this photo? ASSISTANT:" if name == "llama" else \
         "<|im_start|>user\nWhat type of object is in this photo?<|im_end|>\n<|im_start|>assistant\n"
