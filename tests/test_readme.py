@@ -7,7 +7,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def extension_blocks() -> list[str]:
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Extending vlmprobe", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## Extending vlmprobe", 1)[1].split("\n## ", 1)[0].split("### A model family", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 

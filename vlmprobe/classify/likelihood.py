@@ -6,8 +6,9 @@ prefix (the paper's ``"The photo features a"``)::
     s(x, c) = reduce_t log p(tokens of c | image x, question, answer prefix)    (sum | mean | first)
 
 prediction ``argmax_c s(x, c)`` (ties, e.g. duplicate class names, go to the lowest class index).
-The engine is ``vlmprobe.models.likelihood`` (``--scoring fast``: shared prefix + token trie,
-exact; ``--scoring naive``: one full forward per class, the reference).
+The engine is the model's public ``score`` (``vlmprobe.models.likelihood``; ``--scoring fast``:
+shared prefix + token trie, exact; ``--scoring naive``: one full forward per class, the
+reference). ``--article a/an`` is handled here (``apply_article``), before the model sees the names.
 
 Label space: with ``--num-candidates N`` each image is scored only on the true class plus N-1
 random others (``candidates.sample_candidates``, seeded per sample); the prediction is the
@@ -24,6 +25,7 @@ import numpy as np
 
 from .. import options
 from ..errors import VlmprobeError
+from ..metrics.nonfinite import nonfinite_rows, prediction_fields, predict
 from ..models.base import require_kind
 from ..models.likelihood import REDUCTIONS, SCORINGS
 from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
@@ -31,6 +33,18 @@ from .prompts import PROMPTS, get_prompt
 
 PAPER_ANSWER_PREFIX = "The photo features a"  # the paper's probability-inference answer start
 ARTICLES = ("none", "a/an")
+_VOWEL_SOUND = tuple("aeiouAEIOU")
+
+
+def apply_article(answer_prefix: str | None, candidates) -> tuple[str | None, list[str]]:
+    """``a/an`` handling: each candidate gets its own article ("an apple", "a cat"; rule: first
+    letter a vowel), and a trailing ``a``/``an`` word is removed from the answer prefix ("The photo
+    features a" -> "The photo features"). The article is part of the scored continuation."""
+    if answer_prefix:
+        words = answer_prefix.rstrip().split(" ")
+        if words and words[-1].lower() in ("a", "an"):
+            answer_prefix = " ".join(words[:-1]) or None
+    return answer_prefix, [("an " if c.startswith(_VOWEL_SOUND) else "a ") + c for c in candidates]
 IMAGES_PER_FORWARD = 8  # images whose prefixes share one forward (bounds the prefix KV memory)
 
 
@@ -91,6 +105,7 @@ class Method:
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "vlm", "--method likelihood", "use --method zeroshot")
+        model.check_scoring(self.scoring)  # e.g. fast on Qwen2-VL: one line naming --scoring naive
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
 
@@ -111,20 +126,28 @@ class Method:
             candidates = [[self.classnames[c] for c in cands] for cands in offered]
         else:
             candidates = self.classnames
-        sub = model.score(images, candidates, prompt=self.question, answer_prefix=self.answer_prefix,
+        answer_prefix = self.answer_prefix
+        if self.article:  # the article belongs to each class name (scored with it)
+            answer_prefix = apply_article(answer_prefix, [])[0]
+            candidates = ([apply_article(None, c)[1] for c in candidates] if offered is not None
+                          else apply_article(None, candidates)[1])
+        sub = model.score(images, candidates, prompt=self.question, answer_prefix=answer_prefix,
                           reduction=self.reduction, scoring=self.scoring, include_eos=self.include_eos,
-                          article=self.article, batch_size=IMAGES_PER_FORWARD,
-                          chunk_size=self.chunk_size).numpy().astype(np.float32)
+                          batch_size=IMAGES_PER_FORWARD, chunk_size=self.chunk_size).numpy().astype(np.float32)
         if offered is None:
             scores = sub
         else:
             scores = np.full((len(samples), K), -np.inf, dtype=np.float32)  # argmax over the offered
             for row, cands in enumerate(offered):
                 scores[row, cands] = sub[row, :len(cands)]
-        preds = scores.argmax(1)
+        # a NaN/inf log-prob (fp16/bf16 overflow) among the offered classes: no prediction, flagged
+        bad = nonfinite_rows(sub) if offered is None else np.array(
+            [nonfinite_rows(sub[row:row + 1, :len(c)])[0] for row, c in enumerate(offered)], dtype=bool)
+        preds, _ = predict(np.where(bad[:, None], np.nan, scores), allow_neg_inf=True)
         records = []
         for row, p in enumerate(preds):
-            rec = {"prediction": int(p), "logprob": float(scores[row, p])}
+            rec = prediction_fields(p, bad[row])
+            rec["logprob"] = None if bad[row] else float(scores[row, p])
             if offered is not None:
                 rec["candidates"] = offered[row]
                 rec["candidate_scores"] = [float(x) for x in sub[row, :len(offered[row])]]

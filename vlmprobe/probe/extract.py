@@ -42,15 +42,6 @@ FORMAT_VERSION = 1
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
-def _preprocessing(model) -> object:
-    """What turns a PIL image into model input (json-able)."""
-    proc = getattr(model, "processor", None)
-    image_processor = getattr(proc, "image_processor", None)
-    if image_processor is not None and hasattr(image_processor, "to_dict"):
-        return image_processor.to_dict()
-    return repr(getattr(model, "preprocess", None))
-
-
 def _model_identity(model) -> dict:
     from ..runs import describe_model
 
@@ -66,11 +57,10 @@ def dataset_identity(dataset) -> dict:
 def feature_spec(model, dataset, layers, pooling, prompt: str | None, storage: str) -> dict:
     """Everything that determines a cache entry (see module docstring)."""
     spec = {"format": FORMAT_VERSION, "model": _model_identity(model), "data": dataset_identity(dataset),
-            "preprocessing": _preprocessing(model), "storage": storage}
+            "preprocessing": model.preprocessing(), "storage": storage}
     if model.kind == "vlm":
-        from ..models.features import num_lm_layers, resolve_layers, resolve_poolings
-
-        spec.update(layers=resolve_layers(layers, num_lm_layers(model)), pooling=resolve_poolings(pooling),
+        opts = model.feature_options(layers, pooling, prompt)
+        spec.update(layers=opts["layers"], pooling=opts["pooling"],
                     prompt={"question": prompt, "rendered": model.render(prompt, image=True)})
     else:
         spec.update(layers=layers, pooling=pooling, prompt=None)

@@ -1,7 +1,7 @@
 """Likelihood scoring: no generation, no parsing. For each question the rendered prompt plus
-``answer_prefix`` (``P``) is scored against the four options through the exact shared-prefix engine
-``vlmprobe.models.likelihood.continuation_logprobs`` (the continuation follows ``P`` after a
-space; its token definition is the engine's):
+``answer_prefix`` (``P``) is scored against the four options through the model's public
+``logprobs`` (the exact shared-prefix engine, ``vlmprobe.models.likelihood``; the continuation
+follows ``P`` after a space; its token definition is the engine's):
 
 - ``letter``:    ``log p(X | P)`` for X in A, B, C, D                     -> [N, 4]
 - ``text_sum``:  ``sum_t log p(o_t | P, o_<t)`` over option text o's tokens -> [N, 4]
@@ -23,18 +23,11 @@ import torch
 
 from .. import options
 from ..errors import VlmprobeError
+from ..metrics.nonfinite import prediction_fields, predict
 from .loader import LETTERS, Question
 from .prompts import ANSWER_PREFIX, Condition
 
 TARGETS = ("letter", "text_sum", "text_mean")
-
-
-def _engine():
-    try:
-        from ..models.likelihood import continuation_logprobs
-    except ImportError as e:  # the engine module is part of the package; this is a broken install
-        raise VlmprobeError(f"likelihood scoring needs vlmprobe.models.likelihood ({e})") from None
-    return continuation_logprobs
 
 
 @dataclass
@@ -75,12 +68,11 @@ class LikelihoodScorer:
 
     def option_scores(self, model, questions: list[Question], images: list | None) -> dict[str, np.ndarray]:
         """{target: float32 [B, 4]} for the three targets (module docstring)."""
-        score = _engine()
         prefixes = [model.render(self.condition.question(q), image=images is not None,
                                  answer_prefix=self.answer_prefix) for q in questions]
         conts = [list(LETTERS) + list(q.options) for q in questions]  # one prefix pass for all 8
-        tokens = score(model, images, prefixes, conts, reduction="tokens", scoring=self.scoring,
-                       batch_size=max(1, len(questions)))  # [B, 8, L] scored token log-probs, NaN-padded
+        tokens = model.logprobs(images, prefixes, conts, reduction="tokens", scoring=self.scoring,
+                                batch_size=max(1, len(questions)))  # [B, 8, L] scored token log-probs, NaN-padded
         sums = torch.nansum(tokens, -1)
         counts = (~torch.isnan(tokens)).sum(-1).clamp(min=1)
         out = {"letter": sums[:, :4], "text_sum": sums[:, 4:], "text_mean": sums[:, 4:] / counts[:, 4:]}
@@ -92,9 +84,12 @@ class LikelihoodScorer:
         images = None if images and all(im is None for im in images) else images
         scores = self.option_scores(model, questions, images)
         records = []
+        predicted = {t: predict(scores[t]) for t in TARGETS}  # -1 where a score is NaN/inf
         for b in range(len(questions)):
-            preds = {t: int(np.argmax(scores[t][b])) for t in TARGETS}
-            records.append({"prediction": preds[self.select], "parsed": LETTERS[preds[self.select]],
-                            "predictions": {t: LETTERS[p] for t, p in preds.items()},
+            preds = {t: int(predicted[t][0][b]) for t in TARGETS}
+            p = preds[self.select]
+            records.append({**prediction_fields(p, predicted[self.select][1][b]),
+                            "parsed": LETTERS[p] if p >= 0 else None,
+                            "predictions": {t: LETTERS[p] if p >= 0 else None for t, p in preds.items()},
                             **{f"logprob_{t}": [round(float(x), 6) for x in scores[t][b]] for t in TARGETS}})
         return records, scores[self.select]
