@@ -89,3 +89,20 @@ def toy_world(_isolated_home):
     from vlmprobe.toy import build_world
 
     return build_world(progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_models(tmp_path_factory):
+    """The real LLaMA-2 / Qwen2 tokenizers and the tiny VLMs built around them
+    (``vlmprobe.testing_real``): {"tokenizers/llama", "tokenizers/qwen2", "llava-real",
+    "qwen2-vl-real"} -> directory. Vocabularies come from ../shared/reference/tokenizers or
+    ``pip download`` of llama-cpp-python's sdist; skipped (with the reason) when neither works.
+    VLMPROBE_TEST_REAL=DIR keeps the build across sessions."""
+    from vlmprobe.errors import VlmprobeError
+    from vlmprobe.testing_real import build_real_models
+
+    root = os.environ.get("VLMPROBE_TEST_REAL") or str(tmp_path_factory.mktemp("real_models"))
+    try:
+        return build_real_models(root)
+    except VlmprobeError as e:
+        pytest.skip(f"real tokenizer vocabularies unavailable: {e}")

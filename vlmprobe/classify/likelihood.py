@@ -19,11 +19,13 @@ score).
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 import numpy as np
 
+from .. import options
 from ..errors import VlmprobeError
+from ..metrics.nonfinite import nonfinite_rows, prediction_fields, predict
 from ..models.base import require_kind
 from ..models.likelihood import REDUCTIONS, SCORINGS
 from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
@@ -46,12 +48,41 @@ def apply_article(answer_prefix: str | None, candidates) -> tuple[str | None, li
 IMAGES_PER_FORWARD = 8  # images whose prefixes share one forward (bounds the prefix KV memory)
 
 
+@dataclass
+class LikelihoodOptions(options.Options):
+    """``vlmprobe eval --method likelihood`` options."""
+
+    prompt: str = options.option("default", f"question asked: a built-in name ({', '.join(PROMPTS)}) or a UTF-8 "
+                                 "text file", metavar="NAME|FILE")
+    num_candidates: int | str | None = options.option(
+        None, "label space: true class + N-1 random other classes per image (seeded), or all", metavar="N|all")
+    reduction: str = options.option("sum", "likelihood: combine a class name's token log-probs by sum "
+                                    "(log-likelihood), mean per token, or the first token only",
+                                    choices=REDUCTIONS[:3])
+    scoring: str = options.option("fast", "likelihood: fast (image+prompt computed once per image, all class names "
+                                  "in a token trie; exact) or naive (one full forward per class; the reference)",
+                                  choices=SCORINGS)
+    answer_prefix: str | None = options.option(
+        None, f"likelihood: text that opens the answer before the class name; 'paper' means "
+              f"'{PAPER_ANSWER_PREFIX}'; none by default", metavar="TEXT")
+    include_eos: bool = options.option(False, "likelihood: also score the end-of-sequence token after the class "
+                                       "name", flag="--score-eos")
+    article: str = options.option("none", "likelihood: a/an puts 'a' or 'an' before each class name (scored with "
+                                  "it) and drops a trailing 'a'/'an' from the answer prefix", choices=ARTICLES)
+    chunk_size: int = options.option(512, "likelihood (fast): trie nodes per image per forward; lower it to save "
+                                     "memory", check=lambda n: n >= 1, requirement="must be at least 1")
+
+
 class Method:
     name = "likelihood"
+    Options = LikelihoodOptions
 
     def __init__(self, prompt: str = "default", answer_prefix: str | None = None, reduction: str = "sum",
                  scoring: str = "fast", include_eos: bool = False, article: str | None = None,
                  chunk_size: int = 512, num_candidates: int | str | None = None):
+        self.options = LikelihoodOptions(prompt=prompt, num_candidates=num_candidates, reduction=reduction,
+                                         scoring=scoring, answer_prefix=answer_prefix, include_eos=bool(include_eos),
+                                         article=article or "none", chunk_size=chunk_size)
         self.template = get_prompt(prompt)
         if self.template.cot or self.template.has_classes_slot:
             raise VlmprobeError(f"--prompt {prompt!r}: likelihood scoring asks an open question without "
@@ -60,14 +91,6 @@ class Method:
         if answer_prefix == "paper":
             answer_prefix = PAPER_ANSWER_PREFIX
         self.answer_prefix = answer_prefix or None
-        if reduction not in REDUCTIONS[:3]:
-            raise VlmprobeError(f"--reduction {reduction!r}: choose from {', '.join(REDUCTIONS[:3])}")
-        if scoring not in SCORINGS:
-            raise VlmprobeError(f"--scoring {scoring!r}: choose from {', '.join(SCORINGS)}")
-        if article not in (None, *ARTICLES):
-            raise VlmprobeError(f"--article {article!r}: choose from {', '.join(ARTICLES)}")
-        if chunk_size < 1:
-            raise VlmprobeError(f"--chunk-size {chunk_size}: must be at least 1")
         self.reduction, self.scoring, self.include_eos = reduction, scoring, bool(include_eos)
         self.article = None if article in (None, "none") else article
         self.chunk_size = int(chunk_size)
@@ -117,10 +140,14 @@ class Method:
             scores = np.full((len(samples), K), -np.inf, dtype=np.float32)  # argmax over the offered
             for row, cands in enumerate(offered):
                 scores[row, cands] = sub[row, :len(cands)]
-        preds = scores.argmax(1)
+        # a NaN/inf log-prob (fp16/bf16 overflow) among the offered classes: no prediction, flagged
+        bad = nonfinite_rows(sub) if offered is None else np.array(
+            [nonfinite_rows(sub[row:row + 1, :len(c)])[0] for row, c in enumerate(offered)], dtype=bool)
+        preds, _ = predict(np.where(bad[:, None], np.nan, scores), allow_neg_inf=True)
         records = []
         for row, p in enumerate(preds):
-            rec = {"prediction": int(p), "logprob": float(scores[row, p])}
+            rec = prediction_fields(p, bad[row])
+            rec["logprob"] = None if bad[row] else float(scores[row, p])
             if offered is not None:
                 rec["candidates"] = offered[row]
                 rec["candidate_scores"] = [float(x) for x in sub[row, :len(offered[row])]]
@@ -128,44 +155,13 @@ class Method:
         return records, scores
 
 
-def _add_shared(parser, *flags, **kwargs) -> None:
-    """Add a flag unless another method's group already defined it (``--prompt`` and
-    ``--num-candidates`` are shared with ``--method generate``; one flag, same meaning)."""
-    try:
-        parser.add_argument(*flags, **kwargs)
-    except argparse.ArgumentError:
-        pass
-
-
 def add_arguments(parser) -> None:
     """``vlmprobe eval --method likelihood`` options (``parser``: an argparse parser or group)."""
-    _add_shared(parser, "--prompt", default="default", metavar="NAME|FILE",
-                help=f"question asked: a built-in name ({', '.join(PROMPTS)}) or a UTF-8 text file")
-    _add_shared(parser, "--num-candidates", default=None, metavar="N|all",
-                help="label space: true class + N-1 random other classes per image (seeded), or all")
-    parser.add_argument("--reduction", default="sum", choices=REDUCTIONS[:3],
-                        help="likelihood: combine a class name's token log-probs by sum (log-likelihood), mean "
-                             "per token, or the first token only")
-    parser.add_argument("--scoring", default="fast", choices=SCORINGS,
-                        help="likelihood: fast (image+prompt computed once per image, all class names in a "
-                             "token trie; exact) or naive (one full forward per class; the reference)")
-    parser.add_argument("--answer-prefix", default=None, metavar="TEXT",
-                        help=f"likelihood: text that opens the answer before the class name; 'paper' means "
-                             f"'{PAPER_ANSWER_PREFIX}'; none by default")
-    parser.add_argument("--score-eos", action="store_true",
-                        help="likelihood: also score the end-of-sequence token after the class name")
-    parser.add_argument("--article", default="none", choices=ARTICLES,
-                        help="likelihood: a/an puts 'a' or 'an' before each class name (scored with it) and drops "
-                             "a trailing 'a'/'an' from the answer prefix")
-    parser.add_argument("--chunk-size", type=int, default=512,
-                        help="likelihood (fast): trie nodes per image per forward; lower it to save memory")
+    options.add_arguments(parser, LikelihoodOptions)
 
 
 def from_args(args) -> Method:
     if getattr(args, "closed_world", False):
         raise VlmprobeError("--closed-world applies to --method generate; likelihood scores class names "
                             "after an open question (use --num-candidates to restrict the label space)")
-    return Method(prompt=getattr(args, "prompt", "default"), answer_prefix=args.answer_prefix,
-                  reduction=args.reduction, scoring=args.scoring, include_eos=args.score_eos,
-                  article=args.article, chunk_size=args.chunk_size,
-                  num_candidates=getattr(args, "num_candidates", None))
+    return Method(**options.from_args(LikelihoodOptions, args).as_dict())

@@ -96,11 +96,16 @@ class ClipModel(VisionModel):
         return torch.stack([im if isinstance(im, torch.Tensor) else self.preprocess(im) for im in images])
 
     def score(self, images: Sequence, candidates: Sequence[str],
-              templates: Sequence[str] = DEFAULT_TEMPLATES) -> torch.Tensor:
+              templates: Sequence[str] = DEFAULT_TEMPLATES, classifier: torch.Tensor | None = None) -> torch.Tensor:
         """Images (N; PIL or ``preprocess``ed tensors) x class names (K) -> zero-shot logits
-        ``logit_scale * <f(x), w_c>`` [N, K] (float32, CPU)."""
-        classifier = self.text_classifier(candidates, templates)
-        return self.logit_scale * self.encode_images(self.pixels(images)).cpu() @ classifier.T
+        ``logit_scale * <f(x), w_c>`` [N, K] (float32, CPU). ``classifier`` [K, D] (e.g. a CPE
+        ensemble's ``classifier.pt``) replaces the template classifier when given."""
+        if classifier is None:
+            classifier = self.text_classifier(candidates, templates)
+        elif classifier.shape[0] != len(candidates):
+            raise VlmprobeError(f"{self.spec}: classifier has {classifier.shape[0]} rows for {len(candidates)} classes")
+        emb = self.encode_images(self.pixels(images))  # [N, D] on the model's device
+        return (self.logit_scale * emb @ classifier.to(emb.device).T).cpu()  # one transfer per batch
 
     def preprocessing(self) -> object:
         """What turns a PIL image into model input (JSON-able), for feature-cache keys."""
@@ -128,7 +133,7 @@ class OpenClipModel(ClipModel):
         import open_clip
 
         kwargs = {"precision": {"float32": "fp32", "fp32": "fp32", "float16": "fp16", "fp16": "fp16",
-                                "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.dtype]}
+                                "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.resolved_dtype()]}
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=options.device, **kwargs)
         super().__init__(spec, options, model, fingerprint)
