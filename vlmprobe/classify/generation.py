@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..errors import VlmprobeError
 from ..models.base import require_kind
-from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
+from .candidates import LabelSpace, add_label_space_argument, check_num_candidates, parse_num_candidates, sample_candidates
 from .matching import RULES, match_response
 from .prompts import OPEN_WORLD_QUESTION, PROMPTS, get_prompt
 
@@ -30,7 +30,7 @@ class Method:
 
     def __init__(self, prompt: str = "default", closed_world: bool = False, num_candidates: int | str | None = None,
                  shuffle: bool = True, cot: bool = False, max_new_tokens: int | None = None,
-                 match: str = "substring"):
+                 match: str = "substring", label_space: str | None = None):
         self.template = get_prompt(prompt, cot=cot)
         self.closed_world = bool(closed_world)
         self.num_candidates = parse_num_candidates(num_candidates)
@@ -41,6 +41,10 @@ class Method:
             raise VlmprobeError(f"prompt {self.template.name!r} ({self.template.source}) has a {{classes}} "
                                 "slot; use it with --closed-world")
         self.shuffle = bool(shuffle)
+        self.space = LabelSpace.parse(label_space)
+        if self.space.restricted and (self.num_candidates is not None or not self.closed_world):
+            raise VlmprobeError("--label-space lists each image's class and its confusers in the question: it needs "
+                                "--closed-world and no --num-candidates")
         if max_new_tokens is not None and max_new_tokens < 1:
             raise VlmprobeError(f"--max-new-tokens {max_new_tokens}: must be at least 1")
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens is not None else self.template.max_new_tokens
@@ -54,12 +58,15 @@ class Method:
                "max_new_tokens": self.max_new_tokens, "match": self.match, "greedy": True}
         if self.closed_world:  # label-space options only matter when classes are listed
             cfg.update(num_candidates=self.num_candidates or "all", shuffle=self.shuffle)
+            if self.space.restricted:
+                cfg["label_space"] = self.space.config()
         return cfg
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "vlm", "--method generate", "use --method zeroshot")
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
+        self.space.setup(dataset)
 
     def num_scores(self, dataset) -> None:
         return None
@@ -69,7 +76,10 @@ class Method:
         questions, offered = [], []
         for sample in samples:
             cands = None
-            if self.closed_world:
+            if self.space.restricted:
+                cands = self.space.candidates(sample)
+                cands = [int(c) for c in rng_for(sample).permutation(cands)] if self.shuffle else cands
+            elif self.closed_world:
                 cands = sample_candidates(sample.label, len(self.classnames), self.num_candidates, rng_for(sample),
                                           shuffle=self.shuffle)
             names = [self.classnames[c] for c in cands] if cands is not None else None
@@ -147,8 +157,10 @@ def add_arguments(parser) -> None:
     g.add_argument("--match", default="substring", choices=RULES,
                    help="answer matching: substring (the paper's case-insensitive 'label in response'), word "
                         "(whole-word mention), first (earliest mentioned candidate)")
+    add_label_space_argument(g)
 
 
 def from_args(args) -> Method:
     return Method(prompt=args.prompt, closed_world=args.closed_world, num_candidates=args.num_candidates,
-                  shuffle=args.shuffle, cot=args.cot, max_new_tokens=args.max_new_tokens, match=args.match)
+                  shuffle=args.shuffle, cot=args.cot, max_new_tokens=args.max_new_tokens, match=args.match,
+                  label_space=getattr(args, "label_space", None))

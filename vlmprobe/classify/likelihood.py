@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import VlmprobeError
 from ..models.base import require_kind
 from ..models.likelihood import REDUCTIONS, SCORINGS
-from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
+from .candidates import LabelSpace, add_label_space_argument, check_num_candidates, parse_num_candidates, sample_candidates
 from .prompts import PROMPTS, get_prompt
 
 PAPER_ANSWER_PREFIX = "The photo features a"  # the paper's probability-inference answer start
@@ -38,7 +38,7 @@ class Method:
 
     def __init__(self, prompt: str = "default", answer_prefix: str | None = None, reduction: str = "sum",
                  scoring: str = "fast", include_eos: bool = False, article: str | None = None,
-                 chunk_size: int = 512, num_candidates: int | str | None = None):
+                 chunk_size: int = 512, num_candidates: int | str | None = None, label_space: str | None = None):
         self.template = get_prompt(prompt)
         if self.template.cot or self.template.has_classes_slot:
             raise VlmprobeError(f"--prompt {prompt!r}: likelihood scoring asks an open question without "
@@ -59,18 +59,23 @@ class Method:
         self.article = None if article in (None, "none") else article
         self.chunk_size = int(chunk_size)
         self.num_candidates = parse_num_candidates(num_candidates)
+        self.space = LabelSpace.parse(label_space)
+        if self.space.restricted and self.num_candidates is not None:
+            raise VlmprobeError("--label-space and --num-candidates both set the label space; give one")
         self.classnames: list[str] = []
 
     def config(self) -> dict:
         """What determines the scores (chunk size only changes memory use, so it is left out)."""
         return {"prompt": self.template.to_config(), "question": self.question, "answer_prefix": self.answer_prefix,
                 "reduction": self.reduction, "scoring": self.scoring, "include_eos": self.include_eos,
-                "article": self.article or "none", "num_candidates": self.num_candidates or "all"}
+                "article": self.article or "none", "num_candidates": self.num_candidates or "all",
+                **({"label_space": self.space.config()} if self.space.restricted else {})}
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "vlm", "--method likelihood", "use --method zeroshot")
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
+        self.space.setup(dataset)
 
     def _sampled(self, num_classes: int) -> bool:
         return self.num_candidates is not None and self.num_candidates < num_classes
@@ -83,7 +88,10 @@ class Method:
         """PIL images -> records, scores [B, K] float32 (-inf for classes not offered)."""
         K = len(self.classnames)
         offered = None
-        if self._sampled(K):
+        if self.space.restricted:
+            offered = [self.space.candidates(s) for s in samples]
+            candidates = [[self.classnames[c] for c in cands] for cands in offered]
+        elif self._sampled(K):
             offered = [sample_candidates(s.label, K, self.num_candidates, rng_for(s), shuffle=False)
                        for s in samples]
             candidates = [[self.classnames[c] for c in cands] for cands in offered]
@@ -125,6 +133,7 @@ def add_arguments(parser) -> None:
                 help=f"question asked: a built-in name ({', '.join(PROMPTS)}) or a UTF-8 text file")
     _add_shared(parser, "--num-candidates", default=None, metavar="N|all",
                 help="label space: true class + N-1 random other classes per image (seeded), or all")
+    add_label_space_argument(parser)
     parser.add_argument("--reduction", default="sum", choices=REDUCTIONS[:3],
                         help="likelihood: combine a class name's token log-probs by sum (log-likelihood), mean "
                              "per token, or the first token only")
@@ -150,4 +159,4 @@ def from_args(args) -> Method:
     return Method(prompt=getattr(args, "prompt", "default"), answer_prefix=args.answer_prefix,
                   reduction=args.reduction, scoring=args.scoring, include_eos=args.score_eos,
                   article=args.article, chunk_size=args.chunk_size,
-                  num_candidates=getattr(args, "num_candidates", None))
+                  num_candidates=getattr(args, "num_candidates", None), label_space=getattr(args, "label_space", None))

@@ -8,6 +8,8 @@
 ``hfclip:ID_OR_PATH``          transformers ``CLIPModel`` + processor
 ``hf:ID_OR_PATH``              any ``AutoModelForImageTextToText`` + processor + chat template
 ``hf:BASE+adapter:PATH``       the same with a peft (LoRA) adapter applied
+``timm:NAME`` / ``timm:local-dir:PATH``   supervised timm classifier (``models.classifier``)
+``torchvision:NAME[@WEIGHTS]`` supervised torchvision classifier (weights enum name or a .pth file)
 ``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use);
                                ``toy:vlm+adapter:PATH`` with a fine-tuned adapter
 ``PATH``                       a local directory; its kind is detected from its files
@@ -23,7 +25,7 @@ from ..cache import path_fingerprint
 from ..errors import ModelLoadError
 from .base import LoadOptions, VisionModel
 
-PREFIXES = ("openclip:", "hfclip:", "hf:", "toy:")
+PREFIXES = ("openclip:", "hfclip:", "hf:", "toy:", "timm:", "torchvision:")
 
 
 def _looks_local(ref: str) -> bool:
@@ -109,6 +111,12 @@ def _load(spec: str, options: LoadOptions) -> VisionModel:
                 raise ModelLoadError(f"model spec {spec!r}: open_clip has no architecture {arch!r} "
                                      "(see open_clip.list_models())")
         return OpenClipModel(spec, options, arch, pretrained or None, [arch, pretrained])
+    if prefix in ("timm", "torchvision"):
+        from .classifier import load_timm, load_torchvision
+
+        local = ref.removeprefix("local-dir:").partition("@")[0] if prefix == "timm" else ref.partition("@")[2]
+        loader = load_timm if prefix == "timm" else load_torchvision
+        return loader(spec, ref, options, _fingerprint(local) if os.path.exists(local) else [ref])
     if prefix == "hfclip":
         if _looks_local(ref):
             ref = _check_local(ref, spec, "config.json")
