@@ -5,6 +5,7 @@
 ``FILE.jsonl``         manifest rows ``{"image", "label", "split", ...}``; paths relative to it
 ``hfds:PATH``          a ``datasets`` Dataset/DatasetDict saved with ``save_to_disk``
 ``toy:digits[:SPLIT]`` the embedded miniature world (``vlmprobe.toy``)
+``counteranimal:ROOT`` CounterAnimal's layout (``data.counteranimal``); ``toy:spurious`` its toy split
 =====================  =================================================================
 
 Class names come from the dataset (sorted folder names / sorted manifest labels / the
@@ -34,6 +35,10 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
         from ..toy import load_toy_dataset
 
         ds = load_toy_dataset(spec, split=split)
+    elif spec.startswith("counteranimal:"):
+        from .counteranimal import load_counteranimal
+
+        ds = load_counteranimal(spec)
     elif spec.startswith("hfds:"):
         ds = _load_hf_disk(spec, split)
     else:
