@@ -2,12 +2,12 @@
 
 Images: each rendered digit (``digits.render_digits``) is recoloured onto a background colour:
 with ``a = clip((255 - gray) / 200, 0, 1)`` the ink coverage of the rendered digit,
-``rgb = (1 - a) * (bg + noise) + a * ink``. Class ``c``'s **common** background is
+``rgb = (1 - a) * (bg + noise) + a * ink`` with ``bg = tint * colour + (1 - tint) * 220``. Class ``c``'s **common** background is
 ``BACKGROUNDS[c]``; its **counter** background is ``BACKGROUNDS[(c + SHIFT) % 10]`` (another
 class's common background).
 
 - Training images (the digits' train split): background = the class's common one with
-  probability ``correlation`` (0.9), else a uniformly random other background.
+  probability ``correlation`` (0.6), else a uniformly random other background.
 - Evaluation split (the digits' test split): every test digit on its common and on its counter
   background, written in CounterAnimal's layout
   ``counteranimal/<index> <name>/{common,counter}-<background>/<id>.png`` with ``classes.json``
@@ -60,14 +60,16 @@ class CnnConfig:
 @dataclass(frozen=True)
 class SpuriousConfig:
     seed: int = 0
-    correlation: float = 0.9  # P(common background) for a training image
-    noise: float = 12.0  # std of per-pixel background noise (0..255 scale)
+    correlation: float = 0.6  # P(common background) for a training image (others: uniform over the rest)
+    tint: float = 0.6  # background = tint * colour + (1 - tint) * light gray (muted colours)
+    noise: float = 20.0  # std of per-pixel background noise (0..255 scale)
     digits: DigitsConfig = field(default_factory=DigitsConfig)
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(steps=300))
     cnn: CnnConfig = field(default_factory=CnnConfig)
 
     def key(self, stage: str) -> str:
         parts = {"version": VERSION, "seed": self.seed, "correlation": self.correlation, "noise": self.noise,
+                 "tint": self.tint,
                  "digits": asdict(self.digits), "backgrounds": BACKGROUNDS, "shift": SHIFT}
         if stage == "clip":
             parts["clip"] = asdict(self.clip)
@@ -88,13 +90,14 @@ def counter_background(c: int) -> str:
     return BACKGROUND_NAMES[(c + SHIFT) % len(BACKGROUND_NAMES)]
 
 
-def recolor(img, background: str, rng: np.random.Generator, noise: float):
+def recolor(img, background: str, rng: np.random.Generator, noise: float, tint: float):
     """A rendered digit (dark ink on light paper) -> the same digit on a coloured background."""
     from PIL import Image
 
     arr = np.asarray(img, dtype=np.float32)
     a = np.clip((255.0 - arr.mean(-1, keepdims=True)) / 200.0, 0, 1)  # ink coverage [H, W, 1]
-    bg = np.array(BACKGROUNDS[background], dtype=np.float32) + rng.normal(0, noise, size=arr.shape)
+    colour = tint * np.array(BACKGROUNDS[background], dtype=np.float32) + (1 - tint) * 220.0
+    bg = colour + rng.normal(0, noise, size=arr.shape)
     ink = rng.uniform(0, 40, size=3)
     return Image.fromarray(np.clip((1 - a) * bg + a * ink, 0, 255).astype(np.uint8), mode="RGB")
 
@@ -110,7 +113,7 @@ def training_images(cfg: SpuriousConfig, digits) -> tuple[list, np.ndarray, list
             bg = common_background(c)
         else:
             bg = BACKGROUND_NAMES[int(rng.choice([j for j in range(len(BACKGROUND_NAMES)) if j != c]))]
-        images.append(recolor(digits.images[i], bg, rng, cfg.noise))
+        images.append(recolor(digits.images[i], bg, rng, cfg.noise, cfg.tint))
         backgrounds.append(bg)
     return images, digits.labels[idx].copy(), backgrounds
 
@@ -157,7 +160,7 @@ def ensure_split(cfg: SpuriousConfig = SpuriousConfig(), root: Path | None = Non
             for group, bg in (("common", common_background(c)), ("counter", counter_background(c))):
                 d = out / f"{c} {CLASSNAMES[c]}" / f"{group}-{bg}"
                 d.mkdir(parents=True, exist_ok=True)
-                recolor(digits.images[i], bg, rng, cfg.noise).save(d / f"{digits.ids[i]}.png")
+                recolor(digits.images[i], bg, rng, cfg.noise, cfg.tint).save(d / f"{digits.ids[i]}.png")
         (out / "classes.json").write_text(__import__("json").dumps(CLASSNAMES) + "\n")
         return {"images": sum(1 for _ in out.rglob("*.png"))}
 
