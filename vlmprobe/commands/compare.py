@@ -34,10 +34,10 @@ def run(args) -> int:
     from ..metrics.compare import factor_plot, factor_table, format_table, group_table
     from ..metrics.rundata import load_run
 
-    if not args.groups and not args.factors:
-        raise VlmprobeError("nothing to compare: give --groups FIELD and/or --factors imagenet-x|FILE")
     if args.plot and not args.factors:
         raise VlmprobeError("--plot draws the ImageNet-X factor figure; it needs --factors")
+    if not args.groups and not args.factors:
+        raise VlmprobeError("nothing to compare: give --groups FIELD and/or --factors imagenet-x|FILE")
     runs = [load_run(d) for d in args.run_dirs]
     out = {}
     if args.groups:
