@@ -13,9 +13,10 @@ import numpy as np
 
 from ..models.base import require_kind
 from .candidates import LabelSpace, add_label_space_argument
+from .scoring import PixelScoresMethod
 
 
-class Method:
+class Method(PixelScoresMethod):
     name = "classifier"
 
     def __init__(self, label_space: str | None = None):
@@ -29,13 +30,6 @@ class Method:
         require_kind(model, "classifier", "--method classifier", "use --method zeroshot, generate or likelihood")
         self.index = model.output_indices(dataset.classnames)  # fails on a class the model cannot output
         self.space.setup(dataset)
-
-    def num_scores(self, dataset) -> int:
-        return len(dataset.classnames)
-
-    def image_transform(self, model):
-        """Runs in DataLoader workers: PIL -> [3, H, W] with the library's own eval transform."""
-        return model.preprocess
 
     def run_batch(self, model, samples, images, rng_for):
         """[3, H, W] tensors -> records, logits [B, K] float32 (-inf outside a restricted label space)."""

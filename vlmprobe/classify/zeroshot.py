@@ -8,9 +8,10 @@ import torch
 from ..data import load_templates
 from ..models.base import require_kind
 from .candidates import LabelSpace, add_label_space_argument
+from .scoring import PixelScoresMethod
 
 
-class Method:
+class Method(PixelScoresMethod):
     name = "zeroshot"
 
     def __init__(self, templates: str | None = "single", label_space: str | None = None):
@@ -28,13 +29,6 @@ class Method:
         self.classifier = model.text_classifier(dataset.classnames, self.templates)  # [K, D]
         self.scale = model.logit_scale
         self.space.setup(dataset)
-
-    def num_scores(self, dataset) -> int:
-        return len(dataset.classnames)
-
-    def image_transform(self, model):
-        """Runs in DataLoader workers: PIL -> [3, H, W]."""
-        return model.preprocess
 
     def run_batch(self, model, samples, images, rng_for):
         """images: list of [3, H, W] tensors -> records, logits [B, K]."""

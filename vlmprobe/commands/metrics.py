@@ -96,6 +96,16 @@ def run(args) -> int:
             _, confs = ood_results(run_data, ood_run, args.logit_scale, args.mcm_tau)
             curves = {name: (*ood.roc_curve(a, b), results["ood"][name]["auroc"]) for name, (a, b) in confs.items()}
             written.append(plots.roc_plot(curves, Path(args.run_dir) / "roc.png"))
+    if "real" in results:
+        r = results["real"]
+        acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "n/a"
+        print(f"ImageNet-ReaL accuracy {acc} on {r['n']} images ({r['n_excluded_no_label']} without ReaL labels "
+              f"excluded, {r['n_unmatched']} not matched)")
+    for variant, v in results.get("factors", {}).get("variants", {}).items():
+        worst = sorted(((f, x["error_ratio"]) for f, x in v["factors"].items() if x["error_ratio"] is not None),
+                       key=lambda t: -t[1])[:3]
+        print(f"ImageNet-X {variant}-factor: {v['n']} images joined; highest error ratios: "
+              + ", ".join(f"{f} {e:.2f}" for f, e in worst))
     top1 = results.get("top1", results.get("accuracy"))
     print(f"top-1 {top1:.4f}" if isinstance(top1, float) else "top-1 n/a", "->", ", ".join(str(w) for w in written))
     return 0

@@ -58,24 +58,19 @@ def _stem(name: str) -> str:
 def read_factor_file(path: str, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, int]]:
     """ImageNet-X rows keyed by file-name stem -> {factor: 0|1} (rows whose stem is in ``exclude``
     are left out). Errors name file and line."""
+    from ..jsonl import read_jsonl
+
     out: dict[str, dict[str, int]] = {}
     excluded = set(exclude)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if "file_name" not in row:
-                raise DataError(f"{path}:{lineno}: missing field 'file_name'")
-            missing = [k for k in FACTORS if k not in row]
-            if missing:
-                raise DataError(f"{path}:{lineno}: missing factor field {missing[0]!r}")
-            stem = _stem(row["file_name"])
-            if stem not in excluded:
-                out[stem] = {k: int(row[k]) for k in FACTORS}
+    for lineno, row in read_jsonl(path):
+        if "file_name" not in row:
+            raise DataError(f"{path}:{lineno}: missing field 'file_name'")
+        missing = [k for k in FACTORS if k not in row]
+        if missing:
+            raise DataError(f"{path}:{lineno}: missing factor field {missing[0]!r}")
+        stem = _stem(row["file_name"])
+        if stem not in excluded:
+            out[stem] = {k: int(row[k]) for k in FACTORS}
     if not out:
         raise DataError(f"{path}: no annotation rows")
     return out
