@@ -337,3 +337,36 @@ def test_toy_spurious_split_cnn_and_demo(tmp_path):
     assert set(rows) == {"toy:clip-spurious", "toy:cnn"}
     assert rows["toy:cnn"]["common"] > 0.9 and rows["toy:cnn"]["drop"] > 10
     assert rows["toy:clip-spurious"]["drop"] > 10
+
+
+def test_label_space_for_clip_zeroshot_vlm_likelihood_and_generation(tmp_path, toy_world):
+    """--label-space restricts every method to each image's class + its confusers."""
+    from vlmprobe.classify.runner import evaluate, make_method
+    from vlmprobe.data import load_dataset
+    from vlmprobe.models import load_model
+    from vlmprobe.toy import CLASSNAMES
+
+    table = {c: [CLASSNAMES[(i + 1) % 10], CLASSNAMES[(i + 2) % 10]] for i, c in enumerate(CLASSNAMES)}
+    (tmp_path / "conf.json").write_text(json.dumps(table))
+    ds = load_dataset("toy:digits:test", limit=6)
+    allowed = {s.id: {s.label, (s.label + 1) % 10, (s.label + 2) % 10} for s in ds.samples}
+    clip, vlm = load_model("toy:clip"), load_model("toy:vlm")
+    runs = {"zeroshot": (clip, {}), "likelihood": (vlm, {}), "generate": (vlm, {"closed_world": True})}
+    for name, (model, opts) in runs.items():
+        method = make_method(name, label_space=str(tmp_path / "conf.json"), **opts)
+        evaluate(model, ds, method, tmp_path / name, batch_size=4, progress=False)
+        recs = [json.loads(x) for x in (tmp_path / name / "samples.jsonl").read_text().splitlines()]
+        cfg = json.loads((tmp_path / name / "config.json").read_text())
+        assert cfg["method"]["label_space"]["confusers"] == table
+        for i, rec in enumerate(recs):
+            if name == "generate":
+                assert set(rec["candidates"]) == allowed[rec["id"]]
+                assert all(CLASSNAMES[c] in rec["prompt"] for c in rec["candidates"])
+            else:
+                row = np.load(tmp_path / name / "scores.npy")[i]
+                assert set(np.flatnonzero(np.isfinite(row))) == allowed[rec["id"]]
+                assert rec["prediction"] in allowed[rec["id"]]
+    with pytest.raises(VlmprobeError, match="needs --closed-world"):
+        make_method("generate", label_space=str(tmp_path / "conf.json"))
+    with pytest.raises(VlmprobeError, match="give one"):
+        make_method("likelihood", label_space=str(tmp_path / "conf.json"), num_candidates=3)
