@@ -56,7 +56,7 @@ def run(args) -> int:
         print(f"\nImageNet-X ({variant}-factor) error ratio = (1 - factor acc) / (1 - overall acc):")
         print(format_table(["model", "method", "acc %"] + factors,
                            [[r["model"], r["method"], 100 * r["accuracy"]] +
-                            [r["factors"][f]["error_ratio"] for f in factors] for r in rows]).replace(".1f", ""))
+                            [r["factors"][f]["error_ratio"] for f in factors] for r in rows], digits=2))
         out["factors"] = {"variant": variant, "rows": rows}
         if args.plot:
             print(f"figure: {factor_plot(rows, args.plot, f'ImageNet-X {variant}-factor accuracy vs overall')}")

@@ -57,10 +57,10 @@ def factor_table(runs, source: str = "imagenet-x", variant: str | None = None) -
     return rows, used
 
 
-def format_table(header: list[str], rows: list[list]) -> str:
-    """A plain markdown table; floats as percentages/points with one decimal."""
+def format_table(header: list[str], rows: list[list], digits: int = 1) -> str:
+    """A plain markdown table; floats with ``digits`` decimals, None as "-"."""
     def cell(v):
-        return "-" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
+        return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
     body = [[cell(v) for v in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
