@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlmprobe.errors import DataError, ModelLoadError, VlmprobeError
+from vlmprobe.errors import ModelLoadError, VlmprobeError
 
 
 def cli(*args):

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from ..errors import VlmprobeError
 from ..models.base import require_kind
-from .candidates import LabelSpace, add_label_space_argument, check_num_candidates, parse_num_candidates, sample_candidates
+from .candidates import (LabelSpace, add_label_space_argument, check_num_candidates, parse_num_candidates,
+                         sample_candidates)
 from .matching import RULES, match_response
 from .prompts import OPEN_WORLD_QUESTION, PROMPTS, get_prompt
 
@@ -63,7 +64,8 @@ class Method:
         return cfg
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "vlm", "--method generate", "use --method zeroshot")
+        require_kind(model, "vlm", "--method generate",
+                     "use --method zeroshot for CLIP, classifier for a supervised model")
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
         self.space.setup(dataset)

@@ -25,7 +25,8 @@ import numpy as np
 from ..errors import VlmprobeError
 from ..models.base import require_kind
 from ..models.likelihood import REDUCTIONS, SCORINGS
-from .candidates import LabelSpace, add_label_space_argument, check_num_candidates, parse_num_candidates, sample_candidates
+from .candidates import (LabelSpace, add_label_space_argument, check_num_candidates, parse_num_candidates,
+                         sample_candidates)
 from .prompts import PROMPTS, get_prompt
 
 PAPER_ANSWER_PREFIX = "The photo features a"  # the paper's probability-inference answer start
@@ -72,7 +73,8 @@ class Method:
                 **({"label_space": self.space.config()} if self.space.restricted else {})}
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "vlm", "--method likelihood", "use --method zeroshot")
+        require_kind(model, "vlm", "--method likelihood",
+                     "use --method zeroshot for CLIP, classifier for a supervised model")
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
         self.space.setup(dataset)

@@ -25,7 +25,8 @@ class Method(PixelScoresMethod):
         return {**cfg, "label_space": self.space.config()} if self.space.restricted else cfg
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "clip", "--method zeroshot", "use --method generate or likelihood")
+        require_kind(model, "clip", "--method zeroshot",
+                     "use --method generate or likelihood for a VLM, classifier for a supervised model")
         self.classifier = model.text_classifier(dataset.classnames, self.templates)  # [K, D]
         self.scale = model.logit_scale
         self.space.setup(dataset)

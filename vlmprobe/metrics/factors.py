@@ -103,7 +103,8 @@ def run_factor_results(run, source: str = "imagenet-x", include_prototypes: bool
     for variant, table in factor_sources(source, include_prototypes).items():
         rows = join_by_file_name(images, table, f"--factors {source}", run.path)
         have = np.array([r is not None for r in rows], dtype=bool)
-        member = np.array([[r[f] for f in FACTORS] for r in rows if r is not None], dtype=np.int64).reshape(-1, len(FACTORS))
+        member = np.array([[r[f] for f in FACTORS] for r in rows if r is not None], dtype=np.int64)
+        member = member.reshape(-1, len(FACTORS))
         res = factor_accuracy(correct[have], member, FACTORS)
         res["n_unmatched"] = int((~have).sum())
         out[variant] = res

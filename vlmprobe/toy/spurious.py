@@ -2,9 +2,9 @@
 
 Images: each rendered digit (``digits.render_digits``) is recoloured onto a background colour:
 with ``a = clip((255 - gray) / 200, 0, 1)`` the ink coverage of the rendered digit,
-``rgb = (1 - a) * (bg + noise) + a * ink`` with ``bg = tint * colour + (1 - tint) * 220``. Class ``c``'s **common** background is
-``BACKGROUNDS[c]``; its **counter** background is ``BACKGROUNDS[(c + SHIFT) % 10]`` (another
-class's common background).
+``rgb = (1 - a) * (bg + noise) + a * ink`` with ``bg = tint * colour + (1 - tint) * 220``.
+Class ``c``'s **common** background is ``BACKGROUNDS[c]``; its **counter** background is
+``BACKGROUNDS[(c + SHIFT) % 10]`` (another class's common background).
 
 - Training images (the digits' train split): background = the class's common one with
   probability ``correlation`` (0.6), else a uniformly random other background.
