@@ -205,7 +205,7 @@ def _factor_row(i: int, **on) -> dict:
 
 def write_imagenet_run(path: Path, labels, preds) -> Path:
     """A run directory on ImageNet val file names (image i = ILSVRC2012_val_{i+1})."""
-    from vlmprobe.data.imagenet import imagenet_names
+    from vlmprobe.data.imagenet_classes import imagenet_names
     from vlmprobe.data.imagenet_x import val_file_name
 
     path.mkdir(parents=True)
@@ -244,7 +244,7 @@ def test_factor_accuracy_and_error_ratio_by_hand(tmp_path):
 
 
 def test_real_accuracy_excludes_empty_sets_and_maps_merged_names(tmp_path):
-    from vlmprobe.data.imagenet import imagenet_names
+    from vlmprobe.data.imagenet_classes import imagenet_names
 
     names = list(imagenet_names())
     real = [[1], [2, 3], [], [836], [5]]
@@ -304,7 +304,7 @@ def test_imagenet_x_package_files_join_all_val_names():
     sources = factor_sources("imagenet-x")
     for rows in sources.values():
         assert set(rows) <= stems and len(rows) > 45_000
-    from vlmprobe.data.imagenet import imagenet_names
+    from vlmprobe.data.imagenet_classes import imagenet_names
 
     labels = np.array([(real[Path(val_file_name(i)).stem] or [0])[0] for i in range(VAL_IMAGES)])
     records = [{"image": val_file_name(i)} for i in range(VAL_IMAGES)]

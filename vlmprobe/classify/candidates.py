@@ -190,14 +190,11 @@ def confusers_from_run(run_dir, classnames: list[str], k: int) -> dict[int, list
     return table
 
 
-def add_label_space_argument(parser) -> None:
-    """``--label-space`` (shared by every method that can restrict its classes; added once)."""
-    import argparse
+def label_space_option():
+    """The ``--label-space`` field of a method's options (one flag shared by every method)."""
+    from .. import options
 
-    try:
-        parser.add_argument("--label-space", default=None, metavar="all|FILE.json|RUN_DIR[@K]",
-                            help="per-class label space (CounterAnimal 1-vs-20): each image is scored against its "
-                                 "class plus that class's confusers, from a JSON {class: [classes]} or the top-K "
-                                 "(default 20) confusions of a reference run of the same classes; default all")
-    except argparse.ArgumentError:
-        pass
+    return options.option(None, "per-class label space (CounterAnimal 1-vs-20): each image is scored against its "
+                                "class plus that class's confusers, from a JSON {class: [classes]} or the top-K "
+                                "(default 20) confusions of a reference run of the same classes; default all",
+                          metavar="all|FILE.json|RUN_DIR[@K]")

@@ -18,20 +18,56 @@ other classes are named as well), next to the single-prediction accuracy the met
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from .. import options
 from ..errors import VlmprobeError
 from ..models.base import require_kind
-from .candidates import (LabelSpace, add_label_space_argument, check_num_candidates, parse_num_candidates,
+from .candidates import (LabelSpace, check_num_candidates, label_space_option, parse_num_candidates,
                          sample_candidates)
 from .matching import RULES, match_response
 from .prompts import OPEN_WORLD_QUESTION, PROMPTS, get_prompt
 
 
+@dataclass
+class GenerateOptions(options.Options):
+    """``vlmprobe eval --method generate`` options."""
+
+    prompt: str = options.option(
+        "default", f"question asked: a built-in name ({', '.join(PROMPTS)}; default is the paper's "
+                   f"'{OPEN_WORLD_QUESTION}') or a UTF-8 text file ({{classes}} marks where the closed-world "
+                   "candidate list goes)", metavar="NAME|FILE")
+    closed_world: bool = options.option(
+        False, "list the candidates in the question (' Choose one from \"c1, c2, ...\"')", negative="--open-world",
+        negative_help="ask without listing classes; match the answer against all classes")
+    num_candidates: int | str | None = options.option(
+        None, "closed world: true class + N-1 random other classes per image (seeded), or all", metavar="N|all")
+    shuffle: bool = options.option(True, "shuffle the candidate order per image (seeded)", negative="--no-shuffle",
+                                   negative_help="list candidates in dataset class order")
+    cot: bool = options.option(False, "append \"Let's think step by step.\" (default budget 512 new tokens "
+                                      "instead of 64)")
+    max_new_tokens: int | None = options.option(None, "generation budget (default 64, or 512 with --cot)", type=int,
+                                                check=lambda n: n >= 1, requirement="must be at least 1")
+    match: str = options.option("substring", "answer matching: substring (the paper's case-insensitive 'label in "
+                                "response'), word (whole-word mention), first (earliest mentioned candidate)",
+                                choices=RULES)
+    label_space: str | None = label_space_option()
+
+
 class Method:
     name = "generate"
+    Options = GenerateOptions
 
     def __init__(self, prompt: str = "default", closed_world: bool = False, num_candidates: int | str | None = None,
                  shuffle: bool = True, cot: bool = False, max_new_tokens: int | None = None,
                  match: str = "substring", label_space: str | None = None):
+        self.options = GenerateOptions(prompt=prompt, closed_world=bool(closed_world), num_candidates=num_candidates,
+                                       shuffle=bool(shuffle), cot=bool(cot), max_new_tokens=max_new_tokens,
+                                       match=match, label_space=label_space)
+        self.space = LabelSpace.parse(label_space)
+        if self.space.restricted and (num_candidates is not None or not closed_world):
+            raise VlmprobeError("--label-space lists each image's class and its confusers in the question: it needs "
+                                "--closed-world and no --num-candidates")
         self.template = get_prompt(prompt, cot=cot)
         self.closed_world = bool(closed_world)
         self.num_candidates = parse_num_candidates(num_candidates)
@@ -42,15 +78,7 @@ class Method:
             raise VlmprobeError(f"prompt {self.template.name!r} ({self.template.source}) has a {{classes}} "
                                 "slot; use it with --closed-world")
         self.shuffle = bool(shuffle)
-        self.space = LabelSpace.parse(label_space)
-        if self.space.restricted and (self.num_candidates is not None or not self.closed_world):
-            raise VlmprobeError("--label-space lists each image's class and its confusers in the question: it needs "
-                                "--closed-world and no --num-candidates")
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise VlmprobeError(f"--max-new-tokens {max_new_tokens}: must be at least 1")
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens is not None else self.template.max_new_tokens
-        if match not in RULES:
-            raise VlmprobeError(f"--match {match!r}: choose from {', '.join(RULES)}")
         self.match = match
         self.classnames: list[str] = []
 
@@ -135,34 +163,8 @@ def summarize_records(records: list[dict]) -> dict:
 
 def add_arguments(parser) -> None:
     """``vlmprobe eval --method generate`` options (``parser``: an argparse parser or group)."""
-    g = parser
-    g.add_argument("--prompt", default="default", metavar="NAME|FILE",
-                   help=f"question asked: a built-in name ({', '.join(PROMPTS)}; default is the paper's "
-                        f"'{OPEN_WORLD_QUESTION}') or a UTF-8 text file ({{classes}} marks where the closed-world "
-                        "candidate list goes)")
-    world = g.add_mutually_exclusive_group()
-    world.add_argument("--closed-world", dest="closed_world", action="store_true", default=False,
-                       help="list the candidates in the question (' Choose one from \"c1, c2, ...\"')")
-    world.add_argument("--open-world", dest="closed_world", action="store_false",
-                       help="ask without listing classes; match the answer against all classes")
-    g.add_argument("--num-candidates", default=None, metavar="N|all",
-                   help="closed world: true class + N-1 random other classes per image (seeded), or all")
-    order = g.add_mutually_exclusive_group()
-    order.add_argument("--shuffle", dest="shuffle", action="store_true", default=True,
-                       help="shuffle the candidate order per image (seeded)")
-    order.add_argument("--no-shuffle", dest="shuffle", action="store_false",
-                       help="list candidates in dataset class order")
-    g.add_argument("--cot", action="store_true",
-                   help="append \"Let's think step by step.\" (default budget 512 new tokens instead of 64)")
-    g.add_argument("--max-new-tokens", type=int, default=None,
-                   help="generation budget (default 64, or 512 with --cot)")
-    g.add_argument("--match", default="substring", choices=RULES,
-                   help="answer matching: substring (the paper's case-insensitive 'label in response'), word "
-                        "(whole-word mention), first (earliest mentioned candidate)")
-    add_label_space_argument(g)
+    options.add_arguments(parser, GenerateOptions)
 
 
 def from_args(args) -> Method:
-    return Method(prompt=args.prompt, closed_world=args.closed_world, num_candidates=args.num_candidates,
-                  shuffle=args.shuffle, cot=args.cot, max_new_tokens=args.max_new_tokens, match=args.match,
-                  label_space=getattr(args, "label_space", None))
+    return Method(**options.from_args(GenerateOptions, args).as_dict())

@@ -9,17 +9,30 @@ an image score ``-inf`` (``candidates.LabelSpace``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from .. import options
+from ..metrics.nonfinite import prediction_fields, predict
 from ..models.base import require_kind
-from .candidates import LabelSpace, add_label_space_argument
+from .candidates import LabelSpace, label_space_option
 from .scoring import PixelScoresMethod
+
+
+@dataclass
+class ClassifierOptions(options.Options):
+    """``vlmprobe eval --method classifier`` options."""
+
+    label_space: str | None = label_space_option()
 
 
 class Method(PixelScoresMethod):
     name = "classifier"
+    Options = ClassifierOptions
 
     def __init__(self, label_space: str | None = None):
+        self.options = ClassifierOptions(label_space=label_space)
         self.space = LabelSpace.parse(label_space)
         self.index = None
 
@@ -35,12 +48,13 @@ class Method(PixelScoresMethod):
         """[3, H, W] tensors -> records, logits [B, K] float32 (-inf outside a restricted label space)."""
         scores = model.gather(model.logits(images), self.index).numpy().astype(np.float32)
         scores = self.space.mask(scores, samples)
-        return [{"prediction": int(p)} for p in scores.argmax(1)], scores
+        preds, bad = predict(scores, allow_neg_inf=self.space.restricted)  # NaN/inf rows (fp16): no prediction
+        return [prediction_fields(p, b) for p, b in zip(preds, bad)], scores
 
 
 def add_arguments(parser) -> None:
-    add_label_space_argument(parser)
+    options.add_arguments(parser, ClassifierOptions)
 
 
 def from_args(args) -> Method:
-    return Method(label_space=getattr(args, "label_space", None))
+    return Method(**options.from_args(ClassifierOptions, args).as_dict())

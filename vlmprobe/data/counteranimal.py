@@ -30,7 +30,7 @@ def _class_list(root: Path) -> tuple[list[str], str]:
         from .classnames import read_classnames
 
         return read_classnames(str(own)), "classes.json"
-    from .imagenet import imagenet_names
+    from .imagenet_classes import imagenet_names
 
     return list(imagenet_names()), "imagenet"
 
@@ -43,7 +43,7 @@ def _check_name(folder: Path, index: int, name: str, names: list[str], source: s
             raise DataError(f"{folder}: class {index} is {names[index]!r} in {folder.parent / 'classes.json'}, "
                             f"not {name!r}")
         return
-    from .imagenet import _lookup, _norm, is_imagenet_name
+    from .imagenet_classes import _lookup, _norm, is_imagenet_name
 
     if not is_imagenet_name(name, index):
         other = _lookup().get(_norm(name))

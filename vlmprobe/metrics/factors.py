@@ -75,7 +75,7 @@ def run_correct(run) -> np.ndarray:
 
 def imagenet_sets(run) -> list[tuple[int, ...]]:
     """Per run class, the ImageNet indices its name stands for (open_clip names)."""
-    from vlmprobe.data.imagenet import imagenet_names
+    from vlmprobe.data.imagenet_classes import imagenet_names
 
     names = list(imagenet_names())
     if list(run.classnames) == names:

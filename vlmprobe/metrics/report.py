@@ -267,6 +267,9 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
         out = summarize(run.labels, run.predictions, run.scores, run.classnames, run.skipped, worst_k, gvals,
                         group_drop=group_drop, calibration_fit=fit, pseudo_labels=pseudo_labels,
                         confusion_top=confusion_top, ece_bins=ece_bins, ece_edges=ece_edges)
+    if isinstance(out.get("counts"), dict):
+        out["counts"]["nonfinite_scores"] = len(run.nonfinite_ids)
+    out["nonfinite_samples"] = run.nonfinite_ids  # ids whose scores were NaN/inf: no prediction, not scored
     if run.method:
         out["method"] = run.method
     if run.labels is not None:
@@ -302,7 +305,7 @@ def results_from_run(run_dir, **opts) -> dict:
 METRIC_KEYS = frozenset({
     "counts", "top1", "top5", "top5_k", "mean_per_class_recall", "worst_k_accuracy", "per_class_accuracy",
     "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method",
-    "counteranimal", "factors", "real"})
+    "nonfinite_samples", "counteranimal", "factors", "real"})
 
 
 def merge_results(old: dict | None, new: dict) -> dict:

@@ -5,7 +5,7 @@ kind of model, ``kind = "classifier"`` (the "ImageNet models" CLIP is compared w
   the output index of each candidate class: ``s(x, c) = z[idx(c)]``. A candidate is an output
   index or a name; names are matched against the model's own label list when it has one
   (``label_names`` in a timm ``config.json``, ``classes.json`` beside the weights), else against
-  ImageNet-1k (index, WordNet id, open_clip name or WordNet lemma; ``data.imagenet``). A name
+  ImageNet-1k (index, WordNet id, open_clip name or WordNet lemma; ``data.imagenet_classes``). A name
   with several indices (ImageNet's duplicated "missile"/"sunglasses", merged by the dataset's
   duplicate policy) scores ``max_j z[j]`` over them. A candidate the model cannot output is a
   ModelLoadError-style one-line error, never a silent column.
@@ -67,7 +67,7 @@ class ClassifierModel(VisionModel):
     # -------------------------------------------------------------- label space
     def output_indices(self, candidates: Sequence) -> list[tuple[int, ...]]:
         """Per candidate, the output indices it names (see module docstring)."""
-        from ..data.imagenet import imagenet_indices
+        from ..data.imagenet_classes import imagenet_indices
 
         out = []
         own = {n.strip().lower(): [] for n in self.label_names} if self.label_names else None
