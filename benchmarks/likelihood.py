@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+import machine  # benchmarks/machine.py (a script's own folder is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 QUESTION = "What type of object is in this photo?"
@@ -174,6 +176,7 @@ def main(argv=None) -> int:
     req = tokenize_continuations(vlm.tokenizer, prompt, names)  # the engine's own token definition
     ntok = [len(s) - st for s, st in zip(req.seqs, req.start)]
     trie = build_trie(req.seqs)
+    print(machine.describe(args.device))
     print(f"model: {vlm.spec} ({args.dtype}, {weights_gb:.2f} GiB weights) on {args.device}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"prefix: {prefix_len} tokens; candidates: ImageNet class names, {np.mean(ntok):.2f} tokens on average "

@@ -15,7 +15,7 @@ import sys
 from . import __version__
 from .errors import VlmprobeError
 
-COMMANDS = ["demo", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge"]
+COMMANDS = ["demo", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge", "cpe", "compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,7 +86,7 @@ class ImageInputs:
         """Name the prediction; top-5 class indices from the score row."""
         pred = rec.get("prediction")
         rec["prediction_name"] = self.data.classnames[pred] if pred is not None else None
-        if scores is not None:
+        if scores is not None and pred is not None:  # no top-5 from a NaN/inf score row
             rec["top5"] = [int(k) for k in np.argsort(-scores, kind="stable")[:5]]
 
 

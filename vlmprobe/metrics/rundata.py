@@ -2,6 +2,8 @@
 
 Row i of scores.npy belongs to line i of samples.jsonl. A record with a truthy "skipped" (or an
 "error" and no prediction) is a skipped sample: left out of every metric, counted in ``skipped``.
+A record flagged ``nonfinite_scores`` (its score row came out NaN/inf) is left out the same way
+and counted apart (``nonfinite_ids``; see ``vlmprobe.metrics.nonfinite``).
 Class names come from config.json's data.classnames, else the first "classnames" list found in
 config.json (at any depth, breadth first), else from
 RUN_DIR/classnames.json, else from the records' (label, label_name) pairs (then absent classes are
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vlmprobe.errors import RunDirError
+from vlmprobe.metrics.nonfinite import FLAG
 from vlmprobe.runs import read_run
 
 
@@ -31,6 +34,7 @@ class RunData:
     scores: np.ndarray | None      # float [N, K]
     skipped: int = 0
     ids: list[str] = field(default_factory=list)
+    nonfinite_ids: list[str] = field(default_factory=list)  # records whose scores were NaN/inf
 
     @property
     def method(self) -> str | None:
@@ -91,7 +95,8 @@ def load_run(run_dir) -> RunData:
     run_dir = Path(run_dir)
     config, records, scores = read_run(run_dir)
     classnames = _classnames(run_dir, config, records, None if scores is None else scores.shape[1])
-    keep = np.array([not is_skipped(r) for r in records], dtype=bool)
+    nonfinite = np.array([bool(r.get(FLAG)) for r in records], dtype=bool)
+    keep = np.array([not is_skipped(r) for r in records], dtype=bool) & ~nonfinite
     kept = [r for r, k in zip(records, keep) if k]
     labels = predictions = None
     if not kept:
@@ -109,5 +114,6 @@ def load_run(run_dir) -> RunData:
     if scores is not None:
         scores = scores[keep]
     return RunData(path=run_dir, config=config, classnames=classnames, records=kept, labels=labels,
-                   predictions=predictions, scores=scores, skipped=int((~keep).sum()),
-                   ids=[str(r.get("id", i)) for i, r in enumerate(kept)])
+                   predictions=predictions, scores=scores, skipped=int((~keep & ~nonfinite).sum()),
+                   ids=[str(r.get("id", i)) for i, r in enumerate(kept)],
+                   nonfinite_ids=[str(r.get("id", i)) for i, r in enumerate(records) if nonfinite[i]])

@@ -96,11 +96,16 @@ class ClipModel(VisionModel):
         return torch.stack([im if isinstance(im, torch.Tensor) else self.preprocess(im) for im in images])
 
     def score(self, images: Sequence, candidates: Sequence[str],
-              templates: Sequence[str] = DEFAULT_TEMPLATES) -> torch.Tensor:
+              templates: Sequence[str] = DEFAULT_TEMPLATES, classifier: torch.Tensor | None = None) -> torch.Tensor:
         """Images (N; PIL or ``preprocess``ed tensors) x class names (K) -> zero-shot logits
-        ``logit_scale * <f(x), w_c>`` [N, K] (float32, CPU)."""
-        classifier = self.text_classifier(candidates, templates)
-        return self.logit_scale * self.encode_images(self.pixels(images)).cpu() @ classifier.T
+        ``logit_scale * <f(x), w_c>`` [N, K] (float32, CPU). ``classifier`` [K, D] (e.g. a CPE
+        ensemble's ``classifier.pt``) replaces the template classifier when given."""
+        if classifier is None:
+            classifier = self.text_classifier(candidates, templates)
+        elif classifier.shape[0] != len(candidates):
+            raise VlmprobeError(f"{self.spec}: classifier has {classifier.shape[0]} rows for {len(candidates)} classes")
+        emb = self.encode_images(self.pixels(images))  # [N, D] on the model's device
+        return (self.logit_scale * emb @ classifier.to(emb.device).T).cpu()  # one transfer per batch
 
     def preprocessing(self) -> object:
         """What turns a PIL image into model input (JSON-able), for feature-cache keys."""
@@ -110,13 +115,13 @@ class ClipModel(VisionModel):
         """Canonical ``features`` keyword arguments (``prompt`` does not apply to CLIP)."""
         if prompt is not None:
             raise VlmprobeError(f"{self.spec}: a CLIP model takes no prompt for its features")
-        return {"layers": None if layers in (None, "all", "embed") else layers, "pooling": pooling}
+        return {"layers": layers, "pooling": pooling}
 
     @torch.no_grad()
     def features(self, images: Sequence, layers=None, pooling=None) -> dict[str, torch.Tensor]:
         """``{"embed": [N, D]}`` (normalised image embeddings); vision-tower layers are given by
         subclasses that can return hidden states (``layers`` = list of ints, ``pooling`` cls|mean)."""
-        if layers not in (None, "embed"):
+        if layers not in (None, "embed", "all"):
             raise VlmprobeError(f"{self.spec}: open_clip models give the image embedding only (layers=None)")
         return {"embed": self.encode_images(self.pixels(images)).cpu()}
 
@@ -128,7 +133,7 @@ class OpenClipModel(ClipModel):
         import open_clip
 
         kwargs = {"precision": {"float32": "fp32", "fp32": "fp32", "float16": "fp16", "fp16": "fp16",
-                                "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.dtype]}
+                                "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.resolved_dtype()]}
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=options.device, **kwargs)
         super().__init__(spec, options, model, fingerprint)
@@ -171,7 +176,7 @@ class HFClipModel(ClipModel):
     @torch.no_grad()
     def features(self, images, layers=None, pooling="cls"):
         """``embed`` plus vision-tower hidden states ``vision.{i}`` [N, D_v] pooled at CLS or mean."""
-        if pooling not in (None, "cls", "mean"):
+        if layers and pooling not in (None, "cls", "mean"):
             raise VlmprobeError(f"{self.spec}: CLIP vision features pool by cls or mean, not {pooling!r}")
         pixels = self.pixels(images).to(self.device, self.dtype)
         out = {"embed": F.normalize(self._image_embed(pixels).float(), dim=-1).cpu()}

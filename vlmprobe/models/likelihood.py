@@ -155,10 +155,11 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
     prefix_logits = out.logits[torch.arange(len(last), device=device), col[:, 0]]  # [B, V]
     cache = _output_cache(out)  # the prefix's KV
     del out
-    node_lp = [torch.full((t.size,), float("nan")) for t in tries]
+    # kept on the model's device until the end: no host sync per image and chunk inside the loop
+    node_lp = [torch.full((t.size,), float("nan"), device=device) for t in tries]
     for b, trie in enumerate(tries):  # children of the prefix
-        roots = (trie.parent < 0).nonzero().squeeze(1)
-        node_lp[b][roots] = prefix_logits[b].float().log_softmax(-1)[trie.token[roots].to(device)].cpu()
+        roots = (trie.parent < 0).nonzero().squeeze(1).to(device)
+        node_lp[b][roots] = prefix_logits[b].float().log_softmax(-1)[trie.token.to(device)[roots]]
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     neg = torch.finfo(dtype).min
     prefix_ok = batch["attention_mask"].bool()
@@ -182,8 +183,9 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
             if c is not None and len(c.targets):
                 kept = logits[r, col[r, :len(c.keep)].to(device)].float()  # [R_r, V]: this row's parents
                 row, tok = c.target_row.to(device), c.target_tok.to(device)
-                node_lp[r][c.targets] = (kept[row, tok] - torch.logsumexp(kept, -1)[row]).cpu()
+                node_lp[r][c.targets.to(device)] = kept[row, tok] - torch.logsumexp(kept, -1)[row]
         del logits, mask, allowed
+    node_lp = [lp.cpu() for lp in node_lp]  # one transfer per image
     return [torch.where(t.paths >= 0, lp[t.paths.clamp(min=0)], torch.nan) for t, lp in zip(tries, node_lp)]
 
 

@@ -16,23 +16,39 @@ unparseable rate is 0 by construction.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from .. import options
 from ..errors import VlmprobeError
+from ..metrics.nonfinite import prediction_fields, predict
 from .loader import LETTERS, Question
 from .prompts import ANSWER_PREFIX, Condition
 
 TARGETS = ("letter", "text_sum", "text_mean")
 
 
+@dataclass
+class LikelihoodOptions(options.Options):
+    """``vlmprobe wikiqa --method likelihood`` options."""
+
+    answer_prefix: str = options.option(ANSWER_PREFIX, "likelihood: text after the chat template's generation "
+                                        "prompt that the options continue")
+    select: str = options.option("letter", "likelihood: which score predicts (all three are recorded and reported)",
+                                 choices=TARGETS)
+    scoring: str = options.option("fast", "likelihood engine: shared-prefix (fast) or one full forward per option "
+                                  "(naive)", choices=("fast", "naive"))
+
+
 class LikelihoodScorer:
     name = "likelihood"
+    Options = LikelihoodOptions
 
     def __init__(self, condition: Condition, answer_prefix: str = ANSWER_PREFIX, select: str = "letter",
                  scoring: str = "fast"):
-        if select not in TARGETS:
-            raise VlmprobeError(f"--select must be one of {', '.join(TARGETS)} (got {select!r})")
+        LikelihoodOptions(answer_prefix=answer_prefix, select=select, scoring=scoring)  # validates
         if condition.cot:
             raise VlmprobeError("--cot applies to --method generate only (likelihood scoring decodes nothing)")
         self.condition = condition
@@ -68,9 +84,12 @@ class LikelihoodScorer:
         images = None if images and all(im is None for im in images) else images
         scores = self.option_scores(model, questions, images)
         records = []
+        predicted = {t: predict(scores[t]) for t in TARGETS}  # -1 where a score is NaN/inf
         for b in range(len(questions)):
-            preds = {t: int(np.argmax(scores[t][b])) for t in TARGETS}
-            records.append({"prediction": preds[self.select], "parsed": LETTERS[preds[self.select]],
-                            "predictions": {t: LETTERS[p] for t, p in preds.items()},
+            preds = {t: int(predicted[t][0][b]) for t in TARGETS}
+            p = preds[self.select]
+            records.append({**prediction_fields(p, predicted[self.select][1][b]),
+                            "parsed": LETTERS[p] if p >= 0 else None,
+                            "predictions": {t: LETTERS[p] if p >= 0 else None for t, p in preds.items()},
                             **{f"logprob_{t}": [round(float(x), 6) for x in scores[t][b]] for t in TARGETS}})
         return records, scores[self.select]
