@@ -14,7 +14,7 @@ import sys
 from . import __version__
 from .errors import VlmprobeError
 
-COMMANDS = ["demo", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge"]
+COMMANDS = ["demo", "study", "report", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,6 +77,8 @@ class TrainArgs:
     save_every: int | None = 50  # steps between resumable checkpoints (accelerate save_state)
     save_total_limit: int = 2  # checkpoints kept (oldest deleted)
     resume: str = "auto"  # auto: latest checkpoint in output_dir if any | never | PATH of a checkpoint
+    report_to: str = "none"  # accelerate trackers: none | tensorboard | wandb | all (offline-safe; trackers.py)
+    tracker_project: str = "vlmprobe-finetune"  # tracker project / run group name
 
 
 SECTIONS = {"model": ModelArgs, "data": DataArgs, "adapter": AdapterArgs, "train": TrainArgs}
