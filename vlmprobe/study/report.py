@@ -240,7 +240,8 @@ def build(root: str | Path) -> Doc:
     for s in data.get("skips") or []:
         doc.p(s)
     doc.table(["run", "measure", "model", "dataset", "status"],
-              [[(r["id"], r["id"]), r["measure"], r["model"], r["dataset"] or "", r["status"]]
+              [[(r["id"], r["id"]), r["measure"], r["model"], r["dataset"] or "",
+                "finished" if r["status"] in ("done", "reused") else r["status"]]
                for r in data["runs"].values()])
 
     doc.h(2, "Study file", "study-file")
