@@ -166,8 +166,9 @@ def _finetune_fields() -> set:
     return {f.name for cls in SECTIONS.values() for f in fields(cls)}
 
 
-def load_study(path: str | os.PathLike | None = None, text: str | None = None) -> Study:
-    """Read and validate a study file (``None``: the built-in default study)."""
+def load_study(path: str | os.PathLike | None = None, text: str | None = None, seed: int | None = None) -> Study:
+    """Read and validate a study file (``None``: the built-in default study); ``seed``
+    overrides the file's seed."""
     if path is None and text is None:
         path = Path(__file__).with_name("default.yaml")
         file = "<default study>"
@@ -181,7 +182,7 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None) -
     raw, lines = load_located(text, file)
     loc = Located(file, lines)
     _check_keys(loc, (), raw, TOP_KEYS, "the study")
-    seed = _expect(loc, ("seed",), raw.get("seed", 0), int, "seed")
+    seed = _expect(loc, ("seed",), raw.get("seed", 0), int, "seed") if seed is None else seed
     world = raw.get("world")
     if world not in (None, "toy"):
         raise loc.error(("world",), f"world must be 'toy' (the miniature world) or absent, got {world!r}")
