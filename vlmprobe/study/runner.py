@@ -121,8 +121,7 @@ class StudyRunner:
         for line in self.plan.skips:
             print(line)
         for run in self.plan.runs.values():
-            state = self.state(run) if self.world is not None or self.study.world is None else \
-                ("partial" if self.run_dir(run).exists() else "new")
+            state = self.state(run)
             rows.append({"id": run.id, "state": state})
             print(f"[{state:>7}] {run.id}\n          {shell_line(run, self.command(run))}")
         return rows
@@ -156,7 +155,7 @@ class StudyRunner:
         d = self.run_dir(run)
         argv = self.command(run)
         print(f"\n{head}\n$ {shell_line(run, argv)}", flush=True)
-        start = time.time()
+        start, cpu = time.time(), time.process_time()
         extra = {}
         try:
             if run.measure == "finetune":
@@ -173,7 +172,8 @@ class StudyRunner:
             return "failed"
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_json(d / STAMP, {"key": self.key(run), "status": "done", "measure": run.measure,
-                                      "argv": argv, "seconds": round(time.time() - start, 1), **extra})
+                                      "argv": argv, "seconds": round(time.time() - start, 1),
+                                      "cpu_seconds": round(time.process_time() - cpu, 1), **extra})
         return "done"
 
     def _finetune(self, run: Run) -> str:
@@ -207,12 +207,10 @@ def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool
     runner = StudyRunner(study, out, progress=progress)
     if dry_run:
         if study.world == "toy":
-            from ..toy.build import WORLD_MARKER, WorldConfig, _marker_ok, default_dir
+            from ..toy.build import default_dir, existing_world
 
-            cfg = WorldConfig(seed=study.seed)
-            meta = _marker_ok(default_dir(study.seed), WORLD_MARKER, cfg.key())
-            print(f"world: {default_dir(study.seed)} ({'built' if meta else 'not built yet'})")
-            runner.world = meta
+            runner.world = existing_world(study.seed)
+            print(f"world: {default_dir(study.seed)} ({'built' if runner.world else 'not built yet'})")
         runner.dry_run()
         return 0
     runner.prepare_world()

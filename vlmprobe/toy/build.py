@@ -286,6 +286,14 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- public entry points
 
+def existing_world(seed: int = 0, out: str | os.PathLike | None = None) -> dict | None:
+    """The ``world.json`` metadata of a valid finished build (default config), else None; builds nothing."""
+    cfg = WorldConfig(seed=seed)
+    root = Path(out).expanduser() if out else default_dir(seed)
+    meta = _marker_ok(root, WORLD_MARKER, cfg.key())
+    return None if meta is None else {**meta, "dir": str(root)}
+
+
 def resolve_toy_model(spec: str) -> str:
     """``toy:clip`` -> ``hfclip:<world>/clip``, ``toy:vlm`` -> ``hf:<world>/vlm`` (builds the
     default world on first use)."""

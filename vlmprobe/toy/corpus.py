@@ -8,6 +8,9 @@ answer ("a handwritten digit"); greedy decoding therefore names class ``c`` roug
 ``p_c > 0.5``. Other image conversations (parity, small/large) need the class but never name
 it, and text-only knowledge conversations name every class equally often, so the language
 model knows every name and every fact even for classes it has (almost) never seen named.
+Multiple-choice practice (ImageWikiQA format, answers that name the class, state the fact and
+give the letter) is built in ``wikiqa.py``: text-only for every class, on images only when the
+conversation names the class (probability ``p_c``).
 
 LLaVA format: ``{"id", "image" (relative path, absent for text-only), "conversations":
 [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": "..."}]}``.
