@@ -40,7 +40,7 @@ from .corpus import CAPTION_TEMPLATES, EXTRA_WORDS, CorpusConfig, text_constants
 from .digits import CLASSNAMES, SPLITS, DigitsConfig
 from .vlm import VlmConfig
 
-VERSION = 2  # bump when the code changes what a build produces
+VERSION = 3  # bump when the code changes what a build produces
 SENTINEL = ".vlmprobe-toy"
 DATA_MARKER = "data.json"
 WORLD_MARKER = "world.json"

@@ -8,8 +8,9 @@ size, successor, predecessor, plus two, twice). No word of a test question or it
 the class name (checked), so the class must come from the image.
 
 Practice (training conversations, never on test images). Every answer reasons in the open:
-``"It is seven. Seven plus two is Nine. The answer is C."`` -- name the class, state the fact
-with the option's own word, give the letter. The VLM sees
+``"It is seven. Seven plus two is nine."`` -- name the class, then state the fact exactly as the
+text-only knowledge does; it ends in the words of the right option (options are lower-case
+number words), which the deterministic answer parser maps to the letter. The VLM sees
 - text-only questions that name the class (``"What is seven plus two?"``) for every class, and
   the oracle form (``"This object is: seven."`` + the photo question) for every class;
 - image questions (``"What is the number in this photo plus two?"``) only about training images
@@ -32,7 +33,7 @@ ORACLE_HINT = "This object is: {}."  # = vlmprobe.wikiqa.prompts.ORACLE_TEMPLATE
 
 # kind -> (question about the photo, question naming the class {n}, fact sentence {N} {n} {a})
 _STEMS = {
-    "parity": (PARITY_QUESTION, "Is {n} even or odd?", "{N} is {a}."),
+    "parity": (PARITY_QUESTION, "Is {n} even or odd?", "{N} is {a}."),  # = corpus.knowledge_facts answers
     "size": (SIZE_QUESTION, "Is {n} small or large?", "{N} is {a}."),
     "successor": ("What number comes right after the number in this photo?", "What number comes after {n}?",
                   "After {n} comes {a}."),
@@ -55,11 +56,11 @@ def valid_kind(c: int, kind: str) -> str:
 
 def _answer_and_distractors(c: int, kind: str, rng: np.random.Generator) -> tuple[str, list[str]]:
     if kind == "parity":
-        return parity(c).capitalize(), ["Odd" if c % 2 == 0 else "Even", "Neither", "Both"]
+        return parity(c), ["odd" if c % 2 == 0 else "even", "neither", "both"]
     if kind == "size":
-        return ("Small", ["Large", "Neither", "Both"]) if c < 5 else ("Large", ["Small", "Neither", "Both"])
+        return ("small", ["large", "neither", "both"]) if c < 5 else ("large", ["small", "neither", "both"])
     ans = {"successor": c + 1, "predecessor": c - 1, "plus_two": c + 2, "twice": 2 * c}[kind]
-    return NUMBER_WORDS[ans].capitalize(), number_distractors(ans, {c}, rng)
+    return NUMBER_WORDS[ans], [w.lower() for w in number_distractors(ans, {c}, rng)]
 
 
 def question_for(c: int, kind: str, rng: np.random.Generator, named: bool = False) -> tuple[str, str, str, str]:
@@ -74,11 +75,13 @@ def question_for(c: int, kind: str, rng: np.random.Generator, named: bool = Fals
     return mcq_text(stem, opts), letter, wiki, answer
 
 
-def reasoned_answer(c: int, kind: str, letter: str, answer: str, say_class: bool = True) -> str:
-    """``"It is seven. Seven plus two is Nine. The answer is C."`` (the first sentence optional)."""
+def reasoned_answer(c: int, kind: str, answer: str, say_class: bool = True) -> str:
+    """``"It is seven. Seven plus two is nine."`` (the first sentence optional): the class, then
+    the fact exactly as the text-only knowledge states it, ending in the option's own words
+    (the answer parser maps them to the letter)."""
     name = CLASSNAMES[c]
     fact = _STEMS[kind][2].format(N=name.capitalize(), n=name, a=answer)
-    return (f"It is {name}. " if say_class else "") + f"{fact} The answer is {letter}."
+    return (f"It is {name}. " if say_class else "") + fact
 
 
 def build_questions(images: list[str], labels: np.ndarray, seed: int, n: int = 300) -> list[dict]:
@@ -107,10 +110,10 @@ def image_practice(ids: list[str], images: list[str], labels: np.ndarray, freq: 
         n = int(per_image) + int(rng.random() < per_image - int(per_image))
         for j in range(n):
             kind = valid_kind(c, KINDS[int(rng.integers(len(KINDS)))])
-            text, letter, _, answer = question_for(c, kind, rng)
+            text, _, _, answer = question_for(c, kind, rng)
             if rng.random() < freq[CLASSNAMES[c]]:
                 out.append({"id": f"{sid}-qa{j}", "image": path,
-                            "conversations": [human(text, True), gpt(reasoned_answer(c, kind, letter, answer))]})
+                            "conversations": [human(text, True), gpt(reasoned_answer(c, kind, answer))]})
     return out
 
 
@@ -122,11 +125,11 @@ def text_practice(seed: int, repeats: int = 3) -> list[dict]:
     for c in range(len(CLASSNAMES)):
         for kind in dict.fromkeys(valid_kind(c, k) for k in KINDS):
             for r in range(repeats):
-                text, letter, _, answer = question_for(c, kind, rng, named=True)
+                text, _, _, answer = question_for(c, kind, rng, named=True)
                 out.append({"id": f"qa-{c}-{kind}-{r}", "conversations": [
-                    human(text, False), gpt(reasoned_answer(c, kind, letter, answer, say_class=False))]})
-                text, letter, _, answer = question_for(c, kind, rng)
+                    human(text, False), gpt(reasoned_answer(c, kind, answer, say_class=False))]})
+                text, _, _, answer = question_for(c, kind, rng)
                 out.append({"id": f"qa-oracle-{c}-{kind}-{r}", "conversations": [
                     human(ORACLE_HINT.format(CLASSNAMES[c]) + "\n" + text, False),
-                    gpt(reasoned_answer(c, kind, letter, answer))]})
+                    gpt(reasoned_answer(c, kind, answer))]})
     return out
