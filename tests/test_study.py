@@ -169,10 +169,9 @@ def test_report_opens_in_headless_chromium(small_study, tmp_path):
     assert images >= 3 and broken == 0 and tables >= 5 and empty == 0, m.group(0)
 
 
-def test_study_notebook_runs(small_study, tmp_path, monkeypatch):
+def test_study_notebook_runs(small_study, tmp_path, python3_kernel):
     """notebooks/study.ipynb (committed without outputs) reads a study directory and redraws two
     figures, in a python3 kernel of this interpreter (its parameters cell is replaced)."""
-    import sys
     from pathlib import Path
 
     nbformat = pytest.importorskip("nbformat")
@@ -184,13 +183,7 @@ def test_study_notebook_runs(small_study, tmp_path, monkeypatch):
     params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1
     params[0].source = f"STUDY_DIR = {str(out)!r}\n"
-    spec = tmp_path / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
-                                                           "{connection_file}"], "display_name": "python3",
-                                                  "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
+    nbclient.NotebookClient(nb, kernel_name=python3_kernel, timeout=120,
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
     assert "study small: 6 runs" in text and "frequency analyses: 1" in text

@@ -134,27 +134,3 @@ def reliability(run_dir, title: str) -> tuple[bytes, float] | None:
     with tempfile.TemporaryDirectory() as tmp:
         path = reliability_diagram(bins, Path(tmp) / "r.png", title=title, ece=ece)
         return path.read_bytes(), ece
-
-
-def finetune_curve(log_path) -> bytes | None:
-    """Training loss and validation accuracy against the optimizer step (from ``log.jsonl``)."""
-    import json
-
-    recs = [json.loads(x) for x in open(log_path, encoding="utf-8") if x.strip()]
-    loss = [(r["step"], r["loss"]) for r in recs if "loss" in r]
-    acc = [(r["step"], r[k]) for r in recs for k in ("val_accuracy", "accuracy") if k in r]
-    if not loss:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(*zip(*loss), lw=1, label="training loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    if acc:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*acc), "o-", color="C1", label="validation accuracy")
-        ax2.set_ylabel("validation accuracy")
-        ax2.set_ylim(0, 1.05)
-        ax2.legend(loc="center right", fontsize=7)
-    ax.legend(loc="upper right", fontsize=7)
-    return _png(fig)
