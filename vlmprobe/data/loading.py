@@ -4,7 +4,7 @@
 ``DIR``                ImageFolder ``DIR/<class>/<image>`` (``DIR/<split>/<class>/...`` with split)
 ``FILE.jsonl``         manifest rows ``{"image", "label", "split", ...}``; paths relative to it
 ``hfds:PATH``          a ``datasets`` Dataset/DatasetDict saved with ``save_to_disk``
-``toy:digits[:SPLIT]`` the embedded miniature world (``vlmprobe.toy``)
+``toy:digits[:SPLIT]`` the embedded miniature world (registered by the ``vlmprobe.toy`` plugin)
 =====================  =================================================================
 
 Class names come from the dataset (sorted folder names / sorted manifest labels / the
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..specs import DATASET_SPECS
 from .classnames import apply_duplicate_policy, read_classnames
 from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, scan_images, to_rgb
 
@@ -30,12 +31,9 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
     """Load a dataset spec (table above) as an ImageDataset; raises DataError with one line."""
     if unlabeled and not classes:
         raise DataError("an unlabeled dataset needs --classes (the class list its images are scored against)")
-    if spec.startswith("toy:"):
-        from ..toy import load_toy_dataset
-
-        ds = load_toy_dataset(spec, split=split)
-    elif spec.startswith("hfds:"):
-        ds = _load_hf_disk(spec, split)
+    entry = DATASET_SPECS.find(spec)
+    if entry is not None:
+        ds = entry.resolve(spec, split)
     else:
         path = Path(spec).expanduser()
         if not path.exists():
@@ -52,7 +50,8 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
         elif path.suffix == ".jsonl":
             ds = _load_manifest(spec, path, split, image_root, labeled=not unlabeled)
         else:
-            raise DataError(f"dataset {spec!r}: expected a directory, a .jsonl manifest, hfds:PATH or toy:...")
+            raise DataError(f"dataset {spec!r}: expected a directory, a .jsonl manifest or one of "
+                            f"{', '.join(DATASET_SPECS.prefixes())}")
     if unlabeled:
         ds = ImageDataset(ds.name, [Sample(s.id, s.image, -1, s.meta) for s in ds.samples], read_classnames(classes),
                           ds._loader, {**ds.info, "unlabeled": True})
@@ -162,3 +161,6 @@ def _dedupe(ds: ImageDataset, policy: str) -> ImageDataset:
     samples = [Sample(s.id, s.image, remap[s.label] if s.label >= 0 else -1, s.meta) for s in ds.samples]
     info = {**ds.info, "duplicate_names": {"policy": policy, "groups": duplicates}}
     return ImageDataset(ds.name, samples, names, ds._loader, info)
+
+
+DATASET_SPECS.register("hfds:", _load_hf_disk, "a datasets Dataset/DatasetDict saved with save_to_disk")

@@ -26,10 +26,10 @@ def base_reference(spec: str) -> str:
     """The path/id a model spec loads from (``hf:X`` -> X; ``toy:vlm`` -> its built directory)."""
     if "+adapter:" in spec:
         raise VlmprobeError(f"model {spec!r}: fine-tune a merged model (vlmprobe merge), not base+adapter")
-    if spec.startswith("toy:"):
-        from ..toy import resolve_toy_model
+    from ..models.registry import resolve_alias
 
-        return base_reference(resolve_toy_model(spec))
+    if resolve_alias(spec) != spec:
+        return base_reference(resolve_alias(spec))
     if spec.startswith("hf:"):
         ref = spec[3:]
         return str(Path(ref).expanduser().resolve()) if Path(ref).expanduser().exists() else ref

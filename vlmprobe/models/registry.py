@@ -12,6 +12,9 @@
                                ``toy:vlm+adapter:PATH`` with a fine-tuned adapter
 ``PATH``                       a local directory; its kind is detected from its files
 =============================  ==========================================================
+
+The prefixes live in ``vlmprobe.specs.MODEL_SPECS`` (``toy:`` is registered by the toy plugin)
+=============================  ==========================================================
 """
 from __future__ import annotations
 
@@ -21,9 +24,9 @@ from pathlib import Path
 
 from ..cache import path_fingerprint
 from ..errors import ModelLoadError
+from ..specs import MODEL_SPECS
 from .base import LoadOptions, VisionModel
 
-PREFIXES = ("openclip:", "hfclip:", "hf:", "toy:")
 
 
 def _looks_local(ref: str) -> bool:
@@ -75,52 +78,80 @@ def load_model(spec: str, options: LoadOptions | None = None, **option_overrides
         raise ModelLoadError(f"could not load model {spec!r}: {first}") from e
 
 
+def resolve_alias(spec: str) -> str:
+    """Follow alias prefixes (``toy:vlm`` -> ``hf:<dir>``) to the spec a model is loaded from;
+    a ``+adapter:PATH`` suffix is kept."""
+    entry = MODEL_SPECS.find(spec)
+    if entry is None or not entry.alias:
+        return spec
+    base, _, adapter = spec.partition("+adapter:")
+    return resolve_alias(entry.resolve(base) + (f"+adapter:{adapter}" if adapter else ""))
+
+
 def _load(spec: str, options: LoadOptions) -> VisionModel:
-    from .clip import HFClipModel, OpenClipModel
-    from .vlm import VisionLanguageModel
-
-    if spec.startswith("toy:"):
-        from ..toy import resolve_toy_model
-
-        base, _, adapter = spec.partition("+adapter:")
-        resolved = resolve_toy_model(base) + (f"+adapter:{adapter}" if adapter else "")
-        return _load(resolved, options)._respec(spec)
-    if not spec.startswith(PREFIXES):
+    entry = MODEL_SPECS.find(spec)
+    if entry is None:
         if not _looks_local(spec):
-            raise ModelLoadError(f"unknown model spec {spec!r}: use one of openclip:, hfclip:, hf:, toy: "
+            raise ModelLoadError(f"unknown model spec {spec!r}: use one of {', '.join(MODEL_SPECS.prefixes())} "
                                  "or a local directory")
         path = _check_local(spec, spec)
         return _load(f"{detect_local_kind(path)}:{path}", options)._respec(spec)
-    prefix, ref = spec.split(":", 1)
-    if not ref:
+    if entry.alias:
+        return _load(resolve_alias(spec), options)._respec(spec)
+    if not spec[len(entry.prefix):]:
         raise ModelLoadError(f"model spec {spec!r} names no model")
-    if prefix == "openclip":
-        if ref.startswith("local-dir:") or _looks_local(ref):
-            path = _check_local(ref.removeprefix("local-dir:"), spec, "open_clip_config.json")
-            if not any(any(Path(path).glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pth")):
-                # open_clip would only log a warning and return random weights
-                raise ModelLoadError(f"model spec {spec!r}: no weights (*.safetensors, *.bin, *.pth) in {path}")
-            return OpenClipModel(spec, options, f"local-dir:{path}", None, _fingerprint(path))
-        arch, _, pretrained = ref.partition("@")
-        if not ref.startswith("hf-hub:"):
-            import open_clip
+    return entry.resolve(spec, options)
 
-            if arch not in open_clip.list_models():
-                raise ModelLoadError(f"model spec {spec!r}: open_clip has no architecture {arch!r} "
-                                     "(see open_clip.list_models())")
-        return OpenClipModel(spec, options, arch, pretrained or None, [arch, pretrained])
-    if prefix == "hfclip":
-        if _looks_local(ref):
-            ref = _check_local(ref, spec, "config.json")
-            if detect_local_kind(ref) != "hfclip":  # transformers would load it with random CLIP weights
-                raise ModelLoadError(f"model spec {spec!r}: {Path(ref) / 'config.json'} is not a CLIP model "
-                                     "(model_type must be 'clip')")
-        return HFClipModel(spec, options, ref, _fingerprint(ref))
-    # hf:
-    base, _, adapter = ref.partition("+adapter:")
-    if _looks_local(base):
+
+def _load_openclip(spec: str, options: LoadOptions) -> VisionModel:
+    from .clip import OpenClipModel
+
+    ref = spec.split(":", 1)[1]
+    if ref.startswith("local-dir:") or _looks_local(ref):
+        path = _check_local(ref.removeprefix("local-dir:"), spec, "open_clip_config.json")
+        if not any(any(Path(path).glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pth")):
+            # open_clip would only log a warning and return random weights
+            raise ModelLoadError(f"model spec {spec!r}: no weights (*.safetensors, *.bin, *.pth) in {path}")
+        return OpenClipModel(spec, options, f"local-dir:{path}", None, _fingerprint(path))
+    arch, _, pretrained = ref.partition("@")
+    if not ref.startswith("hf-hub:"):
+        import open_clip
+
+        if arch not in open_clip.list_models():
+            raise ModelLoadError(f"model spec {spec!r}: open_clip has no architecture {arch!r} "
+                                 "(see open_clip.list_models())")
+    return OpenClipModel(spec, options, arch, pretrained or None, [arch, pretrained])
+
+
+def _load_hfclip(spec: str, options: LoadOptions) -> VisionModel:
+    from .clip import HFClipModel
+
+    ref = spec.split(":", 1)[1]
+    if _looks_local(ref):
+        ref = _check_local(ref, spec, "config.json")
+        if detect_local_kind(ref) != "hfclip":  # transformers would load it with random CLIP weights
+            raise ModelLoadError(f"model spec {spec!r}: {Path(ref) / 'config.json'} is not a CLIP model "
+                                 "(model_type must be 'clip')")
+    return HFClipModel(spec, options, ref, _fingerprint(ref))
+
+
+def _load_hf(spec: str, options: LoadOptions) -> VisionModel:
+    from .vlm import VisionLanguageModel
+
+    base, _, adapter = spec.split(":", 1)[1].partition("+adapter:")
+    if _looks_local(base) or _looks_like_path(base):
         base = _check_local(base, spec, "config.json")
     if adapter:
         adapter = _check_local(adapter, spec, "adapter_config.json")
     return VisionLanguageModel(spec, options, base, _fingerprint(base) + (_fingerprint(adapter) if adapter else []),
                                adapter=adapter or None)
+
+
+def _looks_like_path(ref: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything with more parts, or a leading dot, is a path."""
+    return ref.startswith(".") or ref.count("/") > 1
+
+
+MODEL_SPECS.register("openclip:", _load_openclip, "open_clip zoo ARCH@PRETRAINED, local-dir:PATH or hf-hub:ID")
+MODEL_SPECS.register("hfclip:", _load_hfclip, "transformers CLIPModel + processor (hub id or path)")
+MODEL_SPECS.register("hf:", _load_hf, "AutoModelForImageTextToText + processor + chat template; +adapter:PATH")

@@ -10,4 +10,13 @@ from .build import WorldConfig, build_world, default_dir, ensure_data, load_toy_
 from .digits import CLASSNAMES
 
 __all__ = ["CLASSNAMES", "WorldConfig", "build_world", "default_dir", "ensure_data", "load_toy_dataset",
-           "resolve_toy_model"]
+           "register", "resolve_toy_model"]
+
+
+def register() -> None:
+    """The ``vlmprobe.plugins`` entry point: put ``toy:`` into the model and dataset spec tables."""
+    from ..specs import DATASET_SPECS, MODEL_SPECS
+
+    MODEL_SPECS.register("toy:", resolve_toy_model, "the miniature world: toy:clip, toy:vlm", alias=True)
+    DATASET_SPECS.register("toy:", lambda spec, split: load_toy_dataset(spec, split=split),
+                           "the miniature world's digits: toy:digits[:train|val|test]")

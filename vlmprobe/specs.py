@@ -1,0 +1,76 @@
+"""Spec-prefix tables: ``prefix -> resolver`` for model specs and dataset specs.
+
+A spec string such as ``openclip:ViT-B-32@openai``, ``hf:llava-hf/llava-1.5-7b-hf`` or
+``toy:digits:test`` is resolved by the entry whose prefix is the longest one the spec starts
+with. An entry is either
+
+- a **loader**: ``resolve(spec, ...) -> object`` (models: ``(spec, LoadOptions) -> VisionModel``;
+  datasets: ``(spec, split) -> ImageDataset``), or
+- an **alias** (models only): ``resolve(spec) -> another spec`` (``toy:vlm`` -> ``hf:<dir>``); the
+  model is loaded from the other spec and keeps the spec the user typed.
+
+Core modules register their built-in prefixes when they are imported. Anything else (the
+miniature world, a user's own formats) registers through the ``vlmprobe.plugins`` entry-point
+group: each entry point names a callable taking no arguments that calls ``register`` on
+``MODEL_SPECS`` / ``DATASET_SPECS``. Plugins are loaded once, the first time a table is searched,
+so core modules never import them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+PLUGIN_GROUP = "vlmprobe.plugins"
+_plugins_loaded = False
+
+
+@dataclass(frozen=True)
+class SpecEntry:
+    prefix: str
+    resolve: Callable
+    help: str = ""
+    alias: bool = False
+
+
+class SpecTable:
+    """The prefixes of one kind of spec (``"model"`` or ``"dataset"``)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, SpecEntry] = {}
+
+    def register(self, prefix: str, resolve: Callable, help: str = "", alias: bool = False) -> None:
+        """Add (or replace) the resolver of ``prefix`` (which must end with ``:``)."""
+        if not prefix.endswith(":"):
+            raise ValueError(f"{self.kind} spec prefix {prefix!r} must end with ':'")
+        self._entries[prefix] = SpecEntry(prefix, resolve, help, alias)
+
+    def find(self, spec: str) -> SpecEntry | None:
+        """The entry with the longest prefix of ``spec``, or None."""
+        load_plugins()
+        matches = [e for p, e in self._entries.items() if spec.startswith(p)]
+        return max(matches, key=lambda e: len(e.prefix)) if matches else None
+
+    def prefixes(self) -> list[str]:
+        load_plugins()
+        return sorted(self._entries)
+
+    def entries(self) -> list[SpecEntry]:
+        load_plugins()
+        return [self._entries[p] for p in sorted(self._entries)]
+
+
+MODEL_SPECS = SpecTable("model")
+DATASET_SPECS = SpecTable("dataset")
+
+
+def load_plugins() -> None:
+    """Call every ``vlmprobe.plugins`` entry point once (they register their prefixes)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        ep.load()()
