@@ -131,16 +131,17 @@ def _check_keys(loc: Located, path: tuple, mapping, allowed, what: str) -> None:
 
 
 def _check_spec(loc: Located, path: tuple, spec: str) -> str:
-    from ..models.registry import PREFIXES
+    """A registered prefix (``vlmprobe.specs.MODEL_SPECS``) or an existing model directory."""
+    from ..models import registry  # noqa: F401  (registers the built-in prefixes)
+    from ..specs import MODEL_SPECS
 
     if spec.startswith("toy:"):
         base = spec.split("+adapter:")[0]
         if base not in ("toy:clip", "toy:vlm"):
             raise loc.error(path, f"unknown model spec {spec!r}: toy models are toy:clip and toy:vlm")
-    elif not spec.startswith(PREFIXES):
-        if not os.path.exists(os.path.expanduser(spec)):
-            raise loc.error(path, f"unknown model spec {spec!r}: use one of {', '.join(PREFIXES)}... "
-                                  "or an existing model directory")
+    elif MODEL_SPECS.find(spec) is None and not os.path.exists(os.path.expanduser(spec)):
+        raise loc.error(path, f"unknown model spec {spec!r}: use one of {', '.join(MODEL_SPECS.prefixes())}... "
+                              "or an existing model directory")
     return spec
 
 
@@ -153,9 +154,14 @@ def _check_data(loc: Located, path: tuple, data: str, deferred: str | None) -> N
                                                                ("train", "val", "test")):
             raise loc.error(path, f"unknown toy dataset {data!r}: use toy:digits or toy:digits:train|val|test")
         return
+    from ..data import loading  # noqa: F401  (registers the built-in prefixes)
+    from ..specs import DATASET_SPECS
+
     target = data[len("hfds:"):] if data.startswith("hfds:") else data
     if deferred and target.startswith(deferred):
         return
+    if not data.startswith("hfds:") and DATASET_SPECS.find(data) is not None:
+        return  # a registered format (wds:, a hub dataset...): checked when it loads
     if not os.path.exists(os.path.expanduser(target)):
         raise loc.error(path, f"dataset {data!r} does not exist")
 
