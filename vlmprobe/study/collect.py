@@ -97,7 +97,8 @@ def read_study(path: str | Path) -> dict:
             variant = {k: v for k, v in run["params"].items() if k not in ("num_candidates", "closed_world")}
             from .measures import MEASURES
             is_default = all(v == MEASURES[run["measure"]].options[k].default for k, v in variant.items()
-                             if MEASURES[run["measure"]].options[k].in_id and k not in ("answer_prefix", "templates"))
+                             if MEASURES[run["measure"]].options[k].in_id
+                             and k not in ("answer_prefix", "templates", "cpe_templates"))
             if default_space and not run["params"].get("closed_world") and is_default:
                 out["main"].append(row)
             if run["measure"] != "zeroshot" and (run["params"].get("closed_world") or run["measure"] == "likelihood") \
@@ -116,7 +117,7 @@ def read_study(path: str | Path) -> dict:
             probe = {"run": rid, "model": run["model"], "dataset": run["dataset"], "best": layers.get("best"),
                      "val": layers.get("best_val_accuracy"), "top1": layers.get("best_test_accuracy"),
                      "clip_probe": ((ref.get("probe") or {}).get("test_accuracy")),
-                     "clip_zeroshot": ((ref.get("zeroshot") or {}).get("accuracy")),
+                     "clip_zeroshot": ((ref.get("zeroshot") or {}).get("top1")),
                      "png": str(d / "accuracy_vs_layer.png") if (d / "accuracy_vs_layer.png").exists() else None}
             out["probes"].append(probe)
             row = _eval_row(run, res)

@@ -72,6 +72,20 @@ def _eval(method: str, flags: dict) -> Callable[[Ctx, dict], list]:
     return argv
 
 
+def _zeroshot(ctx: Ctx, p: dict) -> list:
+    if p["cpe_templates"] is None:
+        return _eval("zeroshot", {"templates": "value"})(ctx, p)
+    return _eval("zeroshot", {})(ctx, p) + ["--ensemble", ctx.deps["ensemble"]]
+
+
+def _cpe(ctx: Ctx, p: dict) -> list:
+    out = ["cpe", "--model", ctx.model, *ctx.load_args, *ctx.data_args, "--seed", str(ctx.seed), "--out", ctx.out,
+           "--no-progress", "--templates", str(p["templates"]), "--k", str(p["k"]), "--top-m", str(p["top_m"]),
+           "--temperature", str(p["temperature"])]
+    out += ["--descriptions", p["descriptions"]] if p["descriptions"] else []
+    return out + (["--description-format", p["description_format"]] if p["description_format"] else [])
+
+
 def _probe(ctx: Ctx, p: dict) -> list:
     data = ctx.data_args
     test = data[data.index("--data") + 1]
@@ -117,9 +131,19 @@ NUM_CANDIDATES = Option(None, (int, str), axis=True,
 
 MEASURES: dict[str, Measure] = {m.name: m for m in [
     Measure("zeroshot", (CLIP,), {
-        "templates": Option("single", (str,), axis=True, help="single | imagenet | a JSON template file")},
-        _eval("zeroshot", {"templates": "value"}), section="main",
-        help="CLIP zero-shot: scaled cosine to template-averaged class-name embeddings"),
+        "templates": Option("single", (str,), axis=True, help="single | imagenet | a JSON template file"),
+        "cpe_templates": Option(None, (str,), axis=True,
+                                help="evaluate the CPE ensemble built from this template pool (a cpe run)")},
+        _zeroshot, section="main",
+        deps=lambda p: {} if p["cpe_templates"] is None else {"ensemble": ("cpe", {"templates": p["cpe_templates"]})},
+        help="CLIP zero-shot: scaled cosine to template-averaged class-name embeddings (or a CPE ensemble)"),
+    Measure("cpe", (CLIP,), {
+        "templates": Option("imagenet", (str,), axis=True, help="template pool (vlmprobe cpe --templates)"),
+        "k": Option(10, (int,)), "top_m": Option(20, (int,)), "temperature": Option(1.0, (float, int)),
+        "descriptions": Option(None, (str,), help="JSON {class: [description]} or toy:digit-facts"),
+        "description_format": Option(None, (str,), help="enriched prompt with {c} and {d}")},
+        _cpe, section="cpe", result_file="report.json",
+        help="CPE: CMM-weighted, description-enriched prompt ensemble for CLIP's worst classes (no labels)"),
     Measure("generate", (VLM,), {
         "prompt": Option("default", (str,), axis=True, help="prompt name or file (vlmprobe eval --prompt)"),
         "closed_world": Option(False, (bool,), axis=True, help="append the shuffled class list"),
