@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import machine  # benchmarks/machine.py (a script's own folder is on sys.path)
 import numpy as np
 
 MODES = {"lora": {}, "lora+ckpt": {"gradient_checkpointing": True}, "qlora": {"method": "qlora"},
@@ -71,6 +72,7 @@ def main() -> None:
                          "mean_steps_per_s": args.steps / float(per_step.sum()),
                          "final_loss": read_log(tmp / mode / "log.jsonl")[args.steps + 1]}
     base = results["lora"]["steps_per_s"]
+    print(machine.describe())
     print(f"tiny LLaVA, batch {args.batch}, {args.steps} timed steps, CPU")
     for mode, r in results.items():
         print(f"{mode:10s} {r['steps_per_s']:7.2f} steps/s  {r['answer_tokens_per_s']:8.1f} answer tok/s  "

@@ -15,6 +15,8 @@ import json
 import time
 from pathlib import Path
 
+import machine  # benchmarks/machine.py (a script's own folder is on sys.path)
+
 
 def _eval(model: str, method: str, out: Path, limit: int | None) -> float:
     from vlmprobe.cli import main as cli
@@ -60,6 +62,7 @@ def main() -> None:
         rows["toy CLIP zeroshot"] = (_eval("toy:clip", "zeroshot", out / "eval-clip-before", args.limit),
                                      _eval(clip["model_spec"], "zeroshot", out / "eval-clip-after", args.limit))
         report["clip_training"] = clip
+    print(machine.describe())
     print(f"{'toy test split, top-1':28s} {'before':>8s} {'after':>8s} {'gain':>8s}")
     for name, (before, after) in rows.items():
         print(f"{name:28s} {before:8.3f} {after:8.3f} {after - before:+8.3f}")

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # benchmarks/machine.py (a script's own folder is on sys.path)
 import numpy as np
 
 from vlmprobe.metrics import frequency as fq
@@ -75,6 +76,7 @@ def main() -> None:
         path = Path(tmp) / "corpus.json"
         t = time.perf_counter()
         write_json_list(path, synthetic_corpus(rng, names, args.conversations))
+        print(machine.describe())
         print(f"corpus: {args.conversations} conversations, {path.stat().st_size / 1e6:.0f} MB, "
               f"{args.classes} classes (built in {time.perf_counter() - t:.1f}s)")
 

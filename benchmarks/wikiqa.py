@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import machine  # benchmarks/machine.py (a script's own folder is on sys.path)
 import numpy as np
 
 
@@ -33,6 +34,7 @@ def main() -> None:
     images = None if args.no_image else [read_image(q.image_path) for q in questions]
     model = load_model(args.model, device=args.device)
     cond = Condition(image=not args.no_image)
+    print(machine.describe())
     print(f"{len(questions)} questions, {args.model}, condition {cond.name}, batch {args.batch_size}")
 
     def timed(fn):

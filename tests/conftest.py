@@ -22,6 +22,18 @@ def _isolated_home(tmp_path_factory):
         os.environ["VLMPROBE_HOME"] = old
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared, loaded machine their
+    small ops wait on each other; restored afterwards for the other test modules."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """{"openclip", "hfclip", "llava", "llava-next"} -> directories of tiny random-weight models
@@ -77,6 +89,23 @@ def toy_world(_isolated_home):
     from vlmprobe.toy import build_world
 
     return build_world(progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_models(tmp_path_factory):
+    """The real LLaMA-2 / Qwen2 tokenizers and the tiny VLMs built around them
+    (``vlmprobe.testing_real``): {"tokenizers/llama", "tokenizers/qwen2", "llava-real",
+    "qwen2-vl-real"} -> directory. Vocabularies come from ../shared/reference/tokenizers or
+    ``pip download`` of llama-cpp-python's sdist; skipped (with the reason) when neither works.
+    VLMPROBE_TEST_REAL=DIR keeps the build across sessions."""
+    from vlmprobe.errors import VlmprobeError
+    from vlmprobe.testing_real import build_real_models
+
+    root = os.environ.get("VLMPROBE_TEST_REAL") or str(tmp_path_factory.mktemp("real_models"))
+    try:
+        return build_real_models(root)
+    except VlmprobeError as e:
+        pytest.skip(f"real tokenizer vocabularies unavailable: {e}")
 
 
 @pytest.fixture

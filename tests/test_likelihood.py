@@ -11,8 +11,9 @@ from PIL import Image
 
 import vlmprobe
 from vlmprobe.errors import VlmprobeError
-from vlmprobe.models.likelihood import (apply_article, build_trie, continuation_logprobs, plan_chunks,
-                                        score_candidates, tokenize_continuations)
+from vlmprobe.classify.likelihood import apply_article
+from vlmprobe.models.likelihood import continuation_logprobs
+from vlmprobe.models.tokentrie import build_trie, plan_chunks, tokenize_continuations
 
 # shared token prefixes, multi-token names, duplicates, unicode, a long name
 CANDIDATES = ["tench", "great white shark", "great", "great white", "tiger shark", "tiger", "tench",
@@ -20,14 +21,7 @@ CANDIDATES = ["tench", "great white shark", "great", "great white", "tiger shark
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, loaded machine their
-    small ops wait on each other; restored afterwards for the other test modules."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -53,34 +47,34 @@ def assert_same_ranking(fast, naive):
 def test_fast_equals_naive(vlms, kind):
     vlm, imgs = vlms[kind], images(2)
     # every scored token's log-prob; chunk_size 5 splits subtrees (ancestors recomputed in later chunks)
-    naive = score_candidates(vlm, imgs, CANDIDATES, reduction="tokens", scoring="naive")
-    fast = score_candidates(vlm, imgs, CANDIDATES, reduction="tokens", chunk_size=5, batch_size=2)
+    naive = vlm.score(imgs, CANDIDATES, reduction="tokens", scoring="naive")
+    fast = vlm.score(imgs, CANDIDATES, reduction="tokens", chunk_size=5, batch_size=2)
     assert fast.shape == naive.shape and torch.equal(fast.isnan(), naive.isnan())
     assert (fast - naive).nan_to_num().abs().max().item() <= TOL
     ref = {"sum": naive.nansum(-1), "mean": naive.nanmean(-1), "first": naive[..., 0]}
     for reduction, want in ref.items():
-        got = score_candidates(vlm, imgs, CANDIDATES, reduction=reduction, chunk_size=5, batch_size=2)
+        got = vlm.score(imgs, CANDIDATES, reduction=reduction, chunk_size=5, batch_size=2)
         assert got.shape == (2, len(CANDIDATES)) and torch.isfinite(got).all()
         assert (got - want).abs().max().item() <= TOL, reduction
         assert_same_ranking(got, want)
         assert torch.equal(got[:, 0], got[:, 6])  # duplicate names score identically
     # with the paper's answer prefix and EOS scoring
     kw = dict(answer_prefix="The photo features a", include_eos=True)
-    fast = score_candidates(vlm, imgs[:1], CANDIDATES, **kw)
-    naive = score_candidates(vlm, imgs[:1], CANDIDATES, scoring="naive", **kw)
+    fast = vlm.score(imgs[:1], CANDIDATES, **kw)
+    naive = vlm.score(imgs[:1], CANDIDATES, scoring="naive", **kw)
     assert (fast - naive).abs().max().item() <= TOL
     assert_same_ranking(fast, naive)
-    no_eos = score_candidates(vlm, imgs[:1], CANDIDATES, answer_prefix="The photo features a")
+    no_eos = vlm.score(imgs[:1], CANDIDATES, answer_prefix="The photo features a")
     assert (fast < no_eos).all()  # one more log-prob (< 0) in the sum
 
 
 @pytest.mark.parametrize("kind", ["llava", "llava-next"])
 def test_batch_invariance(vlms, kind):
     vlm, imgs = vlms[kind], images(8, seed=1)
-    together = score_candidates(vlm, imgs, CANDIDATES, batch_size=8)
-    alone = torch.cat([score_candidates(vlm, [im], CANDIDATES, batch_size=1) for im in imgs])
+    together = vlm.score(imgs, CANDIDATES, batch_size=8)
+    alone = torch.cat([vlm.score([im], CANDIDATES, batch_size=1) for im in imgs])
     assert (together - alone).abs().max().item() <= TOL
-    mixed = score_candidates(vlm, imgs, CANDIDATES, batch_size=3, chunk_size=9)
+    mixed = vlm.score(imgs, CANDIDATES, batch_size=3, chunk_size=9)
     assert (together - mixed).abs().max().item() <= TOL
 
 
@@ -108,8 +102,8 @@ def test_boundary_merge_is_context_not_score(vlms):
     cands = ["goldfish", "tiger shark", "tench"]
     req = tokenize_continuations(vlm.tokenizer, prefix, cands, separator="")
     assert req.shared < len(req.prefix_ids)  # the boundary really re-tokenizes
-    fast = continuation_logprobs(vlm, [img], [prefix], cands, separator="")
-    naive = continuation_logprobs(vlm, [img], [prefix], cands, separator="", scoring="naive")
+    fast = vlm.logprobs([img], [prefix], cands, separator="")
+    naive = vlm.logprobs([img], [prefix], cands, separator="", scoring="naive")
     assert (fast - naive).abs().max().item() <= TOL
     P = vlm.tokenizer(prefix).input_ids
     for k, c in enumerate(cands):
@@ -128,15 +122,15 @@ def test_boundary_merge_is_context_not_score(vlms):
 def test_reductions_agree_with_token_logprobs(vlms):
     vlm, imgs = vlms["llava"], images(2)
     prefix = vlm.render("What type of object is in this photo?")
-    tokens = continuation_logprobs(vlm, imgs, prefix, CANDIDATES, reduction="tokens")
+    tokens = vlm.logprobs(imgs, prefix, CANDIDATES, reduction="tokens")
     counts = (~tokens.isnan()).sum(-1)
-    red = {r: continuation_logprobs(vlm, imgs, prefix, CANDIDATES, reduction=r) for r in ("sum", "mean", "first")}
+    red = {r: vlm.logprobs(imgs, prefix, CANDIDATES, reduction=r) for r in ("sum", "mean", "first")}
     assert torch.allclose(red["sum"], tokens.nansum(-1), atol=1e-5)
     assert torch.allclose(red["mean"], tokens.nansum(-1) / counts, atol=1e-5)
     assert torch.equal(red["first"], tokens[..., 0])
     assert (counts[:, 1] == 3).all() and (counts[:, 2] == 1).all()  # " great white shark", " great"
     # per-row continuation lists of different lengths: NaN-padded
-    ragged = continuation_logprobs(vlm, imgs, prefix, [CANDIDATES[:2], CANDIDATES[:5]])
+    ragged = vlm.logprobs(imgs, prefix, [CANDIDATES[:2], CANDIDATES[:5]])
     assert ragged[0, 2:].isnan().all() and torch.allclose(ragged[1], red["sum"][1, :5], atol=TOL)
 
 
@@ -146,15 +140,15 @@ def test_text_only_rows_with_their_own_prompts(vlms):
     prefixes = [vlm.render("Which is a fish? A. tench B. cat", image=False) + " Answer:",
                 vlm.render("Name an animal.", image=False)]
     conts = [["A", "B"], ["tench", "cat", "great white shark"]]
-    fast = continuation_logprobs(vlm, None, prefixes, conts, chunk_size=2)
-    naive = continuation_logprobs(vlm, None, prefixes, conts, scoring="naive")
+    fast = vlm.logprobs(None, prefixes, conts, chunk_size=2)
+    naive = vlm.logprobs(None, prefixes, conts, scoring="naive")
     assert fast.shape == (2, 3) and fast[0, 2].isnan() and torch.isfinite(fast[1]).all()
     assert (fast - naive).nan_to_num().abs().max().item() <= TOL
 
 
 def test_trie_shares_tokens_and_chunks_cover_it():
     seqs = [(1, 2, 3), (1, 2), (1, 4), (5,), (1, 2, 3)]
-    trie = build_trie(seqs, [0] * 5)
+    trie = build_trie(seqs)
     assert trie.size == 5  # 1, 1-2, 1-2-3, 1-4, 5
     assert torch.equal(trie.paths[0], trie.paths[4])
     assert trie.parent.tolist() == [-1, 0, 1, 0, -1]  # pre-order numbering
@@ -176,9 +170,9 @@ def test_unsupported_models_and_bad_input_raise(vlms):
     vlm = vlms["llava"]
     img = images(1)
     with pytest.raises(VlmprobeError, match="empty candidate"):
-        score_candidates(vlm, img, ["tench", ""])
+        vlm.score(img, ["tench", ""])
     with pytest.raises(VlmprobeError, match="reduction"):
-        score_candidates(vlm, img, ["tench"], reduction="max")
+        vlm.score(img, ["tench"], reduction="max")
     from transformers import Qwen2VLConfig
 
     fake = SimpleNamespace(model=SimpleNamespace(config=Qwen2VLConfig()))
@@ -189,7 +183,7 @@ def test_unsupported_models_and_bad_input_raise(vlms):
     try:
         cfg.text_config._attn_implementation = "flash_attention_2"
         with pytest.raises(VlmprobeError, match="flash_attention_2"):
-            score_candidates(vlm, img, ["tench"])
+            vlm.score(img, ["tench"])
     finally:
         cfg.text_config._attn_implementation = old
 
@@ -207,7 +201,7 @@ def test_eval_method_end_to_end(vlms, digits_folder, tmp_path):
     records = [json.loads(line) for line in open(tmp_path / "all" / "samples.jsonl")]
     assert scores.shape == (6, 10) and np.isfinite(scores).all() and "top1" in res
     assert [r["prediction"] for r in records] == scores.argmax(1).tolist()
-    direct = score_candidates(vlm, [data.load_image(i) for i in range(6)], data.classnames,
+    direct = vlm.score([data.load_image(i) for i in range(6)], data.classnames,
                               answer_prefix="The photo features a").numpy()
     assert np.abs(scores - direct).max() <= TOL
     config = json.load(open(tmp_path / "all" / "config.json"))["method"]
@@ -226,7 +220,7 @@ def test_eval_method_end_to_end(vlms, digits_folder, tmp_path):
     r1, r4 = runs[1], runs[4]
     assert [r["candidates"] for r in r1] == [r["candidates"] for r in r4]
     assert np.abs(np.array([r["candidate_scores"] for r in r1]) - [r["candidate_scores"] for r in r4]).max() <= TOL
-    full = score_candidates(vlm, [data.load_image(i) for i in range(6)], data.classnames).numpy()
+    full = vlm.score([data.load_image(i) for i in range(6)], data.classnames).numpy()
     for i, r in enumerate(r1):
         assert len(set(r["candidates"])) == 3 and r["label"] in r["candidates"]
         assert np.abs(full[i, r["candidates"]] - r["candidate_scores"]).max() <= TOL  # same scores as all K

@@ -376,7 +376,7 @@ def test_results_from_generation_and_wikiqa_runs(tmp_path):
             {"id": "q3", "skipped": True, "error": "missing image"}]
     (wq / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     out = results_from_run(wq, groups=["classname"])
-    assert out["accuracy"] == 0.5 and out["counts"] == {"n": 2, "skipped": 1, "no_prediction": 1}
+    assert out["accuracy"] == 0.5 and out["counts"] == {"n": 2, "skipped": 1, "no_prediction": 1, "nonfinite_scores": 0}
     assert out["groups"]["classname"]["groups"]["tench"]["accuracy"] == 1.0
     bad = tmp_path / "bad"
     _write_run(bad, [0, 1], [0, 1], np.zeros((2, 2)), ["a", "b"])

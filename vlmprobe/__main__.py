@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+from .distributed import relaunch_cpu_processes
+
+relaunch_cpu_processes(module="vlmprobe")  # accelerate launch --cpu --num_processes N -m vlmprobe ...
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

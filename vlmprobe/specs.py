@@ -62,6 +62,9 @@ class SpecTable:
 
 MODEL_SPECS = SpecTable("model")
 DATASET_SPECS = SpecTable("dataset")
+# CPE inputs: ``resolve(spec) -> list[str]`` of ``{}`` templates / ``-> {class: [description]}``
+TEMPLATE_SPECS = SpecTable("template")
+DESCRIPTION_SPECS = SpecTable("description")
 
 
 def load_plugins() -> None:

@@ -7,6 +7,7 @@
 ``hfclip``      transformers ``CLIPModel`` + ``CLIPProcessor``     ``hfclip:DIR/hfclip``
 ``llava``       ``LlavaForConditionalGeneration`` (LLaVA-1.5)      ``hf:DIR/llava``
 ``llava-next``  ``LlavaNextForConditionalGeneration`` (AnyRes)     ``hf:DIR/llava-next``
+``qwen2-vl``    ``Qwen2VLForConditionalGeneration`` (M-RoPE)      ``hf:DIR/qwen2-vl`` (``--all``)
 ==============  ===============================================  ===============================
 
 The VLMs are a 2-layer, 64-wide CLIP vision tower (32 px, patch 8: 16 patch tokens; the
@@ -16,6 +17,11 @@ The VLMs are a 2-layer, 64-wide CLIP vision tower (32 px, patch 8: 16 patch toke
 like the real checkpoints' (LLaVA-1.5: ``USER: <image>\\n{q} ASSISTANT:``; LLaVA-NeXT, as in
 llava-v1.6-mistral: ``[INST] <image>\\n{q} [/INST]``). LLaVA-NeXT tiles images on the grid
 pinpoints below, so the number of ``<image>`` tokens depends on the image's size.
+Qwen2-VL is a 2-layer, 64-wide Qwen2-VL vision transformer (patch 8, 2x2 patch merger: a 32 px
+image is 4x4 patches -> 4 ``<|image_pad|>`` tokens; sizes up to 64x64 px keep their aspect) + a
+2-layer, 64-wide Qwen2 language model with multimodal rotary positions (M-RoPE), with a
+ChatML template like the real one's (``<|im_start|>user\\n<|vision_start|><|image_pad|>
+<|vision_end|>{q}<|im_end|>\\n<|im_start|>assistant\\n``).
 
 Tokenizers are byte-level BPE vocabularies trained here (``tokenizers``) on a small English
 corpus (prompt phrases, digit names, ImageNet class names and CLIP templates from open_clip):
@@ -41,8 +47,10 @@ import torch
 MARKER = ".vlmprobe-tiny.json"  # written last into every finished model directory
 RECIPE_VERSION = 1  # bump whenever a recipe below changes: older builds are rebuilt
 SEED = 0
-NAMES = ("openclip", "hfclip", "llava", "llava-next")
-SPECS = {"openclip": "openclip:local-dir:{}", "hfclip": "hfclip:{}", "llava": "hf:{}", "llava-next": "hf:{}"}
+NAMES = ("openclip", "hfclip", "llava", "llava-next")  # what build_tiny_models writes by default
+FAMILY_NAMES = ("qwen2-vl",)  # further families, built on request (build_tiny_model / --all)
+SPECS = {"openclip": "openclip:local-dir:{}", "hfclip": "hfclip:{}", "llava": "hf:{}", "llava-next": "hf:{}",
+         "qwen2-vl": "hf:{}"}
 
 IMAGE_SIZE = 32  # vision tower input (px)
 PATCH_SIZE = 8  # -> (32/8)^2 = 16 patch tokens (+ CLS, dropped by the "default" strategy)
@@ -74,6 +82,22 @@ LLAVA_NEXT_CHAT_TEMPLATE = (  # llava-v1.6-mistral: "[INST] <image>\n{question} 
     "{{ part['text'] + '\n\n' }}{% endfor %}{% endif %}"
     "{% endfor %}"
 )
+
+QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|image_pad|>", "<|video_pad|>")  # Qwen2's special tokens (pad, turns, vision)
+QWEN2_VL_CHAT_TEMPLATE = (  # ChatML as Qwen2-VL-Instruct renders it (default system turn, images first)
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+QWEN_PATCH = 8  # Qwen2-VL vision patch (px); 2x2 patches merge into one language-model token
 
 _COMMON = """the a an of in on at to is are was be this that these those it its there what which who
 how why where when type kind object thing photo picture image shown show shows see seen looks like
@@ -144,6 +168,19 @@ def llama_tokenizer():
                                    pad_token="<pad>", padding_side="left", model_max_length=4096,
                                    extra_special_tokens={"image_token": IMAGE_TOKEN},
                                    clean_up_tokenization_spaces=False)
+
+
+def qwen2_tokenizer():
+    """Transformers fast tokenizer shaped like Qwen2's: byte-level BPE, no BOS, ``<|endoftext|>``
+    pads, ``<|im_end|>`` ends a turn (eos), vision specials as in Qwen2-VL."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
+    tok = build_tokenizer(LM_VOCAB - len(QWEN_SPECIALS))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIALS])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   padding_side="left", model_max_length=4096, clean_up_tokenization_spaces=False,
+                                   extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
 
 
 def clip_tokenizer():
@@ -234,6 +271,33 @@ def _build_llava_next(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+def _build_qwen2_vl(out: Path) -> None:
+    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
+                              Qwen2VLProcessor, Qwen2VLVideoProcessor)
+
+    tok = qwen2_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    vision = dict(depth=2, embed_dim=64, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=QWEN_PATCH,
+                  spatial_merge_size=2, temporal_patch_size=2)
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, initializer_range=0.2,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+                bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                           video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                           vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    factor = QWEN_PATCH * 2  # sides are rounded to multiples of patch x merge
+    image_processor = Qwen2VLImageProcessor(patch_size=QWEN_PATCH, merge_size=2, temporal_patch_size=2,
+                                            min_pixels=IMAGE_SIZE * IMAGE_SIZE, max_pixels=4 * IMAGE_SIZE * IMAGE_SIZE,
+                                            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    video_processor = Qwen2VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2, temporal_patch_size=2)
+    assert IMAGE_SIZE % factor == 0
+    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
+                                 chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
 def _build_hfclip(out: Path) -> None:
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
@@ -272,7 +336,7 @@ def _build_openclip(out: Path) -> None:
 
 
 _BUILDERS = {"openclip": _build_openclip, "hfclip": _build_hfclip, "llava": _build_llava,
-             "llava-next": _build_llava_next}
+             "llava-next": _build_llava_next, "qwen2-vl": _build_qwen2_vl}
 
 
 def _complete(path: Path, name: str) -> bool:
@@ -313,9 +377,9 @@ def build_tiny_model(root: str | os.PathLike, name: str, force: bool = False) ->
     return str(final)
 
 
-def build_tiny_models(root: str | os.PathLike, force: bool = False) -> dict[str, str]:
-    """``{"openclip", "hfclip", "llava", "llava-next"} -> root/<name>`` (see module docstring)."""
-    return {name: build_tiny_model(root, name, force=force) for name in NAMES}
+def build_tiny_models(root: str | os.PathLike, force: bool = False, names=NAMES) -> dict[str, str]:
+    """``{name in names} -> root/<name>`` (see module docstring; ``NAMES + FAMILY_NAMES`` for all)."""
+    return {name: build_tiny_model(root, name, force=force) for name in names}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,10 +387,24 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m vlmprobe.testing",
                                      description="Write tiny random-weight test models (offline) into DIR.")
-    parser.add_argument("dir", help="output directory (DIR/openclip, DIR/hfclip, DIR/llava, DIR/llava-next)")
+    parser.add_argument("dir", nargs="?", help="output directory (DIR/openclip, DIR/hfclip, DIR/llava, DIR/llava-next)")
     parser.add_argument("--force", action="store_true", help="rebuild even when a complete build exists")
+    parser.add_argument("--all", action="store_true", help=f"also build {', '.join(FAMILY_NAMES)}")
+    parser.add_argument("--real-tokenizers", metavar="DIR",
+                        help="also (or only) write the real LLaMA-2 / Qwen2 tokenizers and tiny VLMs built around "
+                             "them into DIR (vlmprobe.testing_real)")
     args = parser.parse_args(argv)
-    for name, path in build_tiny_models(args.dir, force=args.force).items():
+    if args.real_tokenizers:
+        from .testing_real import build_real_models
+
+        for name, path in build_real_models(args.real_tokenizers, force=args.force).items():
+            print(f"{name:16s} {path if name.startswith('tokenizers/') else 'hf:' + path}")
+    if not args.dir:
+        if not args.real_tokenizers:
+            parser.error("give DIR and/or --real-tokenizers DIR")
+        return 0
+    names = NAMES + FAMILY_NAMES if args.all else NAMES
+    for name, path in build_tiny_models(args.dir, force=args.force, names=names).items():
         print(f"{name:11s} {SPECS[name].format(path)}")
     return 0
 

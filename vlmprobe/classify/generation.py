@@ -18,19 +18,56 @@ other classes are named as well), next to the single-prediction accuracy the met
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from .. import options
 from ..errors import VlmprobeError
 from ..models.base import require_kind
-from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
+from .candidates import (LabelSpace, check_num_candidates, label_space_option, parse_num_candidates,
+                         sample_candidates)
 from .matching import RULES, match_response
 from .prompts import OPEN_WORLD_QUESTION, PROMPTS, get_prompt
 
 
+@dataclass
+class GenerateOptions(options.Options):
+    """``vlmprobe eval --method generate`` options."""
+
+    prompt: str = options.option(
+        "default", f"question asked: a built-in name ({', '.join(PROMPTS)}; default is the paper's "
+                   f"'{OPEN_WORLD_QUESTION}') or a UTF-8 text file ({{classes}} marks where the closed-world "
+                   "candidate list goes)", metavar="NAME|FILE")
+    closed_world: bool = options.option(
+        False, "list the candidates in the question (' Choose one from \"c1, c2, ...\"')", negative="--open-world",
+        negative_help="ask without listing classes; match the answer against all classes")
+    num_candidates: int | str | None = options.option(
+        None, "closed world: true class + N-1 random other classes per image (seeded), or all", metavar="N|all")
+    shuffle: bool = options.option(True, "shuffle the candidate order per image (seeded)", negative="--no-shuffle",
+                                   negative_help="list candidates in dataset class order")
+    cot: bool = options.option(False, "append \"Let's think step by step.\" (default budget 512 new tokens "
+                                      "instead of 64)")
+    max_new_tokens: int | None = options.option(None, "generation budget (default 64, or 512 with --cot)", type=int,
+                                                check=lambda n: n >= 1, requirement="must be at least 1")
+    match: str = options.option("substring", "answer matching: substring (the paper's case-insensitive 'label in "
+                                "response'), word (whole-word mention), first (earliest mentioned candidate)",
+                                choices=RULES)
+    label_space: str | None = label_space_option()
+
+
 class Method:
     name = "generate"
+    Options = GenerateOptions
 
     def __init__(self, prompt: str = "default", closed_world: bool = False, num_candidates: int | str | None = None,
                  shuffle: bool = True, cot: bool = False, max_new_tokens: int | None = None,
-                 match: str = "substring"):
+                 match: str = "substring", label_space: str | None = None):
+        self.options = GenerateOptions(prompt=prompt, closed_world=bool(closed_world), num_candidates=num_candidates,
+                                       shuffle=bool(shuffle), cot=bool(cot), max_new_tokens=max_new_tokens,
+                                       match=match, label_space=label_space)
+        self.space = LabelSpace.parse(label_space)
+        if self.space.restricted and (num_candidates is not None or not closed_world):
+            raise VlmprobeError("--label-space lists each image's class and its confusers in the question: it needs "
+                                "--closed-world and no --num-candidates")
         self.template = get_prompt(prompt, cot=cot)
         self.closed_world = bool(closed_world)
         self.num_candidates = parse_num_candidates(num_candidates)
@@ -41,11 +78,7 @@ class Method:
             raise VlmprobeError(f"prompt {self.template.name!r} ({self.template.source}) has a {{classes}} "
                                 "slot; use it with --closed-world")
         self.shuffle = bool(shuffle)
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise VlmprobeError(f"--max-new-tokens {max_new_tokens}: must be at least 1")
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens is not None else self.template.max_new_tokens
-        if match not in RULES:
-            raise VlmprobeError(f"--match {match!r}: choose from {', '.join(RULES)}")
         self.match = match
         self.classnames: list[str] = []
 
@@ -54,12 +87,16 @@ class Method:
                "max_new_tokens": self.max_new_tokens, "match": self.match, "greedy": True}
         if self.closed_world:  # label-space options only matter when classes are listed
             cfg.update(num_candidates=self.num_candidates or "all", shuffle=self.shuffle)
+            if self.space.restricted:
+                cfg["label_space"] = self.space.config()
         return cfg
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "vlm", "--method generate", "use --method zeroshot")
+        require_kind(model, "vlm", "--method generate",
+                     "use --method zeroshot for CLIP, classifier for a supervised model")
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
+        self.space.setup(dataset)
 
     def num_scores(self, dataset) -> None:
         return None
@@ -69,7 +106,10 @@ class Method:
         questions, offered = [], []
         for sample in samples:
             cands = None
-            if self.closed_world:
+            if self.space.restricted:
+                cands = self.space.candidates(sample)
+                cands = [int(c) for c in rng_for(sample).permutation(cands)] if self.shuffle else cands
+            elif self.closed_world:
                 cands = sample_candidates(sample.label, len(self.classnames), self.num_candidates, rng_for(sample),
                                           shuffle=self.shuffle)
             names = [self.classnames[c] for c in cands] if cands is not None else None
@@ -123,32 +163,8 @@ def summarize_records(records: list[dict]) -> dict:
 
 def add_arguments(parser) -> None:
     """``vlmprobe eval --method generate`` options (``parser``: an argparse parser or group)."""
-    g = parser
-    g.add_argument("--prompt", default="default", metavar="NAME|FILE",
-                   help=f"question asked: a built-in name ({', '.join(PROMPTS)}; default is the paper's "
-                        f"'{OPEN_WORLD_QUESTION}') or a UTF-8 text file ({{classes}} marks where the closed-world "
-                        "candidate list goes)")
-    world = g.add_mutually_exclusive_group()
-    world.add_argument("--closed-world", dest="closed_world", action="store_true", default=False,
-                       help="list the candidates in the question (' Choose one from \"c1, c2, ...\"')")
-    world.add_argument("--open-world", dest="closed_world", action="store_false",
-                       help="ask without listing classes; match the answer against all classes")
-    g.add_argument("--num-candidates", default=None, metavar="N|all",
-                   help="closed world: true class + N-1 random other classes per image (seeded), or all")
-    order = g.add_mutually_exclusive_group()
-    order.add_argument("--shuffle", dest="shuffle", action="store_true", default=True,
-                       help="shuffle the candidate order per image (seeded)")
-    order.add_argument("--no-shuffle", dest="shuffle", action="store_false",
-                       help="list candidates in dataset class order")
-    g.add_argument("--cot", action="store_true",
-                   help="append \"Let's think step by step.\" (default budget 512 new tokens instead of 64)")
-    g.add_argument("--max-new-tokens", type=int, default=None,
-                   help="generation budget (default 64, or 512 with --cot)")
-    g.add_argument("--match", default="substring", choices=RULES,
-                   help="answer matching: substring (the paper's case-insensitive 'label in response'), word "
-                        "(whole-word mention), first (earliest mentioned candidate)")
+    options.add_arguments(parser, GenerateOptions)
 
 
 def from_args(args) -> Method:
-    return Method(prompt=args.prompt, closed_world=args.closed_world, num_candidates=args.num_candidates,
-                  shuffle=args.shuffle, cot=args.cot, max_new_tokens=args.max_new_tokens, match=args.match)
+    return Method(**options.from_args(GenerateOptions, args).as_dict())

@@ -6,8 +6,9 @@ prefix (the paper's ``"The photo features a"``)::
     s(x, c) = reduce_t log p(tokens of c | image x, question, answer prefix)    (sum | mean | first)
 
 prediction ``argmax_c s(x, c)`` (ties, e.g. duplicate class names, go to the lowest class index).
-The engine is ``vlmprobe.models.likelihood`` (``--scoring fast``: shared prefix + token trie,
-exact; ``--scoring naive``: one full forward per class, the reference).
+The engine is the model's public ``score`` (``vlmprobe.models.likelihood``; ``--scoring fast``:
+shared prefix + token trie, exact; ``--scoring naive``: one full forward per class, the
+reference). ``--article a/an`` is handled here (``apply_article``), before the model sees the names.
 
 Label space: with ``--num-candidates N`` each image is scored only on the true class plus N-1
 random others (``candidates.sample_candidates``, seeded per sample); the prediction is the
@@ -18,27 +19,72 @@ score).
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 import numpy as np
 
+from .. import options
 from ..errors import VlmprobeError
+from ..metrics.nonfinite import nonfinite_rows, prediction_fields, predict
 from ..models.base import require_kind
 from ..models.likelihood import REDUCTIONS, SCORINGS
-from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
+from .candidates import (LabelSpace, check_num_candidates, label_space_option, parse_num_candidates,
+                         sample_candidates)
 from .prompts import PROMPTS, get_prompt
 
 PAPER_ANSWER_PREFIX = "The photo features a"  # the paper's probability-inference answer start
 ARTICLES = ("none", "a/an")
+_VOWEL_SOUND = tuple("aeiouAEIOU")
+
+
+def apply_article(answer_prefix: str | None, candidates) -> tuple[str | None, list[str]]:
+    """``a/an`` handling: each candidate gets its own article ("an apple", "a cat"; rule: first
+    letter a vowel), and a trailing ``a``/``an`` word is removed from the answer prefix ("The photo
+    features a" -> "The photo features"). The article is part of the scored continuation."""
+    if answer_prefix:
+        words = answer_prefix.rstrip().split(" ")
+        if words and words[-1].lower() in ("a", "an"):
+            answer_prefix = " ".join(words[:-1]) or None
+    return answer_prefix, [("an " if c.startswith(_VOWEL_SOUND) else "a ") + c for c in candidates]
 IMAGES_PER_FORWARD = 8  # images whose prefixes share one forward (bounds the prefix KV memory)
+
+
+@dataclass
+class LikelihoodOptions(options.Options):
+    """``vlmprobe eval --method likelihood`` options."""
+
+    prompt: str = options.option("default", f"question asked: a built-in name ({', '.join(PROMPTS)}) or a UTF-8 "
+                                 "text file", metavar="NAME|FILE")
+    num_candidates: int | str | None = options.option(
+        None, "label space: true class + N-1 random other classes per image (seeded), or all", metavar="N|all")
+    reduction: str = options.option("sum", "likelihood: combine a class name's token log-probs by sum "
+                                    "(log-likelihood), mean per token, or the first token only",
+                                    choices=REDUCTIONS[:3])
+    scoring: str = options.option("fast", "likelihood: fast (image+prompt computed once per image, all class names "
+                                  "in a token trie; exact) or naive (one full forward per class; the reference)",
+                                  choices=SCORINGS)
+    answer_prefix: str | None = options.option(
+        None, f"likelihood: text that opens the answer before the class name; 'paper' means "
+              f"'{PAPER_ANSWER_PREFIX}'; none by default", metavar="TEXT")
+    include_eos: bool = options.option(False, "likelihood: also score the end-of-sequence token after the class "
+                                       "name", flag="--score-eos")
+    article: str = options.option("none", "likelihood: a/an puts 'a' or 'an' before each class name (scored with "
+                                  "it) and drops a trailing 'a'/'an' from the answer prefix", choices=ARTICLES)
+    chunk_size: int = options.option(512, "likelihood (fast): trie nodes per image per forward; lower it to save "
+                                     "memory", check=lambda n: n >= 1, requirement="must be at least 1")
+    label_space: str | None = label_space_option()
 
 
 class Method:
     name = "likelihood"
+    Options = LikelihoodOptions
 
     def __init__(self, prompt: str = "default", answer_prefix: str | None = None, reduction: str = "sum",
                  scoring: str = "fast", include_eos: bool = False, article: str | None = None,
-                 chunk_size: int = 512, num_candidates: int | str | None = None):
+                 chunk_size: int = 512, num_candidates: int | str | None = None, label_space: str | None = None):
+        self.options = LikelihoodOptions(prompt=prompt, num_candidates=num_candidates, reduction=reduction,
+                                         scoring=scoring, answer_prefix=answer_prefix, include_eos=bool(include_eos),
+                                         article=article or "none", chunk_size=chunk_size, label_space=label_space)
         self.template = get_prompt(prompt)
         if self.template.cot or self.template.has_classes_slot:
             raise VlmprobeError(f"--prompt {prompt!r}: likelihood scoring asks an open question without "
@@ -47,30 +93,29 @@ class Method:
         if answer_prefix == "paper":
             answer_prefix = PAPER_ANSWER_PREFIX
         self.answer_prefix = answer_prefix or None
-        if reduction not in REDUCTIONS[:3]:
-            raise VlmprobeError(f"--reduction {reduction!r}: choose from {', '.join(REDUCTIONS[:3])}")
-        if scoring not in SCORINGS:
-            raise VlmprobeError(f"--scoring {scoring!r}: choose from {', '.join(SCORINGS)}")
-        if article not in (None, *ARTICLES):
-            raise VlmprobeError(f"--article {article!r}: choose from {', '.join(ARTICLES)}")
-        if chunk_size < 1:
-            raise VlmprobeError(f"--chunk-size {chunk_size}: must be at least 1")
         self.reduction, self.scoring, self.include_eos = reduction, scoring, bool(include_eos)
         self.article = None if article in (None, "none") else article
         self.chunk_size = int(chunk_size)
         self.num_candidates = parse_num_candidates(num_candidates)
+        self.space = LabelSpace.parse(label_space)
+        if self.space.restricted and self.num_candidates is not None:
+            raise VlmprobeError("--label-space and --num-candidates both set the label space; give one")
         self.classnames: list[str] = []
 
     def config(self) -> dict:
         """What determines the scores (chunk size only changes memory use, so it is left out)."""
         return {"prompt": self.template.to_config(), "question": self.question, "answer_prefix": self.answer_prefix,
                 "reduction": self.reduction, "scoring": self.scoring, "include_eos": self.include_eos,
-                "article": self.article or "none", "num_candidates": self.num_candidates or "all"}
+                "article": self.article or "none", "num_candidates": self.num_candidates or "all",
+                **({"label_space": self.space.config()} if self.space.restricted else {})}
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "vlm", "--method likelihood", "use --method zeroshot")
+        require_kind(model, "vlm", "--method likelihood",
+                     "use --method zeroshot for CLIP, classifier for a supervised model")
+        model.check_scoring(self.scoring)  # e.g. fast on Qwen2-VL: one line naming --scoring naive
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
+        self.space.setup(dataset)
 
     def _sampled(self, num_classes: int) -> bool:
         return self.num_candidates is not None and self.num_candidates < num_classes
@@ -83,26 +128,37 @@ class Method:
         """PIL images -> records, scores [B, K] float32 (-inf for classes not offered)."""
         K = len(self.classnames)
         offered = None
-        if self._sampled(K):
+        if self.space.restricted:
+            offered = [self.space.candidates(s) for s in samples]
+            candidates = [[self.classnames[c] for c in cands] for cands in offered]
+        elif self._sampled(K):
             offered = [sample_candidates(s.label, K, self.num_candidates, rng_for(s), shuffle=False)
                        for s in samples]
             candidates = [[self.classnames[c] for c in cands] for cands in offered]
         else:
             candidates = self.classnames
-        sub = model.score(images, candidates, prompt=self.question, answer_prefix=self.answer_prefix,
+        answer_prefix = self.answer_prefix
+        if self.article:  # the article belongs to each class name (scored with it)
+            answer_prefix = apply_article(answer_prefix, [])[0]
+            candidates = ([apply_article(None, c)[1] for c in candidates] if offered is not None
+                          else apply_article(None, candidates)[1])
+        sub = model.score(images, candidates, prompt=self.question, answer_prefix=answer_prefix,
                           reduction=self.reduction, scoring=self.scoring, include_eos=self.include_eos,
-                          article=self.article, batch_size=IMAGES_PER_FORWARD,
-                          chunk_size=self.chunk_size).numpy().astype(np.float32)
+                          batch_size=IMAGES_PER_FORWARD, chunk_size=self.chunk_size).numpy().astype(np.float32)
         if offered is None:
             scores = sub
         else:
             scores = np.full((len(samples), K), -np.inf, dtype=np.float32)  # argmax over the offered
             for row, cands in enumerate(offered):
                 scores[row, cands] = sub[row, :len(cands)]
-        preds = scores.argmax(1)
+        # a NaN/inf log-prob (fp16/bf16 overflow) among the offered classes: no prediction, flagged
+        bad = nonfinite_rows(sub) if offered is None else np.array(
+            [nonfinite_rows(sub[row:row + 1, :len(c)])[0] for row, c in enumerate(offered)], dtype=bool)
+        preds, _ = predict(np.where(bad[:, None], np.nan, scores), allow_neg_inf=True)
         records = []
         for row, p in enumerate(preds):
-            rec = {"prediction": int(p), "logprob": float(scores[row, p])}
+            rec = prediction_fields(p, bad[row])
+            rec["logprob"] = None if bad[row] else float(scores[row, p])
             if offered is not None:
                 rec["candidates"] = offered[row]
                 rec["candidate_scores"] = [float(x) for x in sub[row, :len(offered[row])]]
@@ -110,44 +166,13 @@ class Method:
         return records, scores
 
 
-def _add_shared(parser, *flags, **kwargs) -> None:
-    """Add a flag unless another method's group already defined it (``--prompt`` and
-    ``--num-candidates`` are shared with ``--method generate``; one flag, same meaning)."""
-    try:
-        parser.add_argument(*flags, **kwargs)
-    except argparse.ArgumentError:
-        pass
-
-
 def add_arguments(parser) -> None:
     """``vlmprobe eval --method likelihood`` options (``parser``: an argparse parser or group)."""
-    _add_shared(parser, "--prompt", default="default", metavar="NAME|FILE",
-                help=f"question asked: a built-in name ({', '.join(PROMPTS)}) or a UTF-8 text file")
-    _add_shared(parser, "--num-candidates", default=None, metavar="N|all",
-                help="label space: true class + N-1 random other classes per image (seeded), or all")
-    parser.add_argument("--reduction", default="sum", choices=REDUCTIONS[:3],
-                        help="likelihood: combine a class name's token log-probs by sum (log-likelihood), mean "
-                             "per token, or the first token only")
-    parser.add_argument("--scoring", default="fast", choices=SCORINGS,
-                        help="likelihood: fast (image+prompt computed once per image, all class names in a "
-                             "token trie; exact) or naive (one full forward per class; the reference)")
-    parser.add_argument("--answer-prefix", default=None, metavar="TEXT",
-                        help=f"likelihood: text that opens the answer before the class name; 'paper' means "
-                             f"'{PAPER_ANSWER_PREFIX}'; none by default")
-    parser.add_argument("--score-eos", action="store_true",
-                        help="likelihood: also score the end-of-sequence token after the class name")
-    parser.add_argument("--article", default="none", choices=ARTICLES,
-                        help="likelihood: a/an puts 'a' or 'an' before each class name (scored with it) and drops "
-                             "a trailing 'a'/'an' from the answer prefix")
-    parser.add_argument("--chunk-size", type=int, default=512,
-                        help="likelihood (fast): trie nodes per image per forward; lower it to save memory")
+    options.add_arguments(parser, LikelihoodOptions)
 
 
 def from_args(args) -> Method:
     if getattr(args, "closed_world", False):
         raise VlmprobeError("--closed-world applies to --method generate; likelihood scores class names "
                             "after an open question (use --num-candidates to restrict the label space)")
-    return Method(prompt=getattr(args, "prompt", "default"), answer_prefix=args.answer_prefix,
-                  reduction=args.reduction, scoring=args.scoring, include_eos=args.score_eos,
-                  article=args.article, chunk_size=args.chunk_size,
-                  num_candidates=getattr(args, "num_candidates", None))
+    return Method(**options.from_args(LikelihoodOptions, args).as_dict())

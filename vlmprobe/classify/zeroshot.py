@@ -1,50 +1,105 @@
 """CLIP zero-shot classification: ``s(x, c) = logit_scale * <f(x), w_c>`` for every class c,
-prediction ``argmax_c s(x, c)`` (``ClipModel.text_classifier`` builds ``w`` [K, D])."""
+prediction ``argmax_c s(x, c)``, through the model's public ``score``. ``w`` [K, D] comes from a
+template source (``ClipModel.text_classifier`` for ``{}`` templates, cached on disk and in
+memory; the per-class mean of prompts for a per-class prompt file, ``classify.ensemble``) or
+from an ensemble directory written by ``vlmprobe cpe`` (``--ensemble DIR``: its
+``classifier.pt``; the run config records the SHA-256 of ``ensemble.json`` and
+``classifier.pt``)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..data import load_templates
+from .. import options
+from ..cache import content_key
+from ..data.templates import check_pool_classes, load_template_pool
+from ..errors import VlmprobeError
+from ..metrics.nonfinite import prediction_fields, predict
 from ..models.base import require_kind
+from .candidates import LabelSpace, label_space_option
+from .scoring import PixelScoresMethod
 
 
-class Method:
+@dataclass
+class ZeroshotOptions(options.Options):
+    templates: str = options.option(
+        "single", "CLIP prompt templates: 'single' (\"a photo of a {}.\"), 'imagenet' (open_clip's 80-template "
+                  "ensemble), a text file with one '{}' template per line, a JSON list of templates with '{}' or "
+                  "'{c}' (CLIP_benchmark), or a per-class JSON {class: [prompts]} (CuPL)")
+    ensemble: str | None = options.option(
+        None, "use the classifier of a prompt ensemble written by `vlmprobe cpe --out DIR` (DIR/classifier.pt; "
+              "the run config records its hash)", metavar="DIR")
+    label_space: str | None = label_space_option()
+
+
+class Method(PixelScoresMethod):
     name = "zeroshot"
+    Options = ZeroshotOptions
 
-    def __init__(self, templates: str | None = "single"):
-        self.templates_source = templates or "single"
-        self.templates = load_templates(self.templates_source)
-        self.classifier = None
+    def __init__(self, templates: str | None = "single", ensemble: str | None = None, label_space: str | None = None):
+        self.options = ZeroshotOptions(templates=templates or "single", ensemble=ensemble, label_space=label_space)
+        self.space = LabelSpace.parse(label_space)
+        self.templates_source = self.options.templates
+        self.ensemble_info = None
+        if ensemble is not None:
+            from .ensemble import load_ensemble
+
+            if self.templates_source != "single":
+                raise VlmprobeError("--ensemble DIR already fixes the prompts; drop --templates")
+            self.ensemble_classifier, self.ensemble_info = load_ensemble(ensemble)
+            self.pool = []
+        else:
+            self.pool = load_template_pool(self.templates_source)
+        self.templates = [m.template for m in self.pool if m.template is not None]
+        self.classnames: list[str] = []
+        self.classifier = None  # [K, D] when not built from `{}` templates by the model
 
     def config(self) -> dict:
-        return {"templates_source": self.templates_source, "templates": self.templates}
+        cfg = self._config()
+        return {**cfg, "label_space": self.space.config()} if self.space.restricted else cfg
+
+    def _config(self) -> dict:
+        if self.ensemble_info is not None:
+            return {"ensemble": str(self.options.ensemble), "ensemble_sha256": self.ensemble_info["sha256"],
+                    "ensemble_method": self.ensemble_info.get("method")}
+        cfg = {"templates_source": self.templates_source, "templates": self.templates}
+        per_class = {m.name: content_key(m.to_config()) for m in self.pool if m.per_class is not None}
+        if per_class:
+            cfg["per_class_prompts"] = per_class  # file name -> hash of its prompts
+        return cfg
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "clip", "--method zeroshot", "use --method generate or likelihood")
-        self.classifier = model.text_classifier(dataset.classnames, self.templates)  # [K, D]
-        self.scale = model.logit_scale
+        require_kind(model, "clip", "--method zeroshot",
+                     "use --method generate or likelihood for a VLM, classifier for a supervised model")
+        self.classnames = list(dataset.classnames)
+        self.space.setup(dataset)
+        if self.ensemble_info is not None:
+            from .ensemble import check_ensemble_fits
 
-    def num_scores(self, dataset) -> int:
-        return len(dataset.classnames)
+            check_ensemble_fits(self.ensemble_info, model, self.classnames, f"--ensemble {self.options.ensemble}")
+            self.classifier = self.ensemble_classifier
+        elif all(m.template is not None for m in self.pool):
+            model.text_classifier(self.classnames, self.templates)  # built (or loaded) once, before the loop
+        else:
+            from .ensemble import combine, pool_embeddings
 
-    def image_transform(self, model):
-        """Runs in DataLoader workers: PIL -> [3, H, W]."""
-        return model.preprocess
+            check_pool_classes(self.pool, self.classnames, f"--templates {self.templates_source}")
+            emb = pool_embeddings(model, self.classnames, self.pool)  # [T, K, D]
+            self.classifier = combine(emb, torch.full((len(self.pool),), 1.0 / len(self.pool)))
 
     def run_batch(self, model, samples, images, rng_for):
         """images: list of [3, H, W] tensors -> records, logits [B, K]."""
-        emb = model.encode_images(torch.stack(images)).cpu()  # [B, D]
-        logits = (self.scale * emb @ self.classifier.T).numpy().astype(np.float32)
-        preds = logits.argmax(1)
-        return [{"prediction": int(p)} for p in preds], logits
+        logits = model.score(images, self.classnames, self.templates, classifier=self.classifier)
+        logits = self.space.mask(logits.numpy().astype(np.float32), samples)  # -inf outside a restricted space
+        preds, bad = predict(logits, allow_neg_inf=self.space.restricted)  # NaN/inf rows (fp16): no prediction
+        return [prediction_fields(p, b) for p, b in zip(preds, bad)], logits
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--templates", default="single",
-                        help="CLIP prompt templates: 'single' (\"a photo of a {}.\"), 'imagenet' (open_clip's "
-                             "80-template ensemble) or a text file with one '{}' template per line")
+    options.add_arguments(parser, ZeroshotOptions)
 
 
 def from_args(args) -> Method:
-    return Method(templates=args.templates)
+    return Method(**options.from_args(ZeroshotOptions, args).as_dict())

@@ -20,10 +20,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     g = parser.add_argument_group("model")
     g.add_argument("--model", required=required, metavar="SPEC",
                    help="openclip:ARCH@PRETRAINED | openclip:local-dir:PATH | hfclip:ID_OR_PATH | hf:ID_OR_PATH"
-                        "[+adapter:PATH] | toy:clip | toy:vlm | a local model directory")
-    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
-    g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "auto"],
-                   help="weight dtype (default: float32)")
+                        "[+adapter:PATH] | timm:NAME | timm:local-dir:PATH | torchvision:NAME[@WEIGHTS] | toy:clip | "
+                        "toy:vlm | a local model directory")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu); under accelerate launch / torchrun, "
+                        "cuda means cuda:LOCAL_RANK")
+    g.add_argument("--dtype", default="default", choices=["default", "float32", "float16", "bfloat16", "auto"],
+                   help="weight dtype; default: bfloat16 on CUDA, float32 on CPU")
     g.add_argument("--device-map", default=None, help="transformers device_map, e.g. auto (multi-GPU)")
     g.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes NF4 4-bit weights (VLMs)")
     g.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit weights (VLMs)")
@@ -31,9 +33,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
 
 
 def model_from_args(args, spec: str | None = None):
+    from ..distributed import rank_device, world
+    from ..errors import VlmprobeError
     from ..models import LoadOptions, load_model
 
-    options = LoadOptions(device=args.device, dtype=args.dtype, device_map=args.device_map,
+    w = world()
+    if w.sharded and args.device_map:
+        raise VlmprobeError("--device-map spreads ONE model over the GPUs of one process; with several launched "
+                            "processes each loads its own copy on cuda:LOCAL_RANK (use --device cuda)")
+    options = LoadOptions(device=rank_device(args.device, w), dtype=args.dtype, device_map=args.device_map,
                           load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit,
                           trust_remote_code=args.trust_remote_code)
     return load_model(spec or args.model, options)
@@ -42,7 +50,9 @@ def model_from_args(args, spec: str | None = None):
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--data", required=required, metavar="SPEC",
-                   help="ImageFolder DIR | manifest FILE.jsonl ({image,label,split}) | hfds:PATH | toy:digits[:SPLIT]")
+                   help="ImageFolder DIR (WordNet-id folders map to ImageNet classes) | manifest FILE.jsonl "
+                        "({image,label,split}) | VAL_DIR+labels:GROUND_TRUTH | wds:SHARDS | hf:NAME_OR_PATH | "
+                        "hfds:PATH | toy:digits[:SPLIT]")
     g.add_argument("--split", default=None, help="split to use (manifest 'split' field, sub-folder, DatasetDict key)")
     g.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N images")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and every per-sample random choice")

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from .common import HelpFormatter, add_data_arguments, add_model_arguments, dataset_from_args, model_from_args
 
-METHOD_HELP = ("zeroshot (CLIP: cosine to class-name text embeddings) | generate (VLM: ask, then match the "
-               "answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class)")
+METHOD_HELP = ("classifier (timm/torchvision: the network's logits) | zeroshot (CLIP: cosine to class-name text "
+               "embeddings) | generate (VLM: ask, then match the answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class)")
 
 
 def register(subparsers) -> None:
     from ..classify.runner import METHODS, method_module
+    from ..options import add_option_groups
 
     p = subparsers.add_parser(
         "eval", help="classify images with one method; writes config.json, samples.jsonl, scores.npy, results.json",
@@ -26,8 +27,7 @@ def register(subparsers) -> None:
     g.add_argument("--groups", default=None, metavar="FIELD",
                    help="manifest field whose values define groups for group-shift accuracy")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    for name in sorted(METHODS):
-        method_module(name).add_arguments(p.add_argument_group(f"--method {name}"))
+    add_option_groups(p, {f"--method {name}": method_module(name).Method.Options for name in sorted(METHODS)})
     p.set_defaults(func=run)
 
 

@@ -1,18 +1,20 @@
-"""Batches of decoded images for model loops: a DataLoader over an ImageDataset that never
-raises on a bad image, but yields its error so the caller can record a counted skip."""
+"""Batches of decoded images for the sample loop (``vlmprobe.engine.process``): a DataLoader over
+anything with ``load_image(i)`` (an ImageDataset, engine inputs) that never raises on a bad
+image, but yields its error so the caller can record a counted skip. ``load_image`` may return
+None (an item shown without an image); the transform is then skipped."""
 from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence
 
 import torch
 
-from .datasets import ImageDataset, ImageLoadError
+from .datasets import ImageLoadError
 
 
 class _ImageItems(torch.utils.data.Dataset):
     """(index, image or transform(image) or None, error or None) for ``indices``."""
 
-    def __init__(self, dataset: ImageDataset, indices: Sequence[int], transform: Callable | None):
+    def __init__(self, dataset, indices: Sequence[int], transform: Callable | None):
         self.dataset, self.indices, self.transform = dataset, indices, transform
 
     def __len__(self):
@@ -22,7 +24,7 @@ class _ImageItems(torch.utils.data.Dataset):
         i = self.indices[j]
         try:
             image = self.dataset.load_image(i)
-            return i, (self.transform(image) if self.transform else image), None
+            return i, (self.transform(image) if self.transform and image is not None else image), None
         except ImageLoadError as e:
             return i, None, e.reason
         except Exception as e:  # a transform failing on one odd image must not kill the run
@@ -33,7 +35,7 @@ def _as_list(items):
     return items
 
 
-def image_batches(dataset: ImageDataset, indices: Sequence[int], batch_size: int, workers: int = 0,
+def image_batches(dataset, indices: Sequence[int], batch_size: int, workers: int = 0,
                   transform: Callable | None = None) -> Iterator[list[tuple[int, object, str | None]]]:
     """Yield lists of ``(index, image | None, error | None)`` in ``indices`` order; images are
     decoded (and ``transform``-ed, e.g. a CLIP preprocess) in ``workers`` processes."""

@@ -59,18 +59,20 @@ def to_rgb(img):
     return img.convert("RGB")
 
 
-def read_image(path: str):
-    """Open and fully decode an image file as RGB, or raise ImageLoadError."""
+def read_image(path, name: str | None = None):
+    """Open and fully decode an image (a path, or a binary file object called ``name`` in
+    errors) as RGB, or raise ImageLoadError."""
     from PIL import Image, UnidentifiedImageError
 
+    name = name or str(path)
     try:
         with Image.open(path) as img:
             img.load()
             return to_rgb(img)
     except FileNotFoundError:
-        raise ImageLoadError(path, "file not found") from None
+        raise ImageLoadError(name, "file not found") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise ImageLoadError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+        raise ImageLoadError(name, f"cannot decode image ({type(e).__name__}: {e})") from None
 
 
 class ImageDataset:

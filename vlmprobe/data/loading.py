@@ -3,8 +3,13 @@
 =====================  =================================================================
 ``DIR``                ImageFolder ``DIR/<class>/<image>`` (``DIR/<split>/<class>/...`` with split)
 ``FILE.jsonl``         manifest rows ``{"image", "label", "split", ...}``; paths relative to it
+``DIR`` of WordNet ids ImageNet ``DIR/n01440764/<image>``: labels via timm's synset list
+``[imagenet:]DIR+labels:F`` flat ImageNet val + devkit ground truth or ``file label`` table
 ``hfds:PATH``          a ``datasets`` Dataset/DatasetDict saved with ``save_to_disk``
+``hf:NAME_OR_PATH``    ``datasets.load_dataset`` (hub name from the cache, or local parquet/...)
+``wds:PATTERN``        webdataset tar shards (``{key}.jpg`` + ``{key}.cls``, ``classnames.txt``)
 ``toy:digits[:SPLIT]`` the embedded miniature world (registered by the ``vlmprobe.toy`` plugin)
+``counteranimal:ROOT`` CounterAnimal's layout (``data.counteranimal``); ``toy:spurious`` its toy split
 =====================  =================================================================
 
 Class names come from the dataset (sorted folder names / sorted manifest labels / the
@@ -22,7 +27,10 @@ import numpy as np
 from ..errors import DataError
 from ..specs import DATASET_SPECS
 from .classnames import apply_duplicate_policy, read_classnames
-from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, scan_images, to_rgb
+from .datasets import ImageDataset, Sample, read_manifest, scan_image_folder, scan_images
+from .hub import load_hf_disk  # noqa: F401  (these modules register their spec prefixes)
+from .imagenet import LABELS_SEPARATOR, is_wnid_folder, load_imagenet, load_wnid_folder
+from .wds import load_wds  # noqa: F401
 
 
 def load_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0,
@@ -34,6 +42,8 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
     entry = DATASET_SPECS.find(spec)
     if entry is not None:
         ds = entry.resolve(spec, split)
+    elif LABELS_SEPARATOR in spec:  # flat ImageNet val folder + its label file
+        ds = load_imagenet(spec)
     else:
         path = Path(spec).expanduser()
         if not path.exists():
@@ -43,10 +53,12 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
             if split and root is path:
                 raise DataError(f"dataset {spec!r}: no sub-directory {split!r} for --split")
             if unlabeled:  # any tree of images; folder names are not classes
-                samples, names = scan_images(root), []
+                ds = ImageDataset(spec, scan_images(root), [], info={"format": "imagefolder", "split": split})
+            elif is_wnid_folder(root):  # ImageNet layout DIR/n01440764/...: labels via timm's synset list
+                ds = load_wnid_folder(spec, root)
             else:
                 samples, names = scan_image_folder(root)
-            ds = ImageDataset(spec, samples, names, info={"format": "imagefolder", "split": split})
+                ds = ImageDataset(spec, samples, names, info={"format": "imagefolder", "split": split})
         elif path.suffix == ".jsonl":
             ds = _load_manifest(spec, path, split, image_root, labeled=not unlabeled)
         else:
@@ -55,7 +67,12 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
     if unlabeled:
         ds = ImageDataset(ds.name, [Sample(s.id, s.image, -1, s.meta) for s in ds.samples], read_classnames(classes),
                           ds._loader, {**ds.info, "unlabeled": True})
-    elif classes:
+    else:
+        unlabeled_sample = next((s for s in ds.samples if s.label < 0), None)
+        if unlabeled_sample is not None:
+            raise DataError(f"{unlabeled_sample.image}: sample {unlabeled_sample.id!r} has no label"
+                            f"{ds.info.get('missing_label', '')}; pass --unlabeled --classes to score unlabeled images")
+    if classes and not unlabeled:
         ds = _relabel(ds, read_classnames(classes), classes)
     ds = _dedupe(ds, duplicate_names)
     if limit is not None and limit < len(ds):
@@ -104,36 +121,6 @@ def _load_manifest(spec: str, path: Path, split: str | None, image_root: str | N
     return ImageDataset(spec, samples, names, info={"format": "manifest"})
 
 
-def _load_hf_disk(spec: str, split: str | None) -> ImageDataset:
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(f"dataset {spec!r} needs the 'datasets' package: pip install datasets") from None
-
-    path = spec[len("hfds:"):]
-    try:
-        obj = datasets.load_from_disk(path)
-    except FileNotFoundError as e:
-        raise DataError(f"dataset {spec!r}: {e}") from None
-    if isinstance(obj, datasets.DatasetDict):
-        if split is None or split not in obj:
-            raise DataError(f"dataset {spec!r}: choose --split from {sorted(obj)}")
-        obj = obj[split]
-    image_col = next((c for c in ("image", "img", "pixel_values") if c in obj.column_names), None)
-    label_col = next((c for c in ("label", "labels", "fine_label") if c in obj.column_names), None)
-    if image_col is None or label_col is None:
-        raise DataError(f"dataset {spec!r}: needs an image column (image/img) and a label column (label)")
-    feature = obj.features[label_col]
-    names = list(feature.names) if hasattr(feature, "names") else [str(i) for i in range(max(obj[label_col]) + 1)]
-    samples = [Sample(id=f"{split or 'data'}/{i}", image=f"{spec}#{split or ''}/{i}", label=int(v))
-               for i, v in enumerate(obj[label_col])]
-
-    def loader(sample: Sample):
-        return to_rgb(obj[int(sample.id.rsplit("/", 1)[1])][image_col])
-
-    return ImageDataset(spec, samples, names, loader, info={"format": "hf-datasets"})
-
-
 def _relabel(ds: ImageDataset, names: list[str], source: str) -> ImageDataset:
     """Map the dataset's labels onto an explicit class list: by name when every dataset class is
     in the list, else by position when the counts agree (ImageNet folders named by wnid)."""
@@ -141,7 +128,8 @@ def _relabel(ds: ImageDataset, names: list[str], source: str) -> ImageDataset:
     lookup = {n: i for i, n in enumerate(names)}
     if all(n in lookup for n in own):
         mapping = [lookup[n] for n in own]
-    elif len(own) == len(names):
+    elif len(own) == len(names) or (own == [str(i) for i in range(len(own))] and len(own) <= len(names)):
+        # same count (ImageNet folders by wnid), or index-only labels (manifest ints, .cls) -> by position
         mapping = list(range(len(names)))
     else:
         missing = next(n for n in own if n not in lookup)
@@ -163,4 +151,14 @@ def _dedupe(ds: ImageDataset, policy: str) -> ImageDataset:
     return ImageDataset(ds.name, samples, names, ds._loader, info)
 
 
-DATASET_SPECS.register("hfds:", _load_hf_disk, "a datasets Dataset/DatasetDict saved with save_to_disk")
+
+def _load_counteranimal(spec: str, split: str | None):
+    from .counteranimal import load_counteranimal
+
+    if split is not None:
+        raise DataError(f"dataset {spec!r}: CounterAnimal has no splits (groups are common/counter)")
+    return load_counteranimal(spec)
+
+
+DATASET_SPECS.register("counteranimal:", _load_counteranimal,
+                       "CounterAnimal: ROOT/<ImageNet index> <name>/{common,counter}-<background>/<image>")

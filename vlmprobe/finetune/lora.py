@@ -2,7 +2,8 @@
 full; the projector alone; or QLoRA (4-bit base, ``prepare_model_for_kbit_training``, LoRA).
 
 LoRA targets are chosen explicitly: a regular expression anchored at the language model's module
-path (``model.language_model`` in transformers' LLaVA), because bare names such as ``q_proj``
+path (``model.language_model`` in transformers' LLaVA and Qwen2-VL; the family adapter knows
+each family's names), because bare names such as ``q_proj``
 would also hit the vision tower's attention. The vision tower is always frozen.
 LoRA: ``W x + (alpha / r) * B A x`` with ``A`` [r, d_in], ``B`` [d_out, r] (``B`` starts at 0).
 """
@@ -13,28 +14,16 @@ import re
 import torch
 
 from ..errors import VlmprobeError
-
-LM_NAMES = ("language_model",)
-VISION_NAMES = ("vision_tower", "vision_model", "visual")
-PROJECTOR_NAMES = ("multi_modal_projector", "mm_projector")
-
-
-def _find(model: torch.nn.Module, names: tuple[str, ...], what: str, required: bool = True) -> str | None:
-    """Dotted path of the outermost module whose last name component is in ``names``."""
-    hits = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in names]
-    if not hits:
-        if required:
-            raise VlmprobeError(f"{type(model).__name__}: no {what} module (looked for {', '.join(names)})")
-        return None
-    return min(hits, key=lambda n: n.count("."))
+from ..models.families import family_of
 
 
 def language_model_path(model) -> str:
-    return _find(model, LM_NAMES, "language model")
+    """Dotted path of the language model (from the family adapter, ``vlmprobe.models.families``)."""
+    return family_of(model).find_module(model, "language_model")
 
 
 def projector_path(model) -> str:
-    return _find(model, PROJECTOR_NAMES, "multimodal projector")
+    return family_of(model).find_module(model, "projector")
 
 
 def lora_target_regex(model, target_modules: list[str]) -> str:

@@ -239,8 +239,10 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
                 group_drop: tuple[str, str] | None = None, calibration_split=None,
                 ood: RunData | None = None, pseudo: RunData | None = None, logit_scale: float | None = None,
                 mcm_tau: float = 1.0, confusion_top: int = 10, ece_bins: int = cal_m.DEFAULT_BINS,
-                ece_edges: str = "right") -> dict:
-    """Results of a loaded run (see ``results_from_run``)."""
+                ece_edges: str = "right", factors: str | None = None, real_labels: str | bool | None = None) -> dict:
+    """Results of a loaded run (see ``results_from_run``). ``factors`` (``imagenet-x`` or a
+    FILE.jsonl) adds ImageNet-X factor accuracies; ``real_labels`` (True: the imagenet-x
+    package's file, or a FILE) adds ImageNet-ReaL accuracy (``metrics.factors``)."""
     gvals = {g: run.field_values(g) for g in groups} if groups else None
     if run.records and all(r.get("label", 0) is None and "correct" not in r for r in run.records):
         out = summarize_unlabeled(run)
@@ -265,8 +267,25 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
         out = summarize(run.labels, run.predictions, run.scores, run.classnames, run.skipped, worst_k, gvals,
                         group_drop=group_drop, calibration_fit=fit, pseudo_labels=pseudo_labels,
                         confusion_top=confusion_top, ece_bins=ece_bins, ece_edges=ece_edges)
+    if isinstance(out.get("counts"), dict):
+        out["counts"]["nonfinite_scores"] = len(run.nonfinite_ids)
+    out["nonfinite_samples"] = run.nonfinite_ids  # ids whose scores were NaN/inf: no prediction, not scored
     if run.method:
         out["method"] = run.method
+    if run.labels is not None:
+        from vlmprobe.metrics.counteranimal import run_counteranimal
+
+        ca = run_counteranimal(run)  # common/counter/drop per class and background on CounterAnimal data
+        if ca is not None:
+            out["counteranimal"] = jsonable(ca)
+    if factors is not None:
+        from vlmprobe.metrics.factors import run_factor_results
+
+        out["factors"] = jsonable(run_factor_results(run, factors))
+    if real_labels is not None:
+        from vlmprobe.metrics.factors import run_real_results
+
+        out["real"] = jsonable(run_real_results(run, None if real_labels is True else real_labels))
     if ood is not None:
         out["ood"] = jsonable(ood_results(run, ood, logit_scale, mcm_tau)[0])
     return out
@@ -285,7 +304,8 @@ def results_from_run(run_dir, **opts) -> dict:
 # (e.g. the runner's own bookkeeping) are kept when the metrics are recomputed.
 METRIC_KEYS = frozenset({
     "counts", "top1", "top5", "top5_k", "mean_per_class_recall", "worst_k_accuracy", "per_class_accuracy",
-    "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method"})
+    "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method",
+    "nonfinite_samples", "counteranimal", "factors", "real"})
 
 
 def merge_results(old: dict | None, new: dict) -> dict:

@@ -1,7 +1,9 @@
-"""Read a run directory (config.json, samples.jsonl, scores.npy) into arrays for the metrics.
+"""A run directory (read by ``vlmprobe.runs.read_run``) as arrays for the metrics.
 
 Row i of scores.npy belongs to line i of samples.jsonl. A record with a truthy "skipped" (or an
 "error" and no prediction) is a skipped sample: left out of every metric, counted in ``skipped``.
+A record flagged ``nonfinite_scores`` (its score row came out NaN/inf) is left out the same way
+and counted apart (``nonfinite_ids``; see ``vlmprobe.metrics.nonfinite``).
 Class names come from config.json's data.classnames, else the first "classnames" list found in
 config.json (at any depth, breadth first), else from
 RUN_DIR/classnames.json, else from the records' (label, label_name) pairs (then absent classes are
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from vlmprobe.errors import RunDirError
-from vlmprobe.jsonl import read_jsonl
+from vlmprobe.metrics.nonfinite import FLAG
+from vlmprobe.runs import read_run
 
 
 @dataclass
@@ -31,6 +34,7 @@ class RunData:
     scores: np.ndarray | None      # float [N, K]
     skipped: int = 0
     ids: list[str] = field(default_factory=list)
+    nonfinite_ids: list[str] = field(default_factory=list)  # records whose scores were NaN/inf
 
     @property
     def method(self) -> str | None:
@@ -64,12 +68,6 @@ def find_key(obj, key: str):
     return None
 
 
-def _read_records(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise RunDirError(f"{path} not found (not a run directory?)")
-    return [rec for _, rec in read_jsonl(path, error=RunDirError)]
-
-
 def is_skipped(rec: dict) -> bool:
     return bool(rec.get("skipped")) or (rec.get("error") is not None and rec.get("prediction") is None
                                         and "correct" not in rec)
@@ -95,21 +93,10 @@ def _classnames(run_dir: Path, config: dict, records: list[dict], width: int | N
 def load_run(run_dir) -> RunData:
     """Load a run directory; errors name the file and field that is wrong."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory not found: {run_dir}")
-    cfg_path = run_dir / "config.json"
-    config = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
-    records = _read_records(run_dir / "samples.jsonl")
-    scores = None
-    if (run_dir / "scores.partial").exists() and not (run_dir / "scores.npy").is_file():
-        raise RunDirError(f"{run_dir} is an unfinished run (scores.partial, no scores.npy): resume it first")
-    if (run_dir / "scores.npy").is_file():
-        scores = np.load(run_dir / "scores.npy")
-        if scores.ndim != 2 or scores.shape[0] != len(records):
-            raise RunDirError(f"{run_dir / 'scores.npy'}: shape {scores.shape} does not match "
-                              f"{len(records)} records in samples.jsonl")
+    config, records, scores = read_run(run_dir)
     classnames = _classnames(run_dir, config, records, None if scores is None else scores.shape[1])
-    keep = np.array([not is_skipped(r) for r in records], dtype=bool)
+    nonfinite = np.array([bool(r.get(FLAG)) for r in records], dtype=bool)
+    keep = np.array([not is_skipped(r) for r in records], dtype=bool) & ~nonfinite
     kept = [r for r, k in zip(records, keep) if k]
     labels = predictions = None
     if not kept:
@@ -127,5 +114,6 @@ def load_run(run_dir) -> RunData:
     if scores is not None:
         scores = scores[keep]
     return RunData(path=run_dir, config=config, classnames=classnames, records=kept, labels=labels,
-                   predictions=predictions, scores=scores, skipped=int((~keep).sum()),
-                   ids=[str(r.get("id", i)) for i, r in enumerate(kept)])
+                   predictions=predictions, scores=scores, skipped=int((~keep & ~nonfinite).sum()),
+                   ids=[str(r.get("id", i)) for i, r in enumerate(kept)],
+                   nonfinite_ids=[str(r.get("id", i)) for i, r in enumerate(records) if nonfinite[i]])

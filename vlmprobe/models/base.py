@@ -22,7 +22,7 @@ from ..errors import VlmprobeError
 # The paper's open-world question (LLaVA-1.5 protocol), the default prompt of every VLM method.
 PAPER_QUESTION = "What type of object is in this photo?"
 
-KIND_NAMES = {"clip": "CLIP model", "vlm": "vision-language model"}
+KIND_NAMES = {"clip": "CLIP model", "vlm": "vision-language model", "classifier": "supervised classifier"}
 
 
 def require_kind(model, kind: str, purpose: str, hint: str = "") -> None:
@@ -48,21 +48,31 @@ class LoadOptions:
     """How to load a model; every field is recorded in a run's config."""
 
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", ... (ignored when device_map is set)
-    dtype: str = "float32"  # float32 | float16 | bfloat16 | auto (checkpoint's own dtype)
+    dtype: str = "default"  # default (bfloat16 on CUDA, float32 elsewhere) | float32 | float16 | bfloat16 | auto
     device_map: str | None = None  # e.g. "auto": let accelerate place the layers
     load_in_4bit: bool = False  # bitsandbytes NF4 (QLoRA-style) weights
     load_in_8bit: bool = False  # bitsandbytes LLM.int8 weights
     trust_remote_code: bool = False  # never on unless asked
 
+    def resolved_dtype(self) -> str:
+        """``dtype`` with ``default`` resolved: bfloat16 on a CUDA device (or a device map on a
+        CUDA machine; half the memory and the tensor-core path), float32 elsewhere."""
+        if self.dtype != "default":
+            return self.dtype
+        cuda = self.device.startswith("cuda") or (self.device_map is not None and torch.cuda.is_available())
+        return "bfloat16" if cuda else "float32"
+
     def torch_dtype(self) -> torch.dtype | str:
-        if self.dtype == "auto":
+        dtype = self.resolved_dtype()
+        if dtype == "auto":
             return "auto"
-        if self.dtype not in DTYPES:
-            raise VlmprobeError(f"unknown dtype {self.dtype!r}; choose from {sorted(set(DTYPES))} or auto")
-        return DTYPES[self.dtype]
+        if dtype not in DTYPES:
+            raise VlmprobeError(f"unknown dtype {dtype!r}; choose from {sorted(set(DTYPES))}, auto or default")
+        return DTYPES[dtype]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Recorded in run configs with the dtype actually used."""
+        return {**asdict(self), "dtype": self.resolved_dtype()}
 
 
 class VisionModel:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache import content_key, home_dir
+from ..errors import VlmprobeError
 from .base import LoadOptions, VisionModel
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
@@ -26,6 +27,7 @@ class ClipModel(VisionModel):
         super().__init__(spec, options)
         self.model = model.eval()
         self.fingerprint = fingerprint  # what identifies the weights (for on-disk caches)
+        self._classifiers: dict[str, torch.Tensor] = {}  # in-memory front of the disk cache
 
     @property
     def device(self) -> torch.device:
@@ -71,9 +73,12 @@ class ClipModel(VisionModel):
         """
         key = content_key({"model": self.fingerprint, "classes": list(classnames), "templates": list(templates),
                            "dtype": str(self.dtype)})
+        if cache and key in self._classifiers:
+            return self._classifiers[key]
         path = home_dir() / "text_classifiers" / f"{key}.pt"
         if cache and path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True)
+            self._classifiers[key] = torch.load(path, map_location="cpu", weights_only=True)
+            return self._classifiers[key]
         texts = [t.format(c) for c in classnames for t in templates]
         emb = self.encode_texts(texts).view(len(classnames), len(templates), -1).mean(1)
         weights = F.normalize(emb, dim=-1).cpu()
@@ -82,21 +87,43 @@ class ClipModel(VisionModel):
             tmp = path.with_suffix(".tmp")
             torch.save(weights, tmp)
             tmp.replace(path)
+            self._classifiers[key] = weights
         return weights
 
-    def score(self, images: Sequence, candidates: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
-              **_) -> torch.Tensor:
-        """PIL images (N) x class names (K) -> logits [N, K] (float32, CPU)."""
-        classifier = self.text_classifier(candidates, templates)
-        pixels = torch.stack([self.preprocess(im) for im in images])
-        return self.logit_scale * self.encode_images(pixels).cpu() @ classifier.T
+    def pixels(self, images: Sequence) -> torch.Tensor:
+        """PIL images, or tensors already made by ``preprocess`` (e.g. in DataLoader workers),
+        -> [N, 3, H, W]."""
+        return torch.stack([im if isinstance(im, torch.Tensor) else self.preprocess(im) for im in images])
+
+    def score(self, images: Sequence, candidates: Sequence[str],
+              templates: Sequence[str] = DEFAULT_TEMPLATES, classifier: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N; PIL or ``preprocess``ed tensors) x class names (K) -> zero-shot logits
+        ``logit_scale * <f(x), w_c>`` [N, K] (float32, CPU). ``classifier`` [K, D] (e.g. a CPE
+        ensemble's ``classifier.pt``) replaces the template classifier when given."""
+        if classifier is None:
+            classifier = self.text_classifier(candidates, templates)
+        elif classifier.shape[0] != len(candidates):
+            raise VlmprobeError(f"{self.spec}: classifier has {classifier.shape[0]} rows for {len(candidates)} classes")
+        emb = self.encode_images(self.pixels(images))  # [N, D] on the model's device
+        return (self.logit_scale * emb @ classifier.to(emb.device).T).cpu()  # one transfer per batch
+
+    def preprocessing(self) -> object:
+        """What turns a PIL image into model input (JSON-able), for feature-cache keys."""
+        return repr(self.preprocess)
+
+    def feature_options(self, layers=None, pooling=None, prompt: str | None = None) -> dict:
+        """Canonical ``features`` keyword arguments (``prompt`` does not apply to CLIP)."""
+        if prompt is not None:
+            raise VlmprobeError(f"{self.spec}: a CLIP model takes no prompt for its features")
+        return {"layers": layers, "pooling": pooling}
 
     @torch.no_grad()
-    def features(self, images: Sequence, layers=None, pooling=None, **_) -> dict[str, torch.Tensor]:
+    def features(self, images: Sequence, layers=None, pooling=None) -> dict[str, torch.Tensor]:
         """``{"embed": [N, D]}`` (normalised image embeddings); vision-tower layers are given by
         subclasses that can return hidden states (``layers`` = list of ints, ``pooling`` cls|mean)."""
-        pixels = torch.stack([self.preprocess(im) for im in images])
-        return {"embed": self.encode_images(pixels).cpu()}
+        if layers not in (None, "embed", "all"):
+            raise VlmprobeError(f"{self.spec}: open_clip models give the image embedding only (layers=None)")
+        return {"embed": self.encode_images(self.pixels(images)).cpu()}
 
 
 class OpenClipModel(ClipModel):
@@ -106,7 +133,7 @@ class OpenClipModel(ClipModel):
         import open_clip
 
         kwargs = {"precision": {"float32": "fp32", "fp32": "fp32", "float16": "fp16", "fp16": "fp16",
-                                "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.dtype]}
+                                "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.resolved_dtype()]}
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=options.device, **kwargs)
         super().__init__(spec, options, model, fingerprint)
@@ -143,10 +170,15 @@ class HFClipModel(ClipModel):
         out = self.model.get_text_features(**enc)
         return out if isinstance(out, torch.Tensor) else out.pooler_output
 
+    def preprocessing(self) -> object:
+        return self.processor.image_processor.to_dict()
+
     @torch.no_grad()
-    def features(self, images, layers=None, pooling="cls", **_):
+    def features(self, images, layers=None, pooling="cls"):
         """``embed`` plus vision-tower hidden states ``vision.{i}`` [N, D_v] pooled at CLS or mean."""
-        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device, self.dtype)
+        if layers and pooling not in (None, "cls", "mean"):
+            raise VlmprobeError(f"{self.spec}: CLIP vision features pool by cls or mean, not {pooling!r}")
+        pixels = self.pixels(images).to(self.device, self.dtype)
         out = {"embed": F.normalize(self._image_embed(pixels).float(), dim=-1).cpu()}
         if layers:
             hs = self.model.vision_model(pixel_values=pixels, output_hidden_states=True).hidden_states

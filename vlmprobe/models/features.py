@@ -16,7 +16,9 @@ Poolings of ``lm.i`` (``h`` [B, T, D], attention mask ``m`` [B, T] in {0, 1}):
                     marking image-placeholder tokens;
     ``mean``        ``sum_t m[b,t] * h[b,t] / sum_t m[b,t]`` (padding never enters the mean).
 ``vision`` and ``projector`` are always the mean over the image's patch tokens (over all views
-of an image for LLaVA-NeXT's any-resolution crops); they carry no pooling suffix.
+of an image for LLaVA-NeXT's any-resolution crops; over the image's grid for Qwen2-VL, whose
+projector is the patch merger); they carry no pooling suffix. The family adapter
+(``vlmprobe.models.families``) names the projector module and maps its rows to images.
 
 Sequences are padded on the right and the model runs with its attention mask, so a real token
 never attends to padding and keeps its position: an image's features do not depend on what
@@ -38,9 +40,7 @@ PATCH_LAYERS = ("vision", "projector")
 
 def num_lm_layers(vlm) -> int:
     """Number of decoder layers L of the language model (hidden states are lm.0 .. lm.L)."""
-    cfg = vlm.model.config
-    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else getattr(cfg, "text_config", cfg)
-    return int(text.num_hidden_layers)
+    return vlm.num_layers()
 
 
 def resolve_layers(layers, num_layers: int) -> list[str]:
@@ -108,34 +108,11 @@ def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, image_mask: 
     return torch.einsum("bt,btd->bd", w, h) / counts
 
 
-def _find_projector(model: torch.nn.Module) -> torch.nn.Module:
-    for name, module in model.named_modules():
-        if name.endswith("multi_modal_projector"):
-            return module
-    raise VlmprobeError(f"{type(model).__name__} has no multi_modal_projector: vision/projector features "
-                        "are available for LLaVA-style models only")
-
-
-def _views_per_image(vlm, batch: dict, rows: int, n_images: int) -> list[int]:
-    """How many projector rows (views/crops) belong to each image, in order."""
-    if rows == n_images:
-        return [1] * n_images
-    cfg = vlm.model.config
-    if "image_sizes" in batch and getattr(cfg, "image_grid_pinpoints", None):
-        from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
-
-        counts = [int(image_size_to_num_patches(image_size=s, grid_pinpoints=cfg.image_grid_pinpoints,
-                                                patch_size=cfg.vision_config.image_size))
-                  for s in batch["image_sizes"].tolist()]
-        if sum(counts) == rows:
-            return counts
-    raise VlmprobeError(f"cannot map {rows} vision-tower rows to {n_images} images for "
-                        f"{type(vlm.model).__name__}; request lm.* layers only")
-
-
-def _group_mean(x: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """[R, P, D] rows grouped per image (``counts`` rows each) -> per-image token mean [N, D]."""
-    return torch.stack([chunk.float().mean(dim=(0, 1)) for chunk in torch.split(x, counts, dim=0)])
+def _patch_mean(vlm, batch: dict, x: torch.Tensor, n_images: int) -> torch.Tensor:
+    """Projector input/output rows -> per-image mean over its patch tokens [N, D] (the family
+    adapter maps rows to images: views for LLaVA-NeXT, grids for Qwen2-VL)."""
+    parts = vlm.family.split_patch_rows(vlm.model.config, batch, x, n_images)
+    return torch.stack([p.float().mean(0) for p in parts])
 
 
 @torch.no_grad()
@@ -166,7 +143,7 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
             captured["vision"] = args[0].detach()
             captured["projector"] = output.detach()
 
-        hook = _find_projector(vlm.model).register_forward_hook(grab)
+        hook = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector")).register_forward_hook(grab)
     try:
         out = vlm.model(**batch, output_hidden_states=True, use_cache=False, return_dict=True)
     finally:
@@ -175,19 +152,13 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
 
     hidden = out.hidden_states
     mask = batch["attention_mask"]
-    image_token_id = getattr(vlm.model.config, "image_token_id", None)
-    if image_token_id is None:
-        image_token_id = getattr(vlm.model.config, "image_token_index", None)
-    image_mask = batch["input_ids"] == image_token_id
+    image_mask = batch["input_ids"] == vlm.image_token_id
     result: dict[str, torch.Tensor] = {}
-    counts = None
     for name in names:
         if name in PATCH_LAYERS:
             if name not in captured:
                 raise VlmprobeError(f"the projector did not run: no {name} features (were images passed?)")
-            x = captured[name]
-            counts = counts or _views_per_image(vlm, batch, x.shape[0], n)
-            result[name] = _group_mean(x, counts).cpu()
+            result[name] = _patch_mean(vlm, batch, captured[name], n).cpu()
             continue
         h = hidden[int(name[3:])]
         for p in poolings:

@@ -11,16 +11,15 @@ from typing import Sequence
 
 import torch
 
-from ..errors import ModelLoadError
-from .base import LoadOptions, VisionModel
+from ..errors import ModelLoadError, VlmprobeError
+from .base import PAPER_QUESTION, LoadOptions, VisionModel
+from .families import Family, family_for_type, family_of
+from .tokentrie import ContinuationTokenizer
 
 
-# Kept in full precision under 4/8-bit loading, as LLaVA's own QLoRA does: the vision tower,
-# the projector and the output head (patterns are matched from the start of module names).
-KEEP_UNQUANTIZED = (r".*vision_tower", r".*multi_modal_projector", "lm_head")
-
-
-def _quantization_config(options: LoadOptions):
+def _quantization_config(options: LoadOptions, family: Family):
+    """bitsandbytes config; the family's vision tower, projector and output head stay in full
+    precision (``Family.keep_unquantized``), as LLaVA's own QLoRA does."""
     if not (options.load_in_4bit or options.load_in_8bit):
         return None
     if options.load_in_4bit and options.load_in_8bit:
@@ -29,10 +28,11 @@ def _quantization_config(options: LoadOptions):
 
     compute = options.torch_dtype()
     compute = torch.float32 if compute == "auto" else compute
+    keep = family.keep_unquantized()
     if options.load_in_4bit:
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=list(KEEP_UNQUANTIZED))
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(KEEP_UNQUANTIZED))
+                                  bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=keep)
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
 
 
 class VisionLanguageModel(VisionModel):
@@ -42,7 +42,7 @@ class VisionLanguageModel(VisionModel):
 
     def __init__(self, spec: str, options: LoadOptions, path: str, fingerprint, adapter: str | None = None):
         super().__init__(spec, options)
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
         self.fingerprint = fingerprint
         self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=options.trust_remote_code)
@@ -50,7 +50,9 @@ class VisionLanguageModel(VisionModel):
             raise ModelLoadError(f"{spec}: the processor has no chat template (chat_template.jinja / "
                                  "chat_template.json); vlmprobe renders every prompt with it")
         kwargs = dict(dtype=options.torch_dtype(), trust_remote_code=options.trust_remote_code)
-        quant = _quantization_config(options)
+        model_type = getattr(AutoConfig.from_pretrained(path, trust_remote_code=options.trust_remote_code),
+                             "model_type", None)
+        quant = _quantization_config(options, family_for_type(model_type))
         if quant is not None:
             kwargs["quantization_config"] = quant
         if options.device_map:
@@ -66,6 +68,7 @@ class VisionLanguageModel(VisionModel):
             model = PeftModel.from_pretrained(model, adapter)
         self.model = model.eval()
         self.tokenizer = self.processor.tokenizer
+        self.continuation_tokenizer = ContinuationTokenizer(self.tokenizer)
 
     @classmethod
     def from_parts(cls, model, processor, spec: str = "in-memory", options: LoadOptions | None = None,
@@ -75,12 +78,40 @@ class VisionLanguageModel(VisionModel):
         self = cls.__new__(cls)
         VisionModel.__init__(self, spec, options or LoadOptions(device=str(next(model.parameters()).device)))
         self.model, self.processor, self.tokenizer = model.eval(), processor, processor.tokenizer
+        self.continuation_tokenizer = ContinuationTokenizer(self.tokenizer)
         self.fingerprint = fingerprint if fingerprint is not None else [spec]
         return self
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def family(self) -> Family:
+        """The family adapter (``vlmprobe.models.families``): module paths, image token, fast support."""
+        return family_of(self.model)
+
+    @property
+    def image_token_id(self) -> int | None:
+        """Id of the image placeholder token in ``input_ids`` (expanded to one per image feature)."""
+        return self.family.image_token_id(self.model.config)
+
+    def num_layers(self) -> int:
+        """Number of decoder layers L of the language model (hidden states are lm.0 .. lm.L)."""
+        cfg = self.model.config
+        text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else getattr(cfg, "text_config", cfg)
+        return int(text.num_hidden_layers)
+
+    def preprocessing(self) -> dict:
+        """What turns a PIL image into model input (JSON-able), for feature-cache keys."""
+        return self.processor.image_processor.to_dict()
+
+    def feature_options(self, layers="all", pooling="last", prompt: str | None = None) -> dict:
+        """Validated, canonical ``features`` keyword arguments (layer names, pooling list, prompt)."""
+        from .features import resolve_layers, resolve_poolings
+
+        return {"layers": resolve_layers(layers, self.num_layers()), "pooling": resolve_poolings(pooling),
+                "prompt": prompt or PAPER_QUESTION}
 
     def describe(self) -> dict:
         cfg = self.model.config
@@ -116,7 +147,8 @@ class VisionLanguageModel(VisionModel):
     def generate(self, images: Sequence | None, prompts: Sequence[str], max_new_tokens: int = 64,
                  rendered: bool = False, **gen_kwargs) -> list[str]:
         """Greedy decoding. ``prompts`` are user questions (rendered here) or, with
-        ``rendered=True``, full chat-template texts. Returns the decoded new tokens, stripped."""
+        ``rendered=True``, full chat-template texts. Returns the decoded new tokens, stripped.
+        ``gen_kwargs`` go to transformers' ``generate`` (which rejects unknown ones)."""
         texts = list(prompts) if rendered else [self.render(p, image=images is not None) for p in prompts]
         batch = self.encode(images, texts, padding_side="left")
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -125,14 +157,40 @@ class VisionLanguageModel(VisionModel):
         new = out[:, batch["input_ids"].shape[1]:]
         return [s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
-    def score(self, images: Sequence, candidates: Sequence[str], **kwargs) -> torch.Tensor:
-        """log p(candidate | image, prompt) [N, K]; see ``vlmprobe.models.likelihood``."""
-        from .likelihood import score_candidates
+    def check_scoring(self, scoring: str) -> None:
+        """One-line ``VlmprobeError`` unless ``scoring`` (fast | naive) works for this model."""
+        from .likelihood import SCORINGS, base_model, check_fast_supported
 
-        return score_candidates(self, images, candidates, **kwargs)
+        if scoring not in SCORINGS:
+            raise VlmprobeError(f"unknown scoring {scoring!r}; choose from {SCORINGS}")
+        if scoring == "fast":
+            check_fast_supported(base_model(self.model))
 
-    def features(self, images: Sequence, layers=None, pooling=None, **kwargs) -> dict[str, torch.Tensor]:
+    def logprobs(self, images: Sequence | None, prefixes: Sequence[str] | str, continuations,
+                 reduction: str = "sum", scoring: str = "fast", include_eos: bool = False,
+                 separator: str | None = None, batch_size: int = 8, chunk_size: int = 512,
+                 progress: bool = False) -> torch.Tensor:
+        """log p(continuation | image, rendered prefix): [N, K] (``tokens``: [N, K, L]); see
+        ``vlmprobe.models.likelihood.continuation_logprobs`` (the engine) for every argument."""
+        from .likelihood import continuation_logprobs
+
+        return continuation_logprobs(self, images, prefixes, continuations, reduction=reduction, scoring=scoring,
+                                     include_eos=include_eos, separator=separator, batch_size=batch_size,
+                                     chunk_size=chunk_size, progress=progress)
+
+    def score(self, images: Sequence, candidates, prompt: str = PAPER_QUESTION, answer_prefix: str | None = None,
+              reduction: str = "sum", scoring: str = "fast", include_eos: bool = False, batch_size: int = 8,
+              chunk_size: int = 512, progress: bool = False) -> torch.Tensor:
+        """log p(candidate | image, prompt) [N, K]: the user turn ``prompt`` with the image, the
+        assistant turn opened by the chat template, then ``answer_prefix`` (e.g. "The photo
+        features a") and the candidate. ``candidates``: one list for all images or one per image."""
+        prefix = self.render(prompt, image=True, answer_prefix=answer_prefix)
+        return self.logprobs(list(images), prefix, candidates, reduction=reduction, scoring=scoring,
+                             include_eos=include_eos, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
+
+    def features(self, images: Sequence, layers="all", pooling="last", prompt: str | Sequence[str] = PAPER_QUESTION,
+                 rendered: bool = False) -> dict[str, torch.Tensor]:
         """Hidden-state features per layer [N, D]; see ``vlmprobe.models.features``."""
         from .features import vlm_features
 
-        return vlm_features(self, images, layers=layers, pooling=pooling, **kwargs)
+        return vlm_features(self, images, layers=layers, pooling=pooling, prompt=prompt, rendered=rendered)

@@ -11,14 +11,18 @@ a new entry.
 Layout of an entry::
 
     spec.json                   the spec (written first)
-    chunks/START-END.safetensors  rows [START, END) of every feature + a validity flag, each
-                                written to a temporary name and renamed (never half a chunk)
+    chunks/FIRST-END.safetensors  some rows (``rows``, FIRST..END-1) of every feature + a validity
+                                flag, each written to a temporary name and renamed (never half
+                                a chunk)
     features/<name>.npy         [N, D] per feature (float16 or float32), after the last chunk
     labels.npy, valid.npy       [N] int64 labels, [N] bool (False: unreadable image, NaN row)
     meta.json                   names, files, dims, sample ids, skipped images
     COMPLETE                    marker, written last; only then are the chunks deleted
 
-A killed extraction resumes from the first missing chunk; one model forward per batch computes
+Extraction runs through the engine's sample loop (``vlmprobe.engine.process``); the processes of
+a launch (``accelerate launch`` / ``torchrun``) each compute a share of the rows not yet in a
+chunk, then rank 0 assembles them. A killed extraction resumes with the missing rows (any number
+of processes); one model forward per batch computes
 every requested layer and pooling (``VisionModel.features``).
 """
 from __future__ import annotations
@@ -30,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..cache import atomic_write_json, content_key, home_dir
 from ..errors import VlmprobeError
@@ -39,18 +42,10 @@ FORMAT_VERSION = 1
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
-def _preprocessing(model) -> object:
-    """What turns a PIL image into model input (json-able)."""
-    proc = getattr(model, "processor", None)
-    image_processor = getattr(proc, "image_processor", None)
-    if image_processor is not None and hasattr(image_processor, "to_dict"):
-        return image_processor.to_dict()
-    return repr(getattr(model, "preprocess", None))
-
-
 def _model_identity(model) -> dict:
-    desc = {k: v for k, v in model.describe().items() if k not in ("device", "device_map")}
-    return {"fingerprint": getattr(model, "fingerprint", None), "describe": desc}
+    from ..runs import describe_model
+
+    return {"fingerprint": getattr(model, "fingerprint", None), "describe": describe_model(model)}
 
 
 def dataset_identity(dataset) -> dict:
@@ -62,14 +57,12 @@ def dataset_identity(dataset) -> dict:
 def feature_spec(model, dataset, layers, pooling, prompt: str | None, storage: str) -> dict:
     """Everything that determines a cache entry (see module docstring)."""
     spec = {"format": FORMAT_VERSION, "model": _model_identity(model), "data": dataset_identity(dataset),
-            "preprocessing": _preprocessing(model), "storage": storage}
-    if model.kind == "vlm":
-        from ..models.features import num_lm_layers, resolve_layers, resolve_poolings
-
-        spec.update(layers=resolve_layers(layers, num_lm_layers(model)), pooling=resolve_poolings(pooling),
-                    prompt={"question": prompt, "rendered": model.render(prompt, image=True)})
-    else:
-        spec.update(layers=layers, pooling=pooling, prompt=None)
+            "preprocessing": model.preprocessing(), "storage": storage}
+    opts = model.feature_options(layers, pooling, prompt)  # validated, canonical (VLM: prompt defaulted)
+    question = opts.get("prompt")
+    spec.update(layers=opts["layers"], pooling=opts["pooling"],
+                prompt=None if question is None else {"question": question,
+                                                      "rendered": model.render(question, image=True)})
     return spec
 
 
@@ -115,19 +108,65 @@ def _chunks(path: Path) -> list[tuple[int, int, Path]]:
     return sorted(out)
 
 
-def _done_prefix(path: Path) -> int:
-    """End of the contiguous run of finished chunks from row 0 (stray chunks are removed)."""
-    end = 0
+def _chunk_rows(a: int, b: int, f: Path) -> np.ndarray:
+    """The dataset rows a chunk holds (its ``rows`` tensor; older chunks: ``a..b-1``)."""
+    from safetensors import safe_open
+
+    with safe_open(str(f), "np") as fh:
+        return fh.get_tensor("rows") if "rows" in fh.keys() else np.arange(a, b)
+
+
+def _done_rows(path: Path) -> set[int]:
+    """Rows already written by any process (unreadable chunks are removed)."""
+    done: set[int] = set()
     for a, b, f in _chunks(path):
-        if a == end:
-            end = b
-        else:
+        try:
+            done.update(int(i) for i in _chunk_rows(a, b, f))
+        except Exception:  # a chunk cut short by a crash outside the rename protocol
             f.unlink()
-    return end
+    return done
+
+
+class ChunkWriter:
+    """Engine writer for the feature cache: buffers rows (index, {name: [D]} or None, error)
+    and writes ``chunks/FIRST-LAST+1.safetensors`` (features, ``valid`` flags and the ``rows``
+    they belong to) every ``chunk`` rows and on ``close``; each file is written to a temporary
+    name and renamed (never half a chunk)."""
+
+    def __init__(self, path: Path, dataset, model, kw: dict, dtype, chunk: int):
+        self.path, self.dataset, self.model, self.kw, self.dtype, self.chunk = path, dataset, model, kw, dtype, chunk
+        self.buffer: list[tuple[int, dict | None, str | None]] = []
+
+    def write(self, items, records, feats) -> None:
+        ok = [i for i, _, err in items if err is None]
+        rows = {i: {k: t[j] for k, t in feats.items()} for j, i in enumerate(ok)} if ok else {}
+        self.buffer += [(i, rows.get(i), err) for i, _, err in items]
+        if len(self.buffer) >= self.chunk:
+            self.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            _write_chunk(self.path, self.buffer, self.dataset, self.model, self.kw, self.dtype)
+            self.buffer = []
+
+
+class FeatureMethod:
+    """Feature extraction as an engine method: ``model.features`` of a batch (no records)."""
+
+    name = "features"
+
+    def __init__(self, kw: dict):
+        self.kw = kw
+
+    def run_batch(self, model, items, images, rng_for=None):
+        return [{} for _ in images], model.features(images, **self.kw)
 
 
 def _write_chunk(path: Path, buffer: list, dataset, model, kw: dict, dtype) -> None:
-    """Rows ``buffer`` (consecutive indices) -> ``chunks/START-END.safetensors`` (atomic)."""
+    """Rows ``buffer`` -> ``chunks/FIRST-LAST+1.safetensors`` (atomic)."""
     from safetensors.numpy import save_file
 
     start, end = buffer[0][0], buffer[-1][0] + 1
@@ -137,18 +176,19 @@ def _write_chunk(path: Path, buffer: list, dataset, model, kw: dict, dtype) -> N
 
         template = {k: t[0] for k, t in model.features([Image.new("RGB", (64, 64))], **kw).items()}
     names = list(template)
-    tensors = {f"f/{k}": np.full((end - start, template[k].shape[0]), np.nan, dtype=dtype) for k in names}
-    valid = np.zeros(end - start, dtype=np.uint8)
+    tensors = {f"f/{k}": np.full((len(buffer), template[k].shape[0]), np.nan, dtype=dtype) for k in names}
+    valid = np.zeros(len(buffer), dtype=np.uint8)
     errors = []
-    for i, feats, err in buffer:
+    for row, (i, feats, err) in enumerate(buffer):
         if feats is None:
             s = dataset.samples[i]
             errors.append({"id": s.id, "image": s.image, "error": err})
             continue
-        valid[i - start] = 1
+        valid[row] = 1
         for k in names:
-            tensors[f"f/{k}"][i - start] = feats[k].float().numpy()
+            tensors[f"f/{k}"][row] = feats[k].float().cpu().numpy()
     tensors["valid"] = valid
+    tensors["rows"] = np.array([i for i, _, _ in buffer], dtype=np.int64)
     final = path / "chunks" / f"{start:09d}-{end:09d}.safetensors"
     tmp = final.with_name(final.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"errors": json.dumps(errors), "names": json.dumps(names)})
@@ -163,8 +203,11 @@ def _finalize(path: Path, dataset, storage: str) -> None:
 
     chunks = _chunks(path)
     n = len(dataset)
-    if not chunks or chunks[-1][1] != n:
-        raise VlmprobeError(f"{path}: extraction incomplete ({chunks[-1][1] if chunks else 0}/{n} rows)")
+    rows = [_chunk_rows(a, b, f) for a, b, f in chunks]
+    seen = np.bincount(np.concatenate(rows), minlength=n) if rows else np.zeros(n, np.int64)
+    if len(seen) != n or (seen != 1).any():
+        raise VlmprobeError(f"{path}: extraction incomplete or inconsistent ({int((seen > 0).sum())}/{n} rows, "
+                            f"{int((seen > 1).sum())} twice)")
     with safe_open(str(chunks[0][2]), "np") as f:
         names = json.loads(f.metadata()["names"])
         dims = {k: f.get_slice(f"f/{k}").get_shape()[1] for k in names}
@@ -174,11 +217,11 @@ def _finalize(path: Path, dataset, storage: str) -> None:
                                            shape=(n, dims[k])) for k in names}
     valid = np.zeros(n, dtype=bool)
     skipped = []
-    for a, b, f in chunks:
+    for (a, b, f), idx in zip(chunks, rows):
         with safe_open(str(f), "np") as fh:
             for k in names:
-                arrays[k][a:b] = fh.get_tensor(f"f/{k}")
-            valid[a:b] = fh.get_tensor("valid").astype(bool)
+                arrays[k][idx] = fh.get_tensor(f"f/{k}")
+            valid[idx] = fh.get_tensor("valid").astype(bool)
             skipped += json.loads(fh.metadata()["errors"])
     for arr in arrays.values():
         arr.flush()
@@ -204,48 +247,38 @@ def extract_features(model, dataset, layers="all", pooling="last", prompt: str |
     for transformers CLIP, ``vision.i``). Rows of unreadable images are NaN and flagged invalid.
     ``chunk_batches`` batches are written per chunk (the unit of resumption).
     """
-    from ..data.batches import image_batches
-    from ..models.features import DEFAULT_PROMPT
+    from .. import distributed
+    from ..engine import ImageInputs, process, share
 
     if storage not in STORAGE_DTYPES:
         raise VlmprobeError(f"unknown feature storage {storage!r}: float16 or float32")
-    if model.kind == "vlm":
-        prompt = prompt or DEFAULT_PROMPT
     spec = feature_spec(model, dataset, layers, pooling, prompt, storage)
     path = Path(cache_dir) if cache_dir else home_dir() / "features"
     path = path / content_key(spec)
     if (path / "COMPLETE").exists():
         return FeatureSet.load(path)
-    (path / "chunks").mkdir(parents=True, exist_ok=True)
+    w = distributed.world()
     spec = json.loads(json.dumps(spec, default=str))
+    distributed.on_main(w, lambda: _prepare(path, spec))
+    kw = {**(features_kw or {}), **model.feature_options(layers, pooling, prompt)}
+    n = len(dataset)
+    todo = sorted(set(range(n)) - _done_rows(path))
+    distributed.barrier(w)  # every process has read the finished rows before anyone writes
+    mine = share(todo, w, batch_size)
+    writer = ChunkWriter(path, dataset, model, kw, STORAGE_DTYPES[storage], max(1, batch_size * chunk_batches))
+    process(model, FeatureMethod(kw), ImageInputs(dataset), mine, writer, batch_size=batch_size, workers=workers,
+            progress=progress and w.main, total=n, initial=n - len(todo), scale=w.size,
+            desc=f"features {dataset.name}")
+    distributed.barrier(w)
+    distributed.on_main(w, lambda: _finalize(path, dataset, storage))
+    return FeatureSet.load(path, computed=len(todo))
+
+
+def _prepare(path: Path, spec: dict) -> None:
+    """Create the entry and its spec.json (or check that an existing one matches its key)."""
+    (path / "chunks").mkdir(parents=True, exist_ok=True)
     spec_file = path / "spec.json"
     if spec_file.exists() and json.loads(spec_file.read_text()) != spec:
         raise VlmprobeError(f"{spec_file} does not match its key; delete {path}")
     if not spec_file.exists():
         atomic_write_json(spec_file, spec)
-    kw = dict(features_kw or {})
-    if model.kind == "vlm":
-        kw.update(layers=spec["layers"], pooling=list(spec["pooling"]), prompt=prompt)
-    else:
-        kw.update(layers=layers, pooling=pooling)
-    start = _done_prefix(path)
-    n = len(dataset)
-    chunk = max(1, batch_size * chunk_batches)
-    bar = tqdm(total=n, initial=start, desc=f"features {dataset.name}", unit="img", disable=not progress)
-    buffer: list[tuple[int, dict | None, str | None]] = []  # (index, {name: [D]} or None, error)
-    computed = 0
-    if start < n:
-        loader = image_batches(dataset, range(start, n), batch_size, workers)
-        for items in loader:
-            ok = [(i, im) for i, im, err in items if err is None]
-            feats = model.features([im for _, im in ok], **kw) if ok else {}
-            rows = {i: {k: t[j] for k, t in feats.items()} for j, (i, _) in enumerate(ok)}
-            buffer += [(i, rows.get(i), err) for i, _, err in items]
-            computed += len(items)
-            bar.update(len(items))
-            if len(buffer) >= chunk or buffer[-1][0] == n - 1:
-                _write_chunk(path, buffer, dataset, model, kw, STORAGE_DTYPES[storage])
-                buffer = []
-    bar.close()
-    _finalize(path, dataset, storage)
-    return FeatureSet.load(path, computed=computed)

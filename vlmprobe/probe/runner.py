@@ -10,7 +10,8 @@ write a run directory:
 ``OUT/reference/zeroshot/``      CLIP zero-shot run on the test split (with a reference model)
 
 Re-running with the same config rewrites the files (features come from the cache); a
-different config in an existing OUT is refused.
+different config in an existing OUT is refused. Under ``accelerate launch`` / ``torchrun`` every
+process extracts a share of the features (``extract_features``) and rank 0 fits and writes.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ import numpy as np
 
 from ..cache import atomic_write_json
 from ..errors import VlmprobeError
-from ..runs import RunDir, environment
+from ..engine import run_config
+from ..runs import RunDir
 from .extract import extract_features
 from .layers import probe_features
 from .linear import DEFAULT_CS
@@ -73,11 +75,12 @@ def run_probe(model, train, test, out: str | os.PathLike, val=None, layers="all"
     CLIP model whose ``embed`` probe (same protocol) and zero-shot accuracy are drawn as lines.
     Returns the content of layers.json.
     """
-    from ..classify.runner import base_record, evaluate, summarize_run
+    from .. import distributed
+    from ..classify.runner import evaluate
 
     _check_classes(train, val, test)
     out = Path(out)
-    k = len(test.classnames)
+    w = distributed.world()
     if model.kind == "vlm":
         from ..models.features import DEFAULT_PROMPT, num_lm_layers, resolve_layers, resolve_poolings
 
@@ -87,6 +90,8 @@ def run_probe(model, train, test, out: str | os.PathLike, val=None, layers="all"
         feat_kw = dict(layers=layers, pooling=pooling, prompt=prompt)
     else:
         feat_kw = dict(layers=None if layers in (None, "all", "embed") else layers, pooling=None, prompt=None)
+    if reference is not None and reference.kind != "clip":
+        raise VlmprobeError(f"--reference must be a CLIP model; {reference.spec} is a {reference.kind}")
     probe_cfg = {"name": "probe", "layers": layers, "pooling": list(pooling) if model.kind == "vlm" else None,
                  "prompt": prompt, "Cs": [float(c) for c in Cs], "backend": backend,
                  "precision": precision, "refit_on_train_val": refit,
@@ -94,35 +99,52 @@ def run_probe(model, train, test, out: str | os.PathLike, val=None, layers="all"
                  "standardization": "per-dimension (x - mean) / std of the training rows",
                  "objective": "mean cross-entropy + ||W||^2 / (2 C n)  (scikit-learn's C)",
                  "selection": "C and best feature by validation top-1; test scored once per feature"}
-    model_desc = {k_: v for k_, v in model.describe().items() if k_ not in ("device", "device_map")}
-    config = {"command": "probe", "method": probe_cfg, "model": model_desc, "data": _data_config(train, val, test),
-              "seed": seed, "reference": None if reference is None else reference.spec,
-              "runtime": {"batch_size": batch_size, "workers": workers, "probe_device": probe_device,
-                          "device": str(model.device)},
-              "environment": environment()}
-    run = RunDir(out, config, num_scores=k)
-    run.open()  # refuses a different config
-    for name in ("samples.jsonl", "scores.partial", "scores.npy", "results.json"):
-        (out / name).unlink(missing_ok=True)
-    run.open()
+    runtime = {"batch_size": batch_size, "workers": workers, "probe_device": probe_device, "device": str(model.device)}
+    config = run_config("probe", model, probe_cfg, _data_config(train, val, test), seed, runtime,
+                        reference=None if reference is None else reference.spec)
+    run = RunDir(out, config, num_scores=len(test.classnames))
 
+    def prepare():
+        run.lock()
+        run.open()  # refuses a different config
+        for name in ("samples.jsonl", "scores.partial", "scores.npy", "results.json"):
+            (out / name).unlink(missing_ok=True)
+        run.open()
+
+    try:
+        distributed.on_main(w, prepare)
+        # every process of a launch extracts a share of the features (and runs the reference) ...
+        t0 = time.perf_counter()
+        common = dict(batch_size=batch_size, workers=workers, storage=storage, cache_dir=cache_dir,
+                      progress=progress)
+        feats = _extract_all(model, train, val, test, **feat_kw, **common)
+        t_extract = time.perf_counter() - t0
+        rfeats = zs = None
+        if reference is not None:
+            rfeats = _extract_all(reference, train, val, test, layers=None, pooling=None, **common)
+            zs = evaluate(reference, test, "zeroshot", out / "reference" / "zeroshot", batch_size=batch_size,
+                          seed=seed, workers=workers, progress=progress, worst_k=worst_k, command="probe --reference")
+        # ... and rank 0 fits the probes and writes the files
+        return distributed.on_main(w, lambda: _probe_and_write(
+            model, test, run, feats, rfeats, zs, reference, t_extract, Cs=Cs, backend=backend,
+            device=probe_device, precision=precision, seed=seed, val_fraction=val_fraction, refit=refit,
+            worst_k=worst_k, progress=progress))
+    finally:
+        run.unlock()
+
+
+def _probe_and_write(model, test, run, feats, rfeats, zs, reference, t_extract, worst_k, **probe_kw) -> dict:
+    from ..classify.runner import summarize_run
+    from ..engine import ImageInputs, RecordWriter
+
+    out = run.path
     t0 = time.perf_counter()
-    common = dict(batch_size=batch_size, workers=workers, storage=storage, cache_dir=cache_dir, progress=progress)
-    feats = _extract_all(model, train, val, test, **feat_kw, **common)
-    t_extract = time.perf_counter() - t0
-    probe_kw = dict(Cs=Cs, backend=backend, device=probe_device, precision=precision, seed=seed,
-                    val_fraction=val_fraction, refit=refit, worst_k=worst_k, progress=progress)
+    probe_kw["worst_k"] = worst_k
     report = probe_features(feats[0], feats[2], test.classnames, val=feats[1], **probe_kw)
-    t_probe = time.perf_counter() - t0 - t_extract
-
+    t_probe = time.perf_counter() - t0
     refs, ref_lines = {}, {}
     if reference is not None:
-        if reference.kind != "clip":
-            raise VlmprobeError(f"--reference must be a CLIP model; {reference.spec} is a {reference.kind}")
-        rfeats = _extract_all(reference, train, val, test, layers=None, pooling=None, **common)
         rrep = probe_features(rfeats[0], rfeats[2], test.classnames, val=rfeats[1], names=["embed"], **probe_kw)
-        zs = evaluate(reference, test, "zeroshot", out / "reference" / "zeroshot", batch_size=batch_size, seed=seed,
-                      workers=workers, progress=progress, worst_k=worst_k, command="probe --reference")
         refs = {"model": reference.spec, "probe": rrep.layers[0],
                 "zeroshot": {"top1": zs.get("top1"), "run": str(out / "reference" / "zeroshot")}}
         ref_lines = {f"CLIP probe ({reference.spec})": rrep.layers[0]["test_accuracy"],
@@ -130,19 +152,14 @@ def run_probe(model, train, test, out: str | os.PathLike, val=None, layers="all"
 
     best, logits = report.best, report.best_logits
     skipped = {s["id"]: s["error"] for s in feats[2].skipped}
-    records = []
-    for i in range(len(test)):
-        rec = base_record(test, i)
-        if not feats[2].valid[i]:
-            rec.update(prediction=None, prediction_name=None, skipped=True,
-                       error=skipped.get(test.samples[i].id, "unreadable"))
-        else:
-            pred = int(np.argmax(logits[i]))
-            rec.update(prediction=pred, prediction_name=test.classnames[pred],
-                       top5=[int(j) for j in np.argsort(-logits[i], kind="stable")[:5]])
+    items = [(i, None, None if feats[2].valid[i] else skipped.get(test.samples[i].id, "unreadable"))
+             for i in range(len(test))]
+    preds = [{"prediction": int(np.argmax(logits[i]))} for i, _, err in items if err is None]
+    records, rows = RecordWriter(ImageInputs(test), run, len(test.classnames)).records(
+        items, preds, logits[[i for i, _, err in items if err is None]])
+    for rec in records:
         rec["feature"] = best["name"]
-        records.append(rec)
-    run.append(records, logits)
+    run.append(records, rows)
     run.finalize_scores()
     results = summarize_run(out, worst_k=worst_k)
     results["probe"] = {"feature": best["name"], "layer": best["layer"], "pooling": best["pooling"], "C": best["C"],

@@ -3,7 +3,7 @@ LLaVA-style VLM that shares its vision encoder, built offline in minutes.
 
 A demonstration and a test bed for every vlmprobe command, not evidence about real models.
 Modules: ``digits`` (images, split), ``corpus`` (captions, conversations, knowledge,
-fine-tuning data), ``vocab`` (word-level tokenizers), ``clip`` / ``vlm`` (training),
+fine-tuning data), ``prompts`` (CPE template pool and digit descriptions), ``vocab`` (word-level tokenizers), ``clip`` / ``vlm`` (training),
 ``wikiqa`` (toy ImageWikiQA), ``evaluate`` (sanity measurements), ``build`` (cache, entry points).
 """
 from .build import WorldConfig, build_world, default_dir, ensure_data, load_toy_dataset, resolve_toy_model
@@ -15,8 +15,11 @@ __all__ = ["CLASSNAMES", "WorldConfig", "build_world", "default_dir", "ensure_da
 
 def register() -> None:
     """The ``vlmprobe.plugins`` entry point: put ``toy:`` into the model and dataset spec tables."""
-    from ..specs import DATASET_SPECS, MODEL_SPECS
+    from ..specs import DATASET_SPECS, DESCRIPTION_SPECS, MODEL_SPECS, TEMPLATE_SPECS
+    from .prompts import resolve_descriptions, resolve_templates
 
     MODEL_SPECS.register("toy:", resolve_toy_model, "the miniature world: toy:clip, toy:vlm", alias=True)
     DATASET_SPECS.register("toy:", lambda spec, split: load_toy_dataset(spec, split=split),
                            "the miniature world's digits: toy:digits[:train|val|test]")
+    TEMPLATE_SPECS.register("toy:", resolve_templates, "the miniature world's CPE pool: toy:cpe-pool")
+    DESCRIPTION_SPECS.register("toy:", resolve_descriptions, "the digits' facts: toy:digit-facts")

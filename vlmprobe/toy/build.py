@@ -299,9 +299,13 @@ def resolve_toy_model(spec: str) -> str:
     default world on first use)."""
     from ..errors import ModelLoadError
 
+    from .spurious import SPURIOUS_MODELS, resolve_spurious_model
+
+    if spec in SPURIOUS_MODELS:  # the spurious-background split's models (toy.spurious)
+        return resolve_spurious_model(spec)
     kinds = {"toy:clip": ("hfclip", "clip"), "toy:vlm": ("hf", "vlm")}
     if spec not in kinds:
-        raise ModelLoadError(f"unknown toy model {spec!r}: use toy:clip or toy:vlm")
+        raise ModelLoadError(f"unknown toy model {spec!r}: use toy:clip, toy:vlm, {' or '.join(SPURIOUS_MODELS)}")
     prefix, sub = kinds[spec]
     return f"{prefix}:{Path(build_world()['dir']) / sub}"
 
@@ -312,6 +316,10 @@ def load_toy_dataset(spec: str, split: str | None = None, limit: int | None = No
     from ..data import load_dataset
     from ..errors import DataError
 
+    if spec.startswith("toy:spurious"):  # the toy CounterAnimal split (toy.spurious)
+        from .spurious import load_spurious_dataset
+
+        return load_spurious_dataset(spec, split)
     parts = spec.split(":")
     if len(parts) not in (2, 3) or parts[:2] != ["toy", "digits"]:
         raise DataError(f"unknown toy dataset {spec!r}: use toy:digits or toy:digits:train|val|test")

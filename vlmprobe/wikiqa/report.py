@@ -1,6 +1,7 @@
 """results.json of a wikiqa run, computed from its records only (recomputable at any time).
 
-- ``accuracy``: correct / scored questions (questions whose image could not be found or read
+- ``accuracy``: correct / scored questions (``metrics.report.summarize_correct``, the same
+  definition ``vlmprobe metrics`` uses) (questions whose image could not be found or read
   are *skipped*: counted in ``num_skipped``, listed in ``skipped``, excluded here);
   ``accuracy_all`` = correct / all questions (skipped counted wrong);
 - ``unparseable_rate``: scored questions with no parsed answer (all counted wrong);
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from ..metrics.report import summarize_correct
 from .loader import LETTERS
 
 CHANCE = 0.25
@@ -29,13 +31,14 @@ def summarize(records: list[dict]) -> dict:
     skipped = [r for r in records if r.get("skipped")]
     n, correct = len(scored), sum(bool(r["correct"]) for r in scored)
     unparseable = sum(r.get("prediction") is None for r in scored)
+    accuracy = summarize_correct([r["correct"] for r in scored], len(skipped), no_prediction=unparseable)["accuracy"]
     per_class: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in scored:
         per_class[r["classname"]][0] += 1
         per_class[r["classname"]][1] += bool(r["correct"])
     out = {
         "num_questions": len(records), "num_scored": n, "num_skipped": len(skipped),
-        "accuracy": _rate(correct, n), "accuracy_all": _rate(correct, len(records)),
+        "accuracy": accuracy, "accuracy_all": _rate(correct, len(records)),
         "chance": CHANCE,
         "unparseable": unparseable, "unparseable_rate": _rate(unparseable, n),
         "prediction_counts": {x: sum(r.get("parsed") == x for r in scored) for x in LETTERS},

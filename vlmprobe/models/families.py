@@ -1,0 +1,159 @@
+"""Model-family adapters: everything vlmprobe must know about one ``AutoModelForImageTextToText``
+family, in one small object per family, so the rest of the library is family-agnostic.
+
+A ``Family`` answers:
+
+- which ``config.model_type`` values it covers;
+- the image-placeholder token id (``config.image_token_id`` or the older ``image_token_index``);
+- module paths: the language model (LoRA targets), the vision tower (frozen, kept unquantized)
+  and the projector (``vision`` / ``projector`` features, projector training), matched by the
+  last component of module names (``model.visual.merger`` has last component ``merger``);
+- how the projector's input/output rows map to images (``split_patch_rows``): LLaVA-1.5 gives
+  one [P, D] row block per image, LLaVA-NeXT one per AnyRes view, Qwen2-VL one flat [sum P, D]
+  tensor cut by ``image_grid_thw``;
+- the rotary positions of a prefix (``positions``): a candidate token at trie depth ``d`` sits at
+  ``position of the prefix's last token + 1 + d`` on every axis. LLaVA: plain 1-D positions.
+  Qwen2-VL's M-RoPE gives text after an image ``index + rope delta`` on all three axes (the
+  image's 2-D grid spans fewer positions than it has tokens), read from ``get_rope_index``;
+- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not).
+
+Supporting a new family is one ``Family(...)`` passed to ``register_family`` (README, "Extending
+vlmprobe"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..errors import VlmprobeError
+
+
+def _views_llava(config, batch: dict, rows: int, n_images: int) -> list[int]:
+    """Projector rows per image: one per image, or LLaVA-NeXT's AnyRes views (base + crops)."""
+    if rows == n_images:
+        return [1] * n_images
+    if "image_sizes" in batch and getattr(config, "image_grid_pinpoints", None):
+        from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+        counts = [int(image_size_to_num_patches(image_size=s, grid_pinpoints=config.image_grid_pinpoints,
+                                                patch_size=config.vision_config.image_size))
+                  for s in batch["image_sizes"].tolist()]
+        if sum(counts) == rows:
+            return counts
+    raise VlmprobeError(f"cannot map {rows} vision-tower rows to {n_images} images; request lm.* layers only")
+
+
+def split_rows_by_view(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """LLaVA-style projector tensors [R, P, D] -> per image [views * P, D]."""
+    counts = _views_llava(config, batch, x.shape[0], n_images)
+    return [chunk.reshape(-1, chunk.shape[-1]) for chunk in torch.split(x, counts, dim=0)]
+
+
+def split_rows_by_grid(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """Qwen2-VL tensors [sum_i t_i h_i w_i / r, D] (patches, r = 1, or merged tokens, r = merge^2)
+    -> per image, using ``image_grid_thw`` [N, 3] (patch grid per image)."""
+    grid = batch.get("image_grid_thw")
+    if grid is None or len(grid) != n_images:
+        raise VlmprobeError(f"cannot map vision rows to {n_images} images: no image_grid_thw in the batch")
+    patches = grid.prod(-1).tolist()
+    ratio = sum(patches) // max(x.shape[0], 1)
+    if ratio < 1 or sum(patches) != ratio * x.shape[0]:
+        raise VlmprobeError(f"{x.shape[0]} vision rows do not divide the image grids {grid.tolist()}")
+    return list(torch.split(x.reshape(-1, x.shape[-1]), [p // ratio for p in patches], dim=0))
+
+
+def plain_positions(model, batch: dict) -> torch.Tensor:
+    """1-D rotary positions of a right-padded prefix batch: [1, B, L] = 0, 1, 2, ..."""
+    B, L = batch["input_ids"].shape
+    return torch.arange(L, device=batch["input_ids"].device).expand(1, B, L)
+
+
+def mrope_positions(model, batch: dict) -> torch.Tensor:
+    """Qwen2-VL M-RoPE positions [3, B, L] (temporal, height, width) from the model's public
+    ``get_rope_index``; text tokens carry the same value on all three axes, and a text token
+    after an image sits at ``index + rope delta`` (the image's grid is shorter than its tokens)."""
+    import inspect
+
+    if batch.get("image_grid_thw") is None:  # text only: plain positions on all three axes
+        return plain_positions(model, batch).expand(3, -1, -1)
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    fn = getattr(inner, "get_rope_index", None) or inner.model.get_rope_index
+    kwargs = dict(input_ids=batch["input_ids"], image_grid_thw=batch["image_grid_thw"],
+                  attention_mask=batch["attention_mask"])
+    if "mm_token_type_ids" in inspect.signature(fn).parameters:
+        kwargs["mm_token_type_ids"] = batch.get("mm_token_type_ids")
+    return fn(**kwargs)[0]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family's quirks (module docstring). Module names are matched on their last component."""
+
+    name: str
+    model_types: tuple[str, ...]
+    language_model: tuple[str, ...] = ("language_model",)
+    vision_tower: tuple[str, ...] = ("vision_tower", "vision_model", "visual")
+    projector: tuple[str, ...] = ("multi_modal_projector", "mm_projector")
+    split_patch_rows: Callable = split_rows_by_view
+    positions: Callable = plain_positions  # (model, prefix batch) -> rotary positions [axes, B, L]
+    fast_likelihood: str | None = None  # None: supported; else the reason it is not
+    notes: str = ""
+
+    # ------------------------------------------------------------------ config / tokens
+    @staticmethod
+    def image_token_id(config) -> int | None:
+        """``config.image_token_id`` (transformers >= 4.47) or ``image_token_index``."""
+        tid = getattr(config, "image_token_id", None)
+        return getattr(config, "image_token_index", None) if tid is None else tid
+
+    def keep_unquantized(self) -> list[str]:
+        """Module-name patterns kept in full precision under 4/8-bit loading (as LLaVA's QLoRA):
+        vision tower, projector, output head."""
+        return [rf".*{n}" for n in self.vision_tower + self.projector] + ["lm_head"]
+
+    # ------------------------------------------------------------------- module paths
+    def find_module(self, model: torch.nn.Module, role: str, required: bool = True) -> str | None:
+        """Dotted path of the outermost module whose last name component is one of the role's
+        names (``role``: language_model | vision_tower | projector)."""
+        names = getattr(self, role)
+        hits = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in names]
+        if not hits:
+            if required:
+                raise VlmprobeError(f"{type(model).__name__} ({self.name} family): no {role.replace('_', ' ')} "
+                                    f"module (looked for {', '.join(names)})")
+            return None
+        return min(hits, key=lambda n: n.count("."))
+
+    def check_fast_likelihood(self, model_type: str | None = None) -> None:
+        """One-line error naming ``--scoring naive`` when the fast path is not exact here."""
+        if self.fast_likelihood is not None:
+            raise VlmprobeError(f"fast likelihood scoring does not support model type {model_type or self.name!r} "
+                                f"({self.name} family: {self.fast_likelihood}); use scoring='naive' (--scoring naive)")
+
+
+LLAVA = Family("llava", ("llava",), notes="LLaVA-1.5 (one image = P patch tokens)")
+LLAVA_NEXT = Family("llava-next", ("llava_next",), notes="LLaVA-NeXT (AnyRes views)")
+QWEN2_VL = Family("qwen2-vl", ("qwen2_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+                  positions=mrope_positions, notes="Qwen2-VL (dynamic resolution, M-RoPE)")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL]
+GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
+                 notes="any other AutoModelForImageTextToText with LLaVA-style module names")
+
+
+def register_family(family: Family) -> Family:
+    """Add (or replace, by name) a family adapter; later registrations win for a model type."""
+    FAMILIES[:] = [f for f in FAMILIES if f.name != family.name]
+    FAMILIES.insert(0, family)
+    return family
+
+
+def family_of(model_or_config) -> Family:
+    """The adapter for a transformers model (or peft wrapper) or its config."""
+    return family_for_type(getattr(getattr(model_or_config, "config", model_or_config), "model_type", None))
+
+
+def family_for_type(model_type: str | None) -> Family:
+    """The adapter for a ``config.json`` model_type (before the model is loaded)."""
+    return next((f for f in FAMILIES if model_type in f.model_types), GENERIC)
