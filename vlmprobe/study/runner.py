@@ -4,9 +4,11 @@ done, resume what is partial, continue past failures, then write the report.
 Reuse. A run directory holds ``study_run.json`` = {key, status, argv, seconds[, model_spec]}.
 ``key`` is a content hash of the run's exact command (or fine-tuning recipe), the keys of the
 runs it depends on and the miniature world's build key. A run whose stamp says ``done`` with
-the same key and whose result file exists is not touched; any other run is (re)started with
-the same command, and the commands themselves resume partial run directories (and refuse a
-directory made with a different config, which is reported as that run's failure).
+the same key and whose result file exists is not touched; a directory whose stamp has another
+key (the study changed) is moved aside to ``DIR.old-<key>`` and the run starts afresh; any other
+run is (re)started with the same command, and the commands themselves resume partial run
+directories (and refuse a directory made by hand with a different config, reported as that
+run's failure).
 
 Execution is in-process through ``vlmprobe.cli.main`` (the exact command a user would type is
 printed first); fine-tuning calls ``vlmprobe.finetune.finetune`` (what ``recipes/finetune.py``
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -153,6 +156,12 @@ class StudyRunner:
         from ..cli import main
 
         d = self.run_dir(run)
+        old = read_stamp(d)
+        if old and old.get("key") != self.key(run):  # made by this study with another config: keep it aside
+            aside = d.with_name(f"{d.name}.old-{old.get('key')}")
+            shutil.rmtree(aside, ignore_errors=True)
+            d.rename(aside)
+            print(f"{head}: its config changed; the previous run directory was moved to {aside}", flush=True)
         argv = self.command(run)
         print(f"\n{head}\n$ {shell_line(run, argv)}", flush=True)
         start, cpu = time.time(), time.process_time()
