@@ -89,6 +89,9 @@ class TrainArgs(options.Options):
     save_every: int | None = O(50, "steps between resumable checkpoints (accelerate save_state)")
     save_total_limit: int = O(2, "checkpoints kept (oldest deleted)", **_positive)
     resume: str = O("auto", "auto: latest checkpoint in output_dir if any | never | PATH of a checkpoint")
+    report_to: str = O("none", "accelerate trackers: none | tensorboard | wandb | all, or a comma list "
+                               "(offline-safe; finetune/trackers.py)")
+    tracker_project: str = O("vlmprobe-finetune", "tracker project / run group name")
 
 
 SECTIONS = {"model": ModelArgs, "data": DataArgs, "adapter": AdapterArgs, "train": TrainArgs}
