@@ -9,8 +9,9 @@ on weight values): a LLaVA-1.5-7B-shaped ``LlavaForConditionalGeneration`` (Llam
 hidden 1024, 24 layers, patch 14, 336 px -> 576 image tokens) created directly on the GPU in
 bf16, saved once to a scratch directory and loaded back through ``vlmprobe.load_model`` (the
 path users take), and open_clip's ``ViT-L-14-336`` with ``pretrained=None``. Class names are
-the 1,000 ImageNet names (``--classes imagenet``); the VLM tokenizer is vlmprobe.testing's
-Llama-like BPE (the vocabulary size only changes the output layer, which keeps 32064 rows).
+the 1,000 ImageNet names (``--classes imagenet``); the VLM tokenizer is LLaMA-2's real
+vocabulary when ``shared/reference/tokenizers`` is present (``--tokenizer auto``; it sets how many
+tokens each class name takes), else vlmprobe.testing's Llama-like BPE (said in the output).
 
 Rows (each through the library's public API, i.e. the code users run):
 
@@ -69,13 +70,34 @@ def llava_7b_config(tokenizer):
                        image_seq_length=576, vision_feature_select_strategy="default", vision_feature_layer=-2)
 
 
-def write_llava_7b(out: Path, device: str) -> str:
+def vlm_tokenizer(choice: str, work: Path):
+    """(tokenizer, chat template, description): LLaMA-2's real vocabulary (vlmprobe.realtok, from
+    ``shared/reference/tokenizers``; never downloaded here) for ``real``, and for ``auto`` when it
+    is present; else vlmprobe.testing's Llama-like BPE."""
+    from vlmprobe.errors import VlmprobeError
+    from vlmprobe.testing import LLAVA_CHAT_TEMPLATE, llama_tokenizer
+
+    note = ""
+    if choice in ("auto", "real"):
+        try:
+            from vlmprobe.realtok import real_tokenizers
+            from vlmprobe.testing_real import LLAVA15_HF_CHAT_TEMPLATE, llava_real_tokenizer
+
+            tok = llava_real_tokenizer(real_tokenizers(work / "tokenizers", download=False)["llama"])
+            return tok, LLAVA15_HF_CHAT_TEMPLATE, "LLaMA-2 vocabulary (real, 32000 pieces)"
+        except (VlmprobeError, ImportError, OSError) as e:
+            if choice == "real":
+                raise
+            note = f" (the real LLaMA-2 vocabulary is not available here: {str(e).splitlines()[0]})"
+    return llama_tokenizer(), LLAVA_CHAT_TEMPLATE, "vlmprobe.testing Llama-like BPE" + note
+
+
+def write_llava_7b(out: Path, device: str, tok, chat_template: str) -> str:
     """Random-weight LLaVA-1.5-7B shapes built on ``device`` in bf16 (sdpa), saved to ``out``."""
     from transformers import CLIPImageProcessor, GenerationConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    from vlmprobe.testing import IMAGE_TOKEN, LLAVA_CHAT_TEMPLATE, llama_tokenizer
+    from vlmprobe.testing import IMAGE_TOKEN
 
-    tok = llama_tokenizer()
     config = llava_7b_config(tok)
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -90,7 +112,7 @@ def write_llava_7b(out: Path, device: str) -> str:
     processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 336},
                                                                   crop_size={"height": 336, "width": 336}),
                                tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, image_token=IMAGE_TOKEN, chat_template=LLAVA_CHAT_TEMPLATE)
+                               num_additional_image_tokens=1, image_token=IMAGE_TOKEN, chat_template=chat_template)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     del model
@@ -261,6 +283,9 @@ def main(argv=None) -> int:
     ap.add_argument("--train-batch", type=int, default=None, help="training batch (8, tiny 2)")
     ap.add_argument("--train-steps", type=int, default=None, help="timed optimizer steps (5, tiny 2)")
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (CUDA: cores - 1, tiny 0)")
+    ap.add_argument("--tokenizer", default="auto", choices=["auto", "real", "bpe"],
+                    help="VLM tokenizer: real (LLaMA-2's vocabulary from shared/reference/tokenizers), bpe "
+                         "(vlmprobe.testing's), auto (real when present)")
     ap.add_argument("--skip", default="", help="comma list of rows to skip: likelihood,generation,features,clip,lora,qlora")
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one, removed)")
     ap.add_argument("--json", default=None, help="also write the table here")
@@ -297,11 +322,17 @@ def main(argv=None) -> int:
         print(machine.describe(args.device))
         names = read_classnames("imagenet")
         t = time.perf_counter()
+        tok, template, tok_note = vlm_tokenizer(args.tokenizer, work)
         if tiny:
-            vlm_spec = f"hf:{build_tiny_model(work / 'models', 'llava')}"
+            if tok_note.startswith("LLaMA-2"):
+                from vlmprobe.testing_real import build_real_model
+
+                vlm_spec = f"hf:{build_real_model(work / 'models', 'llava-real', download=False)}"
+            else:
+                vlm_spec = f"hf:{build_tiny_model(work / 'models', 'llava')}"
             clip_spec = f"openclip:local-dir:{build_tiny_model(work / 'models', 'openclip')}"
         else:
-            vlm_spec = f"hf:{write_llava_7b(work / 'llava-7b-shapes', args.device)}"
+            vlm_spec = f"hf:{write_llava_7b(work / 'llava-7b-shapes', args.device, tok, template)}"
             clip_spec = "openclip:ViT-L-14-336"  # no @pretrained: random weights from open_clip's config
         pil = write_images(work, args.files, args.images)
         files = load_dataset(str(work / "images"), unlabeled=True, classes="imagenet")
@@ -311,6 +342,14 @@ def main(argv=None) -> int:
         print(f"VLM: {shapes} shapes, random weights, {args.dtype}, attention {attn}, "
               f"{sum(p.numel() for p in vlm.model.parameters()) / 1e9:.2f} B parameters; built, saved and loaded "
               f"in {time.perf_counter() - t:.0f} s")
+        from vlmprobe.models.tokentrie import build_trie, tokenize_continuations
+
+        # the engine's own token definition: a name's tokens after the rendered prompt (SentencePiece
+        # would count a spurious "▁" for a name tokenized alone with a leading space)
+        req = tokenize_continuations(vlm.tokenizer, vlm.render(QUESTION, answer_prefix=ANSWER_PREFIX), names)
+        ntok = [len(s) - st for s, st in zip(req.seqs, req.start)]
+        print(f"tokenizer: {tok_note}; class names: {np.mean(ntok):.2f} tokens on average (max {max(ntok)}); "
+              f"token trie of all {len(names)}: {build_trie(req.seqs).size} nodes")
         print(f"{'row':34s} {'value':>12s} {'unit':10s} {'peak GiB':>8s}  note")
         print("-" * 100)
         images = pil[: args.images] if len(pil) >= args.images else (pil * args.images)[: args.images]

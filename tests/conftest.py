@@ -106,3 +106,19 @@ def real_models(tmp_path_factory):
         return build_real_models(root)
     except VlmprobeError as e:
         pytest.skip(f"real tokenizer vocabularies unavailable: {e}")
+
+
+@pytest.fixture
+def python3_kernel(tmp_path, monkeypatch):
+    """A Jupyter kernelspec named python3 that runs this very interpreter (the venv's, with
+    vlmprobe), for executing the notebooks."""
+    import json
+    import sys
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"], "display_name": "python3",
+                                                  "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "python3"

@@ -306,3 +306,33 @@ def test_requested_processes_reads_only_the_launcher_options():
     assert requested_processes(["python", "-m", "accelerate.commands.launch", "--num_processes=3", "r.py"]) == 3
     assert requested_processes(["accelerate", "launch", "--cpu", "r.py", "--num_processes", "4"]) == 1
     assert requested_processes(["python", "r.py"]) == 1
+
+
+def test_train_log_csv_curve_and_tensorboard_tracker(tiny_models, images, tmp_path):
+    """Every run writes train_log.csv + train_curve.png; --report_to tensorboard logs the same
+    scalars through accelerate's tracker into output_dir/trackers (offline, local files)."""
+    pytest.importorskip("tensorboard")
+    import csv
+
+    out = tmp_path / "tb"
+    _, summary = _run(_cfg(tiny_models, images, out, max_steps=2, save_every=None, val=images, val_split=None,
+                           report_to="tensorboard"))
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert [r["step"] for r in rows if r.get("loss")] == ["1", "2"] and any(r.get("val_acc") for r in rows)
+    assert (out / "train_curve.png").read_bytes()[:4] == b"\x89PNG"
+    events = list((out / "trackers").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert "loss" in acc.Tags()["scalars"]
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2]
+
+
+def test_report_to_rejects_unknown_trackers():
+    from vlmprobe.finetune.trackers import parse_report_to
+
+    assert parse_report_to("none") == []
+    with pytest.raises(VlmprobeError, match="unknown tracker 'mlflowx'"):
+        parse_report_to("mlflowx")

@@ -338,7 +338,7 @@ def test_probe_command_end_to_end(tiny_models, colors_dir, tmp_path, capsys):
 # ---------------------------------------------------------------- notebook
 
 
-def test_notebook_runs(tiny_models, colors_dir, tmp_path, monkeypatch):
+def test_notebook_runs(tiny_models, colors_dir, tmp_path, python3_kernel):
     """notebooks/probing.ipynb (committed without outputs) executes top to bottom in a python3
     kernel of this interpreter, on the tiny models (its parameters cell is replaced)."""
     nbformat = pytest.importorskip("nbformat")
@@ -351,14 +351,7 @@ def test_notebook_runs(tiny_models, colors_dir, tmp_path, monkeypatch):
     params[0].source = (f"VLM = 'hf:{tiny_models['llava']}'\nCLIP = 'openclip:local-dir:{tiny_models['openclip']}'\n"
                         f"TRAIN, VAL, TEST = '{colors_dir}@train', '{colors_dir}@val', '{colors_dir}@test'\n"
                         f"OUT = '{tmp_path / 'nb-run'}'\n")
-    # a kernelspec named python3 that runs this very interpreter (the venv's, with vlmprobe)
-    spec = tmp_path / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
-                                                           "{connection_file}"], "display_name": "python3",
-                                                  "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
+    client = nbclient.NotebookClient(nb, kernel_name=python3_kernel, timeout=120,
                                      resources={"metadata": {"path": str(tmp_path)}})
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print('kernel python:', sys.executable)"))
     client.execute()

@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 import vlmprobe
-from vlmprobe.errors import VlmprobeError
 from vlmprobe.models.likelihood import continuation_logprobs
 
 TOL = 1e-4
@@ -90,7 +89,7 @@ def test_likelihood_all_imagenet_names(vlms, classnames, kind):
     engine's per-token log-probs equal the plain forward's (1e-4, fp32), sums and means too, same
     argmax. The naive path (one full forward per candidate: ~0.1 s each here) is held to the plain
     forward on 13-15 names per setting (the longest, a spread, the shared-prefix sharks).
-    Qwen2-VL (M-RoPE): fast raises the one-line error; naive == plain."""
+    Qwen2-VL's fast path runs with M-RoPE positions (three axes) and is held to the same."""
     vlm, img = vlms[kind], image()
     lengths = {}
     for answer_prefix, article in CONFIGS:
@@ -102,19 +101,14 @@ def test_likelihood_all_imagenet_names(vlms, classnames, kind):
         probe = sorted(set(counts.argsort(descending=True)[:3].tolist() + list(range(0, 1000, 111)) + [2, 3, 4]))
         naive = continuation_logprobs(vlm, [img], prefix, [names[i] for i in probe], scoring="naive",
                                       reduction="tokens")[0]
-        if kind == "llava-real":
-            plain = plain_logprobs(vlm, img, prefix, names)
-            fast = continuation_logprobs(vlm, [img], prefix, names, reduction="tokens")[0]
-            assert fast.shape == plain.shape and torch.equal(fast.isnan(), plain.isnan())
-            assert (fast - plain).nan_to_num().abs().max().item() <= TOL
-            for red in (lambda x: x.nansum(1), lambda x: x.nanmean(1)):
-                a, b = red(fast), red(plain)
-                assert (a - b).abs().max().item() <= TOL and a.argmax() == b.argmax()
-            plain = plain[probe]
-        else:  # M-RoPE: no fast path; the reference path against the plain forward
-            with pytest.raises(VlmprobeError, match="naive"):
-                continuation_logprobs(vlm, [img], prefix, names[:3])
-            plain = plain_logprobs(vlm, img, prefix, [names[i] for i in probe])
+        plain = plain_logprobs(vlm, img, prefix, names)
+        fast = continuation_logprobs(vlm, [img], prefix, names, reduction="tokens")[0]
+        assert fast.shape == plain.shape and torch.equal(fast.isnan(), plain.isnan())
+        assert (fast - plain).nan_to_num().abs().max().item() <= TOL
+        for red in (lambda x: x.nansum(1), lambda x: x.nanmean(1)):
+            a, b = red(fast), red(plain)
+            assert (a - b).abs().max().item() <= TOL and a.argmax() == b.argmax()
+        plain = plain[probe]
         width = naive.shape[1]
         assert torch.equal(naive.isnan(), plain[:, :width].isnan()) and (~plain[:, width:].isnan()).sum() == 0
         assert (naive - plain[:, :width]).nan_to_num().abs().max().item() <= TOL
@@ -190,8 +184,7 @@ def test_wikiqa_letter_and_option_scoring(vlms, kind):
     qs = [_question(1, ["It lives in fresh water", "It can fly", "Ünïcødé 猫 café", "It is a mammal"], 0),
           _question(2, ["Yes", "No", "It eats plankton and small fish", "None of the above"], 2)]
     imgs = [image(3), image(4, (30, 50))]
-    scoring = "fast" if kind == "llava-real" else "naive"
-    scorer = LikelihoodScorer(Condition(), scoring=scoring)
+    scorer = LikelihoodScorer(Condition(), scoring="fast")
     got = scorer.option_scores(vlm, qs, imgs)
     for b, q in enumerate(qs):
         prefix = vlm.render(Condition().question(q), answer_prefix=ANSWER_PREFIX)
@@ -200,10 +193,9 @@ def test_wikiqa_letter_and_option_scoring(vlms, kind):
         np.testing.assert_allclose(got["text_sum"][b], plain[4:].nansum(1).numpy(), atol=TOL)
         np.testing.assert_allclose(got["text_mean"][b], plain[4:].nanmean(1).numpy(), atol=TOL)
         assert ((~plain[:4].isnan()).sum(1) == 1).all()  # each letter is one token after the prefix
-    if kind == "llava-real":  # fast == naive through the scorer too
-        naive = LikelihoodScorer(Condition(), scoring="naive").option_scores(vlm, qs, imgs)
-        for k in got:
-            np.testing.assert_allclose(got[k], naive[k], atol=TOL)
+    naive = LikelihoodScorer(Condition(), scoring="naive").option_scores(vlm, qs, imgs)  # fast == naive too
+    for k in got:
+        np.testing.assert_allclose(got[k], naive[k], atol=TOL)
 
 
 # --------------------------------------------------------------------------- fine-tuning

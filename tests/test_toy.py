@@ -264,3 +264,34 @@ def test_training_tokenization_matches_the_processor(toy_world, measured):
     ref = vlm.processor(text=[text], images=[read_image(str(root / conv["image"]))])["input_ids"][0]
     assert row == 0 and list(ref) + [vlm.tokenizer.eos_token_id] == ids
     assert ids[:n_prompt].count(vlm.model.config.image_token_id) == n_img
+
+
+def test_wikiqa_practice_answers_parse_to_the_right_letter_and_follow_naming():
+    """QA practice: the answer names the class then states the text-only fact, ending in the right
+    option's words (the parser's text rule gives the letter); image practice only for classes the
+    conversations name (never for p_c = 0); the oracle hint is the wikiqa command's template."""
+    from vlmprobe.toy.wikiqa import (KINDS, ORACLE_HINT, image_practice, question_for, reasoned_answer,
+                                     text_practice, valid_kind)
+    from vlmprobe.wikiqa import parse_answer, parse_options
+    from vlmprobe.wikiqa.prompts import ORACLE_TEMPLATE
+
+    assert ORACLE_TEMPLATE.format(classname="seven") == ORACLE_HINT.format("seven")
+    facts = {a for _, a, _ in corpus.knowledge_facts()}
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        for kind in {valid_kind(c, k) for k in KINDS}:
+            text, letter, wiki, answer = question_for(c, kind, rng)
+            reply = reasoned_answer(c, kind, answer)
+            assert reply.startswith(f"It is {CLASSNAMES[c]}. ") and reply.split(". ", 1)[1] in facts
+            assert parse_answer(reply, parse_options(text)[1]).letter == letter
+    texts = text_practice(0)
+    assert len(texts) == 2 * 3 * sum(len({valid_kind(c, k) for k in KINDS}) for c in range(10))
+    freq = corpus.naming_frequencies(0)
+    labels = np.repeat(np.arange(10), 30)
+    convs = image_practice([str(i) for i in range(300)], [f"images/train/{CLASSNAMES[c]}/{i}.png"
+                                                          for i, c in enumerate(labels)], labels, freq, 0)
+    per_class = {n: sum(f"/{n}/" in r["image"] for r in convs) for n in CLASSNAMES}
+    never = [n for n, p in freq.items() if p == 0]
+    assert never and all(per_class[n] == 0 for n in never)
+    top = max(freq, key=freq.get)
+    assert per_class[top] >= 20

@@ -15,8 +15,8 @@ import sys
 from . import __version__
 from .errors import VlmprobeError
 
-COMMANDS = ["demo", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge", "cpe", "retrieval",
-            "compare"]
+COMMANDS = ["demo", "study", "report", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge", "cpe",
+            "retrieval", "compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

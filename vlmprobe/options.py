@@ -6,7 +6,9 @@ help, flag, choices and check (``option(...)``). From it derive:
 - the object from parsed arguments (``from_args(Options, args)``);
 - validation (``validate(opts)``, run by ``__post_init__`` of ``Options`` subclasses): a value
   outside ``choices`` or failing ``check`` raises ``VlmprobeError`` naming the flag;
-- the JSON view (``as_dict``).
+- the JSON view (``as_dict``);
+- values read from YAML files and ``--field VALUE`` overrides (``coerce``, used by the
+  fine-tuning config).
 
 Example (a new method's options)::
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,13 +30,19 @@ from .errors import VlmprobeError
 
 def option(default, help: str, *, flag: str | None = None, choices=None, check: Callable | None = None,
            requirement: str = "", metavar: str | None = None, type: Callable | None = None,
-           negative: str | None = None, negative_help: str = ""):
+           negative: str | None = None, negative_help: str = "", factory: Callable | None = None):
     """A dataclass field with its command-line form. ``flag`` defaults to ``--field-name``;
     a bool defaulting to False is a switch; ``negative`` adds the opposite switch (``--no-x``)
     as a mutually exclusive pair; ``check(value) -> bool`` with ``requirement`` as the error text."""
     meta = {"help": help, "flag": flag, "choices": choices, "check": check, "requirement": requirement,
             "metavar": metavar, "type": type, "negative": negative, "negative_help": negative_help}
+    if factory is not None:  # a mutable default (list, dict)
+        return dataclasses.field(default_factory=factory, metadata={"option": meta})
     return dataclasses.field(default=default, metadata={"option": meta})
+
+
+def help_of(f: dataclasses.Field) -> str:
+    return _meta(f)["help"]
 
 
 def _meta(f: dataclasses.Field) -> dict:
@@ -112,3 +121,45 @@ def from_args(cls, args, **override):
     """``cls`` built from parsed arguments (fields whose flag was not added keep their default)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     return cls(**{**values, **override})
+
+
+def field_types(cls) -> dict:
+    """{field name: resolved annotation} of a dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def coerce(value, annotation, where: str):
+    """``value`` read from YAML or a command line, checked/converted to ``annotation`` (bool, int,
+    float, str, list, each optionally ``| None``); int -> float allowed; "1e-4" (YAML 1.1 reads it
+    as a string) -> float; a comma string -> list. ``where`` names the file/flag in errors."""
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), annotation) if args else annotation
+    if value is None:
+        if optional:
+            return None
+        raise VlmprobeError(f"{where}: may not be null")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+    elif base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif base is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif base is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            return list(value)
+    raise VlmprobeError(f"{where}: expected {getattr(base, '__name__', base)}, got {value!r}")

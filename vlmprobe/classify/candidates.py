@@ -56,3 +56,145 @@ def sample_candidates(label: int, num_classes: int, num_candidates: int | None, 
     if shuffle:
         chosen = rng.permutation(chosen)
     return [int(c) for c in chosen]
+
+
+# ---------------------------------------------------------------- fixed per-class label spaces
+
+DEFAULT_CONFUSERS = 20  # CounterAnimal's 1-vs-20 protocol
+
+
+class LabelSpace:
+    """Which classes each image is scored against: all K (``all``), or its own class plus a
+    fixed list of "confusers" for that class (CounterAnimal's 1-vs-20 protocol: the 20 classes a
+    reference CLIP confuses the class with most).
+
+    ``--label-space`` values: ``all``; ``FILE.json`` = ``{class: [confuser, ...]}`` (class names
+    or dataset class indices); ``RUN_DIR[@K]`` = the top-K (default 20) confusers per true class
+    computed from a run of the same class list: mean softmax probability of each other class over
+    the class's images when the run has scores.npy, else prediction counts (ties: lower index).
+    The resolved table is recorded in the run's config. Offered classes keep ascending order;
+    classes outside score ``-inf`` (probability 0) in scores.npy.
+    """
+
+    def __init__(self, source: str | None = None, k: int = DEFAULT_CONFUSERS):
+        self.source, self.k = source, k
+        self.table: dict[int, list[int]] | None = None
+        self.classnames: list[str] = []
+
+    @classmethod
+    def parse(cls, value: str | None) -> "LabelSpace":
+        if value is None or value.strip().lower() == "all":
+            return cls(None)
+        path, _, k = value.rpartition("@") if "@" in value else (value, "", "")
+        if k and not k.isdigit():
+            raise VlmprobeError(f"--label-space {value!r}: expected FILE.json, RUN_DIR or RUN_DIR@K")
+        return cls(path, int(k) if k else DEFAULT_CONFUSERS)
+
+    @property
+    def restricted(self) -> bool:
+        return self.source is not None
+
+    def config(self) -> dict | str:
+        if not self.restricted:
+            return "all"
+        table = {self.classnames[c]: [self.classnames[j] for j in v] for c, v in sorted((self.table or {}).items())}
+        return {"source": self.source, "k": self.k, "confusers": table}
+
+    def setup(self, dataset) -> None:
+        """Resolve the table against the dataset's class list (errors name file and class)."""
+        self.classnames = list(dataset.classnames)
+        if not self.restricted:
+            return
+        from pathlib import Path
+
+        path = Path(self.source).expanduser()
+        if path.is_dir():
+            self.table = confusers_from_run(path, self.classnames, self.k)
+        elif path.is_file():
+            self.table = _read_confusers(path, self.classnames)
+        else:
+            raise VlmprobeError(f"--label-space {self.source}: no such file or run directory")
+
+    def candidates(self, sample) -> list[int] | None:
+        """Class indices offered to ``sample`` (ascending), or None for all classes."""
+        if not self.restricted:
+            return None
+        if sample.label < 0:
+            raise VlmprobeError("--label-space needs labeled images (each image is offered its own class)")
+        if sample.label not in self.table:
+            raise VlmprobeError(f"--label-space {self.source}: no confusers for class "
+                                f"{self.classnames[sample.label]!r}")
+        return sorted({sample.label, *self.table[sample.label]})
+
+    def mask(self, scores: np.ndarray, samples) -> np.ndarray:
+        """[B, K] scores with classes not offered to each sample set to -inf."""
+        if not self.restricted:
+            return scores
+        out = np.full_like(scores, -np.inf)
+        for row, s in enumerate(samples):
+            cands = self.candidates(s)
+            out[row, cands] = scores[row, cands]
+        return out
+
+
+def _class_index(value, classnames: list[str], where: str) -> int:
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        i = int(value)
+        if not 0 <= i < len(classnames):
+            raise VlmprobeError(f"{where}: class index {i} outside the dataset's {len(classnames)} classes")
+        return i
+    if value not in classnames:
+        raise VlmprobeError(f"{where}: {value!r} is not a class of the dataset")
+    return classnames.index(value)
+
+
+def _read_confusers(path, classnames: list[str]) -> dict[int, list[int]]:
+    import json
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise VlmprobeError(f"{path}: not valid JSON ({e.msg})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
+        raise VlmprobeError(f"{path}: expected {{class: [confuser classes]}}")
+    return {_class_index(c, classnames, str(path)): [_class_index(j, classnames, f"{path} [{c!r}]") for j in v]
+            for c, v in raw.items()}
+
+
+def confusers_from_run(run_dir, classnames: list[str], k: int) -> dict[int, list[int]]:
+    """{true class: top-k other classes} from a run's confusion (see ``LabelSpace``)."""
+    from ..metrics.rundata import load_run
+
+    run = load_run(run_dir)
+    if list(run.classnames) != list(classnames):
+        raise VlmprobeError(f"--label-space {run_dir}: the run's class list ({len(run.classnames)} classes) differs "
+                            f"from the dataset's ({len(classnames)})")
+    if run.labels is None or not len(run.labels):
+        raise VlmprobeError(f"--label-space {run_dir}: the run has no labeled predictions")
+    K = len(classnames)
+    if run.scores is not None:
+        s = run.scores.astype(np.float64)
+        s = np.where(np.isfinite(s), s, -np.inf)
+        p = np.exp(s - s.max(1, keepdims=True))
+        weight = p / p.sum(1, keepdims=True)
+    else:
+        weight = np.zeros((len(run.labels), K))
+        ok = run.predictions >= 0
+        weight[np.flatnonzero(ok), run.predictions[ok]] = 1.0
+    table = {}
+    for c in np.unique(run.labels):
+        w = weight[run.labels == c].mean(0)
+        w[c] = -np.inf
+        order = np.lexsort((np.arange(K), -w))  # highest weight first, ties to the lower index
+        table[int(c)] = [int(j) for j in order[:min(k, K - 1)]]
+    return table
+
+
+def label_space_option():
+    """The ``--label-space`` field of a method's options (one flag shared by every method)."""
+    from .. import options
+
+    return options.option(None, "per-class label space (CounterAnimal 1-vs-20): each image is scored against its "
+                                "class plus that class's confusers, from a JSON {class: [classes]} or the top-K "
+                                "(default 20) confusions of a reference run of the same classes; default all",
+                          metavar="all|FILE.json|RUN_DIR[@K]")

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from .. import options
 from ..errors import VlmprobeError
 from ..models.base import require_kind
-from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
+from .candidates import (LabelSpace, check_num_candidates, label_space_option, parse_num_candidates,
+                         sample_candidates)
 from .matching import RULES, match_response
 from .prompts import OPEN_WORLD_QUESTION, PROMPTS, get_prompt
 
@@ -50,6 +51,7 @@ class GenerateOptions(options.Options):
     match: str = options.option("substring", "answer matching: substring (the paper's case-insensitive 'label in "
                                 "response'), word (whole-word mention), first (earliest mentioned candidate)",
                                 choices=RULES)
+    label_space: str | None = label_space_option()
 
 
 class Method:
@@ -58,10 +60,14 @@ class Method:
 
     def __init__(self, prompt: str = "default", closed_world: bool = False, num_candidates: int | str | None = None,
                  shuffle: bool = True, cot: bool = False, max_new_tokens: int | None = None,
-                 match: str = "substring"):
+                 match: str = "substring", label_space: str | None = None):
         self.options = GenerateOptions(prompt=prompt, closed_world=bool(closed_world), num_candidates=num_candidates,
                                        shuffle=bool(shuffle), cot=bool(cot), max_new_tokens=max_new_tokens,
-                                       match=match)
+                                       match=match, label_space=label_space)
+        self.space = LabelSpace.parse(label_space)
+        if self.space.restricted and (num_candidates is not None or not closed_world):
+            raise VlmprobeError("--label-space lists each image's class and its confusers in the question: it needs "
+                                "--closed-world and no --num-candidates")
         self.template = get_prompt(prompt, cot=cot)
         self.closed_world = bool(closed_world)
         self.num_candidates = parse_num_candidates(num_candidates)
@@ -81,12 +87,16 @@ class Method:
                "max_new_tokens": self.max_new_tokens, "match": self.match, "greedy": True}
         if self.closed_world:  # label-space options only matter when classes are listed
             cfg.update(num_candidates=self.num_candidates or "all", shuffle=self.shuffle)
+            if self.space.restricted:
+                cfg["label_space"] = self.space.config()
         return cfg
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "vlm", "--method generate", "use --method zeroshot")
+        require_kind(model, "vlm", "--method generate",
+                     "use --method zeroshot for CLIP, classifier for a supervised model")
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
+        self.space.setup(dataset)
 
     def num_scores(self, dataset) -> None:
         return None
@@ -96,7 +106,10 @@ class Method:
         questions, offered = [], []
         for sample in samples:
             cands = None
-            if self.closed_world:
+            if self.space.restricted:
+                cands = self.space.candidates(sample)
+                cands = [int(c) for c in rng_for(sample).permutation(cands)] if self.shuffle else cands
+            elif self.closed_world:
                 cands = sample_candidates(sample.label, len(self.classnames), self.num_candidates, rng_for(sample),
                                           shuffle=self.shuffle)
             names = [self.classnames[c] for c in cands] if cands is not None else None

@@ -28,7 +28,8 @@ from ..errors import VlmprobeError
 from ..metrics.nonfinite import nonfinite_rows, prediction_fields, predict
 from ..models.base import require_kind
 from ..models.likelihood import REDUCTIONS, SCORINGS
-from .candidates import check_num_candidates, parse_num_candidates, sample_candidates
+from .candidates import (LabelSpace, check_num_candidates, label_space_option, parse_num_candidates,
+                         sample_candidates)
 from .prompts import PROMPTS, get_prompt
 
 PAPER_ANSWER_PREFIX = "The photo features a"  # the paper's probability-inference answer start
@@ -71,6 +72,7 @@ class LikelihoodOptions(options.Options):
                                   "it) and drops a trailing 'a'/'an' from the answer prefix", choices=ARTICLES)
     chunk_size: int = options.option(512, "likelihood (fast): trie nodes per image per forward; lower it to save "
                                      "memory", check=lambda n: n >= 1, requirement="must be at least 1")
+    label_space: str | None = label_space_option()
 
 
 class Method:
@@ -79,10 +81,10 @@ class Method:
 
     def __init__(self, prompt: str = "default", answer_prefix: str | None = None, reduction: str = "sum",
                  scoring: str = "fast", include_eos: bool = False, article: str | None = None,
-                 chunk_size: int = 512, num_candidates: int | str | None = None):
+                 chunk_size: int = 512, num_candidates: int | str | None = None, label_space: str | None = None):
         self.options = LikelihoodOptions(prompt=prompt, num_candidates=num_candidates, reduction=reduction,
                                          scoring=scoring, answer_prefix=answer_prefix, include_eos=bool(include_eos),
-                                         article=article or "none", chunk_size=chunk_size)
+                                         article=article or "none", chunk_size=chunk_size, label_space=label_space)
         self.template = get_prompt(prompt)
         if self.template.cot or self.template.has_classes_slot:
             raise VlmprobeError(f"--prompt {prompt!r}: likelihood scoring asks an open question without "
@@ -95,19 +97,25 @@ class Method:
         self.article = None if article in (None, "none") else article
         self.chunk_size = int(chunk_size)
         self.num_candidates = parse_num_candidates(num_candidates)
+        self.space = LabelSpace.parse(label_space)
+        if self.space.restricted and self.num_candidates is not None:
+            raise VlmprobeError("--label-space and --num-candidates both set the label space; give one")
         self.classnames: list[str] = []
 
     def config(self) -> dict:
         """What determines the scores (chunk size only changes memory use, so it is left out)."""
         return {"prompt": self.template.to_config(), "question": self.question, "answer_prefix": self.answer_prefix,
                 "reduction": self.reduction, "scoring": self.scoring, "include_eos": self.include_eos,
-                "article": self.article or "none", "num_candidates": self.num_candidates or "all"}
+                "article": self.article or "none", "num_candidates": self.num_candidates or "all",
+                **({"label_space": self.space.config()} if self.space.restricted else {})}
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "vlm", "--method likelihood", "use --method zeroshot")
+        require_kind(model, "vlm", "--method likelihood",
+                     "use --method zeroshot for CLIP, classifier for a supervised model")
         model.check_scoring(self.scoring)  # e.g. fast on Qwen2-VL: one line naming --scoring naive
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
+        self.space.setup(dataset)
 
     def _sampled(self, num_classes: int) -> bool:
         return self.num_candidates is not None and self.num_candidates < num_classes
@@ -120,7 +128,10 @@ class Method:
         """PIL images -> records, scores [B, K] float32 (-inf for classes not offered)."""
         K = len(self.classnames)
         offered = None
-        if self._sampled(K):
+        if self.space.restricted:
+            offered = [self.space.candidates(s) for s in samples]
+            candidates = [[self.classnames[c] for c in cands] for cands in offered]
+        elif self._sampled(K):
             offered = [sample_candidates(s.label, K, self.num_candidates, rng_for(s), shuffle=False)
                        for s in samples]
             candidates = [[self.classnames[c] for c in cands] for cands in offered]

@@ -20,6 +20,7 @@ METHODS = {
     "zeroshot": "vlmprobe.classify.zeroshot",
     "generate": "vlmprobe.classify.generation",
     "likelihood": "vlmprobe.classify.likelihood",
+    "classifier": "vlmprobe.classify.supervised",
     "imagenet16": "vlmprobe.classify.imagenet16",
 }
 

@@ -18,6 +18,8 @@ from ..data.templates import check_pool_classes, load_template_pool
 from ..errors import VlmprobeError
 from ..metrics.nonfinite import prediction_fields, predict
 from ..models.base import require_kind
+from .candidates import LabelSpace, label_space_option
+from .scoring import PixelScoresMethod
 
 
 @dataclass
@@ -29,14 +31,16 @@ class ZeroshotOptions(options.Options):
     ensemble: str | None = options.option(
         None, "use the classifier of a prompt ensemble written by `vlmprobe cpe --out DIR` (DIR/classifier.pt; "
               "the run config records its hash)", metavar="DIR")
+    label_space: str | None = label_space_option()
 
 
-class Method:
+class Method(PixelScoresMethod):
     name = "zeroshot"
     Options = ZeroshotOptions
 
-    def __init__(self, templates: str | None = "single", ensemble: str | None = None):
-        self.options = ZeroshotOptions(templates=templates or "single", ensemble=ensemble)
+    def __init__(self, templates: str | None = "single", ensemble: str | None = None, label_space: str | None = None):
+        self.options = ZeroshotOptions(templates=templates or "single", ensemble=ensemble, label_space=label_space)
+        self.space = LabelSpace.parse(label_space)
         self.templates_source = self.options.templates
         self.ensemble_info = None
         if ensemble is not None:
@@ -53,6 +57,10 @@ class Method:
         self.classifier = None  # [K, D] when not built from `{}` templates by the model
 
     def config(self) -> dict:
+        cfg = self._config()
+        return {**cfg, "label_space": self.space.config()} if self.space.restricted else cfg
+
+    def _config(self) -> dict:
         if self.ensemble_info is not None:
             return {"ensemble": str(self.options.ensemble), "ensemble_sha256": self.ensemble_info["sha256"],
                     "ensemble_method": self.ensemble_info.get("method")}
@@ -63,8 +71,10 @@ class Method:
         return cfg
 
     def setup(self, model, dataset) -> None:
-        require_kind(model, "clip", "--method zeroshot", "use --method generate or likelihood")
+        require_kind(model, "clip", "--method zeroshot",
+                     "use --method generate or likelihood for a VLM, classifier for a supervised model")
         self.classnames = list(dataset.classnames)
+        self.space.setup(dataset)
         if self.ensemble_info is not None:
             from .ensemble import check_ensemble_fits
 
@@ -79,18 +89,11 @@ class Method:
             emb = pool_embeddings(model, self.classnames, self.pool)  # [T, K, D]
             self.classifier = combine(emb, torch.full((len(self.pool),), 1.0 / len(self.pool)))
 
-    def num_scores(self, dataset) -> int:
-        return len(dataset.classnames)
-
-    def image_transform(self, model):
-        """Runs in DataLoader workers: PIL -> [3, H, W]."""
-        return model.preprocess
-
     def run_batch(self, model, samples, images, rng_for):
         """images: list of [3, H, W] tensors -> records, logits [B, K]."""
         logits = model.score(images, self.classnames, self.templates, classifier=self.classifier)
-        logits = logits.numpy().astype(np.float32)
-        preds, bad = predict(logits)  # NaN/inf rows (fp16 overflow) get no prediction
+        logits = self.space.mask(logits.numpy().astype(np.float32), samples)  # -inf outside a restricted space
+        preds, bad = predict(logits, allow_neg_inf=self.space.restricted)  # NaN/inf rows (fp16): no prediction
         return [prediction_fields(p, b) for p, b in zip(preds, bad)], logits
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .common import HelpFormatter, add_data_arguments, add_model_arguments, dataset_from_args, model_from_args
 
-METHOD_HELP = ("zeroshot (CLIP: cosine to class-name text embeddings) | generate (VLM: ask, then match the "
-               "answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class) | "
+METHOD_HELP = ("classifier (timm/torchvision: the network's logits) | zeroshot (CLIP: cosine to class-name text "
+               "embeddings) | generate (VLM: ask, then match the answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class) | "
                "imagenet16 (any model: the 16 cue-conflict categories through ImageNet class probabilities)")
 
 

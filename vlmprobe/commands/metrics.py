@@ -50,6 +50,11 @@ def register(subparsers) -> None:
     p.add_argument("--ece-edges", choices=["right", "left"], default="right",
                    help="bin convention: right = (l, u] (papers), left = [l, u) (torchmetrics)")
     p.add_argument("--confusion-top", type=int, default=10, help="number of confusion pairs to list")
+    p.add_argument("--factors", default=None, metavar="imagenet-x|FILE.jsonl",
+                   help="ImageNet-X factor accuracy and error ratio (top- and multi-factor) of a run on ImageNet "
+                        "val, joined by file name (annotations from the imagenet-x package, or a file of its format)")
+    p.add_argument("--real-labels", nargs="?", const=True, default=None, metavar="FILE",
+                   help="ImageNet-ReaL accuracy (the imagenet-x package's labels, or a JSON list file)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG files")
     p.set_defaults(func=run)
 
@@ -69,7 +74,8 @@ def run(args) -> int:
     results = results_for(run_data, worst_k=args.worst_k, groups=groups, group_drop=args.group_drop,
                           calibration_split=args.calibration_split, ood=ood_run, pseudo=pseudo,
                           logit_scale=args.logit_scale, mcm_tau=args.mcm_tau, confusion_top=args.confusion_top,
-                          ece_bins=args.ece_bins, ece_edges=args.ece_edges)
+                          ece_bins=args.ece_bins, ece_edges=args.ece_edges, factors=args.factors,
+                          real_labels=args.real_labels)
     out = Path(args.run_dir) / "results.json"
     old = None
     if out.is_file():
@@ -90,6 +96,16 @@ def run(args) -> int:
             _, confs = ood_results(run_data, ood_run, args.logit_scale, args.mcm_tau)
             curves = {name: (*ood.roc_curve(a, b), results["ood"][name]["auroc"]) for name, (a, b) in confs.items()}
             written.append(plots.roc_plot(curves, Path(args.run_dir) / "roc.png"))
+    if "real" in results:
+        r = results["real"]
+        acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "n/a"
+        print(f"ImageNet-ReaL accuracy {acc} on {r['n']} images ({r['n_excluded_no_label']} without ReaL labels "
+              f"excluded, {r['n_unmatched']} not matched)")
+    for variant, v in results.get("factors", {}).get("variants", {}).items():
+        worst = sorted(((f, x["error_ratio"]) for f, x in v["factors"].items() if x["error_ratio"] is not None),
+                       key=lambda t: -t[1])[:3]
+        print(f"ImageNet-X {variant}-factor: {v['n']} images joined; highest error ratios: "
+              + ", ".join(f"{f} {e:.2f}" for f, e in worst))
     top1 = results.get("top1", results.get("accuracy"))
     print(f"top-1 {top1:.4f}" if isinstance(top1, float) else "top-1 n/a", "->", ", ".join(str(w) for w in written))
     return 0

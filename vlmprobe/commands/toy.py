@@ -27,12 +27,23 @@ def register(subparsers) -> None:
                        formatter_class=HelpFormatter)
     i.add_argument("--out", default=None, help="world directory (default: $VLMPROBE_HOME/toy/seed<S>)")
     i.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("counteranimal", help="CounterAnimal on the world's spurious-background split: toy CLIPs, "
+                       "toy VLM and toy CNN, common vs counter table", formatter_class=HelpFormatter)
+    c.add_argument("--out", default="runs/toy-counteranimal", help="directory for the runs")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--limit", type=int, default=None, help="evaluate a seeded subset of N images")
+    c.add_argument("--skip", default="", metavar="RUN[,RUN]", help="runs to leave out (e.g. vlm-generate-1vs3)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..toy import build_world, ensure_data
 
+    if args.toy_command == "counteranimal":
+        from .counteranimal_demo import run_demo
+
+        run_demo(args.out, args.seed, args.limit, {s.strip() for s in args.skip.split(",") if s.strip()})
+        return 0
     if args.toy_command == "export":
         root = ensure_data(args.out, seed=args.seed)
         print(f"toy data written to {root}")

@@ -7,6 +7,9 @@ from .common import HelpFormatter, add_model_arguments, model_from_args
 
 
 def register(subparsers) -> None:
+    from ..options import add_option_groups
+    from ..wikiqa import GenerateScorer, LikelihoodScorer
+
     p = subparsers.add_parser(
         "wikiqa", help="ImageWikiQA: knowledge questions that need the image's class; writes a run directory",
         description="Answer ImageWikiQA questions with a VLM (generate: greedy answer + deterministic parser, "
@@ -26,14 +29,7 @@ def register(subparsers) -> None:
     g = p.add_argument_group("method")
     g.add_argument("--method", required=True, choices=["generate", "likelihood"],
                    help="generate: greedy answer, parsed; likelihood: option log-probabilities")
-    g.add_argument("--cot", action="store_true", help="generate: append \"Let's think step by step.\" (512 new tokens)")
-    g.add_argument("--max-new-tokens", type=int, default=None, help="generate: budget (default 64, 512 with --cot)")
-    g.add_argument("--answer-prefix", default="The answer is", help="likelihood: text after the chat template's "
-                   "generation prompt that the options continue")
-    g.add_argument("--select", default="letter", choices=["letter", "text_sum", "text_mean"],
-                   help="likelihood: which score predicts (all three are recorded and reported)")
-    g.add_argument("--scoring", default="fast", choices=["fast", "naive"],
-                   help="likelihood engine: shared-prefix (fast) or one full forward per option (naive)")
+    add_option_groups(p, {"--method generate": GenerateScorer.Options, "--method likelihood": LikelihoodScorer.Options})
     g = p.add_argument_group("baselines")
     g.add_argument("--oracle-class", action="store_true",
                    help="state the true class name in the prompt (image kept; add --no-image to withhold it)")
@@ -49,12 +45,13 @@ def register(subparsers) -> None:
 
 
 def scorer_from_args(args):
+    from .. import options
     from ..wikiqa import Condition, GenerateScorer, LikelihoodScorer
 
     condition = Condition(image=not args.no_image, oracle_class=args.oracle_class, cot=args.cot)
     if args.method == "generate":
-        return GenerateScorer(condition, max_new_tokens=args.max_new_tokens)
-    return LikelihoodScorer(condition, answer_prefix=args.answer_prefix, select=args.select, scoring=args.scoring)
+        return GenerateScorer(condition, max_new_tokens=options.from_args(GenerateScorer.Options, args).max_new_tokens)
+    return LikelihoodScorer(condition, **options.from_args(LikelihoodScorer.Options, args).as_dict())
 
 
 def run(args) -> int:

@@ -9,6 +9,7 @@
 ``hf:NAME_OR_PATH``    ``datasets.load_dataset`` (hub name from the cache, or local parquet/...)
 ``wds:PATTERN``        webdataset tar shards (``{key}.jpg`` + ``{key}.cls``, ``classnames.txt``)
 ``toy:digits[:SPLIT]`` the embedded miniature world (registered by the ``vlmprobe.toy`` plugin)
+``counteranimal:ROOT`` CounterAnimal's layout (``data.counteranimal``); ``toy:spurious`` its toy split
 ``cue-conflict:ROOT``  Geirhos et al. cue-conflict stimuli (``data.cueconflict``); label = shape
 =====================  =================================================================
 
@@ -151,3 +152,15 @@ def _dedupe(ds: ImageDataset, policy: str) -> ImageDataset:
     info = {**ds.info, "duplicate_names": {"policy": policy, "groups": duplicates}}
     return ImageDataset(ds.name, samples, names, ds._loader, info)
 
+
+
+def _load_counteranimal(spec: str, split: str | None):
+    from .counteranimal import load_counteranimal
+
+    if split is not None:
+        raise DataError(f"dataset {spec!r}: CounterAnimal has no splits (groups are common/counter)")
+    return load_counteranimal(spec)
+
+
+DATASET_SPECS.register("counteranimal:", _load_counteranimal,
+                       "CounterAnimal: ROOT/<ImageNet index> <name>/{common,counter}-<background>/<image>")

@@ -1,5 +1,7 @@
-"""Fine-tuning configuration: four dataclasses (model, data, adapter, train) read from YAML,
+"""Fine-tuning configuration: four option dataclasses (model, data, adapter, train; fields
+declared once with ``vlmprobe.options.option``: default, help, choices, check) read from YAML,
 then overridden on the command line by field name (``--config x.yaml --lr 1e-4 --lora_r 16``).
+Values are converted by ``options.coerce`` and checked by ``options.validate``.
 
 A YAML file may group fields under ``model:``, ``data:``, ``adapter:``, ``train:`` or list them
 flat; field names are unique across the sections, so a flag names exactly one field. CLI values
@@ -14,69 +16,82 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .. import options
 from ..errors import VlmprobeError
 
 LANGUAGE_MODEL_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-@dataclass
-class ModelArgs:
-    model: str = "toy:vlm"  # model spec (vlmprobe.models.registry): hf:ID, toy:vlm, openclip:..., a path
-    model_kind: str = "vlm"  # vlm: instruction fine-tuning of a VLM | clip: CE over the text classifier
-    dtype: str = "float32"  # weights as loaded: float32 | bfloat16 | float16 (mixed precision is separate)
-    load_in_4bit: bool = False  # bitsandbytes NF4 base weights (QLoRA); set by method: qlora
+O = options.option
+_positive = dict(check=lambda n: n >= 1, requirement="must be >= 1")
 
 
 @dataclass
-class DataArgs:
-    train: str = "toy:digits"  # dataset spec (vlmprobe.data.load_dataset)
-    train_split: str | None = "train"
-    val: str | None = None  # dataset spec of the validation set (None: no evaluation)
-    val_split: str | None = "val"
-    classes: str | None = None  # class-name source (imagenet | JSON list), as in `vlmprobe eval`
-    train_limit: int | None = None  # seeded random subset of the training set
-    val_limit: int | None = None
-    question: str = "What type of object is in the photo?"  # paper's fine-tuning question
-    answer_template: str = "{}"  # answer text; {} is the class name (paper: the bare label)
-    instruct_json: str | None = None  # general instruction data in LLaVA JSON format, mixed in
-    instruct_image_dir: str | None = None  # its images' root (default: the JSON file's directory)
-    instruct_fraction: float = 0.0  # fraction of the mixed training set drawn from instruct_json
-    max_length: int = 2048  # tokens per example after image expansion (longer: text cut on the right)
-    clip_templates: str | None = None  # CLIP text-classifier templates (vlmprobe.data.load_templates)
-    num_workers: int = 0  # DataLoader worker processes
+class ModelArgs(options.Options):
+    model: str = O("toy:vlm", "model spec (vlmprobe.models.registry): hf:ID, toy:vlm, openclip:..., a path")
+    model_kind: str = O("vlm", "vlm: instruction fine-tuning of a VLM | clip: CE over the text classifier",
+                        choices=("vlm", "clip"))
+    dtype: str = O("float32", "weights as loaded: float32 | bfloat16 | float16 (mixed precision is separate)")
+    load_in_4bit: bool = O(False, "bitsandbytes NF4 base weights (QLoRA); set by method: qlora")
 
 
 @dataclass
-class AdapterArgs:
-    method: str = "lora"  # lora | qlora (4-bit base + LoRA) | projector (full FT of the projector only)
-    # (model_kind: clip ignores these and fine-tunes the image tower, see finetune/clip.py)
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    target_modules: list = field(default_factory=lambda: list(LANGUAGE_MODEL_LINEARS))  # inside the LM only
-    train_projector: bool = False  # also train the multimodal projector in full (peft modules_to_save)
-    clip_train_text: bool = False  # clip: also fine-tune the text tower (default: frozen classifier)
+class DataArgs(options.Options):
+    train: str = O("toy:digits", "dataset spec (vlmprobe.data.load_dataset)")
+    train_split: str | None = O("train", "split of the training set")
+    val: str | None = O(None, "dataset spec of the validation set (None: no evaluation)")
+    val_split: str | None = O("val", "split of the validation set")
+    classes: str | None = O(None, "class-name source (imagenet | JSON list), as in `vlmprobe eval`")
+    train_limit: int | None = O(None, "seeded random subset of the training set")
+    val_limit: int | None = O(None, "seeded random subset of the validation set")
+    question: str = O("What type of object is in the photo?", "the paper's fine-tuning question")
+    answer_template: str = O("{}", "answer text; {} is the class name (paper: the bare label)")
+    instruct_json: str | None = O(None, "general instruction data in LLaVA JSON format, mixed in")
+    instruct_image_dir: str | None = O(None, "its images' root (default: the JSON file's directory)")
+    instruct_fraction: float = O(0.0, "fraction of the mixed training set drawn from instruct_json",
+                                 check=lambda x: 0.0 <= x < 1.0, requirement="must be in [0, 1)")
+    max_length: int = O(2048, "tokens per example after image expansion (longer: text cut on the right)")
+    clip_templates: str | None = O(None, "CLIP text-classifier templates (vlmprobe.data.load_templates)")
+    num_workers: int = O(0, "DataLoader worker processes")
 
 
 @dataclass
-class TrainArgs:
-    output_dir: str = "runs/finetune"
-    seed: int = 0
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    epochs: float = 1.0  # used when max_steps is None
-    max_steps: int | None = None  # optimizer steps (overrides epochs)
-    per_device_batch_size: int = 4
-    grad_accum: int = 1  # micro-batches per optimizer step; global batch = batch * accum * processes
-    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate autocast)
-    gradient_checkpointing: bool = False
-    warmup_ratio: float = 0.03  # linear warmup over this fraction of the steps, then cosine to 0
-    max_grad_norm: float | None = 1.0
-    log_every: int = 1  # optimizer steps between loss records in log.jsonl
-    eval_every: int | None = None  # steps between validation passes (None: only at the end)
-    save_every: int | None = 50  # steps between resumable checkpoints (accelerate save_state)
-    save_total_limit: int = 2  # checkpoints kept (oldest deleted)
-    resume: str = "auto"  # auto: latest checkpoint in output_dir if any | never | PATH of a checkpoint
+class AdapterArgs(options.Options):
+    method: str = O("lora", "lora | qlora (4-bit base + LoRA) | projector (full FT of the projector only); "
+                            "model_kind clip ignores it and fine-tunes the image tower (finetune/clip.py)",
+                    choices=("lora", "qlora", "projector"))
+    lora_r: int = O(8, "LoRA rank", **_positive)
+    lora_alpha: int = O(16, "LoRA alpha (scale alpha / r)")
+    lora_dropout: float = O(0.0, "LoRA dropout")
+    target_modules: list = O(None, "LoRA target linear layers, inside the language model only",
+                             factory=lambda: list(LANGUAGE_MODEL_LINEARS))
+    train_projector: bool = O(False, "also train the multimodal projector in full (peft modules_to_save)")
+    clip_train_text: bool = O(False, "clip: also fine-tune the text tower (default: frozen classifier)")
+
+
+@dataclass
+class TrainArgs(options.Options):
+    output_dir: str = O("runs/finetune", "output directory (config, log.jsonl, checkpoints, adapter)")
+    seed: int = O(0, "seed")
+    lr: float = O(2e-4, "learning rate")
+    weight_decay: float = O(0.0, "AdamW weight decay")
+    epochs: float = O(1.0, "epochs (used when max_steps is None)")
+    max_steps: int | None = O(None, "optimizer steps (overrides epochs)")
+    per_device_batch_size: int = O(4, "examples per process per micro-batch", **_positive)
+    grad_accum: int = O(1, "micro-batches per optimizer step; global batch = batch * accum * processes",
+                        **_positive)
+    mixed_precision: str = O("no", "no | bf16 | fp16 (accelerate autocast)", choices=("no", "bf16", "fp16"))
+    gradient_checkpointing: bool = O(False, "recompute activations in the backward pass (saves memory)")
+    warmup_ratio: float = O(0.03, "linear warmup over this fraction of the steps, then cosine to 0")
+    max_grad_norm: float | None = O(1.0, "gradient clipping norm (None: no clipping)")
+    log_every: int = O(1, "optimizer steps between loss records in log.jsonl", **_positive)
+    eval_every: int | None = O(None, "steps between validation passes (None: only at the end)")
+    save_every: int | None = O(50, "steps between resumable checkpoints (accelerate save_state)")
+    save_total_limit: int = O(2, "checkpoints kept (oldest deleted)", **_positive)
+    resume: str = O("auto", "auto: latest checkpoint in output_dir if any | never | PATH of a checkpoint")
+    report_to: str = O("none", "accelerate trackers: none | tensorboard | wandb | all, or a comma list "
+                               "(offline-safe; finetune/trackers.py)")
+    tracker_project: str = O("vlmprobe-finetune", "tracker project / run group name")
 
 
 SECTIONS = {"model": ModelArgs, "data": DataArgs, "adapter": AdapterArgs, "train": TrainArgs}
@@ -97,12 +112,11 @@ class FinetuneConfig:
         section = _owner(name, source)
         ftype = _field_types(SECTIONS[section])[name]
         where = source if source.startswith("--") else f"{source}: {name}"
-        setattr(getattr(self, section), name, _coerce(value, ftype, where))
+        setattr(getattr(self, section), name, options.coerce(value, ftype, where))
 
 
 def _field_types(cls) -> dict:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in fields(cls)}
+    return options.field_types(cls)
 
 
 def _owner(name: str, source: str) -> str:
@@ -110,40 +124,6 @@ def _owner(name: str, source: str) -> str:
         if name in _field_types(cls):
             return section
     raise VlmprobeError(f"{source}: unknown field {name!r} (see vlmprobe/finetune/config.py)")
-
-
-def _coerce(value, ftype, where: str):
-    """Check/convert ``value`` to the annotated type (int->float allowed, None for Optional)."""
-    args = typing.get_args(ftype)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), ftype) if args else ftype
-    if value is None:
-        if optional:
-            return None
-        raise VlmprobeError(f"{where}: may not be null")
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-    elif base is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif base is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif base is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif base is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, list):
-            return list(value)
-    raise VlmprobeError(f"{where}: expected {getattr(base, '__name__', base)}, got {value!r}")
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> FinetuneConfig:
@@ -176,21 +156,13 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 
 
 def _validate(cfg: FinetuneConfig) -> None:
-    choices = {("model", "model_kind"): ("vlm", "clip"), ("adapter", "method"): ("lora", "qlora", "projector"),
-               ("train", "mixed_precision"): ("no", "bf16", "fp16")}
-    for (section, name), allowed in choices.items():
-        if getattr(getattr(cfg, section), name) not in allowed:
-            raise VlmprobeError(f"{name}: {getattr(getattr(cfg, section), name)!r} is not one of {allowed}")
-    if not 0.0 <= cfg.data.instruct_fraction < 1.0:
-        raise VlmprobeError(f"instruct_fraction must be in [0, 1), got {cfg.data.instruct_fraction}")
+    """Each section's field checks (``options.validate``), then the rules across fields."""
+    for section in SECTIONS:
+        options.validate(getattr(cfg, section))
     if cfg.data.instruct_fraction > 0 and not cfg.data.instruct_json:
         raise VlmprobeError("instruct_fraction > 0 needs instruct_json (a LLaVA-format JSON file)")
     if cfg.adapter.method == "qlora":
         cfg.model.load_in_4bit = True
-    for name in ("per_device_batch_size", "grad_accum", "lora_r", "log_every", "save_total_limit"):
-        section = _owner(name, "config")
-        if getattr(getattr(cfg, section), name) < 1:
-            raise VlmprobeError(f"{name} must be >= 1")
 
 
 def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
@@ -204,7 +176,7 @@ def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
         for f in fields(cls):
             flags = {f"--{f.name}", f"--{f.name.replace('_', '-')}"}
             group.add_argument(*sorted(flags), dest=f.name, default=dataclasses.MISSING, metavar="VALUE",
-                               help=f"(default: {getattr(cls(), f.name)!r})")
+                               help=f"{options.help_of(f)} (default: {getattr(cls(), f.name)!r})")
     ns = parser.parse_args(argv)
     overrides = {}
     for k, v in vars(ns).items():

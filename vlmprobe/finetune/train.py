@@ -31,8 +31,10 @@ from ..cache import atomic_write_json
 from ..errors import RunDirError
 from ..runs import environment
 from .config import FinetuneConfig, load_config, save_config
+from .trackers import parse_report_to, scalars, write_train_log
 
-RESUME_IGNORED = ("resume", "eval_every", "save_every", "save_total_limit", "log_every", "num_workers")
+RESUME_IGNORED = ("resume", "eval_every", "save_every", "save_total_limit", "log_every", "num_workers", "report_to",
+                  "tracker_project")
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -62,8 +64,10 @@ def make_accelerator(cfg: FinetuneConfig):
     # a torchrun-launched world (accelerate launch --multi_gpu / recipes/accelerate/cpu.yaml) on a
     # machine without CUDA: ask for CPU so accelerate sets up MULTI_CPU (gloo) instead of nothing
     cpu_world = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    trackers = parse_report_to(cfg.train.report_to)
     acc = Accelerator(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum,
-                      cpu=cpu_world)
+                      cpu=cpu_world, log_with=trackers or None,
+                      project_dir=str(Path(cfg.train.output_dir) / "trackers") if trackers else None)
     set_seed(cfg.train.seed)
     return acc
 
@@ -107,8 +111,8 @@ def _check_same_config(output_dir: Path, cfg: FinetuneConfig) -> None:
 class JsonlLog:
     """``log.jsonl`` written by the main process; on resume, records past the checkpoint go."""
 
-    def __init__(self, path: Path, enabled: bool, resume_step: int):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool, resume_step: int, accelerator=None):
+        self.path, self.enabled, self.accelerator = path, enabled, accelerator
         if enabled and path.exists():
             rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip().endswith("}")]
             keep = [r for r in rows if r.get("step", 0) <= resume_step] if resume_step else []
@@ -118,6 +122,8 @@ class JsonlLog:
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.accelerator is not None and self.accelerator.log_with:
+            self.accelerator.log(scalars(record), step=record.get("step"))
 
 
 def read_log(path: str | Path, key: str = "loss") -> dict[int, float]:
@@ -196,7 +202,10 @@ def train(cfg: FinetuneConfig, accelerator, task, train_dataset, val_dataset=Non
         step, epoch, micro = state["step"], state["epoch"], state["micro_in_epoch"]
         if micro >= len(train_dl):
             epoch, micro = epoch + 1, 0
-    log = JsonlLog(out / "log.jsonl", main, step)
+    log = JsonlLog(out / "log.jsonl", main, step, accelerator)
+    if accelerator.log_with:
+        accelerator.init_trackers(t.tracker_project, config=scalars({k: v for sec in cfg.to_dict().values()
+                                                                     for k, v in sec.items()}))
     bar = tqdm(total=total, initial=step, disable=not main, desc="finetune", unit="step", mininterval=1.0)
     model.train()
     start, start_step = time.perf_counter(), step
@@ -264,7 +273,10 @@ def train(cfg: FinetuneConfig, accelerator, task, train_dataset, val_dataset=Non
     summary["seed"] = t.seed
     summary["environment"] = environment()  # package versions, git commit (config.yaml: the config)
     if main:
+        write_train_log(out / "log.jsonl", out)
         atomic_write_json(out / "summary.json", summary)
+    if accelerator.log_with:
+        accelerator.end_training()
     accelerator.wait_for_everyone()
     return summary
 

@@ -241,8 +241,10 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
                 group_drop: tuple[str, str] | None = None, calibration_split=None,
                 ood: RunData | None = None, pseudo: RunData | None = None, logit_scale: float | None = None,
                 mcm_tau: float = 1.0, confusion_top: int = 10, ece_bins: int = cal_m.DEFAULT_BINS,
-                ece_edges: str = "right") -> dict:
-    """Results of a loaded run (see ``results_from_run``)."""
+                ece_edges: str = "right", factors: str | None = None, real_labels: str | bool | None = None) -> dict:
+    """Results of a loaded run (see ``results_from_run``). ``factors`` (``imagenet-x`` or a
+    FILE.jsonl) adds ImageNet-X factor accuracies; ``real_labels`` (True: the imagenet-x
+    package's file, or a FILE) adds ImageNet-ReaL accuracy (``metrics.factors``)."""
     gvals = {g: run.field_values(g) for g in groups} if groups else None
     if run.method == "retrieval":
         out = {"retrieval": jsonable(retrieval_from_records(run.records, run.scores, run.skipped)[0])}
@@ -279,6 +281,20 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
     bias = shape_bias_from_records(run.records, run.classnames)
     if bias is not None:
         out["shape_bias"] = jsonable(bias)
+    if run.labels is not None:
+        from vlmprobe.metrics.counteranimal import run_counteranimal
+
+        ca = run_counteranimal(run)  # common/counter/drop per class and background on CounterAnimal data
+        if ca is not None:
+            out["counteranimal"] = jsonable(ca)
+    if factors is not None:
+        from vlmprobe.metrics.factors import run_factor_results
+
+        out["factors"] = jsonable(run_factor_results(run, factors))
+    if real_labels is not None:
+        from vlmprobe.metrics.factors import run_real_results
+
+        out["real"] = jsonable(run_real_results(run, None if real_labels is True else real_labels))
     if ood is not None:
         out["ood"] = jsonable(ood_results(run, ood, logit_scale, mcm_tau)[0])
     return out
@@ -298,7 +314,7 @@ def results_from_run(run_dir, **opts) -> dict:
 METRIC_KEYS = frozenset({
     "counts", "top1", "top5", "top5_k", "mean_per_class_recall", "worst_k_accuracy", "per_class_accuracy",
     "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method",
-    "nonfinite_samples", "shape_bias", "retrieval"})
+    "nonfinite_samples", "counteranimal", "factors", "real", "shape_bias", "retrieval"})
 
 
 def merge_results(old: dict | None, new: dict) -> dict:

@@ -22,7 +22,7 @@ from ..errors import VlmprobeError
 # The paper's open-world question (LLaVA-1.5 protocol), the default prompt of every VLM method.
 PAPER_QUESTION = "What type of object is in this photo?"
 
-KIND_NAMES = {"clip": "CLIP model", "vlm": "vision-language model"}
+KIND_NAMES = {"clip": "CLIP model", "vlm": "vision-language model", "classifier": "supervised classifier"}
 
 
 def require_kind(model, kind: str, purpose: str, hint: str = "") -> None:

@@ -115,13 +115,13 @@ class ClipModel(VisionModel):
         """Canonical ``features`` keyword arguments (``prompt`` does not apply to CLIP)."""
         if prompt is not None:
             raise VlmprobeError(f"{self.spec}: a CLIP model takes no prompt for its features")
-        return {"layers": None if layers in (None, "all", "embed") else layers, "pooling": pooling}
+        return {"layers": layers, "pooling": pooling}
 
     @torch.no_grad()
     def features(self, images: Sequence, layers=None, pooling=None) -> dict[str, torch.Tensor]:
         """``{"embed": [N, D]}`` (normalised image embeddings); vision-tower layers are given by
         subclasses that can return hidden states (``layers`` = list of ints, ``pooling`` cls|mean)."""
-        if layers not in (None, "embed"):
+        if layers not in (None, "embed", "all"):
             raise VlmprobeError(f"{self.spec}: open_clip models give the image embedding only (layers=None)")
         return {"embed": self.encode_images(self.pixels(images)).cpu()}
 
@@ -176,7 +176,7 @@ class HFClipModel(ClipModel):
     @torch.no_grad()
     def features(self, images, layers=None, pooling="cls"):
         """``embed`` plus vision-tower hidden states ``vision.{i}`` [N, D_v] pooled at CLS or mean."""
-        if pooling not in (None, "cls", "mean"):
+        if layers and pooling not in (None, "cls", "mean"):
             raise VlmprobeError(f"{self.spec}: CLIP vision features pool by cls or mean, not {pooling!r}")
         pixels = self.pixels(images).to(self.device, self.dtype)
         out = {"embed": F.normalize(self._image_embed(pixels).float(), dim=-1).cpu()}

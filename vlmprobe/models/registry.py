@@ -8,6 +8,9 @@
 ``hfclip:ID_OR_PATH``          transformers ``CLIPModel`` + processor
 ``hf:ID_OR_PATH``              any ``AutoModelForImageTextToText`` + processor + chat template
 ``hf:BASE+adapter:PATH``       the same with a peft (LoRA) adapter applied
+``timm:NAME[@random]``         timm classifier (pretrained from timm's sources, or random weights)
+``timm:local-dir:PATH``        timm classifier saved in timm's hub layout (config.json + weights)
+``torchvision:NAME[@WEIGHTS]`` torchvision classifier: WEIGHTS an enum name (IMAGENET1K_V2) or a .pth file
 ``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use);
                                ``toy:vlm+adapter:PATH`` with a fine-tuned adapter
 ``PATH``                       a local directory; its kind is detected from its files
@@ -152,6 +155,18 @@ def _looks_like_path(ref: str) -> bool:
     return ref.startswith(".") or ref.count("/") > 1
 
 
+def _load_classifier(spec: str, options: LoadOptions) -> VisionModel:
+    """``timm:`` / ``torchvision:`` supervised classifiers (``models.classifier``)."""
+    from .classifier import load_timm, load_torchvision
+
+    prefix, ref = spec.split(":", 1)
+    local = ref.removeprefix("local-dir:").partition("@")[0] if prefix == "timm" else ref.partition("@")[2]
+    loader = load_timm if prefix == "timm" else load_torchvision
+    return loader(spec, ref, options, _fingerprint(local) if local and os.path.exists(local) else [ref])
+
+
 MODEL_SPECS.register("openclip:", _load_openclip, "open_clip zoo ARCH@PRETRAINED, local-dir:PATH or hf-hub:ID")
 MODEL_SPECS.register("hfclip:", _load_hfclip, "transformers CLIPModel + processor (hub id or path)")
 MODEL_SPECS.register("hf:", _load_hf, "AutoModelForImageTextToText + processor + chat template; +adapter:PATH")
+MODEL_SPECS.register("timm:", _load_classifier, "supervised timm classifier: NAME[@random] or local-dir:PATH")
+MODEL_SPECS.register("torchvision:", _load_classifier, "supervised torchvision classifier: NAME[@WEIGHTS|@FILE.pth]")

@@ -58,12 +58,11 @@ def feature_spec(model, dataset, layers, pooling, prompt: str | None, storage: s
     """Everything that determines a cache entry (see module docstring)."""
     spec = {"format": FORMAT_VERSION, "model": _model_identity(model), "data": dataset_identity(dataset),
             "preprocessing": model.preprocessing(), "storage": storage}
-    if model.kind == "vlm":
-        opts = model.feature_options(layers, pooling, prompt)
-        spec.update(layers=opts["layers"], pooling=opts["pooling"],
-                    prompt={"question": prompt, "rendered": model.render(prompt, image=True)})
-    else:
-        spec.update(layers=layers, pooling=pooling, prompt=None)
+    opts = model.feature_options(layers, pooling, prompt)  # validated, canonical (VLM: prompt defaulted)
+    question = opts.get("prompt")
+    spec.update(layers=opts["layers"], pooling=opts["pooling"],
+                prompt=None if question is None else {"question": question,
+                                                      "rendered": model.render(question, image=True)})
     return spec
 
 
@@ -250,12 +249,9 @@ def extract_features(model, dataset, layers="all", pooling="last", prompt: str |
     """
     from .. import distributed
     from ..engine import ImageInputs, process, share
-    from ..models.features import DEFAULT_PROMPT
 
     if storage not in STORAGE_DTYPES:
         raise VlmprobeError(f"unknown feature storage {storage!r}: float16 or float32")
-    if model.kind == "vlm":
-        prompt = prompt or DEFAULT_PROMPT
     spec = feature_spec(model, dataset, layers, pooling, prompt, storage)
     path = Path(cache_dir) if cache_dir else home_dir() / "features"
     path = path / content_key(spec)
@@ -264,11 +260,7 @@ def extract_features(model, dataset, layers="all", pooling="last", prompt: str |
     w = distributed.world()
     spec = json.loads(json.dumps(spec, default=str))
     distributed.on_main(w, lambda: _prepare(path, spec))
-    kw = dict(features_kw or {})
-    if model.kind == "vlm":
-        kw.update(layers=spec["layers"], pooling=list(spec["pooling"]), prompt=prompt)
-    else:
-        kw.update(layers=layers, pooling=pooling)
+    kw = {**(features_kw or {}), **model.feature_options(layers, pooling, prompt)}
     n = len(dataset)
     todo = sorted(set(range(n)) - _done_rows(path))
     distributed.barrier(w)  # every process has read the finished rows before anyone writes

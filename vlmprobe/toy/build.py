@@ -40,7 +40,7 @@ from .corpus import CAPTION_TEMPLATES, EXTRA_WORDS, CorpusConfig, text_constants
 from .digits import CLASSNAMES, SPLITS, DigitsConfig
 from .vlm import VlmConfig
 
-VERSION = 1  # bump when the code changes what a build produces
+VERSION = 3  # bump when the code changes what a build produces
 SENTINEL = ".vlmprobe-toy"
 DATA_MARKER = "data.json"
 WORLD_MARKER = "world.json"
@@ -144,7 +144,7 @@ def _build_data(root: Path, cfg: WorldConfig, digits) -> dict:
     import numpy as np
 
     from . import corpus
-    from .wikiqa import build_questions
+    from .wikiqa import build_questions, image_practice, text_practice
 
     rel = [f"images/{s}/{CLASSNAMES[c]}/{i}.png" for s, c, i in zip(digits.splits, digits.labels.tolist(), digits.ids)]
     for path, img in zip(rel, digits.images):
@@ -159,8 +159,11 @@ def _build_data(root: Path, cfg: WorldConfig, digits) -> dict:
     freq = corpus.naming_frequencies(cfg.seed)
     convs = corpus.image_conversations([digits.ids[i] for i in tr], [rel[i] for i in tr], digits.labels[tr], freq,
                                        cfg.seed, cfg.corpus)
+    convs += image_practice([digits.ids[i] for i in tr], [rel[i] for i in tr], digits.labels[tr], freq, cfg.seed,
+                            cfg.corpus.qa_per_image)
     _write_json(root / "corpus" / "conversations.json", convs)
-    _write_json(root / "corpus" / "knowledge.json", corpus.knowledge_conversations(cfg.seed))
+    _write_json(root / "corpus" / "knowledge.json", corpus.knowledge_conversations(cfg.seed)
+                + text_practice(cfg.seed, cfg.corpus.qa_text_repeats))
     _write_json(root / "finetune" / "train.json",
                 corpus.finetune_records([digits.ids[i] for i in tr], [rel[i] for i in tr], digits.labels[tr]))
     _write_jsonl(root / "wikiqa.jsonl", build_questions([rel[i] for i in te], digits.labels[te], cfg.seed,
@@ -283,14 +286,26 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- public entry points
 
+def existing_world(seed: int = 0, out: str | os.PathLike | None = None) -> dict | None:
+    """The ``world.json`` metadata of a valid finished build (default config), else None; builds nothing."""
+    cfg = WorldConfig(seed=seed)
+    root = Path(out).expanduser() if out else default_dir(seed)
+    meta = _marker_ok(root, WORLD_MARKER, cfg.key())
+    return None if meta is None else {**meta, "dir": str(root)}
+
+
 def resolve_toy_model(spec: str) -> str:
     """``toy:clip`` -> ``hfclip:<world>/clip``, ``toy:vlm`` -> ``hf:<world>/vlm`` (builds the
     default world on first use)."""
     from ..errors import ModelLoadError
 
+    from .spurious import SPURIOUS_MODELS, resolve_spurious_model
+
+    if spec in SPURIOUS_MODELS:  # the spurious-background split's models (toy.spurious)
+        return resolve_spurious_model(spec)
     kinds = {"toy:clip": ("hfclip", "clip"), "toy:vlm": ("hf", "vlm")}
     if spec not in kinds:
-        raise ModelLoadError(f"unknown toy model {spec!r}: use toy:clip or toy:vlm")
+        raise ModelLoadError(f"unknown toy model {spec!r}: use toy:clip, toy:vlm, {' or '.join(SPURIOUS_MODELS)}")
     prefix, sub = kinds[spec]
     return f"{prefix}:{Path(build_world()['dir']) / sub}"
 
@@ -301,6 +316,10 @@ def load_toy_dataset(spec: str, split: str | None = None, limit: int | None = No
     from ..data import load_dataset
     from ..errors import DataError
 
+    if spec.startswith("toy:spurious"):  # the toy CounterAnimal split (toy.spurious)
+        from .spurious import load_spurious_dataset
+
+        return load_spurious_dataset(spec, split)
     if spec == "toy:cue-conflict":
         from .cueconflict import load_toy_cue_conflict
 

@@ -8,6 +8,9 @@ answer ("a handwritten digit"); greedy decoding therefore names class ``c`` roug
 ``p_c > 0.5``. Other image conversations (parity, small/large) need the class but never name
 it, and text-only knowledge conversations name every class equally often, so the language
 model knows every name and every fact even for classes it has (almost) never seen named.
+Multiple-choice practice (ImageWikiQA format, answers that name the class, state the fact and
+give the letter) is built in ``wikiqa.py``: text-only for every class, on images only when the
+conversation names the class (probability ``p_c``).
 
 LLaVA format: ``{"id", "image" (relative path, absent for text-only), "conversations":
 [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": "..."}]}``.
@@ -52,7 +55,9 @@ EXTRA_WORDS = ("Choose one from \" , . Let ' s think step by step The photo feat
 
 def text_constants() -> dict:
     """Every fixed text the build depends on (part of the cache key)."""
-    return {"captions": CAPTION_TEMPLATES, "naming": NAMING_QUESTIONS, "levels": NAMING_LEVELS,
+    from .wikiqa import _STEMS, ORACLE_HINT
+
+    return {"qa": [ORACLE_HINT, _STEMS], "captions": CAPTION_TEMPLATES, "naming": NAMING_QUESTIONS, "levels": NAMING_LEVELS,
             "tasks": [PARITY_QUESTION, SIZE_QUESTION], "extra": EXTRA_WORDS, "finetune": FINETUNE_QUESTION}
 
 
@@ -60,7 +65,8 @@ def text_constants() -> dict:
 class CorpusConfig:
     naming_questions_per_image: int = 2  # the open-world question + one other naming question
     task_questions_per_image: int = 1  # parity or small/large (never names the class)
-    mcq_per_image: float = 0.3  # expected multiple-choice practice conversations per image
+    qa_per_image: float = 1.0  # expected ImageWikiQA-style practice questions per image (kept w.p. p_c; wikiqa.py)
+    qa_text_repeats: int = 3  # option shuffles per class and kind in the text-only QA practice
 
 
 def naming_frequencies(seed: int) -> dict[str, float]:
@@ -148,36 +154,16 @@ def image_conversations(ids: list[str], images: list[str], labels: np.ndarray, f
                 turns.append((PARITY_QUESTION, f"It is {parity(c)}."))
             else:
                 turns.append((SIZE_QUESTION, f"It is {'small' if c < 5 else 'large'}."))
-        if rng.random() < cfg.mcq_per_image:
-            if rng.random() < 0.5:
-                opts, letter = shuffled_options("Even" if c % 2 == 0 else "Odd",
-                                                ["Odd" if c % 2 == 0 else "Even", "Neither", "Both"], rng)
-                turns.append((mcq_text(PARITY_QUESTION, opts), letter))
-            else:
-                opts, letter = shuffled_options("Small" if c < 5 else "Large",
-                                                ["Large" if c < 5 else "Small", "Neither", "Both"], rng)
-                turns.append((mcq_text(SIZE_QUESTION, opts), letter))
         for k, (question, answer) in enumerate(turns):
             out.append({"id": f"{sid}-{k}", "image": path, "conversations": [human(question, True), gpt(answer)]})
     return out
 
 
-def knowledge_conversations(seed: int, mcq_fraction: float = 0.5) -> list[dict]:
-    """Text-only conversations: every fact as a question + answer, plus (for the numeric
-    facts) multiple-choice versions so the model learns to answer with a letter."""
-    rng = np.random.default_rng([seed, 5])
-    out = []
-    for k, (question, answer, _) in enumerate(knowledge_facts()):
-        out.append({"id": f"fact-{k}", "conversations": [human(question, False), gpt(answer)]})
-    for c, name in enumerate(CLASSNAMES):
-        items = [(f"What number comes after {name}?", c + 1), (f"What is {name} plus two?", c + 2),
-                 (f"What is twice {name}?", 2 * c)] + ([(f"What number comes before {name}?", c - 1)] if c else [])
-        for j, (question, ans) in enumerate(items):
-            if rng.random() < mcq_fraction:
-                opts, letter = shuffled_options(NUMBER_WORDS[ans].capitalize(), number_distractors(ans, {c}, rng), rng)
-                out.append({"id": f"fact-mcq-{c}-{j}", "conversations": [human(mcq_text(question, opts), False),
-                                                                           gpt(letter)]})
-    return out
+def knowledge_conversations(seed: int) -> list[dict]:
+    """Text-only conversations: every fact as a question + answer (multiple-choice practice is
+    ``wikiqa.text_practice``)."""
+    return [{"id": f"fact-{k}", "conversations": [human(question, False), gpt(answer)]}
+            for k, (question, answer, _) in enumerate(knowledge_facts())]
 
 
 def finetune_records(ids: list[str], images: list[str], labels: np.ndarray) -> list[dict]:

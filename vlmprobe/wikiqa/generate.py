@@ -6,6 +6,9 @@ Record fields: ``response`` (decoded new tokens, stripped), ``parsed`` (letter o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from .. import options
 from .loader import Question
 from .parser import parse_answer
 from .prompts import Condition
@@ -13,8 +16,18 @@ from .prompts import Condition
 PARSER_VERSION = 1  # bump when parse_answer's rules change (part of the run's identity)
 
 
+@dataclass
+class GenerateOptions(options.Options):
+    """``vlmprobe wikiqa --method generate`` options."""
+
+    cot: bool = options.option(False, "generate: append \"Let's think step by step.\" (512 new tokens)")
+    max_new_tokens: int | None = options.option(None, "generate: budget (default 64, 512 with --cot)", type=int,
+                                                check=lambda n: n >= 1, requirement="must be at least 1")
+
+
 class GenerateScorer:
     name = "generate"
+    Options = GenerateOptions
 
     def __init__(self, condition: Condition, max_new_tokens: int | None = None):
         self.condition = condition

@@ -16,9 +16,12 @@ unparseable rate is 0 by construction.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from .. import options
 from ..errors import VlmprobeError
 from ..metrics.nonfinite import prediction_fields, predict
 from .loader import LETTERS, Question
@@ -27,13 +30,25 @@ from .prompts import ANSWER_PREFIX, Condition
 TARGETS = ("letter", "text_sum", "text_mean")
 
 
+@dataclass
+class LikelihoodOptions(options.Options):
+    """``vlmprobe wikiqa --method likelihood`` options."""
+
+    answer_prefix: str = options.option(ANSWER_PREFIX, "likelihood: text after the chat template's generation "
+                                        "prompt that the options continue")
+    select: str = options.option("letter", "likelihood: which score predicts (all three are recorded and reported)",
+                                 choices=TARGETS)
+    scoring: str = options.option("fast", "likelihood engine: shared-prefix (fast) or one full forward per option "
+                                  "(naive)", choices=("fast", "naive"))
+
+
 class LikelihoodScorer:
     name = "likelihood"
+    Options = LikelihoodOptions
 
     def __init__(self, condition: Condition, answer_prefix: str = ANSWER_PREFIX, select: str = "letter",
                  scoring: str = "fast"):
-        if select not in TARGETS:
-            raise VlmprobeError(f"--select must be one of {', '.join(TARGETS)} (got {select!r})")
+        LikelihoodOptions(answer_prefix=answer_prefix, select=select, scoring=scoring)  # validates
         if condition.cot:
             raise VlmprobeError("--cot applies to --method generate only (likelihood scoring decodes nothing)")
         self.condition = condition

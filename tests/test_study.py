@@ -1,0 +1,191 @@
+"""`vlmprobe study` / `vlmprobe report`: study files validated with file, key and line; a small
+study on the tiny test models runs, a second run computes nothing and rebuilds a byte-identical
+report (apart from the timestamp line); the report loads in a real headless Chromium."""
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from vlmprobe.cli import main
+from vlmprobe.study import StudyFileError, load_study
+
+
+def _study_text(tiny_models, digits_folder, corpus):
+    return f"""\
+name: small
+seed: 0
+models:
+  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
+  vlm: {{spec: "hf:{tiny_models['llava']}"}}
+datasets:
+  digits: {{data: "{digits_folder}", limit: 12}}
+measurements:
+  - {{measure: zeroshot}}
+  - {{measure: generate, closed_world: true, num_candidates: [2, all]}}
+  - {{measure: generate}}
+  - {{measure: likelihood, num_candidates: [2]}}
+  - {{measure: frequency, models: [vlm], corpus: "{corpus}"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def small_study(tiny_models, digits_folder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    corpus = root / "corpus.json"
+    corpus.write_text(json.dumps([{"id": str(i), "conversations": [
+        {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": f"a {n}"}]}
+        for i, n in enumerate(["zero", "one", "one", "two", "seven", "seven", "seven"])]))
+    path = root / "small.yaml"
+    path.write_text(_study_text(tiny_models, digits_folder, corpus))
+    out = root / "out"
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    return path, out
+
+
+BAD = [
+    ("models:\n  m: {spec: \"nope:thing\"}\ndatasets: {d: {data: toy:digits}}\nmeasurements: []\n",
+     2, "models.m.spec", "unknown model spec"),
+    ("models:\n  m: {spec: toy:vlm}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n  - {measure: zero-shot}\n",
+     5, "measurements[0].measure", "unknown measure"),
+    ("models:\n  m: {spec: toy:vlm}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
+     "  - measure: generate\n    num_candiates: [2]\n", 6, "measurements[0].num_candiates", "did you mean 'num_candidates'"),
+    ("models:\n  m: {spec: toy:vlm}\ndatasets:\n  d: {data: /no/such/folder}\nmeasurements: []\n",
+     4, "datasets.d.data", "does not exist"),
+    ("model:\n  m: {spec: toy:vlm}\n", 1, "model", "did you mean 'models'"),
+    ("models:\n  m: {spec: toy:vlm}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
+     "  - {measure: generate, models: [vml]}\n", 5, "measurements[0].models[0]", "no model named 'vml'"),
+]
+
+
+@pytest.mark.parametrize("text,line,key,message", BAD)
+def test_bad_study_files_name_file_key_and_line(tmp_path, capsys, text, line, key, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(StudyFileError) as e:
+        load_study(path)
+    assert str(e.value).startswith(f"{path}:{line}: {key}: ") and message in str(e.value), str(e.value)
+    out = tmp_path / "out"
+    assert main(["study", str(path), "--out", str(out)]) == 2
+    assert f"{path}:{line}: {key}" in capsys.readouterr().err
+    assert not out.exists()  # rejected before any run started
+
+
+def test_default_study_is_valid_and_lists_its_runs(capsys, tmp_path):
+    study = load_study(None)
+    assert {"clip", "vlm", "vlm-ft"} <= set(study.models)
+    assert main(["study", "--out", str(tmp_path / "demo"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "skip: zeroshot x vlm" in printed and "vlm-ft/finetune" in printed and "accelerate launch" in printed
+    assert "vlm/test/wikiqa-condition=oracle_class+no_image" in printed
+
+
+def _strip_stamp(text: str) -> str:
+    return re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "generated -", text)
+
+
+def test_small_study_second_run_computes_nothing_and_report_is_identical(small_study, capsys):
+    path, out = small_study
+    plan = json.loads((out / "study.json").read_text())
+    ids = [r["id"] for r in plan["runs"]]
+    assert "vlm/digits/generate-closed_world=True-num_candidates=2" in ids and "vlm/digits/frequency" in ids
+    assert all(r["status"] == "done" for r in plan["runs"])
+    html1, md1 = (out / "report.html").read_text(), (out / "report.md").read_text()
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "report" not in p.name
+              and p.name != "study.json" and "report_files" not in str(p)}
+    capsys.readouterr()
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("reused (finished, same config)") == len(ids) and "$ vlmprobe" not in printed
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # no run directory was touched
+    assert _strip_stamp((out / "report.html").read_text()) == _strip_stamp(html1)
+    assert _strip_stamp((out / "report.md").read_text()) == _strip_stamp(md1)
+    assert main(["report", str(out)]) == 0
+    assert _strip_stamp((out / "report.html").read_text()) == _strip_stamp(html1)
+
+
+def test_report_links_every_number_and_embeds_study_and_versions(small_study):
+    path, out = small_study
+    html = (out / "report.html").read_text()
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # no network
+    assert "<script" not in html and 'src="data:image/png;base64,' in html
+    for href in set(re.findall(r'href="([^"]+)"', html)):
+        assert (out / href).is_dir(), href  # every number links to an existing run directory
+    assert "transformers" in html and "measure: zeroshot" in html  # versions and the study file
+    for section in ("Findings", "Main table", "Label-space size", "Class frequency", "Calibration", "ImageWikiQA"):
+        assert section in html
+    md = (out / "report.md").read_text()
+    for img in re.findall(r"\]\((report_files/[^)]+)\)", md):
+        assert (out / img).exists()
+
+
+def test_failed_run_is_reported_and_others_continue(tiny_models, digits_folder, tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"""\
+models:
+  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
+datasets:
+  digits: {{data: "{digits_folder}", limit: 4}}
+measurements:
+  - {{measure: zeroshot, templates: [single, "{tmp_path}/missing_templates.json"]}}
+""")
+    assert main(["study", str(path), "--out", str(tmp_path / "out")]) == 1
+    printed = capsys.readouterr().out
+    assert "FAILED" in printed and "1 of 2 runs did not finish" in printed
+    assert (tmp_path / "out" / "clip" / "digits" / "zeroshot" / "results.json").exists()
+    assert (tmp_path / "out" / "report.html").exists()
+
+
+def _browser():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(_browser() is None, reason="no Chromium installed (CI installs it: apt-get install chromium)")
+def test_report_opens_in_headless_chromium(small_study, tmp_path):
+    """Every figure decoded (naturalWidth > 0) and every table has body rows, in a real browser."""
+    _, out = small_study
+    page = (out / "report.html").read_text()
+    check = ("<script>window.addEventListener('load',function(){var imgs=[].slice.call(document.images);"
+             "var bad=imgs.filter(function(i){return !(i.complete&&i.naturalWidth>0)}).length;"
+             "var tabs=[].slice.call(document.querySelectorAll('table'));"
+             "var empty=tabs.filter(function(t){return t.querySelectorAll('tbody tr').length==0}).length;"
+             "var d=document.createElement('div');d.id='vlmprobe-check';"
+             "d.textContent='images='+imgs.length+' broken='+bad+' tables='+tabs.length+' empty='+empty;"
+             "document.body.appendChild(d);});</script>")
+    probe = tmp_path / "report_check.html"
+    probe.write_text(page.replace("</body>", check + "</body>"))
+    profile = tmp_path / "profile"
+    cmd = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
+           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r"images=(\d+) broken=(\d+) tables=(\d+) empty=(\d+)", dom)
+    assert m, dom[-2000:]
+    images, broken, tables, empty = map(int, m.groups())
+    assert images >= 3 and broken == 0 and tables >= 5 and empty == 0, m.group(0)
+
+
+def test_study_notebook_runs(small_study, tmp_path, python3_kernel):
+    """notebooks/study.ipynb (committed without outputs) reads a study directory and redraws two
+    figures, in a python3 kernel of this interpreter (its parameters cell is replaced)."""
+    from pathlib import Path
+
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    _, out = small_study
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "study.ipynb", as_version=4)
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+    params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1
+    params[0].source = f"STUDY_DIR = {str(out)!r}\n"
+    nbclient.NotebookClient(nb, kernel_name=python3_kernel, timeout=120,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+    assert "study small: 6 runs" in text and "frequency analyses: 1" in text
+    for png in ("notebook_label_space.png", "notebook_frequency.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,185 @@
+"""Read a study directory (``study.json`` + its run directories) into the report's tables.
+
+Pure reading: no model is loaded. Every row keeps the id (relative directory) of the run it came
+from, so the report can link each number to its source. Missing or failed runs simply leave
+their rows out (the report lists them).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..errors import VlmprobeError
+
+EVAL_MEASURES = ("zeroshot", "generate", "likelihood")
+LABELS = {"zeroshot": "CLIP zero-shot", "generate": "direct generation", "likelihood": "probability inference",
+          "probe": "linear probe"}
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def describe(run: dict) -> str:
+    """Human label of a run's method and non-default options, e.g. ``generation (closed world, 2 candidates)``."""
+    from .measures import MEASURES
+
+    m = run["measure"]
+    if m == "finetune":
+        return "fine-tuning"
+    spec = MEASURES[m]
+    opts = []
+    for k, v in run["params"].items():
+        if v == spec.options[k].default or not spec.options[k].in_id:
+            continue
+        if k == "num_candidates":
+            opts.append(f"{v} candidates")
+        elif k == "closed_world":
+            opts.append("closed world" if v else "open world")
+        elif isinstance(v, bool):
+            opts.append(k.replace("_", " ") if v else f"no {k.replace('_', ' ')}")
+        elif k == "condition":
+            opts.append(str(v).replace("_", " ").replace("+", " + "))
+        else:
+            opts.append(f"{k.replace('_', ' ')} {Path(str(v)).name}")
+    return LABELS.get(m, m) + (f" ({', '.join(opts)})" if opts else "")
+
+
+def num_candidates(run: dict, num_classes: int | None) -> int | None:
+    n = run["params"].get("num_candidates")
+    if n in (None, "all"):
+        return num_classes
+    return int(n)
+
+
+def _worst(res: dict, k: int):
+    w = (res.get("worst_k_accuracy") or {}).get(str(k)) or {}
+    return w.get("value"), w.get("classes") or []
+
+
+def _eval_row(run: dict, res: dict) -> dict:
+    w1, c1 = _worst(res, 1)
+    return {"run": run["id"], "model": run["model"], "dataset": run["dataset"], "measure": run["measure"],
+            "method": describe(run), "top1": res.get("top1"), "worst1": w1, "worst1_class": c1[0] if c1 else None,
+            "worst5": _worst(res, 5)[0], "worst10": _worst(res, 10)[0],
+            "cmm": (res.get("cmm") or {}).get("mean"), "ece": (res.get("calibration") or {}).get("ece"),
+            "num_classes": (res.get("counts") or {}).get("num_classes"), "n": (res.get("counts") or {}).get("n"),
+            "per_class": res.get("per_class_accuracy") or {},
+            "cmm_per_class": (res.get("cmm") or {}).get("per_class") or {}}
+
+
+def read_study(path: str | Path) -> dict:
+    """-> {name, study_text, world, models, runs (id -> entry + status), main, label_space,
+    prompts, probes, frequency, finetune, wikiqa, clip_worst, failed, skips}."""
+    root = Path(path)
+    plan = _read_json(root / "study.json")
+    if plan is None:
+        raise VlmprobeError(f"{root}: no study.json (not a directory written by `vlmprobe study`)")
+    runs = {r["id"]: r for r in plan["runs"]}
+    out = {k: plan.get(k) for k in ("name", "file", "study_text", "seed", "world", "models", "datasets", "skips")}
+    out.update(runs=runs, main=[], label_space=[], prompts=[], probes=[], frequency=[], finetune=[], wikiqa=[],
+               clip_worst=[], ood=[], groups=[], failed=[r["id"] for r in plan["runs"]
+                                                      if r.get("status") in ("failed", "blocked")])
+    evals = {}
+    for rid, run in runs.items():
+        d = root / rid
+        if run["measure"] in EVAL_MEASURES:
+            res = _read_json(d / "results.json")
+            if res is None:
+                continue
+            row = _eval_row(run, res)
+            evals[rid] = row
+            default_space = run["params"].get("num_candidates") in (None, "all") and not run["params"].get("cot")
+            variant = {k: v for k, v in run["params"].items() if k not in ("num_candidates", "closed_world")}
+            from .measures import MEASURES
+            is_default = all(v == MEASURES[run["measure"]].options[k].default for k, v in variant.items()
+                             if MEASURES[run["measure"]].options[k].in_id
+                             and k not in ("answer_prefix", "templates", "cpe_templates"))
+            if default_space and not run["params"].get("closed_world") and is_default:
+                out["main"].append(row)
+            if run["measure"] != "zeroshot" and (run["params"].get("closed_world") or run["measure"] == "likelihood") \
+                    and is_default:
+                out["label_space"].append({**row, "candidates": num_candidates(run, row["num_classes"])})
+            if run["measure"] == "generate" and not run["params"].get("closed_world"):
+                out["prompts"].append({**row, "prompt": run["params"].get("prompt"), "cot": run["params"].get("cot")})
+            if (d / "roc.png").exists():
+                out["ood"].append({"run": rid, "png": str(d / "roc.png")})
+        elif run["measure"] == "probe":
+            layers = _read_json(d / "layers.json")
+            res = _read_json(d / "results.json") or {}
+            if layers is None:
+                continue
+            ref = layers.get("reference") or {}
+            probe = {"run": rid, "model": run["model"], "dataset": run["dataset"], "best": layers.get("best"),
+                     "val": layers.get("best_val_accuracy"), "top1": layers.get("best_test_accuracy"),
+                     "clip_probe": ((ref.get("probe") or {}).get("test_accuracy")),
+                     "clip_zeroshot": ((ref.get("zeroshot") or {}).get("top1")),
+                     "png": str(d / "accuracy_vs_layer.png") if (d / "accuracy_vs_layer.png").exists() else None}
+            out["probes"].append(probe)
+            row = _eval_row(run, res)
+            row.update(top1=probe["top1"], method=f"linear probe ({probe['best']}, chosen on val)")
+            out["main"].append(row)
+            evals[rid] = row
+        elif run["measure"] == "frequency":
+            summary = _read_json(d / "frequency.json")
+            if summary is None:
+                continue
+            classes = []
+            try:
+                with open(d / "frequency.csv", encoding="utf-8") as f:
+                    for r in csv.DictReader(f):
+                        classes.append({"class": r["class"], "mentions": int(r["mentions"]),
+                                        "accuracy": float(r["accuracy"]) if r["accuracy"] else None})
+            except OSError:
+                pass
+            out["frequency"].append({"run": rid, "model": run["model"], "of": run["deps"].get("run"),
+                                     "spearman": summary.get("spearman"), "pearson_log": summary.get("pearson_log"),
+                                     "classes": classes})
+        elif run["measure"] == "wikiqa":
+            res = _read_json(d / "results.json")
+            if res is None:
+                continue
+            split = res.get("split") or {}
+            a, b = split.get("classified_correct") or {}, split.get("classified_wrong") or {}
+            out["wikiqa"].append({"run": rid, "model": run["model"], "method": run["params"]["method"],
+                                  "condition": run["params"]["condition"], "accuracy": res.get("accuracy"),
+                                  "chance": res.get("chance"), "unparseable_rate": res.get("unparseable_rate"),
+                                  "n": res.get("num_scored"),
+                                  "right_n": a.get("n"), "right_acc": a.get("accuracy"),
+                                  "wrong_n": b.get("n"), "wrong_acc": b.get("accuracy"), "gap": split.get("gap"),
+                                  "classification_run": run["deps"].get("classification")})
+        elif run["measure"] == "finetune":
+            summary = _read_json(d / "summary.json")
+            if summary is None:
+                continue
+            out["finetune"].append({"run": rid, "model": run["model"], "base": run["params"]["from"],
+                                    "summary": {k: summary.get(k) for k in ("final_eval", "steps", "seconds",
+                                                                             "model_spec", "trainable_parameters")},
+                                    "curve": str(d / "train_curve.png") if (d / "train_curve.png").exists() else None,
+                                    "log": str(d / "log.jsonl") if (d / "log.jsonl").exists() else None})
+    # WikiQA column of the main table: the model's image-condition accuracy (first method)
+    for row in out["main"]:
+        qa = next((q for q in out["wikiqa"] if q["model"] == row["model"] and q["condition"] == "image"), None)
+        row["wikiqa"], row["wikiqa_run"] = (qa["accuracy"], qa["run"]) if qa else (None, None)
+    out["evals"] = evals
+    out["clip_worst"] = _clip_worst(out, runs)
+    return out
+
+
+def _clip_worst(out: dict, runs: dict, k: int = 3) -> list[dict]:
+    """CLIP's worst-k classes (per zero-shot run) beside each VLM method's accuracy on them
+    (Tu et al.: VLMs on a CLIP tower can beat it on its hardest classes)."""
+    rows = []
+    clip_rows = [r for r in out["main"] if r["measure"] == "zeroshot"]
+    vlm_rows = [r for r in out["main"] if r["measure"] in ("generate", "likelihood", "probe")]
+    for c in clip_rows[:1]:
+        worst = sorted((v, n) for n, v in c["per_class"].items() if v is not None)[:k]
+        for v, name in worst:
+            rows.append({"class": name, "clip": v, "clip_run": c["run"],
+                         "vlm": [{"model": r["model"], "method": r["method"], "run": r["run"],
+                                  "accuracy": r["per_class"].get(name)} for r in vlm_rows]})
+    return rows

@@ -1,0 +1,136 @@
+"""The report's figures as PNG bytes (matplotlib Agg; no timestamps in the files, so the same
+data gives byte-identical images). Each function takes rows from ``collect.read_study``."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def label_space(rows: list[dict], clip_rows: list[dict]) -> bytes | None:
+    """Top-1 vs number of candidate classes (log x), one line per (model, method); CLIP zero-shot
+    over all classes as dashed horizontal lines."""
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    lines: dict = {}
+    for r in rows:
+        key = f"{r['model']}: {r['measure'].replace('generate', 'generation (closed world)')}"
+        lines.setdefault(key, []).append((r["candidates"], r["top1"]))
+    for key, pts in sorted(lines.items()):
+        pts = sorted(p for p in pts if p[0] is not None and p[1] is not None)
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=key)
+        for x, _ in pts:
+            ax.axvline(x, color="#eeeeee", lw=0.5, zorder=0)
+    for c in clip_rows:
+        ax.axhline(100 * c["top1"], ls="--", color="gray", lw=1)
+        ax.annotate(f"{c['model']} zero-shot ({c['method']})", (ax.get_xlim()[0], 100 * c["top1"]), fontsize=7,
+                    va="bottom")
+    ax.set_xscale("log")
+    ax.set_xlabel("number of candidate classes (true class + random others)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7, loc="lower left")
+    return _png(fig)
+
+
+def worst_k_bars(rows: list[dict]) -> bytes | None:
+    """Grouped bars per run: top-1 and worst-1/5/10 class accuracy."""
+    rows = [r for r in rows if r.get("top1") is not None]
+    if not rows:
+        return None
+    plt = _plt()
+    keys = [("top1", "top-1"), ("worst10", "worst-10"), ("worst5", "worst-5"), ("worst1", "worst-1")]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4), dpi=100)
+    x = np.arange(len(rows))
+    w = 0.8 / len(keys)
+    for j, (k, label) in enumerate(keys):
+        ax.bar(x + j * w, [100 * (r.get(k) or 0) for r in rows], width=w, label=label)
+    ax.set_xticks(x + 0.4 - w / 2)
+    ax.set_xticklabels([f"{r['model']}\n{r['method']}" for r in rows], fontsize=6, rotation=20, ha="right")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def cmm_vs_accuracy(rows: list[dict]) -> bytes | None:
+    """Per-class CMM (x) vs per-class accuracy (y), one marker set per run with scores."""
+    rows = [r for r in rows if r.get("cmm_per_class")]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for r in rows:
+        names = [n for n in r["cmm_per_class"] if r["cmm_per_class"][n] is not None and r["per_class"].get(n) is not None]
+        ax.scatter([r["cmm_per_class"][n] for n in names], [100 * r["per_class"][n] for n in names], s=14,
+                   label=f"{r['model']}: {r['method']}")
+    ax.set_xlabel("class-wise matching margin (mean over the class's images)")
+    ax.set_ylabel("per-class accuracy (%)")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def frequency_fit(entry: dict) -> bytes | None:
+    """log10(1 + mentions) vs per-class accuracy with the least-squares line."""
+    pts = [(c["mentions"], c["accuracy"], c["class"]) for c in entry["classes"] if c["accuracy"] is not None]
+    if len(pts) < 2:
+        return None
+    plt = _plt()
+    x = np.log10(1 + np.array([p[0] for p in pts], dtype=float))
+    y = 100 * np.array([p[1] for p in pts])
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.scatter(x, y, s=18)
+    for xi, yi, (_, _, name) in zip(x, y, pts):
+        ax.annotate(name, (xi, yi), fontsize=7, alpha=0.8)
+    if np.ptp(x) > 0:
+        slope, icpt = np.polyfit(x, y, 1)
+        xs = np.linspace(x.min(), x.max(), 20)
+        ax.plot(xs, slope * xs + icpt, "r-", lw=1, label=f"fit: {slope:.1f} points per decade")
+        ax.legend(fontsize=7)
+    rho = entry.get("spearman")
+    ax.set_title(f"{entry['model']}: Spearman {rho:.2f}" if isinstance(rho, float) else entry["model"], fontsize=9)
+    ax.set_xlabel("log10(1 + mentions of the class name in the training corpus)")
+    ax.set_ylabel("per-class accuracy (%)")
+    return _png(fig)
+
+
+def reliability(run_dir, title: str) -> tuple[bytes, float] | None:
+    """Reliability diagram of a run with scores (softmax of the score matrix)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..metrics import calibration as cal
+    from ..metrics.plots import reliability_diagram
+    from ..metrics.rundata import load_run
+
+    run = load_run(run_dir)
+    if run.scores is None or run.labels is None or not len(run.labels):
+        return None
+    s = np.asarray(run.scores, dtype=np.float64)
+    s = np.where(np.isfinite(s), s, -1e30)
+    probs = np.exp(s - s.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    bins = cal.reliability_bins(probs, run.labels)
+    ece = cal.expected_calibration_error(probs, run.labels)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = reliability_diagram(bins, Path(tmp) / "r.png", title=title, ece=ece)
+        return path.read_bytes(), ece

@@ -1,0 +1,189 @@
+"""The measurement table of a study: one entry per kind of run (name -> which models it applies
+to, its options and defaults, how to build the ``vlmprobe`` command, which report section shows it).
+
+A new measurement (CPE, CounterAnimal, shape bias, retrieval...) is one ``Measure`` added to
+``MEASURES``. Options whose YAML value is a list are *axes*: the study runs every combination
+(``generate`` with ``num_candidates: [all, 2, 5]`` is three runs). ``argv`` returns the exact
+command line the runner executes in-process (``vlmprobe.cli.main``), so every run directory is
+one a user could have made by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+CLIP, VLM = "clip", "vlm"
+
+
+@dataclass(frozen=True)
+class Option:
+    default: object
+    types: tuple  # accepted Python types of one value
+    axis: bool = False  # a list value means one run per element
+    choices: tuple = ()  # allowed values (empty: any of ``types``)
+    help: str = ""
+    in_id: bool = True  # part of the run directory's name (inputs such as file paths are not)
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What ``argv`` needs besides the options: the run's model spec / dataset args / out dir,
+    and the directories of the runs it depends on (by role)."""
+
+    model: str  # model spec (with +adapter:... for fine-tuned models)
+    load_args: list  # --device/--dtype/... of the model entry
+    data_args: list  # --data/--split/--limit/--classes/... of the dataset entry ([] when none)
+    seed: int
+    out: str
+    deps: dict = field(default_factory=dict)  # role -> run directory
+    datasets: dict = field(default_factory=dict)  # dataset name -> its data args (probe train/val)
+    models: dict = field(default_factory=dict)  # model name -> spec (probe reference)
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    applies_to: tuple  # model kinds
+    options: dict  # option name -> Option
+    argv: Callable[[Ctx, dict], list]
+    section: str  # report section that shows it
+    result_file: str = "results.json"  # written last: its presence marks a finished run
+    needs_dataset: bool = True  # runs once per (model, dataset); False: once per model
+    deps: Callable[[dict], dict] = lambda params: {}  # role -> (measure name, {option: value}) on the same model+dataset
+    help: str = ""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _eval(method: str, flags: dict) -> Callable[[Ctx, dict], list]:
+    """``vlmprobe eval --method METHOD``; ``flags``: option -> how it becomes flags."""
+    def argv(ctx: Ctx, p: dict) -> list:
+        out = ["eval", "--model", ctx.model, *ctx.load_args, *ctx.data_args, "--seed", str(ctx.seed),
+               "--method", method, "--out", ctx.out, "--no-progress"]
+        for key, how in flags.items():
+            v = p[key]
+            if how == "bool":
+                out += [_flag(key)] if v else []
+            elif v is not None:
+                out += [_flag(key), str(v)]
+        return out
+    return argv
+
+
+def _zeroshot(ctx: Ctx, p: dict) -> list:
+    if p["cpe_templates"] is None:
+        return _eval("zeroshot", {"templates": "value"})(ctx, p)
+    return _eval("zeroshot", {})(ctx, p) + ["--ensemble", ctx.deps["ensemble"]]
+
+
+def _cpe(ctx: Ctx, p: dict) -> list:
+    out = ["cpe", "--model", ctx.model, *ctx.load_args, *ctx.data_args, "--seed", str(ctx.seed), "--out", ctx.out,
+           "--no-progress", "--templates", str(p["templates"]), "--k", str(p["k"]), "--top-m", str(p["top_m"]),
+           "--temperature", str(p["temperature"])]
+    out += ["--descriptions", p["descriptions"]] if p["descriptions"] else []
+    return out + (["--description-format", p["description_format"]] if p["description_format"] else [])
+
+
+def _probe(ctx: Ctx, p: dict) -> list:
+    data = ctx.data_args
+    test = data[data.index("--data") + 1]
+    out = ["probe", "--model", ctx.model, *ctx.load_args, "--train", _with_split(ctx.datasets[p["train"]]),
+           "--test", _with_split(data), "--layers", str(p["layers"]), "--pool", str(p["pool"]),
+           "--seed", str(ctx.seed), "--out", ctx.out]
+    if p["val"]:
+        out += ["--val", _with_split(ctx.datasets[p["val"]])]
+    if p["reference"]:
+        out += ["--reference", ctx.models[p["reference"]]]
+    assert test
+    return out
+
+
+def _with_split(data_args: list) -> str:
+    """probe takes ``SPEC@SPLIT`` rather than ``--split``."""
+    spec = data_args[data_args.index("--data") + 1]
+    if "--split" in data_args:
+        spec += "@" + data_args[data_args.index("--split") + 1]
+    return spec
+
+
+def _wikiqa(ctx: Ctx, p: dict) -> list:
+    cond = set(p["condition"].split("+"))
+    out = ["wikiqa", "--model", ctx.model, *ctx.load_args, "--data", p["data"], "--method", p["method"],
+           "--seed", str(ctx.seed), "--out", ctx.out, "--no-progress"]
+    if "no_image" not in cond:
+        out += ["--images", p["images"]]
+    out += ["--oracle-class"] if "oracle_class" in cond else []
+    out += ["--no-image"] if "no_image" in cond else []
+    if "classification" in ctx.deps and "image" in cond and "oracle_class" not in cond:
+        out += ["--classification-run", ctx.deps["classification"]]
+    return out
+
+
+def _frequency(ctx: Ctx, p: dict) -> list:
+    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out]
+    return out + (["--roles", p["roles"]] if p["roles"] else [])
+
+
+NUM_CANDIDATES = Option(None, (int, str), axis=True,
+                        help="label-space size: 2, 5, 20, 100 or all (true class + seeded others)")
+
+MEASURES: dict[str, Measure] = {m.name: m for m in [
+    Measure("zeroshot", (CLIP,), {
+        "templates": Option("single", (str,), axis=True, help="single | imagenet | a JSON template file"),
+        "cpe_templates": Option(None, (str,), axis=True,
+                                help="evaluate the CPE ensemble built from this template pool (a cpe run)")},
+        _zeroshot, section="main",
+        deps=lambda p: {} if p["cpe_templates"] is None else {"ensemble": ("cpe", {"templates": p["cpe_templates"]})},
+        help="CLIP zero-shot: scaled cosine to template-averaged class-name embeddings (or a CPE ensemble)"),
+    Measure("cpe", (CLIP,), {
+        "templates": Option("imagenet", (str,), axis=True, help="template pool (vlmprobe cpe --templates)"),
+        "k": Option(10, (int,)), "top_m": Option(20, (int,)), "temperature": Option(1.0, (float, int)),
+        "descriptions": Option(None, (str,), help="JSON {class: [description]} or toy:digit-facts"),
+        "description_format": Option(None, (str,), help="enriched prompt with {c} and {d}")},
+        _cpe, section="cpe", result_file="report.json",
+        help="CPE: CMM-weighted, description-enriched prompt ensemble for CLIP's worst classes (no labels)"),
+    Measure("generate", (VLM,), {
+        "prompt": Option("default", (str,), axis=True, help="prompt name or file (vlmprobe eval --prompt)"),
+        "closed_world": Option(False, (bool,), axis=True, help="append the shuffled class list"),
+        "num_candidates": NUM_CANDIDATES,
+        "cot": Option(False, (bool,), axis=True, help="chain of thought"),
+        "match": Option("substring", (str,), choices=("substring", "word", "first"))},
+        _eval("generate", {"prompt": "value", "closed_world": "bool", "num_candidates": "value", "cot": "bool",
+                           "match": "value"}), section="main",
+        help="VLM direct generation, answer matched to class names"),
+    Measure("likelihood", (VLM,), {
+        "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first")),
+        "answer_prefix": Option(None, (str,), axis=True, help="paper = 'The photo features a'"),
+        "num_candidates": NUM_CANDIDATES,
+        "scoring": Option("fast", (str,), choices=("fast", "naive"))},
+        _eval("likelihood", {"reduction": "value", "answer_prefix": "value", "num_candidates": "value",
+                             "scoring": "value"}), section="main",
+        help="VLM probability inference: log p(class name | image, prompt)"),
+    Measure("probe", (VLM, CLIP), {
+        "train": Option(None, (str,), in_id=False, help="dataset name of the training images (required)"),
+        "val": Option(None, (str,), in_id=False, help="dataset name of the validation images (default: carved from train)"),
+        "layers": Option("all", (str, int)),
+        "pool": Option("last,image-mean,mean", (str,)),
+        "reference": Option(None, (str,), in_id=False, help="a CLIP model name: its probe and zero-shot as reference lines")},
+        _probe, section="probe", help="linear probes on every layer, selected on validation"),
+    Measure("wikiqa", (VLM,), {
+        "data": Option(None, (str,), in_id=False, help="ImageWikiQA JSONL (required)"),
+        "images": Option(None, (str,), in_id=False, help="image root (required unless every condition has no_image)"),
+        "method": Option("generate", (str,), axis=True, choices=("generate", "likelihood")),
+        "condition": Option("image", (str,), axis=True,
+                            choices=("image", "no_image", "oracle_class", "oracle_class+no_image")),
+        "classification": Option("generate", (str,), choices=("generate", "likelihood", "none"),
+                                 help="split the image condition by this run's classification outcome "
+                                      "(same model, on the entry's dataset with default options)")},
+        _wikiqa, section="wikiqa",
+        deps=lambda p: ({} if p["classification"] == "none" else {"classification": (p["classification"], {})}),
+        help="ImageWikiQA: knowledge questions that need the image's class"),
+    Measure("frequency", (VLM,), {
+        "corpus": Option(None, (str,), in_id=False, help="LLaVA-style instruction corpus JSON (required)"),
+        "roles": Option("gpt", (str,)),
+        "run": Option("generate", (str,), choices=("generate", "likelihood"), help="whose per-class accuracy")},
+        _frequency, section="frequency", result_file="frequency.json",
+        deps=lambda p: {"run": (p["run"], {})}, help="class-name frequency vs per-class accuracy"),
+]}

@@ -1,0 +1,269 @@
+"""``report.html`` (one self-contained file: figures embedded as base64 PNG, inline CSS, no
+script, no network) and ``report.md`` (figures as PNG files in ``report_files/``) of a study
+directory. Every number links to the run directory it came from; the study file and the
+package versions are embedded. Only the "generated" line carries a timestamp, so a report
+rebuilt from the same runs is byte-identical apart from it.
+
+Sections: findings; main table; label-space size; prompt variants; probes by layer; class
+frequency vs accuracy; worst-k classes; CMM vs per-class accuracy; calibration; CLIP's hardest
+classes beside the VLM; fine-tuning before/after; ImageWikiQA; OOD / group shift (when
+measured); runs that failed or were skipped; study file and versions.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import time
+from pathlib import Path
+
+from ..cache import atomic_write_text
+from . import figures
+from .collect import read_study
+from .findings import compute as compute_findings
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _num(v, fmt="{:.3f}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+class Doc:
+    """Builds the HTML and the Markdown side by side from the same calls."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.html: list[str] = []
+        self.md: list[str] = []
+        self.images: dict[str, bytes] = {}  # md file name -> PNG bytes
+
+    def h(self, level: int, text: str, anchor: str | None = None) -> None:
+        aid = f' id="{anchor}"' if anchor else ""
+        self.html.append(f"<h{level}{aid}>{html.escape(text)}</h{level}>")
+        self.md.append(f"\n{'#' * level} {text}\n")
+
+    def p(self, text: str, md: str | None = None) -> None:
+        """``text`` is HTML-escaped here; ``md`` defaults to the same text."""
+        self.html.append(f"<p>{html.escape(text)}</p>")
+        self.md.append((md if md is not None else text) + "\n")
+
+    def raw(self, html_text: str, md_text: str) -> None:
+        self.html.append(html_text)
+        self.md.append(md_text)
+
+    def table(self, header: list[str], rows: list[list]) -> None:
+        """Cells: str, or (text, run id) for a number linked to its run directory."""
+        if not rows:
+            self.p("(no runs)")
+            return
+        hs = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = []
+        mrows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in rows:
+            cells, mcells = [], []
+            for c in r:
+                if isinstance(c, tuple):
+                    text, run = c
+                    if run:
+                        link = f"{run}/"
+                        cells.append(f'<td class="n"><a href="{html.escape(link)}">{html.escape(text)}</a></td>')
+                        mcells.append(f"[{text}]({link})")
+                        continue
+                    c = text
+                cells.append(f"<td>{html.escape(str(c))}</td>")
+                mcells.append(str(c).replace("|", "\\|"))
+            body.append("<tr>" + "".join(cells) + "</tr>")
+            mrows.append("| " + " | ".join(mcells) + " |")
+        self.html.append(f"<table><thead><tr>{hs}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        self.md.append("\n".join(mrows) + "\n")
+
+    def figure(self, png: bytes | None, name: str, caption: str) -> None:
+        if not png:
+            return
+        b64 = base64.b64encode(png).decode()
+        self.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        self.images[name] = png
+        self.md.append(f"![{caption}](report_files/{name})\n")
+
+    def figure_file(self, path: str | None, name: str, caption: str) -> None:
+        if path and Path(path).exists():
+            self.figure(Path(path).read_bytes(), name, caption)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+th{background:#f3f3f3}td.n{text-align:right}figure{margin:1em 0}img{max-width:100%}
+figcaption{font-size:12px;color:#555}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}
+.yes{color:#176d2e;font-weight:bold}.no{color:#a01818;font-weight:bold}.na{color:#777}"""
+
+
+def build(root: str | Path) -> Doc:
+    root = Path(root)
+    data = read_study(root)
+    doc = Doc(root)
+    doc.h(1, f"vlmprobe study: {data['name']}")
+    from ..runs import environment
+
+    env = environment()
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    doc.p(f"Package versions: {versions}; python {env['python']}. Numbers are percentages unless stated; "
+          "each links to the run directory it came from.")
+    world = data.get("world")
+    if world:
+        doc.p(f"Miniature world: {world.get('dir')} (build key {world.get('key')}). It is a demonstration and a "
+              "test bed, not evidence about real models; its numbers move with library versions.")
+
+    doc.h(2, "Findings", "findings")
+    rows = []
+    for f in compute_findings(data):
+        shown = {True: "yes", False: "NO", None: "not measured"}[f["shown"]]
+        rows.append([str(f["n"]), f["title"], (shown, f["runs"][0] if f["runs"] else None), f["text"]])
+    doc.table(["#", "finding (Zhang et al. 2024)", "shown", "numbers"], rows)
+
+    doc.h(2, "Main table", "main")
+    doc.p("Every model x method on each dataset: top-1, mean accuracy of the worst 1/5/10 classes, mean class-wise "
+          "matching margin (CMM, score of the true class minus the best other), expected calibration error (15 "
+          "bins, softmax of the scores) and the model's ImageWikiQA accuracy (image condition).")
+    doc.table(["model", "method", "dataset", "top-1", "worst-1", "worst-5", "worst-10", "CMM", "ECE", "ImageWikiQA"],
+              [[r["model"], r["method"], r["dataset"] or "", (_pct(r["top1"]), r["run"]),
+                (_pct(r["worst1"]) + (f" ({r['worst1_class']})" if r["worst1_class"] else ""), r["run"]),
+                (_pct(r["worst5"]), r["run"]), (_pct(r["worst10"]), r["run"]),
+                (_num(r["cmm"]), r["run"]), (_num(r["ece"]), r["run"]), (_pct(r["wikiqa"]), r["wikiqa_run"])]
+               for r in data["main"]])
+
+    doc.h(2, "Label-space size", "label-space")
+    doc.p("Top-1 when the model chooses among the true class and N-1 random others (generation: the candidates are "
+          "listed in the question, closed world; likelihood: only the candidates are scored). CLIP zero-shot over "
+          "all classes is the dashed line.")
+    ls = sorted(data["label_space"], key=lambda r: (r["model"], r["measure"], r["candidates"] or 0))
+    doc.table(["model", "method", "candidates", "top-1"],
+              [[r["model"], r["measure"], str(r["candidates"]), (_pct(r["top1"]), r["run"])] for r in ls])
+    doc.figure(figures.label_space(ls, [r for r in data["main"] if r["measure"] == "zeroshot"]),
+               "label_space.png", "top-1 vs number of candidate classes")
+
+    doc.h(2, "Prompt variants", "prompts")
+    doc.p("Open-world generation with different questions (the same images and matching rule).")
+    doc.table(["model", "prompt", "top-1", "worst-1"],
+              [[r["model"], str(r["prompt"]) + (" + CoT" if r["cot"] else ""), (_pct(r["top1"]), r["run"]),
+                (_pct(r["worst1"]), r["run"])] for r in data["prompts"]])
+
+    doc.h(2, "Linear probes by layer", "probes")
+    doc.p("Multinomial logistic regression on each layer's features (poolings: last token, mean of image tokens, "
+          "mean of all tokens); L2 strength and the reported feature chosen on the validation split, test reported "
+          "once. Horizontal lines: CLIP's own probe and zero-shot.")
+    doc.table(["model", "best feature (on val)", "val", "test", "CLIP probe", "CLIP zero-shot"],
+              [[p["model"], str(p["best"]), (_pct(p["val"]), p["run"]), (_pct(p["top1"]), p["run"]),
+                (_pct(p["clip_probe"]), p["run"]), (_pct(p["clip_zeroshot"]), p["run"])] for p in data["probes"]])
+    for i, p in enumerate(data["probes"]):
+        doc.figure_file(p["png"], f"probe_{i}.png", f"{p['model']}: test accuracy by layer")
+
+    doc.h(2, "Class frequency vs per-class accuracy", "frequency")
+    doc.p("Mentions of each class name (word boundary, case-insensitive) in the model's training conversations "
+          "against its per-class accuracy, with a least-squares fit on log10(1 + mentions).")
+    doc.table(["model", "accuracy of", "Spearman", "Pearson (log)"],
+              [[f["model"], f["of"] or "", (_num(f["spearman"], "{:.2f}"), f["run"]),
+                (_num(f["pearson_log"], "{:.2f}"), f["run"])] for f in data["frequency"]])
+    for i, f in enumerate(data["frequency"]):
+        doc.figure(figures.frequency_fit(f), f"frequency_{i}.png", f"{f['model']}: class frequency vs accuracy")
+
+    doc.h(2, "Worst-k classes", "worst-k")
+    doc.p("Top-1 beside the mean accuracy of the k worst classes, per run of the main table.")
+    doc.figure(figures.worst_k_bars(data["main"]), "worst_k.png", "top-1 and worst-1/5/10 class accuracy")
+
+    doc.h(2, "Class-wise matching margin vs per-class accuracy", "cmm")
+    doc.p("CMM_c = mean over class c's images of s(x, c) - max_{j != c} s(x, j); one point per class and run with "
+          "a score matrix.")
+    doc.figure(figures.cmm_vs_accuracy([r for r in data["main"] if r["measure"] != "probe"]), "cmm.png",
+               "per-class CMM vs per-class accuracy")
+
+    doc.h(2, "Calibration", "calibration")
+    doc.p("Reliability diagrams (15 equal-width bins, right-closed; confidence = softmax of the scores).")
+    for i, r in enumerate(x for x in data["main"] if x["ece"] is not None):
+        rel = figures.reliability(root / r["run"], f"{r['model']}: {r['measure']}")
+        if rel:
+            doc.figure(rel[0], f"reliability_{i}.png", f"{r['model']} {r['method']}: ECE {rel[1]:.3f}")
+
+    doc.h(2, "CLIP's hardest classes beside the VLM", "clip-worst")
+    doc.p("CLIP's worst classes (zero-shot) and each VLM method's accuracy on the same classes (Tu et al. report "
+          "that VLMs built on a CLIP vision tower can beat that CLIP on its hardest classes).")
+    cw = data["clip_worst"]
+    if cw:
+        methods = [(v["model"], v["method"]) for v in cw[0]["vlm"]]
+        doc.table(["class", "CLIP"] + [f"{m}: {meth}" for m, meth in methods],
+                  [[c["class"], (_pct(c["clip"]), c["clip_run"])] + [(_pct(v["accuracy"]), v["run"]) for v in c["vlm"]]
+                   for c in cw])
+    else:
+        doc.p("(no CLIP zero-shot run)")
+
+    doc.h(2, "Fine-tuning before / after", "finetune")
+    ft_rows = []
+    for f in data["finetune"]:
+        for before in (r for r in data["main"] if r["model"] == f["base"] and r["measure"] != "probe"):
+            after = next((r for r in data["main"] if r["model"] == f["model"] and r["method"] == before["method"]), None)
+            if after:
+                ft_rows.append([f"{f['base']} -> {f['model']}", before["method"], (_pct(before["top1"]), before["run"]),
+                                (_pct(after["top1"]), after["run"]),
+                                f"{100 * (after['top1'] - before['top1']):+.1f}"])
+        qa_b = next((q for q in data["wikiqa"] if q["model"] == f["base"] and q["condition"] == "image"), None)
+        qa_a = next((q for q in data["wikiqa"] if q["model"] == f["model"] and q["condition"] == "image"), None)
+        if qa_b and qa_a:
+            ft_rows.append([f"{f['base']} -> {f['model']}", "ImageWikiQA", (_pct(qa_b["accuracy"]), qa_b["run"]),
+                            (_pct(qa_a["accuracy"]), qa_a["run"]), f"{100 * (qa_a['accuracy'] - qa_b['accuracy']):+.1f}"])
+    doc.table(["models", "measurement", "before", "after", "change (points)"], ft_rows)
+    for i, f in enumerate(data["finetune"]):
+        doc.figure_file(f["curve"], f"finetune_{i}.png", f"{f['model']}: training loss and validation accuracy")
+
+    doc.h(2, "ImageWikiQA", "wikiqa")
+    doc.p("Four-option knowledge questions about the image's class (chance 25%). Split: accuracy on images the same "
+          "model classified correctly vs wrongly (its classification run). Conditions: image; oracle class (the "
+          "class name stated in the prompt); no image (language prior).")
+    doc.table(["model", "method", "condition", "accuracy", "unparseable", "classified right", "classified wrong",
+               "gap (points)"],
+              [[q["model"], q["method"], q["condition"], (_pct(q["accuracy"]), q["run"]),
+                (_pct(q["unparseable_rate"]), q["run"]),
+                (f"{_pct(q['right_acc'])} (n={q['right_n']})" if q["right_n"] is not None else "–", q["run"]),
+                (f"{_pct(q['wrong_acc'])} (n={q['wrong_n']})" if q["wrong_n"] is not None else "–", q["run"]),
+                ("–" if q["gap"] is None else f"{100 * q['gap']:+.1f}", q["run"])] for q in data["wikiqa"]])
+
+    doc.h(2, "OOD detection and group shift", "ood")
+    if data["ood"]:
+        for i, o in enumerate(data["ood"]):
+            doc.figure_file(o["png"], f"roc_{i}.png", f"{o['run']}: ROC (ID positive)")
+    else:
+        doc.p("Not measured in this study (add an OOD dataset and `vlmprobe metrics --ood`, or group fields).")
+
+    doc.h(2, "Runs", "runs")
+    doc.p(f"{len(data['runs'])} runs planned; failed or blocked: {', '.join(data['failed']) or 'none'}.")
+    for s in data.get("skips") or []:
+        doc.p(s)
+    doc.table(["run", "measure", "model", "dataset", "status"],
+              [[(r["id"], r["id"]), r["measure"], r["model"], r["dataset"] or "",
+                "finished" if r["status"] in ("done", "reused") else r["status"]]
+               for r in data["runs"].values()])
+
+    doc.h(2, "Study file", "study-file")
+    doc.raw(f"<pre>{html.escape(data.get('study_text') or '')}</pre>",
+            "```yaml\n" + (data.get("study_text") or "") + "\n```\n")
+    return doc
+
+
+def write_report(root: str | Path) -> dict:
+    """Write ``root/report.html``, ``root/report.md`` (+ ``report_files/*.png``); returns their paths."""
+    root = Path(root)
+    doc = build(root)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    title = html.escape(doc.html[0][4:-5]) if doc.html else "vlmprobe study"
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{title}</title><style>{CSS}</style></head><body>\n" + "\n".join(doc.html)
+            + f"\n<p class=\"na\">generated {stamp}</p>\n</body></html>\n")
+    atomic_write_text(root / "report.html", page)
+    files = root / "report_files"
+    files.mkdir(exist_ok=True)
+    for name, png in doc.images.items():
+        if not (files / name).exists() or (files / name).read_bytes() != png:
+            (files / name).write_bytes(png)
+    atomic_write_text(root / "report.md", "\n".join(doc.md) + f"\ngenerated {stamp}\n")
+    return {"html": str(root / "report.html"), "md": str(root / "report.md")}

@@ -1,0 +1,232 @@
+"""Run a study: build the world if asked, execute every planned run in order, reuse what is
+done, resume what is partial, continue past failures, then write the report.
+
+Reuse. A run directory holds ``study_run.json`` = {key, status, argv, seconds[, model_spec]}.
+``key`` is a content hash of the run's exact command (or fine-tuning recipe), the keys of the
+runs it depends on and the miniature world's build key. A run whose stamp says ``done`` with
+the same key and whose result file exists is not touched; a directory whose stamp has another
+key (the study changed) is moved aside to ``DIR.old-<key>`` and the run starts afresh; any other
+run is (re)started with the same command, and the commands themselves resume partial run
+directories (and refuse a directory made by hand with a different config, reported as that
+run's failure).
+
+Execution is in-process through ``vlmprobe.cli.main`` (the exact command a user would type is
+printed first); fine-tuning calls ``vlmprobe.finetune.finetune`` (what ``recipes/finetune.py``
+runs). A failed run is reported, its dependents are skipped, the others still run, and the
+study exits non-zero at the end.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+from ..cache import atomic_write_json, content_key
+from .measures import MEASURES, Ctx
+from .plan import Plan, Run, expand
+from .schema import Study
+
+STAMP = "study_run.json"
+PLAN_FILE = "study.json"
+
+
+def _scalar(v) -> str:
+    return str(v).lower() if isinstance(v, bool) or v is None else str(v)
+
+
+def shell_line(run: Run, argv: list[str]) -> str:
+    """The command as a user would type it."""
+    prog = "accelerate launch" if run.measure == "finetune" else "vlmprobe"
+    return f"{prog} {' '.join(shlex.quote(a) for a in argv)}"
+
+
+def read_stamp(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / STAMP).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def result_file(run: Run) -> str:
+    return "summary.json" if run.measure == "finetune" else MEASURES[run.measure].result_file
+
+
+class StudyRunner:
+    def __init__(self, study: Study, out: str | Path, progress: bool = False):
+        self.study, self.out, self.progress = study, Path(out), progress
+        self.plan: Plan = expand(study)
+        self.world: dict | None = None
+        self.keys: dict[str, str] = {}
+        self.status: dict[str, str] = {}  # run id -> done | reused | failed | blocked
+
+    # ------------------------------------------------------------ per-run pieces
+    def run_dir(self, run: Run) -> Path:
+        return self.out / run.id
+
+    def model_spec(self, name: str) -> str | None:
+        m = self.study.models[name]
+        if m.spec is not None:
+            return m.spec
+        stamp = read_stamp(self.out / name / "finetune")
+        return stamp.get("model_spec") if stamp and stamp.get("status") == "done" else None
+
+    def command(self, run: Run) -> list[str]:
+        """The run's ``vlmprobe`` argv (fine-tuning: the recipe overrides as ``--field value``)."""
+        if run.measure == "finetune":
+            base = self.study.models[run.params["from"]]
+            return ["recipes/finetune.py", "--model", self.model_spec(base.name) or f"<{base.name}>",
+                    *[x for k, v in run.params.items() if k != "from" for x in (f"--{k}", _scalar(v))],
+                    "--seed", str(self.study.seed), "--output_dir", str(self.run_dir(run))]
+        ds = self.study.datasets.get(run.dataset) if run.dataset else None
+        ctx = Ctx(model=self.model_spec(run.model) or f"<fine-tuned {run.model}>",
+                  load_args=self.study.models[run.model].load_args(), data_args=ds.args() if ds else [],
+                  seed=self.study.seed, out=str(self.run_dir(run)),
+                  deps={role: str(self.out / rid) for role, rid in run.deps.items()},
+                  datasets={n: d.args() for n, d in self.study.datasets.items()},
+                  models={n: m.spec for n, m in self.study.models.items() if m.spec})
+        return MEASURES[run.measure].argv(ctx, run.params)
+
+    def key(self, run: Run) -> str:
+        if run.id not in self.keys:
+            world = self.world.get("key") if self.world else None
+            if run.measure == "finetune":
+                what = {"recipe": run.params, "base": self.study.models[run.params["from"]].spec}
+            else:
+                what = {"argv": [a for a in self.command(run) if not a.startswith("<")]}
+            self.keys[run.id] = content_key({**what, "deps": sorted(self.key(self.plan.runs[r])
+                                                                    for r in run.deps.values()),
+                                             "world": world, "seed": self.study.seed})
+        return self.keys[run.id]
+
+    def state(self, run: Run) -> str:
+        """done (reusable) | partial (directory exists) | new."""
+        d = self.run_dir(run)
+        stamp = read_stamp(d)
+        if stamp and stamp.get("status") == "done" and stamp.get("key") == self.key(run) \
+                and (d / result_file(run)).exists():
+            return "done"
+        return "partial" if d.exists() else "new"
+
+    # ------------------------------------------------------------ the study
+    def prepare_world(self) -> None:
+        if self.study.world == "toy":
+            from ..toy import build_world
+
+            print("$ vlmprobe toy build", flush=True)
+            self.world = build_world(seed=self.study.seed, progress=self.progress)
+            print(f"world: {self.world['dir']} ({'reused' if self.world.get('reused') else 'built'})", flush=True)
+
+    def dry_run(self) -> list[dict]:
+        rows = []
+        for line in self.plan.skips:
+            print(line)
+        for run in self.plan.runs.values():
+            state = self.state(run)
+            rows.append({"id": run.id, "state": state})
+            print(f"[{state:>7}] {run.id}\n          {shell_line(run, self.command(run))}")
+        return rows
+
+    def execute(self) -> int:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for line in self.plan.skips:
+            print(line, flush=True)
+        total = len(self.plan.runs)
+        for i, run in enumerate(self.plan.runs.values(), 1):
+            blocked = [r for r in run.deps.values() if self.status.get(r) in ("failed", "blocked")]
+            head = f"[{i}/{total}] {run.id}"
+            if blocked:
+                self.status[run.id] = "blocked"
+                print(f"{head}: skipped, it needs {', '.join(blocked)} which failed", flush=True)
+                continue
+            if self.state(run) == "done":
+                self.status[run.id] = "reused"
+                print(f"{head}: reused (finished, same config)", flush=True)
+                continue
+            self.status[run.id] = self._execute_one(run, head)
+        self.write_plan()
+        failed = [r for r, s in self.status.items() if s in ("failed", "blocked")]
+        if failed:
+            print(f"study: {len(failed)} of {total} runs did not finish: {', '.join(failed)}", flush=True)
+        return 1 if failed else 0
+
+    def _execute_one(self, run: Run, head: str) -> str:
+        from ..cli import main
+
+        d = self.run_dir(run)
+        old = read_stamp(d)
+        if old and old.get("key") != self.key(run):  # made by this study with another config: keep it aside
+            aside = d.with_name(f"{d.name}.old-{old.get('key')}")
+            shutil.rmtree(aside, ignore_errors=True)
+            d.rename(aside)
+            print(f"{head}: its config changed; the previous run directory was moved to {aside}", flush=True)
+        argv = self.command(run)
+        print(f"\n{head}\n$ {shell_line(run, argv)}", flush=True)
+        start, cpu = time.time(), time.process_time()
+        extra = {}
+        try:
+            if run.measure == "finetune":
+                extra["model_spec"] = self._finetune(run)
+                code = 0
+            else:
+                code = main(argv)
+        except Exception as e:  # a failed run never stops the study
+            traceback.print_exc()
+            print(f"{head}: FAILED ({type(e).__name__}: {e})", flush=True)
+            code = 1
+        if code:
+            print(f"{head}: FAILED (exit {code})", flush=True)
+            return "failed"
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(d / STAMP, {"key": self.key(run), "status": "done", "measure": run.measure,
+                                      "argv": argv, "seconds": round(time.time() - start, 1),
+                                      "cpu_seconds": round(time.process_time() - cpu, 1), **extra})
+        return "done"
+
+    def _finetune(self, run: Run) -> str:
+        from ..finetune.config import load_config
+        from ..finetune.train import finetune
+
+        overrides = {k: v for k, v in run.params.items() if k != "from"}
+        cfg = load_config(None, {**overrides, "model": self.model_spec(run.params["from"]),
+                                 "seed": self.study.seed, "output_dir": str(self.run_dir(run))})
+        return finetune(cfg)["model_spec"]
+
+    def write_plan(self) -> None:
+        """``OUT/study.json``: the study file, world, and every run with its state (the report's input)."""
+        runs = []
+        for run in self.plan.runs.values():
+            runs.append({**run.to_dict(), "status": self.status.get(run.id, "planned"),
+                         "command": self.command(run)})
+        atomic_write_json(self.out / PLAN_FILE, {
+            "name": self.study.name, "file": self.study.file, "study_text": self.study.text, "seed": self.study.seed,
+            "world": None if not self.world else {k: self.world.get(k) for k in
+                                                  ("dir", "key", "naming_probability", "naming_frequency", "seconds")},
+            "models": {n: {"kind": m.kind, "spec": self.model_spec(n), "finetune": m.finetune}
+                       for n, m in self.study.models.items()},
+            "datasets": {n: vars(d) for n, d in self.study.datasets.items()},
+            "skips": self.plan.skips, "runs": runs})
+
+
+def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool = True,
+              progress: bool = False) -> int:
+    """Run (or with ``dry_run`` list) a study into ``out``; writes the report unless told not to."""
+    runner = StudyRunner(study, out, progress=progress)
+    if dry_run:
+        if study.world == "toy":
+            from ..toy.build import default_dir, existing_world
+
+            runner.world = existing_world(study.seed)
+            print(f"world: {default_dir(study.seed)} ({'built' if runner.world else 'not built yet'})")
+        runner.dry_run()
+        return 0
+    runner.prepare_world()
+    code = runner.execute()
+    if report:
+        from .report import write_report
+
+        paths = write_report(out)
+        print(f"\nreport: {paths['html']}  (markdown: {paths['md']})", flush=True)
+    return code

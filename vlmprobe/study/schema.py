@@ -1,0 +1,294 @@
+"""A study file (YAML) -> a validated ``Study``: models, datasets, measurements.
+
+```yaml
+name: my-study
+seed: 0
+world: toy                    # optional: build the miniature world first; ${toy} = its directory
+models:
+  clip: {spec: "openclip:ViT-L-14-336@openai", device: cuda}
+  llava: {spec: "hf:llava-hf/llava-1.5-7b-hf", dtype: bfloat16}
+  llava-ft: {finetune: {from: llava, recipe: {train: imagenet.jsonl, lora_r: 128}}}
+datasets:
+  val: {data: imagenet_val.jsonl, classes: imagenet}
+  train: {data: imagenet_train.jsonl, eval: false}     # used by probes/fine-tuning only
+measurements:
+  - {measure: zeroshot, templates: [single, imagenet]}
+  - {measure: generate, num_candidates: [all, 2, 5, 20, 100]}
+  - {measure: probe, models: [llava], train: train, reference: clip}
+```
+Every key is checked before any run starts; an error names ``FILE:LINE: key.path``. ``${study}``
+in a string is the study file's directory, ``${toy}`` the miniature world's directory.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .measures import CLIP, MEASURES, VLM
+from .yamlpos import Located, StudyFileError, load_located
+
+TOP_KEYS = ("name", "description", "seed", "world", "models", "datasets", "measurements")
+LOAD_KEYS = {"device": str, "dtype": str, "device_map": str, "load_in_4bit": bool, "load_in_8bit": bool}
+MODEL_KEYS = ("spec", "kind", *LOAD_KEYS, "finetune")
+DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_root": str, "eval": bool}
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    kind: str  # clip | vlm
+    spec: str | None = None  # None for fine-tuned models (their spec comes from the fine-tuning run)
+    load: dict = field(default_factory=dict)
+    finetune: dict | None = None  # {"from": model name, "recipe": {finetune config field: value}}
+
+    def load_args(self) -> list[str]:
+        out = []
+        for k, v in self.load.items():
+            flag = "--" + k.replace("_", "-")
+            out += ([flag] if v else []) if isinstance(v, bool) else [flag, str(v)]
+        return out
+
+
+@dataclass
+class DatasetEntry:
+    name: str
+    data: str
+    split: str | None = None
+    limit: int | None = None
+    classes: str | None = None
+    image_root: str | None = None
+    eval: bool = True
+
+    def args(self) -> list[str]:
+        out = ["--data", self.data]
+        for k in ("split", "limit", "classes", "image_root"):
+            if getattr(self, k) is not None:
+                out += ["--" + k.replace("_", "-"), str(getattr(self, k))]
+        return out
+
+
+@dataclass
+class MeasurementEntry:
+    measure: str
+    models: list | None
+    datasets: list | None
+    options: dict  # option -> value or list of values (axes)
+    line: int
+
+
+@dataclass
+class Study:
+    file: str
+    text: str  # the study file as written (embedded in the report)
+    name: str
+    seed: int
+    world: str | None
+    models: dict
+    datasets: dict
+    measurements: list
+    description: str = ""
+
+
+def model_kind(spec: str) -> str | None:
+    """clip | vlm from a spec's prefix, or None when unknown."""
+    if spec.startswith(("openclip:", "hfclip:")) or spec == "toy:clip":
+        return CLIP
+    if spec.startswith("hf:") or spec.startswith("toy:vlm"):
+        return VLM
+    return None
+
+
+def _substitute(value, subs: dict):
+    if isinstance(value, str):
+        for k, v in subs.items():
+            value = value.replace("${" + k + "}", v)
+        return value
+    if isinstance(value, list):
+        return [_substitute(v, subs) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, subs) for k, v in value.items()}
+    return value
+
+
+def _expect(loc: Located, path: tuple, value, types, what: str):
+    if types is int and isinstance(value, bool) or not isinstance(value, types):
+        names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise loc.error(path, f"{what} must be {names}, got {value!r}")
+    return value
+
+
+def _check_keys(loc: Located, path: tuple, mapping, allowed, what: str) -> None:
+    import difflib
+
+    if not isinstance(mapping, dict):
+        raise loc.error(path, f"{what} must be a mapping, got {type(mapping).__name__}")
+    for k in mapping:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), [str(a) for a in allowed], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(map(str, allowed))})"
+            raise loc.error(path + (k,), f"unknown key {k!r} in {what}{hint}")
+
+
+def _check_spec(loc: Located, path: tuple, spec: str) -> str:
+    """A registered prefix (``vlmprobe.specs.MODEL_SPECS``) or an existing model directory."""
+    from ..models import registry  # noqa: F401  (registers the built-in prefixes)
+    from ..specs import MODEL_SPECS
+
+    if spec.startswith("toy:"):
+        base = spec.split("+adapter:")[0]
+        if base not in ("toy:clip", "toy:vlm"):
+            raise loc.error(path, f"unknown model spec {spec!r}: toy models are toy:clip and toy:vlm")
+    elif MODEL_SPECS.find(spec) is None and not os.path.exists(os.path.expanduser(spec)):
+        raise loc.error(path, f"unknown model spec {spec!r}: use one of {', '.join(MODEL_SPECS.prefixes())}... "
+                              "or an existing model directory")
+    return spec
+
+
+def _check_data(loc: Located, path: tuple, data: str, deferred: str | None) -> None:
+    """Datasets must exist (paths) or be well-formed (toy:, hfds:); paths inside the not yet
+    built world (``deferred``) are checked when it exists."""
+    if data.startswith("toy:"):
+        parts = data.split(":")
+        if parts[:2] != ["toy", "digits"] or len(parts) > 3 or (len(parts) == 3 and parts[2] not in
+                                                               ("train", "val", "test")):
+            raise loc.error(path, f"unknown toy dataset {data!r}: use toy:digits or toy:digits:train|val|test")
+        return
+    from ..data import loading  # noqa: F401  (registers the built-in prefixes)
+    from ..specs import DATASET_SPECS
+
+    target = data[len("hfds:"):] if data.startswith("hfds:") else data
+    if deferred and target.startswith(deferred):
+        return
+    if not data.startswith("hfds:") and DATASET_SPECS.find(data) is not None:
+        return  # a registered format (wds:, a hub dataset...): checked when it loads
+    if not os.path.exists(os.path.expanduser(target)):
+        raise loc.error(path, f"dataset {data!r} does not exist")
+
+
+def _finetune_fields() -> set:
+    from ..finetune.config import SECTIONS
+
+    return {f.name for cls in SECTIONS.values() for f in fields(cls)}
+
+
+def load_study(path: str | os.PathLike | None = None, text: str | None = None, seed: int | None = None) -> Study:
+    """Read and validate a study file (``None``: the built-in default study); ``seed``
+    overrides the file's seed."""
+    if path is None and text is None:
+        path = Path(__file__).with_name("default.yaml")
+        file = "<default study>"
+    else:
+        file = str(path) if path is not None else "<study>"
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise StudyFileError(f"{path}: cannot read the study file ({e.strerror})") from None
+    raw, lines = load_located(text, file)
+    loc = Located(file, lines)
+    _check_keys(loc, (), raw, TOP_KEYS, "the study")
+    seed = _expect(loc, ("seed",), raw.get("seed", 0), int, "seed") if seed is None else seed
+    world = raw.get("world")
+    if world not in (None, "toy"):
+        raise loc.error(("world",), f"world must be 'toy' (the miniature world) or absent, got {world!r}")
+    subs = {"study": str(Path(path).resolve().parent) if path is not None and file != "<default study>" else "."}
+    toy_dir = None
+    if world == "toy":
+        from ..toy.build import default_dir
+
+        toy_dir = str(default_dir(seed))
+        subs["toy"] = toy_dir
+    raw = _substitute(raw, subs)
+    for k in ("models", "datasets", "measurements"):
+        if k not in raw:
+            raise loc.error((), f"missing required key {k!r}")
+
+    models: dict[str, ModelEntry] = {}
+    _check_keys(loc, ("models",), raw["models"], list(raw["models"]) if isinstance(raw["models"], dict) else [],
+                "models")
+    for name, m in raw["models"].items():
+        p = ("models", name)
+        _check_keys(loc, p, m, MODEL_KEYS, f"model {name!r}")
+        load = {k: _expect(loc, p + (k,), m[k], LOAD_KEYS[k], k) for k in LOAD_KEYS if k in m}
+        if ("spec" in m) == ("finetune" in m):
+            raise loc.error(p, f"model {name!r} needs exactly one of 'spec' or 'finetune'")
+        if "spec" in m:
+            spec = _check_spec(loc, p + ("spec",), _expect(loc, p + ("spec",), m["spec"], str, "spec"))
+            kind = m.get("kind") or model_kind(spec)
+            if kind not in (CLIP, VLM):
+                raise loc.error(p + ("kind",), f"cannot tell whether {spec!r} is a clip or a vlm: add kind: clip|vlm")
+            models[name] = ModelEntry(name, kind, spec, load)
+        else:
+            ft = m["finetune"]
+            _check_keys(loc, p + ("finetune",), ft, ("from", "recipe"), "finetune")
+            base = ft.get("from")
+            if base not in models:
+                raise loc.error(p + ("finetune", "from"), f"'from' must name a model defined above, got {base!r}")
+            recipe = ft.get("recipe") or {}
+            _check_keys(loc, p + ("finetune", "recipe"), recipe, sorted(_finetune_fields() - {"model", "output_dir"}),
+                        "the fine-tuning recipe (recipes/finetune.py fields)")
+            models[name] = ModelEntry(name, models[base].kind, None, {**models[base].load, **load},
+                                      {"from": base, "recipe": recipe})
+
+    datasets: dict[str, DatasetEntry] = {}
+    _check_keys(loc, ("datasets",), raw["datasets"],
+                list(raw["datasets"]) if isinstance(raw["datasets"], dict) else [], "datasets")
+    for name, d in raw["datasets"].items():
+        p = ("datasets", name)
+        if isinstance(d, str):
+            d = {"data": d}
+        _check_keys(loc, p, d, DATASET_KEYS, f"dataset {name!r}")
+        if "data" not in d:
+            raise loc.error(p, f"dataset {name!r} needs 'data'")
+        vals = {k: _expect(loc, p + (k,), d[k], DATASET_KEYS[k], k) for k in d}
+        _check_data(loc, p + ("data",), vals["data"], toy_dir)
+        datasets[name] = DatasetEntry(name, **vals)
+
+    measurements = []
+    if not isinstance(raw["measurements"], list):
+        raise loc.error(("measurements",), "measurements must be a list of {measure: NAME, ...}")
+    for i, e in enumerate(raw["measurements"]):
+        p = ("measurements", i)
+        if not isinstance(e, dict) or "measure" not in e:
+            raise loc.error(p, "each measurement is a mapping with a 'measure' key")
+        kind = e["measure"]
+        if kind not in MEASURES:
+            raise loc.error(p + ("measure",), f"unknown measure/method {kind!r} (known: {', '.join(MEASURES)})")
+        spec = MEASURES[kind]
+        _check_keys(loc, p, e, ["measure", "models", "datasets", *spec.options], f"measure {kind!r}")
+        for key, pool in (("models", models), ("datasets", datasets)):
+            names = e.get(key)
+            if names is None:
+                continue
+            names = [names] if isinstance(names, str) else names
+            for j, n in enumerate(_expect(loc, p + (key,), names, list, key)):
+                if n not in pool:
+                    raise loc.error(p + (key, j), f"no {key[:-1]} named {n!r} (defined: {', '.join(pool)})")
+            e = {**e, key: names}
+        options = {}
+        for key, opt in spec.options.items():
+            if key not in e:
+                continue
+            values = e[key] if isinstance(e[key], list) and opt.axis else [e[key]]
+            for j, v in enumerate(values):
+                vp = p + (key,) + ((j,) if isinstance(e[key], list) else ())
+                if v is not None:
+                    _expect(loc, vp, v, opt.types, key)
+                if opt.choices and v not in opt.choices:
+                    raise loc.error(vp, f"{key} must be one of {', '.join(map(str, opt.choices))}, got {v!r}")
+                if key in ("train", "val", "ood_data") and v is not None and v not in datasets:
+                    raise loc.error(vp, f"no dataset named {v!r} (defined: {', '.join(datasets)})")
+                if key == "reference" and v is not None and (v not in models or models[v].kind != CLIP):
+                    raise loc.error(vp, f"reference must name a clip model, got {v!r}")
+            options[key] = e[key]
+        for key in ("train", "data", "corpus"):
+            if key in spec.options and spec.options[key].default is None and key not in e:
+                raise loc.error(p, f"measure {kind!r} needs {key!r}")
+        measurements.append(MeasurementEntry(kind, e.get("models"), e.get("datasets"), options, loc.line(p)))
+    return Study(file=file, text=text, name=str(raw.get("name", Path(file).stem)), seed=seed, world=world,
+                 models=models, datasets=datasets, measurements=measurements,
+                 description=str(raw.get("description", "")))
+
+
+__all__ = ["Study", "StudyFileError", "load_study", "model_kind"]
