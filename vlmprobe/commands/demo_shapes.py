@@ -13,7 +13,7 @@ from ..errors import VlmprobeError
 
 SHAPE_RUNS = {"shape-clip": "CLIP zero-shot", "shape-vlm-generate": "VLM direct generation",
               "shape-vlm-likelihood": "VLM probability inference"}
-RETRIEVAL_RUNS = {"retrieval-clip": "CLIP (cosine)", "retrieval-vlm": "VLM (log p(caption | image))"}
+RETRIEVAL_RUNS = {"retrieval-clip": "CLIP (cosine)", "retrieval-vlm": "VLM (caption log-likelihood)"}
 
 
 def steps(out: Path, seed: int, root: Path) -> dict[str, list[str]]:
