@@ -342,8 +342,14 @@ def main(argv=None) -> int:
         print(f"VLM: {shapes} shapes, random weights, {args.dtype}, attention {attn}, "
               f"{sum(p.numel() for p in vlm.model.parameters()) / 1e9:.2f} B parameters; built, saved and loaded "
               f"in {time.perf_counter() - t:.0f} s")
-        ntok = [len(t) for t in vlm.tokenizer([" " + c for c in names], add_special_tokens=False).input_ids]
-        print(f"tokenizer: {tok_note}; class names: {np.mean(ntok):.2f} tokens on average (max {max(ntok)})")
+        from vlmprobe.models.tokentrie import build_trie, tokenize_continuations
+
+        # the engine's own token definition: a name's tokens after the rendered prompt (SentencePiece
+        # would count a spurious "▁" for a name tokenized alone with a leading space)
+        req = tokenize_continuations(vlm.tokenizer, vlm.render(QUESTION, answer_prefix=ANSWER_PREFIX), names)
+        ntok = [len(s) - st for s, st in zip(req.seqs, req.start)]
+        print(f"tokenizer: {tok_note}; class names: {np.mean(ntok):.2f} tokens on average (max {max(ntok)}); "
+              f"token trie of all {len(names)}: {build_trie(req.seqs).size} nodes")
         print(f"{'row':34s} {'value':>12s} {'unit':10s} {'peak GiB':>8s}  note")
         print("-" * 100)
         images = pil[: args.images] if len(pil) >= args.images else (pil * args.images)[: args.images]

@@ -161,7 +161,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from vlmprobe.models.likelihood import build_trie, score_candidates, tokenize_continuations
+    from vlmprobe.models.likelihood import score_candidates
+    from vlmprobe.models.tokentrie import build_trie, tokenize_continuations
 
     vlm = load_vlm(args)
     weights_gb = sum(p.numel() * p.element_size() for p in vlm.model.parameters()) / 2**30
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
     prompt = vlm.render(QUESTION, answer_prefix=ANSWER_PREFIX)
     req = tokenize_continuations(vlm.tokenizer, prompt, names)  # the engine's own token definition
     ntok = [len(s) - st for s, st in zip(req.seqs, req.start)]
-    trie = build_trie(req.seqs, req.start)
+    trie = build_trie(req.seqs)
     print(machine.describe(args.device))
     print(f"model: {vlm.spec} ({args.dtype}, {weights_gb:.2f} GiB weights) on {args.device}, "
           f"torch threads {torch.get_num_threads()}")

@@ -93,7 +93,7 @@ def test_imagenet_names_token_statistics(toks, name, mean, longest):
     """Class-name lengths after the prompt (what the likelihood benchmark's trie is built from)."""
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-    from vlmprobe.models.likelihood import tokenize_continuations
+    from vlmprobe.models.tokentrie import tokenize_continuations
 
     prefix = "USER: <image>\nWhat type of object is in this photo? ASSISTANT:" if name == "llama" else \
         "<|im_start|>user\nWhat type of object is in this photo?<|im_end|>\n<|im_start|>assistant\n"
@@ -119,3 +119,15 @@ def test_transformers_gguf_setting_differs_only_on_leading_spaces(real_models, g
     assert differ == [t for t, _ in vectors if t.startswith(" ")] and len(differ) == 15
     tok.add_special_tokens({"additional_special_tokens": [AddedToken("<image>", special=True, normalized=False)]})
     assert tok("USER: <image>\nWhat").input_ids[-3:] == [tok.convert_tokens_to_ids("<image>"), 13, 5618]
+
+
+def test_testing_cli_real_tokenizers(real_models, capsys):
+    """``python -m vlmprobe.testing --real-tokenizers DIR`` reuses a complete build and prints
+    the tokenizer directories and the models' specs."""
+    from vlmprobe.testing import main
+
+    root = Path(real_models["llava-real"]).parent
+    assert main(["--real-tokenizers", str(root)]) == 0
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["llava-real"] == f"hf:{real_models['llava-real']}"
+    assert lines["tokenizers/qwen2"] == real_models["tokenizers/qwen2"]
