@@ -10,7 +10,6 @@ per-category dot plot (default shape_bias.png).
 """
 from __future__ import annotations
 
-import json
 
 from .common import HelpFormatter
 
