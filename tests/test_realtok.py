@@ -124,7 +124,7 @@ def test_transformers_gguf_setting_differs_only_on_leading_spaces(real_models, g
 def test_testing_cli_real_tokenizers(real_models, capsys):
     """``python -m vlmprobe.testing --real-tokenizers DIR`` reuses a complete build and prints
     the tokenizer directories and the models' specs."""
-    from vlmprobe.testing import main
+    from vlmprobe.testing.__main__ import main
 
     root = Path(real_models["llava-real"]).parent
     assert main(["--real-tokenizers", str(root)]) == 0

@@ -6,7 +6,8 @@ Modules: ``digits`` (images, split), ``corpus`` (captions, conversations, knowle
 fine-tuning data), ``prompts`` (CPE template pool and digit descriptions), ``vocab`` (word-level tokenizers), ``clip`` / ``vlm`` (training),
 ``wikiqa`` (toy ImageWikiQA), ``evaluate`` (sanity measurements), ``build`` (cache, entry points).
 """
-from .build import WorldConfig, build_world, default_dir, ensure_data, load_toy_dataset, resolve_toy_model
+from .build import WorldConfig, build_world, default_dir, ensure_data
+from .plugin import load_toy_dataset, resolve_toy_model
 from .digits import CLASSNAMES
 
 __all__ = ["CLASSNAMES", "WorldConfig", "build_world", "default_dir", "ensure_data", "load_toy_dataset",

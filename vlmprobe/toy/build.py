@@ -36,8 +36,9 @@ from pathlib import Path
 from ..cache import atomic_write_json, content_key, home_dir
 from ..errors import VlmprobeError
 from .clip import ClipConfig
-from .corpus import CAPTION_TEMPLATES, EXTRA_WORDS, CorpusConfig, text_constants
+from .corpus import CAPTION_TEMPLATES, EXTRA_WORDS, CorpusConfig
 from .digits import CLASSNAMES, SPLITS, DigitsConfig
+from .wikiqa import text_constants
 from .vlm import VlmConfig
 
 VERSION = 3  # bump when the code changes what a build produces
@@ -294,36 +295,23 @@ def existing_world(seed: int = 0, out: str | os.PathLike | None = None) -> dict 
     return None if meta is None else {**meta, "dir": str(root)}
 
 
-def resolve_toy_model(spec: str) -> str:
+def resolve_world_model(spec: str) -> str:
     """``toy:clip`` -> ``hfclip:<world>/clip``, ``toy:vlm`` -> ``hf:<world>/vlm`` (builds the
     default world on first use)."""
-    from ..errors import ModelLoadError
-
-    from .spurious import SPURIOUS_MODELS, resolve_spurious_model
-
-    if spec in SPURIOUS_MODELS:  # the spurious-background split's models (toy.spurious)
-        return resolve_spurious_model(spec)
     kinds = {"toy:clip": ("hfclip", "clip"), "toy:vlm": ("hf", "vlm")}
-    if spec not in kinds:
-        raise ModelLoadError(f"unknown toy model {spec!r}: use toy:clip, toy:vlm, {' or '.join(SPURIOUS_MODELS)}")
     prefix, sub = kinds[spec]
     return f"{prefix}:{Path(build_world()['dir']) / sub}"
 
 
-def load_toy_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0):
+WORLD_MODELS = ("toy:clip", "toy:vlm")
+
+
+def load_digits_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0):
     """``toy:digits`` / ``toy:digits:<split>`` -> ImageDataset (class names in digit order),
     read from the exported manifest of the default world (data stage only; no training)."""
     from ..data import load_dataset
     from ..errors import DataError
 
-    if spec.startswith("toy:spurious"):  # the toy CounterAnimal split (toy.spurious)
-        from .spurious import load_spurious_dataset
-
-        return load_spurious_dataset(spec, split)
-    if spec == "toy:cue-conflict":
-        from .cueconflict import load_toy_cue_conflict
-
-        return load_toy_cue_conflict(spec)
     parts = spec.split(":")
     if len(parts) not in (2, 3) or parts[:2] != ["toy", "digits"]:
         raise DataError(f"unknown toy dataset {spec!r}: use toy:digits, toy:digits:train|val|test or toy:cue-conflict")

@@ -53,14 +53,6 @@ EXTRA_WORDS = ("Choose one from \" , . Let ' s think step by step The photo feat
                "This object is : The answer is Please USER ASSISTANT ? ! A B C D or and")
 
 
-def text_constants() -> dict:
-    """Every fixed text the build depends on (part of the cache key)."""
-    from .wikiqa import _STEMS, ORACLE_HINT
-
-    return {"qa": [ORACLE_HINT, _STEMS], "captions": CAPTION_TEMPLATES, "naming": NAMING_QUESTIONS, "levels": NAMING_LEVELS,
-            "tasks": [PARITY_QUESTION, SIZE_QUESTION], "extra": EXTRA_WORDS, "finetune": FINETUNE_QUESTION}
-
-
 @dataclass(frozen=True)
 class CorpusConfig:
     naming_questions_per_image: int = 2  # the open-world question + one other naming question

@@ -133,3 +133,12 @@ def text_practice(seed: int, repeats: int = 3) -> list[dict]:
                     human(ORACLE_HINT.format(CLASSNAMES[c]) + "\n" + text, False),
                     gpt(reasoned_answer(c, kind, answer))]})
     return out
+
+
+def text_constants() -> dict:
+    """Every fixed text the build depends on (part of the world's cache key)."""
+    from . import corpus
+
+    return {"qa": [ORACLE_HINT, _STEMS], "captions": corpus.CAPTION_TEMPLATES, "naming": corpus.NAMING_QUESTIONS,
+            "levels": corpus.NAMING_LEVELS, "tasks": [PARITY_QUESTION, SIZE_QUESTION], "extra": corpus.EXTRA_WORDS,
+            "finetune": corpus.FINETUNE_QUESTION}

@@ -1,0 +1,91 @@
+"""The package's shape: no import cycle between modules, and no core module imports the toy world.
+
+The import graph is read from the source (``ast``), counting every import statement at any level
+(module top, inside functions, ``TYPE_CHECKING`` blocks), so a cycle hidden in a function body
+counts too. An edge ``a -> b`` means module ``a`` names module ``b`` (or a name inside it) in an
+import; ``from . import x`` resolves to ``pkg.x`` when that is a module, else to ``pkg``.
+"""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vlmprobe"
+CORE = ("models", "data", "classify", "probe", "finetune", "wikiqa", "metrics", "engine", "runs", "specs",
+        "options", "distributed", "cache", "errors", "jsonl")
+
+
+def module_name(path: Path) -> str:
+    parts = ["vlmprobe", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, path in files.items():
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")
+                    anchor = anchor[:len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            for t in targets:
+                while t and t not in files:  # vlmprobe.models.base.LoadOptions -> vlmprobe.models.base
+                    t = t.rpartition(".")[0]
+                if t.startswith("vlmprobe") and t != mod:
+                    graph[mod].add(t)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as a list of modules (first == last), or None (iterative three-colour DFS)."""
+    colour = dict.fromkeys(graph, 0)
+    for root in sorted(graph):
+        if colour[root]:
+            continue
+        stack, path = [(root, iter(sorted(graph[root])))], [root]
+        colour[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                colour[node] = 2
+                stack.pop()
+                path.pop()
+            elif colour[child] == 1:
+                return path[path.index(child):] + [child]
+            elif colour[child] == 0:
+                colour[child] = 1
+                stack.append((child, iter(sorted(graph[child]))))
+                path.append(child)
+    return None
+
+
+def _ancestors_closed(graph):
+    """A package's ``__init__`` runs before any of its submodules: a package importing its own
+    submodule is not a cycle of concern, so those edges are left out."""
+    return {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in graph.items()}
+
+
+def test_no_import_cycle():
+    cycle = find_cycle(_ancestors_closed(import_graph()))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_core_modules_never_import_the_toy_world():
+    graph = import_graph()
+    core = [m for m in graph if m.count(".") and m.split(".")[1] in CORE]
+    assert len(core) > 40
+    offenders = {m: sorted(t for t in graph[m] if t == "vlmprobe.toy" or t.startswith("vlmprobe.toy."))
+                 for m in core}
+    assert not {m: t for m, t in offenders.items() if t}
+
+
+def test_the_checker_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
