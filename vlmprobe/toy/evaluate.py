@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..classify.matching import match_response
 from .corpus import CAPTION_TEMPLATES, OPEN_WORLD_QUESTION
 
 
@@ -40,8 +41,9 @@ def vlm_generate(model, images, question: str = OPEN_WORLD_QUESTION, batch_size:
 
 
 def named_correct(responses: list[str], labels: np.ndarray, classnames: list[str]) -> np.ndarray:
-    """[N] bool: the true class name occurs in the lower-cased response."""
-    return np.array([classnames[y].lower() in r.lower() for r, y in zip(responses, labels.tolist())])
+    """[N] bool: the true class is among the classes the response mentions (the generation method's
+    ``substring`` rule, ``classify.matching``)."""
+    return np.array([y in match_response(r, classnames).matches for r, y in zip(responses, labels.tolist())])
 
 
 def per_class(correct: np.ndarray, labels: np.ndarray, classnames: list[str]) -> dict[str, float]:
