@@ -25,7 +25,7 @@ def test_demo_runs_the_default_study_and_shows_the_findings(toy_world, tmp_path,
     assert qa["image"]["right_acc"] - qa["image"]["wrong_acc"] >= 0.2
     assert qa["oracle_class+no_image"]["accuracy"] >= 0.5
     assert {r["model"] for r in summary["shape_bias"]} == {"CLIP zero-shot", "VLM direct generation",
-                                                          "VLM probability inference"}
+                                                          "VLM probability inference", "supervised CNN"}
     assert all(r["shape"] + r["texture"] + r["other"] == 180 for r in summary["shape_bias"])
     assert (out / "shapes" / "shape_bias.png").exists() and "shape bias" in printed
     clip_r1 = next(r for r in summary["retrieval"] if r["model"].startswith("CLIP"))

@@ -1,5 +1,5 @@
 """The demo's shape-bias and retrieval lines (issue 14), run after the default study: shape bias
-of the toy CLIP and the toy VLM on the toy cue-conflict set (a large digit made of small copies
+of the toy CLIP, the toy VLM and the toy supervised CNN on the toy cue-conflict set (a large digit made of small copies
 of another), their per-category dot plot (``vlmprobe compare --shape-bias``), and zero-shot
 retrieval R@1 on the toy digit captions. Each step is the ``vlmprobe`` command a user would type
 (printed before it runs); a step whose output exists is reused without running."""
@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import VlmprobeError
 
 SHAPE_RUNS = {"shape-clip": "CLIP zero-shot", "shape-vlm-generate": "VLM direct generation",
-              "shape-vlm-likelihood": "VLM probability inference"}
+              "shape-vlm-likelihood": "VLM probability inference", "shape-cnn": "supervised CNN"}
 RETRIEVAL_RUNS = {"retrieval-clip": "CLIP (cosine)", "retrieval-vlm": "VLM (caption log-likelihood)"}
 
 
@@ -26,6 +26,7 @@ def steps(out: Path, seed: int, root: Path) -> dict[str, list[str]]:
                                "--out", str(out / "shape-vlm-generate")],
         "shape-vlm-likelihood": ["eval", "--model", "toy:vlm", *cc, "--method", "likelihood", "--answer-prefix",
                                  "paper", "--out", str(out / "shape-vlm-likelihood")],
+        "shape-cnn": ["eval", "--model", "toy:cnn", *cc, "--method", "classifier", "--out", str(out / "shape-cnn")],
         "shape-compare": ["compare", *[str(out / n) for n in SHAPE_RUNS], "--shape-bias", str(out / "shape_bias.png"),
                           "--labels", ",".join(SHAPE_RUNS.values()), "--out", str(out / "shape_bias.json")],
         "retrieval-clip": ["retrieval", "--model", "toy:clip", *caps, "--out", str(out / "retrieval-clip")],
