@@ -15,7 +15,8 @@ import vlmprobe
 from vlmprobe.errors import ModelLoadError
 from vlmprobe.models.clip import HFClipModel, OpenClipModel
 from vlmprobe.models.vlm import VisionLanguageModel
-from vlmprobe.testing import IMAGE_SIZE, MARKER, PATCH_SIZE, build_tiny_model, build_tiny_models, main
+from vlmprobe.testing import IMAGE_SIZE, MARKER, PATCH_SIZE, build_tiny_model, build_tiny_models
+from vlmprobe.testing.__main__ import main
 
 QUESTIONS = ["What type of object is in this photo?", "zero",
              'Choose one from "golden retriever, tabby cat" — ünïcode 日本', "Is it a nine?"]
