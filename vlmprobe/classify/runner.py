@@ -40,9 +40,10 @@ def make_method(name: str, **options):
 
 def evaluate(model, dataset: ImageDataset, method, out: str | os.PathLike, batch_size: int = 32,
              seed: int = 0, workers: int = 0, progress: bool = True, worst_k=(1, 5, 10, 20),
-             groups: str | None = None, command: str = "eval") -> dict:
+             groups: str | None = None, command: str = "eval", group_drop: tuple[str, str] | None = None) -> dict:
     """Run ``method`` (a Method object or a name) of ``model`` over ``dataset`` into run
-    directory ``out`` (resuming it if it holds the same config). Returns results.json's dict."""
+    directory ``out`` (resuming it if it holds the same config). Returns results.json's dict;
+    ``groups``/``group_drop``: per-group accuracy by that sample field (and the drop A -> B)."""
     if isinstance(method, str):
         method = make_method(method)
     method.setup(model, dataset)
@@ -50,17 +51,19 @@ def evaluate(model, dataset: ImageDataset, method, out: str | os.PathLike, batch
     runtime = {"batch_size": batch_size, "workers": workers, "device": str(model.device)}
     config = run_config(command, model, {"name": method.name, **method.config()}, dataset.describe(), seed, runtime)
     return run_job(model, method, ImageInputs(dataset), out, config, num_scores,
-                   lambda path: summarize_run(path, worst_k=worst_k, groups=groups, method=method),
+                   lambda path: summarize_run(path, worst_k=worst_k, groups=groups, method=method,
+                                              group_drop=group_drop),
                    batch_size=batch_size, workers=workers, seed=seed, progress=progress)
 
 
-def summarize_run(path, worst_k=(1, 5, 10, 20), groups: str | None = None, method=None) -> dict:
+def summarize_run(path, worst_k=(1, 5, 10, 20), groups: str | None = None, method=None,
+                  group_drop: tuple[str, str] | None = None) -> dict:
     """results.json's dict from a run directory's files (used by eval and ``vlmprobe metrics``):
     the shared metrics, the list of skipped images (id, path, error) and, when the method has a
     ``summarize(records)`` hook, its own summary under ``method_summary``."""
     from ..metrics.report import results_from_run
 
-    results = results_from_run(path, worst_k=worst_k, groups=[groups] if groups else None)
+    results = results_from_run(path, worst_k=worst_k, groups=[groups] if groups else None, group_drop=group_drop)
     _, records, _ = read_run(path)
     results["skipped_images"] = [{"id": r["id"], "image": r["image"], "error": r.get("error")}
                                  for r in records if r.get("skipped")]

@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     g.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for image decoding")
     g.add_argument("--groups", default=None, metavar="FIELD",
                    help="manifest field whose values define groups for group-shift accuracy")
+    g.add_argument("--group-drop", default=None, metavar="A,B",
+                   help="with --groups: also report the drop 100*(acc_A - acc_B) between two of its values")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_option_groups(p, {f"--method {name}": method_module(name).Method.Options for name in sorted(METHODS)})
     p.set_defaults(func=run)
@@ -35,11 +37,19 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..classify.runner import evaluate, method_module
 
+    from ..errors import VlmprobeError
+
+    drop = None
+    if args.group_drop is not None:
+        drop = tuple(x.strip() for x in args.group_drop.split(","))
+        if not args.groups or len(drop) != 2 or not all(drop):
+            raise VlmprobeError(f"--group-drop {args.group_drop!r}: expected two group values A,B of --groups FIELD")
     method = method_module(args.method).from_args(args)
     dataset = dataset_from_args(args)
     model = model_from_args(args)
     results = evaluate(model, dataset, method, args.out, batch_size=args.batch_size, seed=args.seed,
-                       workers=args.workers, progress=not args.no_progress, groups=args.groups)
+                       workers=args.workers, progress=not args.no_progress, groups=args.groups,
+                       group_drop=drop)
     top1 = results.get("top1")
     print(f"{args.method} {model.spec} on {dataset.name}: top-1 {top1:.4f}" if isinstance(top1, float)
           else f"{args.method} {model.spec} on {dataset.name}: done")

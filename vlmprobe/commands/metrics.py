@@ -1,5 +1,6 @@
 """``vlmprobe metrics RUN_DIR``: recompute RUN_DIR/results.json from the run's stored files
-(no model), and draw reliability.png (when the run has scores) and roc.png (with --ood)."""
+(no model), and draw reliability.png (when the run has scores) and roc.png (with --ood).
+``--out DIR`` writes them into DIR instead, leaving RUN_DIR untouched (a study's ``ood`` runs)."""
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--real-labels", nargs="?", const=True, default=None, metavar="FILE",
                    help="ImageNet-ReaL accuracy (the imagenet-x package's labels, or a JSON list file)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG files")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write results.json and the PNG files into DIR (created) instead of RUN_DIR")
     p.set_defaults(func=run)
 
 
@@ -76,7 +79,9 @@ def run(args) -> int:
                           logit_scale=args.logit_scale, mcm_tau=args.mcm_tau, confusion_top=args.confusion_top,
                           ece_bins=args.ece_bins, ece_edges=args.ece_edges, factors=args.factors,
                           real_labels=args.real_labels)
-    out = Path(args.run_dir) / "results.json"
+    dest = Path(args.out) if args.out else Path(args.run_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / "results.json"
     old = None
     if out.is_file():
         try:
@@ -89,13 +94,13 @@ def run(args) -> int:
         if run_data.scores is not None and run_data.labels is not None and len(run_data.labels):
             probs = calibration.softmax(run_data.scores)
             bins = calibration.reliability_bins(probs, run_data.labels, args.ece_bins, args.ece_edges)
-            written.append(plots.reliability_diagram(bins, Path(args.run_dir) / "reliability.png",
+            written.append(plots.reliability_diagram(bins, dest / "reliability.png",
                                                      title=run_data.method or "reliability",
                                                      ece=results["calibration"]["ece"]))
         if ood_run is not None:
             _, confs = ood_results(run_data, ood_run, args.logit_scale, args.mcm_tau)
             curves = {name: (*ood.roc_curve(a, b), results["ood"][name]["auroc"]) for name, (a, b) in confs.items()}
-            written.append(plots.roc_plot(curves, Path(args.run_dir) / "roc.png"))
+            written.append(plots.roc_plot(curves, dest / "roc.png"))
     if "real" in results:
         r = results["real"]
         acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "n/a"

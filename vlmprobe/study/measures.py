@@ -1,18 +1,23 @@
 """The measurement table of a study: one entry per kind of run (name -> which models it applies
 to, its options and defaults, how to build the ``vlmprobe`` command, which report section shows it).
 
-A new measurement (CPE, CounterAnimal, shape bias, retrieval...) is one ``Measure`` added to
-``MEASURES``. Options whose YAML value is a list are *axes*: the study runs every combination
+A new measurement is one ``Measure`` added to ``MEASURES``. Options whose YAML value is a list are *axes*: the study runs every combination
 (``generate`` with ``num_candidates: [all, 2, 5]`` is three runs). ``argv`` returns the exact
 command line the runner executes in-process (``vlmprobe.cli.main``), so every run directory is
 one a user could have made by hand.
+
+Robustness measurements: group shift is not a measure but a dataset property (``groups:`` in the
+study adds ``--groups``/``--group-drop`` to every eval run on it); ``ood`` scores the OOD dataset
+with the same model and method and runs ``vlmprobe metrics ID_RUN --ood OOD_RUN``; ``shape_bias``
+is ``vlmprobe eval`` on a cue-conflict dataset with the model kind's method; ``retrieval`` is
+``vlmprobe retrieval`` on a captions dataset.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
-CLIP, VLM = "clip", "vlm"
+CLIP, VLM, CLASSIFIER = "clip", "vlm", "classifier"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Ctx:
     deps: dict = field(default_factory=dict)  # role -> run directory
     datasets: dict = field(default_factory=dict)  # dataset name -> its data args (probe train/val)
     models: dict = field(default_factory=dict)  # model name -> spec (probe reference)
+    group_args: list = field(default_factory=list)  # --groups/--group-drop of the dataset entry (eval runs)
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,10 @@ class Measure:
     section: str  # report section that shows it
     result_file: str = "results.json"  # written last: its presence marks a finished run
     needs_dataset: bool = True  # runs once per (model, dataset); False: once per model
-    deps: Callable[[dict], dict] = lambda params: {}  # role -> (measure name, {option: value}) on the same model+dataset
+    # role -> (measure name, {option: value}[, dataset name]) on the same model (and dataset unless named)
+    deps: Callable[[dict], dict] = lambda params: {}
     help: str = ""
+    resolve: Callable[[dict, str], dict] = lambda params, kind: params  # options completed by the model's kind
 
 
 def _flag(name: str) -> str:
@@ -60,8 +68,8 @@ def _flag(name: str) -> str:
 def _eval(method: str, flags: dict) -> Callable[[Ctx, dict], list]:
     """``vlmprobe eval --method METHOD``; ``flags``: option -> how it becomes flags."""
     def argv(ctx: Ctx, p: dict) -> list:
-        out = ["eval", "--model", ctx.model, *ctx.load_args, *ctx.data_args, "--seed", str(ctx.seed),
-               "--method", method, "--out", ctx.out, "--no-progress"]
+        out = ["eval", "--model", ctx.model, *ctx.load_args, *ctx.data_args, *ctx.group_args, "--seed",
+               str(ctx.seed), "--method", method, "--out", ctx.out, "--no-progress"]
         for key, how in flags.items():
             v = p[key]
             if how == "bool":
@@ -126,6 +134,40 @@ def _frequency(ctx: Ctx, p: dict) -> list:
     return out + (["--roles", p["roles"]] if p["roles"] else [])
 
 
+# options of an eval method that ``ood`` and ``shape_bias`` pass on to the method they run
+FORWARDED = {"zeroshot": ("templates",), "likelihood": ("answer_prefix",), "generate": (), "classifier": ()}
+
+
+def _forwarded(p: dict) -> dict:
+    return {k: p[k] for k in FORWARDED[p["method"]] if p[k] is not None}
+
+
+def _method_by_kind(defaults: dict) -> Callable[[dict, str], dict]:
+    """``method`` None -> ``defaults[kind]``; forwarded options the method does not take -> None
+    (so a line for CLIP and VLM alike gives each run only its own options, and its own id)."""
+    def resolve(p: dict, kind: str) -> dict:
+        method = p["method"] or defaults[kind]
+        return {**p, "method": method, **{k: None for ms in FORWARDED.values() for k in ms
+                                          if k in p and k not in FORWARDED[method]}}
+    return resolve
+
+
+def _shape_bias(ctx: Ctx, p: dict) -> list:
+    return _eval(p["method"], {k: "value" for k in _forwarded(p)})(ctx, p)
+
+
+def _ood(ctx: Ctx, p: dict) -> list:
+    return ["metrics", ctx.deps["id"], "--ood", ctx.deps["ood"], "--out", ctx.out]
+
+
+def _retrieval(ctx: Ctx, p: dict) -> list:
+    return ["retrieval", "--model", ctx.model, *ctx.load_args, *ctx.data_args, "--seed", str(ctx.seed),
+            "--out", ctx.out, "--no-progress"]
+
+
+TEMPLATES_FWD = Option(None, (str,), help="zeroshot runs: template set (default: vlmprobe eval's)")
+ANSWER_PREFIX_FWD = Option(None, (str,), help="likelihood runs: answer prefix (paper = 'The photo features a')")
+
 NUM_CANDIDATES = Option(None, (int, str), axis=True,
                         help="label-space size: 2, 5, 20, 100 or all (true class + seeded others)")
 
@@ -186,4 +228,24 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "run": Option("generate", (str,), choices=("generate", "likelihood"), help="whose per-class accuracy")},
         _frequency, section="frequency", result_file="frequency.json",
         deps=lambda p: {"run": (p["run"], {})}, help="class-name frequency vs per-class accuracy"),
+    Measure("classifier", (CLASSIFIER,), {}, _eval("classifier", {}), section="main",
+            help="a supervised network's own logits (timm/torchvision; the toy world's toy:cnn)"),
+    Measure("ood", (CLIP, VLM), {
+        "ood": Option(None, (str,), help="dataset name of the out-of-distribution images (unlabeled: true; required)"),
+        "method": Option(None, (str,), choices=(None, "zeroshot", "likelihood"),
+                         help="the scores compared (default: zeroshot for a clip, likelihood for a vlm)"),
+        "templates": TEMPLATES_FWD, "answer_prefix": ANSWER_PREFIX_FWD},
+        _ood, section="ood", resolve=_method_by_kind({CLIP: "zeroshot", VLM: "likelihood"}),
+        deps=lambda p: {"id": (p["method"], _forwarded(p)), "ood": (p["method"], _forwarded(p), p["ood"])},
+        help="OOD detection: the method on the entry's (ID) dataset and on the OOD dataset, then "
+             "`vlmprobe metrics ID --ood OOD` (MSP/MCM AUROC, FPR@95TPR, roc.png)"),
+    Measure("shape_bias", (CLIP, VLM, CLASSIFIER), {
+        "method": Option(None, (str,), choices=(None, "zeroshot", "generate", "likelihood", "classifier"),
+                         help="default: zeroshot for a clip, generate for a vlm, classifier for a classifier"),
+        "templates": TEMPLATES_FWD, "answer_prefix": ANSWER_PREFIX_FWD},
+        _shape_bias, section="shape-bias",
+        resolve=_method_by_kind({CLIP: "zeroshot", VLM: "generate", CLASSIFIER: "classifier"}),
+        help="shape bias on a cue-conflict dataset: shape / (shape + texture) decisions (Geirhos et al.)"),
+    Measure("retrieval", (CLIP, VLM), {}, _retrieval, section="retrieval",
+            help="zero-shot image<->text retrieval Recall@K on a captions dataset (vlmprobe retrieval)"),
 ]}

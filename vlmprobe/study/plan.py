@@ -5,7 +5,8 @@ skips with the reason.
 
 Run directory: ``OUT/<model>/<dataset>/<measure>[-<option>=<value>...]`` with only the options
 that differ from their defaults in the name (so adding an axis never renames existing runs);
-fine-tuning runs live in ``OUT/<model>/finetune``.
+fine-tuning runs live in ``OUT/<model>/finetune``. A dependency runs on the same model and
+dataset unless it names another dataset (``ood``'s run on the OOD images).
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def expand(study: Study) -> Plan:
         spec = MEASURES[measure]
         full = {k: o.default for k, o in spec.options.items()}
         full.update(params)
+        full = spec.resolve(full, study.models[model].kind)  # e.g. shape_bias's method: zeroshot for a clip
         rid = run_id(measure, model, dataset if spec.needs_dataset else None, full)
         if rid in runs:
             if runs[rid].params != full:
@@ -75,8 +77,8 @@ def expand(study: Study) -> Plan:
             return rid
         add_model(model)
         deps = {}
-        for role, (dep_measure, overrides) in spec.deps(full).items():
-            deps[role] = add(dep_measure, model, dataset, overrides)
+        for role, (dep_measure, overrides, *other) in spec.deps(full).items():  # other: [a dataset name]
+            deps[role] = add(dep_measure, model, other[0] if other else dataset, overrides)
         if study.models[model].finetune:
             deps["model"] = f"{model}/finetune"
         runs[rid] = Run(rid, measure, model, dataset if spec.needs_dataset else None, full, deps, spec.section)

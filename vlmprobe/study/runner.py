@@ -86,7 +86,8 @@ class StudyRunner:
                   seed=self.study.seed, out=str(self.run_dir(run)),
                   deps={role: str(self.out / rid) for role, rid in run.deps.items()},
                   datasets={n: d.args() for n, d in self.study.datasets.items()},
-                  models={n: m.spec for n, m in self.study.models.items() if m.spec})
+                  models={n: m.spec for n, m in self.study.models.items() if m.spec},
+                  group_args=ds.group_args() if ds else [])
         return MEASURES[run.measure].argv(ctx, run.params)
 
     def key(self, run: Run) -> str:

@@ -11,11 +11,18 @@ models:
 datasets:
   val: {data: imagenet_val.jsonl, classes: imagenet}
   train: {data: imagenet_train.jsonl, eval: false}     # used by probes/fine-tuning only
+  counteranimal: {data: "counteranimal:CA", classes: imagenet, groups: group, group_drop: "common,counter", eval: false}
+  ood: {data: ood_images/, classes: imagenet, unlabeled: true, eval: false}
 measurements:
   - {measure: zeroshot, templates: [single, imagenet]}
   - {measure: generate, num_candidates: [all, 2, 5, 20, 100]}
   - {measure: probe, models: [llava], train: train, reference: clip}
+  - {measure: zeroshot, datasets: [counteranimal]}       # group accuracy + drop (a dataset with groups)
+  - {measure: ood, datasets: [val], ood: ood}             # MSP/MCM AUROC, FPR@95TPR
 ```
+A dataset with ``eval: false`` is not in a measurement's default dataset list (name it in
+``datasets:``); ``groups: FIELD`` (+ ``group_drop: A,B``) adds ``--groups``/``--group-drop`` to the
+eval runs on it; ``unlabeled: true`` (needs ``classes``) adds ``--unlabeled`` (an OOD set).
 Every key is checked before any run starts; an error names ``FILE:LINE: key.path``. ``${study}``
 in a string is the study file's directory, ``${toy}`` the miniature world's directory.
 """
@@ -25,13 +32,18 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .measures import CLIP, MEASURES, VLM
+from .measures import CLASSIFIER, CLIP, MEASURES, VLM
 from .yamlpos import Located, StudyFileError, load_located
 
 TOP_KEYS = ("name", "description", "seed", "world", "models", "datasets", "measurements")
 LOAD_KEYS = {"device": str, "dtype": str, "device_map": str, "load_in_4bit": bool, "load_in_8bit": bool}
 MODEL_KEYS = ("spec", "kind", *LOAD_KEYS, "finetune")
-DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_root": str, "eval": bool}
+DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_root": str, "eval": bool,
+                "groups": str, "group_drop": str, "unlabeled": bool}
+KINDS = (CLIP, VLM, CLASSIFIER)
+TOY_MODELS = ("toy:clip", "toy:vlm", "toy:clip-spurious", "toy:cnn")
+TOY_DATASETS = ("toy:digits", "toy:digits:train", "toy:digits:val", "toy:digits:test", "toy:spurious",
+                "toy:spurious:common", "toy:spurious:counter", "toy:cue-conflict", "toy:captions", "toy:photos")
 
 
 @dataclass
@@ -59,13 +71,21 @@ class DatasetEntry:
     classes: str | None = None
     image_root: str | None = None
     eval: bool = True
+    groups: str | None = None  # sample field of per-group accuracy (eval runs: --groups)
+    group_drop: str | None = None  # "A,B": also the drop A -> B (--group-drop)
+    unlabeled: bool = False  # images without classes, scored against ``classes`` (an OOD set)
 
     def args(self) -> list[str]:
         out = ["--data", self.data]
         for k in ("split", "limit", "classes", "image_root"):
             if getattr(self, k) is not None:
                 out += ["--" + k.replace("_", "-"), str(getattr(self, k))]
-        return out
+        return out + (["--unlabeled"] if self.unlabeled else [])
+
+    def group_args(self) -> list[str]:
+        """``--groups FIELD [--group-drop A,B]`` for the eval runs on this dataset."""
+        out = ["--groups", self.groups] if self.groups else []
+        return out + (["--group-drop", self.group_drop] if self.group_drop else [])
 
 
 @dataclass
@@ -91,11 +111,13 @@ class Study:
 
 
 def model_kind(spec: str) -> str | None:
-    """clip | vlm from a spec's prefix, or None when unknown."""
-    if spec.startswith(("openclip:", "hfclip:")) or spec == "toy:clip":
+    """clip | vlm | classifier (a supervised timm/torchvision network) from a spec's prefix, or None."""
+    if spec.startswith(("openclip:", "hfclip:")) or spec in ("toy:clip", "toy:clip-spurious"):
         return CLIP
     if spec.startswith("hf:") or spec.startswith("toy:vlm"):
         return VLM
+    if spec.startswith(("timm:", "torchvision:")) or spec == "toy:cnn":
+        return CLASSIFIER
     return None
 
 
@@ -137,8 +159,8 @@ def _check_spec(loc: Located, path: tuple, spec: str) -> str:
 
     if spec.startswith("toy:"):
         base = spec.split("+adapter:")[0]
-        if base not in ("toy:clip", "toy:vlm"):
-            raise loc.error(path, f"unknown model spec {spec!r}: toy models are toy:clip and toy:vlm")
+        if base not in TOY_MODELS:
+            raise loc.error(path, f"unknown model spec {spec!r}: toy models are {', '.join(TOY_MODELS)}")
     elif MODEL_SPECS.find(spec) is None and not os.path.exists(os.path.expanduser(spec)):
         raise loc.error(path, f"unknown model spec {spec!r}: use one of {', '.join(MODEL_SPECS.prefixes())}... "
                               "or an existing model directory")
@@ -149,10 +171,8 @@ def _check_data(loc: Located, path: tuple, data: str, deferred: str | None) -> N
     """Datasets must exist (paths) or be well-formed (toy:, hfds:); paths inside the not yet
     built world (``deferred``) are checked when it exists."""
     if data.startswith("toy:"):
-        parts = data.split(":")
-        if parts[:2] != ["toy", "digits"] or len(parts) > 3 or (len(parts) == 3 and parts[2] not in
-                                                               ("train", "val", "test")):
-            raise loc.error(path, f"unknown toy dataset {data!r}: use toy:digits or toy:digits:train|val|test")
+        if data not in TOY_DATASETS:
+            raise loc.error(path, f"unknown toy dataset {data!r}: use one of {', '.join(TOY_DATASETS)}")
         return
     from ..data import loading  # noqa: F401  (registers the built-in prefixes)
     from ..specs import DATASET_SPECS
@@ -216,8 +236,9 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
         if "spec" in m:
             spec = _check_spec(loc, p + ("spec",), _expect(loc, p + ("spec",), m["spec"], str, "spec"))
             kind = m.get("kind") or model_kind(spec)
-            if kind not in (CLIP, VLM):
-                raise loc.error(p + ("kind",), f"cannot tell whether {spec!r} is a clip or a vlm: add kind: clip|vlm")
+            if kind not in KINDS:
+                raise loc.error(p + ("kind",), f"cannot tell whether {spec!r} is a clip, a vlm or a classifier: "
+                                               f"add kind: {'|'.join(KINDS)}")
             models[name] = ModelEntry(name, kind, spec, load)
         else:
             ft = m["finetune"]
@@ -243,6 +264,14 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
             raise loc.error(p, f"dataset {name!r} needs 'data'")
         vals = {k: _expect(loc, p + (k,), d[k], DATASET_KEYS[k], k) for k in d}
         _check_data(loc, p + ("data",), vals["data"], toy_dir)
+        if vals.get("unlabeled") and not vals.get("classes"):
+            raise loc.error(p + ("unlabeled",), f"dataset {name!r} is unlabeled: add 'classes' (the class list its "
+                                                "images are scored against)")
+        if "group_drop" in vals:
+            pair = [x.strip() for x in vals["group_drop"].split(",")]
+            if "groups" not in vals or len(pair) != 2 or not all(pair):
+                raise loc.error(p + ("group_drop",), f"group_drop must be two values A,B of the 'groups' field, "
+                                                     f"got {vals['group_drop']!r}")
         datasets[name] = DatasetEntry(name, **vals)
 
     measurements = []
@@ -277,12 +306,12 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
                     _expect(loc, vp, v, opt.types, key)
                 if opt.choices and v not in opt.choices:
                     raise loc.error(vp, f"{key} must be one of {', '.join(map(str, opt.choices))}, got {v!r}")
-                if key in ("train", "val", "ood_data") and v is not None and v not in datasets:
+                if key in ("train", "val", "ood") and v is not None and v not in datasets:
                     raise loc.error(vp, f"no dataset named {v!r} (defined: {', '.join(datasets)})")
                 if key == "reference" and v is not None and (v not in models or models[v].kind != CLIP):
                     raise loc.error(vp, f"reference must name a clip model, got {v!r}")
             options[key] = e[key]
-        for key in ("train", "data", "corpus"):
+        for key in ("train", "data", "corpus", "ood"):
             if key in spec.options and spec.options[key].default is None and key not in e:
                 raise loc.error(p, f"measure {kind!r} needs {key!r}")
         measurements.append(MeasurementEntry(kind, e.get("models"), e.get("datasets"), options, loc.line(p)))

@@ -22,7 +22,7 @@ def register() -> None:
 
     MODEL_SPECS.register("toy:", resolve_toy_model, "the miniature world: toy:clip, toy:vlm", alias=True)
     DATASET_SPECS.register("toy:", lambda spec, split: load_toy_dataset(spec, split=split),
-                           "the miniature world's digits: toy:digits[:train|val|test], toy:cue-conflict")
+                           "the miniature world's digits: toy:digits[:train|val|test], toy:cue-conflict, toy:photos (OOD)")
     TEMPLATE_SPECS.register("toy:", resolve_templates, "the miniature world's CPE pool: toy:cpe-pool")
     DESCRIPTION_SPECS.register("toy:", resolve_descriptions, "the digits' facts: toy:digit-facts")
     CAPTION_SPECS.register("toy:", load_toy_captions, "the miniature world's digit captions: toy:captions")

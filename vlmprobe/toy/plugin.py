@@ -2,13 +2,14 @@
 
 Models: ``toy:clip``, ``toy:vlm`` (``build``), ``toy:clip-spurious``, ``toy:cnn`` (``spurious``).
 Datasets: ``toy:digits[:SPLIT]`` (``build``), ``toy:spurious[:SPLIT]`` (``spurious``),
-``toy:cue-conflict`` (``cueconflict``).
+``toy:cue-conflict`` (``cueconflict``), ``toy:photos`` (``photos``: out-of-distribution crops).
 """
 from __future__ import annotations
 
 from ..errors import DataError, ModelLoadError
 from .build import WORLD_MODELS, load_digits_dataset, resolve_world_model
 from .cueconflict import load_toy_cue_conflict
+from .photos import load_toy_photos
 from .spurious import SPURIOUS_MODELS, load_spurious_dataset, resolve_spurious_model
 
 
@@ -27,7 +28,9 @@ def load_toy_dataset(spec: str, split: str | None = None, limit: int | None = No
         return load_spurious_dataset(spec, split)
     if spec == "toy:cue-conflict":
         return load_toy_cue_conflict(spec)
+    if spec == "toy:photos":
+        return load_toy_photos(spec)
     if spec.startswith("toy:digits"):
         return load_digits_dataset(spec, split=split, limit=limit, seed=seed)
-    raise DataError(f"unknown toy dataset {spec!r}: use toy:digits[:train|val|test], toy:spurious[:SPLIT] or "
-                    "toy:cue-conflict")
+    raise DataError(f"unknown toy dataset {spec!r}: use toy:digits[:train|val|test], toy:spurious[:SPLIT], "
+                    "toy:cue-conflict or toy:photos")
