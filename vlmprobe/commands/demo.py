@@ -5,18 +5,21 @@ It builds (or reuses) the world, then runs CLIP zero-shot, VLM direct generation
 prompt variants, closed world with 2/5 candidates), probability inference (also with 2/5
 candidates), linear probes on every layer, class-name frequency vs accuracy, ImageWikiQA (image,
 oracle class, no image; split by classification outcome), LoRA fine-tuning and the same
-measurements again on the fine-tuned model; then shape bias on the toy cue-conflict set and
-retrieval R@1 on the toy digit captions (``commands/demo_shapes.py``; ``--skip shapes``).
-Every step prints the command it runs; a second
+measurements again on the fine-tuned model; and the robustness measurements: group shift on the
+toy CounterAnimal split (common vs counter backgrounds; also the spurious-background CLIP and the
+supervised toy CNN), OOD detection against crops of photographs (toy:photos), shape bias on the
+toy cue-conflict set and retrieval Recall@K on the toy digit captions (``--skip shapes`` leaves
+out the last two). Every step prints the command it runs; a second
 demo reuses every finished run and only rebuilds the report. Also written: ``summary.json`` /
-``summary.md`` (the main table and the findings).
+``summary.md`` (the main table, the findings, shape bias and retrieval).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..cache import atomic_write_json, atomic_write_text
-from . import demo_shapes
+
+SKIP_GROUPS = {"shapes": {"shape_bias", "retrieval"}}  # --skip names that stand for several measures
 
 
 def register(subparsers) -> None:
@@ -26,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the miniature world and of the runs")
     p.add_argument("--skip", default="", metavar="MEASURE[,MEASURE]",
                    help="measurements to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa, finetune, "
-                        "shapes (shape bias and retrieval)")
+                        "classifier, ood, shape_bias, retrieval, shapes (shape bias and retrieval)")
     p.set_defaults(func=run)
 
 
@@ -36,6 +39,7 @@ def demo_study(seed: int = 0, skip: set[str] = frozenset()):
     from ..study import load_study
 
     study = load_study(None, seed=seed)
+    skip = set(skip).union(*(SKIP_GROUPS.get(s, ()) for s in skip))
     if "generate" in skip:
         skip = set(skip) | {"frequency", "wikiqa"}
     if "finetune" in skip:
@@ -57,7 +61,6 @@ def run(args) -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     code = run_study(demo_study(args.seed, skip), out)
     data = read_study(out)
-    extra = {} if "shapes" in skip else demo_shapes.run_steps(out / "shapes", args.seed)
     summary = {"world": data.get("world"), "classification": [
         {"method": f"{r['model']}: {r['method']}", "run": r["run"], "top1": r["top1"], "worst1": r["worst1"],
          "worst1_class": r["worst1_class"]} for r in data["main"]],
@@ -65,7 +68,15 @@ def run(args) -> int:
                                                   for f in data["frequency"]), None),
         "wikiqa": [{k: q[k] for k in ("model", "condition", "accuracy", "right_acc", "wrong_acc", "run")}
                    for q in data["wikiqa"]],
-        "findings": compute(data), **extra}
+        "findings": compute(data),
+        "shape_bias": [{k: r[k] for k in ("model", "method", "run", "shape_bias", "shape", "texture", "other")}
+                       for r in data["shape_bias"]],
+        "retrieval": [{"model": r["model"], "run": r["run"], "image_to_text_r1": r["i2t"].get("1"),
+                       "text_to_image_r1": r["t2i"].get("1")} for r in data["retrieval"]],
+        "group_shift": [{k: g[k] for k in ("model", "method", "a", "b", "acc_a", "acc_b", "drop", "run")}
+                        for g in data["groups"]],
+        "ood": [{k: o[k] for k in ("model", "method", "msp_auroc", "msp_fpr95", "mcm_auroc", "run")}
+                for o in data["ood"]]}
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", summary_markdown(summary))
     print("\n" + summary_markdown(summary))
@@ -83,5 +94,25 @@ def summary_markdown(summary: dict) -> str:
     for f in summary["findings"]:
         shown = {True: "shown", False: "NOT shown", None: "not measured"}[f["shown"]]
         lines.append(f"- finding {f['n']} ({f['title']}): {shown}. {f['text']}")
-    lines += demo_shapes.markdown(summary)
+    if summary.get("group_shift"):
+        lines += ["", "| group shift (toy:spurious) | common % | counter % | drop (points) |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {g['model']}: {g['method']} | {fmt(g['acc_a'])} | {fmt(g['acc_b'])} | "
+                  f"{'-' if g['drop'] is None else format(g['drop'], '+.1f')} |"
+                  for g in summary["group_shift"]]
+    if summary.get("ood"):
+        lines += ["", "| OOD detection (toy:photos vs digits) | MSP AUROC | MSP FPR@95 | MCM AUROC |",
+                  "| --- | ---: | ---: | ---: |"]
+        num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        lines += [f"| {o['model']}: {o['method']} | {num(o['msp_auroc'])} | {num(o['msp_fpr95'])} | "
+                  f"{num(o['mcm_auroc'])} |" for o in summary["ood"]]
+    if summary.get("shape_bias"):
+        lines += ["", "| toy cue-conflict (digit made of another digit) | shape bias | shape / texture / other |",
+                  "| --- | ---: | ---: |"]
+        for r in summary["shape_bias"]:
+            sb = "-" if r["shape_bias"] is None else f"{r['shape_bias']:.2f}"
+            lines.append(f"| {r['model']}: {r['method']} | {sb} | {r['shape']} / {r['texture']} / {r['other']} |")
+    if summary.get("retrieval"):
+        lines += ["", "| toy digit captions retrieval | image->text R@1 % | text->image R@1 % |", "| --- | ---: | ---: |"]
+        lines += [f"| {r['model']} | {fmt(r['image_to_text_r1'])} | {fmt(r['text_to_image_r1'])} |"
+                  for r in summary["retrieval"]]
     return "\n".join(lines) + "\n"

@@ -3,6 +3,10 @@
 Pure reading: no model is loaded. Every row keeps the id (relative directory) of the run it came
 from, so the report can link each number to its source. Missing or failed runs simply leave
 their rows out (the report lists them).
+
+Runs on a robustness dataset (an entry with ``groups`` or ``unlabeled``) feed the group-shift
+table (and the OOD runs), not the main table; ``ood``, ``shape_bias`` and ``retrieval`` runs feed
+their own sections.
 """
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from pathlib import Path
 
 from ..errors import VlmprobeError
 
-EVAL_MEASURES = ("zeroshot", "generate", "likelihood")
+EVAL_MEASURES = ("zeroshot", "generate", "likelihood", "classifier")
 LABELS = {"zeroshot": "CLIP zero-shot", "generate": "direct generation", "likelihood": "probability inference",
-          "probe": "linear probe"}
+          "probe": "linear probe", "classifier": "supervised classifier"}
+VIA_METHOD = ("ood", "shape_bias")  # measures labelled by the eval method they use
 
 
 def _read_json(path: Path):
@@ -34,7 +39,7 @@ def describe(run: dict) -> str:
     spec = MEASURES[m]
     opts = []
     for k, v in run["params"].items():
-        if v == spec.options[k].default or not spec.options[k].in_id:
+        if v == spec.options[k].default or not spec.options[k].in_id or (m in VIA_METHOD and k in ("method", "ood")):
             continue
         if k == "num_candidates":
             opts.append(f"{v} candidates")
@@ -46,7 +51,8 @@ def describe(run: dict) -> str:
             opts.append(str(v).replace("_", " ").replace("+", " + "))
         else:
             opts.append(f"{k.replace('_', ' ')} {Path(str(v)).name}")
-    return LABELS.get(m, m) + (f" ({', '.join(opts)})" if opts else "")
+    label = LABELS.get(run["params"]["method"]) if m in VIA_METHOD else LABELS.get(m, m)
+    return label + (f" ({', '.join(opts)})" if opts else "")
 
 
 def num_candidates(run: dict, num_classes: int | None) -> int | None:
@@ -74,7 +80,8 @@ def _eval_row(run: dict, res: dict) -> dict:
 
 def read_study(path: str | Path) -> dict:
     """-> {name, study_text, world, models, runs (id -> entry + status), main, label_space,
-    prompts, probes, frequency, finetune, wikiqa, clip_worst, failed, skips}."""
+    prompts, probes, frequency, finetune, wikiqa, clip_worst, groups, ood, shape_bias, retrieval, failed,
+    skips}."""
     root = Path(path)
     plan = _read_json(root / "study.json")
     if plan is None:
@@ -82,9 +89,10 @@ def read_study(path: str | Path) -> dict:
     runs = {r["id"]: r for r in plan["runs"]}
     out = {k: plan.get(k) for k in ("name", "file", "study_text", "seed", "world", "models", "datasets", "skips")}
     out.update(runs=runs, main=[], label_space=[], prompts=[], probes=[], frequency=[], finetune=[], wikiqa=[],
-               clip_worst=[], ood=[], groups=[], failed=[r["id"] for r in plan["runs"]
+               clip_worst=[], ood=[], groups=[], shape_bias=[], retrieval=[], failed=[r["id"] for r in plan["runs"]
                                                       if r.get("status") in ("failed", "blocked")])
     evals = {}
+    robust = {n for n, d in (plan.get("datasets") or {}).items() if d.get("groups") or d.get("unlabeled")}
     for rid, run in runs.items():
         d = root / rid
         if run["measure"] in EVAL_MEASURES:
@@ -92,6 +100,9 @@ def read_study(path: str | Path) -> dict:
             if res is None:
                 continue
             row = _eval_row(run, res)
+            out["groups"] += _group_rows(row, res)
+            if run["dataset"] in robust:
+                continue
             evals[rid] = row
             default_space = run["params"].get("num_candidates") in (None, "all") and not run["params"].get("cot")
             variant = {k: v for k, v in run["params"].items() if k not in ("num_candidates", "closed_world")}
@@ -106,8 +117,29 @@ def read_study(path: str | Path) -> dict:
                 out["label_space"].append({**row, "candidates": num_candidates(run, row["num_classes"])})
             if run["measure"] == "generate" and not run["params"].get("closed_world"):
                 out["prompts"].append({**row, "prompt": run["params"].get("prompt"), "cot": run["params"].get("cot")})
-            if (d / "roc.png").exists():
-                out["ood"].append({"run": rid, "png": str(d / "roc.png")})
+            if "ood" in res:  # `vlmprobe metrics RUN --ood OOD_RUN` run by hand
+                out["ood"].append(_ood_row(run, res, d, Path(res["ood"].get("ood_run") or "?").name, None))
+        elif run["measure"] == "ood":
+            res = _read_json(d / "results.json")
+            if res is None or "ood" not in res:
+                continue
+            out["ood"].append(_ood_row(run, res, d, run["params"]["ood"], run["deps"].get("ood")))
+        elif run["measure"] == "shape_bias":
+            res = (_read_json(d / "results.json") or {}).get("shape_bias")
+            if not res:
+                continue
+            out["shape_bias"].append({"run": rid, "model": run["model"], "dataset": run["dataset"],
+                                      "method": describe(run), **{k: res["overall"].get(k) for k in
+                                                                  ("shape_bias", "shape", "texture", "other", "n")},
+                                      "per_category": res.get("per_category") or {}})
+        elif run["measure"] == "retrieval":
+            res = (_read_json(d / "results.json") or {}).get("retrieval")
+            if not res:
+                continue
+            out["retrieval"].append({"run": rid, "model": run["model"], "dataset": run["dataset"],
+                                     "i2t": res["image_to_text"]["recall"], "t2i": res["text_to_image"]["recall"],
+                                     "n_images": res["image_to_text"].get("n_queries"),
+                                     "n_captions": res["text_to_image"].get("n_queries")})
         elif run["measure"] == "probe":
             layers = _read_json(d / "layers.json")
             res = _read_json(d / "results.json") or {}
@@ -168,6 +200,34 @@ def read_study(path: str | Path) -> dict:
     out["evals"] = evals
     out["clip_worst"] = _clip_worst(out, runs)
     return out
+
+
+def _ood_row(run: dict, res: dict, d: Path, ood_dataset: str, ood_run: str | None) -> dict:
+    """AUROC / FPR@95TPR of the MSP and MCM scores (ID = positive) of one OOD measurement."""
+    o = res["ood"]
+    return {"run": run["id"], "model": run["model"], "dataset": run["dataset"], "method": describe(run),
+            "ood_dataset": ood_dataset, "ood_run": ood_run, "top1": res.get("top1"),
+            **{f"{s}_{k}": (o.get(s) or {}).get(key) for s in ("msp", "mcm")
+               for k, key in (("auroc", "auroc"), ("fpr95", "fpr@95tpr"))},
+            "png": str(d / "roc.png") if (d / "roc.png").exists() else None}
+
+
+def _group_rows(row: dict, res: dict) -> list[dict]:
+    """One row per group field of an eval run: the two compared groups (``--group-drop A,B``,
+    else the first two values in order) and drop = 100 * (acc_A - acc_B) points."""
+    rows = []
+    for field, rep in (res.get("groups") or {}).items():
+        groups = rep.get("groups") or {}
+        drop = rep.get("drop") or {}
+        a, b = (drop["from"], drop["to"]) if drop else (list(groups) + [None, None])[:2]
+        if a is None or b is None:
+            continue
+        acc_a, acc_b = groups[a]["accuracy"], groups[b]["accuracy"]
+        rows.append({"run": row["run"], "model": row["model"], "method": row["method"], "dataset": row["dataset"],
+                     "field": field, "a": a, "b": b, "acc_a": acc_a, "acc_b": acc_b,
+                     "n_a": groups[a]["n"], "n_b": groups[b]["n"],
+                     "drop": drop.get("points", None if acc_a is None or acc_b is None else 100 * (acc_a - acc_b))})
+    return rows
 
 
 def _clip_worst(out: dict, runs: dict, k: int = 3) -> list[dict]:

@@ -134,3 +134,18 @@ def reliability(run_dir, title: str) -> tuple[bytes, float] | None:
     with tempfile.TemporaryDirectory() as tmp:
         path = reliability_diagram(bins, Path(tmp) / "r.png", title=title, ece=ece)
         return path.read_bytes(), ece
+
+
+def shape_bias(rows: list[dict]) -> bytes | None:
+    """The per-category shape-bias dot plot (``metrics.shape_bias_plot``), one colour per run."""
+    import tempfile
+    from pathlib import Path
+
+    from ..metrics.shape_bias_plot import plot_shape_bias
+
+    if not rows:
+        return None
+    results = {f"{r['model']}: {r['method']}": {"overall": {"shape_bias": r["shape_bias"]},
+                                                "per_category": r["per_category"]} for r in rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        return plot_shape_bias(results, Path(tmp) / "shape_bias.png").read_bytes()

@@ -6,8 +6,8 @@ rebuilt from the same runs is byte-identical apart from it.
 
 Sections: findings; main table; label-space size; prompt variants; probes by layer; class
 frequency vs accuracy; worst-k classes; CMM vs per-class accuracy; calibration; CLIP's hardest
-classes beside the VLM; fine-tuning before/after; ImageWikiQA; OOD / group shift (when
-measured); runs that failed or were skipped; study file and versions.
+classes beside the VLM; fine-tuning before/after; ImageWikiQA; group shift; OOD detection;
+shape bias; retrieval; runs that failed or were skipped; study file and versions.
 """
 from __future__ import annotations
 
@@ -228,12 +228,7 @@ def build(root: str | Path) -> Doc:
                 (f"{_pct(q['wrong_acc'])} (n={q['wrong_n']})" if q["wrong_n"] is not None else "–", q["run"]),
                 ("–" if q["gap"] is None else f"{100 * q['gap']:+.1f}", q["run"])] for q in data["wikiqa"]])
 
-    doc.h(2, "OOD detection and group shift", "ood")
-    if data["ood"]:
-        for i, o in enumerate(data["ood"]):
-            doc.figure_file(o["png"], f"roc_{i}.png", f"{o['run']}: ROC (ID positive)")
-    else:
-        doc.p("Not measured in this study (add an OOD dataset and `vlmprobe metrics --ood`, or group fields).")
+    robustness(doc, data)
 
     doc.h(2, "Runs", "runs")
     doc.p(f"{len(data['runs'])} runs planned; failed or blocked: {', '.join(data['failed']) or 'none'}.")
@@ -248,6 +243,61 @@ def build(root: str | Path) -> Doc:
     doc.raw(f"<pre>{html.escape(data.get('study_text') or '')}</pre>",
             "```yaml\n" + (data.get("study_text") or "") + "\n```\n")
     return doc
+
+
+def robustness(doc: Doc, data: dict) -> None:
+    """Group shift, OOD detection, shape bias and retrieval sections (each says how to measure
+    it when the study has no such runs)."""
+    doc.h(2, "Group shift", "groups")
+    doc.p("Accuracy on two groups of a dataset's images (a dataset entry with groups: FIELD and group_drop: A,B, "
+          "e.g. CounterAnimal's common vs counter backgrounds); drop = A - B in points.")
+    if data["groups"]:
+        doc.table(["model", "method", "dataset", "field", "group A", "group B", "drop (points)"],
+                  [[g["model"], g["method"], g["dataset"] or "", g["field"],
+                    (f"{g['a']} {_pct(g['acc_a'])} (n={g['n_a']})", g["run"]),
+                    (f"{g['b']} {_pct(g['acc_b'])} (n={g['n_b']})", g["run"]),
+                    ("–" if g["drop"] is None else f"{g['drop']:+.1f}", g["run"])] for g in data["groups"]])
+    else:
+        doc.p("Not measured in this study (give a dataset entry groups: FIELD and evaluate on it).")
+
+    doc.h(2, "OOD detection", "ood")
+    doc.p("The same model and method on in-distribution (positive) and out-of-distribution images: AUROC and false "
+          "positive rate at 95% true positive rate of the maximum softmax probability (MSP) and, with cosine scores, "
+          "of MCM (softmax of cosines / tau).")
+    if data["ood"]:
+        doc.table(["model", "method", "ID dataset", "OOD dataset", "MSP AUROC", "MSP FPR@95", "MCM AUROC",
+                   "MCM FPR@95"],
+                  [[o["model"], o["method"], o["dataset"] or "", o["ood_dataset"],
+                    (_num(o["msp_auroc"]), o["run"]), (_num(o["msp_fpr95"]), o["run"]),
+                    (_num(o["mcm_auroc"]), o["run"]), (_num(o["mcm_fpr95"]), o["run"])] for o in data["ood"]])
+        for i, o in enumerate(data["ood"]):
+            doc.figure_file(o["png"], f"roc_{i}.png", f"{o['model']} {o['method']}: ROC (ID positive)")
+    else:
+        doc.p("Not measured in this study (add {measure: ood, ood: DATASET} with an unlabeled: true dataset).")
+
+    doc.h(2, "Shape bias", "shape-bias")
+    doc.p("Cue-conflict images (shape of one class, texture of another): shape bias = shape decisions / (shape + "
+          "texture decisions) (Geirhos et al. 2019); 'other' = neither.")
+    if data["shape_bias"]:
+        doc.table(["model", "method", "dataset", "shape bias", "shape", "texture", "other"],
+                  [[r["model"], r["method"], r["dataset"] or "", (_num(r["shape_bias"], "{:.2f}"), r["run"]),
+                    (str(r["shape"]), r["run"]), (str(r["texture"]), r["run"]), (str(r["other"]), r["run"])]
+                   for r in data["shape_bias"]])
+        doc.figure(figures.shape_bias(data["shape_bias"]), "shape_bias.png",
+                   "per-category shape bias (dots) and overall (dashed lines)")
+    else:
+        doc.p("Not measured in this study (add {measure: shape_bias} on a cue-conflict dataset).")
+
+    doc.h(2, "Retrieval", "retrieval")
+    doc.p("Zero-shot retrieval on a captions dataset: Recall@K of image -> text (any of the image's captions in the "
+          "top K) and text -> image.")
+    if data["retrieval"]:
+        ks = sorted({k for r in data["retrieval"] for k in r["i2t"]}, key=int)
+        doc.table(["model", "dataset"] + [f"image->text R@{k}" for k in ks] + [f"text->image R@{k}" for k in ks],
+                  [[r["model"], r["dataset"] or ""] + [(_pct(r["i2t"].get(k)), r["run"]) for k in ks]
+                   + [(_pct(r["t2i"].get(k)), r["run"]) for k in ks] for r in data["retrieval"]])
+    else:
+        doc.p("Not measured in this study (add {measure: retrieval} on a captions dataset).")
 
 
 def write_report(root: str | Path) -> dict:
