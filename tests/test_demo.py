@@ -24,12 +24,20 @@ def test_demo_runs_the_default_study_and_shows_the_findings(toy_world, tmp_path,
     qa = {q["condition"]: q for q in summary["wikiqa"] if q["model"] == "vlm"}
     assert qa["image"]["right_acc"] - qa["image"]["wrong_acc"] >= 0.2
     assert qa["oracle_class+no_image"]["accuracy"] >= 0.5
-    assert {r["model"] for r in summary["shape_bias"]} == {"CLIP zero-shot", "VLM direct generation",
-                                                          "VLM probability inference", "supervised CNN"}
+    # the robustness measurements of the default study, in its report and the demo's summary
+    assert {(r["model"], r["method"].split(" (")[0]) for r in summary["shape_bias"]} == {
+        ("clip", "CLIP zero-shot"), ("vlm", "direct generation"), ("vlm", "probability inference"),
+        ("cnn", "supervised classifier")}
     assert all(r["shape"] + r["texture"] + r["other"] == 180 for r in summary["shape_bias"])
-    assert (out / "shapes" / "shape_bias.png").exists() and "shape bias" in printed
-    clip_r1 = next(r for r in summary["retrieval"] if r["model"].startswith("CLIP"))
+    assert (out / "report_files" / "shape_bias.png").exists() and "shape bias" in printed
+    clip_r1 = next(r for r in summary["retrieval"] if r["model"] == "clip")
     assert clip_r1["image_to_text_r1"] > 0.5 and clip_r1["text_to_image_r1"] > 0.5
+    drops = {g["model"]: g for g in summary["group_shift"] if g["method"].startswith(("CLIP", "supervised"))}
+    assert drops["clip-spurious"]["drop"] > 50 and drops["clip-spurious"]["drop"] > drops["clip"]["drop"] + 30
+    clip_ood = next(o for o in summary["ood"] if o["model"] == "clip")
+    assert clip_ood["msp_auroc"] > 0.7 and (out / clip_ood["run"] / "roc.png").exists()
+    report = (out / "report.md").read_text()
+    assert "Not measured" not in report and "](report_files/roc_0.png)" in report
     # a second run computes nothing and rebuilds the same report
     assert main(["demo", "--out", str(out)]) == 0
     second = capsys.readouterr().out

@@ -56,6 +56,21 @@ BAD = [
     ("model:\n  m: {spec: toy:vlm}\n", 1, "model", "did you mean 'models'"),
     ("models:\n  m: {spec: toy:vlm}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
      "  - {measure: generate, models: [vml]}\n", 5, "measurements[0].models[0]", "no model named 'vml'"),
+    # robustness keys: an OOD set needs its class list, a drop needs the group field, ood names a dataset
+    ("models:\n  m: {spec: toy:vlm}\ndatasets:\n  d: {data: toy:digits}\n  o: {data: toy:photos, unlabeled: true}\n"
+     "measurements: []\n", 5, "datasets.o.unlabeled", "add 'classes'"),
+    ("models:\n  m: {spec: toy:vlm}\ndatasets:\n  s: {data: toy:spurious, group_drop: \"common,counter\"}\n"
+     "measurements: []\n", 4, "datasets.s.group_drop", "two values A,B of the 'groups' field"),
+    ("models:\n  m: {spec: toy:vlm}\ndatasets:\n  s: {data: toy:spurious, groups: group, group_drop: common}\n"
+     "measurements: []\n", 4, "datasets.s.group_drop", "got 'common'"),
+    ("models:\n  m: {spec: toy:vlm}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
+     "  - {measure: ood, ood: photos}\n", 5, "measurements[0].ood", "no dataset named 'photos'"),
+    ("models:\n  m: {spec: toy:vlm}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
+     "  - {measure: ood}\n", 5, "measurements[0]", "measure 'ood' needs 'ood'"),
+    ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
+     "  - {measure: shape_bias, method: texture}\n", 5, "measurements[0].method", "method must be one of"),
+    ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:photo}}\nmeasurements: []\n",
+     3, "datasets.d.data", "unknown toy dataset 'toy:photo'"),
 ]
 
 
@@ -189,3 +204,68 @@ def test_study_notebook_runs(small_study, tmp_path, python3_kernel):
     assert "study small: 6 runs" in text and "frequency analyses: 1" in text
     for png in ("notebook_label_space.png", "notebook_frequency.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+ROBUST = """\
+name: robust
+world: toy
+models:
+  clip: {spec: "toy:clip"}
+  cnn: {spec: "toy:cnn"}
+datasets:
+  test: {data: "toy:digits:test", limit: 16}
+  spurious: {data: "toy:spurious", limit: 16, groups: group, group_drop: "common,counter", eval: false}
+  photos: {data: "toy:photos", limit: 16, classes: "${toy}/classes.json", unlabeled: true, eval: false}
+  cue-conflict: {data: "toy:cue-conflict", limit: 20, eval: false}
+  captions: {data: "toy:captions", limit: 6, eval: false}
+measurements:
+  - {measure: zeroshot, datasets: [spurious]}
+  - {measure: classifier, datasets: [spurious]}
+  - {measure: ood, datasets: [test], ood: photos}
+  - {measure: shape_bias, datasets: [cue-conflict], templates: "${toy}/templates.json"}
+  - {measure: retrieval, datasets: [captions]}
+"""
+
+
+def test_robustness_measurements_fill_their_report_sections(toy_world, tmp_path, capsys):
+    """Group shift (a dataset with groups), OOD (ood: an unlabeled dataset), shape bias and
+    retrieval on the prebuilt world with small limits: each section's table links its runs,
+    robustness datasets stay out of the main table, and a second study reuses every run."""
+    path = tmp_path / "robust.yaml"
+    path.write_text(ROBUST)
+    out = tmp_path / "out"
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "--groups group --group-drop common,counter" in printed and "--unlabeled" in printed
+    assert "skip: zeroshot x cnn" in printed and "skip: retrieval x cnn" in printed
+    ood_run = "clip/test/ood-ood=photos-method=zeroshot"
+    assert f"$ vlmprobe metrics {out}/clip/test/zeroshot --ood {out}/clip/photos/zeroshot --out {out}/{ood_run}" \
+        in printed
+    from vlmprobe.study import read_study
+
+    data = read_study(out)
+    groups = {(g["model"], g["method"]): g for g in data["groups"]}
+    assert set(groups) == {("clip", "CLIP zero-shot"), ("cnn", "supervised classifier")}
+    for g in groups.values():
+        assert (g["a"], g["b"], g["n_a"] + g["n_b"]) == ("common", "counter", 16)
+        assert abs(g["drop"] - 100 * (g["acc_a"] - g["acc_b"])) < 1e-9
+    [ood] = data["ood"]
+    assert ood["run"] == ood_run and 0 <= ood["msp_auroc"] <= 1 and ood["mcm_auroc"] is not None
+    assert not (out / "clip/test/zeroshot/roc.png").exists()  # the ID run is left as it was
+    assert {(r["model"], r["method"]) for r in data["shape_bias"]} == {
+        ("clip", "CLIP zero-shot (templates templates.json)"), ("cnn", "supervised classifier")}
+    assert all(r["shape"] + r["texture"] + r["other"] == 20 for r in data["shape_bias"])
+    [ret] = data["retrieval"]
+    assert ret["model"] == "clip" and set(ret["i2t"]) == {"1", "5", "10"} and ret["n_images"] == 6
+    assert {r["dataset"] for r in data["main"]} == {"test"}  # spurious / photos runs stay out of it
+    md = (out / "report.md").read_text()
+    for section in ("## Group shift", "## OOD detection", "## Shape bias", "## Retrieval"):
+        assert section in md
+    assert "Not measured" not in md
+    for png in ("roc_0.png", "shape_bias.png"):
+        assert (out / "report_files" / png).read_bytes()[:4] == b"\x89PNG"
+    assert f"]({ood_run}/)" in md and "](cnn/spurious/classifier/)" in md and "](clip/captions/retrieval/)" in md
+    html1 = (out / "report.html").read_text()
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    assert "$ vlmprobe" not in capsys.readouterr().out
+    assert _strip_stamp((out / "report.html").read_text()) == _strip_stamp(html1)

@@ -48,3 +48,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
+
+
+def build_dir_once(out: str | os.PathLike, marker: str, write) -> Path:
+    """A directory built once and published whole: when ``out/marker`` exists it is reused;
+    else ``write(tmp)`` fills a fresh sibling directory ``tmp`` and returns the marker's JSON,
+    and ``tmp`` is renamed to ``out`` (a process that loses the race drops its copy)."""
+    import shutil
+
+    out = Path(out)
+    if (out / marker).is_file():
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    atomic_write_json(tmp / marker, write(tmp))
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -245,59 +245,57 @@ def build(root: str | Path) -> Doc:
     return doc
 
 
-def robustness(doc: Doc, data: dict) -> None:
-    """Group shift, OOD detection, shape bias and retrieval sections (each says how to measure
-    it when the study has no such runs)."""
-    doc.h(2, "Group shift", "groups")
-    doc.p("Accuracy on two groups of a dataset's images (a dataset entry with groups: FIELD and group_drop: A,B, "
-          "e.g. CounterAnimal's common vs counter backgrounds); drop = A - B in points.")
-    if data["groups"]:
-        doc.table(["model", "method", "dataset", "field", "group A", "group B", "drop (points)"],
-                  [[g["model"], g["method"], g["dataset"] or "", g["field"],
-                    (f"{g['a']} {_pct(g['acc_a'])} (n={g['n_a']})", g["run"]),
-                    (f"{g['b']} {_pct(g['acc_b'])} (n={g['n_b']})", g["run"]),
-                    ("–" if g["drop"] is None else f"{g['drop']:+.1f}", g["run"])] for g in data["groups"]])
-    else:
-        doc.p("Not measured in this study (give a dataset entry groups: FIELD and evaluate on it).")
+def _measured(doc: Doc, title: str, anchor: str, intro: str, rows: list, how: str) -> bool:
+    """A section's heading and intro; without rows, how to measure it instead."""
+    doc.h(2, title, anchor)
+    doc.p(intro)
+    if not rows:
+        doc.p(f"Not measured in this study ({how}).")
+    return bool(rows)
 
-    doc.h(2, "OOD detection", "ood")
-    doc.p("The same model and method on in-distribution (positive) and out-of-distribution images: AUROC and false "
-          "positive rate at 95% true positive rate of the maximum softmax probability (MSP) and, with cosine scores, "
-          "of MCM (softmax of cosines / tau).")
-    if data["ood"]:
+
+def _linked(run: str, *texts: str) -> list:
+    return [(t, run) for t in texts]
+
+
+def robustness(doc: Doc, data: dict) -> None:
+    """Group shift, OOD detection, shape bias and retrieval sections."""
+    if _measured(doc, "Group shift", "groups", "Accuracy on two groups of a dataset's images (a dataset entry with "
+                 "groups: FIELD and group_drop: A,B, e.g. CounterAnimal's common vs counter backgrounds); drop = A - B "
+                 "in points.", data["groups"], "give a dataset entry groups: FIELD and evaluate on it"):
+        doc.table(["model", "method", "dataset", "field", "group A", "group B", "drop (points)"],
+                  [[g["model"], g["method"], g["dataset"] or "", g["field"]]
+                   + _linked(g["run"], f"{g['a']} {_pct(g['acc_a'])} (n={g['n_a']})",
+                             f"{g['b']} {_pct(g['acc_b'])} (n={g['n_b']})",
+                             "–" if g["drop"] is None else f"{g['drop']:+.1f}") for g in data["groups"]])
+    if _measured(doc, "OOD detection", "ood", "The same model and method on in-distribution (positive) and "
+                 "out-of-distribution images: AUROC and false positive rate at 95% true positive rate of the maximum "
+                 "softmax probability (MSP) and, with cosine scores, of MCM (softmax of cosines / tau).", data["ood"],
+                 "add {measure: ood, ood: DATASET} with an unlabeled: true dataset"):
         doc.table(["model", "method", "ID dataset", "OOD dataset", "MSP AUROC", "MSP FPR@95", "MCM AUROC",
                    "MCM FPR@95"],
-                  [[o["model"], o["method"], o["dataset"] or "", o["ood_dataset"],
-                    (_num(o["msp_auroc"]), o["run"]), (_num(o["msp_fpr95"]), o["run"]),
-                    (_num(o["mcm_auroc"]), o["run"]), (_num(o["mcm_fpr95"]), o["run"])] for o in data["ood"]])
+                  [[o["model"], o["method"], o["dataset"] or "", o["ood_dataset"]]
+                   + _linked(o["run"], *(_num(o[k]) for k in ("msp_auroc", "msp_fpr95", "mcm_auroc", "mcm_fpr95")))
+                   for o in data["ood"]])
         for i, o in enumerate(data["ood"]):
             doc.figure_file(o["png"], f"roc_{i}.png", f"{o['model']} {o['method']}: ROC (ID positive)")
-    else:
-        doc.p("Not measured in this study (add {measure: ood, ood: DATASET} with an unlabeled: true dataset).")
-
-    doc.h(2, "Shape bias", "shape-bias")
-    doc.p("Cue-conflict images (shape of one class, texture of another): shape bias = shape decisions / (shape + "
-          "texture decisions) (Geirhos et al. 2019); 'other' = neither.")
-    if data["shape_bias"]:
+    if _measured(doc, "Shape bias", "shape-bias", "Cue-conflict images (shape of one class, texture of another): "
+                 "shape bias = shape decisions / (shape + texture decisions) (Geirhos et al. 2019); 'other' = neither.",
+                 data["shape_bias"], "add {measure: shape_bias} on a cue-conflict dataset"):
         doc.table(["model", "method", "dataset", "shape bias", "shape", "texture", "other"],
-                  [[r["model"], r["method"], r["dataset"] or "", (_num(r["shape_bias"], "{:.2f}"), r["run"]),
-                    (str(r["shape"]), r["run"]), (str(r["texture"]), r["run"]), (str(r["other"]), r["run"])]
-                   for r in data["shape_bias"]])
+                  [[r["model"], r["method"], r["dataset"] or ""]
+                   + _linked(r["run"], _num(r["shape_bias"], "{:.2f}"), str(r["shape"]), str(r["texture"]),
+                             str(r["other"])) for r in data["shape_bias"]])
         doc.figure(figures.shape_bias(data["shape_bias"]), "shape_bias.png",
                    "per-category shape bias (dots) and overall (dashed lines)")
-    else:
-        doc.p("Not measured in this study (add {measure: shape_bias} on a cue-conflict dataset).")
-
-    doc.h(2, "Retrieval", "retrieval")
-    doc.p("Zero-shot retrieval on a captions dataset: Recall@K of image -> text (any of the image's captions in the "
-          "top K) and text -> image.")
-    if data["retrieval"]:
+    if _measured(doc, "Retrieval", "retrieval", "Zero-shot retrieval on a captions dataset: Recall@K of image -> text "
+                 "(any of the image's captions in the top K) and text -> image.", data["retrieval"],
+                 "add {measure: retrieval} on a captions dataset"):
         ks = sorted({k for r in data["retrieval"] for k in r["i2t"]}, key=int)
         doc.table(["model", "dataset"] + [f"image->text R@{k}" for k in ks] + [f"text->image R@{k}" for k in ks],
-                  [[r["model"], r["dataset"] or ""] + [(_pct(r["i2t"].get(k)), r["run"]) for k in ks]
-                   + [(_pct(r["t2i"].get(k)), r["run"]) for k in ks] for r in data["retrieval"]])
-    else:
-        doc.p("Not measured in this study (add {measure: retrieval} on a captions dataset).")
+                  [[r["model"], r["dataset"] or ""]
+                   + _linked(r["run"], *(_pct(r["i2t"].get(k)) for k in ks), *(_pct(r["t2i"].get(k)) for k in ks))
+                   for r in data["retrieval"]])
 
 
 def write_report(root: str | Path) -> dict:

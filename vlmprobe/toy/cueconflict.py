@@ -17,14 +17,13 @@ directory named by a content key of everything below (a changed recipe never reu
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import atomic_write_json, content_key, home_dir
-from .digits import CLASSNAMES, DigitsConfig, split_indices
+from ..cache import build_dir_once, content_key, home_dir
+from .digits import CLASSNAMES, DigitsConfig, ink_on_paper, split_indices
 
 VERSION = 1
 MARKER = "cueconflict.json"
@@ -53,24 +52,22 @@ def stimulus(shape8: np.ndarray, texture8: np.ndarray, rng: np.random.Generator,
     reps = -(-cfg.size // cfg.tile)
     tile = np.tile(small, (reps, reps))[:cfg.size, :cfg.size]
     alpha = (mask * tile)[..., None]
-    paper, ink = rng.uniform(225, 255, size=3), rng.uniform(0, 70, size=3)
-    rgb = (1.0 - alpha) * paper + alpha * ink
-    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), mode="RGB")
+    return ink_on_paper(alpha, rng)
 
 
 def build_cue_conflict(cfg: CueConflictConfig = CueConflictConfig(), root: str | os.PathLike | None = None) -> Path:
     """Write (or reuse) the set; returns its directory (``cue-conflict:DIR`` loads it)."""
+    out = Path(root) if root else home_dir() / "toy" / f"cue-conflict-{cfg.key()}"
+    return build_dir_once(out, MARKER, lambda tmp: _write_stimuli(tmp, cfg))
+
+
+def _write_stimuli(tmp: Path, cfg: CueConflictConfig) -> dict:
     from sklearn.datasets import load_digits
 
-    out = Path(root) if root else home_dir() / "toy" / f"cue-conflict-{cfg.key()}"
-    if (out / MARKER).is_file():
-        return out
     digits = load_digits()
     labels = digits.target.astype(np.int64)
     test = np.flatnonzero(np.array(split_indices(labels, DigitsConfig(), cfg.seed)) == "test")
     by_class = [test[labels[test] == c] for c in range(len(CLASSNAMES))]
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     rows = 0
     for s, shape in enumerate(CLASSNAMES):
         (tmp / shape).mkdir(parents=True)
@@ -82,13 +79,7 @@ def build_cue_conflict(cfg: CueConflictConfig = CueConflictConfig(), root: str |
                 img = stimulus(digits.images[i], digits.images[j], rng, cfg)
                 img.save(tmp / shape / f"{shape}{i}-{texture}{j}.png")
                 rows += 1
-    atomic_write_json(tmp / MARKER, {"key": cfg.key(), "config": asdict(cfg), "images": rows})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return {"key": cfg.key(), "config": asdict(cfg), "images": rows}
 
 
 def load_toy_cue_conflict(spec: str = "toy:cue-conflict"):

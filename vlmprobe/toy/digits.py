@@ -73,7 +73,14 @@ def render_digit(pixels8: np.ndarray, rng: np.random.Generator, cfg: DigitsConfi
     canvas.paste(glyph, ((cfg.size - side) // 2, (cfg.size - side) // 2))
     canvas = canvas.rotate(rng.uniform(-cfg.max_rotation, cfg.max_rotation), resample=Image.BILINEAR,
                            translate=(float(dx), float(dy)))
-    alpha = np.asarray(canvas, dtype=np.float32)[..., None] / 255.0  # [H, W, 1]
+    return ink_on_paper(np.asarray(canvas, dtype=np.float32)[..., None] / 255.0, rng)  # alpha [H, W, 1]
+
+
+def ink_on_paper(alpha: np.ndarray, rng: np.random.Generator):
+    """Ink coverage ``alpha`` [H, W, 1] in [0, 1] -> RGB PIL image ``(1 - a) * paper + a * ink``
+    with ``paper ~ U[225, 255]^3`` then ``ink ~ U[0, 70]^3`` drawn from ``rng`` (every toy image's look)."""
+    from PIL import Image
+
     paper = rng.uniform(225, 255, size=3)
     ink = rng.uniform(0, 70, size=3)
     rgb = (1.0 - alpha) * paper + alpha * ink

@@ -17,14 +17,13 @@ world's own directory, so the world build is unchanged.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import atomic_write_json, content_key, home_dir
-from .digits import CLASSNAMES
+from ..cache import build_dir_once, content_key, home_dir
+from .digits import CLASSNAMES, ink_on_paper
 
 VERSION = 1
 MARKER = "photos.json"
@@ -52,21 +51,19 @@ def render_crop(photo: np.ndarray, rng: np.random.Generator, cfg: PhotosConfig):
     grey = Image.fromarray(photo[y:y + side, x:x + side]).convert("L").resize((cfg.size, cfg.size), Image.BICUBIC)
     g = np.asarray(grey, dtype=np.float32)
     alpha = ((g.max() - g) / max(float(g.max() - g.min()), 1.0))[..., None]
-    paper, ink = rng.uniform(225, 255, size=3), rng.uniform(0, 70, size=3)
-    rgb = (1.0 - alpha) * paper + alpha * ink
-    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), mode="RGB")
+    return ink_on_paper(alpha, rng)
 
 
 def build_photos(cfg: PhotosConfig = PhotosConfig(), root: str | os.PathLike | None = None) -> Path:
     """Write (or reuse) the crops as ``ROOT/<photo>/<photo>-<i>.png``; returns ROOT."""
+    out = Path(root) if root else home_dir() / "toy" / f"photos-{cfg.key()}"
+    return build_dir_once(out, MARKER, lambda tmp: _write_crops(tmp, cfg))
+
+
+def _write_crops(tmp: Path, cfg: PhotosConfig) -> dict:
     from sklearn.datasets import load_sample_images
 
-    out = Path(root) if root else home_dir() / "toy" / f"photos-{cfg.key()}"
-    if (out / MARKER).is_file():
-        return out
     sample = load_sample_images()
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     n = 0
     for p, (photo, fname) in enumerate(zip(sample.images, sample.filenames)):
         name = Path(fname).stem
@@ -74,13 +71,7 @@ def build_photos(cfg: PhotosConfig = PhotosConfig(), root: str | os.PathLike | N
         for i in range(cfg.per_photo):
             render_crop(photo, np.random.default_rng([cfg.seed, 11, p, i]), cfg).save(tmp / name / f"{name}-{i:03d}.png")
             n += 1
-    atomic_write_json(tmp / MARKER, {"key": cfg.key(), "config": asdict(cfg), "images": n})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return {"key": cfg.key(), "config": asdict(cfg), "images": n}
 
 
 def load_toy_photos(spec: str = "toy:photos"):
