@@ -194,3 +194,14 @@ def test_ood_flow_with_an_unlabeled_run(tiny_models, digits_folder, tmp_path):
         expected = roc_auc_score([1] * len(conf[0]) + [0] * len(conf[1]), np.concatenate(conf))  # ID positive
         assert res["ood"][score]["auroc"] == pytest.approx(expected, abs=1e-6) and res["ood"][score]["n_ood"] == 12
     assert (tmp_path / "id" / "roc.png").exists()
+
+
+@pytest.mark.parametrize("extra", [["--group-drop", "common,counter"], ["--groups", "group", "--group-drop", "common"]])
+def test_group_drop_needs_groups_and_two_values(extra, capsys):
+    """Refused in one line before any model or data is loaded."""
+    from vlmprobe.cli import main
+
+    assert main(["eval", "--model", "toy:clip", "--data", "/no/such/data", "--method", "zeroshot", "--out",
+                 "/no/such/run", *extra]) == 2
+    err = capsys.readouterr().err
+    assert "--group-drop" in err and "expected two group values A,B of --groups FIELD" in err and len(err.splitlines()) == 1
