@@ -2,9 +2,11 @@
 study on the tiny test models runs, a second run computes nothing and rebuilds a byte-identical
 report (apart from the timestamp line); the report loads in a real headless Chromium."""
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -19,13 +21,18 @@ seed: 0
 models:
   clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
   vlm: {{spec: "hf:{tiny_models['llava']}"}}
+  vlm-ft:
+    finetune:
+      from: vlm
+      recipe: {{train: "{digits_folder}", train_split: null, max_steps: 2, per_device_batch_size: 2, save_every: 0,
+               eval_every: 0}}
 datasets:
   digits: {{data: "{digits_folder}", limit: 12}}
 measurements:
   - {{measure: zeroshot}}
   - {{measure: generate, closed_world: true, num_candidates: [2, all]}}
   - {{measure: generate}}
-  - {{measure: likelihood, num_candidates: [2]}}
+  - {{measure: likelihood, models: [vlm], num_candidates: [2]}}
   - {{measure: frequency, models: [vlm], corpus: "{corpus}"}}
 """
 
@@ -120,6 +127,39 @@ def test_small_study_second_run_computes_nothing_and_report_is_identical(small_s
     assert _strip_stamp((out / "report.html").read_text()) == _strip_stamp(html1)
 
 
+def test_study_under_accelerate_launch_shards_each_run_like_one_process(small_study, tmp_path):
+    """`accelerate launch --cpu --num_processes 2 -m vlmprobe study`: every engine run is split
+    between the 2 processes and gives the one-process files (records equal apart from the
+    volatile ``rank``); fine-tuning runs as 2-process DDP inside the study; one report."""
+    from vlmprobe.runs import strip_volatile
+
+    path, one = small_study
+    two = tmp_path / "two"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                           "-m", "vlmprobe", "study", str(path), "--out", str(two)], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = json.loads((two / "study.json").read_text())
+    assert all(r["status"] == "done" for r in plan["runs"])
+    base = [r["id"] for r in plan["runs"] if not r["id"].startswith("vlm-ft/")]
+    for rid in base:
+        if (one / rid / "samples.jsonl").exists():
+            rec = [json.loads(x) for x in (two / rid / "samples.jsonl").read_text().splitlines()]
+            assert [strip_volatile(r) for r in rec] == \
+                [json.loads(x) for x in (one / rid / "samples.jsonl").read_text().splitlines()], rid
+            assert json.loads((two / rid / "timing.json").read_text())["world_size"] == 2, rid
+            assert all("rank" in r for r in rec), rid  # computed by the launch's processes (one batch each)
+        for name in ("results.json", "frequency.json"):
+            if (one / rid / name).exists():
+                a, b = ((d / rid / name).read_text().replace(str(d), "OUT") for d in (one, two))
+                assert json.loads(a) == json.loads(b), rid
+    ft = json.loads((two / "vlm-ft" / "finetune" / "summary.json").read_text())
+    assert ft["num_processes"] == 2 and ft["steps"] == 2
+    assert (two / "vlm-ft" / "digits" / "generate" / "results.json").exists()
+    assert not list(two.rglob("*.shard*")) and (two / "report.html").exists()
+
+
 def test_report_links_every_number_and_embeds_study_and_versions(small_study):
     path, out = small_study
     html = (out / "report.html").read_text()
@@ -201,7 +241,7 @@ def test_study_notebook_runs(small_study, tmp_path, python3_kernel):
     nbclient.NotebookClient(nb, kernel_name=python3_kernel, timeout=120,
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
-    assert "study small: 6 runs" in text and "frequency analyses: 1" in text
+    assert "study small: 10 runs" in text and "frequency analyses: 1" in text
     for png in ("notebook_label_space.png", "notebook_frequency.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
@@ -49,9 +50,35 @@ def world() -> World:
 def _group():
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
+    if not dist.is_initialized():  # gloo for our CPU objects; NCCL too when each process has its own GPU (DDP)
+        dist.init_process_group(backend=_backend(), timeout=COLLECTIVE_TIMEOUT)
     return dist
+
+
+def _backend() -> str:
+    import torch
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    if torch.cuda.is_available() and torch.cuda.device_count() >= local:
+        return "cpu:gloo,cuda:nccl"
+    return "gloo"
+
+
+@contextmanager
+def solo():
+    """Inside: this process acts as a one-process world (``world().size == 1``, no collectives).
+    For work rank 0 does alone while the other processes wait at a barrier."""
+    keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def barrier(w: World) -> None:

@@ -55,6 +55,8 @@ class Measure:
     section: str  # report section that shows it
     result_file: str = "results.json"  # written last: its presence marks a finished run
     needs_dataset: bool = True  # runs once per (model, dataset); False: once per model
+    shards: bool = False  # under a multi-process launch every process takes a share (engine jobs);
+    # False: rank 0 runs it alone while the others wait
     # role -> (measure name, {option: value}[, dataset name]) on the same model (and dataset unless named)
     deps: Callable[[dict], dict] = lambda params: {}
     help: str = ""
@@ -176,7 +178,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "templates": Option("single", (str,), axis=True, help="single | imagenet | a JSON template file"),
         "cpe_templates": Option(None, (str,), axis=True,
                                 help="evaluate the CPE ensemble built from this template pool (a cpe run)")},
-        _zeroshot, section="main",
+        _zeroshot, section="main", shards=True,
         deps=lambda p: {} if p["cpe_templates"] is None else {"ensemble": ("cpe", {"templates": p["cpe_templates"]})},
         help="CLIP zero-shot: scaled cosine to template-averaged class-name embeddings (or a CPE ensemble)"),
     Measure("cpe", (CLIP,), {
@@ -193,7 +195,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "cot": Option(False, (bool,), axis=True, help="chain of thought"),
         "match": Option("substring", (str,), choices=("substring", "word", "first"))},
         _eval("generate", {"prompt": "value", "closed_world": "bool", "num_candidates": "value", "cot": "bool",
-                           "match": "value"}), section="main",
+                           "match": "value"}), section="main", shards=True,
         help="VLM direct generation, answer matched to class names"),
     Measure("likelihood", (VLM,), {
         "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first")),
@@ -201,7 +203,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "num_candidates": NUM_CANDIDATES,
         "scoring": Option("fast", (str,), choices=("fast", "naive"))},
         _eval("likelihood", {"reduction": "value", "answer_prefix": "value", "num_candidates": "value",
-                             "scoring": "value"}), section="main",
+                             "scoring": "value"}), section="main", shards=True,
         help="VLM probability inference: log p(class name | image, prompt)"),
     Measure("probe", (VLM, CLIP), {
         "train": Option(None, (str,), in_id=False, help="dataset name of the training images (required)"),
@@ -209,7 +211,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "layers": Option("all", (str, int)),
         "pool": Option("last,image-mean,mean", (str,)),
         "reference": Option(None, (str,), in_id=False, help="a CLIP model name: its probe and zero-shot as reference lines")},
-        _probe, section="probe", help="linear probes on every layer, selected on validation"),
+        _probe, section="probe", shards=True, help="linear probes on every layer, selected on validation"),
     Measure("wikiqa", (VLM,), {
         "data": Option(None, (str,), in_id=False, help="ImageWikiQA JSONL (required)"),
         "images": Option(None, (str,), in_id=False, help="image root (required unless every condition has no_image)"),
@@ -219,7 +221,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "classification": Option("generate", (str,), choices=("generate", "likelihood", "none"),
                                  help="split the image condition by this run's classification outcome "
                                       "(same model, on the entry's dataset with default options)")},
-        _wikiqa, section="wikiqa",
+        _wikiqa, section="wikiqa", shards=True,
         deps=lambda p: ({} if p["classification"] == "none" else {"classification": (p["classification"], {})}),
         help="ImageWikiQA: knowledge questions that need the image's class"),
     Measure("frequency", (VLM,), {
@@ -228,7 +230,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "run": Option("generate", (str,), choices=("generate", "likelihood"), help="whose per-class accuracy")},
         _frequency, section="frequency", result_file="frequency.json",
         deps=lambda p: {"run": (p["run"], {})}, help="class-name frequency vs per-class accuracy"),
-    Measure("classifier", (CLASSIFIER,), {}, _eval("classifier", {}), section="main",
+    Measure("classifier", (CLASSIFIER,), {}, _eval("classifier", {}), section="main", shards=True,
             help="a supervised network's own logits (timm/torchvision; the toy world's toy:cnn)"),
     Measure("ood", (CLIP, VLM), {
         "ood": Option(None, (str,), help="dataset name of the out-of-distribution images (unlabeled: true; required)"),
@@ -243,9 +245,9 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "method": Option(None, (str,), choices=(None, "zeroshot", "generate", "likelihood", "classifier"),
                          help="default: zeroshot for a clip, generate for a vlm, classifier for a classifier"),
         "templates": TEMPLATES_FWD, "answer_prefix": ANSWER_PREFIX_FWD},
-        _shape_bias, section="shape-bias",
+        _shape_bias, section="shape-bias", shards=True,
         resolve=_method_by_kind({CLIP: "zeroshot", VLM: "generate", CLASSIFIER: "classifier"}),
         help="shape bias on a cue-conflict dataset: shape / (shape + texture) decisions (Geirhos et al.)"),
-    Measure("retrieval", (CLIP, VLM), {}, _retrieval, section="retrieval",
+    Measure("retrieval", (CLIP, VLM), {}, _retrieval, section="retrieval", shards=True,
             help="zero-shot image<->text retrieval Recall@K on a captions dataset (vlmprobe retrieval)"),
 ]}

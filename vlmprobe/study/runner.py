@@ -14,6 +14,13 @@ Execution is in-process through ``vlmprobe.cli.main`` (the exact command a user 
 printed first); fine-tuning calls ``vlmprobe.finetune.finetune`` (what ``recipes/finetune.py``
 runs). A failed run is reported, its dependents are skipped, the others still run, and the
 study exits non-zero at the end.
+
+Launched with several processes (``accelerate launch [--cpu] --num_processes N -m vlmprobe study``
+or ``torchrun -m vlmprobe study``), every process walks the same plan: rank 0 alone decides what
+to reuse, moves stale directories aside, builds the world and writes stamps, plan and report;
+engine runs (``Measure.shards``) and fine-tuning (DDP) run on every process, each taking its share
+exactly as ``vlmprobe eval`` does under the launcher; the other measurements run on rank 0 alone
+(``distributed.solo``) while the rest wait. A run counts as failed when any process failed it.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
+from .. import distributed
 from ..cache import atomic_write_json, content_key
 from .measures import MEASURES, Ctx
 from .plan import Plan, Run, expand
@@ -61,6 +69,7 @@ class StudyRunner:
         self.world: dict | None = None
         self.keys: dict[str, str] = {}
         self.status: dict[str, str] = {}  # run id -> done | reused | failed | blocked
+        self.w = distributed.world()
 
     # ------------------------------------------------------------ per-run pieces
     def run_dir(self, run: Run) -> Path:
@@ -117,7 +126,7 @@ class StudyRunner:
             from ..toy import build_world
 
             print("$ vlmprobe toy build", flush=True)
-            self.world = build_world(seed=self.study.seed, progress=self.progress)
+            self.world = distributed.on_main(self.w, lambda: build_world(seed=self.study.seed, progress=self.progress))
             print(f"world: {self.world['dir']} ({'reused' if self.world.get('reused') else 'built'})", flush=True)
 
     def dry_run(self) -> list[dict]:
@@ -131,7 +140,7 @@ class StudyRunner:
         return rows
 
     def execute(self) -> int:
-        self.out.mkdir(parents=True, exist_ok=True)
+        distributed.on_main(self.w, lambda: self.out.mkdir(parents=True, exist_ok=True))
         for line in self.plan.skips:
             print(line, flush=True)
         total = len(self.plan.runs)
@@ -142,49 +151,66 @@ class StudyRunner:
                 self.status[run.id] = "blocked"
                 print(f"{head}: skipped, it needs {', '.join(blocked)} which failed", flush=True)
                 continue
-            if self.state(run) == "done":
+            if distributed.on_main(self.w, lambda: self.state(run)) == "done":
                 self.status[run.id] = "reused"
                 print(f"{head}: reused (finished, same config)", flush=True)
                 continue
             self.status[run.id] = self._execute_one(run, head)
-        self.write_plan()
+        distributed.on_main(self.w, self.write_plan)
         failed = [r for r, s in self.status.items() if s in ("failed", "blocked")]
         if failed:
             print(f"study: {len(failed)} of {total} runs did not finish: {', '.join(failed)}", flush=True)
         return 1 if failed else 0
 
     def _execute_one(self, run: Run, head: str) -> str:
-        from ..cli import main
-
         d = self.run_dir(run)
-        old = read_stamp(d)
-        if old and old.get("key") != self.key(run):  # made by this study with another config: keep it aside
-            aside = d.with_name(f"{d.name}.old-{old.get('key')}")
-            shutil.rmtree(aside, ignore_errors=True)
-            d.rename(aside)
-            print(f"{head}: its config changed; the previous run directory was moved to {aside}", flush=True)
+        distributed.on_main(self.w, lambda: self._set_aside(run, head))
         argv = self.command(run)
         print(f"\n{head}\n$ {shell_line(run, argv)}", flush=True)
         start, cpu = time.time(), time.process_time()
         extra = {}
-        try:
-            if run.measure == "finetune":
-                extra["model_spec"] = self._finetune(run)
-                code = 0
-            else:
-                code = main(argv)
-        except Exception as e:  # a failed run never stops the study
-            traceback.print_exc()
-            print(f"{head}: FAILED ({type(e).__name__}: {e})", flush=True)
-            code = 1
+        everyone = run.measure == "finetune" or MEASURES[run.measure].shards
+        code = self._run(run, argv, extra) if everyone or self.w.main else 0
+        code = max(distributed.gather(self.w, code))  # failed if any process failed
         if code:
             print(f"{head}: FAILED (exit {code})", flush=True)
             return "failed"
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(d / STAMP, {"key": self.key(run), "status": "done", "measure": run.measure,
-                                      "argv": argv, "seconds": round(time.time() - start, 1),
-                                      "cpu_seconds": round(time.process_time() - cpu, 1), **extra})
+
+        def stamp():
+            d.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(d / STAMP, {"key": self.key(run), "status": "done", "measure": run.measure,
+                                          "argv": argv, "seconds": round(time.time() - start, 1),
+                                          "cpu_seconds": round(time.process_time() - cpu, 1),
+                                          "processes": self.w.size if everyone else 1, **extra})
+        distributed.on_main(self.w, stamp)
         return "done"
+
+    def _set_aside(self, run: Run, head: str) -> None:
+        """A directory made by this study with another config is kept as ``DIR.old-<key>``."""
+        d = self.run_dir(run)
+        old = read_stamp(d)
+        if old and old.get("key") != self.key(run):
+            aside = d.with_name(f"{d.name}.old-{old.get('key')}")
+            shutil.rmtree(aside, ignore_errors=True)
+            d.rename(aside)
+            print(f"{head}: its config changed; the previous run directory was moved to {aside}", flush=True)
+
+    def _run(self, run: Run, argv: list[str], extra: dict) -> int:
+        """Execute one run in this process -> exit status (an exception is reported, never raised)."""
+        from ..cli import main
+
+        try:
+            if run.measure == "finetune":
+                extra["model_spec"] = self._finetune(run)
+                return 0
+            if MEASURES[run.measure].shards:
+                return main(argv)
+            with distributed.solo():
+                return main(argv)
+        except Exception as e:  # a failed run never stops the study
+            traceback.print_exc()
+            print(f"{run.id}: FAILED ({type(e).__name__}: {e})", flush=True)
+            return 1
 
     def _finetune(self, run: Run) -> str:
         from ..finetune.config import load_config
@@ -228,6 +254,6 @@ def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool
     if report:
         from .report import write_report
 
-        paths = write_report(out)
+        paths = distributed.on_main(runner.w, lambda: write_report(out))
         print(f"\nreport: {paths['html']}  (markdown: {paths['md']})", flush=True)
     return code

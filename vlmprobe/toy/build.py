@@ -11,6 +11,8 @@ A world directory (default ``$VLMPROBE_HOME/toy/seed<S>``, or ``--out``) holds::
     finetune/train.json      classification instruction data (LLaVA format, train split)
     corpus/conversations.json   the VLM's image conversations (LLaVA format)
     corpus/knowledge.json       the VLM's text-only conversations
+    corpus/instruct.json        general instruction data for fine-tuning mixes: the image question
+                                answering practice (paths relative to the world) + knowledge.json
     data.json                marker of the data stage (written last)
     clip/                    toy CLIP (``hfclip:`` loadable)
     vlm/                     toy VLM (``hf:`` loadable)
@@ -41,7 +43,7 @@ from .digits import CLASSNAMES, SPLITS, DigitsConfig
 from .wikiqa import text_constants
 from .vlm import VlmConfig
 
-VERSION = 3  # bump when the code changes what a build produces
+VERSION = 4  # bump when the code changes what a build produces
 SENTINEL = ".vlmprobe-toy"
 DATA_MARKER = "data.json"
 WORLD_MARKER = "world.json"
@@ -160,11 +162,12 @@ def _build_data(root: Path, cfg: WorldConfig, digits) -> dict:
     freq = corpus.naming_frequencies(cfg.seed)
     convs = corpus.image_conversations([digits.ids[i] for i in tr], [rel[i] for i in tr], digits.labels[tr], freq,
                                        cfg.seed, cfg.corpus)
-    convs += image_practice([digits.ids[i] for i in tr], [rel[i] for i in tr], digits.labels[tr], freq, cfg.seed,
-                            cfg.corpus.qa_per_image)
-    _write_json(root / "corpus" / "conversations.json", convs)
-    _write_json(root / "corpus" / "knowledge.json", corpus.knowledge_conversations(cfg.seed)
-                + text_practice(cfg.seed, cfg.corpus.qa_text_repeats))
+    practice = image_practice([digits.ids[i] for i in tr], [rel[i] for i in tr], digits.labels[tr], freq, cfg.seed,
+                              cfg.corpus.qa_per_image)
+    _write_json(root / "corpus" / "conversations.json", convs + practice)
+    knowledge = corpus.knowledge_conversations(cfg.seed) + text_practice(cfg.seed, cfg.corpus.qa_text_repeats)
+    _write_json(root / "corpus" / "knowledge.json", knowledge)
+    _write_json(root / "corpus" / "instruct.json", practice + knowledge)
     _write_json(root / "finetune" / "train.json",
                 corpus.finetune_records([digits.ids[i] for i in tr], [rel[i] for i in tr], digits.labels[tr]))
     _write_jsonl(root / "wikiqa.jsonl", build_questions([rel[i] for i in te], digits.labels[te], cfg.seed,
