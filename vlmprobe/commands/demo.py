@@ -28,8 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/demo", help="directory for every run of the demo (default: runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the miniature world and of the runs")
     p.add_argument("--skip", default="", metavar="MEASURE[,MEASURE]",
-                   help="measurements to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa, finetune, "
-                        "classifier, ood, shape_bias, retrieval, shapes (shape bias and retrieval)")
+                   help="measurements to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa, "
+                        "finetune, classifier, ood, shape_bias, retrieval, shapes (shape bias and retrieval)")
     p.set_defaults(func=run)
 
 
@@ -95,7 +95,8 @@ def summary_markdown(summary: dict) -> str:
         shown = {True: "shown", False: "NOT shown", None: "not measured"}[f["shown"]]
         lines.append(f"- finding {f['n']} ({f['title']}): {shown}. {f['text']}")
     if summary.get("group_shift"):
-        lines += ["", "| group shift (toy:spurious) | common % | counter % | drop (points) |", "| --- | ---: | ---: | ---: |"]
+        lines += ["", "| group shift (toy:spurious) | common % | counter % | drop (points) |",
+                  "| --- | ---: | ---: | ---: |"]
         lines += [f"| {g['model']}: {g['method']} | {fmt(g['acc_a'])} | {fmt(g['acc_b'])} | "
                   f"{'-' if g['drop'] is None else format(g['drop'], '+.1f')} |"
                   for g in summary["group_shift"]]
@@ -112,7 +113,8 @@ def summary_markdown(summary: dict) -> str:
             sb = "-" if r["shape_bias"] is None else f"{r['shape_bias']:.2f}"
             lines.append(f"| {r['model']}: {r['method']} | {sb} | {r['shape']} / {r['texture']} / {r['other']} |")
     if summary.get("retrieval"):
-        lines += ["", "| toy digit captions retrieval | image->text R@1 % | text->image R@1 % |", "| --- | ---: | ---: |"]
+        lines += ["", "| toy digit captions retrieval | image->text R@1 % | text->image R@1 % |",
+                  "| --- | ---: | ---: |"]
         lines += [f"| {r['model']} | {fmt(r['image_to_text_r1'])} | {fmt(r['text_to_image_r1'])} |"
                   for r in summary["retrieval"]]
     return "\n".join(lines) + "\n"

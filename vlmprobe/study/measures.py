@@ -1,7 +1,8 @@
 """The measurement table of a study: one entry per kind of run (name -> which models it applies
 to, its options and defaults, how to build the ``vlmprobe`` command, which report section shows it).
 
-A new measurement is one ``Measure`` added to ``MEASURES``. Options whose YAML value is a list are *axes*: the study runs every combination
+A new measurement is one ``Measure`` added to ``MEASURES``. Options whose YAML value is a list
+are *axes*: the study runs every combination
 (``generate`` with ``num_candidates: [all, 2, 5]`` is three runs). ``argv`` returns the exact
 command line the runner executes in-process (``vlmprobe.cli.main``), so every run directory is
 one a user could have made by hand.

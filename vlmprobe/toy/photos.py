@@ -69,7 +69,8 @@ def _write_crops(tmp: Path, cfg: PhotosConfig) -> dict:
         name = Path(fname).stem
         (tmp / name).mkdir(parents=True)
         for i in range(cfg.per_photo):
-            render_crop(photo, np.random.default_rng([cfg.seed, 11, p, i]), cfg).save(tmp / name / f"{name}-{i:03d}.png")
+            img = render_crop(photo, np.random.default_rng([cfg.seed, 11, p, i]), cfg)
+            img.save(tmp / name / f"{name}-{i:03d}.png")
             n += 1
     return {"key": cfg.key(), "config": asdict(cfg), "images": n}
 
