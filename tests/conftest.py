@@ -9,13 +9,33 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_home(tmp_path_factory):
+def _isolated_home(tmp_path_factory, request):
     """Caches (text classifiers, features, the toy world) go to a per-session directory,
-    unless VLMPROBE_TEST_HOME points at a persistent one (to reuse a toy build across runs)."""
+    unless VLMPROBE_TEST_HOME points at a persistent one (to reuse a toy build across runs).
+
+    When a selected test uses ``toy_world``, the default toy world (one thread, minutes) starts
+    building at once in a background ``vlmprobe toy build`` on the other core while the first
+    tests run; ``toy_world`` and every
+    ``toy:`` spec then wait on the build's file lock and reuse the finished build (the same
+    deterministic files an in-process build writes)."""
+    import subprocess
+    import sys
+
     home = os.environ.get("VLMPROBE_TEST_HOME") or str(tmp_path_factory.mktemp("vlmprobe_home"))
     old = os.environ.get("VLMPROBE_HOME")
     os.environ["VLMPROBE_HOME"] = home
+    from vlmprobe.toy.build import existing_world
+
+    build = None
+    needs_world = any("toy_world" in getattr(item, "fixturenames", ()) for item in request.session.items)
+    if needs_world and existing_world() is None:
+        log = open(os.path.join(home, "toy-build.log"), "w")
+        build = subprocess.Popen([sys.executable, "-m", "vlmprobe", "toy", "build"], stdout=log,
+                                 stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     yield home
+    if build is not None and build.poll() is None:  # the selected tests finished without it
+        build.terminate()
+        build.wait()
     if old is None:
         os.environ.pop("VLMPROBE_HOME", None)
     else:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from vlmprobe.cli import main as cli_main
+from vlmprobe.distributed import free_port
 from vlmprobe.runs import strip_volatile
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -268,3 +269,34 @@ def test_second_writer_is_refused_in_one_line(tmp_path):
         RunDir(tmp_path, {}).lock()
     first.unlock()
     RunDir(tmp_path, {}).lock()  # released: the next writer gets it
+
+
+ON_MAIN_SCRIPT = """
+import sys
+from vlmprobe import distributed
+from vlmprobe.errors import VlmprobeError
+w = distributed.world()
+assert distributed.on_main(w, lambda: w.rank + 41) == 41  # rank 0's value on every rank
+try:
+    distributed.on_main(w, lambda: {}["missing"])
+except KeyError:
+    print(f"rank {w.rank}: own KeyError")
+except VlmprobeError as e:
+    print(f"rank {w.rank}: {e}")
+with distributed.solo():
+    assert not distributed.world().sharded
+assert distributed.world().size == 2
+"""
+
+
+def test_on_main_failure_reaches_every_rank(tmp_path):
+    """A non-user exception on rank 0 inside ``on_main`` is re-raised there and reaches the
+    other rank as a one-line VlmprobeError (no rank left waiting at a collective)."""
+    script = tmp_path / "on_main.py"
+    script.write_text(ON_MAIN_SCRIPT)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(free_port()), str(script)], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 0: own KeyError" in proc.stdout
+    assert "rank 1: rank 0 failed: KeyError: 'missing'" in proc.stdout

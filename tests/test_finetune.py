@@ -3,7 +3,6 @@ adapter reload and merge, resume after an interruption, and two real DDP process
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from vlmprobe.distributed import free_port
 from vlmprobe.errors import VlmprobeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,12 +269,6 @@ def test_clip_finetuning_baseline_saves_a_zero_shot_model(tiny_models, images, t
     torch.testing.assert_close(saved.score(ims, ds.classnames), ref, rtol=1e-5, atol=1e-5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("launcher", ["--cpu --num_processes 2", "--config_file recipes/accelerate/cpu.yaml"])
 def test_two_ddp_processes_match_one_process_same_global_batch(launcher, lora_run, tiny_models, images, tmp_path):
     """accelerate launch (gloo on CPU), both as the literal `--cpu --num_processes 2` (the recipe
@@ -284,7 +278,7 @@ def test_two_ddp_processes_match_one_process_same_global_batch(launcher, lora_ru
     out = tmp_path / "ddp"
     launch = launcher.replace("recipes/", str(REPO / "recipes") + "/").split()
     if "--config_file" in launch:
-        launch += ["--main_process_port", str(_free_port())]
+        launch += ["--main_process_port", str(free_port())]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *launch,
            str(REPO / "recipes/finetune.py"), "--config", str(TINY_CONFIG),
            "--model", f"hf:{tiny_models['llava']}", "--train", images, "--train_split", "null", "--train_limit", "null",

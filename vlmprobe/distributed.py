@@ -105,18 +105,24 @@ def gather(w: World, obj) -> list:
 
 
 def on_main(w: World, fn: Callable[[], object]):
-    """Run ``fn`` on rank 0 only; its return value, or its ``VlmprobeError`` (re-raised with
-    the same one-line message), reaches every rank."""
-    result = None
+    """Run ``fn`` on rank 0 only; its return value reaches every rank. When it raises, rank 0
+    re-raises its own exception and every other rank raises a ``VlmprobeError`` with the same
+    one-line message (the same class for a ``VlmprobeError``), so no rank is left waiting."""
+    result, own = None, None
     if w.main:
         try:
             result = ("ok", fn())
-        except VlmprobeError as e:
-            result = ("error", (type(e), str(e)))
+        except Exception as e:
             if not w.sharded:
                 raise
+            own = e
+            user = isinstance(e, VlmprobeError)
+            result = ("error", (type(e) if user else VlmprobeError,
+                                str(e) if user else f"rank 0 failed: {type(e).__name__}: {e}"))
     kind, value = broadcast(w, result)
     if kind == "error":
+        if own is not None:
+            raise own
         cls, msg = value
         raise cls(msg)
     return value
@@ -163,7 +169,7 @@ def _launcher_argv() -> list[str]:
         return []
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -183,6 +189,6 @@ def relaunch_cpu_processes(module: str | None = None) -> None:
           f"--num_processes {n}", file=sys.stderr, flush=True)
     target = ["-m", module] if module else [sys.argv[0]]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), *target, *sys.argv[1:]]
+           "--master_port", str(free_port()), *target, *sys.argv[1:]]
     sys.stdout.flush()
     os.execv(sys.executable, cmd)

@@ -3,9 +3,27 @@
 ``preprocess`` in DataLoader workers, and each image gets a row of K scores."""
 from __future__ import annotations
 
+import numpy as np
+
+from ..metrics.nonfinite import prediction_fields, predict
+
 
 class PixelScoresMethod:
-    """Mixin: ``num_scores`` = K classes; ``image_transform`` = the model's ``preprocess``."""
+    """Mixin: ``num_scores`` = K classes; ``image_transform`` = the model's ``preprocess``;
+    ``run_batch`` = the subclass's ``scores(model, images)`` -> records + scores. Subclasses set
+    ``self.space`` (a ``LabelSpace``)."""
+
+    def scores(self, model, images):
+        """[3, H, W] tensors -> [B, K] class scores (torch or numpy)."""
+        raise NotImplementedError
+
+    def run_batch(self, model, samples, images, rng_for):
+        """-> records, scores [B, K] float32 (-inf outside a restricted label space; a NaN/inf row,
+        e.g. an fp16 overflow, gets no prediction and is counted)."""
+        scores = np.asarray(self.scores(model, images), dtype=np.float32)
+        scores = self.space.mask(scores, samples)
+        preds, bad = predict(scores, allow_neg_inf=self.space.restricted)
+        return [prediction_fields(p, b) for p, b in zip(preds, bad)], scores
 
     def num_scores(self, dataset) -> int:
         return len(dataset.classnames)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
 from .. import options
-from ..metrics.nonfinite import prediction_fields, predict
 from ..models.base import require_kind
 from .candidates import LabelSpace, label_space_option
 from .scoring import PixelScoresMethod
@@ -44,12 +42,9 @@ class Method(PixelScoresMethod):
         self.index = model.output_indices(dataset.classnames)  # fails on a class the model cannot output
         self.space.setup(dataset)
 
-    def run_batch(self, model, samples, images, rng_for):
-        """[3, H, W] tensors -> records, logits [B, K] float32 (-inf outside a restricted label space)."""
-        scores = model.gather(model.logits(images), self.index).numpy().astype(np.float32)
-        scores = self.space.mask(scores, samples)
-        preds, bad = predict(scores, allow_neg_inf=self.space.restricted)  # NaN/inf rows (fp16): no prediction
-        return [prediction_fields(p, b) for p, b in zip(preds, bad)], scores
+    def scores(self, model, images):
+        """[3, H, W] tensors -> the classifier's logits of the dataset's classes [B, K]."""
+        return model.gather(model.logits(images), self.index).numpy()
 
 
 def add_arguments(parser) -> None:

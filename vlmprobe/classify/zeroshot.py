@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .. import options
 from ..cache import content_key
 from ..data.templates import check_pool_classes, load_template_pool
 from ..errors import VlmprobeError
-from ..metrics.nonfinite import prediction_fields, predict
 from ..models.base import require_kind
 from .candidates import LabelSpace, label_space_option
 from .scoring import PixelScoresMethod
@@ -89,12 +87,9 @@ class Method(PixelScoresMethod):
             emb = pool_embeddings(model, self.classnames, self.pool)  # [T, K, D]
             self.classifier = combine(emb, torch.full((len(self.pool),), 1.0 / len(self.pool)))
 
-    def run_batch(self, model, samples, images, rng_for):
-        """images: list of [3, H, W] tensors -> records, logits [B, K]."""
-        logits = model.score(images, self.classnames, self.templates, classifier=self.classifier)
-        logits = self.space.mask(logits.numpy().astype(np.float32), samples)  # -inf outside a restricted space
-        preds, bad = predict(logits, allow_neg_inf=self.space.restricted)  # NaN/inf rows (fp16): no prediction
-        return [prediction_fields(p, b) for p, b in zip(preds, bad)], logits
+    def scores(self, model, images):
+        """images: list of [3, H, W] tensors -> logits [B, K] (scaled cosines)."""
+        return model.score(images, self.classnames, self.templates, classifier=self.classifier).numpy()
 
 
 def add_arguments(parser) -> None:

@@ -199,20 +199,22 @@ def build(root: str | Path) -> Doc:
         doc.p("(no CLIP zero-shot run)")
 
     doc.h(2, "Fine-tuning before / after", "finetune")
+    doc.p("Each measurement of the base and the fine-tuned model on the same samples; paired: samples the "
+          "fine-tuned model gets right that the base got wrong (gained) and the reverse (lost), with McNemar's "
+          "exact two-sided p-value.")
     ft_rows = []
     for f in data["finetune"]:
-        for before in (r for r in data["main"] if r["model"] == f["base"] and r["measure"] != "probe"):
-            after = next((r for r in data["main"] if r["model"] == f["model"] and r["method"] == before["method"]), None)
-            if after:
-                ft_rows.append([f"{f['base']} -> {f['model']}", before["method"], (_pct(before["top1"]), before["run"]),
-                                (_pct(after["top1"]), after["run"]),
-                                f"{100 * (after['top1'] - before['top1']):+.1f}"])
-        qa_b = next((q for q in data["wikiqa"] if q["model"] == f["base"] and q["condition"] == "image"), None)
-        qa_a = next((q for q in data["wikiqa"] if q["model"] == f["model"] and q["condition"] == "image"), None)
-        if qa_b and qa_a:
-            ft_rows.append([f"{f['base']} -> {f['model']}", "ImageWikiQA", (_pct(qa_b["accuracy"]), qa_b["run"]),
-                            (_pct(qa_a["accuracy"]), qa_a["run"]), f"{100 * (qa_a['accuracy'] - qa_b['accuracy']):+.1f}"])
-    doc.table(["models", "measurement", "before", "after", "change (points)"], ft_rows)
+        pairs = [(before["method"], before, next((r for r in data["main"] if r["model"] == f["model"]
+                                                  and r["method"] == before["method"]), None))
+                 for before in data["main"] if before["model"] == f["base"] and before["measure"] != "probe"]
+        pairs.append(("ImageWikiQA", *(next((q for q in data["wikiqa"] if q["model"] == m and q["condition"] == "image"),
+                                            None) for m in (f["base"], f["model"]))))
+        for what, before, after in pairs:
+            if before and after:
+                a, b = (before.get("top1", before.get("accuracy")), after.get("top1", after.get("accuracy")))
+                ft_rows.append([f"{f['base']} -> {f['model']}", what, (_pct(a), before["run"]), (_pct(b), after["run"]),
+                                f"{100 * (b - a):+.1f}", _paired_cell(root, before["run"], after["run"])])
+    doc.table(["models", "measurement", "before", "after", "change (points)", "paired: gained / lost (p)"], ft_rows)
     for i, f in enumerate(data["finetune"]):
         doc.figure_file(f["curve"], f"finetune_{i}.png", f"{f['model']}: training loss and validation accuracy")
 
@@ -296,6 +298,18 @@ def robustness(doc: Doc, data: dict) -> None:
                   [[r["model"], r["dataset"] or ""]
                    + _linked(r["run"], *(_pct(r["i2t"].get(k)) for k in ks), *(_pct(r["t2i"].get(k)) for k in ks))
                    for r in data["retrieval"]])
+
+
+def _paired_cell(root: Path, run_a: str, run_b: str) -> str:
+    """"+27 / -11 (p=0.015)" over the samples both runs scored; "–" when they cannot be paired."""
+    from ..errors import VlmprobeError
+    from ..metrics.paired import correct_by_id, paired_change
+
+    try:
+        pc = paired_change(correct_by_id(root / run_a), correct_by_id(root / run_b))
+    except VlmprobeError:
+        return "–"
+    return f"+{pc['gained']} / -{pc['lost']} (p={pc['p_value']:.2g})" if pc["n"] else "–"
 
 
 def write_report(root: str | Path) -> dict:
