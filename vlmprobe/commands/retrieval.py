@@ -69,7 +69,9 @@ def run(args) -> int:
     model = model_from_args(args)
     evaluate(model, dataset, method, args.out, batch_size=args.batch_size, seed=args.seed,
              workers=args.workers, progress=not args.no_progress, command="retrieval")
-    rec = write_ranks(args.out, dataset.captions)
+    from ..distributed import on_main, world
+
+    rec = on_main(world(), lambda: write_ranks(args.out, dataset.captions))  # one writer under a launch
     fmt = lambda d: " ".join(f"R@{k} {v:.3f}" for k, v in d["recall"].items() if v is not None)  # noqa: E731
     print(f"retrieval {model.spec} on {dataset.name}: image->text {fmt(rec['image_to_text'])}; "
           f"text->image {fmt(rec['text_to_image'])}")
