@@ -4,6 +4,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread per process: tiny models gain nothing from more, and the suite runs the
+# toy world's build (one thread) beside the tests and 2-process launches on 2 cores, where
+# oversubscribed OpenMP threads wait on each other (several times slower). Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
@@ -40,18 +44,6 @@ def _isolated_home(tmp_path_factory, request):
         os.environ.pop("VLMPROBE_HOME", None)
     else:
         os.environ["VLMPROBE_HOME"] = old
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, loaded machine their
-    small ops wait on each other; restored afterwards for the other test modules."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,6 @@ CANDIDATES = ["tench", "great white shark", "great", "golden retriever", "Ünïc
 TOL = 1e-4
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 @pytest.fixture(scope="module")
 def qwen_path(tiny_models):
     """The tiny Qwen2-VL, built beside the session's other tiny models."""

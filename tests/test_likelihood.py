@@ -21,9 +21,6 @@ CANDIDATES = ["tench", "great white shark", "great", "great white", "tiger shark
 TOL = 1e-4
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 @pytest.fixture(scope="module")
 def vlms(tiny_models):
     return {k: vlmprobe.load_model(f"hf:{tiny_models[k]}") for k in ("llava", "llava-next")}

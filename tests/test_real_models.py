@@ -16,9 +16,6 @@ PAPER_PREFIX = "The photo features a"
 KINDS = ("llava-real", "qwen2-vl-real")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 @pytest.fixture(scope="module")
 def vlms(real_models):
     return {k: vlmprobe.load_model(f"hf:{real_models[k]}") for k in KINDS}
