@@ -107,14 +107,14 @@ def run_factor_results(run, source: str = "imagenet-x", include_prototypes: bool
     correct = run_correct(run)
     images = [r["image"] for r in run.records]
     out = {}
-    for variant, table in sources.items():
+    for name, table in sources.items():
         rows = join_by_file_name(images, table, f"--factors {source}", run.path)
         have = np.array([r is not None for r in rows], dtype=bool)
         member = np.array([[r[f] for f in FACTORS] for r in rows if r is not None], dtype=np.int64)
         member = member.reshape(-1, len(FACTORS))
         res = factor_accuracy(correct[have], member, FACTORS)
         res["n_unmatched"] = int((~have).sum())
-        out[variant] = res
+        out[name] = res
     return {"source": source, "prototypes_excluded": not include_prototypes, "variants": out}
 
 
