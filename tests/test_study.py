@@ -78,6 +78,14 @@ BAD = [
      "  - {measure: shape_bias, method: texture}\n", 5, "measurements[0].method", "method must be one of"),
     ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:photo}}\nmeasurements: []\n",
      3, "datasets.d.data", "unknown toy dataset 'toy:photo'"),
+    # factors: a source is required, must exist, and the variant must fit it
+    ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
+     "  - {measure: factors}\n", 5, "measurements[0]", "measure 'factors' needs 'source'"),
+    ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
+     "  - {measure: factors, source: /no/such/x.jsonl}\n", 5, "measurements[0].source", "imagenet-x or an existing"),
+    ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
+     "  - {measure: factors, source: imagenet-x, variant: file}\n", 5, "measurements[0].variant",
+     "does not fit source 'imagenet-x' (choose top or multi)"),
 ]
 
 
@@ -172,6 +180,7 @@ def test_report_links_every_number_and_embeds_study_and_versions(small_study):
     for section in ("Findings", "Main table", "Label-space size", "Class frequency", "Calibration", "ImageWikiQA"):
         assert section in html
     md = (out / "report.md").read_text()
+    assert "Not measured in this study (add {measure: factors, source: imagenet-x}" in md  # how to add one
     for img in re.findall(r"\]\((report_files/[^)]+)\)", md):
         assert (out / img).exists()
 
@@ -302,7 +311,7 @@ def test_robustness_measurements_fill_their_report_sections(toy_world, tmp_path,
     md = (out / "report.md").read_text()
     for section in ("## Group shift", "## OOD detection", "## Shape bias", "## Retrieval"):
         assert section in md
-    assert "Not measured" not in md
+    assert md.count("Not measured") == 1 and "Not measured in this study (add {measure: factors" in md  # own test
     for png in ("roc_0.png", "shape_bias.png"):
         assert (out / "report_files" / png).read_bytes()[:4] == b"\x89PNG"
     assert f"]({ood_run}/)" in md and "](cnn/spurious/classifier/)" in md and "](clip/captions/retrieval/)" in md
@@ -311,3 +320,60 @@ def test_robustness_measurements_fill_their_report_sections(toy_world, tmp_path,
     again = capsys.readouterr().out
     assert [x for x in again.splitlines() if x.startswith("$ ") and x != "$ vlmprobe toy build"] == []
     assert _strip_stamp((out / "report.html").read_text()) == _strip_stamp(html1)
+
+
+def test_factors_measurement_fills_its_report_section(tiny_models, digits_folder, tmp_path, capsys):
+    """A `factors` run per model reads that model's eval run through `vlmprobe metrics RUN
+    --factors FILE --out DIR` (the eval run untouched); the report's ImageNet-X table and probit
+    figure show exactly what the same command run by hand computes."""
+    from vlmprobe.data.imagenet_x import FACTORS
+    from vlmprobe.study import read_study
+
+    ann = tmp_path / "factors.jsonl"
+    on = {"pose": lambda i: i % 2, "background": lambda i: i % 3 == 0, "color": lambda i: i % 5 == 0}
+    ann.write_text("".join(json.dumps({"file_name": f"{i:04d}.png", **{f: int(on[f](i)) if f in on else 0
+                                                                        for f in FACTORS}}) + "\n"
+                           for i in range(41)))  # image 0040 is not in the folder: ignored by the join
+    path = tmp_path / "f.yaml"
+    path.write_text(f"""\
+models:
+  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
+  vlm: {{spec: "hf:{tiny_models['llava']}"}}
+datasets:
+  digits: {{data: "{digits_folder}", limit: 12}}
+measurements:
+  - {{measure: factors, source: "{ann}"}}
+""")
+    out = tmp_path / "out"
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    runs = {"clip": ("zeroshot", "clip/digits/factors-source=factors.jsonl-method=zeroshot"),
+            "vlm": ("generate", "vlm/digits/factors-source=factors.jsonl-method=generate")}
+    data = read_study(out)
+    rows = {r["model"]: r for r in data["factors"]}
+    assert set(rows) == set(runs) and {r["method"] for r in rows.values()} == {"CLIP zero-shot", "direct generation"}
+    md = (out / "report.md").read_text()
+    section = md.split("## ImageNet-X factors")[1].split("\n## ")[0]
+    assert "| model | method | dataset | annotation | images | overall | pose | background | color |" in section
+    for model, (method, rid) in runs.items():
+        dep = out / model / "digits" / method
+        assert f"$ vlmprobe metrics {dep} --factors {ann} --out {out}/{rid}" in printed
+        assert "factors" not in json.loads((dep / "results.json").read_text())  # the eval run is left as it was
+        hand = tmp_path / f"hand-{model}"
+        assert main(["metrics", str(dep), "--factors", str(ann), "--out", str(hand), "--no-plots"]) == 0
+        want = json.loads((hand / "results.json").read_text())["factors"]["variants"]["file"]
+        r = rows[model]
+        assert r["run"] == rid and r["variant"] == "file" and r["n"] == want["n"] == 12 and r["n_unmatched"] == 0
+        assert r["accuracy"] == want["accuracy"] and r["factors"] == want["factors"]
+        assert (r["factors"]["pose"]["n"], r["factors"]["texture"]["n"]) == (6, 0)
+        cells = [f"[{r['n']}]({rid}/)", f"[{100 * r['accuracy']:.1f}]({rid}/)"]
+        for f in ("pose", "background", "color"):
+            x = want["factors"][f]
+            er = "–" if x["error_ratio"] is None else f"{x['error_ratio']:.2f}"
+            cells.append(f"[{100 * x['accuracy']:.1f} ({er}; n={x['n']})]({rid}/)")
+        assert f"| {model} | {r['method']} | digits | factors.jsonl (file) | " + " | ".join(cells) + " |" in section
+    assert "texture" not in section.split("\n|")[1]  # factors without images get no column
+    assert (out / "report_files" / "factors.png").read_bytes()[:4] == b"\x89PNG" and "factors.png" in section
+    dep = out / "clip" / "digits" / "zeroshot"
+    assert main(["metrics", str(dep), "--factors", str(ann), "--factor-variant", "top", "--out", str(tmp_path / "x")]) == 2
+    assert "--factor-variant 'top': choose from file" in capsys.readouterr().err

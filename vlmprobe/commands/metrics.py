@@ -1,6 +1,7 @@
 """``vlmprobe metrics RUN_DIR``: recompute RUN_DIR/results.json from the run's stored files
 (no model), and draw reliability.png (when the run has scores) and roc.png (with --ood).
-``--out DIR`` writes them into DIR instead, leaving RUN_DIR untouched (a study's ``ood`` runs)."""
+``--out DIR`` writes them into DIR instead, leaving RUN_DIR untouched (a study's ``ood`` and
+``factors`` runs)."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,8 @@ def register(subparsers) -> None:
     p.add_argument("--factors", default=None, metavar="imagenet-x|FILE.jsonl",
                    help="ImageNet-X factor accuracy and error ratio (top- and multi-factor) of a run on ImageNet "
                         "val, joined by file name (annotations from the imagenet-x package, or a file of its format)")
+    p.add_argument("--factor-variant", default=None, choices=["top", "multi", "file"],
+                   help="with --factors: only this annotation (imagenet-x: top and multi; a FILE: file)")
     p.add_argument("--real-labels", nargs="?", const=True, default=None, metavar="FILE",
                    help="ImageNet-ReaL accuracy (the imagenet-x package's labels, or a JSON list file)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG files")
@@ -74,11 +77,14 @@ def run(args) -> int:
     groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
     if args.group_drop and not groups:
         raise VlmprobeError("--group-drop needs --groups FIELD")
+    if args.factor_variant and not args.factors:
+        raise VlmprobeError("--factor-variant needs --factors imagenet-x|FILE.jsonl")
     results = results_for(run_data, worst_k=args.worst_k, groups=groups, group_drop=args.group_drop,
                           calibration_split=args.calibration_split, ood=ood_run, pseudo=pseudo,
                           logit_scale=args.logit_scale, mcm_tau=args.mcm_tau, confusion_top=args.confusion_top,
                           ece_bins=args.ece_bins, ece_edges=args.ece_edges, factors=args.factors,
-                          real_labels=args.real_labels)
+                          real_labels=args.real_labels,
+                          factor_variant=args.factor_variant)
     dest = Path(args.out) if args.out else Path(args.run_dir)
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / "results.json"

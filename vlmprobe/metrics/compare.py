@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vlmprobe.errors import VlmprobeError
 from vlmprobe.metrics import groups as grp_m
 from vlmprobe.metrics.factors import huber_fit, probit, run_correct, run_factor_results
 
@@ -43,13 +42,16 @@ def group_table(runs, field: str = "group", a: str = "common", b: str = "counter
     return rows
 
 
+def default_variant(variants) -> str:
+    """The annotation shown when none is asked for: top-factor for imagenet-x, else the only one."""
+    return "top" if "top" in variants else next(iter(variants))
+
+
 def factor_table(runs, source: str = "imagenet-x", variant: str | None = None) -> tuple[list[dict], str]:
     rows, used = [], variant
     for run in runs:
-        res = run_factor_results(run, source)["variants"]
-        used = used or ("top" if "top" in res else next(iter(res)))
-        if used not in res:
-            raise VlmprobeError(f"--factor-variant {used!r}: choose from {', '.join(res)}")
+        res = run_factor_results(run, source, variant=variant)["variants"]
+        used = used or default_variant(res)
         v = res[used]
         rows.append({**run_label(run), "n": v["n"], "accuracy": v["accuracy"],
                      "factors": {f: {"accuracy": x["accuracy"], "error_ratio": x["error_ratio"], "n": x["n"]}

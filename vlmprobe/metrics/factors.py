@@ -92,22 +92,29 @@ def imagenet_sets(run) -> list[tuple[int, ...]]:
     return out
 
 
-def run_factor_results(run, source: str = "imagenet-x", include_prototypes: bool = False) -> dict:
+def run_factor_results(run, source: str = "imagenet-x", include_prototypes: bool = False,
+                       variant: str | None = None) -> dict:
     """{"source", "variants": {top|multi|file: factor_accuracy + "n_unmatched"}} for a run on
-    ImageNet val, joined by file name."""
+    ImageNet val, joined by file name; ``variant`` keeps only that annotation."""
     from vlmprobe.data.imagenet_x import FACTORS, factor_sources, join_by_file_name
 
+    sources = factor_sources(source, include_prototypes)
+    if variant is not None:
+        if variant not in sources:
+            raise VlmprobeError(f"--factor-variant {variant!r}: choose from {', '.join(sources)} "
+                                f"(--factors {source})")
+        sources = {variant: sources[variant]}
     correct = run_correct(run)
     images = [r["image"] for r in run.records]
     out = {}
-    for variant, table in factor_sources(source, include_prototypes).items():
+    for name, table in sources.items():
         rows = join_by_file_name(images, table, f"--factors {source}", run.path)
         have = np.array([r is not None for r in rows], dtype=bool)
         member = np.array([[r[f] for f in FACTORS] for r in rows if r is not None], dtype=np.int64)
         member = member.reshape(-1, len(FACTORS))
         res = factor_accuracy(correct[have], member, FACTORS)
         res["n_unmatched"] = int((~have).sum())
-        out[variant] = res
+        out[name] = res
     return {"source": source, "prototypes_excluded": not include_prototypes, "variants": out}
 
 

@@ -241,9 +241,10 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
                 group_drop: tuple[str, str] | None = None, calibration_split=None,
                 ood: RunData | None = None, pseudo: RunData | None = None, logit_scale: float | None = None,
                 mcm_tau: float = 1.0, confusion_top: int = 10, ece_bins: int = cal_m.DEFAULT_BINS,
-                ece_edges: str = "right", factors: str | None = None, real_labels: str | bool | None = None) -> dict:
+                ece_edges: str = "right", factors: str | None = None, real_labels: str | bool | None = None,
+                factor_variant: str | None = None) -> dict:
     """Results of a loaded run (see ``results_from_run``). ``factors`` (``imagenet-x`` or a
-    FILE.jsonl) adds ImageNet-X factor accuracies; ``real_labels`` (True: the imagenet-x
+    FILE.jsonl) adds ImageNet-X factor accuracies (only ``factor_variant`` when given); ``real_labels`` (True: the imagenet-x
     package's file, or a FILE) adds ImageNet-ReaL accuracy (``metrics.factors``)."""
     gvals = {g: run.field_values(g) for g in groups} if groups else None
     if run.method == "retrieval":
@@ -290,7 +291,7 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
     if factors is not None:
         from vlmprobe.metrics.factors import run_factor_results
 
-        out["factors"] = jsonable(run_factor_results(run, factors))
+        out["factors"] = jsonable(run_factor_results(run, factors, variant=factor_variant))
     if real_labels is not None:
         from vlmprobe.metrics.factors import run_real_results
 

@@ -5,8 +5,8 @@ from, so the report can link each number to its source. Missing or failed runs s
 their rows out (the report lists them).
 
 Runs on a robustness dataset (an entry with ``groups`` or ``unlabeled``) feed the group-shift
-table (and the OOD runs), not the main table; ``ood``, ``shape_bias`` and ``retrieval`` runs feed
-their own sections.
+table (and the OOD runs), not the main table; ``ood``, ``shape_bias``, ``retrieval`` and
+``factors`` runs feed their own sections.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from ..errors import VlmprobeError
 EVAL_MEASURES = ("zeroshot", "generate", "likelihood", "classifier")
 LABELS = {"zeroshot": "CLIP zero-shot", "generate": "direct generation", "likelihood": "probability inference",
           "probe": "linear probe", "classifier": "supervised classifier"}
-VIA_METHOD = ("ood", "shape_bias")  # measures labelled by the eval method they use
+VIA_METHOD = ("ood", "shape_bias", "factors")  # measures labelled by the eval method they use
+VIA_KEYS = ("method", "ood", "source", "variant")  # their options shown in their own columns, not the label
 
 
 def _read_json(path: Path):
@@ -39,7 +40,7 @@ def describe(run: dict) -> str:
     spec = MEASURES[m]
     opts = []
     for k, v in run["params"].items():
-        if v == spec.options[k].default or not spec.options[k].in_id or (m in VIA_METHOD and k in ("method", "ood")):
+        if v == spec.options[k].default or not spec.options[k].in_id or (m in VIA_METHOD and k in VIA_KEYS):
             continue
         if k == "num_candidates":
             opts.append(f"{v} candidates")
@@ -80,8 +81,8 @@ def _eval_row(run: dict, res: dict) -> dict:
 
 def read_study(path: str | Path) -> dict:
     """-> {name, study_text, world, models, runs (id -> entry + status), main, label_space,
-    prompts, probes, frequency, finetune, wikiqa, clip_worst, groups, ood, shape_bias, retrieval, failed,
-    skips}."""
+    prompts, probes, frequency, finetune, wikiqa, clip_worst, groups, ood, shape_bias, retrieval, factors,
+    failed, skips}."""
     root = Path(path)
     plan = _read_json(root / "study.json")
     if plan is None:
@@ -89,7 +90,7 @@ def read_study(path: str | Path) -> dict:
     runs = {r["id"]: r for r in plan["runs"]}
     out = {k: plan.get(k) for k in ("name", "file", "study_text", "seed", "world", "models", "datasets", "skips")}
     out.update(runs=runs, main=[], label_space=[], prompts=[], probes=[], frequency=[], finetune=[], wikiqa=[],
-               clip_worst=[], ood=[], groups=[], shape_bias=[], retrieval=[], failed=[r["id"] for r in plan["runs"]
+               clip_worst=[], ood=[], groups=[], shape_bias=[], retrieval=[], factors=[], failed=[r["id"] for r in plan["runs"]
                                                       if r.get("status") in ("failed", "blocked")])
     evals = {}
     robust = {n for n, d in (plan.get("datasets") or {}).items() if d.get("groups") or d.get("unlabeled")}
@@ -140,6 +141,10 @@ def read_study(path: str | Path) -> dict:
                                      "i2t": res["image_to_text"]["recall"], "t2i": res["text_to_image"]["recall"],
                                      "n_images": res["image_to_text"].get("n_queries"),
                                      "n_captions": res["text_to_image"].get("n_queries")})
+        elif run["measure"] == "factors":
+            res = (_read_json(d / "results.json") or {}).get("factors")
+            if res and res.get("variants"):
+                out["factors"].append(_factor_row(run, res))
         elif run["measure"] == "probe":
             layers = _read_json(d / "layers.json")
             res = _read_json(d / "results.json") or {}
@@ -210,6 +215,19 @@ def _ood_row(run: dict, res: dict, d: Path, ood_dataset: str, ood_run: str | Non
             **{f"{s}_{k}": (o.get(s) or {}).get(key) for s in ("msp", "mcm")
                for k, key in (("auroc", "auroc"), ("fpr95", "fpr@95tpr"))},
             "png": str(d / "roc.png") if (d / "roc.png").exists() else None}
+
+
+def _factor_row(run: dict, res: dict) -> dict:
+    """Overall and per-factor accuracy / error ratio of one ``factors`` run, for the annotation it
+    asked for (default as ``vlmprobe compare``: top-factor for imagenet-x)."""
+    from ..metrics.compare import default_variant
+
+    variant = run["params"].get("variant") or default_variant(res["variants"])
+    v = res["variants"][variant]
+    return {"run": run["id"], "model": run["model"], "dataset": run["dataset"], "method": describe(run),
+            "source": Path(str(res.get("source"))).name, "variant": variant, "n": v.get("n"),
+            "n_unmatched": v.get("n_unmatched"), "accuracy": v.get("accuracy"), "factors": v.get("factors") or {},
+            "of": run["deps"].get("run")}
 
 
 def _group_rows(row: dict, res: dict) -> list[dict]:

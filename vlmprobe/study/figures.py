@@ -149,3 +149,20 @@ def shape_bias(rows: list[dict]) -> bytes | None:
                                                 "per_category": r["per_category"]} for r in rows}
     with tempfile.TemporaryDirectory() as tmp:
         return plot_shape_bias(results, Path(tmp) / "shape_bias.png").read_bytes()
+
+
+def factors(rows: list[dict], names: list[str]) -> bytes | None:
+    """Tu et al.'s probit figure (``metrics.compare.factor_plot``): per factor in ``names``, factor
+    accuracy vs overall accuracy, one point per ``factors`` run."""
+    import tempfile
+    from pathlib import Path
+
+    from ..metrics.compare import factor_plot
+
+    if not rows or not names:
+        return None
+    pts = [{"model": r["model"], "accuracy": r["accuracy"], "factors": {f: r["factors"][f] for f in names}}
+           for r in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        return factor_plot(pts, Path(tmp) / "factors.png",
+                           "ImageNet-X: factor accuracy vs overall accuracy (probit axes)").read_bytes()

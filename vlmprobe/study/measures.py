@@ -11,7 +11,9 @@ Robustness measurements: group shift is not a measure but a dataset property (``
 study adds ``--groups``/``--group-drop`` to every eval run on it); ``ood`` scores the OOD dataset
 with the same model and method and runs ``vlmprobe metrics ID_RUN --ood OOD_RUN``; ``shape_bias``
 is ``vlmprobe eval`` on a cue-conflict dataset with the model kind's method; ``retrieval`` is
-``vlmprobe retrieval`` on a captions dataset.
+``vlmprobe retrieval`` on a captions dataset; ``factors`` reads the eval run of the same model and
+dataset and runs ``vlmprobe metrics RUN --factors imagenet-x|FILE.jsonl`` (ImageNet-X factor
+accuracy and error ratio).
 """
 from __future__ import annotations
 
@@ -163,6 +165,11 @@ def _ood(ctx: Ctx, p: dict) -> list:
     return ["metrics", ctx.deps["id"], "--ood", ctx.deps["ood"], "--out", ctx.out]
 
 
+def _factors(ctx: Ctx, p: dict) -> list:
+    out = ["metrics", ctx.deps["run"], "--factors", p["source"]]
+    return out + (["--factor-variant", p["variant"]] if p["variant"] else []) + ["--out", ctx.out]
+
+
 def _retrieval(ctx: Ctx, p: dict) -> list:
     return ["retrieval", "--model", ctx.model, *ctx.load_args, *ctx.data_args, "--seed", str(ctx.seed),
             "--out", ctx.out, "--no-progress"]
@@ -249,6 +256,20 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         _shape_bias, section="shape-bias", shards=True,
         resolve=_method_by_kind({CLIP: "zeroshot", VLM: "generate", CLASSIFIER: "classifier"}),
         help="shape bias on a cue-conflict dataset: shape / (shape + texture) decisions (Geirhos et al.)"),
+    Measure("factors", (CLIP, VLM, CLASSIFIER), {
+        "source": Option(None, (str,), help="imagenet-x (the imagenet-x package's annotations) or an ImageNet-X "
+                                            "style FILE.jsonl (required)"),
+        "variant": Option(None, (str,), choices=(None, "top", "multi", "file"),
+                          help="which annotation: top | multi (imagenet-x) or file (default: top for imagenet-x)"),
+        "method": Option(None, (str,), choices=(None, "zeroshot", "generate", "likelihood", "classifier"),
+                         help="whose predictions (default: zeroshot for a clip, generate for a vlm, classifier "
+                              "for a classifier)"),
+        "templates": TEMPLATES_FWD, "answer_prefix": ANSWER_PREFIX_FWD},
+        _factors, section="factors",
+        resolve=_method_by_kind({CLIP: "zeroshot", VLM: "generate", CLASSIFIER: "classifier"}),
+        deps=lambda p: {"run": (p["method"], _forwarded(p))},
+        help="ImageNet-X factors: `vlmprobe metrics RUN --factors SOURCE` on the method's run (per-factor "
+             "accuracy and error ratio = (1 - factor acc) / (1 - overall acc), Idrissi et al. 2023)"),
     Measure("retrieval", (CLIP, VLM), {}, _retrieval, section="retrieval", shards=True,
             help="zero-shot image<->text retrieval Recall@K on a captions dataset (vlmprobe retrieval)"),
 ]}

@@ -7,7 +7,7 @@ rebuilt from the same runs is byte-identical apart from it.
 Sections: findings; main table; label-space size; prompt variants; probes by layer; class
 frequency vs accuracy; worst-k classes; CMM vs per-class accuracy; calibration; CLIP's hardest
 classes beside the VLM; fine-tuning before/after; ImageWikiQA; group shift; OOD detection;
-shape bias; retrieval; runs that failed or were skipped; study file and versions.
+shape bias; retrieval; ImageNet-X factors; runs that failed or were skipped; study file and versions.
 """
 from __future__ import annotations
 
@@ -261,7 +261,7 @@ def _linked(run: str, *texts: str) -> list:
 
 
 def robustness(doc: Doc, data: dict) -> None:
-    """Group shift, OOD detection, shape bias and retrieval sections."""
+    """Group shift, OOD detection, shape bias, retrieval and ImageNet-X factor sections."""
     if _measured(doc, "Group shift", "groups", "Accuracy on two groups of a dataset's images (a dataset entry with "
                  "groups: FIELD and group_drop: A,B, e.g. CounterAnimal's common vs counter backgrounds); drop = A - B "
                  "in points.", data["groups"], "give a dataset entry groups: FIELD and evaluate on it"):
@@ -298,6 +298,41 @@ def robustness(doc: Doc, data: dict) -> None:
                   [[r["model"], r["dataset"] or ""]
                    + _linked(r["run"], *(_pct(r["i2t"].get(k)) for k in ks), *(_pct(r["t2i"].get(k)) for k in ks))
                    for r in data["retrieval"]])
+    factor_section(doc, data["factors"])
+
+
+SHOWN_FACTORS = 6  # factor columns of the table: the ones with most images
+
+
+def factor_section(doc: Doc, rows: list[dict]) -> None:
+    """ImageNet-X: overall accuracy and, per factor (the SHOWN_FACTORS with most images, all when
+    fewer), accuracy and error ratio = (1 - acc_f) / (1 - acc); Tu et al.'s probit figure."""
+    if not _measured(doc, "ImageNet-X factors", "factors", "Accuracy on the images annotated with each ImageNet-X "
+                     "visual factor (Idrissi et al. 2023; pose, background, texture, ...) beside the overall accuracy "
+                     "on the annotated images; error ratio = (1 - factor accuracy) / (1 - overall accuracy), above 1: "
+                     "the factor hurts more than average. Cells: accuracy (error ratio; images with the factor).", rows,
+                     "add {measure: factors, source: imagenet-x} on an ImageNet val dataset, or source: FILE.jsonl "
+                     "with annotations of your images"):
+        return
+    sizes: dict[str, int] = {}
+    for r in rows:
+        for f, x in r["factors"].items():
+            sizes[f] = sizes.get(f, 0) + (x.get("n") or 0)
+    names = sorted((f for f in sizes if sizes[f]), key=lambda f: -sizes[f])[:SHOWN_FACTORS]
+    names.sort(key=list(sizes).index)  # annotation order
+    doc.table(["model", "method", "dataset", "annotation", "images", "overall"]
+              + names,
+              [[r["model"], r["method"], r["dataset"] or "", f"{r['source']} ({r['variant']})"]
+               + _linked(r["run"], str(r["n"]), _pct(r["accuracy"]),
+                         *(_factor_cell(r["factors"][f]) for f in names)) for r in rows])
+    plotted = [f for f in sizes if sizes[f]]
+    doc.figure(figures.factors(rows, plotted), "factors.png",
+               "factor accuracy vs overall accuracy on probit axes, one point per run and factor; Huber fit and "
+               "y = x (Tu et al.)")
+
+
+def _factor_cell(x: dict) -> str:
+    return f"{_pct(x['accuracy'])} ({_num(x['error_ratio'], '{:.2f}')}; n={x['n']})"
 
 
 def _paired_cell(root: Path, run_a: str, run_b: str) -> str:

@@ -186,6 +186,20 @@ def _check_data(loc: Located, path: tuple, data: str, deferred: str | None) -> N
         raise loc.error(path, f"dataset {data!r} does not exist")
 
 
+def _check_factors(loc: Located, path: tuple, options: dict, deferred: str | None) -> None:
+    """``source``: imagenet-x or an existing FILE.jsonl (inside the not yet built world: checked
+    later); ``variant``: top/multi need imagenet-x, file needs a FILE."""
+    source, variant = options.get("source"), options.get("variant")
+    if source != "imagenet-x" and not (source and deferred and source.startswith(deferred)) \
+            and not (source and os.path.isfile(os.path.expanduser(source))):
+        raise loc.error(path + ("source",), f"source must be imagenet-x or an existing ImageNet-X style "
+                                            f"FILE.jsonl, got {source!r}")
+    variants = ("top", "multi") if source == "imagenet-x" else ("file",)
+    if variant is not None and variant not in variants:
+        raise loc.error(path + ("variant",), f"variant {variant!r} does not fit source {source!r} "
+                                             f"(choose {' or '.join(variants)})")
+
+
 def _finetune_fields() -> set:
     from ..finetune.config import SECTIONS
 
@@ -311,9 +325,11 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
                 if key == "reference" and v is not None and (v not in models or models[v].kind != CLIP):
                     raise loc.error(vp, f"reference must name a clip model, got {v!r}")
             options[key] = e[key]
-        for key in ("train", "data", "corpus", "ood"):
+        for key in ("train", "data", "corpus", "ood", "source"):
             if key in spec.options and spec.options[key].default is None and key not in e:
                 raise loc.error(p, f"measure {kind!r} needs {key!r}")
+        if kind == "factors":
+            _check_factors(loc, p, options, toy_dir)
         measurements.append(MeasurementEntry(kind, e.get("models"), e.get("datasets"), options, loc.line(p)))
     return Study(file=file, text=text, name=str(raw.get("name", Path(file).stem)), seed=seed, world=world,
                  models=models, datasets=datasets, measurements=measurements,
