@@ -202,6 +202,34 @@ measurements:
     assert (tmp_path / "out" / "report.html").exists()
 
 
+def test_editing_a_named_file_reruns_only_the_runs_that_read_it(tiny_models, digits_folder, tmp_path, capsys):
+    """The reuse key holds the SHA-256 of every file a run's command names: a corpus edited in
+    place reruns its frequency run (the old one moved aside); the other runs are reused."""
+    corpus = tmp_path / "corpus.json"
+    conv = lambda name: {"id": name, "conversations": [{"from": "human", "value": "<image>\nWhat is it?"},  # noqa: E731
+                                                       {"from": "gpt", "value": f"a {name}"}]}
+    corpus.write_text(json.dumps([conv("zero")]))
+    path = tmp_path / "s.yaml"
+    path.write_text(f"""\
+models:
+  vlm: {{spec: "hf:{tiny_models['llava']}"}}
+datasets:
+  digits: {{data: "{digits_folder}", limit: 4}}
+measurements:
+  - {{measure: frequency, corpus: "{corpus}"}}
+""")
+    out = tmp_path / "out"
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    capsys.readouterr()
+    corpus.write_text(json.dumps([conv("one"), conv("one")]))
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "vlm/digits/generate: reused" in printed and "vlm/digits/frequency: its config changed" in printed
+    assert json.loads((out / "vlm" / "digits" / "frequency" / "frequency.json").read_text())["texts"] == 2
+    assert list(out.glob("vlm/digits/frequency.old-*"))
+
+
 def _browser():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):

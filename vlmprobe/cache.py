@@ -25,6 +25,15 @@ def content_key(obj) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def path_fingerprint(path: str | os.PathLike) -> list:
     """(name, size, mtime_ns) of every file under a local model directory: changes whenever
     the weights on disk change, without reading gigabytes to hash them."""

@@ -2,8 +2,10 @@
 done, resume what is partial, continue past failures, then write the report.
 
 Reuse. A run directory holds ``study_run.json`` = {key, status, argv, seconds[, model_spec]}.
-``key`` is a content hash of the run's exact command (or fine-tuning recipe), the keys of the
-runs it depends on and the miniature world's build key. A run whose stamp says ``done`` with
+``key`` is a content hash of the run's exact command (or fine-tuning recipe), the SHA-256 of
+every existing file it names (a corpus, an ImageWikiQA file, a manifest: editing one in place
+reruns the runs that read it), the keys of the runs it depends on and the miniature world's
+build key. A run whose stamp says ``done`` with
 the same key and whose result file exists is not touched; a directory whose stamp has another
 key (the study changed) is moved aside to ``DIR.old-<key>`` and the run starts afresh; any other
 run is (re)started with the same command, and the commands themselves resume partial run
@@ -25,6 +27,7 @@ exactly as ``vlmprobe eval`` does under the launcher; the other measurements run
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import time
@@ -32,7 +35,7 @@ import traceback
 from pathlib import Path
 
 from .. import distributed
-from ..cache import atomic_write_json, content_key
+from ..cache import atomic_write_json, content_key, file_sha256
 from .measures import MEASURES, Ctx
 from .plan import Plan, Run, expand
 from .schema import Study
@@ -68,6 +71,7 @@ class StudyRunner:
         self.plan: Plan = expand(study)
         self.world: dict | None = None
         self.keys: dict[str, str] = {}
+        self._hashes: dict[tuple, str] = {}
         self.status: dict[str, str] = {}  # run id -> done | reused | failed | blocked
         self.w = distributed.world()
 
@@ -106,10 +110,20 @@ class StudyRunner:
                 what = {"recipe": run.params, "base": self.study.models[run.params["from"]].spec}
             else:
                 what = {"argv": [a for a in self.command(run) if not a.startswith("<")]}
-            self.keys[run.id] = content_key({**what, "deps": sorted(self.key(self.plan.runs[r])
-                                                                    for r in run.deps.values()),
+            named = what.get("argv") or list(run.params.values())
+            files = {v: self._file_hash(v) for v in named if isinstance(v, str) and os.path.isfile(v)}
+            self.keys[run.id] = content_key({**what, **({"files": files} if files else {}),
+                                             "deps": sorted(self.key(self.plan.runs[r]) for r in run.deps.values()),
                                              "world": world, "seed": self.study.seed})
         return self.keys[run.id]
+
+    def _file_hash(self, path: str) -> str:
+        """SHA-256 of a file the study names (cached per path, size and mtime for this runner)."""
+        st = os.stat(path)
+        stamp = (path, st.st_size, st.st_mtime_ns)
+        if stamp not in self._hashes:
+            self._hashes[stamp] = file_sha256(path)
+        return self._hashes[stamp]
 
     def state(self, run: Run) -> str:
         """done (reusable) | partial (directory exists) | new."""
