@@ -74,3 +74,13 @@ def dataset_from_args(args, spec: str | None = None, split: str | None = None):
     return load_dataset(spec or args.data, split=split if split is not None else args.split, limit=args.limit,
                         seed=args.seed, classes=args.classes, duplicate_names=args.duplicate_names,
                         image_root=args.image_root, unlabeled=getattr(args, "unlabeled", False))
+
+
+def group_pair(text: str) -> tuple[str, str]:
+    """``--group-drop A,B`` -> (A, B); anything else is a one-line VlmprobeError."""
+    from ..errors import VlmprobeError
+
+    parts = tuple(x.strip() for x in text.split(","))
+    if len(parts) != 2 or not all(parts):
+        raise VlmprobeError(f"--group-drop {text!r}: expected two group values A,B of --groups FIELD")
+    return parts

@@ -11,7 +11,7 @@ per-category dot plot (default shape_bias.png).
 from __future__ import annotations
 
 
-from .common import HelpFormatter
+from .common import HelpFormatter, group_pair
 
 
 def register(subparsers) -> None:
@@ -47,10 +47,7 @@ def run(args) -> int:
     runs = [load_run(d) for d in args.run_dirs]
     out = {}
     if args.groups:
-        parts = [x.strip() for x in args.group_drop.split(",")]
-        if len(parts) != 2 or not all(parts):
-            raise VlmprobeError(f"--group-drop {args.group_drop!r}: expected two group values A,B")
-        a, b = parts
+        a, b = group_pair(args.group_drop)
         rows = group_table(runs, args.groups, a, b)
         print(format_table(["model", "method", f"{a} %", f"{b} %", "drop (points)", "n"],
                            [[r["model"], r["method"], 100 * r[a], 100 * r[b], r["drop"], r[f"n_{a}"] + r[f"n_{b}"]]

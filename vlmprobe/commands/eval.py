@@ -1,7 +1,8 @@
 """``vlmprobe eval``: classify a dataset with one method and write a run directory."""
 from __future__ import annotations
 
-from .common import HelpFormatter, add_data_arguments, add_model_arguments, dataset_from_args, model_from_args
+from .common import (HelpFormatter, add_data_arguments, add_model_arguments, dataset_from_args, group_pair,
+                     model_from_args)
 
 METHOD_HELP = ("classifier (timm/torchvision: the network's logits) | zeroshot (CLIP: cosine to class-name text "
                "embeddings) | generate (VLM: ask, then match the answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class) | "
@@ -36,14 +37,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..classify.runner import evaluate, method_module
-
     from ..errors import VlmprobeError
 
-    drop = None
-    if args.group_drop is not None:
-        drop = tuple(x.strip() for x in args.group_drop.split(","))
-        if not args.groups or len(drop) != 2 or not all(drop):
-            raise VlmprobeError(f"--group-drop {args.group_drop!r}: expected two group values A,B of --groups FIELD")
+    drop = None if args.group_drop is None else group_pair(args.group_drop)
+    if drop and not args.groups:
+        raise VlmprobeError(f"--group-drop {args.group_drop!r}: expected two group values A,B of --groups FIELD")
     method = method_module(args.method).from_args(args)
     dataset = dataset_from_args(args)
     model = model_from_args(args)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from vlmprobe.errors import VlmprobeError
 
+from .common import group_pair
+
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -21,13 +23,6 @@ def _int_list(text: str) -> list[int]:
     return vals
 
 
-def _pair(text: str) -> tuple[str, str]:
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(f"expected two group values A,B, got {text!r}")
-    return parts[0], parts[1]
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("metrics", help="recompute results.json (and plots) from a run directory",
                               description=__doc__)
@@ -36,7 +31,7 @@ def register(subparsers) -> None:
                    help="worst-k accuracy / CMM sizes (default 1,5,10,20; capped at the classes present)")
     p.add_argument("--groups", default=None, metavar="FIELD[,FIELD...]",
                    help="per-group accuracy by these sample fields (top level or meta)")
-    p.add_argument("--group-drop", type=_pair, default=None, metavar="A,B",
+    p.add_argument("--group-drop", default=None, metavar="A,B",
                    help="also report 100*(acc_A - acc_B) for each --groups field")
     p.add_argument("--calibration-split", default=None, metavar="FRACTION|FIELD=VALUE",
                    help="fit a softmax temperature on this held-out part (a fraction of sample ids, or the "
@@ -75,11 +70,12 @@ def run(args) -> int:
     ood_run = load_run(args.ood) if args.ood else None
     pseudo = load_run(args.pseudo_labels) if args.pseudo_labels else None
     groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
-    if args.group_drop and not groups:
+    group_drop = group_pair(args.group_drop) if args.group_drop else None
+    if group_drop and not groups:
         raise VlmprobeError("--group-drop needs --groups FIELD")
     if args.factor_variant and not args.factors:
         raise VlmprobeError("--factor-variant needs --factors imagenet-x|FILE.jsonl")
-    results = results_for(run_data, worst_k=args.worst_k, groups=groups, group_drop=args.group_drop,
+    results = results_for(run_data, worst_k=args.worst_k, groups=groups, group_drop=group_drop,
                           calibration_split=args.calibration_split, ood=ood_run, pseudo=pseudo,
                           logit_scale=args.logit_scale, mcm_tau=args.mcm_tau, confusion_top=args.confusion_top,
                           ece_bins=args.ece_bins, ece_edges=args.ece_edges, factors=args.factors,
