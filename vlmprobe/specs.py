@@ -30,6 +30,7 @@ class SpecEntry:
     resolve: Callable
     help: str = ""
     alias: bool = False
+    names: tuple = ()  # a closed namespace: every valid spec under the prefix (checked up front); () = open
 
 
 class SpecTable:
@@ -39,11 +40,14 @@ class SpecTable:
         self.kind = kind
         self._entries: dict[str, SpecEntry] = {}
 
-    def register(self, prefix: str, resolve: Callable, help: str = "", alias: bool = False) -> None:
-        """Add (or replace) the resolver of ``prefix`` (which must end with ``:``)."""
+    def register(self, prefix: str, resolve: Callable, help: str = "", alias: bool = False,
+                 names: tuple = ()) -> None:
+        """Add (or replace) the resolver of ``prefix`` (which must end with ``:``); ``names``:
+        the complete list of specs it accepts, when it is a closed set (a study file is checked
+        against it before anything runs)."""
         if not prefix.endswith(":"):
             raise ValueError(f"{self.kind} spec prefix {prefix!r} must end with ':'")
-        self._entries[prefix] = SpecEntry(prefix, resolve, help, alias)
+        self._entries[prefix] = SpecEntry(prefix, resolve, help, alias, tuple(names))
 
     def find(self, spec: str) -> SpecEntry | None:
         """The entry with the longest prefix of ``spec``, or None."""

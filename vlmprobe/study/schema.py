@@ -41,9 +41,6 @@ MODEL_KEYS = ("spec", "kind", *LOAD_KEYS, "finetune")
 DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_root": str, "eval": bool,
                 "groups": str, "group_drop": str, "unlabeled": bool}
 KINDS = (CLIP, VLM, CLASSIFIER)
-TOY_MODELS = ("toy:clip", "toy:vlm", "toy:clip-spurious", "toy:cnn")
-TOY_DATASETS = ("toy:digits", "toy:digits:train", "toy:digits:val", "toy:digits:test", "toy:spurious",
-                "toy:spurious:common", "toy:spurious:counter", "toy:cue-conflict", "toy:captions", "toy:photos")
 
 
 @dataclass
@@ -152,15 +149,27 @@ def _check_keys(loc: Located, path: tuple, mapping, allowed, what: str) -> None:
             raise loc.error(path + (k,), f"unknown key {k!r} in {what}{hint}")
 
 
+def _closed_names(spec: str, *tables) -> tuple[str, tuple] | None:
+    """(prefix, valid names) when a table entry matching ``spec`` declares a closed set of
+    names (``SpecTable.register(..., names=...)``, e.g. the toy world's), else None."""
+    entries = [e for e in (t.find(spec) for t in tables) if e is not None and e.names]
+    if not entries:
+        return None
+    return entries[0].prefix, tuple(dict.fromkeys(n for e in entries for n in e.names))
+
+
 def _check_spec(loc: Located, path: tuple, spec: str) -> str:
-    """A registered prefix (``vlmprobe.specs.MODEL_SPECS``) or an existing model directory."""
+    """A registered prefix (``vlmprobe.specs.MODEL_SPECS``; one of its names when the prefix
+    declares them) or an existing model directory."""
     from ..models import registry  # noqa: F401  (registers the built-in prefixes)
     from ..specs import MODEL_SPECS
 
-    if spec.startswith("toy:"):
-        base = spec.split("+adapter:")[0]
-        if base not in TOY_MODELS:
-            raise loc.error(path, f"unknown model spec {spec!r}: toy models are {', '.join(TOY_MODELS)}")
+    base = spec.split("+adapter:")[0]
+    closed = _closed_names(base, MODEL_SPECS)
+    if closed is not None:
+        prefix, names = closed
+        if base not in names:
+            raise loc.error(path, f"unknown model spec {spec!r}: {prefix[:-1]} models are {', '.join(names)}")
     elif MODEL_SPECS.find(spec) is None and not os.path.exists(os.path.expanduser(spec)):
         raise loc.error(path, f"unknown model spec {spec!r}: use one of {', '.join(MODEL_SPECS.prefixes())}... "
                               "or an existing model directory")
@@ -168,14 +177,17 @@ def _check_spec(loc: Located, path: tuple, spec: str) -> str:
 
 
 def _check_data(loc: Located, path: tuple, data: str, deferred: str | None) -> None:
-    """Datasets must exist (paths) or be well-formed (toy:, hfds:); paths inside the not yet
-    built world (``deferred``) are checked when it exists."""
-    if data.startswith("toy:"):
-        if data not in TOY_DATASETS:
-            raise loc.error(path, f"unknown toy dataset {data!r}: use one of {', '.join(TOY_DATASETS)}")
+    """Datasets must exist (paths) or be well-formed (a closed set of names such as toy:, hfds:);
+    paths inside the not yet built world (``deferred``) are checked when it exists."""
+    from ..specs import CAPTION_SPECS, DATASET_SPECS
+
+    closed = _closed_names(data, DATASET_SPECS, CAPTION_SPECS)
+    if closed is not None:
+        prefix, names = closed
+        if data not in names:
+            raise loc.error(path, f"unknown {prefix[:-1]} dataset {data!r}: use one of {', '.join(names)}")
         return
     from ..data import loading  # noqa: F401  (registers the built-in prefixes)
-    from ..specs import DATASET_SPECS
 
     target = data[len("hfds:"):] if data.startswith("hfds:") else data
     if deferred and target.startswith(deferred):

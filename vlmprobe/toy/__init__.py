@@ -18,11 +18,15 @@ def register() -> None:
     """The ``vlmprobe.plugins`` entry point: put ``toy:`` into the model and dataset spec tables."""
     from ..specs import CAPTION_SPECS, DATASET_SPECS, DESCRIPTION_SPECS, MODEL_SPECS, TEMPLATE_SPECS
     from .captions import load_toy_captions
+    from .plugin import DATASET_NAMES, MODEL_NAMES
     from .prompts import resolve_descriptions, resolve_templates
 
-    MODEL_SPECS.register("toy:", resolve_toy_model, "the miniature world: toy:clip, toy:vlm", alias=True)
+    MODEL_SPECS.register("toy:", resolve_toy_model, "the miniature world: toy:clip, toy:vlm", alias=True,
+                         names=MODEL_NAMES)
     DATASET_SPECS.register("toy:", lambda spec, split: load_toy_dataset(spec, split=split),
-                           "the miniature world's digits: toy:digits[:train|val|test], toy:cue-conflict, toy:photos (OOD)")
+                           "the miniature world's digits: toy:digits[:train|val|test], toy:cue-conflict, toy:photos (OOD)",
+                           names=DATASET_NAMES)
     TEMPLATE_SPECS.register("toy:", resolve_templates, "the miniature world's CPE pool: toy:cpe-pool")
     DESCRIPTION_SPECS.register("toy:", resolve_descriptions, "the digits' facts: toy:digit-facts")
-    CAPTION_SPECS.register("toy:", load_toy_captions, "the miniature world's digit captions: toy:captions")
+    CAPTION_SPECS.register("toy:", load_toy_captions, "the miniature world's digit captions: toy:captions",
+                           names=("toy:captions",))

@@ -13,13 +13,18 @@ from .photos import load_toy_photos
 from .spurious import SPURIOUS_MODELS, load_spurious_dataset, resolve_spurious_model
 
 
+MODEL_NAMES = WORLD_MODELS + tuple(SPURIOUS_MODELS)
+DATASET_NAMES = ("toy:digits", "toy:digits:train", "toy:digits:val", "toy:digits:test", "toy:spurious",
+                 "toy:spurious:common", "toy:spurious:counter", "toy:cue-conflict", "toy:photos")
+
+
 def resolve_toy_model(spec: str) -> str:
     """A toy model spec -> the spec of the directory it is built in (built on first use)."""
     if spec in SPURIOUS_MODELS:
         return resolve_spurious_model(spec)
     if spec in WORLD_MODELS:
         return resolve_world_model(spec)
-    raise ModelLoadError(f"unknown toy model {spec!r}: use {', '.join(WORLD_MODELS + tuple(SPURIOUS_MODELS))}")
+    raise ModelLoadError(f"unknown toy model {spec!r}: use {', '.join(MODEL_NAMES)}")
 
 
 def load_toy_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0):
