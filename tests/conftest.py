@@ -33,13 +33,14 @@ def _isolated_home(tmp_path_factory, request):
     build = None
     needs_world = any("toy_world" in getattr(item, "fixturenames", ()) for item in request.session.items)
     if needs_world and existing_world() is None:
-        log = open(os.path.join(home, "toy-build.log"), "w")
-        build = subprocess.Popen([sys.executable, "-m", "vlmprobe", "toy", "build"], stdout=log,
-                                 stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        with open(os.path.join(home, "toy-build.log"), "w") as log:  # the child keeps its own handle
+            build = subprocess.Popen([sys.executable, "-m", "vlmprobe", "toy", "build"], stdout=log,
+                                     stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     yield home
-    if build is not None and build.poll() is None:  # the selected tests finished without it
-        build.terminate()
-        build.wait()
+    if build is not None:
+        if build.poll() is None:  # the selected tests finished without it
+            build.terminate()
+        build.wait()  # reaped either way
     if old is None:
         os.environ.pop("VLMPROBE_HOME", None)
     else:
