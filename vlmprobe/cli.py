@@ -2,7 +2,9 @@
 
 Each subcommand lives in ``vlmprobe/commands/<name>.py`` with ``register(subparsers)`` (adds
 its parser, ``set_defaults(func=run)``) and ``run(args) -> int``. User errors
-(``VlmprobeError``) are printed as one line, exit status 2.
+(``VlmprobeError``) are printed as one line, exit status 2. Under a multi-process launch a
+command is one ``distributed.all_or_none`` step: a failure on any process fails it on every
+process with ``rank R failed: ...`` (no process left waiting).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .distributed import world
+    from .distributed import all_or_none, world
 
     if not world().main:  # one report per launch: rank 0 prints, the others only report errors
         sys.stdout = open(os.devnull, "w")
@@ -43,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(args.func(args) or 0)
+        if args.command == "study":  # the study settles each run itself (and goes on to the next)
+            return int(args.func(args) or 0)
+        # launched on N processes: a failure on any of them ends the command on all, naming it
+        return int(all_or_none(world(), lambda: args.func(args)) or 0)
     except VlmprobeError as e:
         print(f"vlmprobe {args.command}: error: {e}", file=sys.stderr)
         return 2

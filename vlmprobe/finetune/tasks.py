@@ -77,7 +77,7 @@ class VLMTask:
     def forward(self, model, batch):
         """-> (mean NLL over answer tokens, per-example {"nll": sum [B], "units": tokens [B],
         "correct": all answer tokens argmax [B]})."""
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "skipped")}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "skipped", "empty")}
         logits = model(**inputs).logits
         labels = batch["labels"][:, 1:]
         sel = labels != IGNORE

@@ -73,12 +73,17 @@ def load_model(spec: str, options: LoadOptions | None = None, **option_overrides
             raise ModelLoadError(f"unknown load option {k!r}")
         setattr(options, k, v)
     try:
-        return _load(spec, options)
+        model = _load(spec, options)
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:  # missing files, offline hub, bad config
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"could not load model {spec!r}: {first}") from e
+    if os.environ.get("VLMPROBE_TEST_FAULT"):  # multi-process tests: one rank fails inside the model
+        from ..testing.fault import arm
+
+        arm(model)
+    return model
 
 
 def resolve_alias(spec: str) -> str:

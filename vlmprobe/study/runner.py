@@ -22,7 +22,10 @@ or ``torchrun -m vlmprobe study``), every process walks the same plan: rank 0 al
 to reuse, moves stale directories aside, builds the world and writes stamps, plan and report;
 engine runs (``Measure.shards``) and fine-tuning (DDP) run on every process, each taking its share
 exactly as ``vlmprobe eval`` does under the launcher; the other measurements run on rank 0 alone
-(``distributed.solo``) while the rest wait. A run counts as failed when any process failed it.
+(``distributed.solo``) while the rest wait. A run counts as failed when any process failed it:
+each run is one ``distributed.all_or_none`` step, so a failure on one process reaches the others
+within a poll interval, the run fails on every process with ``rank R failed: ...``, and every
+process goes on to the next run.
 """
 from __future__ import annotations
 
@@ -184,7 +187,12 @@ class StudyRunner:
         start, cpu = time.time(), time.process_time()
         extra = {}
         everyone = run.measure == "finetune" or MEASURES[run.measure].shards
-        code = self._run(run, argv, extra) if everyone or self.w.main else 0
+        try:  # one step of the launch: a failure on any process reaches every process, which all go on
+            code = distributed.all_or_none(self.w, lambda: self._run(run, argv, extra) if everyone or self.w.main
+                                           else 0)
+        except distributed.RankFailed as e:
+            print(f"{head}: FAILED ({e})", flush=True)
+            return "failed"
         code = max(distributed.gather(self.w, code))  # failed if any process failed
         if code:
             print(f"{head}: FAILED (exit {code})", flush=True)
@@ -221,9 +229,12 @@ class StudyRunner:
                 return main(argv)
             with distributed.solo():
                 return main(argv)
+        except distributed.RankFailed:
+            raise  # another process failed: every process reports the run as failed (``_execute_one``)
         except Exception as e:  # a failed run never stops the study
             traceback.print_exc()
             print(f"{run.id}: FAILED ({type(e).__name__}: {e})", flush=True)
+            distributed.raise_flag(distributed.world(), e)  # the other processes stop this run too
             return 1
 
     def _finetune(self, run: Run) -> str:
