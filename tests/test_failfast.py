@@ -1,0 +1,71 @@
+"""Launches of 2 CPU processes where only rank 1 fails (``VLMPROBE_TEST_FAULT``: a fault inside
+the real model on that rank): every process exits within a bounded time, the error names rank 1,
+and a study goes on to its next run on every process. A distributed fine-tuning run whose images
+are unreadable on one process only takes every step on both."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+BOUND = 240  # seconds: a launch that hangs is killed here and the test fails
+
+
+def _run(cmd, **env):
+    return subprocess.run(list(map(str, cmd)), env={**ENV, **env}, capture_output=True, text=True, timeout=BOUND,
+                          cwd=REPO)
+
+
+def test_eval_fails_on_every_rank_when_rank_1_fails(tiny_models, digits_folder, tmp_path):
+    """`accelerate launch ... -m vlmprobe eval` where rank 1's model raises at its first call:
+    rank 0 stops too (between batches or at a barrier) with `rank 1 failed: ...`; the run
+    directory is left unlocked, so the same command without the fault then finishes."""
+    out = tmp_path / "run"
+    args = ["-m", "vlmprobe", "eval", "--model", f"hf:{tiny_models['llava']}", "--data", digits_folder,
+            "--method", "likelihood", "--limit", 6, "--batch-size", 2, "--out", out, "--no-progress"]
+    proc = _run([*LAUNCH, *args], VLMPROBE_TEST_FAULT="1")
+    assert proc.returncode != 0
+    assert "vlmprobe eval: error: rank 1 failed: RuntimeError: injected fault" in proc.stderr, proc.stderr[-3000:]
+    assert not (out / "results.json").exists()
+
+
+def test_study_run_failing_on_rank_1_fails_on_all_and_the_study_goes_on(tiny_models, digits_folder, tmp_path):
+    """A 2-process study where the VLM raises on rank 1 only: its eval, probe and fine-tuning runs
+    fail on both processes naming rank 1, the runs that need them are skipped, the CLIP run
+    still runs on both processes, and the study ends with its report and exit status 1."""
+    study = tmp_path / "s.yaml"
+    study.write_text(f"""\
+models:
+  vlm: {{spec: "hf:{tiny_models['llava']}"}}
+  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
+  vlm-ft:
+    finetune:
+      from: vlm
+      recipe: {{train: "{digits_folder}", train_split: null, max_steps: 1, per_device_batch_size: 2, save_every: 0,
+               eval_every: 0}}
+datasets:
+  digits: {{data: "{digits_folder}", limit: 4}}
+  train: {{data: "{digits_folder}", limit: 6}}
+measurements:
+  - {{measure: likelihood, models: [vlm, vlm-ft], datasets: [digits], num_candidates: [2]}}
+  - {{measure: probe, models: [vlm], datasets: [digits], train: train, layers: "-1", pool: last}}
+  - {{measure: zeroshot, datasets: [digits]}}
+""")
+    out = tmp_path / "out"
+    proc = _run([*LAUNCH, "-m", "vlmprobe", "study", study, "--out", out], VLMPROBE_TEST_FAULT="1:llava")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    printed = proc.stdout
+    status = {r["id"]: r["status"] for r in json.loads((out / "study.json").read_text())["runs"]}
+    failed = sorted(r for r, st in status.items() if st == "failed")
+    assert [r.split("/")[-1].split("-")[0] for r in failed] == ["finetune", "likelihood", "probe"], (status, printed)
+    for run in failed:
+        assert f"{run}: FAILED (rank 1 failed: RuntimeError: injected fault" in printed, (run, printed[-3000:])
+    assert status["vlm-ft/digits/likelihood-num_candidates=2"] == "blocked"
+    assert status["clip/digits/zeroshot"] == "done"  # after the failures, on both processes
+    assert json.loads((out / "clip" / "digits" / "zeroshot" / "timing.json").read_text())["world_size"] == 2
+    assert "study: 4 of 5 runs did not finish" in printed and (out / "report.html").exists()
