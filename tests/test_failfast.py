@@ -69,3 +69,31 @@ measurements:
     assert status["clip/digits/zeroshot"] == "done"  # after the failures, on both processes
     assert json.loads((out / "clip" / "digits" / "zeroshot" / "timing.json").read_text())["world_size"] == 2
     assert "study: 4 of 5 runs did not finish" in printed and (out / "report.html").exists()
+
+
+def test_ddp_steps_on_every_process_when_one_has_only_unreadable_images(tiny_models, tmp_path):
+    """2 DDP processes x batch 1, two images of which the one every epoch gives rank 1 (seed 0:
+    permutation [0, 1]) is unreadable, for training and validation: rank 1 runs the collator's
+    placeholder with a zero loss, so both processes take both steps (before, rank 1 skipped the
+    micro-batch and DDP's all-reduce waited for it), and the counts say what was skipped."""
+    import numpy as np
+
+    assert np.random.default_rng([0, 0]).permutation(2).tolist() == [0, 1]  # rank 1 gets image 1
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "b").mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(data / "a" / "0.png")
+    (data / "b" / "0.png").write_bytes(b"not an image")
+    out = tmp_path / "ft"
+    proc = _run([*LAUNCH, "recipes/finetune.py", "--config", "recipes/configs/tiny.yaml",
+                 "--model", f"hf:{tiny_models['llava']}", "--train", data, "--train_split", "null",
+                 "--train_limit", "null", "--val", data, "--val_split", "null", "--val_limit", "null",
+                 "--per_device_batch_size", 1, "--grad_accum", 1, "--max_steps", 2, "--log_every", 1,
+                 "--save_every", "null", "--eval_every", "null", "--seed", 0, "--output_dir", out])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["num_processes"] == 2 and summary["val_examples"] == 1
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r]
+    assert [(r["step"], r["epoch"], r["examples"], r["skipped"]) for r in steps] == [(1, 0, 1, 1), (2, 1, 1, 1)]
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in steps)
