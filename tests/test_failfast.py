@@ -1,6 +1,7 @@
 """Launches of 2 CPU processes where only rank 1 fails (``VLMPROBE_TEST_FAULT``: a fault inside
 the real model on that rank): every process exits within a bounded time, the error names rank 1,
-and a study goes on to its next run on every process. A distributed fine-tuning run whose images
+and a study goes on to its next run on every process (its CLIP run on a cold cache: one process
+writes the text classifier, the other waits and loads it). A distributed fine-tuning run whose images
 are unreadable on one process only takes every step on both."""
 import json
 import os
@@ -56,8 +57,9 @@ measurements:
   - {{measure: probe, models: [vlm], datasets: [digits], train: train, layers: "-1", pool: last}}
   - {{measure: zeroshot, datasets: [digits]}}
 """)
-    out = tmp_path / "out"
-    proc = _run([*LAUNCH, "-m", "vlmprobe", "study", study, "--out", out], VLMPROBE_TEST_FAULT="1:llava")
+    out, home = tmp_path / "out", tmp_path / "home"  # a cold cache: both processes need the CLIP classifier
+    proc = _run([*LAUNCH, "-m", "vlmprobe", "study", study, "--out", out], VLMPROBE_TEST_FAULT="1:llava",
+                VLMPROBE_HOME=home)
     assert proc.returncode == 1, proc.stderr[-3000:]
     printed = proc.stdout
     status = {r["id"]: r["status"] for r in json.loads((out / "study.json").read_text())["runs"]}
@@ -69,6 +71,8 @@ measurements:
     assert status["clip/digits/zeroshot"] == "done"  # after the failures, on both processes
     assert json.loads((out / "clip" / "digits" / "zeroshot" / "timing.json").read_text())["world_size"] == 2
     assert "study: 4 of 5 runs did not finish" in printed and (out / "report.html").exists()
+    cached = sorted(p.name for p in (home / "text_classifiers").iterdir())  # one entry, its lock, no temporary
+    assert len(cached) == 2 and cached[0].endswith(".pt") and cached[1] == cached[0] + ".lock", cached
 
 
 def test_ddp_steps_on_every_process_when_one_has_only_unreadable_images(tiny_models, tmp_path):
