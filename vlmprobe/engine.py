@@ -173,7 +173,8 @@ def run_job(model, method, inputs, out: str | os.PathLike, config: dict, num_sco
 
     ``summarize(path) -> dict`` computes results.json from the finished files (rank 0)."""
     w = distributed.world()
-    run = RunDir(out, config, num_scores)
+    ids = [inputs.item(i).id for i in range(len(inputs))]
+    run = RunDir(out, config, num_scores, sample_ids=ids)  # a resume on other samples is refused
     launch = distributed.launch_id(w)
 
     def open_run():
