@@ -95,3 +95,51 @@ def test_resume_refuses_a_folder_edited_without_changing_its_size(tiny_models, t
     assert "was started on other samples" in err and "the dataset changed; use a new --out" in err
     assert [line for line in err.splitlines() if "error" in line] == [err.strip().splitlines()[-1]]
     assert json.loads((run / "config.json").read_text())["samples"]["count"] == 4
+
+
+def _data_keys(ns, role=None):
+    """(data, split, limit, classes, image_root) as a command parsed them."""
+    if role is None:
+        return ns.data, ns.split, ns.limit, getattr(ns, "classes", None), ns.image_root
+    spec, _, split = getattr(ns, role).partition("@")
+    limit, root = getattr(ns, f"{role}_limit"), getattr(ns, f"{role}_image_root")
+    return (spec, split or None, ns.limit if limit is None else limit, ns.classes,
+            ns.image_root if root is None else root)
+
+
+# measure -> how its parsed command shows the keys of the run's dataset entry (and of the probe's
+# training entry); None: the measure reads no images of the entry (another run's files, its own data)
+READS = {"zeroshot": _data_keys, "cpe": _data_keys, "generate": _data_keys, "likelihood": _data_keys,
+         "classifier": _data_keys, "shape_bias": _data_keys, "retrieval": _data_keys,
+         "probe": lambda ns: (_data_keys(ns, "test"), _data_keys(ns, "train")),
+         "wikiqa": None, "frequency": None, "ood": None, "factors": None}
+
+
+def test_every_dataset_key_reaches_every_measure_command():
+    """Table-driven: for each measure, a study dataset entry's data, split, limit, classes and
+    image_root arrive in the command the study runs (parsed by the real CLI parser); the probe
+    gets its training entry's own split, limit and image root too (a retrieval entry has no
+    classes: the plan skips one that names them, with a line)."""
+    from vlmprobe.cli import build_parser
+    from vlmprobe.study.measures import MEASURES, Ctx
+    from vlmprobe.study.schema import DatasetEntry
+
+    assert set(READS) == set(MEASURES)  # a new measure must say how it reads its dataset
+    test = DatasetEntry("test", data="/d/test", split="val", limit=7, classes="/d/classes.json", image_root="/d/t")
+    train = DatasetEntry("train", data="/d/train", split="train", limit=9, classes="/d/classes.json",
+                         image_root="/d/tr")
+    want = lambda e: (e.data, e.split, e.limit, e.classes, e.image_root)  # noqa: E731
+    extra = {"train": "train", "data": "/d/qa.jsonl", "images": "/d/im", "corpus": "/d/c.json", "ood": "ood",
+             "source": "imagenet-x", "method": None}
+    for name, m in MEASURES.items():
+        if READS[name] is None:
+            continue
+        p = m.resolve({**{k: o.default for k, o in m.options.items()}, **{k: v for k, v in extra.items()
+                                                                          if k in m.options}}, m.applies_to[0])
+        entry = test if name != "retrieval" else DatasetEntry(**{**vars(test), "classes": None})  # captions
+        ctx = Ctx(model="hf:/m", load_args=[], data_args=entry.args(), seed=0, out="/o",
+                  deps={"run": "/r", "id": "/r", "ood": "/r", "ensemble": "/r", "classification": "/r"},
+                  datasets={"test": test.args(), "train": train.args()}, models={})
+        ns = build_parser().parse_args(m.argv(ctx, p))
+        got = READS[name](ns)
+        assert got == ((want(entry), want(train)) if name == "probe" else want(entry)), name

@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and the carved validation split")
     g.add_argument("--classes", default=None, metavar="FILE|imagenet", help="class names (as in eval)")
     g.add_argument("--image-root", default=None, help="resolve manifest image paths under this directory")
+    for role in ROLES:  # one split's own value (a study's dataset entries each carry theirs)
+        g.add_argument(f"--{role}-limit", type=int, default=None, help=f"--limit for --{role} only")
+        g.add_argument(f"--{role}-image-root", default=None, help=f"--image-root for --{role} only")
     g = p.add_argument_group("features")
     g.add_argument("--layers", type=_layers, default="all",
                    help="all | comma list of LM hidden-state indices (negative from the end: write --layers=-1,...), "
@@ -71,13 +74,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _dataset(args, spec: str):
+ROLES = ("train", "val", "test")
+
+
+def _dataset(args, role: str):
+    """--ROLE's dataset, with --ROLE-limit / --ROLE-image-root over --limit / --image-root."""
     from ..data import load_dataset
     from ..probe import parse_data_spec
 
-    spec, split = parse_data_spec(spec)
-    return load_dataset(spec, split=split, limit=args.limit, seed=args.seed, classes=args.classes,
-                        image_root=args.image_root)
+    spec, split = parse_data_spec(getattr(args, role))
+    limit, root = getattr(args, f"{role}_limit"), getattr(args, f"{role}_image_root")
+    return load_dataset(spec, split=split, limit=args.limit if limit is None else limit, seed=args.seed,
+                        classes=args.classes, image_root=args.image_root if root is None else root)
 
 
 def run(args) -> int:
@@ -86,8 +94,8 @@ def run(args) -> int:
 
     if not 0 < args.val_fraction < 1:
         raise VlmprobeError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-    train, test = _dataset(args, args.train), _dataset(args, args.test)
-    val = _dataset(args, args.val) if args.val else None
+    train, test = _dataset(args, "train"), _dataset(args, "test")
+    val = _dataset(args, "val") if args.val else None
     model = model_from_args(args)
     reference = model_from_args(args, spec=args.reference) if args.reference else None
     summary = run_probe(model, train, test, args.out, val=val, layers=args.layers, pooling=args.pool.split(","),
