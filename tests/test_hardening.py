@@ -143,3 +143,47 @@ def test_every_dataset_key_reaches_every_measure_command():
         ns = build_parser().parse_args(m.argv(ctx, p))
         got = READS[name](ns)
         assert got == ((want(entry), want(train)) if name == "probe" else want(entry)), name
+
+
+def test_study_reruns_a_run_whose_model_or_image_folder_changed_in_place(tiny_models, tmp_path, capsys):
+    """The reuse key holds the names, sizes and mtimes of every local model directory and image
+    folder a run reads: a model retrained in place and an image replaced in place each rerun the
+    run (the old directory moved aside); an untouched study is reused."""
+    data = _folder(tmp_path / "data")
+    model = tmp_path / "clip"
+    shutil.copytree(tiny_models["hfclip"], model)
+    path = tmp_path / "s.yaml"
+    path.write_text(f"models:\n  clip: {{spec: \"hfclip:{model}\"}}\ndatasets:\n  d: {{data: \"{data}\"}}\n"
+                    "measurements:\n  - {measure: zeroshot}\n")
+    out = tmp_path / "out"
+    args = ["study", str(path), "--out", str(out)]
+    assert main(args) == 0 and main(args) == 0
+    assert "clip/d/zeroshot: reused" in capsys.readouterr().out
+    weights = next(model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())  # retrained in place (same names, new files)
+    assert main(args) == 0
+    assert "clip/d/zeroshot: its config changed" in capsys.readouterr().out
+    Image = pytest.importorskip("PIL.Image")
+    Image.new("RGB", (32, 32), (0, 0, 0)).save(data / "one" / "0.png")  # an image replaced in place
+    assert main(args) == 0
+    assert "clip/d/zeroshot: its config changed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "clip/d/zeroshot: reused" in capsys.readouterr().out
+
+
+def test_feature_cache_is_not_reused_after_an_image_is_replaced(tiny_models, tmp_path):
+    """The probe feature cache key holds the image files' sizes and mtimes: replacing an image in
+    place (same name, same sample list) computes a new entry instead of serving stale features."""
+    from PIL import Image
+
+    from vlmprobe.data import load_dataset
+    from vlmprobe.probe.extract import extract_features
+
+    data = _folder(tmp_path / "data")
+    model = load_model(f"hfclip:{tiny_models['hfclip']}")
+    kw = dict(layers=None, pooling=None, cache_dir=tmp_path / "features", progress=False)
+    assert extract_features(model, load_dataset(str(data)), **kw).computed == 4
+    assert extract_features(model, load_dataset(str(data)), **kw).computed == 0  # reused
+    Image.new("RGB", (32, 32), (255, 255, 255)).save(data / "zero" / "0.png")
+    again = extract_features(model, load_dataset(str(data)), **kw)
+    assert again.computed == 4

@@ -4,7 +4,8 @@ A cache entry lives in ``DIR/<key>/`` (``DIR`` = ``$VLMPROBE_HOME/features`` unl
 where ``key = content_key(spec)`` and ``spec`` (``feature_spec``) holds everything that
 determines the features: the model's fingerprint and description (dtype, quantisation,
 adapter...), the rendered prompt, the resolved layers and poolings, the dataset (spec, split,
-limit, seed, classes and a hash of every sample's id/path/label), the image preprocessing and
+limit, seed, classes, a hash of every sample's id/path/label and one of every image file's size
+and modification time), the image preprocessing and
 the storage dtype. An entry is reused only when the key matches exactly; anything else computes
 a new entry.
 
@@ -52,9 +53,11 @@ def _model_identity(model) -> dict:
 
 
 def dataset_identity(dataset) -> dict:
-    """Spec/split/limit/seed/classes (``describe()``) + a hash of the exact sample list."""
+    """Spec/split/limit/seed/classes (``describe()``) + a hash of the exact sample list + a key
+    of the image files' sizes and modification times (an image replaced in place)."""
     rows = [[s.id, s.image, int(s.label)] for s in dataset.samples]
-    return {"describe": dataset.describe(), "samples": content_key(rows), "num_samples": len(rows)}
+    return {"describe": dataset.describe(), "samples": content_key(rows), "num_samples": len(rows),
+            "files": dataset.files_fingerprint()}
 
 
 def feature_spec(model, dataset, layers, pooling, prompt: str | None, storage: str) -> dict:

@@ -4,7 +4,9 @@ done, resume what is partial, continue past failures, then write the report.
 Reuse. A run directory holds ``study_run.json`` = {key, status, argv, seconds[, model_spec]}.
 ``key`` is a content hash of the run's exact command (or fine-tuning recipe), the SHA-256 of
 every existing file it names (a corpus, an ImageWikiQA file, a manifest: editing one in place
-reruns the runs that read it), the keys of the runs it depends on and the miniature world's
+reruns the runs that read it), the names, sizes and modification times of every file under each
+local directory it names (a model directory, an adapter, an image folder or image root: a model
+retrained in place or an image replaced reruns the runs that read it), the keys of the runs it depends on and the miniature world's
 build key. A run whose stamp says ``done`` with
 the same key and whose result file exists is not touched; a directory whose stamp has another
 key (the study changed) is moved aside to ``DIR.old-<key>`` and the run starts afresh; any other
@@ -38,7 +40,7 @@ import traceback
 from pathlib import Path
 
 from .. import distributed
-from ..cache import atomic_write_json, content_key, file_sha256
+from ..cache import atomic_write_json, content_key, file_sha256, path_fingerprint
 from .measures import MEASURES, Ctx
 from .plan import Plan, Run, expand
 from .schema import Study
@@ -64,6 +66,17 @@ def read_stamp(run_dir: Path) -> dict | None:
         return None
 
 
+def local_dirs(value: str) -> list[str]:
+    """Local directories a command value names: the value itself, or the path inside a spec
+    (``hf:DIR``, ``openclip:local-dir:DIR``, ``...+adapter:DIR``, ``DIR@split``)."""
+    out = []
+    for part in value.split("+adapter:"):
+        part = part.rsplit("@", 1)[0] if "@" in part and not os.path.isdir(part) else part
+        candidates = [part] + [part[i + 1:] for i, ch in enumerate(part) if ch == ":"]
+        out += [c for c in candidates if c and os.path.isdir(c)][:1]
+    return out
+
+
 def result_file(run: Run) -> str:
     return "summary.json" if run.measure == "finetune" else MEASURES[run.measure].result_file
 
@@ -75,6 +88,7 @@ class StudyRunner:
         self.world: dict | None = None
         self.keys: dict[str, str] = {}
         self._hashes: dict[tuple, str] = {}
+        self._dirs: dict[str, str] = {}
         self.status: dict[str, str] = {}  # run id -> done | reused | failed | blocked
         self.w = distributed.world()
 
@@ -114,11 +128,29 @@ class StudyRunner:
             else:
                 what = {"argv": [a for a in self.command(run) if not a.startswith("<")]}
             named = what.get("argv") or list(run.params.values())
+            if run.measure == "finetune":
+                named = [*named, what["base"]]
             files = {v: self._file_hash(v) for v in named if isinstance(v, str) and os.path.isfile(v)}
+            dirs = {d: self._dir_key(d) for v in named if isinstance(v, str) for d in local_dirs(v)
+                    if not self._inside_study(d)}  # run directories of this study: covered by the deps' keys
             self.keys[run.id] = content_key({**what, **({"files": files} if files else {}),
+                                             **({"dirs": dirs} if dirs else {}),
                                              "deps": sorted(self.key(self.plan.runs[r]) for r in run.deps.values()),
                                              "world": world, "seed": self.study.seed})
         return self.keys[run.id]
+
+    def _dir_key(self, path: str) -> str:
+        """Key of (name, size, mtime) of every file under a directory (cached for this runner)."""
+        if path not in self._dirs:
+            self._dirs[path] = content_key(path_fingerprint(path))
+        return self._dirs[path]
+
+    def _inside_study(self, path: str) -> bool:
+        try:
+            Path(path).resolve().relative_to(self.out.resolve())
+            return True
+        except ValueError:
+            return False
 
     def _file_hash(self, path: str) -> str:
         """SHA-256 of a file the study names (cached per path, size and mtime for this runner)."""
