@@ -187,3 +187,30 @@ def test_feature_cache_is_not_reused_after_an_image_is_replaced(tiny_models, tmp
     Image.new("RGB", (32, 32), (255, 255, 255)).save(data / "zero" / "0.png")
     again = extract_features(model, load_dataset(str(data)), **kw)
     assert again.computed == 4
+
+
+def test_study_rejects_a_load_value_the_command_refuses_and_a_run_that_exits_is_its_failure(tiny_models, tmp_path,
+                                                                                            capsys):
+    """`dtype: fp16` is refused by the schema (the choices of `--dtype`, one table) before any run,
+    naming file, line and key; a run whose command exits through argparse anyway is that run's
+    failure (reported, exit status kept), not the end of the study."""
+    from vlmprobe.study import StudyFileError, load_study
+    from vlmprobe.study.plan import Run
+    from vlmprobe.study.runner import StudyRunner
+
+    data = _folder(tmp_path / "data")
+    path = tmp_path / "s.yaml"
+    text = (f"models:\n  clip: {{spec: \"hfclip:{tiny_models['hfclip']}\", dtype: fp16}}\n"
+            f"datasets:\n  d: {{data: \"{data}\"}}\nmeasurements:\n  - {{measure: zeroshot}}\n")
+    path.write_text(text)
+    with pytest.raises(StudyFileError) as e:
+        load_study(path)
+    assert str(e.value).startswith(f"{path}:2: models.clip.dtype: dtype must be one of default, float32")
+    assert main(["study", str(path), "--out", str(tmp_path / "out")]) == 2 and not (tmp_path / "out").exists()
+    path.write_text(text.replace("fp16", "float16"))
+    runner = StudyRunner(load_study(path), tmp_path / "out")
+    run = next(iter(runner.plan.runs.values()))
+    assert isinstance(run, Run)
+    capsys.readouterr()
+    assert runner._run(run, ["eval", "--dtype", "fp16"], {}) == 2  # argparse's SystemExit(2), caught
+    assert f"{run.id}: FAILED (its command exited with status 2)" in capsys.readouterr().out

@@ -16,6 +16,10 @@ class HelpFormatter(argparse.HelpFormatter):
         return text + " (default: %(default)s)"
 
 
+# flag (dest) -> its allowed values; the study schema checks model entries against the same table
+LOAD_CHOICES = {"dtype": ("default", "float32", "float16", "bfloat16", "auto")}
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", required=required, metavar="SPEC",
@@ -24,7 +28,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         "toy:vlm | a local model directory")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu); under accelerate launch / torchrun, "
                         "cuda means cuda:LOCAL_RANK")
-    g.add_argument("--dtype", default="default", choices=["default", "float32", "float16", "bfloat16", "auto"],
+    g.add_argument("--dtype", default="default", choices=LOAD_CHOICES["dtype"],
                    help="weight dtype; default: bfloat16 on CUDA, float32 on CPU")
     g.add_argument("--device-map", default=None, help="transformers device_map, e.g. auto (multi-GPU)")
     g.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes NF4 4-bit weights (VLMs)")

@@ -263,6 +263,12 @@ class StudyRunner:
                 return main(argv)
         except distributed.RankFailed:
             raise  # another process failed: every process reports the run as failed (``_execute_one``)
+        except SystemExit as e:  # the command's own argument check: this run's failure, not the study's
+            code = e.code if isinstance(e.code, int) else 2
+            print(f"{run.id}: FAILED (its command exited with status {code})", flush=True)
+            if code:
+                distributed.raise_flag(distributed.world(), e)
+            return code
         except Exception as e:  # a failed run never stops the study
             traceback.print_exc()
             print(f"{run.id}: FAILED ({type(e).__name__}: {e})", flush=True)

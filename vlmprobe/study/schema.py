@@ -43,6 +43,14 @@ DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_
 KINDS = (CLIP, VLM, CLASSIFIER)
 
 
+def load_choices() -> dict[str, tuple]:
+    """The allowed values of each model-loading flag, as the commands declare them
+    (``commands.common.LOAD_CHOICES``, also the ``choices`` of ``--dtype``): one source of truth."""
+    from ..commands.common import LOAD_CHOICES
+
+    return LOAD_CHOICES
+
+
 @dataclass
 class ModelEntry:
     name: str
@@ -257,6 +265,10 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
         p = ("models", name)
         _check_keys(loc, p, m, MODEL_KEYS, f"model {name!r}")
         load = {k: _expect(loc, p + (k,), m[k], LOAD_KEYS[k], k) for k in LOAD_KEYS if k in m}
+        for k, v in load.items():
+            choices = load_choices().get(k)
+            if choices and v not in choices:
+                raise loc.error(p + (k,), f"{k} must be one of {', '.join(choices)}, got {v!r}")
         if ("spec" in m) == ("finetune" in m):
             raise loc.error(p, f"model {name!r} needs exactly one of 'spec' or 'finetune'")
         if "spec" in m:
