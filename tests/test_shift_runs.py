@@ -1,0 +1,68 @@
+"""The 200-class protocol of ImageNet-R/-A through every scoring method, and the shift block of
+results.json, on tiny random-weight models and a synthetic ImageNet-R tree."""
+import json
+
+import numpy as np
+import pytest
+
+from vlmprobe import load_dataset
+from vlmprobe.classify.runner import evaluate, make_method
+from vlmprobe.data.imagenet_shifts import subset_synsets
+
+
+@pytest.fixture(scope="module")
+def imagenet_r(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("inr") / "imagenet-r"
+    wnids, _ = subset_synsets("r")
+    rng = np.random.default_rng(0)
+    for j in (0, 57, 199):
+        (root / wnids[j]).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(root / wnids[j] / f"art_{j}.jpg")
+    return root
+
+
+def _run(model, ds, method, out, **opts):
+    evaluate(model, ds, make_method(method, **opts), out, batch_size=2, progress=False)
+    scores = np.load(out / "scores.npy")
+    recs = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    return scores, recs, json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.parametrize("kind", ["classifier", "zeroshot", "likelihood"])
+def test_r200_restricted_scores_equal_the_masked_full_matrix(tmp_path, imagenet_r, tiny_models, kind):
+    """Default = the 200 classes (others -inf); --label-space all = every class; the restricted
+    matrix equals the full one masked to the subset, and results report both accuracies."""
+    from vlmprobe.models import load_model
+
+    if kind == "classifier":
+        from test_robust import tiny_timm
+
+        spec = f"timm:local-dir:{tiny_timm(tmp_path / 'timm')}"
+    else:
+        spec = (f"openclip:local-dir:{tiny_models['openclip']}" if kind == "zeroshot"
+                else f"hf:{tiny_models['llava']}")
+    model = load_model(spec)
+    ds = load_dataset(f"imagenet-r:{imagenet_r}")
+    subset = ds.info["class_subset"]
+    assert len(subset) == 200
+    sub, recs, res = _run(model, ds, kind, tmp_path / "r200")
+    full, recs_all, res_all = _run(model, ds, kind, tmp_path / "all", label_space="all")
+    masked = np.full_like(full, -np.inf)
+    masked[:, subset] = full[:, subset]
+    np.testing.assert_allclose(sub, masked, rtol=1e-5, atol=1e-5)
+    assert np.isfinite(full).all() and np.isfinite(sub).sum(1).tolist() == [200] * len(ds)
+    assert [r["prediction"] for r in recs] == masked.argmax(1).tolist()
+    shift = res["shift"]
+    assert shift["subset_classes"] == 200 and shift["subset_accuracy"]["accuracy"] == res["top1"]
+    assert res_all["shift"]["subset_accuracy"]["accuracy"] == res["top1"]  # same number from the full run
+    expected_all = float(np.mean(full.argmax(1) == np.array([r["label"] for r in recs_all])))
+    assert res_all["shift"]["all_classes_accuracy"]["accuracy"] == pytest.approx(expected_all)
+    assert res_all["top1"] == pytest.approx(expected_all)
+    if kind == "likelihood":  # only the 200 candidates were scored: no 1000-way number to report
+        assert shift["all_classes_accuracy"] is None and len(recs[0]["candidates"]) == 200
+    else:  # CLIP / classifier keep the unmasked argmax per record
+        assert shift["all_classes_accuracy"]["accuracy"] == pytest.approx(expected_all)
+    lo, hi = shift["subset_accuracy"]["ci95"]
+    assert 0 <= lo <= shift["subset_accuracy"]["accuracy"] <= hi <= 1
