@@ -48,7 +48,9 @@ def neg_entropy(logits: np.ndarray) -> np.ndarray:
     from scipy.special import log_softmax
 
     logp = log_softmax(np.asarray(logits, dtype=np.float64), axis=1)
-    return np.where(np.isfinite(logp), np.exp(logp) * logp, 0.0).sum(axis=1)
+    finite = np.isfinite(logp)
+    safe = np.where(finite, logp, 0.0)
+    return np.where(finite, np.exp(safe) * safe, 0.0).sum(axis=1)
 
 
 SCORES = {"msp": msp, "energy": energy, "max_logit": max_logit, "entropy": neg_entropy}
