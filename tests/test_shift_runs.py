@@ -66,3 +66,41 @@ def test_r200_restricted_scores_equal_the_masked_full_matrix(tmp_path, imagenet_
         assert shift["all_classes_accuracy"]["accuracy"] == pytest.approx(expected_all)
     lo, hi = shift["subset_accuracy"]["ci95"]
     assert 0 <= lo <= shift["subset_accuracy"]["accuracy"] <= hi <= 1
+
+
+def test_metrics_ood_every_score_over_several_ood_sets(tmp_path, imagenet_r, tiny_models):
+    """`vlmprobe metrics ID --ood A --ood B`: AUROC/FPR@95 of MSP, MCM, energy, max-logit and
+    entropy per OOD set (ImageNet-O and iNaturalist layouts) and their mean."""
+    from PIL import Image
+    from sklearn.metrics import roc_auc_score
+
+    from test_robust import cli
+    from vlmprobe.data.imagenet import synsets
+    from vlmprobe.metrics import ood
+    from vlmprobe.models import load_model
+
+    rng = np.random.default_rng(5)
+    for path in (tmp_path / "o" / "imagenet-o" / synsets()[9] / "a.jpg", tmp_path / "o" / "imagenet-o" / synsets()[9] / "b.jpg",
+                 tmp_path / "nat" / "iNaturalist" / "images" / "x.jpg", tmp_path / "nat" / "iNaturalist" / "images" / "y.jpg"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(path)
+    model = load_model(f"openclip:local-dir:{tiny_models['openclip']}")
+    runs = {}
+    for name, spec in (("id", f"imagenet-r:{imagenet_r}"), ("o", f"imagenet-o:{tmp_path / 'o'}"),
+                       ("nat", f"inaturalist:{tmp_path / 'nat'}")):
+        runs[name] = tmp_path / name / "run"
+        evaluate(model, load_dataset(spec), make_method("zeroshot", label_space="all"), runs[name], progress=False)
+    r = cli("metrics", runs["id"], "--ood", runs["o"], "--ood", runs["nat"], "--no-plots")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((runs["id"] / "results.json").read_text())["ood"]
+    assert set(res["sets"]) == {str(runs["o"]), str(runs["nat"])}
+    id_s = np.load(runs["id"] / "scores.npy")
+    for name, fn in ood.SCORES.items():
+        aucs = []
+        for key in ("o", "nat"):
+            o_s = np.load(runs[key] / "scores.npy")
+            ref = roc_auc_score(np.r_[np.ones(len(id_s)), np.zeros(len(o_s))], np.r_[fn(id_s), fn(o_s)])
+            assert res["sets"][str(runs[key])][name]["auroc"] == pytest.approx(ref)
+            aucs.append(ref)
+        assert res["mean"][name]["auroc"] == pytest.approx(np.mean(aucs)) and res["mean"][name]["n_sets"] == 2
+    assert "mcm" in res["mean"]
