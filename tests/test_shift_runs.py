@@ -104,3 +104,55 @@ def test_metrics_ood_every_score_over_several_ood_sets(tmp_path, imagenet_r, tin
             aucs.append(ref)
         assert res["mean"][name]["auroc"] == pytest.approx(np.mean(aucs)) and res["mean"][name]["n_sets"] == 2
     assert "mcm" in res["mean"]
+
+
+def test_compare_shift_table_effective_robustness_and_figure(tmp_path, imagenet_r, tiny_models):
+    """`vlmprobe compare --shift ID:SHIFT ... --baseline ... --plot --out`: ID accuracy on the shift
+    set's 200 classes, shift accuracy, Clopper-Pearson intervals, ER against the baseline line."""
+    from PIL import Image
+    from scipy.stats import linregress
+
+    from test_robust import cli, tiny_timm
+    from vlmprobe.metrics.robustness import clopper_pearson
+    from vlmprobe.models import load_model
+
+    # an ImageNet val-like ID set (WordNet-id folders): two R classes and one class outside R's 200
+    from vlmprobe.data.imagenet import synsets
+    wn, rset = synsets(), set(subset_synsets("r")[0])
+    outside = next(w for w in wn if w not in rset)
+    rng = np.random.default_rng(3)
+    for w in [*list(subset_synsets("r")[0][:2]), outside]:
+        for j in range(2):
+            (tmp_path / "val" / w).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(tmp_path / "val" / w / f"{j}.JPEG")
+    models = {"clip": (f"openclip:local-dir:{tiny_models['openclip']}", "zeroshot"),
+              "cnn": (f"timm:local-dir:{tiny_timm(tmp_path / 'timm')}", "classifier")}
+    pairs = []
+    for name, (spec, method) in models.items():
+        model = load_model(spec)
+        for data, key in ((f"imagenet:{tmp_path / 'val'}", "id"), (f"imagenet-r:{imagenet_r}", "r")):
+            evaluate(model, load_dataset(data), make_method(method), tmp_path / name / key, progress=False)
+        pairs.append(f"{tmp_path / name / 'id'}:{tmp_path / name / 'r'}")
+    (tmp_path / "ref.csv").write_text("model,id_accuracy,shift_accuracy\nA,60.0,20.0\nB,70.0,30.0\nC,80.0,45.0\n")
+    r = cli("compare", *sum((["--shift", p] for p in pairs), []), "--reference", tmp_path / "ref.csv",
+            "--plot", tmp_path / "shift.png", "--out", tmp_path / "cmp.json")
+    assert r.returncode == 0, r.stderr
+    assert "ER (points)" in r.stdout and (tmp_path / "shift.png").stat().st_size > 5000
+    out = json.loads((tmp_path / "cmp.json").read_text())["shift"]
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    fit = linregress(logit(np.array([0.6, 0.7, 0.8])), logit(np.array([0.2, 0.3, 0.45])))
+    assert out["fit"]["slope"] == pytest.approx(fit.slope) and out["fit"]["fit_over"] == "baseline"
+    for row, name in zip(out["rows"], models):
+        scores = np.load(tmp_path / name / "id" / "scores.npy")
+        labels = np.array([json.loads(x)["label"] for x in (tmp_path / name / "id" / "samples.jsonl").read_text().splitlines()])
+        subset = load_dataset(f"imagenet-r:{imagenet_r}").info["class_subset"]
+        keep = np.isin(labels, subset)  # ID accuracy on R's classes only: 4 of the 6 images
+        acc = np.mean(np.asarray(subset)[scores[keep][:, subset].argmax(1)] == labels[keep])
+        assert row["id_n"] == 4 and row["id_accuracy"] == pytest.approx(acc)
+        assert row["id_ci95"] == pytest.approx(list(clopper_pearson(int(round(acc * 4)), 4)))
+        assert row["shift_n"] == 3 and row["protocol"] == "subset"
+        p = np.clip([row["id_accuracy"]], 1e-4, 1 - 1e-4)
+        pred = 1 / (1 + np.exp(-(fit.slope * logit(p) + fit.intercept)))
+        assert row["effective_robustness"] == pytest.approx(row["shift_accuracy"] - pred[0])
+    r = cli("compare", "--shift", "nope:also-nope")
+    assert r.returncode == 2 and "not a run directory" in r.stderr
