@@ -101,6 +101,9 @@ def run(args) -> int:
         from ..cache import atomic_write_json
         from ..metrics.report import jsonable
 
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(args.out, jsonable(out))
         print(f"rows: {args.out}")
     return 0
