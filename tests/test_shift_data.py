@@ -184,3 +184,25 @@ def test_corrupt_on_the_fly_is_the_package_seeded_per_sample(tmp_path):
         corrupted(clean, "fogg:1")
     with pytest.raises(DataError, match="severity 1..5"):
         load_dataset(str(tmp_path / "digits"), corrupt="fog:6")
+
+
+def test_toy_shifted_sets_layout_and_determinism(tmp_path):
+    """toy:sketch / toy:rendition / toy:corrupted: test digits per class, written once,
+    byte-identical on a rebuild, corrupted samples naming their corruption."""
+    from vlmprobe.toy.digits import CLASSNAMES
+    from vlmprobe.toy.shifted import CORRUPTIONS, ShiftedConfig, build_shifted
+
+    from PIL import Image
+
+    a = build_shifted(ShiftedConfig(per_class=1), tmp_path / "a")
+    b = build_shifted(ShiftedConfig(per_class=1), tmp_path / "b")
+    files = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert len(files) == 3 * len(CLASSNAMES)
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    corrupted = [f for f in files if f.parts[0] == "corrupted"]
+    assert {f.parts[1] for f in corrupted} == set(CORRUPTIONS) and {f.parts[2] for f in corrupted} == {"3"}
+    assert {f.parts[-2] for f in files} == set(CLASSNAMES)
+    assert np.asarray(Image.open(a / next(f for f in files if f.parts[0] == "sketch"))).shape == (32, 32, 3)
+    ds = load_dataset("toy:corrupted")
+    assert len(ds) == 100 and ds.classnames == CLASSNAMES and ds.samples[0].meta["severity"] == 3
+    assert ds.labels().tolist() == [CLASSNAMES.index(s.id.split("/")[-2]) for s in ds.samples]
