@@ -156,3 +156,35 @@ def test_compare_shift_table_effective_robustness_and_figure(tmp_path, imagenet_
         assert row["effective_robustness"] == pytest.approx(row["shift_accuracy"] - pred[0])
     r = cli("compare", "--shift", "nope:also-nope")
     assert r.returncode == 2 and "not a run directory" in r.stderr
+
+
+def test_objectnet_label_sets_and_imagenet_c_errors_in_results(tmp_path):
+    """ObjectNet's ImageNet protocol (correct = prediction in the mapped set, 125-class subset)
+    and ImageNet-C's per-corruption / per-severity accuracy and CE, in results.json's shift block."""
+    from test_robust import tiny_timm
+    from test_shift_data import _img, _objectnet
+    from vlmprobe.data.imagenet import synsets
+    from vlmprobe.metrics.corruption import ALEXNET_ERR
+    from vlmprobe.models import load_model
+
+    model = load_model(f"timm:local-dir:{tiny_timm(tmp_path / 'timm')}")
+    _objectnet(tmp_path / "on")
+    scores, recs, res = _run(model, load_dataset(f"objectnet:{tmp_path / 'on'}"), "classifier", tmp_path / "on-run")
+    ok = [r["prediction"] in r["meta"]["label_set"] for r in recs]
+    assert res["shift"]["label_set_accuracy"]["accuracy"] == pytest.approx(np.mean(ok))
+    assert all(r["prediction"] in (0, 1, 419, 954) for r in recs)  # candidates: the mapped classes only
+    w = synsets()
+    for c in ("fog", "snow"):
+        for s in (1, 2):
+            for j in range(2):
+                _img(tmp_path / "c" / c / str(s) / w[j] / f"ILSVRC2012_val_0000000{j + 1}.JPEG", j + s)
+    _, recs, res = _run(model, load_dataset(f"imagenet-c:{tmp_path / 'c'}"), "classifier", tmp_path / "c-run")
+    sh = res["shift"]
+    correct = {(r["meta"]["corruption"], r["meta"]["severity"]): [] for r in recs}
+    for r in recs:
+        correct[r["meta"]["corruption"], r["meta"]["severity"]].append(r["prediction"] == r["label"])
+    assert sh["per_corruption_severity"]["fog/2"]["accuracy"] == pytest.approx(np.mean(correct["fog", 2]))
+    assert sh["per_severity"]["1"]["n"] == 4
+    fog_err = 1 - np.mean(correct["fog", 1] + correct["fog", 2])
+    assert sh["corruption_error"]["per_corruption"]["fog"]["ce"] == pytest.approx(fog_err / ALEXNET_ERR["fog"])
+    assert sh["corruption_error"]["mce"] is None and len(sh["corruption_error"]["corruptions_missing"]) == 13
