@@ -188,3 +188,22 @@ def test_objectnet_label_sets_and_imagenet_c_errors_in_results(tmp_path):
     fog_err = 1 - np.mean(correct["fog", 1] + correct["fog", 2])
     assert sh["corruption_error"]["per_corruption"]["fog"]["ce"] == pytest.approx(fog_err / ALEXNET_ERR["fog"])
     assert sh["corruption_error"]["mce"] is None and len(sh["corruption_error"]["corruptions_missing"]) == 13
+
+
+def test_eval_corrupt_flag_records_the_protocol(tmp_path, digits_folder, tiny_models):
+    """`vlmprobe eval --corrupt NAME:SEVERITY` on a plain image folder: the corruption protocol in
+    config.json, its accuracy in results.json's shift block."""
+    from test_robust import cli
+
+    r = cli("eval", "--model", f"openclip:local-dir:{tiny_models['openclip']}", "--data", digits_folder,
+            "--limit", "6", "--method", "zeroshot", "--corrupt", "contrast:4", "--workers", "0", "--no-progress",
+            "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data"]["corrupt"] == {"name": "contrast", "severity": 4, "resize": 256, "crop": 224, "seed": 0,
+                                      "implementation": "imagecorruptions"}
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["shift"]["per_corruption"]["contrast"]["n"] == 6 and res["shift"]["top1"]["accuracy"] == res["top1"]
+    r = cli("eval", "--model", "x", "--data", digits_folder, "--method", "zeroshot", "--corrupt", "fog",
+            "--out", tmp_path / "bad")
+    assert r.returncode == 2 and "expected NAME:SEVERITY" in r.stderr and len(r.stderr.strip().splitlines()) == 1
