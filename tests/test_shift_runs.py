@@ -207,3 +207,23 @@ def test_eval_corrupt_flag_records_the_protocol(tmp_path, digits_folder, tiny_mo
     r = cli("eval", "--model", "x", "--data", digits_folder, "--method", "zeroshot", "--corrupt", "fog",
             "--out", tmp_path / "bad")
     assert r.returncode == 2 and "expected NAME:SEVERITY" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_r200_generation_matches_answers_within_the_subset(tmp_path, imagenet_r, tiny_models):
+    """Open-world generation on ImageNet-R: the question stays open, the answer is matched against
+    the 200 classes (prediction) and against all classes (prediction_all); --num-candidates needs
+    --label-space all."""
+    from vlmprobe.errors import VlmprobeError
+    from vlmprobe.models import load_model
+
+    model = load_model(f"hf:{tiny_models['llava']}")
+    ds = load_dataset(f"imagenet-r:{imagenet_r}")
+    evaluate(model, ds, make_method("generate", max_new_tokens=4), tmp_path / "gen", progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "gen" / "samples.jsonl").read_text().splitlines()]
+    subset = set(ds.info["class_subset"])
+    assert all(r["prediction"] is None or r["prediction"] in subset for r in recs)
+    assert all("prediction_all" in r and "candidates" not in r and "Choose" not in r["prompt"] for r in recs)
+    res = json.loads((tmp_path / "gen" / "results.json").read_text())
+    assert res["shift"]["subset_accuracy"]["n"] == 3 and res["shift"]["all_classes_accuracy"]["n"] == 3
+    with pytest.raises(VlmprobeError, match="200-class subset"):
+        make_method("likelihood", num_candidates=5).setup(model, ds)
