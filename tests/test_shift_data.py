@@ -206,3 +206,51 @@ def test_toy_shifted_sets_layout_and_determinism(tmp_path):
     ds = load_dataset("toy:corrupted")
     assert len(ds) == 100 and ds.classnames == CLASSNAMES and ds.samples[0].meta["severity"] == 3
     assert ds.labels().tolist() == [CLASSNAMES.index(s.id.split("/")[-2]) for s in ds.samples]
+
+
+# ---------------------------------------------------------------- the paper's other three datasets
+
+def test_flowers102_setid_split_and_names_from_classes(tmp_path):
+    from scipy.io import savemat
+
+    for i in range(1, 7):
+        _img(tmp_path / "jpg" / f"image_{i:05d}.jpg", i)
+    savemat(tmp_path / "imagelabels.mat", {"labels": np.array([[3, 1, 2, 3, 1, 2]])})
+    savemat(tmp_path / "setid.mat", {"trnid": np.array([[1, 2]]), "valid": np.array([[3]]),
+                                     "tstid": np.array([[6, 4, 5]])})
+    ds = load_dataset(f"flowers102:{tmp_path}")
+    assert [s.id for s in ds.samples] == ["image_00004.jpg", "image_00005.jpg", "image_00006.jpg"]
+    assert ds.labels().tolist() == [2, 0, 1] and ds.classnames == ["1", "2", "3"]
+    (tmp_path / "names.json").write_text(json.dumps(["pink primrose", "sweet pea", "tiger lily"]))
+    named = load_dataset(f"flowers102:{tmp_path}", classes=str(tmp_path / "names.json"))
+    assert named.classnames[named.samples[0].label] == "tiger lily"
+    assert len(load_dataset(f"flowers102:{tmp_path}", split="train")) == 2
+
+
+def test_stanford_cars_devkit_and_paper_names(tmp_path, reference_dir):
+    from scipy.io import savemat
+
+    from vlmprobe.data.paper_sets import cars_name
+
+    paper = json.loads((reference_dir / "cars_classes.json").read_text())
+    devkit = [" ".join(n.split(" ")[1:] + n.split(" ")[:1]) for n in paper]  # the devkit puts the year last
+    assert [cars_name(n) for n in devkit] == paper
+    (tmp_path / "devkit").mkdir()
+    savemat(tmp_path / "devkit" / "cars_meta.mat", {"class_names": np.array(devkit[:3], dtype=object)[None]})
+    annos = np.array([("00002.jpg", 3), ("00001.jpg", 1)], dtype=[("fname", object), ("class", np.uint8)])
+    savemat(tmp_path / "cars_test_annos_withlabels.mat", {"annotations": annos[None]})
+    for f in ("00001.jpg", "00002.jpg"):
+        _img(tmp_path / "cars_test" / f)
+    ds = load_dataset(f"stanford-cars:{tmp_path}")
+    assert ds.classnames == paper[:3] and [(s.id, s.label) for s in ds.samples] == [("00001.jpg", 0), ("00002.jpg", 2)]
+
+
+def test_caltech101_folders_give_the_papers_100_classes(tmp_path, reference_dir):
+    paper = json.loads((reference_dir / "caltech_classes.json").read_text())
+    rows = [json.loads(x) for x in (reference_dir / "caltech.jsonl").read_text().splitlines()]
+    folders = sorted({r["image"].split("/")[-2] for r in rows}) + ["BACKGROUND_Google"]
+    for f in folders:
+        _img(tmp_path / "caltech101" / "101_ObjectCategories" / f / "image_0001.jpg")
+    ds = load_dataset(f"caltech101:{tmp_path}")
+    assert ds.classnames == paper and len(ds) == len(folders) - 1  # background left out, Faces + Faces_easy = face
+    assert {ds.classnames[s.label] for s in ds.samples if s.id.startswith("Faces")} == {"face"}

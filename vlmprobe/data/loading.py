@@ -40,7 +40,7 @@ from .hub import load_hf_disk  # noqa: F401  (these modules register their spec 
 from .imagenet import LABELS_SEPARATOR, is_wnid_folder, load_imagenet, load_wnid_folder
 from .wds import load_wds  # noqa: F401
 from .cueconflict import load_cue_conflict  # noqa: F401
-from . import imagenet_shifts, objectnet, ood_suites  # noqa: F401  (imagenet-v2:, ..., objectnet:, ninco:)
+from . import imagenet_shifts, objectnet, ood_suites, paper_sets  # noqa: F401  (imagenet-v2:, objectnet:, ninco:, flowers102:, ...)
 
 
 def load_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0,
