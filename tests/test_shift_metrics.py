@@ -80,7 +80,10 @@ def test_effective_robustness_equals_scipy_linregress_on_logits():
     pred = 1 / (1 + np.exp(-(fit.slope * logit(models_id) + fit.intercept)))
     assert res["slope"] == pytest.approx(fit.slope) and res["intercept"] == pytest.approx(fit.intercept)
     np.testing.assert_allclose(res["er"], models_shift - pred)
-    assert res["er"][0] > 0 > res["er"][1]
+    assert res["er"][0] > 0 > res["er"][1] and res["n_fit"] == 5
+    # a baseline point at accuracy 0 (infinite logit) is left out of the fit, not clipped into a lever
+    res0 = rb.effective_robustness(models_id, models_shift, np.r_[base_id, 0.9], np.r_[base_shift, 0.0])
+    assert res0["n_fit"] == 5 and res0["slope"] == pytest.approx(fit.slope)
     pr = rb.effective_robustness(models_id, models_shift, base_id, base_shift, kind="probit")
     from scipy.stats import norm
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from vlmprobe.metrics.robustness import inverse_transform, line_fit, transform
 
-TICKS = np.array([0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98])
+TICKS = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
+SHOWN = (0.005, 0.995)  # probit panels draw accuracies of 0 and 1 at these edges (the fits use the true values)
 MARKERS = "osD^vP*Xh<>"
 
 
@@ -29,14 +30,16 @@ def grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
 def _panel(ax, panel: dict) -> None:
     pts = [p for p in panel["points"] if p.get("x") is not None and p.get("y") is not None]
     probit = panel.get("probit", True)
-    f = (lambda v: transform(v, "probit")) if probit else (lambda v: np.asarray(v, dtype=np.float64))
+    f = ((lambda v: transform(np.clip(v, *SHOWN), "probit")) if probit
+         else (lambda v: np.asarray(v, dtype=np.float64)))
     xs, ys = np.array([p["x"] for p in pts], float), np.array([p["y"] for p in pts], float)
     for i, p in enumerate(pts):
         ax.scatter(f([p["x"]]), f([p["y"]]), s=36, marker=MARKERS[i % len(MARKERS)], zorder=3, label=p["label"])
     if probit:
-        lo = min([0.05] + [float(v) for v in np.r_[xs, ys]]) if len(pts) else 0.05
-        hi = max([0.95] + [float(v) for v in np.r_[xs, ys]]) if len(pts) else 0.95
-        lim = transform([max(lo * 0.8, 1e-3), min(1 - (1 - hi) * 0.8, 1 - 1e-3)], "probit")
+        shown = np.clip(np.r_[xs, ys], *SHOWN)
+        lo = min([0.05] + shown.tolist())
+        hi = max([0.95] + shown.tolist())
+        lim = transform([lo * 0.8, 1 - (1 - hi) * 0.8], "probit")
         ax.plot(lim, lim, "k--", lw=0.8, label="y = x")
         ticks = TICKS[(TICKS >= inverse_transform(lim[0], "probit")) & (TICKS <= inverse_transform(lim[1], "probit"))]
         ax.set_xticks(transform(ticks, "probit"), [f"{t:.0%}" for t in ticks], fontsize=7)

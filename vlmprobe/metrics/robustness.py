@@ -5,7 +5,9 @@
 - Effective robustness (Taori et al. 2020, "Measuring Robustness to Natural Distribution Shifts
   in Image Classification"; imagenet-testbed): fit ``T(shift acc) = slope * T(ID acc) + b`` by
   least squares over a baseline set of models, T = logit (``transform="logit"``) or probit; a
-  model's ER = shift acc - T^-1(slope * T(its ID acc) + b).
+  model's ER = shift acc - T^-1(slope * T(its ID acc) + b). Baseline points at accuracy 0 or 1
+  (an infinite logit, which clipping would turn into a lever of +-9) are left out of the fit and
+  counted (``n_fit``).
 - ``line_fit``: Tu et al.'s figure statistics on transformed axes: the Huber line (scikit-learn
   ``HuberRegressor``, epsilon 1.35, alpha 0), Spearman rho of the raw points and R^2 of the
   ordinary least-squares line.
@@ -64,12 +66,21 @@ def linear_fit(x, y) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def baseline_fit(base_id, base_shift, kind: str = "logit") -> tuple[float, float, int]:
+    """(slope, intercept, points used) of T(shift) on T(ID) over the baseline points strictly
+    inside (0, 1) on both axes."""
+    x, y = np.asarray(base_id, dtype=np.float64), np.asarray(base_shift, dtype=np.float64)
+    keep = (x > 0) & (x < 1) & (y > 0) & (y < 1)
+    slope, intercept = linear_fit(transform(x[keep], kind), transform(y[keep], kind))
+    return slope, intercept, int(keep.sum())
+
+
 def effective_robustness(id_acc, shift_acc, base_id, base_shift, kind: str = "logit") -> dict:
     """ER of models (id_acc, shift_acc: [M]) against the line through the baseline models
-    (base_id, base_shift: [B]) on ``kind`` axes -> {slope, intercept, predicted [M], er [M]}."""
-    slope, intercept = linear_fit(transform(base_id, kind), transform(base_shift, kind))
+    (base_id, base_shift: [B]) on ``kind`` axes -> {slope, intercept, n_fit, predicted [M], er [M]}."""
+    slope, intercept, n_fit = baseline_fit(base_id, base_shift, kind)
     predicted = inverse_transform(slope * transform(id_acc, kind) + intercept, kind)
-    return {"transform": kind, "slope": slope, "intercept": intercept, "predicted": predicted,
+    return {"transform": kind, "slope": slope, "intercept": intercept, "n_fit": n_fit, "predicted": predicted,
             "er": np.asarray(shift_acc, dtype=np.float64) - predicted}
 
 

@@ -168,11 +168,12 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
     source = "baseline" if baseline else "compared runs"
     base = baseline or [{"id": r["id_accuracy"], "shift": r["shift_accuracy"]} for r in rows]
     fit = None
-    if len({b["id"] for b in base}) >= 2:
+    inside = [b for b in base if 0 < b["id"] < 1 and 0 < b["shift"] < 1]
+    if len({b["id"] for b in inside}) >= 2:
         er = effective_robustness([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows],
                                   [b["id"] for b in base], [b["shift"] for b in base], kind)
         fit = {"transform": kind, "slope": er["slope"], "intercept": er["intercept"], "fit_over": source,
-               "n_baseline": len(base)}
+               "n_baseline": er["n_fit"]}
         for r, pred, e in zip(rows, er["predicted"], er["er"]):
             r["predicted_shift_accuracy"], r["effective_robustness"] = float(pred), float(e)
     line = line_fit([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows]) if len(rows) >= 2 else None

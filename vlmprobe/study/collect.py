@@ -95,6 +95,7 @@ def read_study(path: str | Path) -> dict:
                                                       if r.get("status") in ("failed", "blocked")])
     evals = {}
     robust = {n for n, d in (plan.get("datasets") or {}).items() if d.get("groups") or d.get("unlabeled")}
+    robust |= {r["params"].get("shift") for r in plan["runs"] if r["measure"] == "shift"}  # shifted sets: own section
     for rid, run in runs.items():
         d = root / rid
         if run["measure"] in EVAL_MEASURES:

@@ -190,14 +190,13 @@ def shift_scatter(by_set: dict) -> bytes | None:
     from pathlib import Path
 
     from ..metrics.model_scatter import model_scatter
-    from ..metrics.robustness import linear_fit, transform
+    from ..metrics.robustness import baseline_fit
 
     panels = []
     for name, rows in by_set.items():
         base = None
-        if len({r["id_accuracy"] for r in rows}) >= 2:
-            slope, icpt = linear_fit(transform([r["id_accuracy"] for r in rows]),
-                                     transform([r["shift_accuracy"] for r in rows]))
+        if len({r["id_accuracy"] for r in rows if 0 < r["id_accuracy"] < 1 and 0 < r["shift_accuracy"] < 1}) >= 2:
+            slope, icpt, _ = baseline_fit([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows])
             base = {"slope": slope, "intercept": icpt, "transform": "logit"}
         panels.append({"title": f"shifted set: {name}", "xlabel": "ID accuracy", "ylabel": "shift accuracy",
                        "probit": True, "baseline": base,

@@ -340,7 +340,7 @@ def shift_section(doc: Doc, data: dict) -> None:
     for r in rows:
         by_set.setdefault(r["shift_dataset"], []).append(r)
     for group in by_set.values():
-        if len({r["id_accuracy"] for r in group}) >= 2:
+        if len({r["id_accuracy"] for r in group if 0 < r["id_accuracy"] < 1 and 0 < r["shift_accuracy"] < 1}) >= 2:
             er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
                                       [r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group])
             for r, e in zip(group, er["er"]):
