@@ -60,6 +60,15 @@ def split_indices(labels: np.ndarray, cfg: DigitsConfig, seed: int) -> list[str]
     return out
 
 
+def test_split(seed: int = 0):
+    """(scikit-learn's digits bunch, labels int64 [1797], indices of the world's test split)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    labels = digits.target.astype(np.int64)
+    return digits, labels, np.flatnonzero(np.array(split_indices(labels, DigitsConfig(), seed)) == "test")
+
+
 def glyph_alpha(pixels8: np.ndarray, rng: np.random.Generator, cfg: DigitsConfig, resample: str = "bicubic") -> np.ndarray:
     """One 8x8 intensity array (0..16) -> ink coverage [size, size, 1] in [0, 1]: the glyph
     upsampled (``resample``: bicubic, or nearest for blocky renditions), scaled, shifted and

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import build_dir_once, content_key, home_dir
-from .digits import CLASSNAMES, DigitsConfig, glyph_alpha, ink_on_paper, split_indices
+from .digits import CLASSNAMES, DigitsConfig, glyph_alpha, ink_on_paper, test_split
 
 VERSION = 1
 MARKER = "shifted.json"
@@ -79,13 +79,9 @@ def build_shifted(cfg: ShiftedConfig = ShiftedConfig(), root: str | os.PathLike 
 
 
 def _write(tmp: Path, cfg: ShiftedConfig) -> dict:
-    from sklearn.datasets import load_digits
-
     from .digits import render_digit
 
-    digits = load_digits()
-    labels = digits.target.astype(np.int64)
-    test = np.flatnonzero(np.array(split_indices(labels, DigitsConfig(), cfg.seed)) == "test")
+    digits, labels, test = test_split(cfg.seed)
     counts = dict.fromkeys(SETS, 0)
     for c, name in enumerate(CLASSNAMES):
         pick = np.random.default_rng([cfg.seed, 11, c]).choice(test[labels[test] == c], size=cfg.per_class,
