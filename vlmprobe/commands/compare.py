@@ -55,7 +55,7 @@ def run(args) -> int:
     from ..metrics.rundata import load_run
 
     if args.plot is not None and not args.factors and not args.shift:
-        raise VlmprobeError("--plot draws the ImageNet-X factor figure (--factors) or the shift figure (--shift)")
+        raise VlmprobeError("--plot needs --factors (the ImageNet-X factor figure) or --shift (the shift figure)")
     if args.plot is not None and args.factors and args.shift:
         raise VlmprobeError("--plot draws one figure: give --factors or --shift, not both")
     if (args.baseline or args.reference) and not args.shift:
