@@ -1,0 +1,118 @@
+"""The family registry of tiny random-weight checkpoints and the conformance entry point.
+
+A tiny builder is ``build(out: Path) -> None``: it writes a complete checkpoint directory into
+``out`` (config, safetensors weights, processor, tokenizer, generation config and the family's
+chat template) built only from transformers' own config classes, nothing downloaded, so that
+``hf:DIR/<model_type>`` loads it like a released checkpoint. Builders register by
+``config.model_type`` with ``@tiny_builder("<model_type>")``; the registry is ``TINY_BUILDERS``.
+
+Where builders live: the core three (``llava``, ``llava_next``, ``qwen2_vl``) in
+``vlmprobe.testing`` (also built by ``build_tiny_models``), the decoder-only families in
+``vlmprobe.testing.families_decoder``, the special ones (encoder-decoder, prefix-LM,
+cross-attention) in ``vlmprobe.testing.families_special`` when present. ``load_builders()``
+imports them all.
+
+``python -m vlmprobe.testing --families [DIR]`` builds every registered family into
+``DIR/<model_type>/`` (``build_family``: temporary sibling, marker written last, renamed into
+place; a complete build is reused), runs the named conformance checks of
+``vlmprobe.testing.conformance`` on each, tries every other model type of transformers'
+image-text-to-text mapping with a generic tiny config, and prints and writes the support matrix
+(``support_matrix.json`` and ``support_matrix.md`` in DIR).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+TINY_BUILDERS: dict[str, Callable[[Path], None]] = {}
+FAMILY_MARKER = ".vlmprobe-family.json"  # written last into every finished family directory
+FAMILY_RECIPE_VERSION = 1  # bump when a builder changes: older builds are rebuilt
+BUILDER_MODULES = ("vlmprobe.testing.families_decoder", "vlmprobe.testing.families_special")
+
+
+def tiny_builder(model_type: str) -> Callable:
+    """Decorator: register ``build(out: Path) -> None`` as the tiny builder of ``model_type``
+    (a later registration of the same model type replaces the earlier one)."""
+    def register(fn: Callable[[Path], None]) -> Callable[[Path], None]:
+        TINY_BUILDERS[model_type] = fn
+        return fn
+
+    return register
+
+
+def load_builders() -> dict[str, Callable[[Path], None]]:
+    """Import every builder module (``BUILDER_MODULES``; the absent ones are skipped) and return
+    the registry ``{model_type: build}``."""
+    import vlmprobe.testing  # noqa: F401 (registers the core builders)
+
+    for name in BUILDER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a module that exists but fails to import is a bug, not absent
+                raise
+    return TINY_BUILDERS
+
+
+def _complete(path: Path, model_type: str) -> bool:
+    try:
+        info = json.loads((path / FAMILY_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("model_type") == model_type and info.get("recipe_version") == FAMILY_RECIPE_VERSION
+
+
+def build_family(root: str | os.PathLike, model_type: str, force: bool = False, seed: int = 0) -> str:
+    """Build the tiny checkpoint of ``model_type`` as ``root/<model_type>`` (reused when a
+    complete build exists; seeded, so builds repeat) and return its path."""
+    builders = load_builders()
+    if model_type not in builders:
+        from ..errors import VlmprobeError
+
+        raise VlmprobeError(f"no tiny builder for model type {model_type!r}; known: {', '.join(sorted(builders))}")
+    root = Path(root).expanduser()
+    final = root / model_type
+    if not force and _complete(final, model_type):
+        return str(final)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_type}.building-", dir=root))
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    try:
+        hf_logging.disable_progress_bar()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            builders[model_type](tmp)
+        tmp.chmod(0o755)
+        (tmp / FAMILY_MARKER).write_text(json.dumps({"model_type": model_type,
+                                                     "recipe_version": FAMILY_RECIPE_VERSION}) + "\n")
+        if final.exists():
+            if _complete(final, model_type) and not force:  # another process finished first
+                return str(final)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)
+
+
+def run_families(root: str | os.PathLike, model_types=None, checks=None, others: bool = True,
+                 force: bool = False, progress: bool = True) -> dict:
+    """Build each family (``model_types``: default all registered), run the conformance checks
+    (``checks``: names, default all) and, with ``others``, try the rest of transformers'
+    image-text-to-text mapping; write ``support_matrix.json`` / ``.md`` into ``root`` and return
+    the matrix (``vlmprobe.testing.conformance.support_matrix``)."""
+    from .conformance import run_conformance
+
+    return run_conformance(root, model_types=model_types, checks=checks, others=others, force=force,
+                           progress=progress)
