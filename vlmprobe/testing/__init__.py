@@ -43,6 +43,8 @@ from pathlib import Path
 
 import torch
 
+from .families import TINY_BUILDERS, tiny_builder  # noqa: F401 (the registry; see families.py)
+
 MARKER = ".vlmprobe-tiny.json"  # written last into every finished model directory
 RECIPE_VERSION = 1  # bump whenever a recipe below changes: older builds are rebuilt
 SEED = 0
@@ -236,6 +238,7 @@ def _save_vlm(model, processor, tokenizer, out: Path) -> None:
     processor.save_pretrained(out)
 
 
+@tiny_builder("llava")
 def _build_llava(out: Path) -> None:
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -251,6 +254,7 @@ def _build_llava(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+@tiny_builder("llava_next")
 def _build_llava_next(out: Path) -> None:
     from transformers import (LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor,
                               LlavaNextProcessor)
@@ -270,6 +274,7 @@ def _build_llava_next(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+@tiny_builder("qwen2_vl")
 def _build_qwen2_vl(out: Path) -> None:
     from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
                               Qwen2VLProcessor, Qwen2VLVideoProcessor)
