@@ -64,6 +64,21 @@ def split_rows_by_grid(config, batch: dict, x: torch.Tensor, n_images: int) -> l
     return list(torch.split(x.reshape(-1, x.shape[-1]), [p // ratio for p in patches], dim=0))
 
 
+def split_rows_by_size(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """Pixtral-style tensors [sum_i h_i w_i / r, D] (patches, r = 1, or merged tokens,
+    r = merge^2) -> per image, using ``image_sizes`` [N, 2] (pixels, h and w)."""
+    sizes = batch.get("image_sizes")
+    if sizes is None or len(sizes) != n_images:
+        raise VlmprobeError(f"cannot map vision rows to {n_images} images: no image_sizes in the batch")
+    patch = config.vision_config.patch_size
+    patches = [int(h) // patch * (int(w) // patch) for h, w in sizes.tolist()]
+    x = x.reshape(-1, x.shape[-1])
+    ratio = sum(patches) // max(x.shape[0], 1)
+    if ratio < 1 or sum(patches) != ratio * x.shape[0]:
+        raise VlmprobeError(f"{x.shape[0]} vision rows do not divide the image sizes {sizes.tolist()}")
+    return list(torch.split(x, [p // ratio for p in patches], dim=0))
+
+
 def plain_positions(model, batch: dict) -> torch.Tensor:
     """1-D rotary positions of a right-padded prefix batch: [1, B, L] = 0, 1, 2, ..."""
     B, L = batch["input_ids"].shape
@@ -137,7 +152,13 @@ LLAVA = Family("llava", ("llava",), notes="LLaVA-1.5 (one image = P patch tokens
 LLAVA_NEXT = Family("llava-next", ("llava_next",), notes="LLaVA-NeXT (AnyRes views)")
 QWEN2_VL = Family("qwen2-vl", ("qwen2_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen2-VL (dynamic resolution, M-RoPE)")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL]
+QWEN2_5_VL = Family("qwen2.5-vl", ("qwen2_5_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+                    positions=mrope_positions, notes="Qwen2.5-VL (window-attention ViT, M-RoPE)")
+LLAVA_NEXT_VIDEO = Family("llava-next-video", ("llava_next_video",), notes="LLaVA-NeXT-Video on single images")
+LLAVA_ONEVISION = Family("llava-onevision", ("llava_onevision",), notes="LLaVA-OneVision (SigLIP, AnyRes max 9)")
+MISTRAL3 = Family("mistral3", ("mistral3",), split_patch_rows=split_rows_by_size,
+                  notes="Mistral3 / Pixtral (any-size patches, 2x2 merger)")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION, MISTRAL3]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
 

@@ -43,7 +43,7 @@ from .tokentrie import (REDUCTIONS, ContinuationTokenizer, Request, Trie, build_
 
 SCORINGS = ("fast", "naive")
 # Language models with plain 1-D rotary positions that accept a custom additive 4-D mask.
-FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text")
+FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text")
 FAST_ATTENTION = ("eager", "sdpa")
 
 
