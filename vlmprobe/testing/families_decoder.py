@@ -135,13 +135,11 @@ def build_llava_onevision(out: Path) -> None:
     """LLaVA-OneVision: SigLIP tower (no CLS: "full" features of the last layer), 2-layer MLP
     projector, AnyRes on the pinpoints with ``anyres_max_9`` unpadding, Qwen2 LM, ChatML with
     ``<image>\\n`` before the question (as llava-onevision-qwen2 renders it)."""
-    from tokenizers import AddedToken
     from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
                               LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor)
 
-    tok = qwen2_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": [AddedToken(t, special=True, normalized=False)
-                                                          for t in ("<image>", "<video>")]})
+    tok = special_tokenizer(QWEN_SPECIALS[:3] + ("<image>", "<video>"), bos=None, eos="<|im_end|>",
+                            pad="<|endoftext|>", extra={"image_token": "<image>", "video_token": "<video>"})
     text = dict(model_type="qwen2", vocab_size=len(tok), **TINY_TEXT, bos_token_id=None,
                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
     vision = dict(model_type="siglip_vision_model", **TINY_SIGLIP, vision_use_head=False)
