@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import VlmprobeError
+from ..models.families import processor_images
 
 IGNORE = -100
 
@@ -142,11 +143,12 @@ class ChatCollator:
         if not kept:
             return {"skipped": len(items)}
         texts, spans = zip(*(self.render_with_spans(it["messages"]) for it in kept))
-        images = [it["image"] for it in kept if it["image"] is not None]
+        images = processor_images(self.processor, [it["image"] for it in kept])
+        images = images if any(images) else None
         old = self.tokenizer.padding_side
         self.tokenizer.padding_side = "right"
         try:
-            batch = dict(self.processor(text=list(texts), images=images or None, padding=True, return_tensors="pt"))
+            batch = dict(self.processor(text=list(texts), images=images, padding=True, return_tensors="pt"))
         finally:
             self.tokenizer.padding_side = old
         ids, mask = batch["input_ids"], batch["attention_mask"]

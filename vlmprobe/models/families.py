@@ -79,6 +79,32 @@ def split_rows_by_size(config, batch: dict, x: torch.Tensor, n_images: int) -> l
     return list(torch.split(x, [p // ratio for p in patches], dim=0))
 
 
+def split_rows_by_tokens(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """Token-aligned tensors (InternVL's crops: [sum_i crops_i, T, D], one row per image token
+    after flattening) -> per image, counting each text row's image tokens in ``input_ids``
+    (one image per text row)."""
+    ids = batch["input_ids"]
+    if ids.shape[0] != n_images:
+        raise VlmprobeError(f"cannot map vision rows to {n_images} images: {ids.shape[0]} text rows")
+    counts = (ids == Family.image_token_id(config)).sum(1).tolist()
+    x = x.reshape(-1, x.shape[-1])
+    if sum(counts) != x.shape[0]:
+        raise VlmprobeError(f"{x.shape[0]} vision rows for {sum(counts)} image tokens")
+    return list(torch.split(x, counts, dim=0))
+
+
+# Processors that take images nested per text row ([[img], [img], ...]) and count them per row.
+NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor"}
+
+
+def processor_images(processor, images: list) -> list:
+    """``images`` (one per text row, None for a text-only row) in the form ``processor`` takes:
+    flat (LLaVA, Qwen, ...; None rows dropped) or nested per row (``NESTED_IMAGE_PROCESSORS``)."""
+    if type(processor).__name__ in NESTED_IMAGE_PROCESSORS:
+        return [[] if im is None else [im] for im in images]
+    return [im for im in images if im is not None]
+
+
 def plain_positions(model, batch: dict) -> torch.Tensor:
     """1-D rotary positions of a right-padded prefix batch: [1, B, L] = 0, 1, 2, ..."""
     B, L = batch["input_ids"].shape
@@ -158,7 +184,16 @@ LLAVA_NEXT_VIDEO = Family("llava-next-video", ("llava_next_video",), notes="LLaV
 LLAVA_ONEVISION = Family("llava-onevision", ("llava_onevision",), notes="LLaVA-OneVision (SigLIP, AnyRes max 9)")
 MISTRAL3 = Family("mistral3", ("mistral3",), split_patch_rows=split_rows_by_size,
                   notes="Mistral3 / Pixtral (any-size patches, 2x2 merger)")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION, MISTRAL3]
+QWEN3_VL = Family("qwen3-vl", ("qwen3_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+                  positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")
+INTERNVL = Family("internvl", ("internvl",), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
+GEMMA3 = Family("gemma3", ("gemma3",), fast_likelihood="image tokens attend bidirectionally and half the layers "
+                "use sliding-window attention; the shared-prefix cache does not reproduce either",
+                notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
+IDEFICS3 = Family("idefics3", ("idefics3", "smolvlm"), language_model=("text_model",), projector=("connector",),
+                  notes="Idefics3 / SmolVLM (pixel-shuffle connector)")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
 

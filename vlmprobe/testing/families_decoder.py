@@ -194,3 +194,160 @@ def build_mistral3(out: Path) -> None:
     processor = PixtralProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
                                  spatial_merge_size=2, chat_template=MISTRAL_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("qwen3_vl")
+def build_qwen3_vl(out: Path) -> None:
+    """Qwen3-VL: ViT with learned position embeddings and DeepStack (block 0's merged features
+    added to the first LM layer's image positions), Qwen3 LM with interleaved M-RoPE; ChatML
+    without a default system turn (as Qwen3-VL-Instruct renders it)."""
+    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
+                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+
+    tok = qwen2_tokenizer()
+    ids = _qwen_ids(tok)
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
+                  patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+                  deepstack_visual_indexes=[0])
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                                 "mrope_interleaved": True})
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                           video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                           vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    processor = Qwen3VLProcessor(image_processor=_qwen_image_processor(Qwen2VLImageProcessor), tokenizer=tok,
+                                 video_processor=Qwen3VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
+                                 chat_template=chatml_template("<|vision_start|><|image_pad|><|vision_end|>",
+                                                              system=None))
+    _save_vlm(model, processor, tok, out)
+
+
+INTERNVL_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>")
+
+
+@tiny_builder("internvl")
+def build_internvl(out: Path) -> None:
+    """InternVL (3, hf layout): InternViT (32 px, patch 8: 16 patches), pixel shuffle 0.5 -> 4
+    tokens per image, MLP projector, Qwen2 LM; the processor writes ``<img>`` + 4 x
+    ``<IMG_CONTEXT>`` + ``</img>``; ChatML with ``<IMG_CONTEXT>\\n`` before the question."""
+    from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
+                              InternVLProcessor, InternVLVideoProcessor)
+
+    tok = special_tokenizer(INTERNVL_SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"start_image_token": "<img>", "end_image_token": "</img>",
+                                   "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=[IMAGE_SIZE, IMAGE_SIZE], patch_size=[PATCH_SIZE, PATCH_SIZE], use_mask_token=False)
+    text = dict(model_type="qwen2", vocab_size=len(tok), **TINY_TEXT, bos_token_id=None,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+                            downsample_ratio=0.5, vision_feature_layer=-1, vision_feature_select_strategy="default",
+                            tie_word_embeddings=False)
+    model = InternVLForConditionalGeneration(config).eval()
+    image_processor = GotOcr2ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, crop_to_patches=False)
+    processor = InternVLProcessor(image_processor=image_processor, tokenizer=tok,
+                                  video_processor=InternVLVideoProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
+                                  image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2 // 4,
+                                  chat_template=chatml_template("<IMG_CONTEXT>\\n", system=None))
+    _save_vlm(model, processor, tok, out)
+
+
+GEMMA3_SPECIALS = ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
+                   "<end_of_image>", "<image_soft_token>")
+GEMMA3_TEMPLATE = (  # gemma-3-it: "<bos><start_of_turn>user\n<start_of_image>{q}<end_of_turn>\n<start_of_turn>model\n"
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' }}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<start_of_image>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] | trim }}{% endfor %}"
+    "{{ '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+
+
+@tiny_builder("gemma3")
+def build_gemma3(out: Path) -> None:
+    """Gemma 3: SigLIP tower (32 px, patch 8: 4x4 patches) average-pooled to 2x2 = 4 soft tokens
+    per image, Gemma3 LM (sliding-window and global layers, image tokens attend bidirectionally),
+    gemma-3-it's ``<start_of_turn>`` template; the processor expands ``<start_of_image>`` to
+    ``\\n\\n<start_of_image>`` + 4 x ``<image_soft_token>`` + ``<end_of_image>\\n\\n``."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+
+    tok = special_tokenizer(GEMMA3_SPECIALS, bos="<bos>", eos="<end_of_turn>", pad="<pad>",
+                            extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                                   "image_token": "<image_soft_token>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in GEMMA3_SPECIALS}
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+                layer_types=["sliding_attention", "full_attention"], bos_token_id=ids["<bos>"],
+                eos_token_id=ids["<end_of_turn>"], pad_token_id=ids["<pad>"])
+    vision = dict(**TINY_SIGLIP, vision_use_head=False)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                          boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+                          image_token_index=ids["<image_soft_token>"], tie_word_embeddings=False)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    image_processor = Gemma3ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_pan_and_scan=False)
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tok, image_seq_length=4,
+                                chat_template=GEMMA3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+IDEFICS3_SPECIALS = ("<|endoftext|>", "<|begin_of_text|>", "<end_of_utterance>", "<fake_token_around_image>",
+                     "<image>", "<global-img>", "<pad>")
+IDEFICS3_TEMPLATE = (  # Idefics3-8B-Llama3 / SmolVLM-Instruct: "<|begin_of_text|>User:<image>{q}<end_of_utterance>\nAssistant:"
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ message['role'] | capitalize }}{{ ':' }}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ (' ' if message['role'] == 'assistant' else '') + part['text'] }}{% endfor %}"
+    "{{ '<end_of_utterance>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def _idefics3_parts(config_cls):
+    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
+                            extra={"image_token": "<image>"})
+    text = dict(model_type="llama", vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    config = config_cls(vision_config=vision, text_config=text, scale_factor=2,
+                        image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id,
+                        tie_word_embeddings=False)
+    return tok, config
+
+
+@tiny_builder("idefics3")
+def build_idefics3(out: Path) -> None:
+    """Idefics3: SigLIP-style tower (32 px, patch 8), pixel-shuffle connector (scale 2: 4 tokens
+    per image), Llama LM; no image splitting; ``User:<image>{q}<end_of_utterance>\\nAssistant:``
+    (the processor writes ``<fake_token_around_image><global-img>`` + 4 x ``<image>`` +
+    ``<fake_token_around_image>``)."""
+    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor,
+                              Idefics3Processor)
+
+    tok, config = _idefics3_parts(Idefics3Config)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    image_processor = Idefics3ImageProcessor(size={"longest_edge": IMAGE_SIZE}, do_image_splitting=False,
+                                             max_image_size={"longest_edge": IMAGE_SIZE})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
+                                  chat_template=IDEFICS3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("smolvlm")
+def build_smolvlm(out: Path) -> None:
+    """SmolVLM: the Idefics3 architecture under SmolVLM's classes, processor and template."""
+    from transformers import (SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessor,
+                              SmolVLMProcessor, SmolVLMVideoProcessor)
+
+    tok, config = _idefics3_parts(SmolVLMConfig)
+    model = SmolVLMForConditionalGeneration(config).eval()
+    image_processor = SmolVLMImageProcessor(size={"longest_edge": IMAGE_SIZE}, do_image_splitting=False,
+                                            max_image_size={"longest_edge": IMAGE_SIZE})
+    video_processor = SmolVLMVideoProcessor(size={"longest_edge": IMAGE_SIZE},
+                                            max_image_size={"longest_edge": IMAGE_SIZE})
+    processor = SmolVLMProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
+                                 image_seq_len=4, chat_template=IDEFICS3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
