@@ -1,7 +1,8 @@
 """``python -m vlmprobe.testing [DIR] [--all] [--real-tokenizers DIR]``: write the tiny offline
 test models (``vlmprobe.testing``) and the real-tokenizer ones (``vlmprobe.testing_real``).
 
-``python -m vlmprobe.testing --families [DIR] [--only T1,T2] [--checks C1,C2] [--no-others]``:
+``python -m vlmprobe.testing --families [DIR] [--only T1,T2] [--checks C1,C2] [--no-others]
+[--readme README.md]``:
 build a tiny checkpoint of every registered family into ``DIR/<model_type>/`` (default
 ``.vlmprobe-families``), run the conformance checks, print the support matrix and write it as
 ``DIR/support_matrix.json`` and ``DIR/support_matrix.md`` (``vlmprobe.testing.conformance``)."""
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checks", help="--families: comma-separated check names (default: all)")
     parser.add_argument("--no-others", action="store_true",
                         help="--families: do not probe the other image-text-to-text model types")
+    parser.add_argument("--readme", metavar="PATH", help="--families: also rewrite the support-matrix section of "
+                                                         "this README (between its support-matrix markers)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.families:
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _families(parser, args) -> int:
-    from .conformance import CHECKS, print_matrix, run_conformance
+    from .conformance import CHECKS, print_matrix, run_conformance, update_readme
     from .families import load_builders
 
     known, names = load_builders(), [n for n, _ in CHECKS]
@@ -62,6 +65,9 @@ def _families(parser, args) -> int:
     matrix = run_conformance(args.families, model_types=only, checks=checks, others=not args.no_others,
                              force=args.force, progress=not args.no_progress)
     print_matrix(matrix)
+    if args.readme:
+        update_readme(args.readme, matrix)
+        print(f"support matrix written into {args.readme}")
     print(f"support matrix written to {args.families}/support_matrix.json and support_matrix.md")
     return 0 if all(f["status"] == "pass" for f in matrix["families"]) else 1
 

@@ -28,8 +28,8 @@ A check is ``check(model_dir: str, family: Family) -> Outcome`` (``status``: pas
 from __future__ import annotations
 
 import json
-import os
 import tempfile
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -50,6 +50,7 @@ SIZES = [(32, 32), (48, 32), (32, 64), (40, 40)]  # (w, h): different token coun
 class Outcome:
     status: str  # pass | fail | skip
     reason: str = ""
+    seconds: float = 0.0
 
 
 class Skip(Exception):
@@ -252,15 +253,16 @@ CHECKS: list[tuple[str, Callable]] = [("load", check_load), ("generate", check_g
 def run_check(name: str, model_dir: str, family) -> Outcome:
     """Run one named check; exceptions become a failing outcome with a one-line reason."""
     fn = dict(CHECKS)[name]
+    start = time.perf_counter()
     try:
         fn(model_dir, family)
     except Skip as s:
-        return Outcome("skip", str(s))
+        return Outcome("skip", str(s), round(time.perf_counter() - start, 2))
     except Exception as err:  # noqa: BLE001 (a failing check is a result, reported with its reason)
         last = traceback.extract_tb(err.__traceback__)[-1]
         msg = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-        return Outcome("fail", f"{msg} ({Path(last.filename).name}:{last.lineno})")
-    return Outcome("pass")
+        return Outcome("fail", f"{msg} ({Path(last.filename).name}:{last.lineno})", round(time.perf_counter() - start, 2))
+    return Outcome("pass", "", round(time.perf_counter() - start, 2))
 
 
 @dataclass
@@ -347,8 +349,7 @@ def matrix_markdown(matrix: dict) -> str:
         lines.append(f"| `{f['model_type']}` | {f['family']} | {f['status']} | " + " | ".join(cells) + " |")
     notes = [(f["model_type"], c, f["checks"][c]["reason"]) for f in matrix["families"] for c in checks
              if c in f["checks"] and f["checks"][c]["status"] != "pass"]
-    if not matrix["families"]:
-        notes = []
+    notes += [(f["model_type"], "build", f["reason"]) for f in matrix["families"] if not f["checks"]]
     if notes:
         lines += ["", "Notes:", ""] + [f"- `{t}` {c}: {r}" for t, c, r in notes]
     if matrix["others"]:
@@ -361,6 +362,25 @@ def matrix_markdown(matrix: dict) -> str:
 def print_matrix(matrix: dict) -> None:
     print(matrix_markdown(matrix), end="")
 
+README_BEGIN = "<!-- support-matrix:begin (generated: python -m vlmprobe.testing --families DIR --readme README.md) -->"
+README_END = "<!-- support-matrix:end -->"
 
-def _env_root() -> str:
-    return os.environ.get("VLMPROBE_FAMILIES_DIR", ".vlmprobe-families")
+
+def update_readme(path, matrix: dict) -> None:
+    """Replace the text between ``README_BEGIN`` and ``README_END`` in ``path`` with
+    ``matrix_markdown(matrix)`` (the README's family table is this output, never hand-written)."""
+    from ..errors import VlmprobeError
+
+    path = Path(path)
+    text = path.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise VlmprobeError(f"{path}: no support-matrix markers ({README_BEGIN} ... {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    path.write_text(f"{head}{README_BEGIN}\n{matrix_markdown(matrix)}{README_END}{tail}")
+
+
+def family_rows(markdown: str) -> list[str]:
+    """The per-family rows of a support-matrix Markdown text (to compare README and output)."""
+    table = markdown.split("Other image-text-to-text model types:")[0]
+    return [line for line in table.splitlines() if line.startswith("| `")]
