@@ -37,13 +37,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
-from .families import TINY_BUILDERS, tiny_builder  # noqa: F401 (the registry; see families.py)
+from .families import TINY_BUILDERS, build_into, tiny_builder  # noqa: F401 (the registry; see families.py)
 
 MARKER = ".vlmprobe-tiny.json"  # written last into every finished model directory
 RECIPE_VERSION = 1  # bump whenever a recipe below changes: older builds are rebuilt
@@ -343,42 +340,10 @@ _BUILDERS = {"openclip": _build_openclip, "hfclip": _build_hfclip, "llava": _bui
              "llava-next": _build_llava_next, "qwen2-vl": _build_qwen2_vl}
 
 
-def _complete(path: Path, name: str) -> bool:
-    try:
-        info = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return info.get("name") == name and info.get("recipe_version") == RECIPE_VERSION
-
-
 def build_tiny_model(root: str | os.PathLike, name: str, force: bool = False) -> str:
     """Build one of ``NAMES`` as ``root/name`` (reused when complete) and return its path."""
-    root = Path(root).expanduser()
-    final = root / name
-    if not force and _complete(final, name):
-        return str(final)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=root))
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    try:
-        hf_logging.disable_progress_bar()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(SEED)
-            _BUILDERS[name](tmp)
-        tmp.chmod(0o755)
-        (tmp / MARKER).write_text(json.dumps({"name": name, "recipe_version": RECIPE_VERSION}) + "\n")
-        if final.exists():  # half-written, outdated or forced: replace
-            if _complete(final, name) and not force:  # another process finished first
-                return str(final)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)
+    info = {"name": name, "recipe_version": RECIPE_VERSION}
+    return build_into(Path(root).expanduser() / name, _BUILDERS[name], MARKER, info, force, SEED)
 
 
 def build_tiny_models(root: str | os.PathLike, force: bool = False, names=NAMES) -> dict[str, str]:

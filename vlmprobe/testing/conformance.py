@@ -382,5 +382,7 @@ def update_readme(path, matrix: dict) -> None:
 
 def family_rows(markdown: str) -> list[str]:
     """The per-family rows of a support-matrix Markdown text (to compare README and output)."""
+    if README_BEGIN in markdown:
+        markdown = markdown.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
     table = markdown.split("Other image-text-to-text model types:")[0]
     return [line for line in table.splitlines() if line.startswith("| `")]

@@ -61,12 +61,44 @@ def load_builders() -> dict[str, Callable[[Path], None]]:
     return TINY_BUILDERS
 
 
-def _complete(path: Path, model_type: str) -> bool:
+def _complete(path: Path, marker: str, info: dict) -> bool:
     try:
-        info = json.loads((path / FAMILY_MARKER).read_text())
+        got = json.loads((path / marker).read_text())
     except (OSError, ValueError):
         return False
-    return info.get("model_type") == model_type and info.get("recipe_version") == FAMILY_RECIPE_VERSION
+    return all(got.get(k) == v for k, v in info.items())
+
+
+def build_into(final: Path, builder: Callable[[Path], None], marker: str, info: dict, force: bool = False,
+               seed: int = 0) -> str:
+    """Run ``builder`` (seeded) into a temporary sibling of ``final``, write ``marker`` (JSON
+    ``info``) last and rename it into place; a complete build (its marker equals ``info``) is
+    reused, a half-written or outdated one replaced. Returns ``str(final)``."""
+    final = Path(final).expanduser()
+    if not force and _complete(final, marker, info):
+        return str(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    try:
+        hf_logging.disable_progress_bar()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            builder(tmp)
+        tmp.chmod(0o755)
+        (tmp / marker).write_text(json.dumps(info) + "\n")
+        if final.exists():  # half-written, outdated or forced: replace
+            if _complete(final, marker, info) and not force:  # another process finished first
+                return str(final)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)
 
 
 def build_family(root: str | os.PathLike, model_type: str, force: bool = False, seed: int = 0) -> str:
@@ -77,33 +109,8 @@ def build_family(root: str | os.PathLike, model_type: str, force: bool = False, 
         from ..errors import VlmprobeError
 
         raise VlmprobeError(f"no tiny builder for model type {model_type!r}; known: {', '.join(sorted(builders))}")
-    root = Path(root).expanduser()
-    final = root / model_type
-    if not force and _complete(final, model_type):
-        return str(final)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_type}.building-", dir=root))
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    try:
-        hf_logging.disable_progress_bar()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            builders[model_type](tmp)
-        tmp.chmod(0o755)
-        (tmp / FAMILY_MARKER).write_text(json.dumps({"model_type": model_type,
-                                                     "recipe_version": FAMILY_RECIPE_VERSION}) + "\n")
-        if final.exists():
-            if _complete(final, model_type) and not force:  # another process finished first
-                return str(final)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)
+    info = {"model_type": model_type, "recipe_version": FAMILY_RECIPE_VERSION}
+    return build_into(Path(root).expanduser() / model_type, builders[model_type], FAMILY_MARKER, info, force, seed)
 
 
 def run_families(root: str | os.PathLike, model_types=None, checks=None, others: bool = True,

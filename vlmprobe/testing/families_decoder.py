@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import (IMAGE_SIZE, LLAVA_NEXT_CHAT_TEMPLATE, LM_VOCAB, PATCH_SIZE, QWEN2_VL_CHAT_TEMPLATE,
-               QWEN_PATCH, QWEN_SPECIALS, GRID_PINPOINTS, _clip_image_processor, _llama_config, _save_vlm,
+               QWEN_PATCH, QWEN_SPECIALS, GRID_PINPOINTS, _llama_config, _save_vlm,
                _vision_config, build_tokenizer, llama_tokenizer, qwen2_tokenizer)
 from .families import tiny_builder
 
@@ -76,29 +76,52 @@ def _qwen_image_processor(cls):
                max_pixels=4 * IMAGE_SIZE * IMAGE_SIZE, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
 
 
-@tiny_builder("qwen2_5_vl")
-def build_qwen2_5_vl(out: Path) -> None:
-    """Qwen2.5-VL: window-attention ViT (window 16 px, full attention in block 1) with an MLP
-    merger, Qwen2.5 LM with M-RoPE sections [2, 3, 3]; Qwen2-VL's image processor and ChatML."""
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+def _qwen_vl(out: Path, config_cls, model_cls, processor_cls, video_cls, vision: dict, rope: dict,
+             template: str, head_dim: int | None = None) -> None:
+    """A Qwen-VL generation (ViT with patch merger, M-RoPE LM) with Qwen2-VL's image processor
+    (patch 8, 2x2 merge: a 32 px image -> 4 ``<|image_pad|>`` tokens) and a ChatML template."""
+    from transformers import Qwen2VLImageProcessor
 
     tok = qwen2_tokenizer()
     ids = _qwen_ids(tok)
-    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
-                  patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2, window_size=32,
-                  fullatt_block_indexes=[1])
     text = dict(vocab_size=len(tok), **TINY_TEXT, bos_token_id=None, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]})
-    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
-                              video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                              vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    processor = Qwen2_5_VLProcessor(image_processor=_qwen_image_processor(Qwen2VLImageProcessor), tokenizer=tok,
-                                    video_processor=Qwen2VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
-                                    chat_template=QWEN2_VL_CHAT_TEMPLATE)
+                pad_token_id=tok.pad_token_id, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, **rope})
+    if head_dim:
+        text["head_dim"] = head_dim
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
+                  patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2, **vision)
+    config = config_cls(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
+    model = model_cls(config).eval()
+    processor = processor_cls(image_processor=_qwen_image_processor(Qwen2VLImageProcessor), tokenizer=tok,
+                              video_processor=video_cls(patch_size=QWEN_PATCH, merge_size=2), chat_template=template)
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("qwen2_5_vl")
+def build_qwen2_5_vl(out: Path) -> None:
+    """Qwen2.5-VL: window-attention ViT (window 32 px, full attention in block 1) with an MLP
+    merger, Qwen2.5 LM with M-RoPE sections [2, 3, 3]; Qwen2-VL-Instruct's ChatML."""
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLVideoProcessor)
+
+    _qwen_vl(out, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor,
+             vision=dict(window_size=32, fullatt_block_indexes=[1]), rope={"mrope_section": [2, 3, 3]},
+             template=QWEN2_VL_CHAT_TEMPLATE)
+
+
+@tiny_builder("qwen3_vl")
+def build_qwen3_vl(out: Path) -> None:
+    """Qwen3-VL: ViT with learned position embeddings and DeepStack (block 0's merged features
+    added to the first LM layer's image positions), Qwen3 LM with interleaved M-RoPE; ChatML
+    without a default system turn (as Qwen3-VL-Instruct renders it)."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    _qwen_vl(out, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor,
+             vision=dict(num_position_embeddings=64, deepstack_visual_indexes=[0]),
+             rope={"mrope_section": [2, 3, 3], "mrope_interleaved": True}, head_dim=16,
+             template=chatml_template("<|vision_start|><|image_pad|><|vision_end|>", system=None))
 
 
 @tiny_builder("llava_next_video")
@@ -195,33 +218,6 @@ def build_mistral3(out: Path) -> None:
                                  spatial_merge_size=2, chat_template=MISTRAL_TEMPLATE)
     _save_vlm(model, processor, tok, out)
 
-
-@tiny_builder("qwen3_vl")
-def build_qwen3_vl(out: Path) -> None:
-    """Qwen3-VL: ViT with learned position embeddings and DeepStack (block 0's merged features
-    added to the first LM layer's image positions), Qwen3 LM with interleaved M-RoPE; ChatML
-    without a default system turn (as Qwen3-VL-Instruct renders it)."""
-    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
-                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
-
-    tok = qwen2_tokenizer()
-    ids = _qwen_ids(tok)
-    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
-                  patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
-                  deepstack_visual_indexes=[0])
-    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
-                                 "mrope_interleaved": True})
-    config = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
-                           video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                           vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
-    model = Qwen3VLForConditionalGeneration(config).eval()
-    processor = Qwen3VLProcessor(image_processor=_qwen_image_processor(Qwen2VLImageProcessor), tokenizer=tok,
-                                 video_processor=Qwen3VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
-                                 chat_template=chatml_template("<|vision_start|><|image_pad|><|vision_end|>",
-                                                              system=None))
-    _save_vlm(model, processor, tok, out)
 
 
 INTERNVL_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>")
