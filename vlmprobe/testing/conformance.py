@@ -24,6 +24,8 @@ A check is ``check(model_dir: str, family: Family) -> Outcome`` (``status``: pas
 ``lora``        one LoRA step (language-model targets, projector trained in full) changes the
                 loss; the saved adapter reloads through ``hf:BASE+adapter:PATH`` and scores
                 the same (1e-4) as the in-memory adapted model.
+``qlora``       the base loaded in 4-bit (bitsandbytes, on the CPU here), LoRA: one step changes
+                the loss (skip without bitsandbytes).
 """
 from __future__ import annotations
 
@@ -202,38 +204,48 @@ def check_batch(model_dir: str, family) -> None:
             _close(f1[k][0], f4[k][i], f"feature {k} batch 4 vs 1")
 
 
-def check_lora(model_dir: str, family) -> None:
-    import copy
-
-    import vlmprobe
-
+def _train_batch(vlm, imgs) -> dict:
+    """A fine-tuning batch (``ChatCollator``): image + question -> a class name, per image."""
     from ..finetune.collate import ChatCollator
-    from ..finetune.config import AdapterArgs
     from ..finetune.data import Conversation, ConversationDataset
-    from ..finetune.lora import setup_vlm_training
-    from ..models.vlm import VisionLanguageModel
 
-    vlm = load(model_dir)
-    imgs = images(2)
     convs = [Conversation(str(i), [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]},
                                    {"role": "assistant", "content": [{"type": "text", "text": name}]}],
                           (lambda im=im: im)) for i, (im, name) in enumerate(zip(imgs, NAMES))]
     batch = ChatCollator(vlm.processor)(list(ConversationDataset(convs)))
-    batch = {k: v.to(vlm.device) if torch.is_tensor(v) else v for k, v in batch.items() if k != "skipped"}
-    torch.manual_seed(0)
-    model = setup_vlm_training(copy.deepcopy(vlm.model), AdapterArgs(lora_r=4, lora_alpha=8, train_projector=True))
+    return {k: v.to(vlm.device) if torch.is_tensor(v) else v for k, v in batch.items() if k != "skipped"}
+
+
+def _one_step(model, batch: dict, lr: float) -> tuple[float, float]:
+    """One SGD step on the trainable parameters: (loss before, loss after)."""
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.5)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
     loss0 = model(**batch).loss
     loss0.backward()
     opt.step()
     opt.zero_grad()
     with torch.no_grad():
         loss1 = model(**batch).loss
-    if not torch.isfinite(loss1) or abs(loss1.item() - loss0.item()) < 1e-6:
-        raise AssertionError(f"one LoRA step left the loss at {loss0.item():.6f} -> {loss1.item():.6f}")
     model.eval()
+    if not torch.isfinite(loss1) or abs(loss1.item() - loss0.item()) < 1e-6:
+        raise AssertionError(f"one step left the loss at {loss0.item():.6f} -> {loss1.item():.6f}")
+    return loss0.item(), loss1.item()
+
+
+def check_lora(model_dir: str, family) -> None:
+    import copy
+
+    import vlmprobe
+
+    from ..finetune.config import AdapterArgs
+    from ..finetune.lora import setup_vlm_training
+    from ..models.vlm import VisionLanguageModel
+
+    vlm = load(model_dir)
+    imgs = images(2)
+    torch.manual_seed(0)
+    model = setup_vlm_training(copy.deepcopy(vlm.model), AdapterArgs(lora_r=4, lora_alpha=8, train_projector=True))
+    _one_step(model, _train_batch(vlm, imgs), lr=0.5)
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         adapted = VisionLanguageModel.from_parts(model, vlm.processor)
@@ -245,9 +257,30 @@ def check_lora(model_dir: str, family) -> None:
         raise AssertionError("the reloaded adapter scores like the base model (adapter not applied)")
 
 
+def check_qlora(model_dir: str, family) -> None:
+    """The base loaded in 4-bit (bitsandbytes NF4; vision tower, projector and head kept in full
+    precision), LoRA on the language model: one step changes the loss. Skipped where
+    bitsandbytes is missing."""
+    import importlib.util
+
+    import vlmprobe
+
+    from ..finetune.config import AdapterArgs
+    from ..finetune.lora import setup_vlm_training
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise Skip("bitsandbytes is not installed")
+    vlm = vlmprobe.load_model(f"hf:{model_dir}", load_in_4bit=True)
+    if not any("4bit" in type(m).__name__ for m in vlm.model.modules()):
+        raise AssertionError("load_in_4bit left no 4-bit layer")
+    torch.manual_seed(0)
+    model = setup_vlm_training(vlm.model, AdapterArgs(method="qlora", lora_r=4, lora_alpha=8))
+    _one_step(model, _train_batch(vlm, images(2)), lr=0.5)
+
+
 CHECKS: list[tuple[str, Callable]] = [("load", check_load), ("generate", check_generate), ("naive", check_naive),
                                       ("fast", check_fast), ("features", check_features), ("batch", check_batch),
-                                      ("lora", check_lora)]
+                                      ("lora", check_lora), ("qlora", check_qlora)]
 
 
 def run_check(name: str, model_dir: str, family) -> Outcome:
