@@ -94,7 +94,7 @@ def split_rows_by_tokens(config, batch: dict, x: torch.Tensor, n_images: int) ->
 
 
 # Processors that take images nested per text row ([[img], [img], ...]) and count them per row.
-NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor"}
+NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor", "MllamaProcessor"}
 
 
 def processor_images(processor, images: list) -> list:

@@ -29,6 +29,11 @@ common words are one or a few tokens and any text, unicode included, tokenizes. 
 tokenizer puts ``<|endoftext|>`` at the largest id so transformers' EOS pooling and its legacy
 "argmax id" rule agree (see GUIDE section 6). The open_clip model uses open_clip's own BPE.
 
+The VLM builders are also registered by ``config.model_type`` (``llava``, ``llava_next``,
+``qwen2_vl``) in ``vlmprobe.testing.families.TINY_BUILDERS``, beside every other family's
+(``families_decoder``, ``families_special``): ``python -m vlmprobe.testing --families DIR``
+builds and checks them all (the conformance suite, ``vlmprobe.testing.conformance``).
+
 Each model directory is built in a temporary sibling and renamed into place after a marker
 file (``MARKER``, written last) records the recipe version: a complete earlier build is
 reused, a half-written or outdated one is rebuilt. Weights are seeded, so builds repeat.
