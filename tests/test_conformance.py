@@ -74,3 +74,25 @@ def test_other_types_are_probed_with_a_reason():
     assert vip["status"] == "partial" and vip["checks"]["build"]["status"] == "pass"
     fuyu = probe_type("fuyu")
     assert fuyu["status"] == "unsupported" and "vision tower" in fuyu["reason"] and "\n" not in fuyu["reason"]
+
+
+def test_likelihood_benchmark_per_family(matrix, capsys):
+    """``benchmarks/likelihood.py --family``: fast vs naive side by side on the suite's tiny
+    checkpoints; a family without a fast path prints its one-line refusal."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_likelihood", bench / "likelihood.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.main(["--family", "llava,gemma3", "--families-dir", str(matrix[1]), "--ks", "10",
+                            "--repeats", "1", "--naive-candidates", "3", "--images", "1"]) == 0
+    finally:
+        sys.path.remove(str(bench))
+    out = capsys.readouterr().out
+    row = next(line.split() for line in out.splitlines() if line.split()[:2] == ["llava", "10"])
+    assert row[5].endswith("x") and float(row[6]) <= 1e-4  # ratio, max|fast - naive|
+    assert "gemma3  no fast path:" in out and "--scoring naive" in out
