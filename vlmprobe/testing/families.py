@@ -15,7 +15,7 @@ imports them all.
 ``python -m vlmprobe.testing --families [DIR]`` builds every registered family into
 ``DIR/<model_type>/`` (``build_family``: temporary sibling, marker written last, renamed into
 place; a complete build is reused), runs the named conformance checks of
-``vlmprobe.testing.conformance`` on each, tries every other model type of transformers'
+``vlmprobe.testing.conformance`` (``run_conformance``) on each, tries every other model type of transformers'
 image-text-to-text mapping with a generic tiny config, and prints and writes the support matrix
 (``support_matrix.json`` and ``support_matrix.md`` in DIR).
 """
@@ -50,9 +50,7 @@ def tiny_builder(model_type: str) -> Callable:
 def load_builders() -> dict[str, Callable[[Path], None]]:
     """Import every builder module (``BUILDER_MODULES``; the absent ones are skipped) and return
     the registry ``{model_type: build}``."""
-    import vlmprobe.testing  # noqa: F401 (registers the core builders)
-
-    for name in BUILDER_MODULES:
+    for name in BUILDER_MODULES:  # (the package's __init__, imported before this module, registers the core three)
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -111,15 +109,3 @@ def build_family(root: str | os.PathLike, model_type: str, force: bool = False, 
         raise VlmprobeError(f"no tiny builder for model type {model_type!r}; known: {', '.join(sorted(builders))}")
     info = {"model_type": model_type, "recipe_version": FAMILY_RECIPE_VERSION}
     return build_into(Path(root).expanduser() / model_type, builders[model_type], FAMILY_MARKER, info, force, seed)
-
-
-def run_families(root: str | os.PathLike, model_types=None, checks=None, others: bool = True,
-                 force: bool = False, progress: bool = True) -> dict:
-    """Build each family (``model_types``: default all registered), run the conformance checks
-    (``checks``: names, default all) and, with ``others``, try the rest of transformers'
-    image-text-to-text mapping; write ``support_matrix.json`` / ``.md`` into ``root`` and return
-    the matrix (``vlmprobe.testing.conformance.support_matrix``)."""
-    from .conformance import run_conformance
-
-    return run_conformance(root, model_types=model_types, checks=checks, others=others, force=force,
-                           progress=progress)
