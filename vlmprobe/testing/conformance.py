@@ -4,8 +4,8 @@ A check is ``check(model_dir: str, family: Family) -> Outcome`` (``status``: pas
 ``reason``: one line). ``CHECKS`` lists them in order; every family (``TINY_BUILDERS``, ours and
 ``families_special``'s) runs through all of them. Tolerance ``TOL`` = 1e-4 on float32 log-probs.
 
-``load``        ``hf:DIR`` loads; the checkpoint ships a chat template; a family adapter (not
-                ``generic``) claims its model type.
+``load``        ``hf:DIR`` loads; the checkpoint ships a chat template (or its family defines
+                a prompt format, as BLIP-2's); a family adapter (not ``generic``) claims it.
 ``generate``    greedy generation through the chat template returns one string per image, and
                 the substring matcher (``classify.matching.match_response``) runs on each.
 ``naive``       ``score(..., scoring="naive", reduction="tokens")`` equals, token by token, the
@@ -86,8 +86,8 @@ def _close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
 
 def check_load(model_dir: str, family) -> None:
     vlm = load(model_dir)
-    if not getattr(vlm.processor, "chat_template", None):
-        raise AssertionError("no chat template")
+    if not getattr(vlm.processor, "chat_template", None) and getattr(vlm.family, "prompt_format", None) is None:
+        raise AssertionError("no chat template and no family prompt format")
     if vlm.family.name == "generic":
         raise AssertionError(f"model type {vlm.model.config.model_type!r} has no family adapter")
 
@@ -106,10 +106,18 @@ def check_generate(model_dir: str, family) -> None:
 @torch.no_grad()
 def plain_logprobs(vlm, image, prefix: str, name: str) -> torch.Tensor:
     """Reference: log p of the name's tokens from one plain forward of ``prefix + " " + name``
-    (the prompt's tokens are those of ``prefix`` alone)."""
+    (the prompt's tokens are those of ``prefix`` alone). Where the family declares them,
+    ``prompt_inputs`` are taken from the prompt alone and ``suffix_inputs`` set on the name's
+    tokens (the family's stated semantics, applied here independently of the engine)."""
     text = prefix + ("" if prefix.endswith((" ", "\n")) else " ") + name
-    P = vlm.encode([image], [prefix])["input_ids"].shape[1]
+    alone = vlm.encode([image], [prefix])
+    P = alone["input_ids"].shape[1]
     batch = vlm.encode([image], [text])
+    for key in getattr(vlm.family, "prompt_inputs", ()):  # inputs that describe the prompt alone (InstructBLIP)
+        batch[key] = alone[key]
+    for key, value in getattr(vlm.family, "suffix_inputs", ()):  # answer-token inputs (PaliGemma: causal, 1)
+        batch[key] = batch[key].clone()
+        batch[key][:, P:] = value
     logp = vlm.model(**batch).logits[0].float().log_softmax(-1)
     ids = batch["input_ids"][0]
     return torch.stack([logp[t - 1, ids[t]] for t in range(P, len(ids))]).cpu()
