@@ -108,20 +108,24 @@ def test_failed_samples_are_api_errors_then_retried_alone(vlm, api_run, tmp_path
     out = tmp_path / "run"
     with ApiTestServer(vlm, fault_rate=0.3, seed=1, slow_seconds=FAST + 1) as server:
         assert _eval(out, server.base_url, "--api-retries", "0", "--api-timeout", FAST) == 0
-    errors = [r for r in _records(out) if r.get("api_error")]
-    assert errors and all(r["skipped"] and r["prediction"] is None and r["error"].startswith("api_error:")
-                          for r in errors)
-    res = json.loads((out / "results.json").read_text())
-    assert res["api"]["api_errors"] == len(errors) and res["counts"]["skipped"] == len(errors)
-    with ApiTestServer(vlm) as server:  # the same command again, a healthy server: only the failed ones
-        assert _eval(out, server.base_url, "--api-retries", "0") == 0
+        errors = [r for r in _records(out) if r.get("api_error")]
+        assert errors and all(r["skipped"] and r["prediction"] is None and r["error"].startswith("api_error:")
+                              for r in errors)
+        res = json.loads((out / "results.json").read_text())
+        assert res["api"]["api_errors"] == len(errors) and res["counts"]["skipped"] == len(errors)
+        server.fault_rate = 0.0  # healthy now; the same command again requests only the failed samples
+        server.reset()
+        assert _eval(out, server.base_url, "--api-retries", "0", "--api-timeout", FAST) == 0
         assert server.stats()["requests"] == len(errors)
     assert _answers(_records(out)) == _answers(_records(api_run[0]))
     assert json.loads((out / "results.json").read_text())["api"]["api_errors"] == 0
 
 
 def test_sigkill_then_rerun_never_requests_a_finished_sample_again(vlm, api_run, tmp_path):
-    from vlmprobe.testing.api_server import ApiTestServer
+    from vlmprobe.data import load_dataset
+    from vlmprobe.models import load_model
+    from vlmprobe.models.api import JOURNAL, request_key
+    from vlmprobe.testing.api_server import ApiTestServer, sample_key
 
     out = tmp_path / "run"
     with ApiTestServer(vlm) as server:
@@ -134,11 +138,23 @@ def test_sigkill_then_rerun_never_requests_a_finished_sample_again(vlm, api_run,
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        first = server.stats()["requests"]
-        assert 0 < first < LIMIT, "the kill must land mid-run"
+        at_kill = server.stats()["counts"]
+        written = {r["id"] for r in _records(out)} if (out / "samples.jsonl").exists() else set()
+        journal = {json.loads(line)["key"] for line in (out / JOURNAL).read_text().splitlines() if line.endswith("}")}
+        assert 0 < sum(at_kill.values()) < LIMIT, "the kill must land mid-run"
         assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
-        stats = server.stats()
-    assert stats["samples"] == LIMIT and set(stats["counts"].values()) == {1}  # nothing requested twice
+        final = server.stats()["counts"]
+    # every sample finished at the kill (written to samples.jsonl, or answered into the journal)
+    # got no request after it; only requests in flight at the kill (at most --concurrency) repeat
+    model = load_model(f"openai:toy-vlm@{server.base_url}")
+    data = load_dataset("toy:digits:test", limit=LIMIT)
+    finished = 0
+    for i, rec in enumerate(_records(api_run[0])):
+        body, _ = model.request_body(data.load_image(i), rec["prompt"], 64)
+        if rec["id"] in written or request_key(body) in journal:
+            finished += 1
+            assert final[sample_key(body["messages"])] == at_kill[sample_key(body["messages"])] == 1
+    assert finished >= 4 and len(final) == LIMIT and sum(final.values()) - LIMIT <= 3
     assert (out / "samples.jsonl").read_text() == (api_run[0] / "samples.jsonl").read_text()
     assert json.loads((out / "results.json").read_text())["top1"] == json.loads(
         (api_run[0] / "results.json").read_text())["top1"]

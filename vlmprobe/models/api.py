@@ -324,21 +324,23 @@ class ApiModel(VisionModel):
             raise VlmprobeError(f"{self.spec}: an API model takes questions, not chat-template-rendered prompts")
         if gen_kwargs:
             raise VlmprobeError(f"{self.spec}: unsupported generation options {sorted(gen_kwargs)}")
-        bodies, sizes = [], []
-        for i, prompt in enumerate(prompts):
-            content = [{"type": "text", "text": prompt}]
-            size = None
-            if images is not None and images[i] is not None:
-                url, size = encode_image(images[i], self.api.image_max_side, self.api.image_format)
-                content.insert(0, {"type": "image_url", "image_url": {"url": url, "detail": self.api.image_detail}})
-            body = {"model": self.model_name, "messages": [{"role": "user", "content": content}],
-                    "temperature": 0, "max_tokens": int(max_new_tokens)}
-            if self.api.seed is not None:
-                body["seed"] = self.api.seed
-            bodies.append(body)
-            sizes.append(size)
-        results = self._run_requests(bodies, sizes)
+        bodies, sizes = zip(*[self.request_body(images[i] if images is not None else None, prompt, max_new_tokens)
+                              for i, prompt in enumerate(prompts)]) if prompts else ((), ())
+        results = self._run_requests(list(bodies), list(sizes))
         return [r.get("text", "") for r in results]
+
+    def request_body(self, image, prompt: str, max_new_tokens: int) -> tuple[dict, list[int] | None]:
+        """(chat-completions request body, [width, height] of the image sent or None)."""
+        content = [{"type": "text", "text": prompt}]
+        size = None
+        if image is not None:
+            url, size = encode_image(image, self.api.image_max_side, self.api.image_format)
+            content.insert(0, {"type": "image_url", "image_url": {"url": url, "detail": self.api.image_detail}})
+        body = {"model": self.model_name, "messages": [{"role": "user", "content": content}], "temperature": 0,
+                "max_tokens": int(max_new_tokens)}
+        if self.api.seed is not None:
+            body["seed"] = self.api.seed
+        return body, size
 
     def score(self, images, candidates, **kwargs):
         raise VlmprobeError(f"{self.spec} is an API model: likelihood scoring needs the log-probabilities of given "
@@ -526,6 +528,8 @@ def add_api_arguments(parser) -> None:
                    help="downscale images so the longer side is at most PX (0: as stored)")
     g.add_argument("--image-format", default=d.image_format, choices=IMAGE_FORMATS,
                    help="data URL format (png is lossless)")
+    g.add_argument("--api-seed", type=_seed, default=d.seed, metavar="N|none",
+                   help="`seed` sent with each request (none: not sent, for servers that reject it)")
     g.add_argument("--api-timeout", type=float, default=d.timeout, metavar="S", help="seconds per request")
     g.add_argument("--api-retries", type=int, default=d.max_retries, metavar="N",
                    help="retries per request (429, 5xx, timeouts, dropped connections, malformed answers)")
@@ -545,7 +549,11 @@ def api_options_from_args(args) -> ApiOptions:
                       image_detail=args.image_detail, image_max_side=args.image_max_side,
                       image_format=args.image_format, timeout=args.api_timeout, max_retries=args.api_retries,
                       max_requests=args.max_requests, max_cost=args.max_cost, price_input=args.price_input,
-                      price_output=args.price_output, dry_run=args.dry_run, seed=getattr(args, "seed", 0))
+                      price_output=args.price_output, dry_run=args.dry_run, seed=args.api_seed)
+
+
+def _seed(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
 
 
 __all__ = ["ApiModel", "ApiOptions", "ApiKeyRefused", "ApiBudgetReached", "load_api_model", "usage_totals",
