@@ -240,6 +240,23 @@ def test_wikiqa_oracle_class_without_image_over_the_api(vlm, toy_world, tmp_path
     assert _answers(_records(tmp_path / "api")) == _answers(_records(tmp_path / "local"))
 
 
+def test_likelihood_over_prompt_logprobs_equals_local(vlm, tmp_path):
+    import numpy as np
+
+    from vlmprobe.testing.api_server import ApiTestServer
+
+    common = ["--data", "toy:digits:test", "--limit", "6", "--method", "likelihood", "--no-progress", "--workers",
+              "0", "--batch-size", "3"]
+    assert main(["eval", "--model", "toy:vlm", "--out", str(tmp_path / "local"), *common]) == 0
+    with ApiTestServer(vlm) as server:
+        assert main(["eval", "--model", f"openai:toy-vlm@{server.base_url}", "--out", str(tmp_path / "api"),
+                     *common, "--api-timeout", "60"]) == 0
+        assert server.stats()["requests"] == 6 * 11  # per image: the answer prefix + 10 class names
+    local, api = np.load(tmp_path / "local" / "scores.npy"), np.load(tmp_path / "api" / "scores.npy")
+    np.testing.assert_allclose(api, local, atol=1e-4)
+    assert [r["prediction"] for r in _records(tmp_path / "api")] == [r["prediction"] for r in _records(tmp_path / "local")]
+
+
 def test_spec_and_url_checks(tmp_path):
     from vlmprobe.errors import VlmprobeError
     from vlmprobe.models import load_model

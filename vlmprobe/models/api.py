@@ -1,6 +1,9 @@
 """API vision-language models: ``openai:MODEL[@URL]`` through the official ``openai`` client
 (optional extra ``vlmprobe[api]``), for OpenAI and any OpenAI-compatible chat-completions server
 (Gemini's and Anthropic's compatibility endpoints, vLLM, SGLang, ``vlmprobe.testing.api_server``).
+``generate`` works everywhere; ``score`` (likelihood) where the server returns the
+log-probabilities of given prompt tokens (vLLM's ``prompt_logprobs``; see ``ApiModel.score``),
+elsewhere a one-line error; ``features`` never (no hidden states).
 
 One request per prompt::
 
@@ -50,12 +53,14 @@ from urllib.parse import urlparse
 import torch
 
 from ..errors import ModelLoadError, VlmprobeError
-from .base import LoadOptions, VisionModel
+from .base import PAPER_QUESTION, LoadOptions, VisionModel
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 JOURNAL = "api_requests.jsonl"
 IMAGE_DETAILS = ("low", "high", "auto")
 IMAGE_FORMATS = ("png", "jpeg")
+TAIL = 64  # prompt-token log-probabilities kept per likelihood request (a candidate's tokens)
+NO_PROMPT_LOGPROBS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com")
 
 
 class ApiKeyRefused(VlmprobeError):
@@ -229,8 +234,8 @@ class _Spend:
 
 
 class ApiModel(VisionModel):
-    """A chat-completions model behind the common interface (``generate`` only; ``score`` and
-    ``features`` are one-line errors). ``kind = "api"``."""
+    """A chat-completions model behind the common interface (``generate``; ``score`` on servers
+    with prompt log-probabilities; ``features`` is a one-line error). ``kind = "api"``."""
 
     kind = "api"
 
@@ -329,37 +334,109 @@ class ApiModel(VisionModel):
         results = self._run_requests(list(bodies), list(sizes))
         return [r.get("text", "") for r in results]
 
-    def request_body(self, image, prompt: str, max_new_tokens: int) -> tuple[dict, list[int] | None]:
-        """(chat-completions request body, [width, height] of the image sent or None)."""
+    def request_body(self, image, prompt: str, max_new_tokens: int,
+                     assistant: str | None = None) -> tuple[dict, list[int] | None]:
+        """(chat-completions request body, [width, height] of the image sent or None);
+        ``assistant``: a final assistant message (the answer so far, for likelihood)."""
         content = [{"type": "text", "text": prompt}]
         size = None
         if image is not None:
             url, size = encode_image(image, self.api.image_max_side, self.api.image_format)
             content.insert(0, {"type": "image_url", "image_url": {"url": url, "detail": self.api.image_detail}})
-        body = {"model": self.model_name, "messages": [{"role": "user", "content": content}], "temperature": 0,
-                "max_tokens": int(max_new_tokens)}
+        messages = [{"role": "user", "content": content}]
+        if assistant is not None:
+            messages.append({"role": "assistant", "content": assistant})
+        body = {"model": self.model_name, "messages": messages, "temperature": 0, "max_tokens": int(max_new_tokens)}
         if self.api.seed is not None:
             body["seed"] = self.api.seed
         return body, size
 
-    def score(self, images, candidates, **kwargs):
-        raise VlmprobeError(f"{self.spec} is an API model: likelihood scoring needs the log-probabilities of given "
-                            "prompt tokens, which chat-completions servers do not return; use --method generate")
+    def check_scoring(self, scoring: str) -> None:
+        """Likelihood needs a server that returns the log-probabilities of given prompt tokens
+        (vLLM's ``prompt_logprobs``); the hosted APIs do not: one-line error up front."""
+        host = urlparse(self.base_url).hostname or ""
+        if host in NO_PROMPT_LOGPROBS:
+            raise VlmprobeError(f"{self.spec}: likelihood needs the log-probabilities of given prompt tokens, which "
+                                f"{host} does not return (vLLM's prompt_logprobs does); use --method generate")
+
+    def score(self, images: Sequence, candidates, prompt: str = PAPER_QUESTION, answer_prefix: str | None = None,
+              reduction: str = "sum", include_eos: bool = False, **ignored) -> torch.Tensor:
+        """log p(candidate | image, prompt, answer_prefix) [N, K] (``tokens``: [N, K, L], NaN-padded)
+        from vLLM's ``prompt_logprobs``: per image one request whose assistant turn is the answer
+        prefix (its prompt length P0) and one per candidate with the assistant turn
+        ``answer_prefix + " " + candidate`` (``continue_final_message``, no generation prompt);
+        the candidate's tokens are the prompt positions from P0 on. ``reduction``: sum | mean |
+        tokens. ``ignored``: the local engine's options (scoring, batch sizes)."""
+        self.check_scoring("fast")
+        if include_eos:
+            raise VlmprobeError(f"{self.spec}: --include-eos is not available over the API")
+        if reduction not in ("sum", "mean", "tokens"):
+            raise VlmprobeError(f"unknown reduction {reduction!r}; choose from sum, mean, tokens")
+        n = len(images)
+        per_image = [list(c) for c in candidates] if candidates and isinstance(candidates[0], (list, tuple)) \
+            else [list(candidates)] * n
+        bodies, sizes, owners, where = [], [], [], []
+        for i in range(n):
+            for k, text in enumerate([None] + per_image[i]):
+                if text is None:
+                    reply = answer_prefix or ""
+                else:
+                    reply = f"{answer_prefix} {text}" if answer_prefix else text
+                body, size = self.request_body(images[i], prompt, 1, assistant=reply)
+                body.update(prompt_logprobs=0, continue_final_message=True, add_generation_prompt=False)
+                bodies.append(body)
+                sizes.append(size)
+                owners.append(i)
+                where.append((i, k - 1))
+        results = self._run_requests(bodies, sizes, owners, strict=True)
+        width = max((len(c) for c in per_image), default=0)
+        tokens: list[list[list[float]]] = [[[] for _ in range(width)] for _ in range(n)]
+        prefix_len = {i: r.get("n_prompt") for (i, k), r in zip(where, results) if k < 0}
+        for (i, k), r in zip(where, results):
+            if k < 0 or "n_prompt" not in r or prefix_len.get(i) is None:
+                continue  # a failed request: the sample is an api_error (NaN row)
+            t = r["n_prompt"] - prefix_len[i]
+            if t <= 0 or t > len(r["tail"]):
+                raise VlmprobeError(f"{self.spec}: candidate {per_image[i][k]!r} adds {t} prompt tokens after the "
+                                    "answer prefix; cannot locate its log-probabilities")
+            tokens[i][k] = r["tail"][-t:]
+        L = max((len(t) for row in tokens for t in row), default=1)
+        out = torch.full((n, width, max(L, 1)), float("nan"), dtype=torch.float64)
+        for i, row in enumerate(tokens):
+            for k, values in enumerate(row):
+                if values:
+                    out[i, k, :len(values)] = torch.tensor(values, dtype=torch.float64)
+        if reduction == "tokens":
+            return out
+        summed = torch.nansum(out, -1)
+        count = (~torch.isnan(out)).sum(-1)
+        summed[count == 0] = float("nan")
+        return summed / count.clamp(min=1) if reduction == "mean" else summed
 
     def logprobs(self, *args, **kwargs):
-        return self.score(None, None)
+        raise VlmprobeError(f"{self.spec} is an API model: it scores candidates after a question (score, --method "
+                            "likelihood of vlmprobe eval), not after chat-template-rendered prefixes")
+
+    def render(self, *args, **kwargs):
+        raise VlmprobeError(f"{self.spec} is an API model: the server renders its chat template (use --method "
+                            "generate)")
 
     def features(self, images, layers=None, pooling=None, **kwargs):
         raise VlmprobeError(f"{self.spec} is an API model: it has no hidden states to probe")
 
     # ---- requests ---------------------------------------------------------------------------
-    def _run_requests(self, bodies: list[dict], sizes: list) -> list[dict]:
+    def _run_requests(self, bodies: list[dict], sizes: list, owners: list[int] | None = None,
+                      strict: bool = False) -> list[dict]:
+        """Answers of ``bodies`` (journal first, then ``concurrency`` in flight); ``owners[j]``:
+        the batch sample request j belongs to (default j); ``strict``: a request the server
+        rejects (4xx other than 408/429) stops the run instead of failing its sample."""
         keys = [request_key(b) for b in bodies]
+        owners = list(range(len(bodies))) if owners is None else owners
         todo = [i for i, k in enumerate(keys) if k not in self.journal.entries]
         if self.api.dry_run:
             for i in todo:
                 self._estimate(bodies[i], sizes[i])
-            return [self._annotate(i, self.journal.entries.get(k, {})) for i, k in enumerate(keys)]
+            return [self._annotate(owners[i], self.journal.entries.get(k, {})) for i, k in enumerate(keys)]
         a = self.api
         if a.max_requests is not None and self.spend.requests + len(todo) > a.max_requests:
             raise ApiBudgetReached(f"--max-requests {a.max_requests} reached ({self.spend.requests} sent, the next "
@@ -368,9 +445,9 @@ class ApiModel(VisionModel):
         out: dict[int, dict] = {}
         if todo:
             with ThreadPoolExecutor(max_workers=min(a.concurrency, len(todo))) as pool:
-                for i, result in zip(todo, pool.map(lambda i: self._request(bodies[i], keys[i]), todo)):
+                for i, result in zip(todo, pool.map(lambda i: self._request(bodies[i], keys[i], strict), todo)):
                     out[i] = result
-        return [self._annotate(i, out.get(i) or self.journal.entries[k]) for i, k in enumerate(keys)]
+        return [self._annotate(owners[i], out.get(i) or self.journal.entries[k]) for i, k in enumerate(keys)]
 
     def _annotate(self, i: int, result: dict) -> dict:
         """Record request ``i``'s API fields into the current batch's sample ``i`` (summing usage
@@ -378,7 +455,7 @@ class ApiModel(VisionModel):
         if self._batch is not None and i < len(self._batch):
             slot = self._batch[i]
             if "error" in result:
-                slot["api_error"] = result["error"]
+                slot["api_error"] = slot.get("api_error") or result["error"]
             elif "usage" in result:
                 usage = slot.setdefault("usage", {"prompt_tokens": 0, "completion_tokens": 0})
                 for k in usage:
@@ -421,8 +498,10 @@ class ApiModel(VisionModel):
                         text = text.replace(piece, "***")
         return text
 
-    def _request(self, body: dict, key: str) -> dict:
-        """One request with retries; the answer (journaled) or ``{"error": message}``."""
+    def _request(self, body: dict, key: str, strict: bool = False) -> dict:
+        """One request with retries; the answer (journaled) or ``{"error": message}``. With
+        ``prompt_logprobs`` in the body, the answer keeps the prompt length ``n_prompt`` and the
+        last ``TAIL`` prompt-token log-probabilities (``tail``)."""
         import openai
 
         client = self.client()
@@ -441,6 +520,8 @@ class ApiModel(VisionModel):
                          "system_fingerprint": getattr(resp, "system_fingerprint", None),
                          "usage": {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
                                    "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}}
+                if "prompt_logprobs" in body:
+                    entry.update(self._prompt_logprobs(resp))
                 with self._batch_lock:
                     self.spend.prompt_tokens += entry["usage"]["prompt_tokens"]
                     self.spend.completion_tokens += entry["usage"]["completion_tokens"]
@@ -452,6 +533,9 @@ class ApiModel(VisionModel):
             except openai.APIStatusError as e:
                 last = f"HTTP {e.status_code}: {self._scrub(_first_line(e))}"
                 if e.status_code != 429 and e.status_code < 500 and e.status_code != 408:
+                    if strict:
+                        raise VlmprobeError(f"{self.base_url} rejected a likelihood request ({last}); likelihood "
+                                            "needs vLLM's prompt_logprobs") from None
                     break  # a request the server will not accept: retrying does not help
                 wait = _retry_after(e.response)
             except (openai.APIConnectionError, openai.APIResponseValidationError, ValueError) as e:
@@ -464,6 +548,26 @@ class ApiModel(VisionModel):
                 delay = min(self.api.backoff_cap, self.api.backoff * 2 ** attempt)
                 time.sleep(wait if wait is not None else delay * (0.5 + random.random() / 2))
         return {"error": last}
+
+
+    def _prompt_logprobs(self, resp) -> dict:
+        """vLLM's top-level ``prompt_logprobs``: one entry per prompt token (the first None), each
+        ``{token_id: {"logprob", "rank", "decoded_token"}}`` holding the prompt's own token
+        (``prompt_logprobs=0``: only it) -> ``{"n_prompt", "tail"}``."""
+        plp = getattr(resp, "prompt_logprobs", None)
+        if plp is None and getattr(resp, "model_extra", None):
+            plp = resp.model_extra.get("prompt_logprobs")
+        if not isinstance(plp, list):
+            raise VlmprobeError(f"{self.base_url} returned no prompt_logprobs: likelihood needs a server that "
+                                "returns the log-probabilities of given prompt tokens (vLLM); use --method generate")
+        tail = []
+        for entry in plp[-TAIL:]:
+            if entry is None:
+                continue
+            if len(entry) != 1:
+                raise ValueError(f"prompt_logprobs entry with {len(entry)} tokens (expected 1 with prompt_logprobs=0)")
+            tail.append(float(next(iter(entry.values()))["logprob"]))
+        return {"n_prompt": len(plp), "tail": tail}
 
 
 def _create_kwargs(body: dict) -> dict:

@@ -10,7 +10,10 @@ own greedy generations: for tests of ``openai:`` models, and for users checking 
 (batch of one; the local model's generation is batch-invariant, so the answers equal a local
 run's) and answers the OpenAI response shape (``choices[0].message.content``, ``usage`` from the
 model's tokenizer, ``model``, ``system_fingerprint``). ``GET /v1/models`` lists the model;
-``GET /stats`` returns the per-sample request counts.
+``GET /stats`` returns the per-sample request counts. A request with ``prompt_logprobs: 0`` and a
+final assistant message (``continue_final_message``) gets vLLM's ``prompt_logprobs`` answer from
+the model's own forward pass (``ApiTestServer.prompt_logprobs``), so likelihood over the API is
+tested too.
 
 Requests are counted per sample: the key is the SHA-256 of the request's messages (image and
 question), so a client that asks twice for the same sample is visible (``counts``).
@@ -110,6 +113,8 @@ class ApiTestServer:
         if image is not None:
             raw = base64.b64decode(image.split(",", 1)[1])
             image = Image.open(io.BytesIO(raw)).convert("RGB")
+        if body.get("prompt_logprobs") is not None:
+            return self.prompt_logprobs(body, text, image)
         with self.model_lock:
             out = self.model.generate([image] if image is not None else None, [text], max_new_tokens=max_tokens)[0]
             tok = self.model.tokenizer
@@ -120,6 +125,38 @@ class ApiTestServer:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": out}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
+
+
+    def prompt_logprobs(self, body: dict, text: str, image) -> dict:
+        """vLLM's ``prompt_logprobs`` answer for a request whose last message is the assistant's
+        answer so far (``continue_final_message``): the prompt is the user turn + the chat
+        template's generation prompt + that answer (``model.render(text, answer_prefix=...)``);
+        entry t is ``{id_t: {"logprob": log p(id_t | ids_<t), "rank", "decoded_token"}}``, entry 0
+        None. Only ``prompt_logprobs=0`` (the prompt's own token) is served."""
+        import torch
+
+        last = body["messages"][-1]
+        if last.get("role") != "assistant" or not body.get("continue_final_message"):
+            raise ValueError("prompt_logprobs is served for a final assistant message with continue_final_message")
+        if int(body["prompt_logprobs"]) != 0:
+            raise ValueError("only prompt_logprobs=0 is served")
+        with self.model_lock, torch.no_grad():
+            rendered = self.model.render(text, image=image is not None, answer_prefix=last.get("content") or None)
+            batch = self.model.encode([image] if image is not None else None, [rendered])
+            logits = self.model.model(**batch).logits[0].float()
+            ids = batch["input_ids"][0]
+            lp = torch.log_softmax(logits, -1)
+            chosen = lp[:-1].gather(-1, ids[1:, None])[:, 0]
+            ranks = (lp[:-1] > chosen[:, None]).sum(-1) + 1
+            tok = self.model.tokenizer
+            plp = [None] + [{str(int(ids[t])): {"logprob": float(chosen[t - 1]), "rank": int(ranks[t - 1]),
+                                                "decoded_token": tok.decode([int(ids[t])])}}
+                            for t in range(1, len(ids))]
+        return {"id": f"chatcmpl-{hashlib.sha256(rendered.encode()).hexdigest()[:12]}", "object": "chat.completion",
+                "created": int(time.time()), "model": self.model_name, "system_fingerprint": "fp_vlmprobe_test",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": len(ids), "completion_tokens": 0, "total_tokens": len(ids)},
+                "prompt_logprobs": plp}
 
 
 def _user_turn(messages) -> tuple[str, str | None]:
