@@ -20,7 +20,7 @@ from vlmprobe.runs import strip_volatile  # noqa: E402
 KEY = "sk-vlmprobe-SECRET-7f3a9c1e5b2d4086"  # distinctive: must never reach a file, a log or an error
 LIMIT = 16
 FAST = 4  # client timeout (s) where the server injects slow answers (FAST + 1 s); elsewhere 60
-API_FIELDS = ("usage", "served_model", "system_fingerprint")
+API_FIELDS = ("usage", "served_model", "system_fingerprint", "image_sent")
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,7 @@ def test_api_run_equals_local_model(local_run, api_run):
     local, remote = _records(local_run), _records(out)
     assert _answers(remote) == _answers(local)
     assert all(r["usage"]["prompt_tokens"] > 0 and r["served_model"] == "toy-vlm" for r in remote)
+    assert all(r["image_sent"] == [32, 32] for r in remote)  # toy digits are 32 px, sent as stored
     res, ref = json.loads((out / "results.json").read_text()), json.loads((local_run / "results.json").read_text())
     assert res["top1"] == ref["top1"]
     assert res["api"]["samples"] == LIMIT and res["api"]["api_errors"] == 0

@@ -290,7 +290,8 @@ class ApiModel(VisionModel):
         self._check_budget()
 
     def finish_batch(self) -> list[dict]:
-        """Per sample: ``usage``, ``served_model``, ``system_fingerprint`` or ``api_error``."""
+        """Per sample: ``usage``, ``served_model``, ``system_fingerprint``, ``image_sent`` or
+        ``api_error``."""
         out, self._batch = self._batch or [], None
         return out
 
@@ -436,7 +437,7 @@ class ApiModel(VisionModel):
         if self.api.dry_run:
             for i in todo:
                 self._estimate(bodies[i], sizes[i])
-            return [self._annotate(owners[i], self.journal.entries.get(k, {})) for i, k in enumerate(keys)]
+            return [self._annotate(owners[i], self.journal.entries.get(k, {}), sizes[i]) for i, k in enumerate(keys)]
         a = self.api
         if a.max_requests is not None and self.spend.requests + len(todo) > a.max_requests:
             raise ApiBudgetReached(f"--max-requests {a.max_requests} reached ({self.spend.requests} sent, the next "
@@ -447,13 +448,16 @@ class ApiModel(VisionModel):
             with ThreadPoolExecutor(max_workers=min(a.concurrency, len(todo))) as pool:
                 for i, result in zip(todo, pool.map(lambda i: self._request(bodies[i], keys[i], strict), todo)):
                     out[i] = result
-        return [self._annotate(owners[i], out.get(i) or self.journal.entries[k]) for i, k in enumerate(keys)]
+        return [self._annotate(owners[i], out.get(i) or self.journal.entries[k], sizes[i])
+                for i, k in enumerate(keys)]
 
-    def _annotate(self, i: int, result: dict) -> dict:
-        """Record request ``i``'s API fields into the current batch's sample ``i`` (summing usage
-        when a sample makes several requests)."""
+    def _annotate(self, i: int, result: dict, size=None) -> dict:
+        """Record a request's API fields into the current batch's sample ``i`` (summing usage
+        when a sample makes several requests; ``image_sent``: [width, height] of its image)."""
         if self._batch is not None and i < len(self._batch):
             slot = self._batch[i]
+            if size is not None and "usage" in result:
+                slot["image_sent"] = list(size)
             if "error" in result:
                 slot["api_error"] = slot.get("api_error") or result["error"]
             elif "usage" in result:

@@ -62,8 +62,10 @@ class ApiTestServer:
     the number of requests received for them (faulted ones included)."""
 
     def __init__(self, model, host: str = "127.0.0.1", port: int = 0, model_name: str = "toy-vlm",
-                 api_key: str | None = None, fault_rate: float = 0.0, seed: int = 0, slow_seconds: float = 3.0):
+                 api_key: str | None = None, fault_rate: float = 0.0, seed: int = 0, slow_seconds: float = 3.0,
+                 latency: float = 0.0):
         self.model, self.model_name, self.api_key = model, model_name, api_key
+        self.latency = latency  # seconds every answer waits (outside the model lock): a remote server's delay
         self.fault_rate, self.seed, self.slow_seconds = fault_rate, seed, slow_seconds
         self.counts: dict[str, int] = {}
         self.faults: dict[str, int] = {}
@@ -253,6 +255,8 @@ def _handler(server: ApiTestServer):
                 return self._error(400, f"bad request: {e}", "invalid_request_error")
             if fault == "slow":
                 time.sleep(server.slow_seconds)
+            if server.latency:
+                time.sleep(server.latency)
             try:
                 self._json(200, payload)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
@@ -272,12 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (seeded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--slow-seconds", type=float, default=3.0, help="delay of a 'slow' fault")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds every answer waits (a remote server's delay)")
     args = p.parse_args(argv)
     from ..models import load_model
 
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     server = ApiTestServer(load_model(args.model), args.host, args.port, args.name, key, args.fault_rate, args.seed,
-                           args.slow_seconds)
+                           args.slow_seconds, args.latency)
     print(f"serving {args.model} as {args.name!r} at {server.base_url} (Ctrl-C stops)", flush=True)
     try:
         server.httpd.serve_forever()
