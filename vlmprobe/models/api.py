@@ -107,9 +107,13 @@ class ApiOptions:
         for name in ("concurrency",):
             if getattr(self, name) < 1:
                 raise VlmprobeError(f"--{name} must be at least 1")
-        for name in ("image_max_side", "max_retries"):
-            if getattr(self, name) < 0:
-                raise VlmprobeError(f"--{name.replace('_', '-')} must be >= 0")
+        flags = {"image_max_side": "--image-max-side", "max_retries": "--api-retries", "max_requests": "--max-requests",
+                 "max_cost": "--max-cost", "price_input": "--price-input", "price_output": "--price-output"}
+        for name, flag in flags.items():
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise VlmprobeError(f"{flag} must be >= 0 (got {getattr(self, name)})")
+        if self.timeout <= 0:
+            raise VlmprobeError(f"--api-timeout must be > 0 (got {self.timeout})")
         if self.max_cost is not None and (self.price_input is None or self.price_output is None):
             raise VlmprobeError("--max-cost needs --price-input and --price-output (USD per million tokens)")
         check_base_url(self.base_url or DEFAULT_BASE_URL)
@@ -630,7 +634,8 @@ def add_api_arguments(parser) -> None:
                    help="OpenAI-compatible endpoint (default: @URL in the spec, $OPENAI_BASE_URL, or OpenAI's); "
                         "plain http only for loopback addresses")
     g.add_argument("--api-key-env", default=d.key_env, metavar="VAR", help="environment variable holding the key")
-    g.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight")
+    g.add_argument("--concurrency", type=int, default=d.concurrency, metavar="N",
+                   help="requests in flight within a batch")
     g.add_argument("--image-detail", default=d.image_detail, choices=IMAGE_DETAILS, help="image detail requested")
     g.add_argument("--image-max-side", type=int, default=d.image_max_side, metavar="PX",
                    help="downscale images so the longer side is at most PX (0: as stored)")
