@@ -178,6 +178,7 @@ def test_the_key_reaches_no_file_log_or_error(vlm, tmp_path, capfd):
     text = capfd.readouterr()
     assert "refused the API key in $OPENAI_API_KEY (HTTP 401)" in text.err
     assert len(text.err.strip().splitlines()) == 1
+    assert e.value.__context__ is None and e.value.__cause__ is None  # no client exception (quoting the key) attached
     message = "".join(traceback.format_exception(e.value)) + str(e.value)
     assert "refused the API key" in message
     for where in (text.out, text.err, message, *[p.read_bytes().decode("utf-8", "replace")
@@ -227,6 +228,21 @@ def test_max_requests_and_dry_run(vlm, tmp_path, capfd):
         assert len(_records(out)) == 4 and server.stats()["requests"] == 4
         assert _eval(out, server.base_url, "--dry-run") == 0
         assert f"dry run: {LIMIT - 4} requests" in capfd.readouterr().out
+
+
+def test_closed_world_label_space_over_the_api(vlm, tmp_path):
+    """The prompt options travel unchanged: closed world with 3 shuffled candidates per image."""
+    from vlmprobe.testing.api_server import ApiTestServer
+
+    args = ["eval", "--data", "toy:digits:test", "--limit", "8", "--method", "generate", "--closed-world",
+            "--num-candidates", "3", "--max-new-tokens", "16", "--no-progress", "--workers", "0", "--batch-size", "4"]
+    assert main([*args, "--model", "toy:vlm", "--out", str(tmp_path / "local")]) == 0
+    with ApiTestServer(vlm) as server:
+        assert main([*args, "--model", f"openai:toy-vlm@{server.base_url}", "--out", str(tmp_path / "api")]) == 0
+    remote = _records(tmp_path / "api")
+    assert _answers(remote) == _answers(_records(tmp_path / "local"))
+    assert all(len(r["candidates"]) == 3 and "Choose one from" in r["prompt"] for r in remote)
+    assert all(r["usage"]["completion_tokens"] <= 16 for r in remote)
 
 
 def test_wikiqa_oracle_class_without_image_over_the_api(vlm, toy_world, tmp_path):

@@ -513,7 +513,7 @@ class ApiModel(VisionModel):
         import openai
 
         client = self.client()
-        last = ""
+        last, stop = "", None
         for attempt in range(self.api.max_retries + 1):
             wait = None
             with self._batch_lock:
@@ -536,14 +536,15 @@ class ApiModel(VisionModel):
                 self.journal.add(entry)
                 return entry
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-                raise ApiKeyRefused(f"{self.base_url} refused the API key in ${self.api.key_env} (HTTP "
-                                    f"{e.status_code}); check the key") from None
+                stop = ApiKeyRefused(f"{self.base_url} refused the API key in ${self.api.key_env} (HTTP "
+                                     f"{e.status_code}); check the key")
+                break
             except openai.APIStatusError as e:
                 last = f"HTTP {e.status_code}: {self._scrub(_first_line(e))}"
                 if e.status_code != 429 and e.status_code < 500 and e.status_code != 408:
                     if strict:
-                        raise VlmprobeError(f"{self.base_url} rejected a likelihood request ({last}); likelihood "
-                                            "needs vLLM's prompt_logprobs") from None
+                        stop = VlmprobeError(f"{self.base_url} rejected a likelihood request ({last}); likelihood "
+                                             "needs vLLM's prompt_logprobs")
                     break  # a request the server will not accept: retrying does not help
                 wait = _retry_after(e.response)
             except (openai.APIConnectionError, openai.APIResponseValidationError, ValueError) as e:
@@ -555,8 +556,9 @@ class ApiModel(VisionModel):
             if attempt < self.api.max_retries:
                 delay = min(self.api.backoff_cap, self.api.backoff * 2 ** attempt)
                 time.sleep(wait if wait is not None else delay * (0.5 + random.random() / 2))
+        if stop is not None:  # raised here, outside the handler: no chained client exception (it may quote the key)
+            raise stop
         return {"error": last}
-
 
     def _prompt_logprobs(self, resp) -> dict:
         """vLLM's top-level ``prompt_logprobs``: one entry per prompt token (the first None), each
