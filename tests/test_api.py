@@ -257,7 +257,7 @@ def test_wikiqa_oracle_class_without_image_over_the_api(vlm, toy_world, tmp_path
     assert _answers(_records(tmp_path / "api")) == _answers(_records(tmp_path / "local"))
 
 
-def test_likelihood_over_prompt_logprobs_equals_local(vlm, tmp_path):
+def test_likelihood_over_prompt_logprobs_equals_local(vlm, tmp_path, capfd):
     import numpy as np
 
     from vlmprobe.testing.api_server import ApiTestServer
@@ -272,6 +272,12 @@ def test_likelihood_over_prompt_logprobs_equals_local(vlm, tmp_path):
     local, api = np.load(tmp_path / "local" / "scores.npy"), np.load(tmp_path / "api" / "scores.npy")
     np.testing.assert_allclose(api, local, atol=1e-4)
     assert [r["prediction"] for r in _records(tmp_path / "api")] == [r["prediction"] for r in _records(tmp_path / "local")]
+    capfd.readouterr()
+    with ApiTestServer(vlm, prompt_logprobs=False) as server:  # a server that ignores prompt_logprobs
+        assert main(["eval", "--model", f"openai:toy-vlm@{server.base_url}", "--out", str(tmp_path / "none"),
+                     *common]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "returned no prompt_logprobs" in err[0]
 
 
 def test_spec_and_url_checks(tmp_path):

@@ -63,9 +63,10 @@ class ApiTestServer:
 
     def __init__(self, model, host: str = "127.0.0.1", port: int = 0, model_name: str = "toy-vlm",
                  api_key: str | None = None, fault_rate: float = 0.0, seed: int = 0, slow_seconds: float = 3.0,
-                 latency: float = 0.0):
+                 latency: float = 0.0, prompt_logprobs: bool = True):
         self.model, self.model_name, self.api_key = model, model_name, api_key
         self.latency = latency  # seconds every answer waits (outside the model lock): a remote server's delay
+        self.serves_prompt_logprobs = prompt_logprobs  # False: ignore the parameter, like a server without it
         self.fault_rate, self.seed, self.slow_seconds = fault_rate, seed, slow_seconds
         self.counts: dict[str, int] = {}
         self.faults: dict[str, int] = {}
@@ -115,7 +116,7 @@ class ApiTestServer:
         if image is not None:
             raw = base64.b64decode(image.split(",", 1)[1])
             image = Image.open(io.BytesIO(raw)).convert("RGB")
-        if body.get("prompt_logprobs") is not None:
+        if body.get("prompt_logprobs") is not None and self.serves_prompt_logprobs:
             return self.prompt_logprobs(body, text, image)
         with self.model_lock:
             out = self.model.generate([image] if image is not None else None, [text], max_new_tokens=max_tokens)[0]
