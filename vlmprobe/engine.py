@@ -22,6 +22,11 @@ launch's processes (contiguous blocks of the sorted unfinished list), ``process`
 process's block into its shard (or straight into samples.jsonl for a single process), merge,
 summarize, write results.json and timing.json (``runs`` describes the files).
 
+An API model (``models.api``) adds hooks the loop calls: ``start_batch(n)`` / ``finish_batch()``
+around ``run_batch`` (per-sample usage, or ``api_error``: the sample becomes a skipped record
+that the next run retries; ``request_fields``), ``attach_run(DIR)`` (its request journal) and
+``--dry-run`` (``dry_run``: the same loop, nothing sent or written).
+
 Per-sample randomness comes from ``rng_for(item)``, seeded by (run seed, item id): results do
 not depend on batch size, resuming or the number of processes.
 """

@@ -23,6 +23,10 @@ verifies that every index 0..N-1 appears exactly once with its sample id, then r
 shards. A shard whose indices are already in ``samples.jsonl`` is a leftover of a merge killed
 before its cleanup and is removed.
 
+Retried records. A record with ``api_error`` (an API request that still failed after its
+retries, ``models.api``) is not finished: the next run computes it again through a shard, and
+the merge replaces the failed record with the new one (a failed retry never replaces an answer).
+
 One writer. The writer (rank 0 of a launch, or the single process) holds an exclusive ``flock``
 on ``DIR/.lock``, released by the kernel on any exit (a crash leaves the file, not the lock).
 Another process into the same DIR is refused with one line naming the holder; the launch's
