@@ -1,11 +1,11 @@
-"""Real vocabularies (vlmprobe.realtok): llama.cpp's test vectors, the GGUF reader against the
+"""Real vocabularies (vlmprobe.testing.realtok): llama.cpp's test vectors, the GGUF reader against the
 ``gguf`` package, the sdist extraction path, and the LLaMA rules LLaVA's prompts depend on."""
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from vlmprobe import realtok
+from vlmprobe.testing import realtok
 from vlmprobe.errors import DataError
 
 
@@ -78,7 +78,7 @@ def test_llava_prompt_tokens_match_the_original_llava_chunking(real_models):
     """LLaVA's own code tokenizes the text around ``<image>`` chunk by chunk with SentencePiece
     (each chunk gets the dummy ``▁`` prefix; BOS only once). The converted tokenizer, with
     ``<image>`` as a special token, gives the same ids in one call (e.g. ``▁`` ``\\n`` after it)."""
-    from vlmprobe.testing_real import llava_real_tokenizer
+    from vlmprobe.testing.real import llava_real_tokenizer
 
     tok = llava_real_tokenizer(real_models["tokenizers/llama"])
     prompt = "USER: <image>\nWhat type of object is in this photo? ASSISTANT: The photo features a"

@@ -152,7 +152,7 @@ def test_clip_retrieval_run(tiny_models, caption_jsonl, tmp_path):
 def test_vlm_retrieval_restricted_candidates_exact(tiny_models, caption_jsonl, tmp_path):
     """VLM scores equal the naive per-pair likelihood; --max-candidates offers each caption to
     its own image + C-1 others, states the rule, and ranks only among offered pairs."""
-    from vlmprobe.retrieval import CAPTION_PROMPT, Method, offered_images
+    from vlmprobe.classify.retrieval import CAPTION_PROMPT, Method, offered_images
 
     model = vlmprobe.load_model(f"hf:{tiny_models['llava']}")
     ds = load_captions(str(caption_jsonl))
@@ -184,7 +184,7 @@ def test_unreadable_image_is_a_counted_skip(tiny_models, caption_jsonl, tmp_path
     (caption_jsonl.parent / "img" / "1.png").write_bytes(b"not a png")
     model = vlmprobe.load_model(f"hfclip:{tiny_models['hfclip']}")
     ds = load_captions(str(caption_jsonl))
-    from vlmprobe.retrieval import Method
+    from vlmprobe.classify.retrieval import Method
 
     res = vlmprobe.evaluate(model, ds, Method(), tmp_path / "run", progress=False)
     r = res["retrieval"]

@@ -7,7 +7,7 @@ from .common import HelpFormatter, add_model_arguments, model_from_args
 
 
 def register(subparsers) -> None:
-    from .. import retrieval
+    from ..classify import retrieval
 
     p = subparsers.add_parser(
         "retrieval", help="zero-shot image<->text retrieval: Recall@K, per-image and per-caption ranks",
@@ -62,7 +62,7 @@ def write_ranks(out, captions: list[str]) -> dict:
 def run(args) -> int:
     from ..classify.runner import evaluate
     from ..data.captions import load_captions
-    from ..retrieval import from_args
+    from ..classify.retrieval import from_args
 
     method = from_args(args)
     dataset = load_captions(args.data, split=args.split, image_root=args.image_root, limit=args.limit, seed=args.seed)

@@ -1,11 +1,11 @@
 """``python -m vlmprobe.testing [DIR] [--all] [--real-tokenizers DIR]``: write the tiny offline
-test models (``vlmprobe.testing``) and the real-tokenizer ones (``vlmprobe.testing_real``)."""
+test models (``vlmprobe.testing``) and the real-tokenizer ones (``vlmprobe.testing.real``)."""
 from __future__ import annotations
 
 import sys
 
 from ..testing import FAMILY_NAMES, NAMES, SPECS, build_tiny_models
-from ..testing_real import build_real_models
+from .real import build_real_models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help=f"also build {', '.join(FAMILY_NAMES)}")
     parser.add_argument("--real-tokenizers", metavar="DIR",
                         help="also (or only) write the real LLaMA-2 / Qwen2 tokenizers and tiny VLMs built around "
-                             "them into DIR (vlmprobe.testing_real)")
+                             "them into DIR (vlmprobe.testing.real)")
     args = parser.parse_args(argv)
     if args.real_tokenizers:
         for name, path in build_real_models(args.real_tokenizers, force=args.force).items():

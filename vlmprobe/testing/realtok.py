@@ -39,7 +39,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .errors import DataError, VlmprobeError
+from ..errors import DataError, VlmprobeError
 
 NAMES = ("llama", "qwen2")
 GGUF = {"llama": "ggml-vocab-llama-spm.gguf", "qwen2": "ggml-vocab-qwen2.gguf"}
@@ -56,7 +56,7 @@ MARKER = ".vlmprobe-realtok.json"
 def shared_dir() -> Path | None:
     """``shared/reference/tokenizers`` beside the checkout (``../shared``) or beside any folder
     above it (a git worktree may sit deeper than the main checkout); None when absent."""
-    for up in Path(__file__).resolve().parents[1].parents:
+    for up in Path(__file__).resolve().parents[2].parents:
         if (up / "shared" / "reference" / "tokenizers").is_dir():
             return up / "shared" / "reference" / "tokenizers"
     return None

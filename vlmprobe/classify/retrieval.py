@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import options
-from .errors import VlmprobeError
+from .. import options
+from ..errors import VlmprobeError
 
 CAPTION_PROMPT = "Describe the image briefly."
 CANDIDATE_RULE = ("each caption is scored against its own image and max_candidates-1 other images drawn "

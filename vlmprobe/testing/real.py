@@ -1,4 +1,4 @@
-"""Tiny random-weight VLMs around the REAL tokenizers (``vlmprobe.realtok``): everything small
+"""Tiny random-weight VLMs around the REAL tokenizers (``vlmprobe.testing.realtok``): everything small
 except the vocabulary, so tokenization, chat templates and special tokens are the checkpoints'.
 
 ==================  ========================================================================
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from . import realtok
-from .testing import (IMAGE_TOKEN, PATCH_SIZE, SEED, _clip_image_processor, _llama_config, _save_vlm,
+from . import (IMAGE_TOKEN, PATCH_SIZE, SEED, _clip_image_processor, _llama_config, _save_vlm,
                       _vision_config)
 
 MARKER = ".vlmprobe-real.json"
