@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vlmprobe"
 CORE = ("models", "data", "classify", "probe", "finetune", "wikiqa", "metrics", "engine", "runs", "specs",
-        "options", "distributed", "cache", "errors", "jsonl")
+        "options", "distributed", "cache", "errors", "jsonl", "study")
 
 
 def module_name(path: Path) -> str:
@@ -84,6 +84,17 @@ def test_core_modules_never_import_the_toy_world():
     offenders = {m: sorted(t for t in graph[m] if t == "vlmprobe.toy" or t.startswith("vlmprobe.toy."))
                  for m in core}
     assert not {m: t for m, t in offenders.items() if t}
+
+
+def test_the_study_finds_the_toy_world_through_the_plugin():
+    """``world: toy`` resolves through the registry the plugin fills (no core import of the toy)."""
+    from vlmprobe.specs import find_world, world_names
+
+    assert "toy" in world_names()
+    from vlmprobe.toy.build import default_dir
+
+    assert find_world("toy").directory(3) == default_dir(3)
+    assert find_world("nope") is None
 
 
 def test_the_checker_finds_a_cycle():

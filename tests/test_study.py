@@ -86,6 +86,8 @@ BAD = [
     ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
      "  - {measure: factors, source: imagenet-x, variant: file}\n", 5, "measurements[0].variant",
      "does not fit source 'imagenet-x' (choose top or multi)"),
+    ("world: toys\nmodels:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements: []\n",
+     1, "world", "world must be one of ['toy']"),
 ]
 
 
