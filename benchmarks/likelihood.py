@@ -40,9 +40,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 QUESTION = "What type of object is in this photo?"
 ANSWER_PREFIX = "The photo features a"
 def classnames() -> list[str]:
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+    from vlmprobe.data.imagenet_classes import imagenet_names  # what --classes imagenet uses
 
-    return list(IMAGENET_CLASSNAMES)
+    return list(imagenet_names())
 
 
 PREVIOUS_K1000 = 91  # fast/naive at K=1000 on CPU measured with a byte-level BPE trained on the names

@@ -100,3 +100,56 @@ def test_the_study_finds_the_toy_world_through_the_plugin():
 def test_the_checker_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _calls(name: str) -> dict[str, int]:
+    """Module -> how many times its source names attribute or function ``name`` (ast)."""
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        n = sum(1 for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if (isinstance(node, ast.Attribute) and node.attr == name)
+                or (isinstance(node, ast.Name) and node.id == name)
+                or (isinstance(node, ast.alias) and node.name == name))
+        if n:
+            out[module_name(path)] = n
+    return out
+
+
+def test_one_way_each_to_build_a_cached_directory_hash_a_file_and_name_imagenet_classes():
+    """cache.build_dir_once is the only publisher of a temporary directory, cache.file_sha256 the
+    only file hasher, data.imagenet_classes.imagenet_names the only reader of open_clip's names."""
+    assert set(_calls("mkdtemp")) == {"vlmprobe.cache"}
+    hashers = {module_name(p) for p in PACKAGE.rglob("*.py")
+               for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+               if isinstance(node, ast.FunctionDef) and "sha256" in node.name}
+    assert hashers == {"vlmprobe.cache"}
+    assert set(_calls("IMAGENET_CLASSNAMES")) == {"vlmprobe.data.imagenet_classes"}
+    users = set(_calls("build_dir_once"))
+    assert {"vlmprobe.testing", "vlmprobe.testing.real", "vlmprobe.testing.realtok"} <= users
+
+
+def test_build_dir_once_reuses_current_and_rebuilds_outdated(tmp_path):
+    from vlmprobe.cache import build_dir_once
+
+    calls = []
+
+    def write(version):
+        def w(tmp):
+            calls.append(version)
+            (tmp / "f").write_text(str(version))
+            return {"v": version}
+        return w
+
+    out = tmp_path / "d"
+    build_dir_once(out, "m.json", write(1), current=lambda m: m["v"] == 1)
+    build_dir_once(out, "m.json", write(1), current=lambda m: m["v"] == 1)
+    assert calls == [1]
+    build_dir_once(out, "m.json", write(2), current=lambda m: m["v"] == 2)  # outdated: rebuilt in place
+    assert calls == [1, 2] and (out / "f").read_text() == "2"
+
+    def broken(tmp):
+        raise RuntimeError("boom")
+
+    with __import__("pytest").raises(RuntimeError):
+        build_dir_once(tmp_path / "e", "m.json", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no half-built directory left behind

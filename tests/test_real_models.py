@@ -23,9 +23,9 @@ def vlms(real_models):
 
 @pytest.fixture(scope="module")
 def classnames():
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES  # what --classes imagenet uses
+    from vlmprobe.data.imagenet_classes import imagenet_names  # what --classes imagenet uses
 
-    return list(IMAGENET_CLASSNAMES)
+    return list(imagenet_names())
 
 
 def image(seed=0, size=(40, 30)):

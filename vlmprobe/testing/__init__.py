@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+
+from ..cache import build_dir_once
 
 MARKER = ".vlmprobe-tiny.json"  # written last into every finished model directory
 RECIPE_VERSION = 1  # bump whenever a recipe below changes: older builds are rebuilt
@@ -125,12 +126,14 @@ _PHRASES = (
 def _corpus() -> list[str]:
     """English training text: prompt phrases (weighted), common words, ImageNet class names in
     open_clip's templates. Fixed content and order, so the trained vocabulary is fixed."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
+    from open_clip.zero_shot_metadata import SIMPLE_IMAGENET_TEMPLATES
+
+    from ..data.imagenet_classes import imagenet_names
 
     words = _COMMON.split()
     lines = list(_PHRASES) * 20 + [" ".join(words)] * 10
     lines += [f"{w} {w.capitalize()} {w.upper()}" for w in words]
-    for i, name in enumerate(IMAGENET_CLASSNAMES):
+    for i, name in enumerate(imagenet_names()):
         lines.append(SIMPLE_IMAGENET_TEMPLATES[i % len(SIMPLE_IMAGENET_TEMPLATES)](name))
         lines.append(f"The photo features a {name}.")
     return lines
@@ -338,42 +341,27 @@ _BUILDERS = {"openclip": _build_openclip, "hfclip": _build_hfclip, "llava": _bui
              "llava-next": _build_llava_next, "qwen2-vl": _build_qwen2_vl}
 
 
-def _complete(path: Path, name: str) -> bool:
-    try:
-        info = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return info.get("name") == name and info.get("recipe_version") == RECIPE_VERSION
+def _current(name: str):
+    return lambda info: info.get("name") == name and info.get("recipe_version") == RECIPE_VERSION
 
 
 def build_tiny_model(root: str | os.PathLike, name: str, force: bool = False) -> str:
     """Build one of ``NAMES`` as ``root/name`` (reused when complete) and return its path."""
-    root = Path(root).expanduser()
-    final = root / name
-    if not force and _complete(final, name):
-        return str(final)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=root))
     from transformers.utils import logging as hf_logging
 
-    bars = hf_logging.is_progress_bar_enabled()
-    try:
-        hf_logging.disable_progress_bar()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(SEED)
-            _BUILDERS[name](tmp)
-        tmp.chmod(0o755)
-        (tmp / MARKER).write_text(json.dumps({"name": name, "recipe_version": RECIPE_VERSION}) + "\n")
-        if final.exists():  # half-written, outdated or forced: replace
-            if _complete(final, name) and not force:  # another process finished first
-                return str(final)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)
+    def write(tmp: Path) -> dict:
+        bars = hf_logging.is_progress_bar_enabled()
+        try:
+            hf_logging.disable_progress_bar()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(SEED)
+                _BUILDERS[name](tmp)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        return {"name": name, "recipe_version": RECIPE_VERSION}
+
+    return str(build_dir_once(Path(root).expanduser() / name, MARKER, write, current=_current(name), force=force))
 
 
 def build_tiny_models(root: str | os.PathLike, force: bool = False, names=NAMES) -> dict[str, str]:
