@@ -2,7 +2,7 @@
 
 Each subcommand lives in ``vlmprobe/commands/<name>.py`` with ``register(subparsers)`` (adds
 its parser, ``set_defaults(func=run)``) and ``run(args) -> int``. User errors
-(``VlmprobeError``) are printed as one line, exit status 2.
+(``VlmprobeError``) are printed as one line, exit status 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         if importlib.util.find_spec(f"vlmprobe.commands.{name}") is not None:
             importlib.import_module(f"vlmprobe.commands.{name}").register(sub)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true",
+                             help="on an error, print the full traceback (with its cause) instead of one line")
     return parser
 
 
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VlmprobeError as e:
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
         print(f"vlmprobe {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

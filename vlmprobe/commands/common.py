@@ -16,6 +16,26 @@ class HelpFormatter(argparse.HelpFormatter):
         return text + " (default: %(default)s)"
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size``, ``--limit``): rejected before anything loads."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0 (``--workers``)."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", required=required, metavar="SPEC",
@@ -54,7 +74,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
                         "({image,label,split}) | VAL_DIR+labels:GROUND_TRUTH | wds:SHARDS | hf:NAME_OR_PATH | "
                         "hfds:PATH | toy:digits[:SPLIT]")
     g.add_argument("--split", default=None, help="split to use (manifest 'split' field, sub-folder, DatasetDict key)")
-    g.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N images")
+    g.add_argument("--limit", type=positive_int, default=None, help="evaluate a seeded random subset of N images")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and every per-sample random choice")
     g.add_argument("--classes", default=None, metavar="FILE|imagenet",
                    help="class names: a JSON list file, or 'imagenet' (open_clip's ImageNet-1k names); "

@@ -38,6 +38,13 @@ def demo_study(seed: int = 0, skip: set[str] = frozenset()):
     the fine-tuned models, "generate" also the runs that need it)."""
     from ..study import load_study
 
+    from ..errors import VlmprobeError
+    from ..study.measures import MEASURES
+
+    known = set(MEASURES) | set(SKIP_GROUPS) | {"finetune"}
+    unknown = sorted(set(skip) - known)
+    if unknown:
+        raise VlmprobeError(f"--skip {','.join(unknown)}: no such measurement; choose from {', '.join(sorted(known))}")
     study = load_study(None, seed=seed)
     skip = set(skip).union(*(SKIP_GROUPS.get(s, ()) for s in skip))
     if "generate" in skip:

@@ -3,7 +3,7 @@ VLM on a caption file; writes a run directory (config.json, samples.jsonl, score
 captions], results.json) plus images.jsonl / captions.jsonl with every query's rank."""
 from __future__ import annotations
 
-from .common import HelpFormatter, add_model_arguments, model_from_args
+from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int
 
 
 def register(subparsers) -> None:
@@ -20,12 +20,12 @@ def register(subparsers) -> None:
                         "toy:captions")
     g.add_argument("--split", default=None, help="Karpathy split (default: test)")
     g.add_argument("--image-root", default=None, help="resolve image paths under this directory")
-    g.add_argument("--limit", type=int, default=None, help="a seeded random subset of N images (with their captions)")
+    g.add_argument("--limit", type=positive_int, default=None, help="a seeded random subset of N images (with their captions)")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and --max-candidates")
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, metavar="DIR", help="run directory (created; resumed if it exists)")
-    r.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    r.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for image decoding")
+    r.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+    r.add_argument("--workers", type=count, default=0, help="DataLoader worker processes for image decoding")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     retrieval.add_arguments(p.add_argument_group("scoring"))
     p.set_defaults(func=run)

@@ -72,13 +72,16 @@ def load_model(spec: str, options: LoadOptions | None = None, **option_overrides
         if not hasattr(options, k):
             raise ModelLoadError(f"unknown load option {k!r}")
         setattr(options, k, v)
+    import torch
+
     try:
         return _load(spec, options)
-    except ModelLoadError:
+    except (ModelLoadError, torch.OutOfMemoryError):  # out of memory is not a bad model: keep its type
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:  # missing files, offline hub, bad config
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"could not load model {spec!r}: {first}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelLoadError(f"could not load model {spec!r}: {type(e).__name__}: {first} "
+                             "(--debug shows the traceback)") from e
 
 
 def resolve_alias(spec: str) -> str:
