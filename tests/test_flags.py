@@ -15,7 +15,8 @@ NO_MODEL = ["--model", "faulty:never-loaded", "--data", "/no/such/data", "--out"
 @pytest.mark.parametrize("flags, owner", [
     (["--method", "zeroshot", "--answer-prefix", "paper"], "--method likelihood"),
     (["--method", "zeroshot", "--cot"], "--method generate"),
-    (["--method", "likelihood", "--closed-world"], "--method generate"),
+    (["--method", "generate", "--reduction", "mean"], "--method likelihood"),
+    (["--method", "classifier", "--templates", "x.json"], "--method zeroshot"),
 ])
 def test_an_option_of_another_method_is_an_error(tmp_path, capsys, flags, owner):
     assert main(["eval", *flags, *NO_MODEL, str(tmp_path / "run")]) == 2
