@@ -57,9 +57,21 @@ def run(args) -> int:
     results = evaluate(model, dataset, method, args.out, batch_size=args.batch_size, seed=args.seed,
                        workers=args.workers, progress=not args.no_progress, groups=args.groups,
                        group_drop=drop)
-    top1 = results.get("top1")
-    print(f"{args.method} {model.spec} on {dataset.name}: top-1 {top1:.4f}" if isinstance(top1, float)
-          else f"{args.method} {model.spec} on {dataset.name}: done")
+    print(f"{args.method} {model.spec} on {dataset.name}: {top1_line(results)}")
     others = ["samples.jsonl", "config.json"] + (["scores.npy"] if method.num_scores(dataset) else [])
     print(f"results: {args.out}/results.json ({', '.join(others)} beside it)")
     return 0
+
+
+def top1_line(results: dict) -> str:
+    """``top-1 A`` with the counts beside it: images scored, skipped (unreadable) and non-finite
+    (no prediction, counted wrong); when some were skipped, also top-1 over all images
+    (= correct / (scored + skipped)), the figure a reader comparing models needs."""
+    top1, c = results.get("top1"), results.get("counts") or {}
+    if not isinstance(top1, float):
+        return "done"
+    n, skipped, nonfinite = c.get("n", 0), c.get("skipped", 0), c.get("nonfinite_scores", 0)
+    line = f"top-1 {top1:.4f} ({n} images scored, {skipped} skipped, {nonfinite} non-finite"
+    if skipped:
+        line += f"; top-1 over all {n + skipped} images {top1 * n / (n + skipped):.4f}"
+    return line + ")"
