@@ -40,7 +40,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     g = parser.add_argument_group("model")
     g.add_argument("--model", required=required, metavar="SPEC",
                    help="openclip:ARCH@PRETRAINED | openclip:local-dir:PATH | hfclip:ID_OR_PATH | hf:ID_OR_PATH"
-                        "[+adapter:PATH] | timm:NAME | timm:local-dir:PATH | torchvision:NAME[@WEIGHTS] | toy:clip | "
+                        "[+adapter:PATH] | timm:NAME[@random] | timm:local-dir:PATH | torchvision:NAME[@WEIGHTS|@random] | toy:clip | "
                         "toy:vlm | a local model directory")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu); under accelerate launch / torchrun, "
                         "cuda means cuda:LOCAL_RANK")

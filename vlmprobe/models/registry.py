@@ -10,7 +10,7 @@
 ``hf:BASE+adapter:PATH``       the same with a peft (LoRA) adapter applied
 ``timm:NAME[@random]``         timm classifier (pretrained from timm's sources, or random weights)
 ``timm:local-dir:PATH``        timm classifier saved in timm's hub layout (config.json + weights)
-``torchvision:NAME[@WEIGHTS]`` torchvision classifier: WEIGHTS an enum name (IMAGENET1K_V2) or a .pth file
+``torchvision:NAME[@WEIGHTS]`` torchvision classifier: WEIGHTS an enum name (IMAGENET1K_V2; default DEFAULT), random, or a .pth file
 ``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use);
                                ``toy:vlm+adapter:PATH`` with a fine-tuned adapter
 ``PATH``                       a local directory; its kind is detected from its files
