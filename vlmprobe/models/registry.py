@@ -172,4 +172,4 @@ MODEL_SPECS.register("openclip:", _load_openclip, "open_clip zoo ARCH@PRETRAINED
 MODEL_SPECS.register("hfclip:", _load_hfclip, "transformers CLIPModel + processor (hub id or path)")
 MODEL_SPECS.register("hf:", _load_hf, "AutoModelForImageTextToText + processor + chat template; +adapter:PATH")
 MODEL_SPECS.register("timm:", _load_classifier, "supervised timm classifier: NAME[@random] or local-dir:PATH")
-MODEL_SPECS.register("torchvision:", _load_classifier, "supervised torchvision classifier: NAME[@WEIGHTS|@FILE.pth]")
+MODEL_SPECS.register("torchvision:", _load_classifier, "supervised torchvision classifier: NAME[@WEIGHTS|@random|@FILE.pth] (default: DEFAULT weights)")
