@@ -153,3 +153,13 @@ def test_build_dir_once_reuses_current_and_rebuilds_outdated(tmp_path):
     with __import__("pytest").raises(RuntimeError):
         build_dir_once(tmp_path / "e", "m.json", broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no half-built directory left behind
+
+
+def test_every_progress_bar_goes_through_the_one_switch():
+    """Only vlmprobe.progress imports tqdm, so ``--no-progress`` reaches every bar."""
+    users = {module_name(p) for p in PACKAGE.rglob("*.py")
+             for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+             if isinstance(node, (ast.Import, ast.ImportFrom))
+             and any(n == "tqdm" or n.startswith("tqdm.") for n in
+                     ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]))}
+    assert users == {"vlmprobe.progress"}

@@ -115,3 +115,18 @@ def test_metrics_takes_the_run_lock_and_refuses_a_corrupt_results_file(tmp_path,
     assert main(["metrics", str(path), "--no-plots"]) == 2
     assert "results.json: not valid JSON" in capsys.readouterr().err
     assert (path / "results.json").read_text() == '{"top1": 0.5,'  # not silently replaced
+
+
+def test_no_progress_silences_every_bar(tiny_models, digits_folder, tmp_path, capfd):
+    """``--no-progress`` also silences bars the command does not draw itself (transformers'
+    checkpoint loading); any command takes it (``frequency``, ``toy build``, ``study``)."""
+    argv = ["eval", "--method", "likelihood", "--model", f"hf:{tiny_models['llava']}", "--data", str(digits_folder),
+            "--limit", "2", "--workers", "0", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    assert "it/s]" not in err and "Loading weights" not in err, err[-500:]
+    from vlmprobe.cli import build_parser
+
+    parser = build_parser()
+    for command in (["frequency", "--corpus", "c", "--out", "o"], ["toy", "build"], ["study", "--out", "o"], ["demo"]):
+        assert parser.parse_args([*command, "--no-progress"]).no_progress is True

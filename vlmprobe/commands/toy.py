@@ -52,7 +52,7 @@ def run(args) -> int:
         print(f"  wikiqa:   {root / 'wikiqa.jsonl'}   (use --data {root / 'wikiqa.jsonl'} --images {root})")
         print(f"  finetune: {root / 'finetune' / 'train.json'};  corpus: {root / 'corpus'}")
         return 0
-    meta = build_world(args.out, seed=args.seed, force=getattr(args, "force", False))
+    meta = build_world(args.out, seed=args.seed, force=getattr(args, "force", False), progress=not args.no_progress)
     root = meta["dir"]
     if args.toy_command == "info":
         print(json.dumps({k: v for k, v in meta.items() if k != "files"}, indent=1))

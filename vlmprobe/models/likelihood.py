@@ -258,7 +258,7 @@ def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[s
     step = batch_size if fast else 1
     starts = range(0, N, step)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import bar as tqdm
 
         starts = tqdm(starts, desc=f"likelihood ({scoring})", unit="batch")
     rows_out = []

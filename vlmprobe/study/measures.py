@@ -104,7 +104,7 @@ def _probe(ctx: Ctx, p: dict) -> list:
     test = data[data.index("--data") + 1]
     out = ["probe", "--model", ctx.model, *ctx.load_args, "--train", _with_split(ctx.datasets[p["train"]]),
            "--test", _with_split(data), "--layers", str(p["layers"]), "--pool", str(p["pool"]),
-           "--seed", str(ctx.seed), "--out", ctx.out]
+           "--seed", str(ctx.seed), "--out", ctx.out, "--no-progress"]
     if p["val"]:
         out += ["--val", _with_split(ctx.datasets[p["val"]])]
     if p["reference"]:
@@ -135,7 +135,7 @@ def _wikiqa(ctx: Ctx, p: dict) -> list:
 
 
 def _frequency(ctx: Ctx, p: dict) -> list:
-    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out]
+    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out, "--no-progress"]
     return out + (["--roles", p["roles"]] if p["roles"] else [])
 
 
