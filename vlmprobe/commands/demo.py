@@ -75,7 +75,7 @@ def run(args) -> int:
                                                   for f in data["frequency"]), None),
         "wikiqa": [{k: q[k] for k in ("model", "condition", "accuracy", "right_acc", "wrong_acc", "run")}
                    for q in data["wikiqa"]],
-        "findings": compute(data),
+        "findings": compute(data, out),
         "shape_bias": [{k: r[k] for k in ("model", "method", "run", "shape_bias", "shape", "texture", "other")}
                        for r in data["shape_bias"]],
         "retrieval": [{"model": r["model"], "run": r["run"], "image_to_text_r1": r["i2t"].get("1"),
