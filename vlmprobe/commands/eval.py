@@ -10,7 +10,7 @@ METHOD_HELP = ("classifier (timm/torchvision: the network's logits) | zeroshot (
 
 
 def register(subparsers) -> None:
-    from ..classify.runner import METHODS, method_module
+    from ..classify.runner import METHODS
     from ..options import add_option_groups
 
     p = subparsers.add_parser(
