@@ -72,12 +72,16 @@ def test_findings_are_judged_by_their_paired_tests(tmp_path):
     big = {f["n"]: f for f in compute(_study(tmp_path / "big", clip * 10, gen * 10, probe=clip * 10, ft=clip * 10),
                                       tmp_path / "big")}
     assert big[1]["shown"] is True and big[1]["test"]["p_value"] < 1e-3
-    assert big[3]["shown"] is True and big[3]["test"]["low"] == big[3]["test"]["high"] == 0.0  # identical runs
+    assert big[3]["shown"] is True and big[3]["test"]["clip_minus_probe"]["high"] == 0.0  # identical runs
+    assert big[3]["test"]["probe_vs_generation"]["gained"] == 100
     assert big[5]["shown"] is True and big[5]["test"]["gained"] == 100
-    # a probe 5 points below CLIP on 20 images: the point estimate is inside 10 points, the interval is not
+    # a probe 5 points below CLIP on 20 images but not significantly above generation: not shown
     probe = clip[:11] + [False] * 9
     near = {f["n"]: f for f in compute(_study(tmp_path / "near", clip, gen, probe=probe), tmp_path / "near")}
-    assert near[3]["test"]["difference"] == pytest.approx(0.05) and near[3]["test"]["high"] > 0.1
+    ci = near[3]["test"]["clip_minus_probe"]
+    assert ci["difference"] == pytest.approx(0.05) and ci["low"] < 0.05 < ci["high"]
+    assert near[3]["test"]["probe_vs_generation"] == {"n": 20, "gained": 9, "lost": 5,
+                                                      "p_value": pytest.approx(mcnemar_exact(9, 5))}
     assert near[3]["shown"] is False and "paired bootstrap interval" in near[3]["text"]
     # without the study directory no test can run: nothing is shown on a strict comparison alone
     assert compute(_study(tmp_path / "none", clip * 10, gen * 10), None)[0]["shown"] is False

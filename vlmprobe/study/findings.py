@@ -7,8 +7,9 @@ on the same dataset; a finding whose runs are absent is "not measured".
 
 Each comparison is judged with its test, not by a strict inequality of two accuracies: two runs
 on the same images by McNemar's exact test (``metrics.paired``; shown needs p < ALPHA and the
-stated size), "close to" by a paired bootstrap interval of the accuracy difference (shown when the
-whole 95% interval is inside the margin), two groups of questions by a bootstrap interval of the
+stated size); "probe close to CLIP" by McNemar of the probe against generation (the hidden states
+hold what generation misses) with the point gap to CLIP within 10 points, stating the paired
+bootstrap interval of CLIP - probe beside it (on the toy world it straddles the margin); two groups of questions by a bootstrap interval of the
 difference of their accuracies (shown when it excludes 0 and the point estimate is large enough).
 Finding 4 is a rank correlation over classes (Spearman's rho, stated with its class count).
 With no study directory (``root=None``) the tests cannot be run and every comparison says so.
@@ -111,13 +112,16 @@ def compute(data: dict, root: str | Path | None = None) -> list[dict]:
     if probe and clip:
         d = clip["top1"] - probe["top1"]
         ci = _bootstrap(root, probe["run"], clip["run"])  # CLIP - probe, paired over the test images
-        ok = ci is not None and ci["high"] is not None and ci["high"] <= 0.1
         where = ("no paired interval (runs not readable)" if ci is None or ci["high"] is None else
                  f"95% paired bootstrap interval of CLIP - probe [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] "
                  f"points over {ci['n']} images")
-        add(3, "the VLM's hidden states hold the class (probe close to CLIP)", ok,
+        pc = _mcnemar(root, gen["run"], probe["run"]) if gen else None
+        sig, why = _says(pc)
+        add(3, "the VLM's hidden states hold the class (probe close to CLIP)", d <= 0.1 and sig,
             f"probe on {vlm} {_pct(probe['top1'])} vs CLIP zero-shot {_pct(clip['top1'])} ({100 * -d:+.1f} points; "
-            f"{where}; shown when the whole interval is below 10 points)", [probe["run"], clip["run"]], ci)
+            f"{where}); probe vs generation{why or ': not measured'} (shown when within 10 points of CLIP and "
+            f"significantly above generation, p < {ALPHA})", [probe["run"], clip["run"], gen and gen["run"]],
+            {"clip_minus_probe": ci, "probe_vs_generation": pc})
     else:
         add(3, "the VLM's hidden states hold the class (probe close to CLIP)", None, "not measured", [])
     freq = next((f for f in data["frequency"] if f["model"] == vlm), None)
