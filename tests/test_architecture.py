@@ -132,7 +132,7 @@ def test_one_way_each_to_build_a_cached_directory_hash_a_file_and_name_imagenet_
     assert hashers == {"vlmprobe.cache"}
     assert set(_calls("IMAGENET_CLASSNAMES")) == {"vlmprobe.data.imagenet_classes"}
     users = set(_calls("build_dir_once"))
-    assert {"vlmprobe.testing", "vlmprobe.testing.real", "vlmprobe.testing.realtok"} <= users
+    assert {"vlmprobe.testing.families", "vlmprobe.testing.real", "vlmprobe.testing.realtok"} <= users
 
 
 def test_build_dir_once_reuses_current_and_rebuilds_outdated(tmp_path):

@@ -64,6 +64,47 @@ def split_rows_by_grid(config, batch: dict, x: torch.Tensor, n_images: int) -> l
     return list(torch.split(x.reshape(-1, x.shape[-1]), [p // ratio for p in patches], dim=0))
 
 
+def split_rows_by_size(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """Pixtral-style tensors [sum_i h_i w_i / r, D] (patches, r = 1, or merged tokens,
+    r = merge^2) -> per image, using ``image_sizes`` [N, 2] (pixels, h and w)."""
+    sizes = batch.get("image_sizes")
+    if sizes is None or len(sizes) != n_images:
+        raise VlmprobeError(f"cannot map vision rows to {n_images} images: no image_sizes in the batch")
+    patch = config.vision_config.patch_size
+    patches = [int(h) // patch * (int(w) // patch) for h, w in sizes.tolist()]
+    x = x.reshape(-1, x.shape[-1])
+    ratio = sum(patches) // max(x.shape[0], 1)
+    if ratio < 1 or sum(patches) != ratio * x.shape[0]:
+        raise VlmprobeError(f"{x.shape[0]} vision rows do not divide the image sizes {sizes.tolist()}")
+    return list(torch.split(x, [p // ratio for p in patches], dim=0))
+
+
+def split_rows_by_tokens(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """Token-aligned tensors (InternVL's crops: [sum_i crops_i, T, D], one row per image token
+    after flattening) -> per image, counting each text row's image tokens in ``input_ids``
+    (one image per text row)."""
+    ids = batch["input_ids"]
+    if ids.shape[0] != n_images:
+        raise VlmprobeError(f"cannot map vision rows to {n_images} images: {ids.shape[0]} text rows")
+    counts = (ids == Family.image_token_id(config)).sum(1).tolist()
+    x = x.reshape(-1, x.shape[-1])
+    if sum(counts) != x.shape[0]:
+        raise VlmprobeError(f"{x.shape[0]} vision rows for {sum(counts)} image tokens")
+    return list(torch.split(x, counts, dim=0))
+
+
+# Processors that take images nested per text row ([[img], [img], ...]) and count them per row.
+NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor", "MllamaProcessor"}
+
+
+def processor_images(processor, images: list) -> list:
+    """``images`` (one per text row, None for a text-only row) in the form ``processor`` takes:
+    flat (LLaVA, Qwen, ...; None rows dropped) or nested per row (``NESTED_IMAGE_PROCESSORS``)."""
+    if type(processor).__name__ in NESTED_IMAGE_PROCESSORS:
+        return [[] if im is None else [im] for im in images]
+    return [im for im in images if im is not None]
+
+
 def plain_positions(model, batch: dict) -> torch.Tensor:
     """1-D rotary positions of a right-padded prefix batch: [1, B, L] = 0, 1, 2, ..."""
     B, L = batch["input_ids"].shape
@@ -137,7 +178,22 @@ LLAVA = Family("llava", ("llava",), notes="LLaVA-1.5 (one image = P patch tokens
 LLAVA_NEXT = Family("llava-next", ("llava_next",), notes="LLaVA-NeXT (AnyRes views)")
 QWEN2_VL = Family("qwen2-vl", ("qwen2_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen2-VL (dynamic resolution, M-RoPE)")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL]
+QWEN2_5_VL = Family("qwen2.5-vl", ("qwen2_5_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+                    positions=mrope_positions, notes="Qwen2.5-VL (window-attention ViT, M-RoPE)")
+LLAVA_NEXT_VIDEO = Family("llava-next-video", ("llava_next_video",), notes="LLaVA-NeXT-Video on single images")
+LLAVA_ONEVISION = Family("llava-onevision", ("llava_onevision",), notes="LLaVA-OneVision (SigLIP, AnyRes max 9)")
+MISTRAL3 = Family("mistral3", ("mistral3",), split_patch_rows=split_rows_by_size,
+                  notes="Mistral3 / Pixtral (any-size patches, 2x2 merger)")
+QWEN3_VL = Family("qwen3-vl", ("qwen3_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+                  positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")
+INTERNVL = Family("internvl", ("internvl",), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
+GEMMA3 = Family("gemma3", ("gemma3",), fast_likelihood="image tokens attend bidirectionally and half the layers "
+                "use sliding-window attention; the shared-prefix cache does not reproduce either",
+                notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
+IDEFICS3 = Family("idefics3", ("idefics3", "smolvlm"), language_model=("text_model",), projector=("connector",),
+                  notes="Idefics3 / SmolVLM (pixel-shuffle connector)")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
 

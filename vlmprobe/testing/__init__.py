@@ -29,6 +29,11 @@ common words are one or a few tokens and any text, unicode included, tokenizes. 
 tokenizer puts ``<|endoftext|>`` at the largest id so transformers' EOS pooling and its legacy
 "argmax id" rule agree (see GUIDE section 6). The open_clip model uses open_clip's own BPE.
 
+The VLM builders are also registered by ``config.model_type`` (``llava``, ``llava_next``,
+``qwen2_vl``) in ``vlmprobe.testing.families.TINY_BUILDERS``, beside every other family's
+(``families_decoder``, ``families_special``): ``python -m vlmprobe.testing --families DIR``
+builds and checks them all (the conformance suite, ``vlmprobe.testing.conformance``).
+
 Each model directory is built in a temporary sibling and renamed into place after a marker
 file (``MARKER``, written last) records the recipe version: a complete earlier build is
 reused, a half-written or outdated one is rebuilt. Weights are seeded, so builds repeat.
@@ -40,9 +45,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
-from ..cache import build_dir_once
+from .families import TINY_BUILDERS, build_into, tiny_builder  # noqa: F401 (the registry; see families.py)
 
 MARKER = ".vlmprobe-tiny.json"  # written last into every finished model directory
 RECIPE_VERSION = 1  # bump whenever a recipe below changes: older builds are rebuilt
@@ -239,6 +242,7 @@ def _save_vlm(model, processor, tokenizer, out: Path) -> None:
     processor.save_pretrained(out)
 
 
+@tiny_builder("llava")
 def _build_llava(out: Path) -> None:
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -254,6 +258,7 @@ def _build_llava(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+@tiny_builder("llava_next")
 def _build_llava_next(out: Path) -> None:
     from transformers import (LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor,
                               LlavaNextProcessor)
@@ -273,6 +278,7 @@ def _build_llava_next(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+@tiny_builder("qwen2_vl")
 def _build_qwen2_vl(out: Path) -> None:
     from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
                               Qwen2VLProcessor, Qwen2VLVideoProcessor)
@@ -341,27 +347,10 @@ _BUILDERS = {"openclip": _build_openclip, "hfclip": _build_hfclip, "llava": _bui
              "llava-next": _build_llava_next, "qwen2-vl": _build_qwen2_vl}
 
 
-def _current(name: str):
-    return lambda info: info.get("name") == name and info.get("recipe_version") == RECIPE_VERSION
-
-
 def build_tiny_model(root: str | os.PathLike, name: str, force: bool = False) -> str:
     """Build one of ``NAMES`` as ``root/name`` (reused when complete) and return its path."""
-    from transformers.utils import logging as hf_logging
-
-    def write(tmp: Path) -> dict:
-        bars = hf_logging.is_progress_bar_enabled()
-        try:
-            hf_logging.disable_progress_bar()
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(SEED)
-                _BUILDERS[name](tmp)
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        return {"name": name, "recipe_version": RECIPE_VERSION}
-
-    return str(build_dir_once(Path(root).expanduser() / name, MARKER, write, current=_current(name), force=force))
+    info = {"name": name, "recipe_version": RECIPE_VERSION}
+    return build_into(Path(root).expanduser() / name, _BUILDERS[name], MARKER, info, force, SEED)
 
 
 def build_tiny_models(root: str | os.PathLike, force: bool = False, names=NAMES) -> dict[str, str]:
