@@ -179,14 +179,42 @@ class VisionLanguageModel(VisionModel):
                                      chunk_size=chunk_size, progress=progress)
 
     def score(self, images: Sequence, candidates, prompt: str = PAPER_QUESTION, answer_prefix: str | None = None,
-              reduction: str = "sum", scoring: str = "fast", include_eos: bool = False, batch_size: int = 8,
-              chunk_size: int = 512, progress: bool = False) -> torch.Tensor:
+              reduction: str | Sequence[str] = "sum", scoring: str = "fast", include_eos: bool = False,
+              batch_size: int = 8, chunk_size: int = 512, progress: bool = False):
         """log p(candidate | image, prompt) [N, K]: the user turn ``prompt`` with the image, the
         assistant turn opened by the chat template, then ``answer_prefix`` (e.g. "The photo
-        features a") and the candidate. ``candidates``: one list for all images or one per image."""
+        features a") and the candidate. ``candidates``: one list for all images or one per image.
+
+        ``reduction``: ``sum | mean | first | tokens`` (``vlmprobe.models.tokentrie``) or the
+        normalisations ``char`` (sum / characters) and ``pmi`` (sum minus the same text's sum
+        without the image, once per distinct name); a sequence of them returns {name: [N, K]}
+        from one pass over the images."""
+        from .tokentrie import NORMALIZATIONS, normalize_scores
+
         prefix = self.render(prompt, image=True, answer_prefix=answer_prefix)
-        return self.logprobs(list(images), prefix, candidates, reduction=reduction, scoring=scoring,
-                             include_eos=include_eos, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
+        kw = dict(scoring=scoring, include_eos=include_eos, batch_size=batch_size, chunk_size=chunk_size)
+        wanted = (reduction,) if isinstance(reduction, str) else tuple(reduction)
+        if isinstance(reduction, str) and reduction not in ("char", "pmi"):  # the engine's own reductions
+            return self.logprobs(list(images), prefix, candidates, reduction=reduction, progress=progress, **kw)
+        for r in wanted:
+            if r not in NORMALIZATIONS:
+                raise VlmprobeError(f"unknown reduction {r!r}; choose from {NORMALIZATIONS}")
+        tokens = self.logprobs(list(images), prefix, candidates, reduction="tokens", progress=progress, **kw)
+        N, K = tokens.shape[:2]
+        rows = [list(candidates)] * N if len(candidates) == 0 or isinstance(candidates[0], str) else candidates
+        chars = torch.full((N, K), float("nan"))
+        for i, row in enumerate(rows):
+            chars[i, :len(row)] = torch.tensor([float(len(c)) for c in row])
+        prior = None
+        if "pmi" in wanted:  # log p(name | prompt without image): one text-only row, each name once
+            names = list(dict.fromkeys(c for row in rows for c in row))
+            text = self.render(prompt, image=False, answer_prefix=answer_prefix)
+            by_name = dict(zip(names, self.logprobs(None, [text], [names], reduction="sum", **kw)[0].tolist()))
+            prior = torch.full((N, K), float("nan"))
+            for i, row in enumerate(rows):
+                prior[i, :len(row)] = torch.tensor([by_name[c] for c in row])
+        out = {r: normalize_scores(tokens, r, chars=chars, prior=prior) for r in wanted}
+        return out[reduction] if isinstance(reduction, str) else out
 
     def features(self, images: Sequence, layers="all", pooling="last", prompt: str | Sequence[str] = PAPER_QUESTION,
                  rendered: bool = False) -> dict[str, torch.Tensor]:
