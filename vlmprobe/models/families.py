@@ -15,7 +15,11 @@ A ``Family`` answers:
   ``position of the prefix's last token + 1 + d`` on every axis. LLaVA: plain 1-D positions.
   Qwen2-VL's M-RoPE gives text after an image ``index + rope delta`` on all three axes (the
   image's 2-D grid spans fewer positions than it has tokens), read from ``get_rope_index``;
-- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not).
+- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not);
+- the prompt format of checkpoints released without a chat template (``prompt_format``, e.g.
+  BLIP-2's ``Question: {question} Answer:``; the processor inserts the image tokens itself);
+- whether the model runs without an image (``text_only``: None, or why not; BLIP-2's forward
+  needs ``pixel_values``), which the ``pmi`` normalisation and text-only prompts need.
 
 Supporting a new family is one ``Family(...)`` passed to ``register_family`` (README, "Extending
 vlmprobe"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
@@ -99,6 +103,8 @@ class Family:
     split_patch_rows: Callable = split_rows_by_view
     positions: Callable = plain_positions  # (model, prefix batch) -> rotary positions [axes, B, L]
     fast_likelihood: str | None = None  # None: supported; else the reason it is not
+    prompt_format: str | None = None  # "{question}" template used when the processor has no chat template
+    text_only: str | None = None  # None: the model runs without an image; else the reason it cannot
     notes: str = ""
 
     # ------------------------------------------------------------------ config / tokens
@@ -132,12 +138,25 @@ class Family:
             raise VlmprobeError(f"fast likelihood scoring does not support model type {model_type or self.name!r} "
                                 f"({self.name} family: {self.fast_likelihood}); use scoring='naive' (--scoring naive)")
 
+    def check_text_only(self, model_type: str | None = None) -> None:
+        """One-line error when a prompt without an image (text-only rows, ``pmi``) cannot run here."""
+        if self.text_only is not None:
+            raise VlmprobeError(f"model type {model_type or self.name!r} cannot score a prompt without an image "
+                                f"({self.name} family: {self.text_only})")
+
 
 LLAVA = Family("llava", ("llava",), notes="LLaVA-1.5 (one image = P patch tokens)")
 LLAVA_NEXT = Family("llava-next", ("llava_next",), notes="LLaVA-NeXT (AnyRes views)")
 QWEN2_VL = Family("qwen2-vl", ("qwen2_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen2-VL (dynamic resolution, M-RoPE)")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL]
+BLIP2 = Family("blip-2", ("blip-2",), vision_tower=("vision_model", "qformer"), projector=("language_projection",),
+               fast_likelihood="its forward computes the Q-Former image tokens on every call (pixel_values "
+                               "required), so candidate tokens cannot run against a cached prefix",
+               prompt_format="Question: {question} Answer:",
+               text_only="its forward requires pixel_values (the Q-Former's query tokens lead every prompt)",
+               notes="BLIP-2 with an OPT decoder (no chat template: 'Question: {q} Answer:'; "
+                     "vision = Q-Former output, projector = language_projection)")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, BLIP2]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
 

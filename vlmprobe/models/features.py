@@ -150,7 +150,9 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
         if hook is not None:
             hook.remove()
 
-    hidden = out.hidden_states
+    hidden = getattr(out, "hidden_states", None)
+    if hidden is None and getattr(out, "language_model_outputs", None) is not None:  # BLIP-2: the LM's own output
+        hidden = out.language_model_outputs.hidden_states
     mask = batch["attention_mask"]
     image_mask = batch["input_ids"] == vlm.image_token_id
     result: dict[str, torch.Tensor] = {}

@@ -46,12 +46,13 @@ class VisionLanguageModel(VisionModel):
 
         self.fingerprint = fingerprint
         self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=options.trust_remote_code)
-        if not getattr(self.processor, "chat_template", None):
-            raise ModelLoadError(f"{spec}: the processor has no chat template (chat_template.jinja / "
-                                 "chat_template.json); vlmprobe renders every prompt with it")
         kwargs = dict(dtype=options.torch_dtype(), trust_remote_code=options.trust_remote_code)
         model_type = getattr(AutoConfig.from_pretrained(path, trust_remote_code=options.trust_remote_code),
                              "model_type", None)
+        if not getattr(self.processor, "chat_template", None) and family_for_type(model_type).prompt_format is None:
+            raise ModelLoadError(f"{spec}: the processor has no chat template (chat_template.jinja / "
+                                 f"chat_template.json) and the {family_for_type(model_type).name} family defines "
+                                 "no prompt format; vlmprobe renders every prompt with one of them")
         quant = _quantization_config(options, family_for_type(model_type))
         if quant is not None:
             kwargs["quantization_config"] = quant
@@ -120,9 +121,15 @@ class VisionLanguageModel(VisionModel):
 
     def render(self, question: str, image: bool = True, answer_prefix: str | None = None) -> str:
         """One user turn (image first, then ``question``) through the chat template with the
-        generation prompt, followed by ``answer_prefix`` if given (e.g. ``"The photo features a"``)."""
-        content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
-        text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        generation prompt, followed by ``answer_prefix`` if given (e.g. ``"The photo features a"``).
+        A checkpoint released without a chat template uses its family's ``prompt_format``
+        (BLIP-2: ``Question: {question} Answer:``)."""
+        if not getattr(self.processor, "chat_template", None) and self.family.prompt_format is not None:
+            text = self.family.prompt_format.format(question=question)  # the processor adds the image tokens
+        else:
+            content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
+            text = self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                      add_generation_prompt=True)
         if answer_prefix:
             text = text + (answer_prefix if text.endswith((" ", "\n")) else " " + answer_prefix)
         return text
@@ -174,6 +181,8 @@ class VisionLanguageModel(VisionModel):
         ``vlmprobe.models.likelihood.continuation_logprobs`` (the engine) for every argument."""
         from .likelihood import continuation_logprobs
 
+        if images is None:
+            self.family.check_text_only(getattr(self.model.config, "model_type", None))
         return continuation_logprobs(self, images, prefixes, continuations, reduction=reduction, scoring=scoring,
                                      include_eos=include_eos, separator=separator, batch_size=batch_size,
                                      chunk_size=chunk_size, progress=progress)
