@@ -105,6 +105,8 @@ class Family:
     fast_likelihood: str | None = None  # None: supported; else the reason it is not
     prompt_format: str | None = None  # "{question}" template used when the processor has no chat template
     text_only: str | None = None  # None: the model runs without an image; else the reason it cannot
+    nest_images: bool = False  # the processor takes one list of images per prompt (Mllama)
+    suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
     notes: str = ""
 
     # ------------------------------------------------------------------ config / tokens
@@ -156,7 +158,11 @@ BLIP2 = Family("blip-2", ("blip-2",), vision_tower=("vision_model", "qformer"), 
                text_only="its forward requires pixel_values (the Q-Former's query tokens lead every prompt)",
                notes="BLIP-2 with an OPT decoder (no chat template: 'Question: {q} Answer:'; "
                      "vision = Q-Former output, projector = language_projection)")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, BLIP2]
+MLLAMA = Family("mllama", ("mllama",), projector=("multi_modal_projector",), nest_images=True,
+                fast_likelihood="images enter through cross-attention layers whose image states and cross-attention "
+                                "mask the shared-prefix cache does not carry for candidate tokens",
+                notes="Mllama / Llama 3.2 Vision (tiled ViT, cross-attention layers; one <|image|> token)")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, BLIP2, MLLAMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
 

@@ -140,7 +140,7 @@ class VisionLanguageModel(VisionModel):
         ``pixel_values`` ...)."""
         kwargs = dict(text=list(texts), return_tensors="pt", padding=True)
         if images is not None:
-            kwargs["images"] = list(images)
+            kwargs["images"] = [[im] for im in images] if self.family.nest_images else list(images)
         old = self.tokenizer.padding_side
         self.tokenizer.padding_side = padding_side
         try:

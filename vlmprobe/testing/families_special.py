@@ -54,3 +54,60 @@ def build_blip2_opt(out: Path) -> None:
                                          image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     processor = Blip2Processor(image_processor=image_processor, tokenizer=tok, num_query_tokens=BLIP2_QUERY_TOKENS)
     _save_vlm(model, processor, tok, out)
+
+
+MLLAMA_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
+                   "<|end_header_id|>", "<|image|>", "<|python_tag|>", "<|finetune_right_pad_id|>")
+MLLAMA_CHAT_TEMPLATE = (  # Llama-3.2-Vision-Instruct's shape: header turns, <|image|> before the text
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<|image|>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ '<|eot_id|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+
+
+def llama3_tokenizer():
+    """Shaped like Llama 3's: byte-level BPE, the header/turn specials, ``<|image|>``; the chat
+    template writes ``<|begin_of_text|>`` itself (the tokenizer adds none, so prompts carry one)."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
+    tok = build_tokenizer(LM_VOCAB - len(MLLAMA_SPECIALS))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in MLLAMA_SPECIALS])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                   pad_token="<|finetune_right_pad_id|>", padding_side="left",
+                                   model_max_length=4096, clean_up_tokenization_spaces=False)
+
+
+@tiny_builder("mllama")
+def build_mllama(out: Path) -> None:
+    """Mllama (Llama 3.2 Vision): a tiled ViT whose states enter the language model through
+    cross-attention layers (here layer 1 of 3); the token stream holds one ``<|image|>``."""
+    from transformers import (MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessor,
+                              MllamaProcessor)
+
+    tok = llama3_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in MLLAMA_SPECIALS}
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_global_layers=1,
+                  attention_heads=4, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, max_num_tiles=2,
+                  intermediate_layers_indices=[0], vision_output_dim=128,
+                  supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]])
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                num_attention_heads=4, num_key_value_heads=2, cross_attention_layers=[1],
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, max_position_embeddings=1024,
+                initializer_range=0.2, bos_token_id=ids["<|begin_of_text|>"], eos_token_id=ids["<|eot_id|>"],
+                pad_token_id=ids["<|finetune_right_pad_id|>"], tie_word_embeddings=False)
+    config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=ids["<|image|>"])
+    model = MllamaForConditionalGeneration(config).eval()
+    for name, p in model.named_parameters():  # the gates start at 0 (image ignored): open them, seeded
+        if "cross_attn_attn_gate" in name or "cross_attn_mlp_gate" in name:
+            p.data.uniform_(0.5, 1.0)
+    image_processor = MllamaImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, max_image_tiles=2,
+                                           image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    processor = MllamaProcessor(image_processor=image_processor, tokenizer=tok, chat_template=MLLAMA_CHAT_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
