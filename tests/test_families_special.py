@@ -22,11 +22,16 @@ def images(n, seed=0):
     return [Image.fromarray(rng.integers(0, 256, (32 + 8 * (i % 2), 32, 3), dtype=np.uint8)) for i in range(n)]
 
 
+def joined(prefix: str, name: str) -> str:
+    """The text the model reads: a space between prompt and name unless the prompt ends in one."""
+    return prefix + ("" if prefix[-1:].isspace() else " ") + name
+
+
 def plain_sum(vlm, image, prefix: str, name: str) -> float:
     """Reference: one plain forward of ``prefix + " " + name`` (image or text only); the sum of
     the name's token log-probs, read off the logits at the positions before each name token."""
     P = vlm.encode(None if image is None else [image], [prefix])["input_ids"].shape[1]
-    batch = vlm.encode(None if image is None else [image], [prefix + " " + name])
+    batch = vlm.encode(None if image is None else [image], [joined(prefix, name)])
     with torch.no_grad():
         logp = vlm.model(**batch).logits[0].float().log_softmax(-1)
     ids = batch["input_ids"][0]
@@ -35,7 +40,7 @@ def plain_sum(vlm, image, prefix: str, name: str) -> float:
 
 def plain_tokens(vlm, image, prefix: str, name: str) -> list[float]:
     P = vlm.encode([image], [prefix])["input_ids"].shape[1]
-    batch = vlm.encode([image], [prefix + " " + name])
+    batch = vlm.encode([image], [joined(prefix, name)])
     with torch.no_grad():
         logp = vlm.model(**batch).logits[0].float().log_softmax(-1)
     ids = batch["input_ids"][0]
@@ -96,3 +101,121 @@ def test_eval_reports_the_normalised_and_the_sum_prediction(tiny_models, digits_
     data = vlmprobe.load_dataset(str(digits_folder), limit=4)
     want = model.score([data.load_image(i) for i in range(4)], data.classnames, reduction="pmi").numpy()
     assert np.abs(np.load(tmp_path / "pmi" / "scores.npy") - want).max() <= TOL
+
+
+# ------------------------------------------------------------------------ special families
+SPECIAL = ("blip-2", "mllama")
+
+
+@pytest.fixture(scope="module")
+def special(tmp_path_factory):
+    """model_type -> (path, loaded model), each built once by its registered tiny builder."""
+    from vlmprobe.testing import families_special  # noqa: F401 (registers the builders)
+    from vlmprobe.testing.families import TINY_BUILDERS
+
+    root = tmp_path_factory.mktemp("special_families")
+    out = {}
+    for name in SPECIAL:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            TINY_BUILDERS[name](root / name)
+        out[name] = (root / name, vlmprobe.load_model(f"hf:{root / name}"))
+    return out
+
+
+def test_blip2_loads_without_a_chat_template_and_uses_its_prompt_format(special, monkeypatch):
+    path, blip = special["blip-2"]
+    assert not (path / "chat_template.jinja").exists() and not (path / "chat_template.json").exists()
+    assert blip.family.name == "blip-2"
+    assert blip.render(QUESTION, answer_prefix="The photo features a") == (
+        f"Question: {QUESTION} Answer: The photo features a")
+    from vlmprobe.errors import ModelLoadError
+    from vlmprobe.models import families
+
+    # without the family's prompt format (the generic adapter), the old one-line refusal remains
+    monkeypatch.setattr(families, "FAMILIES", [f for f in families.FAMILIES if f.name != "blip-2"])
+    with pytest.raises(ModelLoadError, match="no chat template.*no prompt format") as err:
+        vlmprobe.load_model(f"hf:{path}")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+def test_generation_is_batch_invariant(special, name):
+    vlm = special[name][1]
+    imgs = images(4)
+    questions = [QUESTION, "Describe it.", "What is it?", QUESTION]
+    together = vlm.generate(imgs, questions, max_new_tokens=5)
+    alone = [vlm.generate([im], [q], max_new_tokens=5)[0] for im, q in zip(imgs, questions)]
+    assert together == alone and all(isinstance(t, str) and t for t in together)
+    from vlmprobe.classify.matching import MatchResult, match_response
+
+    assert isinstance(match_response(together[0], ["tench", "goldfish"]), MatchResult)  # matchers run on it
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+@pytest.mark.parametrize("answer_prefix", [None, "The photo features a"])
+def test_naive_likelihood_is_the_plain_forward(special, name, answer_prefix):
+    """naive == one plain full forward per candidate (processor-built inputs: BLIP-2's query
+    tokens, Mllama's cross-attention mask), 1e-4 fp32, same argmax; batch size 1 vs 4."""
+    vlm = special[name][1]
+    imgs = images(4)
+    prefix = vlm.render(QUESTION, answer_prefix=answer_prefix)
+    ref = torch.tensor([[plain_sum(vlm, img, prefix, c) for c in CANDIDATES] for img in imgs[:2]])
+    got = vlm.score(imgs, CANDIDATES, answer_prefix=answer_prefix, scoring="naive", batch_size=4)
+    assert (got[:2] - ref).abs().max().item() <= TOL
+    assert torch.equal(got[:2].argmax(1), ref.argmax(1))
+    one = torch.cat([vlm.score([im], CANDIDATES, answer_prefix=answer_prefix, scoring="naive", batch_size=1)
+                     for im in imgs])
+    assert (one - got).abs().max().item() <= TOL and torch.equal(one.argmax(1), got.argmax(1))
+    with pytest.raises(VlmprobeError, match=r"--scoring naive") as err:  # fast: refused with its reason
+        vlm.score(imgs, CANDIDATES, answer_prefix=answer_prefix)
+    assert "\n" not in str(err.value) and name in str(err.value)
+
+
+def test_pmi_on_the_special_families(special):
+    """Mllama runs text-only (PMI = naive reference); BLIP-2's forward needs an image: one line."""
+    mllama = special["mllama"][1]
+    imgs = images(2)
+    text_only = mllama.render(QUESTION, image=False)
+    with_image = mllama.render(QUESTION)
+    ref = torch.tensor([[plain_sum(mllama, img, with_image, c) - plain_sum(mllama, None, text_only, c)
+                         for c in CANDIDATES] for img in imgs])
+    got = mllama.score(imgs, CANDIDATES, reduction="pmi", scoring="naive")
+    assert (got - ref).abs().max().item() <= TOL
+    with pytest.raises(VlmprobeError, match="cannot score a prompt without an image") as err:
+        special["blip-2"][1].score(imgs, CANDIDATES, reduction="pmi", scoring="naive")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+def test_features_every_layer_and_batch_invariant(special, name):
+    vlm = special[name][1]
+    imgs = images(4)
+    feats = vlm.features(imgs, layers="all", pooling="last,mean")
+    n = vlm.num_layers()
+    assert set(feats) == {f"lm.{i}:{p}" for i in range(n + 1) for p in ("last", "mean")} | {"vision", "projector"}
+    width = vlm.model.config.get_text_config().hidden_size
+    assert all(v.shape == (4, width) for k, v in feats.items() if k.startswith("lm."))
+    assert feats["projector"].shape == (4, width) and feats["vision"].shape[0] == 4
+    alone = vlm.features(imgs[3:], layers=["vision", "projector", 1], pooling="mean")
+    for key, ref in (("vision", "vision"), ("projector", "projector"), ("lm.1", "lm.1:mean")):
+        assert (alone[key] - feats[ref][3:]).abs().max().item() <= 1e-4, key
+
+
+def test_probe_and_likelihood_eval_on_blip2(special, digits_folder, tmp_path):
+    path = special["blip-2"][0]
+    out = tmp_path / "probe"
+    args = ["probe", "--model", f"hf:{path}", "--train", str(digits_folder), "--test", str(digits_folder),
+            "--layers=-1,projector", "--pool", "last", "--Cs", "1", "--out", str(out), "--batch-size", "8",
+            "--no-progress"]
+    assert cli_main(args) == 0
+    layers = json.loads((out / "layers.json").read_text())
+    assert [r["name"] for r in layers["layers"]] == [f"lm.{special['blip-2'][1].num_layers()}:last", "projector"]
+    run = tmp_path / "lik"
+    assert cli_main(["eval", "--model", f"hf:{path}", "--data", str(digits_folder), "--limit", "3", "--method",
+                     "likelihood", "--scoring", "naive", "--answer-prefix", "paper", "--reduction", "char",
+                     "--no-progress", "--out", str(run)]) == 0
+    data = vlmprobe.load_dataset(str(digits_folder), limit=3)
+    want = special["blip-2"][1].score([data.load_image(i) for i in range(3)], data.classnames, scoring="naive",
+                                      answer_prefix="The photo features a", reduction="char").numpy()
+    assert np.abs(np.load(run / "scores.npy") - want).max() <= TOL
