@@ -237,6 +237,7 @@ def test_lora_step_and_adapter_reload(special, name, tmp_path):
     texts = [joined(vlm.render(QUESTION), c) for c in ("tench", "goldfish")]
     batch = vlm.encode(imgs, texts, padding_side="right")
     n_prompt = vlm.encode(imgs[:1], [vlm.render(QUESTION)])["input_ids"].shape[1]
+    torch.manual_seed(0)  # LoRA's A matrices start random
     model = setup_vlm_training(copy.deepcopy(vlm.model), AdapterArgs(lora_r=4, lora_alpha=8,
                                                                       target_modules=["q_proj", "v_proj"],
                                                                       train_projector=True))
@@ -248,7 +249,7 @@ def test_lora_step_and_adapter_reload(special, name, tmp_path):
         return torch.nn.functional.cross_entropy(logits[keep], target[keep])
 
     model.train()
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)  # small: one step of gradient descent lowers the loss
     before = answer_loss()
     before.backward()
     trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
