@@ -107,6 +107,7 @@ class Family:
     text_only: str | None = None  # None: the model runs without an image; else the reason it cannot
     nest_images: bool = False  # the processor takes one list of images per prompt (Mllama)
     suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
+    prompt_inputs: tuple = ()  # inputs that encode the whole prompt, not its tokens (InstructBLIP's Q-Former text)
     notes: str = ""
 
     # ------------------------------------------------------------------ config / tokens
@@ -162,7 +163,13 @@ MLLAMA = Family("mllama", ("mllama",), projector=("multi_modal_projector",), nes
                 fast_likelihood="images enter through cross-attention layers whose image states and cross-attention "
                                 "mask the shared-prefix cache does not carry for candidate tokens",
                 notes="Mllama / Llama 3.2 Vision (tiled ViT, cross-attention layers; one <|image|> token)")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, BLIP2, MLLAMA]
+INSTRUCTBLIP = Family("instructblip", ("instructblip",), vision_tower=("vision_model", "qformer"),
+                      projector=("language_projection",), fast_likelihood=BLIP2.fast_likelihood,
+                      prompt_format="{question}", text_only=BLIP2.text_only,
+                      prompt_inputs=("qformer_input_ids", "qformer_attention_mask"),
+                      notes="InstructBLIP (Vicuna decoder; the Q-Former also reads the prompt, never the "
+                            "scored answer; no chat template: the question is the prompt)")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, BLIP2, MLLAMA, INSTRUCTBLIP]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
 

@@ -195,15 +195,17 @@ def _log_softmax_at(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, tokens[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
 
 
-def _extend_token_inputs(extra: dict, full: int, length: int, n_new: int, suffix_values: dict) -> dict:
+def _extend_token_inputs(extra: dict, full: int, length: int, n_new: int, suffix_values: dict,
+                         prompt_inputs: tuple = ()) -> dict:
     """Per-token inputs other than ids/mask (tensors [1, full, ...] of integers: Qwen2-VL's
     ``mm_token_type_ids``, Mllama's ``cross_attention_mask`` [1, full, images, tiles], PaliGemma's
     ``token_type_ids``) cut to the prefix's ``length`` and extended for ``n_new`` appended tokens:
     with ``suffix_values[key]`` where the family names one (PaliGemma: 1 = causal suffix), else
-    by repeating the prefix's last position (text after the image attends to what it attended to)."""
+    by repeating the prefix's last position (text after the image attends to what it attended to).
+    ``prompt_inputs`` (InstructBLIP's Q-Former text) describe the prompt and are kept as they are."""
     out = {}
     for k, v in extra.items():
-        if torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (1, full) and not v.is_floating_point():
+        if k not in prompt_inputs and torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (1, full) and not v.is_floating_point():
             v = v[:, :length]
             tail = v[:, -1:].expand(1, n_new, *v.shape[2:]).clone()
             if k in suffix_values:
@@ -227,7 +229,8 @@ def _naive_one(vlm, image, prefix_text, req: Request) -> torch.Tensor:
         ids = torch.cat([prefix, cont])[None]
         logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids),
                            **_extend_token_inputs(extra, batch["input_ids"].shape[1], P, len(seq),
-                                                  dict(vlm.family.suffix_inputs))).logits[0]
+                                                  dict(vlm.family.suffix_inputs),
+                                                  vlm.family.prompt_inputs)).logits[0]
         out[c, :len(seq)] = _log_softmax_at(logits[P - 1:P - 1 + len(seq)], cont).cpu()
     return out
 

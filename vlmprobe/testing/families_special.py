@@ -41,7 +41,7 @@ def build_blip2_opt(out: Path) -> None:
 
     tok = opt_tokenizer()
     vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, initializer_range=0.02)
     qformer = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                    encoder_hidden_size=64, cross_attention_frequency=1, vocab_size=LM_VOCAB)
     text = OPTConfig(vocab_size=len(tok), hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
@@ -50,6 +50,7 @@ def build_blip2_opt(out: Path) -> None:
     config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text.to_dict(),
                          num_query_tokens=BLIP2_QUERY_TOKENS, image_token_index=tok.convert_tokens_to_ids("<image>"))
     model = Blip2ForConditionalGeneration(config).eval()
+    model.query_tokens.data.normal_(0.0, 0.2)  # released weights are trained; zeros would make queries alike
     image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
                                          image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     processor = Blip2Processor(image_processor=image_processor, tokenizer=tok, num_query_tokens=BLIP2_QUERY_TOKENS)
@@ -110,4 +111,62 @@ def build_mllama(out: Path) -> None:
     image_processor = MllamaImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, max_image_tiles=2,
                                            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     processor = MllamaProcessor(image_processor=image_processor, tokenizer=tok, chat_template=MLLAMA_CHAT_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+def bert_like_tokenizer():
+    """The Q-Former's own tokenizer, shaped like InstructBLIP's (bert-base-uncased + ``[DEC]``):
+    lower-casing BPE here, ``[CLS] $A [SEP]``, ``[PAD]`` pads, left truncation."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = build_tokenizer(1024 - 1, lowercase=True, first_specials=("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
+    tok.add_special_tokens([AddedToken("[DEC]", special=True, normalized=False)])
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+                                                      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+                                   unk_token="[UNK]", mask_token="[MASK]", bos_token="[DEC]",
+                                   truncation_side="left", model_max_length=512, clean_up_tokenization_spaces=False)
+
+
+def vicuna_tokenizer():
+    """Shaped like InstructBLIP-Vicuna's Llama tokenizer: ``<unk>``=0, ``<s>``=1 (prefixed),
+    ``</s>``=2, BPE, then ``<pad>`` and ``<image>`` (the released processor adds it)."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = build_tokenizer(LM_VOCAB - 2, first_specials=("<unk>", "<s>", "</s>"))
+    tok.add_special_tokens([AddedToken("<pad>", special=True, normalized=False),
+                            AddedToken("<image>", special=True, normalized=False)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                      special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", padding_side="left", model_max_length=4096,
+                                   clean_up_tokenization_spaces=False)
+
+
+@tiny_builder("instructblip")
+def build_instructblip(out: Path) -> None:
+    """InstructBLIP with a Vicuna (Llama) decoder, as ``Salesforce/instructblip-vicuna-7b``: the
+    Q-Former also reads the instruction (its own tokenizer); no chat template."""
+    from transformers import (BlipImageProcessor, InstructBlipConfig, InstructBlipForConditionalGeneration,
+                              InstructBlipProcessor)
+
+    from . import _llama_config
+
+    tok, qtok = vicuna_tokenizer(), bert_like_tokenizer()
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, initializer_range=0.02)
+    qformer = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   encoder_hidden_size=64, cross_attention_frequency=1, vocab_size=len(qtok),
+                   pad_token_id=qtok.pad_token_id)
+    config = InstructBlipConfig(vision_config=vision, qformer_config=qformer, text_config=_llama_config(tok).to_dict(),
+                                num_query_tokens=BLIP2_QUERY_TOKENS,
+                                image_token_index=tok.convert_tokens_to_ids("<image>"))
+    model = InstructBlipForConditionalGeneration(config).eval()
+    model.query_tokens.data.normal_(0.0, 0.2)  # released weights are trained; zeros would make queries alike
+    image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                                         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    processor = InstructBlipProcessor(image_processor=image_processor, tokenizer=tok, qformer_tokenizer=qtok,
+                                      num_query_tokens=BLIP2_QUERY_TOKENS)
     _save_vlm(model, processor, tok, out)
