@@ -36,7 +36,10 @@ def plain_batch(vlm, image, prefix: str, name: str) -> tuple[dict, int]:
     batch = vlm.encode(images, [joined(prefix, name)])
     for key in vlm.family.prompt_inputs:
         batch[key] = head[key]
-    return batch, head["input_ids"].shape[1]
+    P = head["input_ids"].shape[1]
+    for key, value in vlm.family.suffix_inputs:  # PaliGemma: the answer is the causal suffix (type 1)
+        batch[key][:, P:] = value
+    return batch, P
 
 
 def plain_sum(vlm, image, prefix: str, name: str) -> float:
@@ -114,7 +117,7 @@ def test_eval_reports_the_normalised_and_the_sum_prediction(tiny_models, digits_
 
 
 # ------------------------------------------------------------------------ special families
-SPECIAL = ("blip-2", "mllama", "instructblip")
+SPECIAL = ("blip-2", "mllama", "instructblip", "paligemma")
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +150,19 @@ def test_blip2_loads_without_a_chat_template_and_uses_its_prompt_format(special,
     with pytest.raises(ModelLoadError, match="no chat template.*no prompt format") as err:
         vlmprobe.load_model(f"hf:{path}")
     assert "\n" not in str(err.value)
+
+
+def test_paligemma_layout_is_its_processors(special):
+    """vlmprobe's PaliGemma encoding (rendered prompt ending in "\\n", nothing appended) equals
+    the checkpoint's own processor on the bare prompt, which appends the "\\n"."""
+    vlm = special["paligemma"][1]
+    imgs = images(2)
+    prompt = vlm.render(QUESTION)
+    assert prompt == f"answer en {QUESTION}\n"
+    ours = vlm.encode(imgs, [prompt, prompt])
+    theirs = vlm.processor(text=[prompt[:-1]] * 2, images=imgs, return_tensors="pt", padding=True)
+    for key in ("input_ids", "attention_mask", "token_type_ids", "pixel_values"):
+        assert torch.equal(ours[key].cpu(), theirs[key]), key
 
 
 @pytest.mark.parametrize("name", SPECIAL)

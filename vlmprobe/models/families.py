@@ -91,6 +91,21 @@ def mrope_positions(model, batch: dict) -> torch.Tensor:
     return fn(**kwargs)[0]
 
 
+def prefix_lm_encode(processor, text, images=None, **kwargs):
+    """PaliGemma's input layout ``<image> * image_seq_length + <bos> + text`` (its processor's),
+    without the ``"\n"`` that processor appends to every text: the rendered prompt already ends
+    in it (``answer en {question}\n``), and an answer prefix or a scored candidate must follow
+    it unchanged. ``token_type_ids`` are 0 (the bidirectional prefix); the likelihood engine
+    marks appended answer tokens 1 (``Family.suffix_inputs``), as the processor's ``suffix`` does."""
+    tok = processor.tokenizer
+    n = processor.image_seq_length if images is not None else 0
+    enc = tok([processor.image_token * n + tok.bos_token + t for t in text], add_special_tokens=False, **kwargs)
+    enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+    if images is not None:
+        enc["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return enc
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's quirks (module docstring). Module names are matched on their last component."""
@@ -108,6 +123,7 @@ class Family:
     nest_images: bool = False  # the processor takes one list of images per prompt (Mllama)
     suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
     prompt_inputs: tuple = ()  # inputs that encode the whole prompt, not its tokens (InstructBLIP's Q-Former text)
+    encode: Callable | None = None  # (processor, text, images, **kw) -> BatchEncoding, where the processor's own won't do
     notes: str = ""
 
     # ------------------------------------------------------------------ config / tokens
@@ -169,7 +185,12 @@ INSTRUCTBLIP = Family("instructblip", ("instructblip",), vision_tower=("vision_m
                       prompt_inputs=("qformer_input_ids", "qformer_attention_mask"),
                       notes="InstructBLIP (Vicuna decoder; the Q-Former also reads the prompt, never the "
                             "scored answer; no chat template: the question is the prompt)")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, BLIP2, MLLAMA, INSTRUCTBLIP]
+PALIGEMMA = Family("paligemma", ("paligemma",), fast_likelihood="prefix-LM attention: image and prompt attend "
+                   "bidirectionally, which the causal candidate forwards against a cached prefix do not model",
+                   prompt_format="answer en {question}\n", suffix_inputs=(("token_type_ids", 1),),
+                   encode=prefix_lm_encode,
+                   notes="PaliGemma (SigLIP + Gemma; prefix-LM; no chat template: 'answer en {q}\\n')")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
 

@@ -144,7 +144,8 @@ class VisionLanguageModel(VisionModel):
         old = self.tokenizer.padding_side
         self.tokenizer.padding_side = padding_side
         try:
-            batch = self.processor(**kwargs)
+            batch = (self.processor(**kwargs) if self.family.encode is None
+                     else self.family.encode(self.processor, **kwargs))
         finally:
             self.tokenizer.padding_side = old
         dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype

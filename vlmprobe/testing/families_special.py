@@ -170,3 +170,41 @@ def build_instructblip(out: Path) -> None:
     processor = InstructBlipProcessor(image_processor=image_processor, tokenizer=tok, qformer_tokenizer=qtok,
                                       num_query_tokens=BLIP2_QUERY_TOKENS)
     _save_vlm(model, processor, tok, out)
+
+
+def gemma_tokenizer():
+    """Shaped like PaliGemma's Gemma tokenizer: ``<pad>``=0, ``<eos>``=1, ``<bos>``=2,
+    ``<unk>``=3, BPE, ``<image>`` appended; no automatic BOS (PaliGemma's processor writes it)."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
+    tok = build_tokenizer(LM_VOCAB - 1, first_specials=("<pad>", "<eos>", "<bos>", "<unk>"))
+    tok.add_special_tokens([AddedToken("<image>", special=True, normalized=False)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+                                   unk_token="<unk>", padding_side="left", model_max_length=4096,
+                                   clean_up_tokenization_spaces=False)
+
+
+@tiny_builder("paligemma")
+def build_paligemma(out: Path) -> None:
+    """PaliGemma (SigLIP + Gemma, prefix-LM: image and prompt attend bidirectionally, the answer
+    causally), as ``google/paligemma-3b-mix-224``: no chat template (``answer en {q}``)."""
+    from transformers import (GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor,
+                              SiglipImageProcessor, SiglipVisionConfig)
+
+    tok = gemma_tokenizer()
+    n_image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2
+    vision = SiglipVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, projection_dim=64)
+    text = GemmaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+                       initializer_range=0.2, bos_token_id=2, eos_token_id=1, pad_token_id=0)
+    config = PaliGemmaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), projection_dim=64,
+                             image_token_index=tok.convert_tokens_to_ids("<image>"))
+    config.text_config.num_image_tokens = n_image_tokens
+    model = PaliGemmaForConditionalGeneration(config).eval()
+    image_processor = SiglipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                                           image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    image_processor.image_seq_length = n_image_tokens
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
+    _save_vlm(model, processor, tok, out)
