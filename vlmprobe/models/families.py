@@ -123,7 +123,7 @@ class Family:
     nest_images: bool = False  # the processor takes one list of images per prompt (Mllama)
     suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
     prompt_inputs: tuple = ()  # inputs that encode the whole prompt, not its tokens (InstructBLIP's Q-Former text)
-    encode: Callable | None = None  # (processor, text, images, **kw) -> BatchEncoding, where the processor's own won't do
+    encode: Callable | None = None  # (processor, text, images, **kw) -> inputs, replacing the processor's call
     notes: str = ""
 
     # ------------------------------------------------------------------ config / tokens

@@ -205,7 +205,8 @@ def _extend_token_inputs(extra: dict, full: int, length: int, n_new: int, suffix
     ``prompt_inputs`` (InstructBLIP's Q-Former text) describe the prompt and are kept as they are."""
     out = {}
     for k, v in extra.items():
-        if k not in prompt_inputs and torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (1, full) and not v.is_floating_point():
+        per_token = torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (1, full) and not v.is_floating_point()
+        if per_token and k not in prompt_inputs:
             v = v[:, :length]
             tail = v[:, -1:].expand(1, n_new, *v.shape[2:]).clone()
             if k in suffix_values:

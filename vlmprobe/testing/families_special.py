@@ -17,33 +17,52 @@ from .families import tiny_builder
 BLIP2_QUERY_TOKENS = 4  # Q-Former queries = image tokens in the language model's input (32 in BLIP-2)
 
 
+def lm_tokenizer(first: tuple[str, ...], appended: tuple[str, ...], prefix: str | None = None, **special):
+    """Byte-level BPE fast tokenizer of ``LM_VOCAB`` ids: ``first`` specials take ids 0, 1, ...,
+    ``appended`` specials the last ids; ``prefix`` (a special token) starts every text when given;
+    ``special``: the tokenizer's bos/eos/pad/unk token names."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = build_tokenizer(LM_VOCAB - len(appended), first_specials=first)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in appended])
+    if prefix is not None:
+        pid = tok.token_to_id(prefix)
+        tok.post_processor = processors.TemplateProcessing(single=f"{prefix} $A", pair=f"{prefix} $A {prefix} $B",
+                                                          special_tokens=[(prefix, pid)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side="left", model_max_length=4096,
+                                   clean_up_tokenization_spaces=False, **special)
+
+
 def opt_tokenizer():
     """Shaped like BLIP-2 OPT's GPT-2 tokenizer: ``<s>``=0, ``<pad>``=1, ``</s>``=2 (bos and eos,
     prefixed to every text), ``<unk>``=3, byte-level BPE, ``<image>`` appended (as the released
     processor adds it)."""
-    from tokenizers import AddedToken, processors
-    from transformers import PreTrainedTokenizerFast
+    return lm_tokenizer(("<s>", "<pad>", "</s>", "<unk>"), ("<image>",), prefix="</s>", bos_token="</s>",
+                        eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
 
-    tok = build_tokenizer(LM_VOCAB - 1, first_specials=("<s>", "<pad>", "</s>", "<unk>"))
-    tok.add_special_tokens([AddedToken("<image>", special=True, normalized=False)])
-    tok.post_processor = processors.TemplateProcessing(single="</s> $A", pair="</s> $A </s> $B",
-                                                      special_tokens=[("</s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="</s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>", padding_side="left", model_max_length=4096,
-                                   clean_up_tokenization_spaces=False)
+
+def _blip_parts(**qformer_over) -> tuple[dict, dict, object]:
+    """BLIP-2 / InstructBLIP vision tower and Q-Former configs (2 layers, 64 wide; the vision
+    tower's default init range, 1e-10, would make every image alike) and the image processor."""
+    from transformers import BlipImageProcessor
+
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, initializer_range=0.02)
+    qformer = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   encoder_hidden_size=64, cross_attention_frequency=1, **qformer_over)
+    image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                                         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    return vision, qformer, image_processor
 
 
 @tiny_builder("blip-2")
 def build_blip2_opt(out: Path) -> None:
     """BLIP-2 (ViT + Q-Former + OPT), as ``Salesforce/blip2-opt-2.7b``: no chat template."""
-    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor,
-                              OPTConfig)
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, OPTConfig
 
     tok = opt_tokenizer()
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, initializer_range=0.02)
-    qformer = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                   encoder_hidden_size=64, cross_attention_frequency=1, vocab_size=LM_VOCAB)
+    vision, qformer, image_processor = _blip_parts(vocab_size=LM_VOCAB)
     text = OPTConfig(vocab_size=len(tok), hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
                      word_embed_proj_dim=64, max_position_embeddings=512, init_std=0.2, bos_token_id=2,
                      eos_token_id=2, pad_token_id=1, tie_word_embeddings=False)
@@ -51,8 +70,6 @@ def build_blip2_opt(out: Path) -> None:
                          num_query_tokens=BLIP2_QUERY_TOKENS, image_token_index=tok.convert_tokens_to_ids("<image>"))
     model = Blip2ForConditionalGeneration(config).eval()
     model.query_tokens.data.normal_(0.0, 0.2)  # released weights are trained; zeros would make queries alike
-    image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-                                         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     processor = Blip2Processor(image_processor=image_processor, tokenizer=tok, num_query_tokens=BLIP2_QUERY_TOKENS)
     _save_vlm(model, processor, tok, out)
 
@@ -75,14 +92,8 @@ MLLAMA_CHAT_TEMPLATE = (  # Llama-3.2-Vision-Instruct's shape: header turns, <|i
 def llama3_tokenizer():
     """Shaped like Llama 3's: byte-level BPE, the header/turn specials, ``<|image|>``; the chat
     template writes ``<|begin_of_text|>`` itself (the tokenizer adds none, so prompts carry one)."""
-    from tokenizers import AddedToken
-    from transformers import PreTrainedTokenizerFast
-
-    tok = build_tokenizer(LM_VOCAB - len(MLLAMA_SPECIALS))
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in MLLAMA_SPECIALS])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                   pad_token="<|finetune_right_pad_id|>", padding_side="left",
-                                   model_max_length=4096, clean_up_tokenization_spaces=False)
+    return lm_tokenizer((), MLLAMA_SPECIALS, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                        pad_token="<|finetune_right_pad_id|>")
 
 
 @tiny_builder("mllama")
@@ -132,41 +143,25 @@ def bert_like_tokenizer():
 def vicuna_tokenizer():
     """Shaped like InstructBLIP-Vicuna's Llama tokenizer: ``<unk>``=0, ``<s>``=1 (prefixed),
     ``</s>``=2, BPE, then ``<pad>`` and ``<image>`` (the released processor adds it)."""
-    from tokenizers import AddedToken, processors
-    from transformers import PreTrainedTokenizerFast
-
-    tok = build_tokenizer(LM_VOCAB - 2, first_specials=("<unk>", "<s>", "</s>"))
-    tok.add_special_tokens([AddedToken("<pad>", special=True, normalized=False),
-                            AddedToken("<image>", special=True, normalized=False)])
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                      special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", padding_side="left", model_max_length=4096,
-                                   clean_up_tokenization_spaces=False)
+    return lm_tokenizer(("<unk>", "<s>", "</s>"), ("<pad>", "<image>"), prefix="<s>", unk_token="<unk>",
+                        bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
 @tiny_builder("instructblip")
 def build_instructblip(out: Path) -> None:
     """InstructBLIP with a Vicuna (Llama) decoder, as ``Salesforce/instructblip-vicuna-7b``: the
     Q-Former also reads the instruction (its own tokenizer); no chat template."""
-    from transformers import (BlipImageProcessor, InstructBlipConfig, InstructBlipForConditionalGeneration,
-                              InstructBlipProcessor)
+    from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration, InstructBlipProcessor
 
     from . import _llama_config
 
     tok, qtok = vicuna_tokenizer(), bert_like_tokenizer()
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, initializer_range=0.02)
-    qformer = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                   encoder_hidden_size=64, cross_attention_frequency=1, vocab_size=len(qtok),
-                   pad_token_id=qtok.pad_token_id)
+    vision, qformer, image_processor = _blip_parts(vocab_size=len(qtok), pad_token_id=qtok.pad_token_id)
     config = InstructBlipConfig(vision_config=vision, qformer_config=qformer, text_config=_llama_config(tok).to_dict(),
                                 num_query_tokens=BLIP2_QUERY_TOKENS,
                                 image_token_index=tok.convert_tokens_to_ids("<image>"))
     model = InstructBlipForConditionalGeneration(config).eval()
     model.query_tokens.data.normal_(0.0, 0.2)  # released weights are trained; zeros would make queries alike
-    image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-                                         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     processor = InstructBlipProcessor(image_processor=image_processor, tokenizer=tok, qformer_tokenizer=qtok,
                                       num_query_tokens=BLIP2_QUERY_TOKENS)
     _save_vlm(model, processor, tok, out)
@@ -175,14 +170,8 @@ def build_instructblip(out: Path) -> None:
 def gemma_tokenizer():
     """Shaped like PaliGemma's Gemma tokenizer: ``<pad>``=0, ``<eos>``=1, ``<bos>``=2,
     ``<unk>``=3, BPE, ``<image>`` appended; no automatic BOS (PaliGemma's processor writes it)."""
-    from tokenizers import AddedToken
-    from transformers import PreTrainedTokenizerFast
-
-    tok = build_tokenizer(LM_VOCAB - 1, first_specials=("<pad>", "<eos>", "<bos>", "<unk>"))
-    tok.add_special_tokens([AddedToken("<image>", special=True, normalized=False)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
-                                   unk_token="<unk>", padding_side="left", model_max_length=4096,
-                                   clean_up_tokenization_spaces=False)
+    return lm_tokenizer(("<pad>", "<eos>", "<bos>", "<unk>"), ("<image>",), pad_token="<pad>", eos_token="<eos>",
+                        bos_token="<bos>", unk_token="<unk>")
 
 
 @tiny_builder("paligemma")
