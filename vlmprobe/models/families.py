@@ -19,7 +19,12 @@ A ``Family`` answers:
 - the prompt format of checkpoints released without a chat template (``prompt_format``, e.g.
   BLIP-2's ``Question: {question} Answer:``; the processor inserts the image tokens itself);
 - whether the model runs without an image (``text_only``: None, or why not; BLIP-2's forward
-  needs ``pixel_values``), which the ``pmi`` normalisation and text-only prompts need.
+  needs ``pixel_values``), which the ``pmi`` normalisation and text-only prompts need;
+- input quirks of the naive likelihood's appended answer tokens: per-token inputs repeat the
+  prefix's last position unless ``suffix_inputs`` names a value (PaliGemma's ``token_type_ids``
+  = 1: the causal suffix); ``prompt_inputs`` describe the whole prompt and stay as they are
+  (InstructBLIP's Q-Former text); ``nest_images`` (Mllama's processor takes a list per prompt);
+  ``encode`` replaces the processor call where its layout cannot carry an answer (PaliGemma).
 
 Supporting a new family is one ``Family(...)`` passed to ``register_family`` (README, "Extending
 vlmprobe"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
