@@ -293,3 +293,47 @@ def test_lora_step_and_adapter_reload(special, name, tmp_path):
     got = reloaded.score(imgs, CANDIDATES, scoring="naive")
     assert (got - want).abs().max().item() <= TOL
     assert (got - vlm.score(imgs, CANDIDATES, scoring="naive")).abs().max().item() > 1e-3  # the adapter matters
+
+
+@pytest.fixture(scope="module")
+def flan_t5(special):
+    """BLIP-2 with a Flan-T5 (encoder-decoder) language model, beside the other special families."""
+    from vlmprobe.testing.families import TINY_BUILDERS
+
+    path = special["blip-2"][0].parent / "blip-2-flan-t5"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        TINY_BUILDERS["blip-2-flan-t5"](path)
+    return path, vlmprobe.load_model(f"hf:{path}")
+
+
+@pytest.mark.parametrize("answer_prefix", [None, "The photo features a"])
+def test_encoder_decoder_likelihood_is_the_decoder_loss(flan_t5, answer_prefix):
+    """BLIP-2 + Flan-T5: log p(name | encoder(image, prompt)) == -(decoder cross-entropy with
+    ``labels`` = the name's tokens) x their count, transformers' own loss path (1e-4, argmax);
+    batch 1 vs 4; generation batch-invariant; encoder features for every layer."""
+    vlm = flan_t5[1]
+    assert vlm.model.config.is_encoder_decoder and vlm.family.name == "blip-2"
+    imgs = images(4)
+    prefix = vlm.render(QUESTION, answer_prefix=answer_prefix)
+    ref = torch.zeros(2, len(CANDIDATES))
+    for b, img in enumerate(imgs[:2]):
+        batch = vlm.encode([img], [prefix])
+        for k, c in enumerate(CANDIDATES):
+            labels = torch.tensor([vlm.tokenizer(c, add_special_tokens=False).input_ids])
+            with torch.no_grad():
+                loss = vlm.model(**batch, labels=labels).loss
+            ref[b, k] = -loss * labels.shape[1]
+    got = vlm.score(imgs, CANDIDATES, answer_prefix=answer_prefix, scoring="naive")
+    assert (got[:2] - ref).abs().max().item() <= TOL and torch.equal(got[:2].argmax(1), ref.argmax(1))
+    one = torch.cat([vlm.score([im], CANDIDATES, answer_prefix=answer_prefix, scoring="naive") for im in imgs])
+    assert (one - got).abs().max().item() <= TOL
+    with pytest.raises(VlmprobeError, match="--scoring naive"):
+        vlm.score(imgs, CANDIDATES, answer_prefix=answer_prefix)
+    if answer_prefix is None:
+        questions = [QUESTION, "Describe it.", "What is it?", QUESTION]
+        together = vlm.generate(imgs, questions, max_new_tokens=5)
+        assert together == [vlm.generate([im], [q], max_new_tokens=5)[0] for im, q in zip(imgs, questions)]
+        feats = vlm.features(imgs, layers="all", pooling="last")
+        assert set(feats) == {f"lm.{i}" for i in range(vlm.num_layers() + 1)} | {"vision", "projector"}
+        assert all(v.shape == (4, 64) for v in feats.values())

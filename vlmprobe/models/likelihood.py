@@ -39,7 +39,7 @@ import torch
 from ..errors import VlmprobeError
 from .families import family_of
 from .tokentrie import (REDUCTIONS, ContinuationTokenizer, Request, Trie, build_trie,  # noqa: F401 (re-exported)
-                        plan_chunks, reduce_logprobs, tokenize_continuations)
+                        plan_chunks, reduce_logprobs, tokenize_answers, tokenize_continuations)
 
 SCORINGS = ("fast", "naive")
 # Language models with plain 1-D rotary positions that accept a custom additive 4-D mask.
@@ -50,6 +50,11 @@ FAST_ATTENTION = ("eager", "sdpa")
 def base_model(model):
     """The transformers model, unwrapped from a peft wrapper (for config and signature checks)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def is_encoder_decoder(model) -> bool:
+    """True for an encoder-decoder language model (BLIP-2 / InstructBLIP with Flan-T5)."""
+    return bool(getattr(base_model(model).config, "is_encoder_decoder", False))
 
 
 def check_fast_supported(model) -> None:
@@ -236,6 +241,22 @@ def _naive_one(vlm, image, prefix_text, req: Request) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
+def _naive_seq2seq(vlm, image, prefix_text, req: Request) -> torch.Tensor:
+    """Encoder-decoder reference: per continuation, one forward of the encoder input (image +
+    prompt, from the processor) and the decoder input ``[start] + tok(c)[:-1]``; returns the
+    log-probs [K, L] of ``tok(c)`` (NaN past its end)."""
+    batch = vlm.encode([image], [prefix_text], padding_side="right")
+    start = base_model(vlm.model).config.get_text_config(decoder=True).decoder_start_token_id
+    out = torch.full((len(req.seqs), req.width), torch.nan)
+    for c, seq in enumerate(req.seqs):
+        target = torch.tensor(seq, dtype=torch.long, device=vlm.device)
+        dec = torch.cat([target.new_tensor([start]), target[:-1]])[None]
+        logits = vlm.model(**batch, decoder_input_ids=dec).logits[0]
+        out[c, :len(seq)] = _log_softmax_at(logits, target).cpu()
+    return out
+
+
 def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[str] | str,
                           continuations: Sequence[Sequence[str]] | Sequence[str], reduction: str = "sum",
                           scoring: str = "fast", include_eos: bool = False, separator: str | None = None,
@@ -265,6 +286,7 @@ def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[s
     if fast:
         check_fast_supported(base_model(vlm.model))
     tokenize = vlm.continuation_tokenizer
+    seq2seq = is_encoder_decoder(vlm.model)
 
     K = max((len(c) for c in conts), default=0)
     step = batch_size if fast else 1
@@ -276,9 +298,14 @@ def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[s
     rows_out = []
     for s in starts:
         idx = list(range(s, min(s + step, N)))
+        imgs = None if images is None else [images[i] for i in idx]
+        if seq2seq:  # naive only (check_fast_supported refuses fast for these language models)
+            reqs = [tokenize_answers(vlm.tokenizer, conts[i], include_eos) for i in idx]
+            tok_lps = [_naive_seq2seq(vlm, None if imgs is None else imgs[0], prefixes[idx[0]], reqs[0])]
+            rows_out += [reduce_logprobs(lp, req.scored_mask(), reduction) for lp, req in zip(tok_lps, reqs)]
+            continue
         prepared = [tokenize(prefixes[i], conts[i], separator, include_eos, trie=fast) for i in idx]
         reqs = [p[0] for p in prepared]
-        imgs = None if images is None else [images[i] for i in idx]
         if fast:
             tok_lps = _fast_batch(vlm, imgs, [prefixes[i] for i in idx], reqs, [p[1] for p in prepared], chunk_size)
         else:

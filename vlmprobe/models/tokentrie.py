@@ -113,6 +113,26 @@ def tokenize_continuations(tokenizer, prefix: str, continuations: Sequence[str],
     return Request(prefix_ids, shared, seqs, [n - shared for n in ns])
 
 
+def tokenize_answers(tokenizer, continuations: Sequence[str], include_eos: bool = False) -> Request:
+    """Encoder-decoder language models (BLIP-2 with Flan-T5): the prompt goes to the encoder and
+    the decoder scores each continuation's own tokens ``tok(c)`` (no special tokens; + EOS with
+    ``include_eos``) from the decoder start token, all of them scored::
+
+        logp(c) = sum_t log p(tok(c)_t | encoder(image, prompt), decoder start, tok(c)_<t)"""
+    for c in continuations:
+        if not isinstance(c, str) or not c.strip():
+            raise VlmprobeError(f"continuation {c!r} is empty (empty candidate / class name?)")
+    eos = tokenizer.eos_token_id
+    if include_eos and eos is None:
+        raise VlmprobeError("include_eos: the tokenizer has no eos_token_id")
+    ids = tokenizer(list(continuations), add_special_tokens=False).input_ids if continuations else []
+    seqs = [tuple(i) + ((eos,) if include_eos else ()) for i in ids]
+    for c, seq in zip(continuations, seqs):
+        if not seq:
+            raise VlmprobeError(f"continuation {c!r} has no tokens")
+    return Request([], 0, seqs, [0] * len(seqs))
+
+
 # ------------------------------------------------------------------------------------- trie
 @dataclass
 class Trie:

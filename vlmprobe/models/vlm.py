@@ -162,7 +162,9 @@ class VisionLanguageModel(VisionModel):
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                   pad_token_id=pad_id, **gen_kwargs)
-        new = out[:, batch["input_ids"].shape[1]:]
+        from .likelihood import is_encoder_decoder
+
+        new = out if is_encoder_decoder(self.model) else out[:, batch["input_ids"].shape[1]:]  # T5: decoder only
         return [s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     def check_scoring(self, scoring: str) -> None:

@@ -1,6 +1,8 @@
 """Tiny builders of the families whose language model or attention is not LLaVA's: BLIP-2 with
-an OPT decoder (``blip-2``), Mllama (``mllama``, images through cross-attention layers) and
-PaliGemma (``paligemma``, prefix-LM attention). Each writes, from transformers' own config
+an OPT decoder (``blip-2``) or a Flan-T5 encoder-decoder (``blip-2-flan-t5``, model_type
+``blip-2``), InstructBLIP with Vicuna (``instructblip``, the Q-Former reads the prompt), Mllama
+(``mllama``, images through cross-attention layers) and PaliGemma (``paligemma``, prefix-LM
+attention). Each writes, from transformers' own config
 classes and random seeded weights, a directory that ``hf:DIR`` loads like the released
 checkpoint: config, weights, processor, tokenizer and the released checkpoint's chat template,
 or none where it ships none (BLIP-2: prompts use the family's ``Question: {q} Answer:``).
@@ -17,19 +19,21 @@ from .families import tiny_builder
 BLIP2_QUERY_TOKENS = 4  # Q-Former queries = image tokens in the language model's input (32 in BLIP-2)
 
 
-def lm_tokenizer(first: tuple[str, ...], appended: tuple[str, ...], prefix: str | None = None, **special):
+def lm_tokenizer(first: tuple[str, ...], appended: tuple[str, ...], prefix: str | None = None,
+                 suffix: str | None = None, **special):
     """Byte-level BPE fast tokenizer of ``LM_VOCAB`` ids: ``first`` specials take ids 0, 1, ...,
-    ``appended`` specials the last ids; ``prefix`` (a special token) starts every text when given;
-    ``special``: the tokenizer's bos/eos/pad/unk token names."""
+    ``appended`` specials the last ids; ``prefix`` / ``suffix`` (special tokens) start / end every
+    text when given; ``special``: the tokenizer's bos/eos/pad/unk token names."""
     from tokenizers import AddedToken, processors
     from transformers import PreTrainedTokenizerFast
 
     tok = build_tokenizer(LM_VOCAB - len(appended), first_specials=first)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in appended])
-    if prefix is not None:
-        pid = tok.token_to_id(prefix)
-        tok.post_processor = processors.TemplateProcessing(single=f"{prefix} $A", pair=f"{prefix} $A {prefix} $B",
-                                                          special_tokens=[(prefix, pid)])
+    if prefix is not None or suffix is not None:
+        head, tail = (f"{prefix} " if prefix else ""), (f" {suffix}" if suffix else "")
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{head}$A{tail}", pair=f"{head}$A{tail} {head}$B{tail}",
+            special_tokens=[(t, tok.token_to_id(t)) for t in dict.fromkeys((prefix, suffix)) if t])
     return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side="left", model_max_length=4096,
                                    clean_up_tokenization_spaces=False, **special)
 
@@ -40,6 +44,13 @@ def opt_tokenizer():
     processor adds it)."""
     return lm_tokenizer(("<s>", "<pad>", "</s>", "<unk>"), ("<image>",), prefix="</s>", bos_token="</s>",
                         eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+
+
+def t5_tokenizer():
+    """Shaped like Flan-T5's: ``<pad>``=0 (also the decoder start), ``</s>``=1 (appended to every
+    text), ``<unk>``=2, BPE, ``<image>`` appended (as BLIP-2's processor adds it)."""
+    return lm_tokenizer(("<pad>", "</s>", "<unk>"), ("<image>",), suffix="</s>", pad_token="<pad>",
+                        eos_token="</s>", unk_token="<unk>")
 
 
 def _blip_parts(**qformer_over) -> tuple[dict, dict, object]:
@@ -196,4 +207,23 @@ def build_paligemma(out: Path) -> None:
                                            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     image_processor.image_seq_length = n_image_tokens
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("blip-2-flan-t5")  # model_type blip-2 with an encoder-decoder language model
+def build_blip2_flan_t5(out: Path) -> None:
+    """BLIP-2 with Flan-T5, as ``Salesforce/blip2-flan-t5-xl``: the Q-Former tokens and the prompt
+    enter the T5 encoder; the answer is decoded. No chat template."""
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, T5Config
+
+    tok = t5_tokenizer()
+    vision, qformer, image_processor = _blip_parts(vocab_size=LM_VOCAB)
+    text = T5Config(vocab_size=len(tok), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
+                    num_heads=4, feed_forward_proj="gated-gelu", decoder_start_token_id=0,
+                    pad_token_id=0, eos_token_id=1, tie_word_embeddings=False)
+    config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text.to_dict(),
+                         num_query_tokens=BLIP2_QUERY_TOKENS, image_token_index=tok.convert_tokens_to_ids("<image>"))
+    model = Blip2ForConditionalGeneration(config).eval()
+    model.query_tokens.data.normal_(0.0, 0.2)
+    processor = Blip2Processor(image_processor=image_processor, tokenizer=tok, num_query_tokens=BLIP2_QUERY_TOKENS)
     _save_vlm(model, processor, tok, out)
