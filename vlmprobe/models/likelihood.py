@@ -10,6 +10,9 @@ Both paths return, per row, the log-probs ``[K, L]`` of every continuation's tok
 ``reduce_logprobs`` turns them into ``sum | mean | first | tokens``.
 
 ``naive``: one plain forward of the whole sequence (image included) per (image, continuation).
+Encoder-decoder language models (BLIP-2 with Flan-T5): the prompt goes to the encoder and the
+decoder scores the continuation's own tokens from its start token (``tokentrie.tokenize_answers``,
+``_naive_seq2seq``); naive only.
 
 ``fast``: per batch of images, one forward of the image + prefix (right padded) that returns the
 KV cache; the first scored token of every candidate reads its log-prob from the prefix's last
