@@ -118,6 +118,7 @@ def test_eval_reports_the_normalised_and_the_sum_prediction(tiny_models, digits_
 
 # ------------------------------------------------------------------------ special families
 SPECIAL = ("blip-2", "mllama", "instructblip", "paligemma")
+FAST = ("blip-2", "instructblip")  # families whose fast path is allowed (the others refuse it in one line)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +183,8 @@ def test_generation_is_batch_invariant(special, name):
 @pytest.mark.parametrize("answer_prefix", [None, "The photo features a"])
 def test_naive_likelihood_is_the_plain_forward(special, name, answer_prefix):
     """naive == one plain full forward per candidate (processor-built inputs: BLIP-2's query
-    tokens, Mllama's cross-attention mask), 1e-4 fp32, same argmax; batch size 1 vs 4."""
+    tokens, Mllama's cross-attention mask), 1e-4 fp32, same argmax; batch size 1 vs 4; fast ==
+    naive (batch 4 and 1, small chunks) where allowed, else a one-line refusal."""
     vlm = special[name][1]
     imgs = images(4)
     prefix = vlm.render(QUESTION, answer_prefix=answer_prefix)
@@ -193,6 +195,11 @@ def test_naive_likelihood_is_the_plain_forward(special, name, answer_prefix):
     one = torch.cat([vlm.score([im], CANDIDATES, answer_prefix=answer_prefix, scoring="naive", batch_size=1)
                      for im in imgs])
     assert (one - got).abs().max().item() <= TOL and torch.equal(one.argmax(1), got.argmax(1))
+    if name in FAST:  # the Q-Former families: candidates run in the language model against the prefix cache
+        for bs in (4, 1):
+            fast = vlm.score(imgs, CANDIDATES, answer_prefix=answer_prefix, batch_size=bs, chunk_size=3)
+            assert (fast - got).abs().max().item() <= TOL and torch.equal(fast.argmax(1), got.argmax(1))
+        return
     with pytest.raises(VlmprobeError, match=r"--scoring naive") as err:  # fast: refused with its reason
         vlm.score(imgs, CANDIDATES, answer_prefix=answer_prefix)
     assert "\n" not in str(err.value) and name in str(err.value)

@@ -129,6 +129,7 @@ class Family:
     suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
     prompt_inputs: tuple = ()  # inputs that encode the whole prompt, not its tokens (InstructBLIP's Q-Former text)
     encode: Callable | None = None  # (processor, text, images, **kw) -> inputs, replacing the processor's call
+    candidate_module: str | None = None  # role whose module runs the fast path's candidate chunks (None: the model)
     notes: str = ""
 
     # ------------------------------------------------------------------ config / tokens
@@ -174,8 +175,7 @@ LLAVA_NEXT = Family("llava-next", ("llava_next",), notes="LLaVA-NeXT (AnyRes vie
 QWEN2_VL = Family("qwen2-vl", ("qwen2_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen2-VL (dynamic resolution, M-RoPE)")
 BLIP2 = Family("blip-2", ("blip-2",), vision_tower=("vision_model", "qformer"), projector=("language_projection",),
-               fast_likelihood="its forward computes the Q-Former image tokens on every call (pixel_values "
-                               "required), so candidate tokens cannot run against a cached prefix",
+               candidate_module="language_model",
                prompt_format="Question: {question} Answer:",
                text_only="its forward requires pixel_values (the Q-Former's query tokens lead every prompt)",
                notes="BLIP-2 with an OPT decoder (no chat template: 'Question: {q} Answer:'; "
@@ -185,7 +185,7 @@ MLLAMA = Family("mllama", ("mllama",), projector=("multi_modal_projector",), nes
                                 "mask the shared-prefix cache does not carry for candidate tokens",
                 notes="Mllama / Llama 3.2 Vision (tiled ViT, cross-attention layers; one <|image|> token)")
 INSTRUCTBLIP = Family("instructblip", ("instructblip",), vision_tower=("vision_model", "qformer"),
-                      projector=("language_projection",), fast_likelihood=BLIP2.fast_likelihood,
+                      projector=("language_projection",), candidate_module="language_model",
                       prompt_format="{question}", text_only=BLIP2.text_only,
                       prompt_inputs=("qformer_input_ids", "qformer_attention_mask"),
                       notes="InstructBLIP (Vicuna decoder; the Q-Former also reads the prompt, never the "

@@ -28,7 +28,8 @@ The cache is passed as ``cache=`` where the model's forward takes it (transforme
 deprecates ``past_key_values=``), else as ``past_key_values=``.
 
 Requires a family whose adapter allows it (``families.Family.fast_likelihood``: LLaVA-1.5,
-LLaVA-NeXT, Qwen2-VL), a language model that accepts custom 4-D masks (eager or sdpa
+LLaVA-NeXT, Qwen2-VL, BLIP-2 and InstructBLIP with a decoder-only language model; the last two run
+the chunks through the language model itself, ``Family.candidate_module``), a language model that accepts custom 4-D masks (eager or sdpa
 attention) and no sliding window; anything else raises ``VlmprobeError`` naming
 ``--scoring naive``.
 """
@@ -46,7 +47,7 @@ from .tokentrie import (REDUCTIONS, ContinuationTokenizer, Request, Trie, build_
 
 SCORINGS = ("fast", "naive")
 # Language models with plain 1-D rotary positions that accept a custom additive 4-D mask.
-FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text")
+FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text", "opt")  # OPT: learned positions take ids
 FAST_ATTENTION = ("eager", "sdpa")
 
 
@@ -87,8 +88,20 @@ def _cache_kwarg(model) -> str:
 
 
 def _output_cache(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+    """The prefix forward's KV cache (BLIP-2 / InstructBLIP: in the language model's own output)."""
+    for o in (out, getattr(out, "language_model_outputs", None)):
+        cache = None if o is None else (getattr(o, "cache", None) or getattr(o, "past_key_values", None))
+        if cache is not None:
+            return cache
+    raise VlmprobeError(f"{type(out).__name__} returned no KV cache; use scoring='naive' (--scoring naive)")
+
+
+def candidate_model(vlm):
+    """The module that runs the candidate chunks against the prefix cache: the whole model, or the
+    family's ``candidate_module`` (BLIP-2 / InstructBLIP: the causal language model, since their
+    top-level forward recomputes the Q-Former image tokens and needs ``pixel_values``)."""
+    name = vlm.family.candidate_module
+    return vlm.model if name is None else vlm.model.get_submodule(vlm.family.find_module(vlm.model, name))
 
 
 def _encode_prefixes(vlm, images, requests: list[Request], prefix_texts: list[str]):
@@ -172,8 +185,9 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
     neg = torch.finfo(dtype).min
     prefix_ok = batch["attention_mask"].bool()
     plans = [plan_chunks(t, chunk_size) for t in tries]
+    model = candidate_model(vlm)
     cache_kw = _cache_kwarg(model)
-    pos = vlm.family.positions(model, batch).cpu()  # [A, B, Lp] rotary positions of the prefix
+    pos = vlm.family.positions(vlm.model, batch).cpu()  # [A, B, Lp] rotary positions of the prefix
     last_pos = pos[:, torch.arange(pos.shape[1]), last.cpu()]  # [A, B]: the last real prefix token
     for j in range(max(len(p) for p in plans)):
         chunk, input_ids, position_ids, keep, tree = _chunk_inputs(plans, j, last_pos)
