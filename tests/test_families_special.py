@@ -34,11 +34,12 @@ def plain_batch(vlm, image, prefix: str, name: str) -> tuple[dict, int]:
     images = None if image is None else [image]
     head = vlm.encode(images, [prefix])
     batch = vlm.encode(images, [joined(prefix, name)])
-    for key in vlm.family.prompt_inputs:
-        batch[key] = head[key]
+    for key in ("qformer_input_ids", "qformer_attention_mask"):
+        if key in batch:
+            batch[key] = head[key]
     P = head["input_ids"].shape[1]
-    for key, value in vlm.family.suffix_inputs:  # PaliGemma: the answer is the causal suffix (type 1)
-        batch[key][:, P:] = value
+    if "token_type_ids" in batch:  # PaliGemma: the answer is the causal suffix (type 1), as its processor's suffix=
+        batch["token_type_ids"][:, P:] = 1
     return batch, P
 
 
@@ -344,3 +345,19 @@ def test_encoder_decoder_likelihood_is_the_decoder_loss(flan_t5, answer_prefix):
         feats = vlm.features(imgs, layers="all", pooling="last")
         assert set(feats) == {f"lm.{i}" for i in range(vlm.num_layers() + 1)} | {"vision", "projector"}
         assert all(v.shape == (4, 64) for v in feats.values())
+
+
+def test_appended_answer_tokens_extend_per_token_inputs():
+    """The naive path's per-token inputs: cut to the prefix, extended by repeating its last
+    position, or with the family's suffix value; whole-prompt inputs (InstructBLIP's Q-Former
+    text) stay as they are even when their length happens to equal the sequence's."""
+    from vlmprobe.models.likelihood import _extend_token_inputs
+
+    extra = {"qformer_input_ids": torch.tensor([[5, 6, 7]]), "mm_token_type_ids": torch.tensor([[1, 0, 9]]),
+             "token_type_ids": torch.tensor([[0, 0, 0]]), "pixel_values": torch.zeros(1, 3)}
+    out = _extend_token_inputs(extra, full=3, length=2, n_new=2, suffix_values={"token_type_ids": 1},
+                               prompt_inputs=("qformer_input_ids",))
+    assert out["qformer_input_ids"].tolist() == [[5, 6, 7]]
+    assert out["mm_token_type_ids"].tolist() == [[1, 0, 0, 0]]
+    assert out["token_type_ids"].tolist() == [[0, 0, 1, 1]]
+    assert out["pixel_values"] is extra["pixel_values"]
