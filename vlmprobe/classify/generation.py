@@ -93,7 +93,7 @@ class Method:
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "vlm", "--method generate",
-                     "use --method zeroshot for CLIP, classifier for a supervised model")
+                     "use --method zeroshot for CLIP, classifier for a supervised model", api=True)
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
         self.space.setup(dataset)

@@ -117,7 +117,7 @@ class Method:
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "vlm", "--method likelihood",
-                     "use --method zeroshot for CLIP, classifier for a supervised model")
+                     "use --method zeroshot for CLIP, classifier for a supervised model", api=True)
         model.check_scoring(self.scoring)  # e.g. fast on Qwen2-VL: one line naming --scoring naive
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))

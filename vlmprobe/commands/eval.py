@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .common import (HelpFormatter, add_data_arguments, add_model_arguments, dataset_from_args, group_pair,
-                     model_from_args)
+                     model_from_args, report_api)
 
 METHOD_HELP = ("classifier (timm/torchvision: the network's logits) | zeroshot (CLIP: cosine to class-name text "
                "embeddings) | generate (VLM: ask, then match the answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class) | "
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
                     "samples.jsonl, scores.npy [N x K], results.json). Re-running the same command resumes; "
                     "a different config into an existing DIR is refused.",
         formatter_class=HelpFormatter)
-    add_model_arguments(p)
+    add_model_arguments(p, api=True)
     add_data_arguments(p)
     g = p.add_argument_group("run")
     g.add_argument("--method", required=True, choices=sorted(METHODS), help=METHOD_HELP)
@@ -48,6 +48,9 @@ def run(args) -> int:
     results = evaluate(model, dataset, method, args.out, batch_size=args.batch_size, seed=args.seed,
                        workers=args.workers, progress=not args.no_progress, groups=args.groups,
                        group_drop=drop)
+    report_api(model, results)
+    if "dry_run" in results:
+        return 0
     top1 = results.get("top1")
     print(f"{args.method} {model.spec} on {dataset.name}: top-1 {top1:.4f}" if isinstance(top1, float)
           else f"{args.method} {model.spec} on {dataset.name}: done")

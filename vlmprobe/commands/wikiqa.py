@@ -3,7 +3,7 @@ ImageNet images) and write a run directory."""
 from __future__ import annotations
 
 
-from .common import HelpFormatter, add_model_arguments, model_from_args
+from .common import HelpFormatter, add_model_arguments, model_from_args, report_api
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                     "DIR/config.json, samples.jsonl, scores.npy (likelihood), results.json, timing.json. "
                     "Re-running the same command resumes.",
         formatter_class=HelpFormatter)
-    add_model_arguments(p)
+    add_model_arguments(p, api=True)
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="FILE.jsonl",
                    help="ImageWikiQA JSONL (fields image, text, label, classname[, wiki])")
@@ -69,6 +69,9 @@ def run(args) -> int:
     model = model_from_args(args)
     results = run_wikiqa(model, qset, scorer, args.out, batch_size=args.batch_size, seed=args.seed,
                          progress=not args.no_progress, classification_run=args.classification_run)
+    report_api(model, results)
+    if "dry_run" in results:
+        return 0
     head = f"wikiqa {args.method} [{results['condition']}] {model.spec}"
     if results["accuracy"] is None:
         print(f"{head}: no question scored ({results['num_skipped']} skipped)")

@@ -47,7 +47,8 @@ from .tokentrie import (REDUCTIONS, ContinuationTokenizer, Request, Trie, build_
 
 SCORINGS = ("fast", "naive")
 # Language models with plain 1-D rotary positions that accept a custom additive 4-D mask.
-FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text", "opt")  # OPT: learned positions take ids
+FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text",
+                         "qwen3_vl_text", "opt")  # OPT (BLIP-2): learned absolute positions take explicit ids
 FAST_ATTENTION = ("eager", "sdpa")
 
 
@@ -112,11 +113,11 @@ def _encode_prefixes(vlm, images, requests: list[Request], prefix_texts: list[st
     batch = vlm.encode(images, prefix_texts, padding_side="right")
     ids, mask = batch["input_ids"], batch["attention_mask"]
     lengths = mask.sum(1)
-    image_id = vlm.image_token_id
+    image_ids = vlm.placeholder_token_ids
     shared_len = []
     for b, req in enumerate(requests):
         P = req.prefix_ids
-        last_img = max((i for i, t in enumerate(P) if t == image_id), default=-1)
+        last_img = max((i for i, t in enumerate(P) if t in image_ids), default=-1)
         tail = P[last_img + 1:]
         L = int(lengths[b])
         got = ids[b, L - len(tail):L].tolist()

@@ -11,6 +11,7 @@
 ``timm:NAME[@random]``         timm classifier (pretrained from timm's sources, or random weights)
 ``timm:local-dir:PATH``        timm classifier saved in timm's hub layout (config.json + weights)
 ``torchvision:NAME[@WEIGHTS]`` torchvision classifier: WEIGHTS an enum name (IMAGENET1K_V2) or a .pth file
+``openai:MODEL[@URL]``          a chat-completions API model (``models.api``; ``--api-base``)
 ``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use);
                                ``toy:vlm+adapter:PATH`` with a fine-tuned adapter
 ``PATH``                       a local directory; its kind is detected from its files
@@ -170,3 +171,12 @@ MODEL_SPECS.register("hfclip:", _load_hfclip, "transformers CLIPModel + processo
 MODEL_SPECS.register("hf:", _load_hf, "AutoModelForImageTextToText + processor + chat template; +adapter:PATH")
 MODEL_SPECS.register("timm:", _load_classifier, "supervised timm classifier: NAME[@random] or local-dir:PATH")
 MODEL_SPECS.register("torchvision:", _load_classifier, "supervised torchvision classifier: NAME[@WEIGHTS|@FILE.pth]")
+
+
+def _load_api(spec: str, options: LoadOptions) -> VisionModel:
+    from .api import load_api_model
+
+    return load_api_model(spec, options)
+
+
+MODEL_SPECS.register("openai:", _load_api, "chat-completions API model MODEL[@URL] (OpenAI or any compatible server)")

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ModelLoadError, VlmprobeError
 from .base import PAPER_QUESTION, LoadOptions, VisionModel
-from .families import Family, family_for_type, family_of
+from .families import Family, family_for_type, family_of, processor_images
 from .tokentrie import ContinuationTokenizer
 
 
@@ -97,6 +97,17 @@ class VisionLanguageModel(VisionModel):
         """Id of the image placeholder token in ``input_ids`` (expanded to one per image feature)."""
         return self.family.image_token_id(self.model.config)
 
+    @property
+    def placeholder_token_ids(self) -> set[int]:
+        """Ids that stand for an image in the rendered text before the processor expands it: the
+        image token and the processor's placeholder where they differ (Gemma 3 writes
+        ``<start_of_image>`` and expands it into ``<image_soft_token>`` runs)."""
+        ids = {self.image_token_id}
+        placeholder = getattr(self.processor, "image_token", None)
+        if isinstance(placeholder, str):
+            ids.add(self.tokenizer.convert_tokens_to_ids(placeholder))
+        return ids - {None}
+
     def num_layers(self) -> int:
         """Number of decoder layers L of the language model (hidden states are lm.0 .. lm.L)."""
         cfg = self.model.config
@@ -140,7 +151,7 @@ class VisionLanguageModel(VisionModel):
         ``pixel_values`` ...)."""
         kwargs = dict(text=list(texts), return_tensors="pt", padding=True)
         if images is not None:
-            kwargs["images"] = [[im] for im in images] if self.family.nest_images else list(images)
+            kwargs["images"] = processor_images(self.processor, list(images))
         old = self.tokenizer.padding_side
         self.tokenizer.padding_side = padding_side
         try:
