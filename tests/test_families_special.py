@@ -125,15 +125,17 @@ FAST = ("blip-2", "instructblip")  # families whose fast path is allowed (the ot
 @pytest.fixture(scope="module")
 def special(tmp_path_factory):
     """model_type -> (path, loaded model), each built once by its registered tiny builder."""
-    from vlmprobe.testing import families_special  # noqa: F401 (registers the builders)
     from vlmprobe.testing.families import TINY_BUILDERS
+    from vlmprobe.testing.families_special import SPECIAL_BUILDERS
+
+    builders = {**SPECIAL_BUILDERS, **{k: v for k, v in TINY_BUILDERS.items() if k == "mllama"}}
 
     root = tmp_path_factory.mktemp("special_families")
     out = {}
     for name in SPECIAL:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            TINY_BUILDERS[name](root / name)
+            builders[name](root / name)
         out[name] = (root / name, vlmprobe.load_model(f"hf:{root / name}"))
     return out
 
@@ -306,12 +308,12 @@ def test_lora_step_and_adapter_reload(special, name, tmp_path):
 @pytest.fixture(scope="module")
 def flan_t5(special):
     """BLIP-2 with a Flan-T5 (encoder-decoder) language model, beside the other special families."""
-    from vlmprobe.testing.families import TINY_BUILDERS
+    from vlmprobe.testing.families_special import SPECIAL_BUILDERS
 
     path = special["blip-2"][0].parent / "blip-2-flan-t5"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        TINY_BUILDERS["blip-2-flan-t5"](path)
+        SPECIAL_BUILDERS["blip-2-flan-t5"](path)
     return path, vlmprobe.load_model(f"hf:{path}")
 
 
