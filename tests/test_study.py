@@ -108,7 +108,10 @@ def test_default_study_is_valid_and_lists_its_runs(capsys, tmp_path):
     assert main(["study", "--out", str(tmp_path / "demo"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "vlm-ft/finetune" in printed and "accelerate launch" in printed
-    assert "clip-spurious/test/" not in printed  # the spurious CLIP is measured on its own split only
+    # the spurious CLIP is measured on the test digits only as a point of the effective-robustness figure
+    assert [x for x in printed.splitlines() if x.startswith("[") and "clip-spurious/test/" in x
+            and "/shift-" not in x and "clip-spurious/test/zeroshot-templates=templates.json" not in x] == []
+    assert "vlmprobe compare --shift" in printed and "toy:sketch" in printed
     assert "vlm/test/wikiqa-condition=oracle_class+no_image" in printed
 
 
@@ -339,7 +342,8 @@ def test_robustness_measurements_fill_their_report_sections(toy_world, tmp_path,
     md = (out / "report.md").read_text()
     for section in ("## Group shift", "## OOD detection", "## Shape bias", "## Retrieval"):
         assert section in md
-    assert md.count("Not measured") == 1 and "Not measured in this study (add {measure: factors" in md  # own test
+    assert md.count("Not measured") == 2 and "Not measured in this study (add {measure: factors" in md  # own test
+    assert "Not measured in this study (add {measure: shift" in md  # own test (test_demo)
     for png in ("roc_0.png", "shape_bias.png"):
         assert (out / "report_files" / png).read_bytes()[:4] == b"\x89PNG"
     assert f"]({ood_run}/)" in md and "](cnn/spurious/classifier/)" in md and "](clip/captions/retrieval/)" in md

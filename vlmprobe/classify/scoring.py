@@ -19,11 +19,17 @@ class PixelScoresMethod:
 
     def run_batch(self, model, samples, images, rng_for):
         """-> records, scores [B, K] float32 (-inf outside a restricted label space; a NaN/inf row,
-        e.g. an fp16 overflow, gets no prediction and is counted)."""
-        scores = np.asarray(self.scores(model, images), dtype=np.float32)
-        scores = self.space.mask(scores, samples)
+        e.g. an fp16 overflow, gets no prediction and is counted). With a dataset's class subset
+        (ImageNet-R/-A) each record also keeps ``prediction_all``, the argmax over all K classes
+        before masking, so results report the 1000-way accuracy beside the subset one."""
+        full = np.asarray(self.scores(model, images), dtype=np.float32)
+        scores = self.space.mask(full, samples)
         preds, bad = predict(scores, allow_neg_inf=self.space.restricted)
-        return [prediction_fields(p, b) for p, b in zip(preds, bad)], scores
+        records = [prediction_fields(p, b) for p, b in zip(preds, bad)]
+        if self.space.subset is not None:
+            for rec, p, b in zip(records, predict(full)[0], bad):
+                rec["prediction_all"] = None if b else int(p)
+        return records, scores
 
     def num_scores(self, dataset) -> int:
         return len(dataset.classnames)

@@ -97,6 +97,13 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     g.add_argument("--unlabeled", action="store_true",
                    help="images without classes (e.g. an OOD set for `vlmprobe metrics --ood`), scored against "
                         "--classes; labels and folder names are ignored")
+    g.add_argument("--corruption", default=None, metavar="NAME[,NAME]",
+                   help="imagenet-c:/imagenet-3dcc: keep these corruptions (default all)")
+    g.add_argument("--severity", default=None, metavar="S[,S]",
+                   help="imagenet-c:/imagenet-3dcc: keep these severities 1..5 (default all)")
+    g.add_argument("--corrupt", default=None, metavar="NAME:SEVERITY",
+                   help="corrupt every image on the fly (ImageNet-C corruptions via imagecorruptions, after "
+                        "Resize 256 + CenterCrop 224, seeded per sample id), e.g. gaussian_noise:3")
 
 
 def dataset_from_args(args, spec: str | None = None, split: str | None = None):
@@ -104,7 +111,9 @@ def dataset_from_args(args, spec: str | None = None, split: str | None = None):
 
     return load_dataset(spec or args.data, split=split if split is not None else args.split, limit=args.limit,
                         seed=args.seed, classes=args.classes, duplicate_names=args.duplicate_names,
-                        image_root=args.image_root, unlabeled=getattr(args, "unlabeled", False))
+                        image_root=args.image_root, unlabeled=getattr(args, "unlabeled", False),
+                        corruption=getattr(args, "corruption", None), severity=getattr(args, "severity", None),
+                        corrupt=getattr(args, "corrupt", None))
 
 
 def group_pair(text: str) -> tuple[str, str]:

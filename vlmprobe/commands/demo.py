@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the miniature world and of the runs")
     p.add_argument("--skip", default="", metavar="MEASURE[,MEASURE]",
                    help="measurements to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa, "
-                        "finetune, classifier, ood, shape_bias, retrieval, shapes (shape bias and retrieval)")
+                        "finetune, classifier, ood, shape_bias, retrieval, shift, shapes (shape bias and retrieval)")
     p.set_defaults(func=run)
 
 
@@ -76,7 +76,9 @@ def run(args) -> int:
         "group_shift": [{k: g[k] for k in ("model", "method", "a", "b", "acc_a", "acc_b", "drop", "run")}
                         for g in data["groups"]],
         "ood": [{k: o[k] for k in ("model", "method", "msp_auroc", "msp_fpr95", "mcm_auroc", "run")}
-                for o in data["ood"]]}
+                for o in data["ood"]],
+        "shift": [{k: r[k] for k in ("model", "method", "shift_dataset", "id_accuracy", "shift_accuracy", "run")}
+                  for r in data["shift"]]}
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", summary_markdown(summary))
     print("\n" + summary_markdown(summary))
@@ -112,6 +114,11 @@ def summary_markdown(summary: dict) -> str:
         for r in summary["shape_bias"]:
             sb = "-" if r["shape_bias"] is None else f"{r['shape_bias']:.2f}"
             lines.append(f"| {r['model']}: {r['method']} | {sb} | {r['shape']} / {r['texture']} / {r['other']} |")
+    if summary.get("shift"):
+        lines += ["", "| distribution shift (toy:digits test -> shifted set) | set | ID % | shift % |",
+                  "| --- | --- | ---: | ---: |"]
+        lines += [f"| {r['model']}: {r['method']} | {r['shift_dataset']} | {fmt(r['id_accuracy'])} | "
+                  f"{fmt(r['shift_accuracy'])} |" for r in summary["shift"]]
     if summary.get("retrieval"):
         lines += ["", "| toy digit captions retrieval | image->text R@1 % | text->image R@1 % |",
                   "| --- | ---: | ---: |"]

@@ -332,12 +332,12 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
                     _expect(loc, vp, v, opt.types, key)
                 if opt.choices and v not in opt.choices:
                     raise loc.error(vp, f"{key} must be one of {', '.join(map(str, opt.choices))}, got {v!r}")
-                if key in ("train", "val", "ood") and v is not None and v not in datasets:
+                if key in ("train", "val", "ood", "shift") and v is not None and v not in datasets:
                     raise loc.error(vp, f"no dataset named {v!r} (defined: {', '.join(datasets)})")
                 if key == "reference" and v is not None and (v not in models or models[v].kind != CLIP):
                     raise loc.error(vp, f"reference must name a clip model, got {v!r}")
             options[key] = e[key]
-        for key in ("train", "data", "corpus", "ood", "source"):
+        for key in ("train", "data", "corpus", "ood", "source", "shift"):
             if key in spec.options and spec.options[key].default is None and key not in e:
                 raise loc.error(p, f"measure {kind!r} needs {key!r}")
         if kind == "factors":
