@@ -212,7 +212,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
                            "match": "value"}), section="main", shards=True,
         help="VLM direct generation, answer matched to class names"),
     Measure("likelihood", (VLM,), {
-        "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first")),
+        "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first", "char", "pmi")),
         "answer_prefix": Option(None, (str,), axis=True, help="paper = 'The photo features a'"),
         "num_candidates": NUM_CANDIDATES,
         "scoring": Option("fast", (str,), choices=("fast", "naive"))},
