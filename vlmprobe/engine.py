@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from .progress import bar as tqdm
 
 from . import distributed
 from .cache import atomic_write_json

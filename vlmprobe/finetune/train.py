@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from .. import distributed
 from ..cache import atomic_write_json

@@ -116,7 +116,8 @@ def _probe(ctx: Ctx, p: dict) -> list:
                 out += [f"--{role}-{key}", data[data.index(f"--{key}") + 1]]
     if "--classes" in ctx.data_args:
         out += ["--classes", ctx.data_args[ctx.data_args.index("--classes") + 1]]
-    out += ["--layers", str(p["layers"]), "--pool", str(p["pool"]), "--seed", str(ctx.seed), "--out", ctx.out]
+    out += ["--layers", str(p["layers"]), "--pool", str(p["pool"]), "--seed", str(ctx.seed), "--out", ctx.out,
+            "--no-progress"]
     if p["reference"]:
         out += ["--reference", ctx.models[p["reference"]]]
     return out
@@ -144,7 +145,7 @@ def _wikiqa(ctx: Ctx, p: dict) -> list:
 
 
 def _frequency(ctx: Ctx, p: dict) -> list:
-    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out]
+    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out, "--no-progress"]
     return out + (["--roles", p["roles"]] if p["roles"] else [])
 
 
@@ -219,7 +220,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
                            "match": "value"}), section="main", shards=True,
         help="VLM direct generation, answer matched to class names"),
     Measure("likelihood", (VLM,), {
-        "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first")),
+        "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first", "char", "pmi")),
         "answer_prefix": Option(None, (str,), axis=True, help="paper = 'The photo features a'"),
         "num_candidates": NUM_CANDIDATES,
         "scoring": Option("fast", (str,), choices=("fast", "naive"))},
