@@ -114,14 +114,20 @@ def execute_job(job: Job) -> int:
     (key, argv, seconds, CPU seconds) or ``failed`` -> exit status."""
     base = {"key": job.key, "measure": job.measure, "argv": job.argv}
     where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": _job_id()}
-    write_stamp(job.run_dir, {**base, "status": "running", **where, "started": time.time()})
+    prev = _read(Path(job.run_dir) / STAMP) or {}
+    requeued = prev.get("status") == "running" and prev.get("key") == job.key and where["job_id"] \
+        and prev.get("job_id") == where["job_id"]
+    where["attempt"] = prev.get("attempt", 1) + 1 if requeued else 1  # a requeued job runs again
+    started = time.time()
+    write_stamp(job.run_dir, {**base, "status": "running", **where, "started": started})
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
     start, cpu, extra = time.time(), time.process_time(), {}
     with open(job.log, "a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
         print(f"$ {' '.join(job.argv)}", flush=True)
         code = run_in_process(job.measure, job.argv, job.finetune, extra)
     write_stamp(job.run_dir, {**base, "status": "done" if code == 0 else "failed", **where,
-                              **({"exit": code} if code else {}), "seconds": round(time.time() - start, 1),
+                              **({"exit": code} if code else {}), "started": started, "finished": time.time(),
+                              "seconds": round(time.time() - start, 1),
                               "cpu_seconds": round(time.process_time() - cpu, 1), "processes": 1, **extra})
     return code
 

@@ -88,7 +88,7 @@ def _openclip_meta(arch: str) -> dict:
     size = (cfg.get("vision_cfg") or {}).get("image_size")
     try:
         with torch.device("meta"):
-            model = open_clip.create_model(arch, pretrained=None)
+            model = open_clip.create_model(arch, pretrained=None, device="meta")
         params = sum(p.numel() for p in model.parameters())
     except Exception:  # an architecture that cannot be built on the meta device: unknown size
         params = None
@@ -150,8 +150,11 @@ def expand_zoo(entry: str, cfg: dict) -> list[ZooModel]:
     else:
         pairs = _timm_entries(cfg.get("match"), cfg.get("pretrained"))
     exclude = _globs(cfg.get("exclude"))
-    pairs = [(a, t) for a, t in pairs if not _matches(f"{a}@{t}", [], exclude) and not _matches(a, [], exclude)]
-    pairs = list(dict.fromkeys(pairs))[:cfg.get("limit")] if cfg.get("limit") is not None else list(dict.fromkeys(pairs))
+    pairs = [(a, t) for a, t in dict.fromkeys(pairs)
+             if _matches(f"{a}@{t}", [], exclude) and _matches(a, [], exclude)
+             and _matches(f"{a}.{t}", [], exclude)]
+    if cfg.get("limit") is not None:
+        pairs = pairs[:cfg["limit"]]
     group = cfg.get("group") or entry
     out = []
     for arch, tag in pairs:
