@@ -20,7 +20,11 @@ class PixelScoresMethod:
     def run_batch(self, model, samples, images, rng_for):
         """-> records, scores [B, K] float32 (-inf outside a restricted label space; a NaN/inf row,
         e.g. an fp16 overflow, gets no prediction and is counted)."""
-        scores = np.asarray(self.scores(model, images), dtype=np.float32)
+        return self.records_from_scores(self.scores(model, images), samples)
+
+    def records_from_scores(self, scores, samples):
+        """[B, K] scores -> (records, float32 scores masked to the label space)."""
+        scores = np.asarray(scores, dtype=np.float32)
         scores = self.space.mask(scores, samples)
         preds, bad = predict(scores, allow_neg_inf=self.space.restricted)
         return [prediction_fields(p, b) for p, b in zip(preds, bad)], scores
