@@ -139,10 +139,18 @@ def _worker_main(conn, gpus: str | None) -> None:
     # a spawned process inherits "spawn" as its start method; the runs' data loaders use the
     # platform default, as they do in a serial study
     multiprocessing.set_start_method(None if sys.platform == "win32" else "fork", force=True)
+    os.setpgrp()  # its own process group: the study ends the worker and its children together
+    parent = os.getppid()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     while True:
-        job = conn.recv()
+        while not conn.poll(5.0):
+            if os.getppid() != parent:  # the study process is gone
+                return
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
         if job is None:
             return
         conn.send(execute_job(Job(**job)))
@@ -196,24 +204,22 @@ class LocalPool:
             objs[conn] = slot
             objs[p.sentinel] = slot
         done = []
-        for ready in wait(list(objs), timeout):
-            slot = objs[ready]
-            if slot not in self.busy:
-                continue
-            p, conn = self.slots[slot]
-            code = None
-            try:
-                if conn.poll():
-                    code = conn.recv()
-            except (EOFError, OSError):
-                pass
-            if code is None:
-                if p.is_alive():
-                    continue
-                p.join(timeout=5)  # the worker died mid-run (killed): its run failed
-                code = p.exitcode or 1
-                self.slots[slot] = None
-            done.append((self.busy.pop(slot), code))
+        while not done:
+            wait(list(objs), 1.0)  # a finished run answers on its pipe; a dead worker is seen by its exit code
+            for slot in list(self.busy):
+                p, conn = self.slots[slot]
+                code = None
+                try:
+                    if conn.poll():
+                        code = conn.recv()
+                except (EOFError, OSError):
+                    pass
+                if code is None:
+                    if p.exitcode is None:
+                        continue
+                    code = p.exitcode or 1  # the worker died mid-run (killed): its run failed
+                    self._reap(slot)
+                done.append((self.busy.pop(slot), code))
         if any(j.gpus > 1 for j, _ in done):  # give the GPUs of a multi-GPU worker back
             for slot, s in enumerate(self.slots):
                 if s is not None and slot not in self.busy:
@@ -227,16 +233,28 @@ class LocalPool:
         except (BrokenPipeError, OSError):
             pass
         p.join(timeout=10)
-        if p.is_alive():
-            p.kill()
+        self._reap(slot)
+
+    def _reap(self, slot: int) -> None:
+        """End the worker and every process it started (its data-loader workers: they share its
+        process group and would otherwise keep its run directory's lock)."""
+        import signal
+
+        p, _ = self.slots[slot]
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        p.join(timeout=10)
         self.slots[slot] = None
 
     def close(self) -> None:
         for slot, s in enumerate(self.slots):
             if s is not None:
                 if slot in self.busy:
-                    s[0].kill()
-                self._stop(slot)
+                    self._reap(slot)
+                else:
+                    self._stop(slot)
 
 
 def _visible_gpus() -> list[str]:
