@@ -211,7 +211,7 @@ measurements:
     assert 1.4e8 < meta["parameters"] < 1.6e8  # ViT-B/32 CLIP: 151M
     tm = study.models[tests[0]]
     assert tm.kind == "classifier" and tm.spec == "timm:" + tests[0].split("/", 1)[1].replace("@", ".")
-    assert tm.meta["group"] == "imagenet" and tm.meta["resolution"] == 96 and 0 < tm.meta["parameters"] < 2e6
+    assert tm.meta["group"] == "imagenet" and tm.meta["resolution"] == 160 and 0 < tm.meta["parameters"] < 2e6
     assert main(["study", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert f"zoo clip-laion: {len(laion)} models" in printed and f"{len(laion) + len(tests)} runs" in printed
@@ -253,3 +253,54 @@ measurements:
     tops = {json.loads((out / f"tiny/clip{i:02d}@local/digits/zeroshot/results.json").read_text())["top1"]
             for i in range(32)}
     assert len(tops) > 1  # different weights, different models
+
+
+def test_image_embeddings_are_computed_once_and_equal_recomputing(tiny_models, digits_folder, tmp_path):
+    """Zero-shot with two template sets reads one content-keyed embedding entry (its key in both
+    configs, computed by the first run only); the scores equal the image-tower path (1e-6)."""
+    import numpy as np
+
+    from vlmprobe.cache import home_dir
+
+    spec = f"openclip:{tiny_models['openclip']}"
+    base = ["eval", "--model", spec, "--data", str(digits_folder), "--method", "zeroshot", "--no-progress"]
+    keys, entries = [], None
+    for t in ("single", "imagenet"):
+        assert main(base + ["--templates", t, "--out", str(tmp_path / f"cached-{t}")]) == 0
+        assert main(base + ["--templates", t, "--out", str(tmp_path / f"plain-{t}"), "--no-embedding-cache"]) == 0
+        a, b = (np.load(tmp_path / f"{k}-{t}" / "scores.npy") for k in ("cached", "plain"))
+        assert a.shape == (40, 10) and np.abs(a - b).max() <= 1e-6
+        cfg = json.loads((tmp_path / f"cached-{t}" / "config.json").read_text())["method"]
+        keys.append(cfg["image_embeddings"])
+        assert "image_embeddings" not in json.loads((tmp_path / f"plain-{t}" / "config.json").read_text())["method"]
+        entry = home_dir() / "features" / keys[-1] / "features" / "embed.npy"
+        stat = entry.stat().st_mtime_ns
+        entries = stat if entries is None else entries
+        assert stat == entries  # the second template set did not recompute it
+    assert keys[0] == keys[1]
+
+
+def test_collect_one_long_table_with_reference_results(exec_study, tmp_path, capsys):
+    import csv
+
+    _, ref = exec_study
+    timm_csv = tmp_path / "results-imagenet.csv"
+    timm_csv.write_text("model,top1,top5,param_count,img_size\ntest_vit.r160_in1k,12.5,30.0,0.37,160\n")
+    oc_csv = tmp_path / "openclip_results.csv"
+    oc_csv.write_text("name,pretrained,imagenet1k,cars\nViT-B-32,openai,0.632,0.597\n")
+    out = tmp_path / "all.csv"
+    run = ref / "clip" / "digits" / "zeroshot"
+    assert main(["collect", str(ref), str(run), "--out", str(out), "--reference", str(timm_csv),
+                 "--reference", str(oc_csv)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    top1 = {(r["study"], r["model"], r["method"]): r for r in rows if r["metric"] == "top1"}
+    res = json.loads((run / "results.json").read_text())
+    study_row = next(r for (s, m, _), r in top1.items() if m == "clip" and s)
+    assert float(study_row["value"]) == res["top1"] and study_row["run"] == str(run) and study_row["n"] == "96"
+    assert any(m.startswith("hfclip:") and float(r["value"]) == res["top1"] for (s, m, _), r in top1.items() if not s)
+    assert float(top1[("reference:results-imagenet.csv", "timm:test_vit.r160_in1k", "published")]["value"]) == 0.125
+    oc = [r for r in rows if r["spec"] == "openclip:ViT-B-32@openai"]
+    assert {(r["dataset"], float(r["value"])) for r in oc} == {("imagenet1k", 0.632), ("cars", 0.597)}
+    assert {"likelihood", "generate"} <= {Path(r["run"]).name for r in rows}
+    assert main(["collect", str(tmp_path), "--out", str(out)]) == 2
+    assert "neither a study directory" in capsys.readouterr().err

@@ -132,7 +132,7 @@ def execute_job(job: Job) -> int:
     return code
 
 
-def _worker_main(conn, gpus: str | None) -> None:
+def _worker_main(conn, gpus: str | None, threads: int | None) -> None:
     """A local worker: take jobs from ``conn`` until told to stop (None)."""
     import multiprocessing
 
@@ -140,6 +140,10 @@ def _worker_main(conn, gpus: str | None) -> None:
     # platform default, as they do in a serial study
     multiprocessing.set_start_method(None if sys.platform == "win32" else "fork", force=True)
     os.setpgrp()  # its own process group: the study ends the worker and its children together
+    if threads:  # N workers share the cores instead of each starting one thread per core
+        import torch
+
+        torch.set_num_threads(threads)
     parent = os.getppid()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
@@ -169,12 +173,14 @@ class LocalPool:
         self.slots: list = [None] * self.jobs  # (process, conn) per slot
         self.busy: dict = {}  # slot -> (run id, Job)
         self.capacity = self.jobs
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, cores // self.jobs)
 
     def _start(self, slot: int, gpus: str | None = None):
         parent, child = self.ctx.Pipe()
         if gpus is None and self.gpus:
             gpus = self.gpus[slot % len(self.gpus)]
-        p = self.ctx.Process(target=_worker_main, args=(child, gpus), name=f"vlmprobe-worker-{slot}")
+        p = self.ctx.Process(target=_worker_main, args=(child, gpus, self.threads), name=f"vlmprobe-worker-{slot}")
         p.start()
         child.close()
         return p, parent
