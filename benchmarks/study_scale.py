@@ -24,23 +24,9 @@ from pathlib import Path
 
 
 def make_zoo(root: Path, n: int) -> Path:
-    import torch
-    from safetensors.torch import load_file, save_file
+    from vlmprobe.testing import build_tiny_model, tiny_model_zoo
 
-    from vlmprobe.testing import build_tiny_model
-
-    src = Path(build_tiny_model(root / "tiny", "hfclip"))
-    zoo = root / "zoo"
-    for i in range(n):
-        d = zoo / f"clip{i:03d}"
-        d.mkdir(parents=True)
-        for f in src.iterdir():
-            if f.suffix != ".safetensors":
-                (d / f.name).symlink_to(f)
-        g = torch.Generator().manual_seed(i)
-        save_file({k: v + 0.02 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
-                   for k, v in load_file(src / "model.safetensors").items()}, d / "model.safetensors")
-    return zoo
+    return tiny_model_zoo(build_tiny_model(root / "tiny", "hfclip"), root / "zoo", n)
 
 
 def main(argv=None) -> int:

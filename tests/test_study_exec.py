@@ -68,6 +68,15 @@ def _wait_for(cond, timeout: float, proc=None) -> bool:
     return False
 
 
+def _models(tiny_models) -> str:
+    """The study-file lines of a tiny CLIP and a tiny LLaVA."""
+    return f"""\
+models:
+  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
+  vlm: {{spec: "hf:{tiny_models['llava']}"}}
+"""
+
+
 def _stamp(out: Path, rid: str) -> dict:
     try:
         return json.loads((out / rid / "study_run.json").read_text())
@@ -87,10 +96,7 @@ def exec_study(tiny_models, many_digits, tmp_path_factory):
     """A small study (CLIP zero-shot, VLM generation and likelihood) and its serial run."""
     root = tmp_path_factory.mktemp("exec")
     path = root / "s.yaml"
-    path.write_text(f"""\
-models:
-  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
-  vlm: {{spec: "hf:{tiny_models['llava']}"}}
+    path.write_text(_models(tiny_models) + f"""\
 datasets:
   digits: {{data: "{many_digits}"}}
 measurements:
@@ -143,11 +149,8 @@ def test_slurm_executor_through_submitit_local(tiny_models, many_digits, tmp_pat
         {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "a seven"}]}]))
     templates = tmp_path / "templates.json"
     path = tmp_path / "s.yaml"
-    path.write_text(f"""\
+    path.write_text(_models(tiny_models) + f"""\
 executor: {{slurm: {{cluster: local, timeout_min: 20, poll_s: 0.2, partition: dev, array_parallelism: 4}}}}
-models:
-  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
-  vlm: {{spec: "hf:{tiny_models['llava']}"}}
 datasets:
   digits: {{data: "{many_digits}"}}
 measurements:
@@ -221,21 +224,9 @@ measurements:
 def test_a_zoo_of_32_tiny_models_through_the_local_executor(tiny_models, digits_folder, tmp_path):
     """A zoo over a folder of 32 tiny random-weight CLIPs (each its own seed) runs through the
     local executor; every model gets a run and a row carrying its group and metadata."""
-    import torch
-    from safetensors.torch import load_file, save_file
+    from vlmprobe.testing import tiny_model_zoo
 
-    src = Path(tiny_models["hfclip"])
-    zoo = tmp_path / "zoo"
-    for i in range(32):
-        d = zoo / f"clip{i:02d}"
-        d.mkdir(parents=True)
-        for f in src.iterdir():
-            if f.suffix != ".safetensors":
-                (d / f.name).symlink_to(f)
-        g = torch.Generator().manual_seed(i)
-        state = {k: v + 0.02 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
-                 for k, v in load_file(src / "model.safetensors").items()}
-        save_file(state, d / "model.safetensors")
+    zoo = tiny_model_zoo(tiny_models["hfclip"], tmp_path / "zoo", 32)
     path = tmp_path / "z.yaml"
     path.write_text(f"""\
 models:
@@ -249,8 +240,8 @@ measurements:
     assert main(["study", str(path), "--out", str(out), "--executor", "local", "--jobs", "2"]) == 0
     plan = json.loads((out / "study.json").read_text())
     assert len(plan["runs"]) == 32 and all(r["status"] == "done" for r in plan["runs"])
-    assert plan["models"]["tiny/clip07@local"]["group"] == "tiny-clips"
-    tops = {json.loads((out / f"tiny/clip{i:02d}@local/digits/zeroshot/results.json").read_text())["top1"]
+    assert plan["models"]["tiny/clip007@local"]["group"] == "tiny-clips"
+    tops = {json.loads((out / f"tiny/clip{i:03d}@local/digits/zeroshot/results.json").read_text())["top1"]
             for i in range(32)}
     assert len(tops) > 1  # different weights, different models
 
