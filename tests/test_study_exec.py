@@ -295,3 +295,32 @@ def test_collect_one_long_table_with_reference_results(exec_study, tmp_path, cap
     assert {"likelihood", "generate"} <= {Path(r["run"]).name for r in rows}
     assert main(["collect", str(tmp_path), "--out", str(out)]) == 2
     assert "neither a study directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,line,key,message", [
+    ("executor: {slurm: {partiton: gpu}}\nmodels: {m: {spec: toy:clip}}\ndatasets: {d: {data: toy:digits}}\n"
+     "measurements: []\n", 1, "executor.slurm.partiton", "did you mean 'partition'"),
+    ("executor: {slurm: {timeout_min: soon}}\nmodels: {m: {spec: toy:clip}}\ndatasets: {d: {data: toy:digits}}\n"
+     "measurements: []\n", 1, "executor.slurm.timeout_min", "timeout_min must be int"),
+    ("models:\n  z: {zoo: timm, match: \"no-such-net*\"}\ndatasets: {d: {data: toy:digits}}\nmeasurements: []\n",
+     2, "models.z", "matches no model of the timm registry"),
+    ("models:\n  z: {zoo: openclip, match: \"RN50\", weight: random}\ndatasets: {d: {data: toy:digits}}\n"
+     "measurements: []\n", 2, "models.z.weight", "did you mean 'weights'"),
+    ("models:\n  z: {zoo: dir, path: /no/such/dir}\ndatasets: {d: {data: toy:digits}}\nmeasurements: []\n",
+     2, "models.z", "is not a directory"),
+])
+def test_bad_executor_and_zoo_entries_name_file_key_and_line(tmp_path, text, line, key, message):
+    from vlmprobe.study import StudyFileError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(StudyFileError) as e:
+        load_study(path)
+    assert str(e.value).startswith(f"{path}:{line}: {key}: ") and message in str(e.value), str(e.value)
+
+
+def test_jobs_needs_the_local_executor(tmp_path, capsys):
+    assert main(["study", "--out", str(tmp_path / "o"), "--jobs", "2", "--dry-run"]) == 2
+    assert "--jobs N (N >= 1) goes with --executor local" in capsys.readouterr().err
+    assert main(["study", "--status", str(tmp_path)]) == 2
+    assert "study.json is missing" in capsys.readouterr().err

@@ -41,21 +41,6 @@ LOCAL_KEYS = {"jobs": int}
 STAMP = "study_run.json"
 
 
-def check_executor(loc, path: tuple, raw) -> dict:
-    """The study file's ``executor:`` mapping, checked (errors name FILE:LINE: executor.KEY)."""
-    from .schema import _check_keys, _expect
-
-    _check_keys(loc, path, raw, ("slurm", "local"), "executor")
-    for name, keys in (("slurm", SLURM_KEYS), ("local", LOCAL_KEYS)):
-        section = raw.get(name)
-        if section is None:
-            continue
-        _check_keys(loc, path + (name,), section, list(keys), f"executor.{name}")
-        for k, v in section.items():
-            _expect(loc, path + (name, k), v, keys[k], k)
-    return raw
-
-
 @dataclass
 class Job:
     """One run as a worker executes it (picklable: it crosses a process or a SLURM submission)."""

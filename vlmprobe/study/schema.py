@@ -354,12 +354,25 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
         if kind == "factors":
             _check_factors(loc, p, options, toy_dir)
         measurements.append(MeasurementEntry(kind, e.get("models"), e.get("datasets"), options, loc.line(p)))
-    from .executors import check_executor
-
-    executor = check_executor(loc, ("executor",), raw.get("executor") or {})
+    executor = _check_executor(loc, ("executor",), raw.get("executor") or {})
     return Study(file=file, text=text, name=str(raw.get("name", Path(file).stem)), seed=seed, world=world,
                  models=models, datasets=datasets, measurements=measurements,
                  description=str(raw.get("description", "")), executor=executor, zoos=zoos)
+
+
+def _check_executor(loc: Located, path: tuple, raw) -> dict:
+    """The ``executor:`` mapping (``slurm``/``local`` sections of ``study/executors.py``), checked."""
+    from .executors import LOCAL_KEYS, SLURM_KEYS
+
+    _check_keys(loc, path, raw, ("slurm", "local"), "executor")
+    for name, keys in (("slurm", SLURM_KEYS), ("local", LOCAL_KEYS)):
+        section = raw.get(name)
+        if section is None:
+            continue
+        _check_keys(loc, path + (name,), section, list(keys), f"executor.{name}")
+        for k, v in section.items():
+            _expect(loc, path + (name, k), v, keys[k], k)
+    return raw
 
 
 def _expand_zoo(loc: Located, p: tuple, name: str, m: dict, models: dict) -> list[str]:
