@@ -61,25 +61,31 @@ def embedding_key(model, dataset) -> str:
     return content_key(feature_spec(model, dataset, None, None, None, "float32"))
 
 
-def image_embeddings(model, dataset, batch_size: int = 32, progress: bool = False,
-                     cache_dir: str | os.PathLike | None = None) -> ImageEmbeddings:
-    """The image embeddings of ``dataset`` for the CLIP ``model`` (computed on first use)."""
+def embedding_features(model, dataset, batch_size: int = 32, workers: int = 0, progress: bool = False,
+                       cache_dir: str | os.PathLike | None = None):
+    """The feature-cache entry (``probe.extract.FeatureSet``, feature ``embed``) of the image
+    embeddings, computed on first use under the entry's lock (CPE reads it this way too)."""
     from .. import distributed
     from ..cache import home_dir
     from ..probe.extract import extract_features
 
     root = Path(cache_dir) if cache_dir else home_dir() / "features"
-    key = embedding_key(model, dataset)
 
     def extract():
-        return extract_features(model, dataset, layers=None, pooling=None, batch_size=batch_size,
+        return extract_features(model, dataset, layers=None, pooling=None, batch_size=batch_size, workers=workers,
                                 storage="float32", cache_dir=root, progress=progress)
 
     if distributed.world().size > 1:
-        fs = extract()
-    else:
-        with _locked(root / f"{key}.lock"):
-            fs = extract()
+        return extract()
+    with _locked(root / f"{embedding_key(model, dataset)}.lock"):
+        return extract()
+
+
+def image_embeddings(model, dataset, batch_size: int = 32, progress: bool = False,
+                     cache_dir: str | os.PathLike | None = None) -> ImageEmbeddings:
+    """The image embeddings of ``dataset`` for the CLIP ``model`` (computed on first use)."""
+    fs = embedding_features(model, dataset, batch_size=batch_size, progress=progress, cache_dir=cache_dir)
+    key = embedding_key(model, dataset)
     assert fs.key == key, (fs.key, key)
     return ImageEmbeddings(key, fs.get("embed"), {i: r for r, i in enumerate(fs.ids)}, np.asarray(fs.valid),
                            fs.computed)
