@@ -12,7 +12,9 @@ run is (re)started with the same command, and the commands themselves resume par
 directories (and refuse a directory made by hand with a different config, reported as that
 run's failure).
 
-Execution is in-process through ``vlmprobe.cli.main`` (the exact command a user would type is
+With ``executor="local"`` or ``"slurm"`` the runs go to worker processes or SLURM jobs instead
+(``executors.py``: same commands, same run directories, each run writing its own stamp); what
+follows describes the default serial executor. Execution is in-process through ``vlmprobe.cli.main`` (the exact command a user would type is
 printed first); fine-tuning calls ``vlmprobe.finetune.finetune`` (what ``recipes/finetune.py``
 runs). A failed run is reported, its dependents are skipped, the others still run, and the
 study exits non-zero at the end.
