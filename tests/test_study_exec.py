@@ -161,7 +161,7 @@ measurements:
   - {{measure: frequency, models: [vlm], corpus: "{corpus}"}}
 """)
     out = tmp_path / "out"
-    gen, freq, zs = "vlm/digits/generate", "vlm/digits/frequency", "clip/digits/zeroshot"
+    gen, freq, zs = "vlm/digits/generate", "vlm/digits/frequency", "clip/digits/zeroshot-templates=templates.json"
     proc = subprocess.Popen(_study([str(path), "--out", str(out), "--executor", "slurm"]), env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert _wait_for(lambda: _stamp(out, gen).get("status") == "running" and _lines(out / gen / "samples.jsonl") > 0,
