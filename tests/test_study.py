@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from vlmprobe.cli import main
@@ -86,6 +87,8 @@ BAD = [
     ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
      "  - {measure: factors, source: imagenet-x, variant: file}\n", 5, "measurements[0].variant",
      "does not fit source 'imagenet-x' (choose top or multi)"),
+    ("world: toys\nmodels:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements: []\n",
+     1, "world", "world must be one of ['toy']"),
 ]
 
 
@@ -108,7 +111,10 @@ def test_default_study_is_valid_and_lists_its_runs(capsys, tmp_path):
     assert main(["study", "--out", str(tmp_path / "demo"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "vlm-ft/finetune" in printed and "accelerate launch" in printed
-    assert "clip-spurious/test/" not in printed  # the spurious CLIP is measured on its own split only
+    # the spurious CLIP is measured on the test digits only as a point of the effective-robustness figure
+    assert [x for x in printed.splitlines() if x.startswith("[") and "clip-spurious/test/" in x
+            and "/shift-" not in x and "clip-spurious/test/zeroshot-templates=templates.json" not in x] == []
+    assert "vlmprobe compare --shift" in printed and "toy:sketch" in printed
     assert "vlm/test/wikiqa-condition=oracle_class+no_image" in printed
 
 
@@ -330,7 +336,18 @@ def test_robustness_measurements_fill_their_report_sections(toy_world, tmp_path,
         assert (g["a"], g["b"], g["n_a"] + g["n_b"]) == ("common", "counter", 16)
         assert abs(g["drop"] - 100 * (g["acc_a"] - g["acc_b"])) < 1e-9
     [ood] = data["ood"]
-    assert ood["run"] == ood_run and 0 <= ood["msp_auroc"] <= 1 and ood["mcm_auroc"] is not None
+    assert ood["run"] == ood_run
+    # the AUROCs equal an independent computation from the two runs' score files (ID = positive)
+    from scipy.special import softmax
+    from sklearn.metrics import roc_auc_score
+
+    id_s, ood_s = (np.load(out / f"clip/{d}/zeroshot/scores.npy").astype(np.float64) for d in ("test", "photos"))
+    scale = json.loads((out / "clip/test/zeroshot/config.json").read_text())["model"]["logit_scale"]
+    truth = np.r_[np.ones(len(id_s)), np.zeros(len(ood_s))]
+    for key, conf in (("msp_auroc", lambda s: softmax(s, axis=1).max(1)),
+                      ("mcm_auroc", lambda s: softmax(s / scale, axis=1).max(1))):
+        want = roc_auc_score(truth, np.r_[conf(id_s), conf(ood_s)])
+        assert ood[key] == pytest.approx(want, abs=1e-6), key
     assert not (out / "clip/test/zeroshot/roc.png").exists()  # the ID run is left as it was
     assert {(r["model"], r["method"]) for r in data["shape_bias"]} == {
         ("clip", "CLIP zero-shot (templates templates.json)"), ("cnn", "supervised classifier")}
@@ -341,7 +358,8 @@ def test_robustness_measurements_fill_their_report_sections(toy_world, tmp_path,
     md = (out / "report.md").read_text()
     for section in ("## Group shift", "## OOD detection", "## Shape bias", "## Retrieval"):
         assert section in md
-    assert md.count("Not measured") == 1 and "Not measured in this study (add {measure: factors" in md  # own test
+    assert md.count("Not measured") == 2 and "Not measured in this study (add {measure: factors" in md  # own test
+    assert "Not measured in this study (add {measure: shift" in md  # own test (test_demo)
     for png in ("roc_0.png", "shape_bias.png"):
         assert (out / "report_files" / png).read_bytes()[:4] == b"\x89PNG"
     assert f"]({ood_run}/)" in md and "](cnn/spurious/classifier/)" in md and "](clip/captions/retrieval/)" in md

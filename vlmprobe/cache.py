@@ -59,21 +59,44 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
 
 
-def build_dir_once(out: str | os.PathLike, marker: str, write) -> Path:
-    """A directory built once and published whole: when ``out/marker`` exists it is reused;
-    else ``write(tmp)`` fills a fresh sibling directory ``tmp`` and returns the marker's JSON,
-    and ``tmp`` is renamed to ``out`` (a process that loses the race drops its copy)."""
+def build_dir_once(out: str | os.PathLike, marker: str, write, current=None, force: bool = False) -> Path:
+    """The one way vlmprobe builds a cached directory: built once and published whole.
+
+    When ``out/marker`` holds JSON for which ``current(meta)`` is true (default: any readable
+    marker) and ``force`` is false, ``out`` is reused. Else ``write(tmp)`` fills a fresh sibling
+    directory and returns the marker's JSON; the marker is written last and ``tmp`` is renamed to
+    ``out`` (an outdated ``out`` is removed first; a process that loses the race to a current
+    build drops its copy). A failed ``write`` leaves no directory behind."""
     import shutil
+    import tempfile
 
     out = Path(out)
-    if (out / marker).is_file():
+    if not force and marker_current(out / marker, current):
         return out
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    atomic_write_json(tmp / marker, write(tmp))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        os.replace(tmp, out)
-    except OSError:  # another process finished first
+        meta = write(tmp)
+        tmp.chmod(0o755)
+        atomic_write_json(tmp / marker, meta)
+        if out.exists():
+            if not force and marker_current(out / marker, current):  # another process finished first
+                return out
+            shutil.rmtree(out, ignore_errors=True)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process published between our check and our rename
+            if not marker_current(out / marker, current):
+                raise
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def marker_current(path: Path, current=None) -> bool:
+    """Whether marker file ``path`` holds JSON that ``current(meta)`` accepts (default: any)."""
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return current is None or bool(current(meta))

@@ -160,15 +160,6 @@ def requested_processes(launcher_argv: list[str]) -> int:
     return 1
 
 
-def _launcher_argv() -> list[str]:
-    import psutil
-
-    try:
-        return psutil.Process(os.getppid()).cmdline()
-    except (psutil.Error, OSError):
-        return []
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -182,7 +173,9 @@ def relaunch_cpu_processes(module: str | None = None) -> None:
     the script ``sys.argv[0]``. Anything else passes through untouched."""
     if os.environ.get("ACCELERATE_USE_CPU", "").lower() != "true" or "WORLD_SIZE" in os.environ:
         return
-    n = requested_processes(_launcher_argv())
+    from .compat import launcher_argv
+
+    n = requested_processes(launcher_argv())
     if n <= 1:
         return
     print(f"vlmprobe: starting {n} CPU processes (torch.distributed.run, gloo) for accelerate --cpu "

@@ -22,6 +22,11 @@ launch's processes (contiguous blocks of the sorted unfinished list), ``process`
 process's block into its shard (or straight into samples.jsonl for a single process), merge,
 summarize, write results.json and timing.json (``runs`` describes the files).
 
+An API model (``models.api``) adds hooks the loop calls: ``start_batch(n)`` / ``finish_batch()``
+around ``run_batch`` (per-sample usage, or ``api_error``: the sample becomes a skipped record
+that the next run retries; ``request_fields``), ``attach_run(DIR)`` (its request journal) and
+``--dry-run`` (``dry_run``: the same loop, nothing sent or written).
+
 Per-sample randomness comes from ``rng_for(item)``, seeded by (run seed, item id): results do
 not depend on batch size, resuming or the number of processes.
 """
@@ -34,7 +39,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from .progress import bar as tqdm
 
 from . import distributed
 from .cache import atomic_write_json
@@ -105,8 +110,8 @@ class RecordWriter:
         rows = np.full((len(items), self.num_scores), np.nan, dtype=np.float32) if self.num_scores else None
         for row, (i, _, err) in enumerate(items):
             rec = self.inputs.base_record(i)
-            if err is not None:
-                rec.update(self.inputs.skip_fields, skipped=True, error=err)
+            if err is not None:  # a message, or a dict of fields (an API failure: error + api_error)
+                rec.update(self.inputs.skip_fields, skipped=True, **(err if isinstance(err, dict) else {"error": err}))
             else:
                 rec.update(records[j])
                 if rows is not None:
@@ -142,13 +147,38 @@ def process(model, method, inputs, indices: Sequence[int], writer, batch_size: i
         ok = [(i, im) for i, im, err in items if err is None]
         records, scores = [], None
         if ok:
+            if hasattr(model, "start_batch"):  # API models: per-sample usage, api_error, budgets
+                model.start_batch(len(ok))
             records, scores = method.run_batch(model, [inputs.item(i) for i, _ in ok], [im for _, im in ok], rng_for)
+            if hasattr(model, "finish_batch"):
+                items, records, scores = request_fields(items, records, scores, model.finish_batch())
         writer.write(items, records, scores)
         done += len(items)
         bar.update(min(len(items) * scale, bar.total - bar.n) if bar.total else len(items))
     writer.close()
     bar.close()
     return done
+
+
+def request_fields(items, records, scores, fields: list[dict]):
+    """Merge an API model's per-sample fields (``usage``, ``served_model``...) into the batch's
+    records; a sample whose request failed (``api_error``) becomes a skipped item (no
+    prediction, NaN score row) marked ``api_error`` so the next run retries it."""
+    out_items, out_records, rows, j = [], [], [], 0
+    for i, im, err in items:
+        if err is not None:
+            out_items.append((i, im, err))
+            continue
+        extra = fields[j] if j < len(fields) else {}
+        if extra.get("api_error"):
+            out_items.append((i, None, {"error": f"api_error: {extra['api_error']}", "api_error": True}))
+        else:
+            out_items.append((i, im, None))
+            out_records.append({**records[j], **extra})
+            if scores is not None:
+                rows.append(scores[j])
+        j += 1
+    return out_items, out_records, (np.stack(rows) if rows else None) if scores is not None else None
 
 
 def share(todo: Sequence[int], w: distributed.World, batch_size: int = 1) -> list[int]:
@@ -168,13 +198,23 @@ def run_job(model, method, inputs, out: str | os.PathLike, config: dict, num_sco
 
     ``summarize(path) -> dict`` computes results.json from the finished files (rank 0)."""
     w = distributed.world()
+    api = hasattr(model, "attach_run")  # an API model (``models.api``): journal, budgets, dry run
+    if api and w.size > 1:
+        from .errors import VlmprobeError
+
+        raise VlmprobeError(f"{model.spec}: an API model runs in one process (requests in flight: --concurrency), "
+                            "not under a multi-process launch")
+    if api and model.api.dry_run:
+        return dry_run(model, method, inputs, out, config, num_scores, batch_size, workers, seed)
     run = RunDir(out, config, num_scores)
     launch = distributed.launch_id(w)
 
     def open_run():
         run.lock(launch)
         n_main = run.open()
-        return n_main, bool(run.shards())
+        if api:
+            model.attach_run(run.path)
+        return n_main, bool(run.shards()) or bool(run.retryable())
 
     try:
         return _run_locked(model, method, inputs, run, launch, open_run, summarize, w, batch_size=batch_size,
@@ -211,12 +251,41 @@ def _run_locked(model, method, inputs, run: RunDir, launch: str, open_run, summa
             run.merge([inputs.item(i).id for i in range(len(inputs))])
         run.finalize_scores()
         results = summarize(run.path)
+        if hasattr(model, "attach_run"):  # an API model: token totals from the records
+            from .models.api import usage_totals
+
+            results["api"] = usage_totals(run.records())
         run.write_results(results)
         if todo or not (run.path / "timing.json").exists():  # a re-run keeps the timing of the run that computed it
             atomic_write_json(run.path / "timing.json", timing(elapsed, len(todo), w.size, unit))
         return results
 
     return distributed.on_main(w, finish)
+
+
+class _Discard:
+    """A writer that keeps nothing (``--dry-run``)."""
+
+    def write(self, items, records, scores) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def dry_run(model, method, inputs, out, config: dict, num_scores, batch_size: int, workers: int, seed: int) -> dict:
+    """``--dry-run`` of an API model: the same loop over the samples an actual run would
+    compute (those not finished in ``out``; answers journaled there count as sent), with a
+    model that counts and estimates instead of sending, and a writer that keeps nothing.
+    Returns ``{"dry_run": model.spending()}``; nothing is written."""
+    run = RunDir(out, config, num_scores)
+    finished = {i for i, r in enumerate(run.records()) if not r.get("api_error")} if run.samples_path.exists() else set()
+    model.attach_run(run.path, read_only=True)
+    todo = [i for i in range(len(inputs)) if i not in finished]
+    transform = method.image_transform(model) if hasattr(method, "image_transform") else None
+    process(model, method, inputs, todo, _Discard(), batch_size=batch_size, workers=workers, rng_for=rng_factory(seed),
+            transform=transform, progress=False)
+    return {"dry_run": model.spending(), "samples_to_compute": len(todo)}
 
 
 def timing(seconds: float, computed: int, world_size: int, unit: str = "sample") -> dict:

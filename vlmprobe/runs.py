@@ -23,6 +23,10 @@ verifies that every index 0..N-1 appears exactly once with its sample id, then r
 shards. A shard whose indices are already in ``samples.jsonl`` is a leftover of a merge killed
 before its cleanup and is removed.
 
+Retried records. A record with ``api_error`` (an API request that still failed after its
+retries, ``models.api``) is not finished: the next run computes it again through a shard, and
+the merge replaces the failed record with the new one (a failed retry never replaces an answer).
+
 One writer. The writer (rank 0 of a launch, or the single process) holds an exclusive ``flock``
 on ``DIR/.lock``, released by the kernel on any exit (a crash leaves the file, not the lock).
 Another process into the same DIR is refused with one line naming the holder; the launch's
@@ -263,6 +267,9 @@ class RunDir:
             indices = [line["index"] for line in shard.lines()]
             if indices and min(indices) >= merged:
                 continue
+            retry = set(self.retryable())
+            if any(i in retry for i in indices) and all(i in retry or i >= merged for i in indices):
+                continue  # retries of api_error records, not merged yet
             if indices and max(indices) >= merged:
                 raise RunDirError(f"{shard.lines_path} overlaps samples.jsonl; the run directory is inconsistent")
             self._remove(shard)  # empty, or already merged (a merge killed before its cleanup)
@@ -273,11 +280,17 @@ class RunDir:
         shard.scores_path.unlink(missing_ok=True)
 
     def finished(self) -> set[int]:
-        """Indices already computed: samples.jsonl's prefix and every shard's (after ``open``)."""
-        done = set(range(len(self.records())))
+        """Indices already computed: samples.jsonl's prefix and every shard's (after ``open``),
+        except ``api_error`` records (an API request that failed after its retries: redone)."""
+        done = {i for i, r in enumerate(self.records()) if not r.get("api_error")}
         for shard in self.shards():
-            done.update(line["index"] for line in shard.lines())
+            done.update(line["index"] for line in shard.lines() if not line["record"].get("api_error"))
         return done
+
+    def retryable(self) -> list[int]:
+        """Indices of samples.jsonl's ``api_error`` records; a run with any goes through shards
+        (the retried records replace them at the merge)."""
+        return [i for i, r in enumerate(self.records()) if r.get("api_error")]
 
     def shard(self, launch: str, rank: int) -> ShardLog:
         """This process's shard (created and held)."""
@@ -306,6 +319,10 @@ class RunDir:
             srows = shard.scores()
             for j, line in enumerate(shard.lines()):
                 i = line["index"]
+                if 0 <= i < n and records[i] is not None and records[i].get("api_error"):
+                    records[i] = None  # a retried api_error record is replaced
+                elif 0 <= i < n and records[i] is not None and line["record"].get("api_error"):
+                    continue  # a failed retry never replaces an answer
                 if not 0 <= i < n or records[i] is not None:
                     raise RunDirError(f"{shard.lines_path}: index {i} is out of range or computed twice")
                 records[i] = line["record"]

@@ -74,17 +74,24 @@ class LabelSpace:
     the class's images when the run has scores.npy, else prediction counts (ties: lower index).
     The resolved table is recorded in the run's config. Offered classes keep ascending order;
     classes outside score ``-inf`` (probability 0) in scores.npy.
+
+    A dataset whose protocol scores a fixed class subset (ImageNet-R/-A: their 200 classes,
+    ``dataset.info["class_subset"]``) restricts every image to that subset when no
+    ``--label-space`` is given (``subset``); ``--label-space all`` keeps all K classes.
     """
 
-    def __init__(self, source: str | None = None, k: int = DEFAULT_CONFUSERS):
-        self.source, self.k = source, k
+    def __init__(self, source: str | None = None, k: int = DEFAULT_CONFUSERS, explicit_all: bool = False):
+        self.source, self.k, self.explicit_all = source, k, explicit_all
         self.table: dict[int, list[int]] | None = None
+        self.subset: list[int] | None = None  # the dataset's protocol subset (same for every image)
         self.classnames: list[str] = []
 
     @classmethod
     def parse(cls, value: str | None) -> "LabelSpace":
-        if value is None or value.strip().lower() == "all":
+        if value is None:
             return cls(None)
+        if value.strip().lower() == "all":
+            return cls(None, explicit_all=True)
         path, _, k = value.rpartition("@") if "@" in value else (value, "", "")
         if k and not k.isdigit():
             raise VlmprobeError(f"--label-space {value!r}: expected FILE.json, RUN_DIR or RUN_DIR@K")
@@ -92,18 +99,27 @@ class LabelSpace:
 
     @property
     def restricted(self) -> bool:
-        return self.source is not None
+        return self.source is not None or self.subset is not None
 
     def config(self) -> dict | str:
         if not self.restricted:
             return "all"
+        if self.subset is not None:
+            return {"source": "dataset class_subset", "num_classes": len(self.subset)}
         table = {self.classnames[c]: [self.classnames[j] for j in v] for c, v in sorted((self.table or {}).items())}
         return {"source": self.source, "k": self.k, "confusers": table}
 
     def setup(self, dataset) -> None:
         """Resolve the table against the dataset's class list (errors name file and class)."""
         self.classnames = list(dataset.classnames)
-        if not self.restricted:
+        subset = dataset.info.get("class_subset")
+        if self.source is None and not self.explicit_all and subset:
+            bad = [c for c in subset if not 0 <= int(c) < len(self.classnames)]
+            if bad:
+                raise VlmprobeError(f"dataset {dataset.name}: class_subset index {bad[0]} outside its "
+                                    f"{len(self.classnames)} classes")
+            self.subset = sorted({int(c) for c in subset})
+        if self.source is None:
             return
         from pathlib import Path
 
@@ -119,6 +135,8 @@ class LabelSpace:
         """Class indices offered to ``sample`` (ascending), or None for all classes."""
         if not self.restricted:
             return None
+        if self.subset is not None:
+            return list(self.subset)
         if sample.label < 0:
             raise VlmprobeError("--label-space needs labeled images (each image is offered its own class)")
         if sample.label not in self.table:
@@ -131,6 +149,9 @@ class LabelSpace:
         if not self.restricted:
             return scores
         out = np.full_like(scores, -np.inf)
+        if self.subset is not None:
+            out[:, self.subset] = scores[:, self.subset]
+            return out
         for row, s in enumerate(samples):
             cands = self.candidates(s)
             out[row, cands] = scores[row, cands]

@@ -89,14 +89,19 @@ class Method:
             cfg.update(num_candidates=self.num_candidates or "all", shuffle=self.shuffle)
             if self.space.restricted:
                 cfg["label_space"] = self.space.config()
+        elif self.space.subset is not None:  # answers matched against the dataset's class subset
+            cfg["label_space"] = self.space.config()
         return cfg
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "vlm", "--method generate",
-                     "use --method zeroshot for CLIP, classifier for a supervised model")
+                     "use --method zeroshot for CLIP, classifier for a supervised model", api=True)
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
         self.space.setup(dataset)
+        if self.space.subset is not None and self.num_candidates is not None:
+            raise VlmprobeError(f"dataset {dataset.name}: its protocol scores a {len(self.space.subset)}-class subset; "
+                                "--num-candidates samples from all classes (add --label-space all)")
 
     def num_scores(self, dataset) -> None:
         return None
@@ -106,6 +111,12 @@ class Method:
         questions, offered = [], []
         for sample in samples:
             cands = None
+            if self.space.subset is not None and not self.closed_world:
+                # a dataset's class subset (ImageNet-R/-A): the open question stays open; the answer
+                # is matched against the subset's names only
+                questions.append(self.template.format(None))
+                offered.append(list(self.space.subset))
+                continue
             if self.space.restricted:
                 cands = self.space.candidates(sample)
                 cands = [int(c) for c in rng_for(sample).permutation(cands)] if self.shuffle else cands
@@ -130,9 +141,12 @@ class Method:
         questions, offered = self.questions(samples, rng_for)
         responses = model.generate(images, questions, max_new_tokens=self.max_new_tokens)
         records = []
+        subset_open = self.space.subset is not None and not self.closed_world
         for question, cands, response in zip(questions, offered, responses):
             rec = {**self.judge(response, cands), "response": response, "prompt": question}
-            if cands is not None:
+            if subset_open:  # the same answer matched against every class: the 1000-way prediction
+                rec["prediction_all"] = self.judge(response, None)["prediction"]
+            elif cands is not None:
                 rec["candidates"] = cands
             records.append(rec)
         return records, None

@@ -4,6 +4,8 @@ Per image, with the question rendered through the model's chat template and an o
 prefix (the paper's ``"The photo features a"``)::
 
     s(x, c) = reduce_t log p(tokens of c | image x, question, answer prefix)    (sum | mean | first)
+    s_char(x, c) = s_sum(x, c) / len(c)                                         (characters of c)
+    s_pmi(x, c)  = s_sum(x, c) - log p(tokens of c | question, answer prefix)   (no image; once per c)
 
 prediction ``argmax_c s(x, c)`` (ties, e.g. duplicate class names, go to the lowest class index).
 The engine is the model's public ``score`` (``vlmprobe.models.likelihood``; ``--scoring fast``:
@@ -15,7 +17,9 @@ random others (``candidates.sample_candidates``, seeded per sample); the predict
 argmax over those. Classes not offered score ``-inf`` in scores.npy (probability 0 in every
 metric); each record also holds ``candidates`` (class indices) and ``candidate_scores`` (their
 scores, same order). Records always hold ``prediction`` and ``logprob`` (the predicted class's
-score).
+score); with a reduction other than ``sum`` they also hold ``sum_prediction`` and ``sum_logprob``
+(the same images under ``sum``, from the same forwards), so the normalised and the plain
+log-likelihood predictions are reported side by side.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from .. import options
 from ..errors import VlmprobeError
 from ..metrics.nonfinite import nonfinite_rows, prediction_fields, predict
 from ..models.base import require_kind
-from ..models.likelihood import REDUCTIONS, SCORINGS
+from ..models.likelihood import SCORINGS
+from ..models.tokentrie import NORMALIZATIONS
 from .candidates import (LabelSpace, check_num_candidates, label_space_option, parse_num_candidates,
                          sample_candidates)
 from .prompts import PROMPTS, get_prompt
@@ -58,8 +63,9 @@ class LikelihoodOptions(options.Options):
     num_candidates: int | str | None = options.option(
         None, "label space: true class + N-1 random other classes per image (seeded), or all", metavar="N|all")
     reduction: str = options.option("sum", "likelihood: combine a class name's token log-probs by sum "
-                                    "(log-likelihood), mean per token, or the first token only",
-                                    choices=REDUCTIONS[:3])
+                                    "(log-likelihood), mean per token, the first token only, sum per character "
+                                    "(char) or pmi (sum minus the name's log-prob without the image)",
+                                    choices=NORMALIZATIONS)
     scoring: str = options.option("fast", "likelihood: fast (image+prompt computed once per image, all class names "
                                   "in a token trie; exact) or naive (one full forward per class; the reference)",
                                   choices=SCORINGS)
@@ -111,11 +117,14 @@ class Method:
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "vlm", "--method likelihood",
-                     "use --method zeroshot for CLIP, classifier for a supervised model")
+                     "use --method zeroshot for CLIP, classifier for a supervised model", api=True)
         model.check_scoring(self.scoring)  # e.g. fast on Qwen2-VL: one line naming --scoring naive
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
         self.space.setup(dataset)
+        if self.space.subset is not None and self.num_candidates is not None:
+            raise VlmprobeError(f"dataset {dataset.name}: its protocol scores a {len(self.space.subset)}-class subset; "
+                                "--num-candidates samples from all classes (add --label-space all)")
 
     def _sampled(self, num_classes: int) -> bool:
         return self.num_candidates is not None and self.num_candidates < num_classes
@@ -142,9 +151,22 @@ class Method:
             answer_prefix = apply_article(answer_prefix, [])[0]
             candidates = ([apply_article(None, c)[1] for c in candidates] if offered is not None
                           else apply_article(None, candidates)[1])
-        sub = model.score(images, candidates, prompt=self.question, answer_prefix=answer_prefix,
-                          reduction=self.reduction, scoring=self.scoring, include_eos=self.include_eos,
-                          batch_size=IMAGES_PER_FORWARD, chunk_size=self.chunk_size).numpy().astype(np.float32)
+        wanted = "sum" if self.reduction == "sum" else (self.reduction, "sum")
+        both = model.score(images, candidates, prompt=self.question, answer_prefix=answer_prefix,
+                           reduction=wanted, scoring=self.scoring, include_eos=self.include_eos,
+                           batch_size=IMAGES_PER_FORWARD, chunk_size=self.chunk_size)
+        both = both if isinstance(both, dict) else {"sum": both}
+        sub = both[self.reduction].numpy().astype(np.float32)
+        records, scores = self._records(samples, sub, offered)
+        if self.reduction != "sum":  # the plain log-likelihood's prediction, reported beside it
+            for rec, plain in zip(records, self._records(samples, both["sum"].numpy().astype(np.float32),
+                                                         offered)[0]):
+                rec["sum_prediction"], rec["sum_logprob"] = plain["prediction"], plain["logprob"]
+        return records, scores
+
+    def _records(self, samples, sub: np.ndarray, offered):
+        """Scores of the offered candidates [B, K'] -> records, scores [B, K] (-inf: not offered)."""
+        K = len(self.classnames)
         if offered is None:
             scores = sub
         else:

@@ -19,15 +19,22 @@ class PixelScoresMethod:
 
     def run_batch(self, model, samples, images, rng_for):
         """-> records, scores [B, K] float32 (-inf outside a restricted label space; a NaN/inf row,
-        e.g. an fp16 overflow, gets no prediction and is counted)."""
+        e.g. an fp16 overflow, gets no prediction and is counted). With a dataset's class subset
+        (ImageNet-R/-A) each record also keeps ``prediction_all``, the argmax over all K classes
+        before masking, so results report the 1000-way accuracy beside the subset one."""
         return self.records_from_scores(self.scores(model, images), samples)
 
     def records_from_scores(self, scores, samples):
-        """[B, K] scores -> (records, float32 scores masked to the label space)."""
-        scores = np.asarray(scores, dtype=np.float32)
-        scores = self.space.mask(scores, samples)
+        """[B, K] scores (the model's, or computed from cached embeddings) -> (records, float32
+        scores masked to the label space)."""
+        full = np.asarray(scores, dtype=np.float32)
+        scores = self.space.mask(full, samples)
         preds, bad = predict(scores, allow_neg_inf=self.space.restricted)
-        return [prediction_fields(p, b) for p, b in zip(preds, bad)], scores
+        records = [prediction_fields(p, b) for p, b in zip(preds, bad)]
+        if self.space.subset is not None:
+            for rec, p, b in zip(records, predict(full)[0], bad):
+                rec["prediction_all"] = None if b else int(p)
+        return records, scores
 
     def num_scores(self, dataset) -> int:
         return len(dataset.classnames)

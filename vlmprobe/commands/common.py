@@ -16,12 +16,34 @@ class HelpFormatter(argparse.HelpFormatter):
         return text + " (default: %(default)s)"
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size``, ``--limit``): rejected before anything loads."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0 (``--workers``)."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True, api: bool = False) -> None:
+    """The model group; ``api``: also the ``openai:`` model flags (``models.api.add_api_arguments``)."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", required=required, metavar="SPEC",
                    help="openclip:ARCH@PRETRAINED | openclip:local-dir:PATH | hfclip:ID_OR_PATH | hf:ID_OR_PATH"
-                        "[+adapter:PATH] | timm:NAME | timm:local-dir:PATH | torchvision:NAME[@WEIGHTS] | toy:clip | "
-                        "toy:vlm | a local model directory")
+                        "[+adapter:PATH] | timm:NAME[@random] | timm:local-dir:PATH | torchvision:NAME[@WEIGHTS|@random] | "
+                        "toy:clip | "
+                        "toy:vlm | " + ("openai:MODEL[@URL] | " if api else "") + "a local model directory")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu); under accelerate launch / torchrun, "
                         "cuda means cuda:LOCAL_RANK")
     g.add_argument("--dtype", default="default", choices=["default", "float32", "float16", "bfloat16", "auto"],
@@ -30,6 +52,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     g.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes NF4 4-bit weights (VLMs)")
     g.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit weights (VLMs)")
     g.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    if api:
+        from ..models.api import add_api_arguments
+
+        add_api_arguments(parser)
 
 
 def model_from_args(args, spec: str | None = None):
@@ -44,7 +70,33 @@ def model_from_args(args, spec: str | None = None):
     options = LoadOptions(device=rank_device(args.device, w), dtype=args.dtype, device_map=args.device_map,
                           load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit,
                           trust_remote_code=args.trust_remote_code)
-    return load_model(spec or args.model, options)
+    model = load_model(spec or args.model, options)
+    if getattr(model, "kind", None) == "api":
+        from ..models.api import api_options_from_args
+
+        if not hasattr(args, "api_base"):
+            raise VlmprobeError(f"{model.spec}: API models work with vlmprobe eval --method generate and "
+                                "vlmprobe wikiqa only")
+        model.configure(api_options_from_args(args))
+    return model
+
+
+def report_api(model, results: dict) -> None:
+    """Print an API model's spending of this invocation (or the ``--dry-run`` estimate)."""
+    if getattr(model, "kind", None) != "api":
+        return
+    s = model.spending()
+    if s.get("dry_run"):
+        cost = s["estimated_cost_usd_max"]
+        print(f"dry run: {s['requests']} requests for {results.get('samples_to_compute')} samples; about "
+              f"{s['estimated_prompt_tokens']} prompt tokens and at most {s['estimated_completion_tokens_max']} "
+              "completion tokens" + (f"; estimated cost at most {cost:.4f} USD" if cost is not None
+                                     else " (give --price-input/--price-output for a cost)") + "; nothing was sent")
+        return
+    cost = f", {s['cost_usd']:.4f} USD" if s["cost_usd"] is not None else ""
+    errors = f"; failed attempts (retried): {s['errors']}" if s["errors"] else ""
+    print(f"api: {s['requests_sent']} requests sent, {s['replayed_from_journal']} answers replayed from the journal, "
+          f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens{cost}{errors}")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -54,7 +106,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
                         "({image,label,split}) | VAL_DIR+labels:GROUND_TRUTH | wds:SHARDS | hf:NAME_OR_PATH | "
                         "hfds:PATH | toy:digits[:SPLIT]")
     g.add_argument("--split", default=None, help="split to use (manifest 'split' field, sub-folder, DatasetDict key)")
-    g.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N images")
+    g.add_argument("--limit", type=positive_int, default=None, help="evaluate a seeded random subset of N images")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and every per-sample random choice")
     g.add_argument("--classes", default=None, metavar="FILE|imagenet",
                    help="class names: a JSON list file, or 'imagenet' (open_clip's ImageNet-1k names); "
@@ -66,6 +118,13 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     g.add_argument("--unlabeled", action="store_true",
                    help="images without classes (e.g. an OOD set for `vlmprobe metrics --ood`), scored against "
                         "--classes; labels and folder names are ignored")
+    g.add_argument("--corruption", default=None, metavar="NAME[,NAME]",
+                   help="imagenet-c:/imagenet-3dcc: keep these corruptions (default all)")
+    g.add_argument("--severity", default=None, metavar="S[,S]",
+                   help="imagenet-c:/imagenet-3dcc: keep these severities 1..5 (default all)")
+    g.add_argument("--corrupt", default=None, metavar="NAME:SEVERITY",
+                   help="corrupt every image on the fly (ImageNet-C corruptions via imagecorruptions, after "
+                        "Resize 256 + CenterCrop 224, seeded per sample id), e.g. gaussian_noise:3")
 
 
 def dataset_from_args(args, spec: str | None = None, split: str | None = None):
@@ -73,7 +132,9 @@ def dataset_from_args(args, spec: str | None = None, split: str | None = None):
 
     return load_dataset(spec or args.data, split=split if split is not None else args.split, limit=args.limit,
                         seed=args.seed, classes=args.classes, duplicate_names=args.duplicate_names,
-                        image_root=args.image_root, unlabeled=getattr(args, "unlabeled", False))
+                        image_root=args.image_root, unlabeled=getattr(args, "unlabeled", False),
+                        corruption=getattr(args, "corruption", None), severity=getattr(args, "severity", None),
+                        corrupt=getattr(args, "corrupt", None))
 
 
 def group_pair(text: str) -> tuple[str, str]:

@@ -6,6 +6,11 @@ per-factor accuracy (ImageNet-X) and with ``--plot`` draws Tu et al.'s probit fi
 ``--shape-bias [PNG]``: cue-conflict runs (``--data cue-conflict:ROOT``, any method) -> one line
 per run (overall shape bias, shape / texture / other decision counts) and the standard
 per-category dot plot (default shape_bias.png).
+``--shift ID_RUN:SHIFT_RUN`` (repeat, one per model and method): ID and shift accuracy with 95%
+Clopper-Pearson intervals (the ID accuracy on the shift set's classes for ImageNet-R/-A/ObjectNet),
+effective robustness (Taori et al.: shift accuracy minus the logit-linear fit over ``--baseline``
+pairs, a ``--reference`` CSV, or else the compared runs), and with ``--plot`` the one-point-per-model
+figure on probit axes (y = x, Huber line, Spearman and R² in the legend).
 ``--out FILE.json`` also writes the rows.
 """
 from __future__ import annotations
@@ -17,7 +22,7 @@ from .common import HelpFormatter, group_pair
 def register(subparsers) -> None:
     p = subparsers.add_parser("compare", help="compare runs side by side (group drop table, ImageNet-X factors, shape bias)",
                               description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by `vlmprobe eval`")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run directories written by `vlmprobe eval`")
     p.add_argument("--groups", default=None, metavar="FIELD", help="sample field defining groups, e.g. group")
     p.add_argument("--group-drop", default="common,counter", metavar="A,B",
                    help="the two group values compared: drop = 100 * (acc_A - acc_B)")
@@ -25,8 +30,17 @@ def register(subparsers) -> None:
                    help="ImageNet-X factor accuracies of runs on ImageNet val")
     p.add_argument("--factor-variant", default=None, choices=["top", "multi", "file"],
                    help="which ImageNet-X annotation (default: top for imagenet-x)")
-    p.add_argument("--plot", nargs="?", const="factors.png", default=None, metavar="PNG",
-                   help="with --factors: draw factor vs overall accuracy on probit axes (default factors.png)")
+    p.add_argument("--plot", nargs="?", const="", default=None, metavar="PNG",
+                   help="with --factors: factor vs overall accuracy on probit axes (default factors.png); with "
+                        "--shift: shift vs ID accuracy, one point per run pair (default shift.png)")
+    p.add_argument("--shift", action="append", default=None, metavar="ID_RUN:SHIFT_RUN",
+                   help="a model's in-distribution run and its run on a shifted set (repeat per model/method)")
+    p.add_argument("--baseline", action="append", default=None, metavar="ID_RUN:SHIFT_RUN",
+                   help="with --shift: run pairs of baseline models defining the effective-robustness line")
+    p.add_argument("--reference", default=None, metavar="CSV",
+                   help="with --shift: baseline accuracies from a CSV (columns model,id_accuracy,shift_accuracy)")
+    p.add_argument("--transform", default="logit", choices=["logit", "probit"],
+                   help="axes of the effective-robustness fit (Taori et al.: logit)")
     p.add_argument("--shape-bias", nargs="?", const="shape_bias.png", default=None, metavar="PNG",
                    help="shape bias of cue-conflict runs: table + per-category dot plot (default shape_bias.png)")
     p.add_argument("--labels", default=None, metavar="A,B,...",
@@ -40,12 +54,21 @@ def run(args) -> int:
     from ..metrics.compare import factor_plot, factor_table, format_table, group_table
     from ..metrics.rundata import load_run
 
-    if args.plot and not args.factors:
-        raise VlmprobeError("--plot draws the ImageNet-X factor figure; it needs --factors")
-    if not args.groups and not args.factors and not args.shape_bias:
-        raise VlmprobeError("nothing to compare: give --groups FIELD, --factors imagenet-x|FILE and/or --shape-bias")
+    if args.plot is not None and not args.factors and not args.shift:
+        raise VlmprobeError("--plot needs --factors (the ImageNet-X factor figure) or --shift (the shift figure)")
+    if args.plot is not None and args.factors and args.shift:
+        raise VlmprobeError("--plot draws one figure: give --factors or --shift, not both")
+    if (args.baseline or args.reference) and not args.shift:
+        raise VlmprobeError("--baseline/--reference define the effective-robustness line of --shift pairs")
+    if not args.groups and not args.factors and not args.shape_bias and not args.shift:
+        raise VlmprobeError("nothing to compare: give --groups FIELD, --factors imagenet-x|FILE, --shape-bias "
+                            "and/or --shift ID_RUN:SHIFT_RUN")
+    if (args.groups or args.factors or args.shape_bias) and not args.run_dirs:
+        raise VlmprobeError("--groups/--factors/--shape-bias compare the RUN_DIR arguments; give at least one")
     runs = [load_run(d) for d in args.run_dirs]
     out = {}
+    if args.shift:
+        out["shift"] = _shift(args)
     if args.groups:
         a, b = group_pair(args.group_drop)
         rows = group_table(runs, args.groups, a, b)
@@ -61,8 +84,8 @@ def run(args) -> int:
                            [[r["model"], r["method"], 100 * r["accuracy"]] +
                             [r["factors"][f]["error_ratio"] for f in factors] for r in rows], digits=2))
         out["factors"] = {"variant": variant, "rows": rows}
-        if args.plot:
-            print(f"figure: {factor_plot(rows, args.plot, f'ImageNet-X {variant}-factor accuracy vs overall')}")
+        if args.plot is not None:
+            print(f"figure: {factor_plot(rows, args.plot or 'factors.png', f'ImageNet-X {variant}-factor accuracy vs overall')}")
     if args.shape_bias:
         from ..metrics.shape_bias_plot import compare_shape_bias
 
@@ -78,6 +101,59 @@ def run(args) -> int:
         from ..cache import atomic_write_json
         from ..metrics.report import jsonable
 
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(args.out, jsonable(out))
         print(f"rows: {args.out}")
     return 0
+
+
+def _pair(text: str, flag: str):
+    from pathlib import Path
+
+    from ..errors import VlmprobeError
+    from ..metrics.rundata import load_run
+
+    a, sep, b = text.partition(":")
+    if not sep or not a or not b:
+        raise VlmprobeError(f"{flag} {text!r}: expected ID_RUN:SHIFT_RUN")
+    for d in (a, b):
+        if not Path(d).is_dir():
+            raise VlmprobeError(f"{flag} {text!r}: {d} is not a run directory")
+    return load_run(a), load_run(b)
+
+
+def _shift(args) -> dict:
+    """The --shift table (printed) and, with --plot, the figure."""
+    from ..metrics.compare import format_table, run_label
+    from ..metrics.model_scatter import shift_figure
+    from ..metrics.shifts import id_counts, read_reference_csv, shift_counts, shift_table
+
+    pairs = [(run_label(sh), i, sh) for i, sh in (_pair(t, "--shift") for t in args.shift)]
+    baseline = None
+    if args.reference:
+        baseline = read_reference_csv(args.reference)
+    if args.baseline:
+        baseline = list(baseline or [])
+        for text in args.baseline:
+            i, sh = _pair(text, "--baseline")
+            data = sh.config.get("data") if isinstance(sh.config.get("data"), dict) else {}
+            ik, in_ = id_counts(i, data.get("class_subset"))
+            sk, sn, _ = shift_counts(sh)
+            baseline.append({"model": run_label(sh)["model"], "id": ik / in_, "shift": sk / sn})
+    table = shift_table(pairs, baseline, args.transform)
+    pct = lambda v: None if v is None else 100 * v  # noqa: E731
+    print(format_table(["model", "method", "shift set", "ID %", "ID 95% CI", "shift %", "shift 95% CI", "ER (points)"],
+                       [[r["model"], r["method"], r["shift_dataset"] or "?", pct(r["id_accuracy"]),
+                         "{:.1f}-{:.1f}".format(*(100 * v for v in r["id_ci95"])), pct(r["shift_accuracy"]),
+                         "{:.1f}-{:.1f}".format(*(100 * v for v in r["shift_ci95"])),
+                         pct(r.get("effective_robustness"))] for r in table["rows"]]))
+    if table["fit"]:
+        f = table["fit"]
+        print(f"effective robustness = shift acc - fit; {f['transform']} fit over the {f['fit_over']} "
+              f"({f['n_baseline']} points): slope {f['slope']:.3f}, intercept {f['intercept']:.3f}")
+    if args.plot is not None:
+        print(f"figure: {shift_figure(table, args.plot or 'shift.png', baseline is not None)}")
+    return table
+

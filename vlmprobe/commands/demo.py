@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the miniature world and of the runs")
     p.add_argument("--skip", default="", metavar="MEASURE[,MEASURE]",
                    help="measurements to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa, "
-                        "finetune, classifier, ood, shape_bias, retrieval, shapes (shape bias and retrieval)")
+                        "finetune, classifier, ood, shape_bias, retrieval, shift, shapes (shape bias and retrieval)")
     p.add_argument("--jobs", type=int, default=0, metavar="N",
                    help="runs in parallel in N worker processes (the study's local executor; default: "
                         f"{DEFAULT_JOBS} on a machine with at least {DEFAULT_JOBS} cores, else 1; 1 = one after "
@@ -52,6 +52,13 @@ def demo_study(seed: int = 0, skip: set[str] = frozenset()):
     the fine-tuned models, "generate" also the runs that need it)."""
     from ..study import load_study
 
+    from ..errors import VlmprobeError
+    from ..study.measures import MEASURES
+
+    known = set(MEASURES) | set(SKIP_GROUPS) | {"finetune"}
+    unknown = sorted(set(skip) - known)
+    if unknown:
+        raise VlmprobeError(f"--skip {','.join(unknown)}: no such measurement; choose from {', '.join(sorted(known))}")
     study = load_study(None, seed=seed)
     skip = set(skip).union(*(SKIP_GROUPS.get(s, ()) for s in skip))
     if "generate" in skip:
@@ -87,7 +94,7 @@ def run(args) -> int:
                                                   for f in data["frequency"]), None),
         "wikiqa": [{k: q[k] for k in ("model", "condition", "accuracy", "right_acc", "wrong_acc", "run")}
                    for q in data["wikiqa"]],
-        "findings": compute(data),
+        "findings": compute(data, out),
         "shape_bias": [{k: r[k] for k in ("model", "method", "run", "shape_bias", "shape", "texture", "other")}
                        for r in data["shape_bias"]],
         "retrieval": [{"model": r["model"], "run": r["run"], "image_to_text_r1": r["i2t"].get("1"),
@@ -95,7 +102,9 @@ def run(args) -> int:
         "group_shift": [{k: g[k] for k in ("model", "method", "a", "b", "acc_a", "acc_b", "drop", "run")}
                         for g in data["groups"]],
         "ood": [{k: o[k] for k in ("model", "method", "msp_auroc", "msp_fpr95", "mcm_auroc", "run")}
-                for o in data["ood"]]}
+                for o in data["ood"]],
+        "shift": [{k: r[k] for k in ("model", "method", "shift_dataset", "id_accuracy", "shift_accuracy", "run")}
+                  for r in data["shift"]]}
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", summary_markdown(summary))
     print("\n" + summary_markdown(summary))
@@ -131,6 +140,11 @@ def summary_markdown(summary: dict) -> str:
         for r in summary["shape_bias"]:
             sb = "-" if r["shape_bias"] is None else f"{r['shape_bias']:.2f}"
             lines.append(f"| {r['model']}: {r['method']} | {sb} | {r['shape']} / {r['texture']} / {r['other']} |")
+    if summary.get("shift"):
+        lines += ["", "| distribution shift (toy:digits test -> shifted set) | set | ID % | shift % |",
+                  "| --- | --- | ---: | ---: |"]
+        lines += [f"| {r['model']}: {r['method']} | {r['shift_dataset']} | {fmt(r['id_accuracy'])} | "
+                  f"{fmt(r['shift_accuracy'])} |" for r in summary["shift"]]
     if summary.get("retrieval"):
         lines += ["", "| toy digit captions retrieval | image->text R@1 % | text->image R@1 % |",
                   "| --- | ---: | ---: |"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vlmprobe.errors import VlmprobeError
 
-from .common import group_pair
+from .common import count, group_pair, positive_int
 
 
 def _int_list(text: str) -> list[int]:
@@ -36,17 +36,19 @@ def register(subparsers) -> None:
     p.add_argument("--calibration-split", default=None, metavar="FRACTION|FIELD=VALUE",
                    help="fit a softmax temperature on this held-out part (a fraction of sample ids, or the "
                         "samples whose FIELD equals VALUE), report calibration before/after on the rest")
-    p.add_argument("--ood", default=None, metavar="OOD_RUN_DIR",
-                   help="a run of the same model on out-of-distribution images: MSP/MCM AUROC, FPR@95TPR, roc.png")
+    p.add_argument("--ood", default=None, action="append", metavar="OOD_RUN_DIR",
+                   help="a run of the same model on out-of-distribution images: AUROC and FPR@95TPR of every OOD "
+                        "score (MSP, MCM, energy, max-logit, entropy), roc.png; repeat for several OOD sets "
+                        "(results.json: ood.sets per set + ood.mean over them)")
     p.add_argument("--pseudo-labels", default=None, metavar="REF_RUN_DIR",
                    help="label-free CMM with class membership from this reference run's predictions (matched by id)")
     p.add_argument("--logit-scale", type=float, default=None,
                    help="CLIP logit scale for MCM (default: config.json, else 100 for zero-shot runs)")
     p.add_argument("--mcm-tau", type=float, default=1.0, help="MCM temperature on cosine similarities")
-    p.add_argument("--ece-bins", type=int, default=15)
+    p.add_argument("--ece-bins", type=positive_int, default=15)
     p.add_argument("--ece-edges", choices=["right", "left"], default="right",
                    help="bin convention: right = (l, u] (papers), left = [l, u) (torchmetrics)")
-    p.add_argument("--confusion-top", type=int, default=10, help="number of confusion pairs to list")
+    p.add_argument("--confusion-top", type=count, default=10, help="number of confusion pairs to list")
     p.add_argument("--factors", default=None, metavar="imagenet-x|FILE.jsonl",
                    help="ImageNet-X factor accuracy and error ratio (top- and multi-factor) of a run on ImageNet "
                         "val, joined by file name (annotations from the imagenet-x package, or a file of its format)")
@@ -65,9 +67,11 @@ def run(args) -> int:
     from vlmprobe.metrics import calibration, ood, plots
     from vlmprobe.metrics.report import merge_results, ood_results, results_for
     from vlmprobe.metrics.rundata import load_run
+    from vlmprobe.runs import RunDir
 
     run_data = load_run(args.run_dir)
-    ood_run = load_run(args.ood) if args.ood else None
+    ood_runs = [load_run(d) for d in args.ood or []]
+    ood_run = ood_runs[0] if ood_runs else None
     pseudo = load_run(args.pseudo_labels) if args.pseudo_labels else None
     groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
     group_drop = group_pair(args.group_drop) if args.group_drop else None
@@ -81,16 +85,29 @@ def run(args) -> int:
                           ece_bins=args.ece_bins, ece_edges=args.ece_edges, factors=args.factors,
                           real_labels=args.real_labels,
                           factor_variant=args.factor_variant)
+    if len(ood_runs) > 1:  # several OOD sets: each one's table and the mean over them
+        from vlmprobe.metrics.report import jsonable
+
+        sets = {str(r.path): ood_results(run_data, r, args.logit_scale, args.mcm_tau)[0] for r in ood_runs}
+        results["ood"] = jsonable({"sets": sets, "mean": ood.mean_over_sets(sets)})
     dest = Path(args.out) if args.out else Path(args.run_dir)
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / "results.json"
-    old = None
-    if out.is_file():
-        try:
-            old = json.loads(out.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            old = None
-    atomic_write_json(out, merge_results(old if isinstance(old, dict) else None, results))
+    writer = RunDir(dest, {})
+    writer.lock()  # the run's one writer: refused while an eval (or another metrics) writes DIR
+    try:
+        old = None
+        if out.is_file():
+            try:
+                old = json.loads(out.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise VlmprobeError(f"{out}: not valid JSON (line {e.lineno}: {e.msg}); remove it or rerun the "
+                                    "command that wrote it") from None
+            if not isinstance(old, dict):
+                raise VlmprobeError(f"{out}: expected a JSON object, got {type(old).__name__}")
+        atomic_write_json(out, merge_results(old, results))
+    finally:
+        writer.unlock()
     written = [out]
     if not args.no_plots:
         if run_data.scores is not None and run_data.labels is not None and len(run_data.labels):
@@ -101,7 +118,8 @@ def run(args) -> int:
                                                      ece=results["calibration"]["ece"]))
         if ood_run is not None:
             _, confs = ood_results(run_data, ood_run, args.logit_scale, args.mcm_tau)
-            curves = {name: (*ood.roc_curve(a, b), results["ood"][name]["auroc"]) for name, (a, b) in confs.items()}
+            first = results["ood"]["sets"][str(ood_run.path)] if len(ood_runs) > 1 else results["ood"]
+            curves = {name: (*ood.roc_curve(a, b), first[name]["auroc"]) for name, (a, b) in confs.items()}
             written.append(plots.roc_plot(curves, dest / "roc.png"))
     if "real" in results:
         r = results["real"]

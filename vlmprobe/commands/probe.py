@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import HelpFormatter, add_model_arguments, model_from_args
+from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int
 
 
 def _floats(text: str) -> list[float]:
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     g.add_argument("--val", default=None, metavar="DATA",
                    help="validation images (default: a seeded stratified --val-fraction of --train)")
     g.add_argument("--test", required=True, metavar="DATA", help="test images (scored once per feature)")
-    g.add_argument("--limit", type=int, default=None, help="seeded random subset of N images per split")
+    g.add_argument("--limit", type=positive_int, default=None, help="seeded random subset of N images per split")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and the carved validation split")
     g.add_argument("--classes", default=None, metavar="FILE|imagenet", help="class names (as in eval)")
     g.add_argument("--image-root", default=None, help="resolve manifest image paths under this directory")
@@ -50,8 +50,8 @@ def register(subparsers) -> None:
                    help="VLM poolings: last (last prompt token), image-mean, mean (all attended tokens)")
     g.add_argument("--prompt", default=None, help="question rendered with the chat template "
                    "(default: 'What type of object is in this photo?')")
-    g.add_argument("--batch-size", type=int, default=16)
-    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for image decoding")
+    g.add_argument("--batch-size", type=positive_int, default=16)
+    g.add_argument("--workers", type=count, default=0, help="DataLoader worker processes for image decoding")
     g.add_argument("--storage", default="float16", choices=["float16", "float32"], help="cached feature dtype")
     g = p.add_argument_group("probe")
     g.add_argument("--Cs", type=_floats, default=None, metavar="C[,C...]",

@@ -3,7 +3,7 @@ ImageNet images) and write a run directory."""
 from __future__ import annotations
 
 
-from .common import HelpFormatter, add_model_arguments, model_from_args
+from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int, report_api
 
 
 def register(subparsers) -> None:
@@ -17,14 +17,14 @@ def register(subparsers) -> None:
                     "DIR/config.json, samples.jsonl, scores.npy (likelihood), results.json, timing.json. "
                     "Re-running the same command resumes.",
         formatter_class=HelpFormatter)
-    add_model_arguments(p)
+    add_model_arguments(p, api=True)
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="FILE.jsonl",
                    help="ImageWikiQA JSONL (fields image, text, label, classname[, wiki])")
     g.add_argument("--images", default=None, metavar="ROOT",
                    help="image root: ROOT/<image>, or any folder holding the images by file name "
                         "(e.g. an ImageNet val folder); not needed with --no-image")
-    g.add_argument("--limit", type=int, default=None, help="score a seeded random subset of N questions")
+    g.add_argument("--limit", type=positive_int, default=None, help="score a seeded random subset of N questions")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit (scoring itself is deterministic)")
     g = p.add_argument_group("method")
     g.add_argument("--method", required=True, choices=["generate", "likelihood"],
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                    help="an eval run of the same model on the same images: report QA accuracy split by "
                         "whether each image was classified correctly")
     g.add_argument("--out", required=True, metavar="DIR", help="run directory (created; resumed if it exists)")
-    g.add_argument("--batch-size", type=int, default=8, help="questions per forward pass")
+    g.add_argument("--batch-size", type=positive_int, default=8, help="questions per forward pass")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -69,6 +69,9 @@ def run(args) -> int:
     model = model_from_args(args)
     results = run_wikiqa(model, qset, scorer, args.out, batch_size=args.batch_size, seed=args.seed,
                          progress=not args.no_progress, classification_run=args.classification_run)
+    report_api(model, results)
+    if "dry_run" in results:
+        return 0
     head = f"wikiqa {args.method} [{results['condition']}] {model.spec}"
     if results["accuracy"] is None:
         print(f"{head}: no question scored ({results['num_skipped']} skipped)")

@@ -11,7 +11,14 @@
 ``toy:digits[:SPLIT]`` the embedded miniature world (registered by the ``vlmprobe.toy`` plugin)
 ``counteranimal:ROOT`` CounterAnimal's layout (``data.counteranimal``); ``toy:spurious`` its toy split
 ``cue-conflict:ROOT``  Geirhos et al. cue-conflict stimuli (``data.cueconflict``); label = shape
+``imagenet-v2:`` ...   ImageNet shifts: ``imagenet-{v2,sketch,r,a,o,c,3dcc}:ROOT`` (``data.imagenet_shifts``)
+``objectnet:ROOT``     ObjectNet's release (``data.objectnet``)
+``inaturalist:`` ...   OOD sets ``inaturalist:``, ``sun:``, ``places:``, ``textures:``, ``ninco:`` (``data.ood_suites``)
 =====================  =================================================================
+
+Datasets that declare ``info["ood"]`` (ImageNet-O, the OOD suites) are unlabeled by nature:
+their samples keep label -1 without ``--unlabeled``. ``corruption``/``severity`` keep only the
+samples whose ``meta`` has those values (ImageNet-C / -3DCC; comma-separated lists accepted).
 
 Class names come from the dataset (sorted folder names / sorted manifest labels / the
 ``ClassLabel`` feature) or from ``classes`` (``imagenet`` or a JSON list file). ``limit`` keeps a
@@ -33,12 +40,15 @@ from .hub import load_hf_disk  # noqa: F401  (these modules register their spec 
 from .imagenet import LABELS_SEPARATOR, is_wnid_folder, load_imagenet, load_wnid_folder
 from .wds import load_wds  # noqa: F401
 from .cueconflict import load_cue_conflict  # noqa: F401
+from . import imagenet_shifts, objectnet, ood_suites, paper_sets  # noqa: F401  (imagenet-v2:, objectnet:, ninco:, flowers102:, ...)
 
 
 def load_dataset(spec: str, split: str | None = None, limit: int | None = None, seed: int = 0,
                  classes: str | None = None, duplicate_names: str = "merge",
-                 image_root: str | None = None, unlabeled: bool = False) -> ImageDataset:
-    """Load a dataset spec (table above) as an ImageDataset; raises DataError with one line."""
+                 image_root: str | None = None, unlabeled: bool = False, corruption: str | None = None,
+                 severity: str | None = None, corrupt: str | None = None) -> ImageDataset:
+    """Load a dataset spec (table above) as an ImageDataset; raises DataError with one line.
+    ``corrupt`` (``NAME:SEVERITY``) corrupts every image on the fly (``data.corrupt``)."""
     if unlabeled and not classes:
         raise DataError("an unlabeled dataset needs --classes (the class list its images are scored against)")
     entry = DATASET_SPECS.find(spec)
@@ -69,19 +79,28 @@ def load_dataset(spec: str, split: str | None = None, limit: int | None = None, 
     if unlabeled:
         ds = ImageDataset(ds.name, [Sample(s.id, s.image, -1, s.meta) for s in ds.samples], read_classnames(classes),
                           ds._loader, {**ds.info, "unlabeled": True})
+    elif ds.info.get("ood"):
+        if classes:
+            ds = ImageDataset(ds.name, ds.samples, read_classnames(classes), ds._loader, ds.info)
     else:
         unlabeled_sample = next((s for s in ds.samples if s.label < 0), None)
         if unlabeled_sample is not None:
             raise DataError(f"{unlabeled_sample.image}: sample {unlabeled_sample.id!r} has no label"
                             f"{ds.info.get('missing_label', '')}; pass --unlabeled --classes to score unlabeled images")
-    if classes and not unlabeled:
+    if classes and not unlabeled and not ds.info.get("ood"):
         ds = _relabel(ds, read_classnames(classes), classes)
     ds = _dedupe(ds, duplicate_names)
+    ds = _select_meta(ds, "corruption", corruption)
+    ds = _select_meta(ds, "severity", severity)
     if limit is not None and limit < len(ds):
         if limit <= 0:
             raise DataError(f"--limit must be positive (got {limit})")
         keep = np.sort(np.random.default_rng(seed).choice(len(ds), size=limit, replace=False))
         ds = ds.subset(keep.tolist())
+    if corrupt is not None:
+        from .corrupt import corrupted
+
+        ds = corrupted(ds, corrupt, seed=seed)
     ds.info.update({"split": split, "limit": limit, "seed": seed, "classes_source": classes or "dataset"})
     if len(ds) == 0:
         raise DataError(f"dataset {spec!r} (split {split!r}) has no images")
@@ -145,12 +164,35 @@ def _relabel(ds: ImageDataset, names: list[str], source: str) -> ImageDataset:
 
 
 def _dedupe(ds: ImageDataset, policy: str) -> ImageDataset:
+    """Apply the duplicate-name policy; class indices a protocol names (``info["class_subset"]``,
+    a sample's ``meta["label_set"]``) are remapped with the labels."""
     names, remap, duplicates = apply_duplicate_policy(ds.classnames, policy)
     if not duplicates:
         return ds
-    samples = [Sample(s.id, s.image, remap[s.label] if s.label >= 0 else -1, s.meta) for s in ds.samples]
+
+    def meta(m):
+        return {**m, "label_set": sorted({remap[i] for i in m["label_set"]})} if "label_set" in m else m
+    samples = [Sample(s.id, s.image, remap[s.label] if s.label >= 0 else -1, meta(s.meta)) for s in ds.samples]
     info = {**ds.info, "duplicate_names": {"policy": policy, "groups": duplicates}}
+    if info.get("class_subset"):
+        info["class_subset"] = sorted({remap[i] for i in info["class_subset"]})
     return ImageDataset(ds.name, samples, names, ds._loader, info)
+
+
+def _select_meta(ds: ImageDataset, key: str, wanted: str | None) -> ImageDataset:
+    """Keep the samples whose ``meta[key]`` is one of the comma-separated ``wanted`` values."""
+    if wanted is None:
+        return ds
+    values = {v.strip() for v in str(wanted).split(",") if v.strip()}
+    present = {str(s.meta.get(key)) for s in ds.samples if key in s.meta}
+    if not present:
+        raise DataError(f"dataset {ds.name!r}: --{key} applies to corruption sets (imagenet-c:, imagenet-3dcc:); "
+                        f"its samples have no {key!r}")
+    unknown = sorted(values - present)
+    if unknown:
+        raise DataError(f"dataset {ds.name!r}: --{key} {unknown[0]!r} not found (present: {', '.join(sorted(present))})")
+    keep = [i for i, s in enumerate(ds.samples) if str(s.meta.get(key)) in values]
+    return ds.subset(keep, **{key: sorted(values)})
 
 
 

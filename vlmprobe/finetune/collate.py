@@ -21,8 +21,21 @@ from __future__ import annotations
 import torch
 
 from ..errors import VlmprobeError
+from ..models.families import processor_images
 
 IGNORE = -100
+
+
+def _suffix_labels(ids: list[int], plain: list[int], expanded_ids: list[int]) -> list[int] | None:
+    """Labels when every answer token lies in the common suffix of the tokenizer's ``ids`` and
+    the processor's ``expanded_ids`` (all answers after the last image); else None."""
+    n = 0
+    while n < min(len(ids), len(expanded_ids)) and ids[-1 - n] == expanded_ids[-1 - n]:
+        n += 1
+    cut = len(ids) - n
+    if any(lab != IGNORE for lab in plain[:cut]):
+        return None
+    return [IGNORE] * (len(expanded_ids) - n) + plain[cut:]
 
 
 class ChatCollator:
@@ -88,11 +101,24 @@ class ChatCollator:
         return full, spans
 
     def _labels(self, text: str, spans, expanded_ids: list[int]) -> list[int]:
-        """Labels in the processor's (image-expanded) layout, see module docstring."""
+        """Labels in the processor's (image-expanded) layout, see module docstring. Where the
+        processor expands an image into more than a run of image tokens (Pixtral's row breaks,
+        InternVL's ``<img>...</img>``, Gemma 3's ``\n\n<boi>...<eoi>\n\n``), the answers
+        are aligned on the common suffix of the two token lists instead (``_suffix_labels``)."""
         enc = self.tokenizer(text, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         plain = [tid if any(a < e and b > s and b > a for s, e in spans) else IGNORE
                  for tid, (a, b) in zip(ids, offsets)]
+        try:
+            return self._run_labels(ids, plain, expanded_ids)
+        except VlmprobeError:
+            labels = _suffix_labels(ids, plain, expanded_ids)
+            if labels is None:
+                raise
+            return labels
+
+    def _run_labels(self, ids: list[int], plain: list[int], expanded_ids: list[int]) -> list[int]:
+        """Each image token of ``ids`` matches a run of image tokens in ``expanded_ids``."""
         labels, j = [], 0
         for tid, lab in zip(ids, plain):
             if tid == self.image_token_id:
@@ -117,11 +143,12 @@ class ChatCollator:
         if not kept:
             return {"skipped": len(items)}
         texts, spans = zip(*(self.render_with_spans(it["messages"]) for it in kept))
-        images = [it["image"] for it in kept if it["image"] is not None]
+        images = processor_images(self.processor, [it["image"] for it in kept])
+        images = images if any(images) else None
         old = self.tokenizer.padding_side
         self.tokenizer.padding_side = "right"
         try:
-            batch = dict(self.processor(text=list(texts), images=images or None, padding=True, return_tensors="pt"))
+            batch = dict(self.processor(text=list(texts), images=images, padding=True, return_tensors="pt"))
         finally:
             self.tokenizer.padding_side = old
         ids, mask = batch["input_ids"], batch["attention_mask"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from ..cache import atomic_write_json
 from ..errors import RunDirError

@@ -4,7 +4,11 @@ validate     input checks -> one-line VlmprobeError (shapes, class range, NaN/in
 accuracy     top-1, top-k, per-class accuracy, mean per-class recall, worst-k, confusions
 margin       class-wise matching margin (CMM), pseudo-label variant
 calibration  softmax, ECE (15 bins, stated edge convention), NLL, Brier, temperature scaling
-ood          MSP, MCM, AUROC, FPR@95TPR, ROC curve
+ood          MSP, MCM, energy, max-logit, entropy, AUROC, FPR@95TPR, ROC curve, mean over OOD sets
+corruption   ImageNet-C CE, mCE, relative mCE (AlexNet constants with their source)
+robustness   effective robustness (logit/probit fit), Clopper-Pearson, Huber line + Spearman + R^2
+shifts       the results.json `shift` block (200-way/1000-way, ObjectNet label sets, per corruption), ID->shift pairs
+model_scatter  "one point per model" figures (probit axes, y = x, Huber line, baseline fit; small multiples)
 groups       accuracy per value of a sample field, drop between two groups, error ratio
 frequency    class-name mention counting in a corpus, correlation with per-class accuracy
 correlation  Spearman / Pearson over finite pairs

@@ -25,7 +25,9 @@ def run_label(run) -> dict:
     method = run.config.get("method", {}) if isinstance(run.config.get("method"), dict) else {}
     name = method.get("name") or run.method or "?"
     space = method.get("label_space")
-    extra = " 1-vs-k" if isinstance(space, dict) else ""
+    extra = ""
+    if isinstance(space, dict):  # per-class confusers (1-vs-k) or a dataset's class subset (R/A: 200-way)
+        extra = " 1-vs-k" if "confusers" in space else f" {space.get('num_classes', '?')}-way"
     if method.get("num_candidates") not in (None, "all"):
         extra += f" N={method['num_candidates']}"
     return {"run": str(run.path), "model": model.get("spec", "?"), "method": name + extra}

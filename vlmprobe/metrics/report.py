@@ -222,11 +222,13 @@ def resolve_logit_scale(run: RunData, logit_scale: float | None) -> tuple[float 
 
 def ood_results(run: RunData, ood: RunData, logit_scale: float | None = None, mcm_tau: float = 1.0,
                 tpr: float = 0.95) -> tuple[dict, dict]:
-    """({"msp": {...}, "mcm": {...}}, {name: (id_conf, ood_conf)}) with ``run`` in-distribution."""
+    """({"msp": {...}, "mcm": {...}, "energy", "max_logit", "entropy"}, {name: (id_conf, ood_conf)})
+    with ``run`` in-distribution (``metrics.ood`` defines the scores)."""
     for r in (run, ood):
         if r.scores is None:
             raise VlmprobeError(f"OOD detection needs scores.npy in {r.path}")
-    confs = {"msp": (ood_m.msp(check_scores(run.scores)), ood_m.msp(check_scores(ood.scores, what="OOD scores")))}
+    id_s, ood_s = check_scores(run.scores), check_scores(ood.scores, what="OOD scores")
+    confs = {name: (fn(id_s), fn(ood_s)) for name, fn in ood_m.SCORES.items()}
     scale, source = resolve_logit_scale(run, logit_scale)
     if scale is not None:
         confs["mcm"] = (ood_m.mcm(run.scores, scale, mcm_tau), ood_m.mcm(ood.scores, scale, mcm_tau))
@@ -288,6 +290,11 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
         ca = run_counteranimal(run)  # common/counter/drop per class and background on CounterAnimal data
         if ca is not None:
             out["counteranimal"] = jsonable(ca)
+    from vlmprobe.metrics.shifts import shift_results
+
+    shift = shift_results(run)  # class-subset (R/A/ObjectNet), label-set and per-corruption accuracies
+    if shift is not None:
+        out["shift"] = jsonable(shift)
     if factors is not None:
         from vlmprobe.metrics.factors import run_factor_results
 
@@ -315,7 +322,7 @@ def results_from_run(run_dir, **opts) -> dict:
 METRIC_KEYS = frozenset({
     "counts", "top1", "top5", "top5_k", "mean_per_class_recall", "worst_k_accuracy", "per_class_accuracy",
     "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method",
-    "nonfinite_samples", "counteranimal", "factors", "real", "shape_bias", "retrieval"})
+    "nonfinite_samples", "counteranimal", "factors", "real", "shape_bias", "retrieval", "shift"})
 
 
 def merge_results(old: dict | None, new: dict) -> dict:

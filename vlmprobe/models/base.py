@@ -22,15 +22,18 @@ from ..errors import VlmprobeError
 # The paper's open-world question (LLaVA-1.5 protocol), the default prompt of every VLM method.
 PAPER_QUESTION = "What type of object is in this photo?"
 
-KIND_NAMES = {"clip": "CLIP model", "vlm": "vision-language model", "classifier": "supervised classifier"}
+KIND_NAMES = {"clip": "CLIP model", "vlm": "vision-language model", "classifier": "supervised classifier",
+              "api": "API model"}
 
 
-def require_kind(model, kind: str, purpose: str, hint: str = "") -> None:
-    """One-line error when ``purpose`` (e.g. "--method generate") gets the wrong kind of model."""
+def require_kind(model, kind: str, purpose: str, hint: str = "", api: bool = False) -> None:
+    """One-line error when ``purpose`` (e.g. "--method generate") gets the wrong kind of model;
+    ``api``: an API model (``openai:``) is accepted too (it only generates)."""
     have = getattr(model, "kind", "?")
-    if have != kind:
-        raise VlmprobeError(f"{purpose} needs a {KIND_NAMES[kind]}; {getattr(model, 'spec', model)} is a "
-                            f"{KIND_NAMES.get(have, have)}" + (f" ({hint})" if hint else ""))
+    if have != kind and not (api and have == "api"):
+        name = KIND_NAMES.get(have, have)
+        raise VlmprobeError(f"{purpose} needs a {KIND_NAMES[kind]}; {getattr(model, 'spec', model)} is "
+                            f"{'an' if name[:1] in 'aeiouAEIOU' else 'a'} {name}" + (f" ({hint})" if hint else ""))
 
 
 DTYPES = {
@@ -95,7 +98,13 @@ class VisionModel:
 
     def describe(self) -> dict:
         """What was loaded, for run configs: spec, kind, class, load options."""
-        return {"spec": self.spec, "kind": self.kind, "class": type(self).__name__, **self.options.to_dict()}
+        out = {"spec": self.spec, "kind": self.kind, "class": type(self).__name__, **self.options.to_dict()}
+        if out["dtype"] == "auto":  # record what "auto" chose: the dtype of the loaded weights
+            try:
+                out["dtype"] = str(self.dtype).removeprefix("torch.")
+            except (AttributeError, StopIteration, NotImplementedError):
+                pass
+        return out
 
     def score(self, images: Sequence, candidates: Sequence[str], **kwargs) -> torch.Tensor:
         raise NotImplementedError

@@ -15,7 +15,15 @@ A ``Family`` answers:
   ``position of the prefix's last token + 1 + d`` on every axis. LLaVA: plain 1-D positions.
   Qwen2-VL's M-RoPE gives text after an image ``index + rope delta`` on all three axes (the
   image's 2-D grid spans fewer positions than it has tokens), read from ``get_rope_index``;
-- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not).
+- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not);
+- the prompt format of checkpoints released without a chat template (``prompt_format``, e.g.
+  BLIP-2's ``Question: {question} Answer:``; the processor inserts the image tokens itself);
+- whether the model runs without an image (``text_only``: None, or why not; BLIP-2's forward
+  needs ``pixel_values``), which the ``pmi`` normalisation and text-only prompts need;
+- input quirks of the naive likelihood's appended answer tokens: per-token inputs repeat the
+  prefix's last position unless ``suffix_inputs`` names a value (PaliGemma's ``token_type_ids``
+  = 1: the causal suffix); ``prompt_inputs`` describe the whole prompt and stay as they are
+  (InstructBLIP's Q-Former text); ``encode`` replaces the processor call where its layout cannot carry an answer (PaliGemma).
 
 Supporting a new family is one ``Family(...)`` passed to ``register_family`` (README, "Extending
 vlmprobe"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
@@ -64,6 +72,47 @@ def split_rows_by_grid(config, batch: dict, x: torch.Tensor, n_images: int) -> l
     return list(torch.split(x.reshape(-1, x.shape[-1]), [p // ratio for p in patches], dim=0))
 
 
+def split_rows_by_size(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """Pixtral-style tensors [sum_i h_i w_i / r, D] (patches, r = 1, or merged tokens,
+    r = merge^2) -> per image, using ``image_sizes`` [N, 2] (pixels, h and w)."""
+    sizes = batch.get("image_sizes")
+    if sizes is None or len(sizes) != n_images:
+        raise VlmprobeError(f"cannot map vision rows to {n_images} images: no image_sizes in the batch")
+    patch = config.vision_config.patch_size
+    patches = [int(h) // patch * (int(w) // patch) for h, w in sizes.tolist()]
+    x = x.reshape(-1, x.shape[-1])
+    ratio = sum(patches) // max(x.shape[0], 1)
+    if ratio < 1 or sum(patches) != ratio * x.shape[0]:
+        raise VlmprobeError(f"{x.shape[0]} vision rows do not divide the image sizes {sizes.tolist()}")
+    return list(torch.split(x, [p // ratio for p in patches], dim=0))
+
+
+def split_rows_by_tokens(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """Token-aligned tensors (InternVL's crops: [sum_i crops_i, T, D], one row per image token
+    after flattening) -> per image, counting each text row's image tokens in ``input_ids``
+    (one image per text row)."""
+    ids = batch["input_ids"]
+    if ids.shape[0] != n_images:
+        raise VlmprobeError(f"cannot map vision rows to {n_images} images: {ids.shape[0]} text rows")
+    counts = (ids == Family.image_token_id(config)).sum(1).tolist()
+    x = x.reshape(-1, x.shape[-1])
+    if sum(counts) != x.shape[0]:
+        raise VlmprobeError(f"{x.shape[0]} vision rows for {sum(counts)} image tokens")
+    return list(torch.split(x, counts, dim=0))
+
+
+# Processors that take images nested per text row ([[img], [img], ...]) and count them per row.
+NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor", "MllamaProcessor"}
+
+
+def processor_images(processor, images: list) -> list:
+    """``images`` (one per text row, None for a text-only row) in the form ``processor`` takes:
+    flat (LLaVA, Qwen, ...; None rows dropped) or nested per row (``NESTED_IMAGE_PROCESSORS``)."""
+    if type(processor).__name__ in NESTED_IMAGE_PROCESSORS:
+        return [[] if im is None else [im] for im in images]
+    return [im for im in images if im is not None]
+
+
 def plain_positions(model, batch: dict) -> torch.Tensor:
     """1-D rotary positions of a right-padded prefix batch: [1, B, L] = 0, 1, 2, ..."""
     B, L = batch["input_ids"].shape
@@ -87,6 +136,21 @@ def mrope_positions(model, batch: dict) -> torch.Tensor:
     return fn(**kwargs)[0]
 
 
+def prefix_lm_encode(processor, text, images=None, **kwargs):
+    """PaliGemma's input layout ``<image> * image_seq_length + <bos> + text`` (its processor's),
+    without the ``"\n"`` that processor appends to every text: the rendered prompt already ends
+    in it (``answer en {question}\n``), and an answer prefix or a scored candidate must follow
+    it unchanged. ``token_type_ids`` are 0 (the bidirectional prefix); the likelihood engine
+    marks appended answer tokens 1 (``Family.suffix_inputs``), as the processor's ``suffix`` does."""
+    tok = processor.tokenizer
+    n = processor.image_seq_length if images is not None else 0
+    enc = tok([processor.image_token * n + tok.bos_token + t for t in text], add_special_tokens=False, **kwargs)
+    enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+    if images is not None:
+        enc["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return enc
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's quirks (module docstring). Module names are matched on their last component."""
@@ -99,6 +163,12 @@ class Family:
     split_patch_rows: Callable = split_rows_by_view
     positions: Callable = plain_positions  # (model, prefix batch) -> rotary positions [axes, B, L]
     fast_likelihood: str | None = None  # None: supported; else the reason it is not
+    prompt_format: str | None = None  # "{question}" template used when the processor has no chat template
+    text_only: str | None = None  # None: the model runs without an image; else the reason it cannot
+    suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
+    prompt_inputs: tuple = ()  # inputs that encode the whole prompt, not its tokens (InstructBLIP's Q-Former text)
+    encode: Callable | None = None  # (processor, text, images, **kw) -> inputs, replacing the processor's call
+    candidate_module: str | None = None  # role whose module runs the fast path's candidate chunks (None: the model)
     notes: str = ""
 
     # ------------------------------------------------------------------ config / tokens
@@ -132,12 +202,54 @@ class Family:
             raise VlmprobeError(f"fast likelihood scoring does not support model type {model_type or self.name!r} "
                                 f"({self.name} family: {self.fast_likelihood}); use scoring='naive' (--scoring naive)")
 
+    def check_text_only(self, model_type: str | None = None) -> None:
+        """One-line error when a prompt without an image (text-only rows, ``pmi``) cannot run here."""
+        if self.text_only is not None:
+            raise VlmprobeError(f"model type {model_type or self.name!r} cannot score a prompt without an image "
+                                f"({self.name} family: {self.text_only})")
+
 
 LLAVA = Family("llava", ("llava",), notes="LLaVA-1.5 (one image = P patch tokens)")
 LLAVA_NEXT = Family("llava-next", ("llava_next",), notes="LLaVA-NeXT (AnyRes views)")
 QWEN2_VL = Family("qwen2-vl", ("qwen2_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen2-VL (dynamic resolution, M-RoPE)")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL]
+QWEN2_5_VL = Family("qwen2.5-vl", ("qwen2_5_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+                    positions=mrope_positions, notes="Qwen2.5-VL (window-attention ViT, M-RoPE)")
+LLAVA_NEXT_VIDEO = Family("llava-next-video", ("llava_next_video",), notes="LLaVA-NeXT-Video on single images")
+LLAVA_ONEVISION = Family("llava-onevision", ("llava_onevision",), notes="LLaVA-OneVision (SigLIP, AnyRes max 9)")
+MISTRAL3 = Family("mistral3", ("mistral3",), split_patch_rows=split_rows_by_size,
+                  notes="Mistral3 / Pixtral (any-size patches, 2x2 merger)")
+QWEN3_VL = Family("qwen3-vl", ("qwen3_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+                  positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")
+INTERNVL = Family("internvl", ("internvl",), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
+GEMMA3 = Family("gemma3", ("gemma3",), fast_likelihood="image tokens attend bidirectionally and half the layers "
+                "use sliding-window attention; the shared-prefix cache does not reproduce either",
+                notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
+IDEFICS3 = Family("idefics3", ("idefics3", "smolvlm"), language_model=("text_model",), projector=("connector",),
+                  notes="Idefics3 / SmolVLM (pixel-shuffle connector)")
+BLIP2 = Family("blip-2", ("blip-2",), vision_tower=("vision_model", "qformer"), projector=("language_projection",),
+               candidate_module="language_model",
+               prompt_format="Question: {question} Answer:",
+               text_only="its forward requires pixel_values (the Q-Former's query tokens lead every prompt)",
+               notes="BLIP-2 with an OPT decoder (no chat template: 'Question: {q} Answer:'; "
+                     "vision = Q-Former output, projector = language_projection)")
+MLLAMA = Family("mllama", ("mllama",), projector=("multi_modal_projector",),
+                fast_likelihood="images enter through cross-attention layers whose image states and cross-attention "
+                                "mask the shared-prefix cache does not carry for candidate tokens",
+                notes="Mllama / Llama 3.2 Vision (tiled ViT, cross-attention layers; one <|image|> token)")
+INSTRUCTBLIP = Family("instructblip", ("instructblip",), vision_tower=("vision_model", "qformer"),
+                      projector=("language_projection",), candidate_module="language_model",
+                      prompt_format="{question}", text_only=BLIP2.text_only,
+                      prompt_inputs=("qformer_input_ids", "qformer_attention_mask"),
+                      notes="InstructBLIP (Vicuna decoder; the Q-Former also reads the prompt, never the "
+                            "scored answer; no chat template: the question is the prompt)")
+PALIGEMMA = Family("paligemma", ("paligemma",), fast_likelihood="prefix-LM attention: image and prompt attend "
+                   "bidirectionally, which the causal candidate forwards against a cached prefix do not model",
+                   prompt_format="answer en {question}\n", suffix_inputs=(("token_type_ids", 1),),
+                   encode=prefix_lm_encode,
+                   notes="PaliGemma (SigLIP + Gemma; prefix-LM; no chat template: 'answer en {q}\\n')")
+FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")
 

@@ -145,12 +145,19 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
 
         hook = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector")).register_forward_hook(grab)
     try:
-        out = vlm.model(**batch, output_hidden_states=True, use_cache=False, return_dict=True)
+        extra = {}
+        if getattr(vlm.model.config, "is_encoder_decoder", False):  # Flan-T5: features are the encoder's states
+            start = vlm.model.config.get_text_config(decoder=True).decoder_start_token_id
+            extra["decoder_input_ids"] = torch.full((n, 1), start, dtype=torch.long, device=batch["input_ids"].device)
+        out = vlm.model(**batch, **extra, output_hidden_states=True, use_cache=False, return_dict=True)
     finally:
         if hook is not None:
             hook.remove()
 
-    hidden = out.hidden_states
+    hidden = getattr(out, "hidden_states", None)
+    if hidden is None and getattr(out, "language_model_outputs", None) is not None:  # BLIP-2: the LM's own output
+        lm_out = out.language_model_outputs
+        hidden = getattr(lm_out, "hidden_states", None) or lm_out.encoder_hidden_states
     mask = batch["attention_mask"]
     image_mask = batch["input_ids"] == vlm.image_token_id
     result: dict[str, torch.Tensor] = {}

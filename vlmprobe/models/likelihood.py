@@ -10,6 +10,9 @@ Both paths return, per row, the log-probs ``[K, L]`` of every continuation's tok
 ``reduce_logprobs`` turns them into ``sum | mean | first | tokens``.
 
 ``naive``: one plain forward of the whole sequence (image included) per (image, continuation).
+Encoder-decoder language models (BLIP-2 with Flan-T5): the prompt goes to the encoder and the
+decoder scores the continuation's own tokens from its start token (``tokentrie.tokenize_answers``,
+``_naive_seq2seq``); naive only.
 
 ``fast``: per batch of images, one forward of the image + prefix (right padded) that returns the
 KV cache; the first scored token of every candidate reads its log-prob from the prefix's last
@@ -25,13 +28,13 @@ The cache is passed as ``cache=`` where the model's forward takes it (transforme
 deprecates ``past_key_values=``), else as ``past_key_values=``.
 
 Requires a family whose adapter allows it (``families.Family.fast_likelihood``: LLaVA-1.5,
-LLaVA-NeXT, Qwen2-VL), a language model that accepts custom 4-D masks (eager or sdpa
+LLaVA-NeXT, Qwen2-VL, BLIP-2 and InstructBLIP with a decoder-only language model; the last two run
+the chunks through the language model itself, ``Family.candidate_module``), a language model that accepts custom 4-D masks (eager or sdpa
 attention) and no sliding window; anything else raises ``VlmprobeError`` naming
 ``--scoring naive``.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Sequence
 
 import torch
@@ -39,17 +42,23 @@ import torch
 from ..errors import VlmprobeError
 from .families import family_of
 from .tokentrie import (REDUCTIONS, ContinuationTokenizer, Request, Trie, build_trie,  # noqa: F401 (re-exported)
-                        plan_chunks, reduce_logprobs, tokenize_continuations)
+                        plan_chunks, reduce_logprobs, tokenize_answers, tokenize_continuations)
 
 SCORINGS = ("fast", "naive")
 # Language models with plain 1-D rotary positions that accept a custom additive 4-D mask.
-FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text")
+FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text",
+                         "qwen3_vl_text", "opt")  # OPT (BLIP-2): learned absolute positions take explicit ids
 FAST_ATTENTION = ("eager", "sdpa")
 
 
 def base_model(model):
     """The transformers model, unwrapped from a peft wrapper (for config and signature checks)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def is_encoder_decoder(model) -> bool:
+    """True for an encoder-decoder language model (BLIP-2 / InstructBLIP with Flan-T5)."""
+    return bool(getattr(base_model(model).config, "is_encoder_decoder", False))
 
 
 def check_fast_supported(model) -> None:
@@ -74,13 +83,26 @@ def check_fast_supported(model) -> None:
 
 def _cache_kwarg(model) -> str:
     """``cache`` where the forward takes it (transformers >= 5.24), else ``past_key_values``."""
-    params = inspect.signature(base_model(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    from ..compat import cache_keyword
+
+    return cache_keyword(base_model(model).forward)
 
 
 def _output_cache(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+    """The prefix forward's KV cache (BLIP-2 / InstructBLIP: in the language model's own output)."""
+    for o in (out, getattr(out, "language_model_outputs", None)):
+        cache = None if o is None else (getattr(o, "cache", None) or getattr(o, "past_key_values", None))
+        if cache is not None:
+            return cache
+    raise VlmprobeError(f"{type(out).__name__} returned no KV cache; use scoring='naive' (--scoring naive)")
+
+
+def candidate_model(vlm):
+    """The module that runs the candidate chunks against the prefix cache: the whole model, or the
+    family's ``candidate_module`` (BLIP-2 / InstructBLIP: the causal language model, since their
+    top-level forward recomputes the Q-Former image tokens and needs ``pixel_values``)."""
+    name = vlm.family.candidate_module
+    return vlm.model if name is None else vlm.model.get_submodule(vlm.family.find_module(vlm.model, name))
 
 
 def _encode_prefixes(vlm, images, requests: list[Request], prefix_texts: list[str]):
@@ -91,11 +113,11 @@ def _encode_prefixes(vlm, images, requests: list[Request], prefix_texts: list[st
     batch = vlm.encode(images, prefix_texts, padding_side="right")
     ids, mask = batch["input_ids"], batch["attention_mask"]
     lengths = mask.sum(1)
-    image_id = vlm.image_token_id
+    image_ids = vlm.placeholder_token_ids
     shared_len = []
     for b, req in enumerate(requests):
         P = req.prefix_ids
-        last_img = max((i for i, t in enumerate(P) if t == image_id), default=-1)
+        last_img = max((i for i, t in enumerate(P) if t in image_ids), default=-1)
         tail = P[last_img + 1:]
         L = int(lengths[b])
         got = ids[b, L - len(tail):L].tolist()
@@ -164,8 +186,9 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
     neg = torch.finfo(dtype).min
     prefix_ok = batch["attention_mask"].bool()
     plans = [plan_chunks(t, chunk_size) for t in tries]
+    model = candidate_model(vlm)
     cache_kw = _cache_kwarg(model)
-    pos = vlm.family.positions(model, batch).cpu()  # [A, B, Lp] rotary positions of the prefix
+    pos = vlm.family.positions(vlm.model, batch).cpu()  # [A, B, Lp] rotary positions of the prefix
     last_pos = pos[:, torch.arange(pos.shape[1]), last.cpu()]  # [A, B]: the last real prefix token
     for j in range(max(len(p) for p in plans)):
         chunk, input_ids, position_ids, keep, tree = _chunk_inputs(plans, j, last_pos)
@@ -195,13 +218,23 @@ def _log_softmax_at(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, tokens[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
 
 
-def _extend_token_inputs(extra: dict, full: int, length: int, n_new: int) -> dict:
-    """Per-token inputs other than ids/mask (e.g. Qwen2-VL's ``mm_token_type_ids`` [1, full]) cut
-    to the prefix's ``length`` and extended with zeros (= text) for ``n_new`` appended tokens."""
+def _extend_token_inputs(extra: dict, full: int, length: int, n_new: int, suffix_values: dict,
+                         prompt_inputs: tuple = ()) -> dict:
+    """Per-token inputs other than ids/mask (tensors [1, full, ...] of integers: Qwen2-VL's
+    ``mm_token_type_ids``, Mllama's ``cross_attention_mask`` [1, full, images, tiles], PaliGemma's
+    ``token_type_ids``) cut to the prefix's ``length`` and extended for ``n_new`` appended tokens:
+    with ``suffix_values[key]`` where the family names one (PaliGemma: 1 = causal suffix), else
+    by repeating the prefix's last position (text after the image attends to what it attended to).
+    ``prompt_inputs`` (InstructBLIP's Q-Former text) describe the prompt and are kept as they are."""
     out = {}
     for k, v in extra.items():
-        if torch.is_tensor(v) and v.dim() == 2 and v.shape == (1, full) and not v.is_floating_point():
-            v = torch.cat([v[:, :length], v.new_zeros(1, n_new)], dim=1)
+        per_token = torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (1, full) and not v.is_floating_point()
+        if per_token and k not in prompt_inputs:
+            v = v[:, :length]
+            tail = v[:, -1:].expand(1, n_new, *v.shape[2:]).clone()
+            if k in suffix_values:
+                tail.fill_(suffix_values[k])
+            v = torch.cat([v, tail], dim=1)
         out[k] = v
     return out
 
@@ -219,8 +252,26 @@ def _naive_one(vlm, image, prefix_text, req: Request) -> torch.Tensor:
         cont = torch.tensor(seq, dtype=torch.long, device=prefix.device)
         ids = torch.cat([prefix, cont])[None]
         logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                           **_extend_token_inputs(extra, batch["input_ids"].shape[1], P, len(seq))).logits[0]
+                           **_extend_token_inputs(extra, batch["input_ids"].shape[1], P, len(seq),
+                                                  dict(vlm.family.suffix_inputs),
+                                                  vlm.family.prompt_inputs)).logits[0]
         out[c, :len(seq)] = _log_softmax_at(logits[P - 1:P - 1 + len(seq)], cont).cpu()
+    return out
+
+
+@torch.no_grad()
+def _naive_seq2seq(vlm, image, prefix_text, req: Request) -> torch.Tensor:
+    """Encoder-decoder reference: per continuation, one forward of the encoder input (image +
+    prompt, from the processor) and the decoder input ``[start] + tok(c)[:-1]``; returns the
+    log-probs [K, L] of ``tok(c)`` (NaN past its end)."""
+    batch = vlm.encode([image], [prefix_text], padding_side="right")
+    start = base_model(vlm.model).config.get_text_config(decoder=True).decoder_start_token_id
+    out = torch.full((len(req.seqs), req.width), torch.nan)
+    for c, seq in enumerate(req.seqs):
+        target = torch.tensor(seq, dtype=torch.long, device=vlm.device)
+        dec = torch.cat([target.new_tensor([start]), target[:-1]])[None]
+        logits = vlm.model(**batch, decoder_input_ids=dec).logits[0]
+        out[c, :len(seq)] = _log_softmax_at(logits, target).cpu()
     return out
 
 
@@ -253,20 +304,26 @@ def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[s
     if fast:
         check_fast_supported(base_model(vlm.model))
     tokenize = vlm.continuation_tokenizer
+    seq2seq = is_encoder_decoder(vlm.model)
 
     K = max((len(c) for c in conts), default=0)
     step = batch_size if fast else 1
     starts = range(0, N, step)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import bar as tqdm
 
         starts = tqdm(starts, desc=f"likelihood ({scoring})", unit="batch")
     rows_out = []
     for s in starts:
         idx = list(range(s, min(s + step, N)))
+        imgs = None if images is None else [images[i] for i in idx]
+        if seq2seq:  # naive only (check_fast_supported refuses fast for these language models)
+            reqs = [tokenize_answers(vlm.tokenizer, conts[i], include_eos) for i in idx]
+            tok_lps = [_naive_seq2seq(vlm, None if imgs is None else imgs[0], prefixes[idx[0]], reqs[0])]
+            rows_out += [reduce_logprobs(lp, req.scored_mask(), reduction) for lp, req in zip(tok_lps, reqs)]
+            continue
         prepared = [tokenize(prefixes[i], conts[i], separator, include_eos, trie=fast) for i in idx]
         reqs = [p[0] for p in prepared]
-        imgs = None if images is None else [images[i] for i in idx]
         if fast:
             tok_lps = _fast_batch(vlm, imgs, [prefixes[i] for i in idx], reqs, [p[1] for p in prepared], chunk_size)
         else:

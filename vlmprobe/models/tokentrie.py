@@ -19,6 +19,18 @@ read it, and a plain forward of ``F`` reproduces it.
 Reductions of the scored log-probs ``l_1..l_m``: ``sum`` (log-likelihood), ``mean`` (sum / m),
 ``first`` (``l_1``), ``tokens`` (all of them, left-aligned, NaN-padded).
 
+Normalisations (``NORMALIZATIONS``, computed from ``tokens`` by ``normalize_scores``) add two that
+need more than the token log-probs:
+
+- ``char``: ``sum / len(c)``, the candidate string's length in characters (lm-evaluation-harness'
+  ``acc_norm``: it divides by the continuation's character count so that long names are not
+  penalised for their token count, and the score does not depend on the tokenizer);
+- ``pmi``: ``log p(c | image, prompt) - log p(c | prompt without image)`` (both ``sum``): the
+  pointwise mutual information of image and name, which removes the language model's prior on
+  the name (Holtzman et al. 2021, "Surface Form Competition", domain-conditional PMI; the
+  class-name frequency prior of the VLM-classification paper's finding 4). The second term is
+  computed once per distinct name from a text-only prompt (``VisionLanguageModel.score``).
+
 Trie and chunks
 ---------------
 All continuations of a prefix are merged into a token trie (a token shared by several
@@ -39,6 +51,7 @@ import torch
 from ..errors import VlmprobeError
 
 REDUCTIONS = ("sum", "mean", "first", "tokens")
+NORMALIZATIONS = ("sum", "mean", "first", "char", "pmi")  # score reductions a user chooses (``--reduction``)
 
 
 # ----------------------------------------------------------------------------------- tokens
@@ -98,6 +111,26 @@ def tokenize_continuations(tokenizer, prefix: str, continuations: Sequence[str],
     shared = min(ns) if ns else len(prefix_ids)
     seqs = [tuple(full[shared:]) + ((eos,) if include_eos else ()) for full in fulls]
     return Request(prefix_ids, shared, seqs, [n - shared for n in ns])
+
+
+def tokenize_answers(tokenizer, continuations: Sequence[str], include_eos: bool = False) -> Request:
+    """Encoder-decoder language models (BLIP-2 with Flan-T5): the prompt goes to the encoder and
+    the decoder scores each continuation's own tokens ``tok(c)`` (no special tokens; + EOS with
+    ``include_eos``) from the decoder start token, all of them scored::
+
+        logp(c) = sum_t log p(tok(c)_t | encoder(image, prompt), decoder start, tok(c)_<t)"""
+    for c in continuations:
+        if not isinstance(c, str) or not c.strip():
+            raise VlmprobeError(f"continuation {c!r} is empty (empty candidate / class name?)")
+    eos = tokenizer.eos_token_id
+    if include_eos and eos is None:
+        raise VlmprobeError("include_eos: the tokenizer has no eos_token_id")
+    ids = tokenizer(list(continuations), add_special_tokens=False).input_ids if continuations else []
+    seqs = [tuple(i) + ((eos,) if include_eos else ()) for i in ids]
+    for c, seq in zip(continuations, seqs):
+        if not seq:
+            raise VlmprobeError(f"continuation {c!r} has no tokens")
+    return Request([], 0, seqs, [0] * len(seqs))
 
 
 # ------------------------------------------------------------------------------------- trie
@@ -212,6 +245,34 @@ def reduce_logprobs(tok_lp: torch.Tensor, scored: torch.Tensor, reduction: str) 
         return z.sum(1) / count.clamp(min=1)
     first = scored.float().argmax(1)
     return tok_lp.gather(1, first[:, None]).squeeze(1)
+
+
+def normalize_scores(tokens: torch.Tensor, reduction: str, chars: torch.Tensor | None = None,
+                     prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Left-aligned, NaN-padded token log-probs ``tokens`` [N, K, L] (``reduction="tokens"``) ->
+    scores [N, K] under one of ``NORMALIZATIONS`` (module docstring). ``chars`` [N, K]: each
+    candidate's length in characters (``char``); ``prior`` [N, K]: ``log p(c | prompt without
+    image)`` summed over the tokens (``pmi``). A candidate with no scored token (a missing entry of
+    a ragged candidate list) stays NaN."""
+    if reduction not in NORMALIZATIONS:
+        raise VlmprobeError(f"unknown reduction {reduction!r}; choose from {NORMALIZATIONS}")
+    scored = ~tokens.isnan()
+    count = scored.sum(-1)
+    total = torch.where(scored, tokens, 0.0).sum(-1)
+    total = torch.where(count > 0, total, torch.nan)
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / count.clamp(min=1)
+    if reduction == "first":
+        return tokens[..., 0]
+    if reduction == "char":
+        if chars is None:
+            raise VlmprobeError("the char normalisation needs each candidate's length in characters")
+        return total / chars.to(total.dtype).clamp(min=1)
+    if prior is None:
+        raise VlmprobeError("the pmi normalisation needs log p(candidate | prompt without image)")
+    return total - prior.to(total.dtype)
 
 
 class ContinuationTokenizer:

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ModelLoadError, VlmprobeError
 from .base import PAPER_QUESTION, LoadOptions, VisionModel
-from .families import Family, family_for_type, family_of
+from .families import Family, family_for_type, family_of, processor_images
 from .tokentrie import ContinuationTokenizer
 
 
@@ -46,12 +46,13 @@ class VisionLanguageModel(VisionModel):
 
         self.fingerprint = fingerprint
         self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=options.trust_remote_code)
-        if not getattr(self.processor, "chat_template", None):
-            raise ModelLoadError(f"{spec}: the processor has no chat template (chat_template.jinja / "
-                                 "chat_template.json); vlmprobe renders every prompt with it")
         kwargs = dict(dtype=options.torch_dtype(), trust_remote_code=options.trust_remote_code)
         model_type = getattr(AutoConfig.from_pretrained(path, trust_remote_code=options.trust_remote_code),
                              "model_type", None)
+        if not getattr(self.processor, "chat_template", None) and family_for_type(model_type).prompt_format is None:
+            raise ModelLoadError(f"{spec}: the processor has no chat template (chat_template.jinja / "
+                                 f"chat_template.json) and the {family_for_type(model_type).name} family defines "
+                                 "no prompt format; vlmprobe renders every prompt with one of them")
         quant = _quantization_config(options, family_for_type(model_type))
         if quant is not None:
             kwargs["quantization_config"] = quant
@@ -96,6 +97,17 @@ class VisionLanguageModel(VisionModel):
         """Id of the image placeholder token in ``input_ids`` (expanded to one per image feature)."""
         return self.family.image_token_id(self.model.config)
 
+    @property
+    def placeholder_token_ids(self) -> set[int]:
+        """Ids that stand for an image in the rendered text before the processor expands it: the
+        image token and the processor's placeholder where they differ (Gemma 3 writes
+        ``<start_of_image>`` and expands it into ``<image_soft_token>`` runs)."""
+        ids = {self.image_token_id}
+        placeholder = getattr(self.processor, "image_token", None)
+        if isinstance(placeholder, str):
+            ids.add(self.tokenizer.convert_tokens_to_ids(placeholder))
+        return ids - {None}
+
     def num_layers(self) -> int:
         """Number of decoder layers L of the language model (hidden states are lm.0 .. lm.L)."""
         cfg = self.model.config
@@ -113,6 +125,11 @@ class VisionLanguageModel(VisionModel):
         return {"layers": resolve_layers(layers, self.num_layers()), "pooling": resolve_poolings(pooling),
                 "prompt": prompt or PAPER_QUESTION}
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the floating-point weights (quantised layers hold integers)."""
+        return next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+
     def describe(self) -> dict:
         cfg = self.model.config
         return {**super().describe(), "model_type": getattr(cfg, "model_type", None),
@@ -120,9 +137,15 @@ class VisionLanguageModel(VisionModel):
 
     def render(self, question: str, image: bool = True, answer_prefix: str | None = None) -> str:
         """One user turn (image first, then ``question``) through the chat template with the
-        generation prompt, followed by ``answer_prefix`` if given (e.g. ``"The photo features a"``)."""
-        content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
-        text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        generation prompt, followed by ``answer_prefix`` if given (e.g. ``"The photo features a"``).
+        A checkpoint released without a chat template uses its family's ``prompt_format``
+        (BLIP-2: ``Question: {question} Answer:``)."""
+        if not getattr(self.processor, "chat_template", None) and self.family.prompt_format is not None:
+            text = self.family.prompt_format.format(question=question)  # the processor adds the image tokens
+        else:
+            content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
+            text = self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                      add_generation_prompt=True)
         if answer_prefix:
             text = text + (answer_prefix if text.endswith((" ", "\n")) else " " + answer_prefix)
         return text
@@ -133,11 +156,12 @@ class VisionLanguageModel(VisionModel):
         ``pixel_values`` ...)."""
         kwargs = dict(text=list(texts), return_tensors="pt", padding=True)
         if images is not None:
-            kwargs["images"] = list(images)
+            kwargs["images"] = processor_images(self.processor, list(images))
         old = self.tokenizer.padding_side
         self.tokenizer.padding_side = padding_side
         try:
-            batch = self.processor(**kwargs)
+            batch = (self.processor(**kwargs) if self.family.encode is None
+                     else self.family.encode(self.processor, **kwargs))
         finally:
             self.tokenizer.padding_side = old
         dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
@@ -154,7 +178,9 @@ class VisionLanguageModel(VisionModel):
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                   pad_token_id=pad_id, **gen_kwargs)
-        new = out[:, batch["input_ids"].shape[1]:]
+        from .likelihood import is_encoder_decoder
+
+        new = out if is_encoder_decoder(self.model) else out[:, batch["input_ids"].shape[1]:]  # T5: decoder only
         return [s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     def check_scoring(self, scoring: str) -> None:
@@ -174,19 +200,49 @@ class VisionLanguageModel(VisionModel):
         ``vlmprobe.models.likelihood.continuation_logprobs`` (the engine) for every argument."""
         from .likelihood import continuation_logprobs
 
+        if images is None:
+            self.family.check_text_only(getattr(self.model.config, "model_type", None))
         return continuation_logprobs(self, images, prefixes, continuations, reduction=reduction, scoring=scoring,
                                      include_eos=include_eos, separator=separator, batch_size=batch_size,
                                      chunk_size=chunk_size, progress=progress)
 
     def score(self, images: Sequence, candidates, prompt: str = PAPER_QUESTION, answer_prefix: str | None = None,
-              reduction: str = "sum", scoring: str = "fast", include_eos: bool = False, batch_size: int = 8,
-              chunk_size: int = 512, progress: bool = False) -> torch.Tensor:
+              reduction: str | Sequence[str] = "sum", scoring: str = "fast", include_eos: bool = False,
+              batch_size: int = 8, chunk_size: int = 512, progress: bool = False):
         """log p(candidate | image, prompt) [N, K]: the user turn ``prompt`` with the image, the
         assistant turn opened by the chat template, then ``answer_prefix`` (e.g. "The photo
-        features a") and the candidate. ``candidates``: one list for all images or one per image."""
+        features a") and the candidate. ``candidates``: one list for all images or one per image.
+
+        ``reduction``: ``sum | mean | first | tokens`` (``vlmprobe.models.tokentrie``) or the
+        normalisations ``char`` (sum / characters) and ``pmi`` (sum minus the same text's sum
+        without the image, once per distinct name); a sequence of them returns {name: [N, K]}
+        from one pass over the images."""
+        from .tokentrie import NORMALIZATIONS, normalize_scores
+
         prefix = self.render(prompt, image=True, answer_prefix=answer_prefix)
-        return self.logprobs(list(images), prefix, candidates, reduction=reduction, scoring=scoring,
-                             include_eos=include_eos, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
+        kw = dict(scoring=scoring, include_eos=include_eos, batch_size=batch_size, chunk_size=chunk_size)
+        wanted = (reduction,) if isinstance(reduction, str) else tuple(reduction)
+        if isinstance(reduction, str) and reduction not in ("char", "pmi"):  # the engine's own reductions
+            return self.logprobs(list(images), prefix, candidates, reduction=reduction, progress=progress, **kw)
+        for r in wanted:
+            if r not in NORMALIZATIONS:
+                raise VlmprobeError(f"unknown reduction {r!r}; choose from {NORMALIZATIONS}")
+        tokens = self.logprobs(list(images), prefix, candidates, reduction="tokens", progress=progress, **kw)
+        N, K = tokens.shape[:2]
+        rows = [list(candidates)] * N if len(candidates) == 0 or isinstance(candidates[0], str) else candidates
+        chars = torch.full((N, K), float("nan"))
+        for i, row in enumerate(rows):
+            chars[i, :len(row)] = torch.tensor([float(len(c)) for c in row])
+        prior = None
+        if "pmi" in wanted:  # log p(name | prompt without image): one text-only row, each name once
+            names = list(dict.fromkeys(c for row in rows for c in row))
+            text = self.render(prompt, image=False, answer_prefix=answer_prefix)
+            by_name = dict(zip(names, self.logprobs(None, [text], [names], reduction="sum", **kw)[0].tolist()))
+            prior = torch.full((N, K), float("nan"))
+            for i, row in enumerate(rows):
+                prior[i, :len(row)] = torch.tensor([by_name[c] for c in row])
+        out = {r: normalize_scores(tokens, r, chars=chars, prior=prior) for r in wanted}
+        return out[reduction] if isinstance(reduction, str) else out
 
     def features(self, images: Sequence, layers="all", pooling="last", prompt: str | Sequence[str] = PAPER_QUESTION,
                  rendered: bool = False) -> dict[str, torch.Tensor]:

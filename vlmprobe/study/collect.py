@@ -6,7 +6,8 @@ their rows out (the report lists them).
 
 Runs on a robustness dataset (an entry with ``groups`` or ``unlabeled``) feed the group-shift
 table (and the OOD runs), not the main table; ``ood``, ``shape_bias``, ``retrieval`` and
-``factors`` runs feed their own sections.
+``factors`` runs feed their own sections; ``shift`` runs feed the distribution-shift table and
+the effective-robustness figure.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from ..errors import VlmprobeError
 EVAL_MEASURES = ("zeroshot", "generate", "likelihood", "classifier")
 LABELS = {"zeroshot": "CLIP zero-shot", "generate": "direct generation", "likelihood": "probability inference",
           "probe": "linear probe", "classifier": "supervised classifier"}
-VIA_METHOD = ("ood", "shape_bias", "factors")  # measures labelled by the eval method they use
-VIA_KEYS = ("method", "ood", "source", "variant")  # their options shown in their own columns, not the label
+VIA_METHOD = ("ood", "shape_bias", "factors", "shift")  # measures labelled by the eval method they use
+VIA_KEYS = ("method", "ood", "source", "variant", "shift")  # their options shown in their own columns, not the label
 
 
 def _read_json(path: Path):
@@ -82,7 +83,7 @@ def _eval_row(run: dict, res: dict) -> dict:
 def read_study(path: str | Path) -> dict:
     """-> {name, study_text, world, models, runs (id -> entry + status), main, label_space,
     prompts, probes, frequency, finetune, wikiqa, clip_worst, groups, ood, shape_bias, retrieval, factors,
-    failed, skips}."""
+    shift, failed, skips}."""
     root = Path(path)
     plan = _read_json(root / "study.json")
     if plan is None:
@@ -90,10 +91,11 @@ def read_study(path: str | Path) -> dict:
     runs = {r["id"]: r for r in plan["runs"]}
     out = {k: plan.get(k) for k in ("name", "file", "study_text", "seed", "world", "models", "datasets", "skips")}
     out.update(runs=runs, main=[], label_space=[], prompts=[], probes=[], frequency=[], finetune=[], wikiqa=[],
-               clip_worst=[], ood=[], groups=[], shape_bias=[], retrieval=[], factors=[], failed=[r["id"] for r in plan["runs"]
+               clip_worst=[], ood=[], groups=[], shape_bias=[], retrieval=[], factors=[], shift=[], failed=[r["id"] for r in plan["runs"]
                                                       if r.get("status") in ("failed", "blocked")])
     evals = {}
     robust = {n for n, d in (plan.get("datasets") or {}).items() if d.get("groups") or d.get("unlabeled")}
+    robust |= {r["params"].get("shift") for r in plan["runs"] if r["measure"] == "shift"}  # shifted sets: own section
     for rid, run in runs.items():
         d = root / rid
         if run["measure"] in EVAL_MEASURES:
@@ -141,6 +143,13 @@ def read_study(path: str | Path) -> dict:
                                      "i2t": res["image_to_text"]["recall"], "t2i": res["text_to_image"]["recall"],
                                      "n_images": res["image_to_text"].get("n_queries"),
                                      "n_captions": res["text_to_image"].get("n_queries")})
+        elif run["measure"] == "shift":
+            rows = ((_read_json(d / "shift.json") or {}).get("shift") or {}).get("rows") or []
+            for r in rows[:1]:
+                out["shift"].append({"run": rid, "model": run["model"], "method": describe(run),
+                                     "dataset": run["dataset"], "shift_dataset": run["params"]["shift"],
+                                     **{k: r.get(k) for k in ("id_accuracy", "id_ci95", "id_n", "shift_accuracy",
+                                                              "shift_ci95", "shift_n", "protocol")}})
         elif run["measure"] == "factors":
             res = (_read_json(d / "results.json") or {}).get("factors")
             if res and res.get("variants"):

@@ -25,6 +25,20 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def plain_log_ticks(axis, values) -> None:
+    """Label a log axis with plain numbers (2, 5, 10), ticks at ``values``, no 2×10⁰ labels."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    values = [v for v in values if v and v > 0]
+    if values:
+        axis.set_major_locator(FixedLocator(values))
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    axis.set_major_formatter(fmt)
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+
+
 def label_space(rows: list[dict], clip_rows: list[dict]) -> bytes | None:
     """Top-1 vs number of candidate classes (log x), one line per (model, method); CLIP zero-shot
     over all classes as dashed horizontal lines."""
@@ -46,6 +60,7 @@ def label_space(rows: list[dict], clip_rows: list[dict]) -> bytes | None:
         ax.annotate(f"{c['model']} zero-shot ({c['method']})", (ax.get_xlim()[0], 100 * c["top1"]), fontsize=7,
                     va="bottom")
     ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis, sorted({p[0] for pts in lines.values() for p in pts if p[0] is not None}))
     ax.set_xlabel("number of candidate classes (true class + random others)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_ylim(0, 105)
@@ -166,3 +181,66 @@ def factors(rows: list[dict], names: list[str]) -> bytes | None:
     with tempfile.TemporaryDirectory() as tmp:
         return factor_plot(pts, Path(tmp) / "factors.png",
                            "ImageNet-X: factor accuracy vs overall accuracy (probit axes)").read_bytes()
+
+
+def shift_scatter(by_set: dict) -> bytes | None:
+    """One probit panel per shifted set: shift vs ID accuracy, one point per (model, method)
+    (``metrics.model_scatter``), with the logit fit through the points (effective robustness)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..metrics.model_scatter import model_scatter
+    from ..metrics.robustness import baseline_fit
+
+    panels = []
+    for name, rows in by_set.items():
+        base = None
+        if len({r["id_accuracy"] for r in rows if 0 < r["id_accuracy"] < 1 and 0 < r["shift_accuracy"] < 1}) >= 2:
+            slope, icpt, _ = baseline_fit([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows])
+            base = {"slope": slope, "intercept": icpt, "transform": "logit"}
+        panels.append({"title": f"shifted set: {name}", "xlabel": "ID accuracy", "ylabel": "shift accuracy",
+                       "probit": True, "baseline": base,
+                       "points": [{"label": f"{r['model']}: {r['method']}", "x": r["id_accuracy"],
+                                   "y": r["shift_accuracy"]} for r in rows]})
+    if not panels:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return model_scatter(panels, Path(tmp) / "s.png").read_bytes()
+
+
+def per_model(data: dict, min_models: int = 3) -> bytes | None:
+    """The one-point-per-model panels (``report.per_model_section``); None with fewer than
+    ``min_models`` models in the study or nothing to draw."""
+    import tempfile
+    from pathlib import Path
+
+    from ..metrics.model_scatter import model_scatter
+
+    if len(data.get("models") or {}) < min_models:
+        return None
+    main = {(r["model"], r["method"]): r for r in data["main"]}
+    label = lambda r: f"{r['model']}: {r['method']}"  # noqa: E731
+    panels = []
+    ood = [o for o in data["ood"] if o.get("top1") is not None]
+    for key, name in (("msp_auroc", "OOD AUROC (MSP)"), ("msp_fpr95", "OOD FPR@95 (MSP)")):
+        pts = [{"label": label(o), "x": o["top1"], "y": o[key]} for o in ood if o.get(key) is not None]
+        if len(pts) >= 2:
+            panels.append({"title": f"{name} vs ID accuracy", "xlabel": "ID accuracy", "ylabel": name,
+                           "probit": False, "points": pts})
+    pts = [{"label": label(r), "x": r["top1"], "y": r["ece"]} for r in data["main"]
+           if r.get("ece") is not None and r.get("top1") is not None]
+    if len(pts) >= 2:
+        panels.append({"title": "ECE vs accuracy", "xlabel": "accuracy", "ylabel": "ECE", "probit": False,
+                       "points": pts})
+    pts = []
+    for r in data["shape_bias"]:
+        m = next((x for (model, _), x in main.items() if model == r["model"]), None)
+        if m is not None and r.get("shape_bias") is not None and m.get("top1") is not None:
+            pts.append({"label": label(r), "x": m["top1"], "y": r["shape_bias"]})
+    if len(pts) >= 2:
+        panels.append({"title": "shape bias vs accuracy", "xlabel": "test accuracy (same model)",
+                       "ylabel": "shape bias", "probit": False, "points": pts})
+    if not panels:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return model_scatter(panels, Path(tmp) / "p.png").read_bytes()

@@ -13,7 +13,9 @@ with the same model and method and runs ``vlmprobe metrics ID_RUN --ood OOD_RUN`
 is ``vlmprobe eval`` on a cue-conflict dataset with the model kind's method; ``retrieval`` is
 ``vlmprobe retrieval`` on a captions dataset; ``factors`` reads the eval run of the same model and
 dataset and runs ``vlmprobe metrics RUN --factors imagenet-x|FILE.jsonl`` (ImageNet-X factor
-accuracy and error ratio).
+accuracy and error ratio); ``shift`` runs the method on the entry's (ID) dataset and on a shifted
+dataset and writes ``vlmprobe compare --shift ID_RUN:SHIFT_RUN --out shift.json`` (ID and shift
+accuracy, the report's effective-robustness figure).
 """
 from __future__ import annotations
 
@@ -104,7 +106,7 @@ def _probe(ctx: Ctx, p: dict) -> list:
     test = data[data.index("--data") + 1]
     out = ["probe", "--model", ctx.model, *ctx.load_args, "--train", _with_split(ctx.datasets[p["train"]]),
            "--test", _with_split(data), "--layers", str(p["layers"]), "--pool", str(p["pool"]),
-           "--seed", str(ctx.seed), "--out", ctx.out]
+           "--seed", str(ctx.seed), "--out", ctx.out, "--no-progress"]
     if p["val"]:
         out += ["--val", _with_split(ctx.datasets[p["val"]])]
     if p["reference"]:
@@ -135,7 +137,7 @@ def _wikiqa(ctx: Ctx, p: dict) -> list:
 
 
 def _frequency(ctx: Ctx, p: dict) -> list:
-    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out]
+    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out, "--no-progress"]
     return out + (["--roles", p["roles"]] if p["roles"] else [])
 
 
@@ -163,6 +165,10 @@ def _shape_bias(ctx: Ctx, p: dict) -> list:
 
 def _ood(ctx: Ctx, p: dict) -> list:
     return ["metrics", ctx.deps["id"], "--ood", ctx.deps["ood"], "--out", ctx.out]
+
+
+def _shift(ctx: Ctx, p: dict) -> list:
+    return ["compare", "--shift", f"{ctx.deps['id']}:{ctx.deps['shift']}", "--out", f"{ctx.out}/shift.json"]
 
 
 def _factors(ctx: Ctx, p: dict) -> list:
@@ -206,7 +212,7 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
                            "match": "value"}), section="main", shards=True,
         help="VLM direct generation, answer matched to class names"),
     Measure("likelihood", (VLM,), {
-        "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first")),
+        "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first", "char", "pmi")),
         "answer_prefix": Option(None, (str,), axis=True, help="paper = 'The photo features a'"),
         "num_candidates": NUM_CANDIDATES,
         "scoring": Option("fast", (str,), choices=("fast", "naive"))},
@@ -270,6 +276,16 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         deps=lambda p: {"run": (p["method"], _forwarded(p))},
         help="ImageNet-X factors: `vlmprobe metrics RUN --factors SOURCE` on the method's run (per-factor "
              "accuracy and error ratio = (1 - factor acc) / (1 - overall acc), Idrissi et al. 2023)"),
+    Measure("shift", (CLIP, VLM, CLASSIFIER), {
+        "shift": Option(None, (str,), axis=True, help="dataset name of the shifted images (required)"),
+        "method": Option(None, (str,), axis=True, choices=(None, "zeroshot", "generate", "likelihood", "classifier"),
+                         help="default: zeroshot for a clip, likelihood for a vlm, classifier for a classifier"),
+        "templates": TEMPLATES_FWD, "answer_prefix": ANSWER_PREFIX_FWD},
+        _shift, section="shift", result_file="shift.json",
+        resolve=_method_by_kind({CLIP: "zeroshot", VLM: "likelihood", CLASSIFIER: "classifier"}),
+        deps=lambda p: {"id": (p["method"], _forwarded(p)), "shift": (p["method"], _forwarded(p), p["shift"])},
+        help="distribution shift: the method on the entry's (ID) dataset and on the shifted dataset; "
+             "`vlmprobe compare --shift ID:SHIFT` (accuracies with intervals; the report's effective-robustness figure)"),
     Measure("retrieval", (CLIP, VLM), {}, _retrieval, section="retrieval", shards=True,
             help="zero-shot image<->text retrieval Recall@K on a captions dataset (vlmprobe retrieval)"),
 ]}

@@ -92,11 +92,27 @@ class Doc:
         if path and Path(path).exists():
             self.figure(Path(path).read_bytes(), name, caption)
 
+    def gallery(self, items: list[tuple[bytes | None, str, str]]) -> None:
+        """Small multiples: (png, name, caption) figures side by side in a responsive grid (HTML;
+        Markdown puts the images on one line) instead of one tall column."""
+        items = [(png, name, cap) for png, name, cap in items if png]
+        if not items:
+            return
+        cells = []
+        for png, name, caption in items:
+            b64 = base64.b64encode(png).decode()
+            cells.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            self.images[name] = png
+        self.html.append(f'<div class="grid">{"".join(cells)}</div>')
+        self.md.append(" ".join(f"![{cap}](report_files/{name})" for _, name, cap in items) + "\n")
+
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f3f3f3}td.n{text-align:right}figure{margin:1em 0}img{max-width:100%}
-figcaption{font-size:12px;color:#555}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}
+figcaption{font-size:12px;color:#555}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:8px}.grid figure{margin:0}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}
 .yes{color:#176d2e;font-weight:bold}.no{color:#a01818;font-weight:bold}.na{color:#777}"""
 
 
@@ -118,7 +134,7 @@ def build(root: str | Path) -> Doc:
 
     doc.h(2, "Findings", "findings")
     rows = []
-    for f in compute_findings(data):
+    for f in compute_findings(data, root):
         shown = {True: "yes", False: "NO", None: "not measured"}[f["shown"]]
         rows.append([str(f["n"]), f["title"], (shown, f["runs"][0] if f["runs"] else None), f["text"]])
     doc.table(["#", "finding (Zhang et al. 2024)", "shown", "numbers"], rows)
@@ -181,10 +197,12 @@ def build(root: str | Path) -> Doc:
 
     doc.h(2, "Calibration", "calibration")
     doc.p("Reliability diagrams (15 equal-width bins, right-closed; confidence = softmax of the scores).")
+    cells = []
     for i, r in enumerate(x for x in data["main"] if x["ece"] is not None):
         rel = figures.reliability(root / r["run"], f"{r['model']}: {r['measure']}")
         if rel:
-            doc.figure(rel[0], f"reliability_{i}.png", f"{r['model']} {r['method']}: ECE {rel[1]:.3f}")
+            cells.append((rel[0], f"reliability_{i}.png", f"{r['model']} {r['method']}: ECE {rel[1]:.3f}"))
+    doc.gallery(cells)
 
     doc.h(2, "CLIP's hardest classes beside the VLM", "clip-worst")
     doc.p("CLIP's worst classes (zero-shot) and each VLM method's accuracy on the same classes (Tu et al. report "
@@ -279,8 +297,8 @@ def robustness(doc: Doc, data: dict) -> None:
                   [[o["model"], o["method"], o["dataset"] or "", o["ood_dataset"]]
                    + _linked(o["run"], *(_num(o[k]) for k in ("msp_auroc", "msp_fpr95", "mcm_auroc", "mcm_fpr95")))
                    for o in data["ood"]])
-        for i, o in enumerate(data["ood"]):
-            doc.figure_file(o["png"], f"roc_{i}.png", f"{o['model']} {o['method']}: ROC (ID positive)")
+        doc.gallery([(Path(o["png"]).read_bytes() if o["png"] and Path(o["png"]).exists() else None, f"roc_{i}.png",
+                      f"{o['model']} {o['method']}: ROC (ID positive)") for i, o in enumerate(data["ood"])])
     if _measured(doc, "Shape bias", "shape-bias", "Cue-conflict images (shape of one class, texture of another): "
                  "shape bias = shape decisions / (shape + texture decisions) (Geirhos et al. 2019); 'other' = neither.",
                  data["shape_bias"], "add {measure: shape_bias} on a cue-conflict dataset"):
@@ -299,6 +317,58 @@ def robustness(doc: Doc, data: dict) -> None:
                    + _linked(r["run"], *(_pct(r["i2t"].get(k)) for k in ks), *(_pct(r["t2i"].get(k)) for k in ks))
                    for r in data["retrieval"]])
     factor_section(doc, data["factors"])
+    shift_section(doc, data)
+    per_model_section(doc, data)
+
+
+def shift_section(doc: Doc, data: dict) -> None:
+    """Distribution shift: ID vs shift accuracy per (model, method) with Clopper-Pearson intervals,
+    effective robustness against the logit line through the compared runs of the same shifted set,
+    and the one-point-per-model probit figure (one panel per shifted set)."""
+    rows = data["shift"]
+    if not _measured(doc, "Distribution shift and effective robustness", "shift",
+                     "Accuracy on the in-distribution test set and on a shifted set (sketches, another rendition, "
+                     "corrupted images), with 95% Clopper-Pearson intervals. Effective robustness (Taori et al. 2020) "
+                     "= shift accuracy minus the logit-linear fit of shift on ID accuracy over the runs compared here "
+                     "(no separate baseline models in this study). The figure puts one point per model and method "
+                     "on probit axes with y = x and a Huber line (Tu et al.).", rows,
+                     "add {measure: shift, shift: DATASET} with a shifted dataset"):
+        return
+    from ..metrics.robustness import effective_robustness
+
+    by_set: dict = {}
+    for r in rows:
+        by_set.setdefault(r["shift_dataset"], []).append(r)
+    for group in by_set.values():
+        if len({r["id_accuracy"] for r in group if 0 < r["id_accuracy"] < 1 and 0 < r["shift_accuracy"] < 1}) >= 2:
+            er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
+                                      [r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group])
+            for r, e in zip(group, er["er"]):
+                r["er"] = float(e)
+    ci = lambda c: "–" if not c else f"{100 * c[0]:.1f}–{100 * c[1]:.1f}"  # noqa: E731
+    doc.table(["model", "method", "ID dataset", "shifted set", "ID %", "ID 95% CI", "shift %", "shift 95% CI",
+               "ER (points)"],
+              [[r["model"], r["method"], r["dataset"] or "", r["shift_dataset"]]
+               + _linked(r["run"], _pct(r["id_accuracy"]), ci(r["id_ci95"]), _pct(r["shift_accuracy"]),
+                         ci(r["shift_ci95"]), "–" if r.get("er") is None else f"{100 * r['er']:+.1f}")
+               for r in rows])
+    doc.figure(figures.shift_scatter(by_set), "effective_robustness.png",
+               "shift vs ID accuracy, one point per model and method (probit axes, y = x, Huber line; "
+               "green: the logit fit that defines effective robustness)")
+
+
+def per_model_section(doc: Doc, data: dict) -> None:
+    """Tu et al.'s one-point-per-model figures for the other measurements (when the study has at
+    least three models): OOD AUROC and FPR@95 vs ID accuracy, ECE vs accuracy, shape bias vs
+    accuracy (the same model and method on the main test set)."""
+    png = figures.per_model(data)
+    if png is None:
+        return
+    doc.h(2, "One point per model", "per-model")
+    doc.p("Each point is one model and method: OOD detection (MSP AUROC, FPR@95) against ID accuracy, calibration "
+          "error (ECE) against accuracy and shape bias against accuracy, with Spearman's rho and R² of the Huber "
+          "line in each legend (Tu et al. 2024).")
+    doc.figure(png, "per_model.png", "one point per model and method")
 
 
 SHOWN_FACTORS = 6  # factor columns of the table: the ones with most images

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from .. import distributed
 from ..cache import atomic_write_json, content_key, file_sha256
+from ..specs import find_world
 from .executors import Job, make_pool, run_in_process, schedule
 from .measures import MEASURES, Ctx
 from .plan import Plan, Run, expand
@@ -139,11 +140,10 @@ class StudyRunner:
 
     # ------------------------------------------------------------ the study
     def prepare_world(self) -> None:
-        if self.study.world == "toy":
-            from ..toy import build_world
-
-            print("$ vlmprobe toy build", flush=True)
-            self.world = distributed.on_main(self.w, lambda: build_world(seed=self.study.seed, progress=self.progress))
+        if self.study.world:
+            world = find_world(self.study.world)
+            print(f"$ vlmprobe {self.study.world} build", flush=True)
+            self.world = distributed.on_main(self.w, lambda: world.build(self.study.seed, self.progress))
             print(f"world: {self.world['dir']} ({'reused' if self.world.get('reused') else 'built'})", flush=True)
 
     def dry_run(self) -> list[dict]:
@@ -258,11 +258,10 @@ def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool
     finished, or with ``partial`` from what is done."""
     runner = StudyRunner(study, out, progress=progress)
     if dry_run:
-        if study.world == "toy":
-            from ..toy.build import default_dir, existing_world
-
-            runner.world = existing_world(study.seed)
-            print(f"world: {default_dir(study.seed)} ({'built' if runner.world else 'not built yet'})")
+        if study.world:
+            world = find_world(study.world)
+            runner.world = world.existing(study.seed)
+            print(f"world: {world.directory(study.seed)} ({'built' if runner.world else 'not built yet'})")
         for entry, names in study.zoos.items():
             print(f"zoo {entry}: {len(names)} models")
             for n in names:

@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from ..specs import find_world, world_names
 from .measures import CLASSIFIER, CLIP, MEASURES, VLM
 from .yamlpos import Located, StudyFileError, load_located
 
@@ -240,15 +241,14 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
     _check_keys(loc, (), raw, TOP_KEYS, "the study")
     seed = _expect(loc, ("seed",), raw.get("seed", 0), int, "seed") if seed is None else seed
     world = raw.get("world")
-    if world not in (None, "toy"):
-        raise loc.error(("world",), f"world must be 'toy' (the miniature world) or absent, got {world!r}")
+    if world is not None and (not isinstance(world, str) or find_world(world) is None):
+        raise loc.error(("world",), f"world must be one of {world_names()} (registered by plugins) or absent, "
+                                    f"got {world!r}")
     subs = {"study": str(Path(path).resolve().parent) if path is not None and file != "<default study>" else "."}
-    toy_dir = None
-    if world == "toy":
-        from ..toy.build import default_dir
-
-        toy_dir = str(default_dir(seed))
-        subs["toy"] = toy_dir
+    toy_dir = None  # the world's directory (paths under it are checked once it is built)
+    if world is not None:
+        toy_dir = str(find_world(world).directory(seed))
+        subs[world] = toy_dir
     raw = _substitute(raw, subs)
     for k in ("models", "datasets", "measurements"):
         if k not in raw:
@@ -343,12 +343,12 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
                     _expect(loc, vp, v, opt.types, key)
                 if opt.choices and v not in opt.choices:
                     raise loc.error(vp, f"{key} must be one of {', '.join(map(str, opt.choices))}, got {v!r}")
-                if key in ("train", "val", "ood") and v is not None and v not in datasets:
+                if key in ("train", "val", "ood", "shift") and v is not None and v not in datasets:
                     raise loc.error(vp, f"no dataset named {v!r} (defined: {', '.join(datasets)})")
                 if key == "reference" and v is not None and (v not in models or models[v].kind != CLIP):
                     raise loc.error(vp, f"reference must name a clip model, got {v!r}")
             options[key] = e[key]
-        for key in ("train", "data", "corpus", "ood", "source"):
+        for key in ("train", "data", "corpus", "ood", "source", "shift"):
             if key in spec.options and spec.options[key].default is None and key not in e:
                 raise loc.error(p, f"measure {kind!r} needs {key!r}")
         if kind == "factors":

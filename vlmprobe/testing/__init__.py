@@ -29,6 +29,11 @@ common words are one or a few tokens and any text, unicode included, tokenizes. 
 tokenizer puts ``<|endoftext|>`` at the largest id so transformers' EOS pooling and its legacy
 "argmax id" rule agree (see GUIDE section 6). The open_clip model uses open_clip's own BPE.
 
+The VLM builders are also registered by ``config.model_type`` (``llava``, ``llava_next``,
+``qwen2_vl``) in ``vlmprobe.testing.families.TINY_BUILDERS``, beside every other family's
+(``families_decoder``, ``families_special``): ``python -m vlmprobe.testing --families DIR``
+builds and checks them all (the conformance suite, ``vlmprobe.testing.conformance``).
+
 Each model directory is built in a temporary sibling and renamed into place after a marker
 file (``MARKER``, written last) records the recipe version: a complete earlier build is
 reused, a half-written or outdated one is rebuilt. Weights are seeded, so builds repeat.
@@ -37,11 +42,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-import torch
+from .families import TINY_BUILDERS, build_into, tiny_builder  # noqa: F401 (the registry; see families.py)
 
 MARKER = ".vlmprobe-tiny.json"  # written last into every finished model directory
 RECIPE_VERSION = 1  # bump whenever a recipe below changes: older builds are rebuilt
@@ -125,12 +129,14 @@ _PHRASES = (
 def _corpus() -> list[str]:
     """English training text: prompt phrases (weighted), common words, ImageNet class names in
     open_clip's templates. Fixed content and order, so the trained vocabulary is fixed."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
+    from open_clip.zero_shot_metadata import SIMPLE_IMAGENET_TEMPLATES
+
+    from ..data.imagenet_classes import imagenet_names
 
     words = _COMMON.split()
     lines = list(_PHRASES) * 20 + [" ".join(words)] * 10
     lines += [f"{w} {w.capitalize()} {w.upper()}" for w in words]
-    for i, name in enumerate(IMAGENET_CLASSNAMES):
+    for i, name in enumerate(imagenet_names()):
         lines.append(SIMPLE_IMAGENET_TEMPLATES[i % len(SIMPLE_IMAGENET_TEMPLATES)](name))
         lines.append(f"The photo features a {name}.")
     return lines
@@ -236,6 +242,7 @@ def _save_vlm(model, processor, tokenizer, out: Path) -> None:
     processor.save_pretrained(out)
 
 
+@tiny_builder("llava")
 def _build_llava(out: Path) -> None:
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -251,6 +258,7 @@ def _build_llava(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+@tiny_builder("llava_next")
 def _build_llava_next(out: Path) -> None:
     from transformers import (LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor,
                               LlavaNextProcessor)
@@ -270,6 +278,7 @@ def _build_llava_next(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+@tiny_builder("qwen2_vl")
 def _build_qwen2_vl(out: Path) -> None:
     from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
                               Qwen2VLProcessor, Qwen2VLVideoProcessor)
@@ -338,42 +347,10 @@ _BUILDERS = {"openclip": _build_openclip, "hfclip": _build_hfclip, "llava": _bui
              "llava-next": _build_llava_next, "qwen2-vl": _build_qwen2_vl}
 
 
-def _complete(path: Path, name: str) -> bool:
-    try:
-        info = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return info.get("name") == name and info.get("recipe_version") == RECIPE_VERSION
-
-
 def build_tiny_model(root: str | os.PathLike, name: str, force: bool = False) -> str:
     """Build one of ``NAMES`` as ``root/name`` (reused when complete) and return its path."""
-    root = Path(root).expanduser()
-    final = root / name
-    if not force and _complete(final, name):
-        return str(final)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=root))
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    try:
-        hf_logging.disable_progress_bar()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(SEED)
-            _BUILDERS[name](tmp)
-        tmp.chmod(0o755)
-        (tmp / MARKER).write_text(json.dumps({"name": name, "recipe_version": RECIPE_VERSION}) + "\n")
-        if final.exists():  # half-written, outdated or forced: replace
-            if _complete(final, name) and not force:  # another process finished first
-                return str(final)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)
+    info = {"name": name, "recipe_version": RECIPE_VERSION}
+    return build_into(Path(root).expanduser() / name, _BUILDERS[name], MARKER, info, force, SEED)
 
 
 def build_tiny_models(root: str | os.PathLike, force: bool = False, names=NAMES) -> dict[str, str]:

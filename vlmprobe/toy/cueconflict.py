@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import build_dir_once, content_key, home_dir
-from .digits import CLASSNAMES, DigitsConfig, ink_on_paper, split_indices
+from .digits import CLASSNAMES, DigitsConfig, ink_on_paper, test_split
 
 VERSION = 1
 MARKER = "cueconflict.json"
@@ -62,11 +62,7 @@ def build_cue_conflict(cfg: CueConflictConfig = CueConflictConfig(), root: str |
 
 
 def _write_stimuli(tmp: Path, cfg: CueConflictConfig) -> dict:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    labels = digits.target.astype(np.int64)
-    test = np.flatnonzero(np.array(split_indices(labels, DigitsConfig(), cfg.seed)) == "test")
+    digits, labels, test = test_split(cfg.seed)
     by_class = [test[labels[test] == c] for c in range(len(CLASSNAMES))]
     rows = 0
     for s, shape in enumerate(CLASSNAMES):

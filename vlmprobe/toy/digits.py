@@ -60,20 +60,36 @@ def split_indices(labels: np.ndarray, cfg: DigitsConfig, seed: int) -> list[str]
     return out
 
 
-def render_digit(pixels8: np.ndarray, rng: np.random.Generator, cfg: DigitsConfig):
-    """One 8x8 intensity array (0..16) -> RGB PIL image ``cfg.size`` square (see module doc)."""
+def test_split(seed: int = 0):
+    """(scikit-learn's digits bunch, labels int64 [1797], indices of the world's test split)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    labels = digits.target.astype(np.int64)
+    return digits, labels, np.flatnonzero(np.array(split_indices(labels, DigitsConfig(), seed)) == "test")
+
+
+def glyph_alpha(pixels8: np.ndarray, rng: np.random.Generator, cfg: DigitsConfig, resample: str = "bicubic") -> np.ndarray:
+    """One 8x8 intensity array (0..16) -> ink coverage [size, size, 1] in [0, 1]: the glyph
+    upsampled (``resample``: bicubic, or nearest for blocky renditions), scaled, shifted and
+    rotated by draws from ``rng`` (scale, shift, rotation: in that order)."""
     from PIL import Image
 
     glyph = Image.fromarray((np.clip(pixels8 / 16.0, 0, 1) * 255).astype(np.uint8), mode="L")
     scale = rng.uniform(*cfg.scale_range)
     side = max(4, int(round(cfg.glyph * scale)))
-    glyph = glyph.resize((side, side), Image.BICUBIC)
+    glyph = glyph.resize((side, side), Image.NEAREST if resample == "nearest" else Image.BICUBIC)
     canvas = Image.new("L", (cfg.size, cfg.size), 0)
     dx, dy = rng.uniform(-cfg.max_shift, cfg.max_shift, size=2)
     canvas.paste(glyph, ((cfg.size - side) // 2, (cfg.size - side) // 2))
     canvas = canvas.rotate(rng.uniform(-cfg.max_rotation, cfg.max_rotation), resample=Image.BILINEAR,
                            translate=(float(dx), float(dy)))
-    return ink_on_paper(np.asarray(canvas, dtype=np.float32)[..., None] / 255.0, rng)  # alpha [H, W, 1]
+    return np.asarray(canvas, dtype=np.float32)[..., None] / 255.0
+
+
+def render_digit(pixels8: np.ndarray, rng: np.random.Generator, cfg: DigitsConfig):
+    """One 8x8 intensity array (0..16) -> RGB PIL image ``cfg.size`` square (see module doc)."""
+    return ink_on_paper(glyph_alpha(pixels8, rng, cfg), rng)
 
 
 def ink_on_paper(alpha: np.ndarray, rng: np.random.Generator):

@@ -2,7 +2,8 @@
 
 Models: ``toy:clip``, ``toy:vlm`` (``build``), ``toy:clip-spurious``, ``toy:cnn`` (``spurious``).
 Datasets: ``toy:digits[:SPLIT]`` (``build``), ``toy:spurious[:SPLIT]`` (``spurious``),
-``toy:cue-conflict`` (``cueconflict``), ``toy:photos`` (``photos``: out-of-distribution crops).
+``toy:cue-conflict`` (``cueconflict``), ``toy:photos`` (``photos``: out-of-distribution crops),
+``toy:sketch`` / ``toy:rendition`` / ``toy:corrupted`` (``shifted``: distribution-shifted test digits).
 """
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from ..errors import DataError, ModelLoadError
 from .build import WORLD_MODELS, load_digits_dataset, resolve_world_model
 from .cueconflict import load_toy_cue_conflict
 from .photos import load_toy_photos
+from .shifted import SETS as SHIFTED_SETS, load_toy_shifted
 from .spurious import SPURIOUS_MODELS, load_spurious_dataset, resolve_spurious_model
 
 
 MODEL_NAMES = WORLD_MODELS + tuple(SPURIOUS_MODELS)
 DATASET_NAMES = ("toy:digits", "toy:digits:train", "toy:digits:val", "toy:digits:test", "toy:spurious",
-                 "toy:spurious:common", "toy:spurious:counter", "toy:cue-conflict", "toy:photos")
+                 "toy:spurious:common", "toy:spurious:counter", "toy:cue-conflict", "toy:photos",
+                 *(f"toy:{s}" for s in SHIFTED_SETS))
 
 
 def resolve_toy_model(spec: str) -> str:
@@ -35,7 +38,9 @@ def load_toy_dataset(spec: str, split: str | None = None, limit: int | None = No
         return load_toy_cue_conflict(spec)
     if spec == "toy:photos":
         return load_toy_photos(spec)
+    if spec.removeprefix("toy:") in SHIFTED_SETS:
+        return load_toy_shifted(spec)
     if spec.startswith("toy:digits"):
         return load_digits_dataset(spec, split=split, limit=limit, seed=seed)
     raise DataError(f"unknown toy dataset {spec!r}: use toy:digits[:train|val|test], toy:spurious[:SPLIT], "
-                    "toy:cue-conflict or toy:photos")
+                    "toy:cue-conflict, toy:photos, toy:sketch, toy:rendition or toy:corrupted")

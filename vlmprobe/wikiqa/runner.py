@@ -72,7 +72,8 @@ def run_wikiqa(model, qset: QuestionSet, scorer, out: str | os.PathLike, batch_s
                progress: bool = True, classification_run: str | None = None) -> dict:
     """Score ``qset`` with ``scorer`` (GenerateScorer / LikelihoodScorer) into run directory
     ``out``; returns results.json's dict."""
-    require_kind(model, "vlm", "ImageWikiQA", "use --model hf:... or toy:vlm")
+    require_kind(model, "vlm", f"ImageWikiQA --method {scorer.name}", "use --model hf:... or toy:vlm",
+                 api=scorer.name == "generate")
     if batch_size < 1:
         raise VlmprobeError(f"--batch-size must be >= 1 (got {batch_size})")
     runtime = {"batch_size": batch_size, "device": str(model.device), "classification_run": classification_run}

@@ -1,0 +1,112 @@
+"""OOD scores, corruption errors, effective robustness and line fits against independent
+numpy / scipy / scikit-learn computations."""
+import numpy as np
+import pytest
+
+from vlmprobe.metrics import corruption as cm
+from vlmprobe.metrics import ood
+from vlmprobe.metrics import robustness as rb
+
+
+@pytest.fixture(scope="module")
+def logits():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(50, 7)) * 3, rng.normal(size=(40, 7)) * 2
+
+
+def test_energy_max_logit_entropy_equal_numpy(logits):
+    s, _ = logits
+    m = s.max(1, keepdims=True)
+    lse = (m + np.log(np.exp(s - m).sum(1, keepdims=True)))[:, 0]
+    p = np.exp(s - lse[:, None])
+    assert np.allclose(ood.energy(s), lse)
+    assert np.allclose(ood.energy(s, temperature=2.0), 2.0 * np.log(np.exp(s / 2.0).sum(1)))
+    assert np.allclose(ood.max_logit(s), s.max(1))
+    assert np.allclose(ood.neg_entropy(s), (p * np.log(p)).sum(1))
+    masked = s.copy()
+    masked[:, 3:] = -np.inf  # a restricted label space: classes not offered get probability 0
+    q = np.exp(s[:, :3]) / np.exp(s[:, :3]).sum(1, keepdims=True)
+    assert np.allclose(ood.neg_entropy(masked), (q * np.log(q)).sum(1))
+
+
+def test_auroc_fpr95_equal_sklearn_for_every_score(logits):
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    a, b = logits
+    for name, fn in ood.SCORES.items():
+        x, y = fn(a), fn(b)
+        truth = np.r_[np.ones(len(x)), np.zeros(len(y))]
+        assert ood.auroc(x, y) == pytest.approx(roc_auc_score(truth, np.r_[x, y])), name
+        fpr, tpr, _ = roc_curve(truth, np.r_[x, y])
+        assert ood.fpr_at_tpr(x, y) == pytest.approx(fpr[np.searchsorted(tpr, 0.95, side="left")]), name
+
+
+def test_mean_over_ood_sets():
+    per = {"inat": {"msp": {"auroc": 0.9, "fpr@95tpr": 0.4, "n_id": 3}, "ood_run": "x"},
+           "sun": {"msp": {"auroc": 0.7, "fpr@95tpr": 0.6, "n_id": 3}, "energy": {"auroc": 0.5, "fpr@95tpr": 1.0}}}
+    m = ood.mean_over_sets(per)
+    assert m["msp"] == {"auroc": pytest.approx(0.8), "fpr@95tpr": pytest.approx(0.5), "n_sets": 2}
+    assert m["energy"]["n_sets"] == 1
+
+
+def test_mce_equals_hand_computation_with_alexnet_constants():
+    rng = np.random.default_rng(1)
+    errors = {c: {s: float(rng.uniform(0.2, 0.9)) for s in range(1, 6)} for c in cm.BENCHMARK}
+    res = cm.corruption_errors(errors, clean_error=0.25)
+    alex = [0.886428, 0.894468, 0.922640, 0.819880, 0.826268, 0.785948, 0.798360, 0.866816, 0.826572,
+            0.819324, 0.564592, 0.853204, 0.646056, 0.717840, 0.606500]  # augmix imagenet.py
+    ce = [sum(errors[c].values()) / (5 * a) for c, a in zip(cm.BENCHMARK, alex)]
+    rel = [sum(e - 0.25 for e in errors[c].values()) / (5 * (a - 0.435)) for c, a in zip(cm.BENCHMARK, alex)]
+    assert res["mce"] == pytest.approx(sum(ce) / 15)
+    assert res["relative_mce"] == pytest.approx(sum(rel) / 15)
+    assert res["per_corruption"]["fog"]["ce"] == pytest.approx(ce[9])
+    partial = cm.corruption_errors({"fog": errors["fog"]})
+    assert partial["mce"] is None and partial["mce_present"] == pytest.approx(ce[9])
+    assert len(partial["corruptions_missing"]) == 14
+    correct = np.array([1, 0, 0, 1, 1, 1], bool)
+    by = cm.errors_by_corruption(correct, ["fog"] * 3 + ["snow"] * 3, [1, 1, 2, 1, 2, 2])
+    assert by == {"fog": {1: 0.5, 2: 1.0}, "snow": {1: 0.0, 2: 0.0}}
+
+
+def test_effective_robustness_equals_scipy_linregress_on_logits():
+    from scipy.stats import linregress
+
+    base_id = np.array([0.55, 0.62, 0.70, 0.76, 0.81])
+    base_shift = np.array([0.20, 0.27, 0.35, 0.44, 0.50])
+    models_id, models_shift = np.array([0.60, 0.74]), np.array([0.45, 0.30])
+    res = rb.effective_robustness(models_id, models_shift, base_id, base_shift)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    fit = linregress(logit(base_id), logit(base_shift))
+    pred = 1 / (1 + np.exp(-(fit.slope * logit(models_id) + fit.intercept)))
+    assert res["slope"] == pytest.approx(fit.slope) and res["intercept"] == pytest.approx(fit.intercept)
+    np.testing.assert_allclose(res["er"], models_shift - pred)
+    assert res["er"][0] > 0 > res["er"][1] and res["n_fit"] == 5
+    # a baseline point at accuracy 0 (infinite logit) is left out of the fit, not clipped into a lever
+    res0 = rb.effective_robustness(models_id, models_shift, np.r_[base_id, 0.9], np.r_[base_shift, 0.0])
+    assert res0["n_fit"] == 5 and res0["slope"] == pytest.approx(fit.slope)
+    pr = rb.effective_robustness(models_id, models_shift, base_id, base_shift, kind="probit")
+    from scipy.stats import norm
+
+    f2 = linregress(norm.ppf(base_id), norm.ppf(base_shift))
+    np.testing.assert_allclose(pr["predicted"], norm.cdf(f2.slope * norm.ppf(models_id) + f2.intercept))
+
+
+def test_huber_line_spearman_r2_equal_sklearn_scipy():
+    from scipy.stats import norm, spearmanr
+    from sklearn.linear_model import HuberRegressor
+
+    x = np.array([0.5, 0.6, 0.65, 0.7, 0.8, 0.9])
+    y = np.array([0.3, 0.42, 0.2, 0.5, 0.6, 0.75])
+    res = rb.line_fit(x, y)
+    ref = HuberRegressor(epsilon=1.35, alpha=0.0).fit(norm.ppf(x)[:, None], norm.ppf(y))
+    assert res["huber"][0] == pytest.approx(ref.coef_[0]) and res["huber"][1] == pytest.approx(ref.intercept_)
+    assert res["spearman"] == pytest.approx(spearmanr(x, y).statistic)
+    assert res["r2"] == pytest.approx(np.corrcoef(norm.ppf(x), norm.ppf(y))[0, 1] ** 2)
+
+
+def test_clopper_pearson_equals_scipy_exact_interval():
+    from scipy.stats import binomtest
+
+    for k, n in [(0, 10), (3, 10), (10, 10), (57, 200)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+        assert rb.clopper_pearson(k, n) == pytest.approx((ci.low, ci.high))

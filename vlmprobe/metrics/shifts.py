@@ -1,0 +1,180 @@
+"""The ``shift`` block of results.json: what a distribution-shift protocol adds to a run's
+metrics, read from the dataset description in config.json and the records' ``meta``.
+
+- ``class_subset`` (ImageNet-R/-A: 200 classes; ObjectNet: its 125 mapped classes):
+  ``subset_accuracy`` = argmax over the subset's scores; ``all_classes_accuracy`` = argmax over
+  every class (from the records' ``prediction_all`` when the run masked the other classes, from
+  scores.npy when it scored all of them; None when neither exists, e.g. VLM likelihood over the
+  subset only).
+- ``label_set`` in the records' meta (ObjectNet's ImageNet protocol): correct when the
+  prediction is any class of the set (``label_set_accuracy``).
+- ``corruption`` / ``severity`` in the meta (ImageNet-C/-3DCC, ``--corrupt``): accuracy per
+  corruption, per severity and per (corruption, severity); on ImageNet-C also CE / mCE /
+  relative mCE against AlexNet (``metrics.corruption``; relative needs ``clean_error``).
+Every accuracy carries its 95% Clopper-Pearson interval.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vlmprobe.metrics.corruption import corruption_errors, errors_by_corruption
+from vlmprobe.metrics.robustness import clopper_pearson
+
+
+def accuracy_ci(correct) -> dict:
+    """{accuracy, n, ci95: [lo, hi]} of a bool array (None accuracy when empty)."""
+    c = np.asarray(correct, dtype=bool)
+    if c.size == 0:
+        return {"accuracy": None, "n": 0, "ci95": None}
+    return {"accuracy": float(c.mean()), "n": int(c.size), "ci95": list(clopper_pearson(int(c.sum()), int(c.size)))}
+
+
+def _meta(run, key):
+    return run.field_values(key)
+
+
+def shift_results(run, clean_error: float | None = None) -> dict | None:
+    """The ``shift`` block (module docstring) or None when the run's data has no shift protocol."""
+    if run.labels is None or not len(run.labels):
+        return None
+    data = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
+    out: dict = {"top1": accuracy_ci(run.predictions == run.labels)}
+    subset = data.get("class_subset")
+    if subset:
+        out.update(subset_accuracies(run, subset))
+    sets = _meta(run, "label_set")
+    if any(s is not None for s in sets):
+        out["label_set_accuracy"] = accuracy_ci([p in (s or ()) for p, s in zip(run.predictions.tolist(), sets)])
+    corr, sev = _meta(run, "corruption"), _meta(run, "severity")
+    if all(c is not None for c in corr) and all(s is not None for s in sev):
+        correct = run.predictions == run.labels
+        corr_a, sev_a = np.asarray([str(c) for c in corr]), np.asarray([int(s) for s in sev])
+        out["per_corruption"] = {c: accuracy_ci(correct[corr_a == c]) for c in sorted(set(corr_a))}
+        out["per_severity"] = {str(s): accuracy_ci(correct[sev_a == s]) for s in sorted(set(sev_a))}
+        out["per_corruption_severity"] = {f"{c}/{s}": accuracy_ci(correct[(corr_a == c) & (sev_a == s)])
+                                          for c, s in sorted(set(zip(corr_a.tolist(), sev_a.tolist())))}
+        if data.get("format") == "imagenet-c":
+            out["corruption_error"] = corruption_errors(errors_by_corruption(correct, corr_a, sev_a), clean_error)
+    return out if len(out) > 1 else None
+
+
+def subset_accuracies(run, subset) -> dict:
+    """``subset_accuracy`` and ``all_classes_accuracy`` (module docstring)."""
+    subset = np.asarray(sorted(subset), dtype=np.int64)
+    y = run.labels
+    out = {"subset_classes": int(subset.size), "all_classes": len(run.classnames)}
+    if run.scores is not None:
+        s = np.where(np.isfinite(run.scores), run.scores, -np.inf)
+        out["subset_accuracy"] = accuracy_ci(subset[s[:, subset].argmax(1)] == y)
+        outside = np.setdiff1d(np.arange(s.shape[1]), subset)
+        if outside.size and np.isfinite(run.scores[:, outside]).any():
+            out["all_classes_accuracy"] = accuracy_ci(s.argmax(1) == y)
+    else:
+        out["subset_accuracy"] = accuracy_ci(run.predictions == y)
+    full = [r.get("prediction_all") for r in run.records]
+    if "all_classes_accuracy" not in out:
+        out["all_classes_accuracy"] = (accuracy_ci([p is not None and p == t for p, t in zip(full, y.tolist())])
+                                       if any("prediction_all" in r for r in run.records) else None)
+    return out
+
+
+# ------------------------------------------------------------------ ID -> shift pairs (compare --shift)
+
+def _counts(correct) -> tuple[int, int]:
+    c = np.asarray(correct, dtype=bool)
+    return int(c.sum()), int(c.size)
+
+
+def id_counts(run, subset=None) -> tuple[int, int]:
+    """(correct, n) of an in-distribution run, on ``subset`` when given (Taori et al.: for R/A/
+    ObjectNet the ID accuracy is on the same classes): images of those classes, argmax over
+    their scores (the run's predictions when it has no scores.npy)."""
+    from vlmprobe.errors import VlmprobeError
+
+    if run.labels is None:
+        raise VlmprobeError(f"{run.path}: records have no integer labels (an ID run needs them)")
+    if subset is None:
+        return _counts(run.predictions == run.labels)
+    subset = np.asarray(sorted(subset), dtype=np.int64)
+    keep = np.isin(run.labels, subset)
+    if not keep.any():
+        raise VlmprobeError(f"{run.path}: no images of the shift set's {subset.size} classes")
+    if run.scores is None:
+        return _counts(run.predictions[keep] == run.labels[keep])
+    s = np.where(np.isfinite(run.scores[keep]), run.scores[keep], -np.inf)
+    return _counts(subset[s[:, subset].argmax(1)] == run.labels[keep])
+
+
+def shift_counts(run) -> tuple[int, int, str]:
+    """(correct, n, protocol) of a shift run: subset accuracy (R/A), label-set accuracy (ObjectNet)
+    or top-1."""
+    res = shift_results(run) or {}
+    for key in ("label_set_accuracy", "subset_accuracy"):
+        if res.get(key):
+            a = res[key]
+            return int(round(a["accuracy"] * a["n"])), a["n"], key.removesuffix("_accuracy")
+    if run.labels is None:
+        from vlmprobe.errors import VlmprobeError
+
+        raise VlmprobeError(f"{run.path}: records have no integer labels (a shift run needs them)")
+    return (*_counts(run.predictions == run.labels), "top1")
+
+
+def read_reference_csv(path) -> list[dict]:
+    """Baseline points from a CSV with a header naming ``model``, ``id_accuracy`` and
+    ``shift_accuracy`` columns (accuracies as fractions, or percentages when any value exceeds 1;
+    e.g. rows exported from imagenet-testbed's, timm's or open_clip's published result tables)."""
+    import csv
+    from pathlib import Path
+
+    from vlmprobe.errors import VlmprobeError
+
+    path = Path(path)
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    except FileNotFoundError:
+        raise VlmprobeError(f"--reference {path}: no such file") from None
+    need = ("model", "id_accuracy", "shift_accuracy")
+    if not rows or any(k not in rows[0] for k in need):
+        raise VlmprobeError(f"{path}: expected a CSV header with columns {', '.join(need)}")
+    out = []
+    for i, r in enumerate(rows, 2):
+        try:
+            out.append({"model": r["model"], "id": float(r["id_accuracy"]), "shift": float(r["shift_accuracy"])})
+        except ValueError:
+            raise VlmprobeError(f"{path}:{i}: id_accuracy/shift_accuracy must be numbers") from None
+    if any(p["id"] > 1 or p["shift"] > 1 for p in out):
+        for p in out:
+            p["id"], p["shift"] = p["id"] / 100, p["shift"] / 100
+    return out
+
+
+def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
+    """``pairs``: [(label dict, id RunData, shift RunData)]; ``baseline``: [{"id", "shift"}]
+    accuracies defining the effective-robustness line (default: the pairs themselves, which
+    needs >= 2 with different ID accuracy). -> {rows, fit, line}."""
+    from vlmprobe.metrics.robustness import clopper_pearson, effective_robustness, line_fit
+
+    rows = []
+    for label, id_run, sh_run in pairs:
+        subset = (sh_run.config.get("data") or {}).get("class_subset") if isinstance(sh_run.config.get("data"), dict) else None
+        ik, in_ = id_counts(id_run, subset)
+        sk, sn, protocol = shift_counts(sh_run)
+        rows.append({**label, "id_run": str(id_run.path), "shift_run": str(sh_run.path),
+                     "shift_dataset": (sh_run.config.get("data") or {}).get("spec"), "protocol": protocol,
+                     "id_subset_classes": len(subset) if subset else None,
+                     "id_accuracy": ik / in_, "id_n": in_, "id_ci95": list(clopper_pearson(ik, in_)),
+                     "shift_accuracy": sk / sn, "shift_n": sn, "shift_ci95": list(clopper_pearson(sk, sn))})
+    source = "baseline" if baseline else "compared runs"
+    base = baseline or [{"id": r["id_accuracy"], "shift": r["shift_accuracy"]} for r in rows]
+    fit = None
+    inside = [b for b in base if 0 < b["id"] < 1 and 0 < b["shift"] < 1]
+    if len({b["id"] for b in inside}) >= 2:
+        er = effective_robustness([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows],
+                                  [b["id"] for b in base], [b["shift"] for b in base], kind)
+        fit = {"transform": kind, "slope": er["slope"], "intercept": er["intercept"], "fit_over": source,
+               "n_baseline": er["n_fit"]}
+        for r, pred, e in zip(rows, er["predicted"], er["er"]):
+            r["predicted_shift_accuracy"], r["effective_robustness"] = float(pred), float(e)
+    line = line_fit([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows]) if len(rows) >= 2 else None
+    return {"rows": rows, "fit": fit, "line": line}
