@@ -205,6 +205,8 @@ measurements:
     printed = capsys.readouterr().out
     assert "FAILED" in printed and "1 of 2 runs did not finish" in printed
     assert (tmp_path / "out" / "clip" / "digits" / "zeroshot" / "results.json").exists()
+    assert "report: not written" in printed and not (tmp_path / "out" / "report.html").exists()
+    assert main(["study", str(path), "--out", str(tmp_path / "out"), "--partial"]) == 1  # from what is done
     assert (tmp_path / "out" / "report.html").exists()
 
 

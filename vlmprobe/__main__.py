@@ -1,9 +1,10 @@
 import sys
 
-from .distributed import relaunch_cpu_processes
+if __name__ == "__main__":  # not when a spawned worker process (study --executor local) re-imports it
+    from .distributed import relaunch_cpu_processes
 
-relaunch_cpu_processes(module="vlmprobe")  # accelerate launch --cpu --num_processes N -m vlmprobe ...
+    relaunch_cpu_processes(module="vlmprobe")  # accelerate launch --cpu --num_processes N -m vlmprobe ...
 
-from .cli import main  # noqa: E402
+    from .cli import main
 
-sys.exit(main())
+    sys.exit(main())

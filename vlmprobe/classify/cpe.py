@@ -180,7 +180,7 @@ def build(model, dataset, out, options: CpeOptions | None = None, **overrides) -
     or spec) into ``out``: ``ensemble.json``, ``classifier.pt`` [K, D], ``report.json`` and
     ``ablation.md``. ``overrides`` set CpeOptions fields. Returns report.json's dict."""
     from ..models.base import require_kind
-    from ..probe.extract import extract_features
+    from .embeddings import embedding_features
 
     if isinstance(model, str):
         from ..models import load_model
@@ -204,8 +204,8 @@ def build(model, dataset, out, options: CpeOptions | None = None, **overrides) -
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    feats = extract_features(model, dataset, layers=None, pooling=None, storage="float32", batch_size=opts.batch_size,
-                             workers=opts.workers, progress=opts.progress)
+    feats = embedding_features(model, dataset, batch_size=opts.batch_size, workers=opts.workers,
+                               progress=opts.progress)  # shared with zero-shot runs (classify/embeddings.py)
     valid = np.asarray(feats.valid, dtype=bool)
     if not valid.any():
         raise VlmprobeError(f"cpe: no readable image in {dataset.name}")

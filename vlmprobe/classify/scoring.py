@@ -22,7 +22,12 @@ class PixelScoresMethod:
         e.g. an fp16 overflow, gets no prediction and is counted). With a dataset's class subset
         (ImageNet-R/-A) each record also keeps ``prediction_all``, the argmax over all K classes
         before masking, so results report the 1000-way accuracy beside the subset one."""
-        full = np.asarray(self.scores(model, images), dtype=np.float32)
+        return self.records_from_scores(self.scores(model, images), samples)
+
+    def records_from_scores(self, scores, samples):
+        """[B, K] scores (the model's, or computed from cached embeddings) -> (records, float32
+        scores masked to the label space)."""
+        full = np.asarray(scores, dtype=np.float32)
         scores = self.space.mask(full, samples)
         preds, bad = predict(scores, allow_neg_inf=self.space.restricted)
         records = [prediction_fields(p, b) for p, b in zip(preds, bad)]

@@ -30,14 +30,21 @@ class ZeroshotOptions(options.Options):
         None, "use the classifier of a prompt ensemble written by `vlmprobe cpe --out DIR` (DIR/classifier.pt; "
               "the run config records its hash)", metavar="DIR")
     label_space: str | None = label_space_option()
+    embedding_cache: bool = options.option(
+        True, "score from the image embeddings of (model, dataset, preprocessing) computed once and reused by every "
+              "zero-shot run with any templates (classify/embeddings.py; the config records the key)",
+        negative="--no-embedding-cache", negative_help="run the image tower on every batch (the reference path)")
 
 
 class Method(PixelScoresMethod):
     name = "zeroshot"
     Options = ZeroshotOptions
 
-    def __init__(self, templates: str | None = "single", ensemble: str | None = None, label_space: str | None = None):
-        self.options = ZeroshotOptions(templates=templates or "single", ensemble=ensemble, label_space=label_space)
+    def __init__(self, templates: str | None = "single", ensemble: str | None = None, label_space: str | None = None,
+                 embedding_cache: bool = True):
+        self.options = ZeroshotOptions(templates=templates or "single", ensemble=ensemble, label_space=label_space,
+                                       embedding_cache=embedding_cache)
+        self.embeddings = None  # classify.embeddings.ImageEmbeddings when the cache is used
         self.space = LabelSpace.parse(label_space)
         self.templates_source = self.options.templates
         self.ensemble_info = None
@@ -56,6 +63,8 @@ class Method(PixelScoresMethod):
 
     def config(self) -> dict:
         cfg = self._config()
+        if self.embeddings is not None:
+            cfg = {**cfg, "image_embeddings": self.embeddings.key}
         return {**cfg, "label_space": self.space.config()} if self.space.restricted else cfg
 
     def _config(self) -> dict:
@@ -86,10 +95,33 @@ class Method(PixelScoresMethod):
             check_pool_classes(self.pool, self.classnames, f"--templates {self.templates_source}")
             emb = pool_embeddings(model, self.classnames, self.pool)  # [T, K, D]
             self.classifier = combine(emb, torch.full((len(self.pool),), 1.0 / len(self.pool)))
+        if self.options.embedding_cache:
+            from .embeddings import image_embeddings
+
+            self.embeddings = image_embeddings(model, dataset)
+
+    def image_transform(self, model):
+        """With cached embeddings the images are still opened (unreadable ones are skipped as
+        always) but not preprocessed: the image tower does not run."""
+        return _opened if self.embeddings is not None else model.preprocess
+
+    def run_batch(self, model, samples, images, rng_for):
+        if self.embeddings is None:
+            return super().run_batch(model, samples, images, rng_for)
+        from .embeddings import cached_scores
+
+        classifier = self.classifier if self.classifier is not None else \
+            model.text_classifier(self.classnames, self.templates)
+        return self.records_from_scores(cached_scores(model, self.embeddings.take(samples), classifier).numpy(), samples)
 
     def scores(self, model, images):
         """images: list of [3, H, W] tensors -> logits [B, K] (scaled cosines)."""
         return model.score(images, self.classnames, self.templates, classifier=self.classifier).numpy()
+
+
+def _opened(image) -> int:
+    """The cached-embedding path's image transform: nothing to compute (0, a picklable stand-in)."""
+    return 0
 
 
 def add_arguments(parser) -> None:

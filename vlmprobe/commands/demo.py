@@ -20,6 +20,7 @@ from pathlib import Path
 from ..cache import atomic_write_json, atomic_write_text
 
 SKIP_GROUPS = {"shapes": {"shape_bias", "retrieval"}}  # --skip names that stand for several measures
+DEFAULT_JOBS = 2
 
 
 def register(subparsers) -> None:
@@ -30,7 +31,20 @@ def register(subparsers) -> None:
     p.add_argument("--skip", default="", metavar="MEASURE[,MEASURE]",
                    help="measurements to leave out: zeroshot, generate, likelihood, probe, frequency, wikiqa, "
                         "finetune, classifier, ood, shape_bias, retrieval, shift, shapes (shape bias and retrieval)")
+    p.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="runs in parallel in N worker processes (the study's local executor; default: "
+                        f"{DEFAULT_JOBS} on a machine with at least {DEFAULT_JOBS} cores, else 1; 1 = one after "
+                        "another in this process)")
     p.set_defaults(func=run)
+
+
+def default_jobs() -> int:
+    """Worker processes of the demo: two runs side by side fill a 2-core machine (one run of the
+    tiny models keeps about one core busy); more did not help there (see README, demo wall time)."""
+    import os
+
+    return max(1, min(DEFAULT_JOBS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
 
 
 def demo_study(seed: int = 0, skip: set[str] = frozenset()):
@@ -66,7 +80,12 @@ def run(args) -> int:
 
     out = Path(args.out)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    code = run_study(demo_study(args.seed, skip), out)
+    jobs = args.jobs or default_jobs()
+    if jobs < 1:
+        from ..errors import VlmprobeError
+
+        raise VlmprobeError("--jobs N needs N >= 1")
+    code = run_study(demo_study(args.seed, skip), out, executor="serial" if jobs == 1 else "local", jobs=jobs)
     data = read_study(out)
     summary = {"world": data.get("world"), "classification": [
         {"method": f"{r['model']}: {r['method']}", "run": r["run"], "top1": r["top1"], "worst1": r["worst1"],

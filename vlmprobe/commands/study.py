@@ -16,15 +16,37 @@ def register(subparsers) -> None:
         formatter_class=HelpFormatter)
     p.add_argument("study_file", nargs="?", default=None, metavar="STUDY.yaml",
                    help="the study file (default: the built-in miniature-world study)")
-    p.add_argument("--out", required=True, metavar="DIR", help="study directory (one run directory per run)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs, their commands and which exist; run nothing")
+    p.add_argument("--out", metavar="DIR", help="study directory (one run directory per run)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the zoo expansion, the runs, their commands and which exist, and the number of runs; "
+                        "run nothing")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument("--partial", action="store_true",
+                   help="write the report from what is done even when some runs did not finish")
+    p.add_argument("--executor", default="serial", choices=("serial", "local", "slurm"),
+                   help="serial: one run after another in this process; local: --jobs worker processes on this "
+                        "machine (GPUs round-robin); slurm: one submitit job per run with the study file's "
+                        "executor.slurm resources")
+    p.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="worker processes of --executor local (default: the study file's executor.local.jobs, else 1)")
+    p.add_argument("--status", metavar="DIR", help="print each run's state (and job id) in the study directory DIR; "
+                                                   "run nothing")
     p.add_argument("--progress", action="store_true", help="show the world build's progress bars")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..errors import VlmprobeError
     from ..study import load_study, run_study
 
+    if args.status:
+        from ..study.executors import print_status
+
+        return print_status(args.status)
+    if not args.out:
+        raise VlmprobeError("--out DIR is required (or --status DIR)")
+    if args.jobs < 0 or (args.jobs and args.executor != "local"):
+        raise VlmprobeError("--jobs N (N >= 1) goes with --executor local")
     study = load_study(args.study_file)
-    return run_study(study, args.out, dry_run=args.dry_run, report=not args.no_report, progress=args.progress)
+    return run_study(study, args.out, dry_run=args.dry_run, report=not args.no_report, progress=args.progress,
+                     executor=args.executor, jobs=args.jobs, partial=args.partial)

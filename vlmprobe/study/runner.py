@@ -14,7 +14,9 @@ run is (re)started with the same command, and the commands themselves resume par
 directories (and refuse a directory made by hand with a different config, reported as that
 run's failure).
 
-Execution is in-process through ``vlmprobe.cli.main`` (the exact command a user would type is
+With ``executor="local"`` or ``"slurm"`` the runs go to worker processes or SLURM jobs instead
+(``executors.py``: same commands, same run directories, each run writing its own stamp); what
+follows describes the default serial executor. Execution is in-process through ``vlmprobe.cli.main`` (the exact command a user would type is
 printed first); fine-tuning calls ``vlmprobe.finetune.finetune`` (what ``recipes/finetune.py``
 runs). A failed run is reported, its dependents are skipped, the others still run, and the
 study exits non-zero at the end.
@@ -36,12 +38,12 @@ import os
 import shlex
 import shutil
 import time
-import traceback
 from pathlib import Path
 
 from .. import distributed
 from ..cache import atomic_write_json, content_key, file_sha256, path_fingerprint
 from ..specs import find_world
+from .executors import Job, make_pool, run_in_process, schedule
 from .measures import MEASURES, Ctx
 from .plan import Plan, Run, expand
 from .schema import Study
@@ -251,38 +253,24 @@ class StudyRunner:
 
     def _run(self, run: Run, argv: list[str], extra: dict) -> int:
         """Execute one run in this process -> exit status (an exception is reported, never raised)."""
-        from ..cli import main
+        return run_in_process(run.measure, argv, self.finetune_overrides(run) if run.measure == "finetune" else None,
+                              extra, run_id=run.id)
 
-        try:
-            if run.measure == "finetune":
-                extra["model_spec"] = self._finetune(run)
-                return 0
-            if MEASURES[run.measure].shards:
-                return main(argv)
-            with distributed.solo():
-                return main(argv)
-        except distributed.RankFailed:
-            raise  # another process failed: every process reports the run as failed (``_execute_one``)
-        except SystemExit as e:  # the command's own argument check: this run's failure, not the study's
-            code = e.code if isinstance(e.code, int) else 2
-            print(f"{run.id}: FAILED (its command exited with status {code})", flush=True)
-            if code:
-                distributed.raise_flag(distributed.world(), e)
-            return code
-        except Exception as e:  # a failed run never stops the study
-            traceback.print_exc()
-            print(f"{run.id}: FAILED ({type(e).__name__}: {e})", flush=True)
-            distributed.raise_flag(distributed.world(), e)  # the other processes stop this run too
-            return 1
-
-    def _finetune(self, run: Run) -> str:
-        from ..finetune.config import load_config
-        from ..finetune.train import finetune
-
+    def finetune_overrides(self, run: Run) -> dict:
+        """The fine-tuning config (``load_config`` overrides) of a finetune run."""
         overrides = {k: v for k, v in run.params.items() if k != "from"}
-        cfg = load_config(None, {**overrides, "model": self.model_spec(run.params["from"]),
-                                 "seed": self.study.seed, "output_dir": str(self.run_dir(run))})
-        return finetune(cfg)["model_spec"]
+        return {**overrides, "model": self.model_spec(run.params["from"]), "seed": self.study.seed,
+                "output_dir": str(self.run_dir(run))}
+
+    def shell(self, run: Run) -> str:
+        return shell_line(run, self.command(run))
+
+    def job(self, run: Run) -> Job:
+        """What a worker process (or a SLURM job) needs to execute ``run``."""
+        return Job(run.id, run.measure, self.command(run), str(self.run_dir(run)), self.key(run),
+                   str(self.out / ".logs" / (run.id.replace("/", "__") + ".log")),
+                   self.finetune_overrides(run) if run.measure == "finetune" else None,
+                   self.study.models[run.model].gpus)
 
     def write_plan(self) -> None:
         """``OUT/study.json``: the study file, world, and every run with its state (the report's input)."""
@@ -294,28 +282,61 @@ class StudyRunner:
             "name": self.study.name, "file": self.study.file, "study_text": self.study.text, "seed": self.study.seed,
             "world": None if not self.world else {k: self.world.get(k) for k in
                                                   ("dir", "key", "naming_probability", "naming_frequency", "seconds")},
-            "models": {n: {"kind": m.kind, "spec": self.model_spec(n), "finetune": m.finetune}
+            "models": {n: {"kind": m.kind, "spec": self.model_spec(n), "finetune": m.finetune,
+                           **({"group": m.meta.get("group"), "meta": m.meta} if m.meta else {})}
                        for n, m in self.study.models.items()},
+            "zoos": self.study.zoos,
             "datasets": {n: vars(d) for n, d in self.study.datasets.items()},
             "skips": self.plan.skips, "runs": runs})
 
 
 def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool = True,
-              progress: bool = False) -> int:
-    """Run (or with ``dry_run`` list) a study into ``out``; writes the report unless told not to."""
+              progress: bool = False, executor: str = "serial", jobs: int = 0, partial: bool = True) -> int:
+    """Run (or with ``dry_run`` list) a study into ``out`` with ``executor`` (serial | local with
+    ``jobs`` worker processes | slurm; ``executors.py``). The report is written when every run
+    finished, or with ``partial`` from what is done."""
     runner = StudyRunner(study, out, progress=progress)
     if dry_run:
         if study.world:
             world = find_world(study.world)
             runner.world = world.existing(study.seed)
             print(f"world: {world.directory(study.seed)} ({'built' if runner.world else 'not built yet'})")
+        for entry, names in study.zoos.items():
+            print(f"zoo {entry}: {len(names)} models")
+            for n in names:
+                meta = study.models[n].meta
+                print(f"  {n}  ({study.models[n].spec}; {meta.get('parameters') or '?'} parameters, "
+                      f"{meta.get('resolution') or '?'} px)")
         runner.dry_run()
+        print(f"{len(runner.plan.runs)} runs")
         return 0
     runner.prepare_world()
-    code = runner.execute()
-    if report:
+    if executor == "serial":
+        code = runner.execute()
+    else:
+        if runner.w.size > 1:
+            from ..errors import VlmprobeError
+
+            raise VlmprobeError(f"--executor {executor} starts its own processes: run it without accelerate "
+                                "launch/torchrun (or use the serial executor under the launcher)")
+        runner.out.mkdir(parents=True, exist_ok=True)
+        runner.write_plan()
+        for line in runner.plan.skips:
+            print(line, flush=True)
+        schedule(runner, make_pool(executor, jobs, runner.out, study.executor),
+                 log=lambda m: print(m, flush=True))
+        runner.write_plan()
+        failed = [r for r, s in runner.status.items() if s in ("failed", "blocked")]
+        if failed:
+            print(f"study: {len(failed)} of {len(runner.plan.runs)} runs did not finish: {', '.join(failed)}",
+                  flush=True)
+        code = 1 if failed else 0
+    if report and (partial or code == 0):
         from .report import write_report
 
         paths = distributed.on_main(runner.w, lambda: write_report(out))
         print(f"\nreport: {paths['html']}  (markdown: {paths['md']})", flush=True)
+    elif report:
+        print("report: not written, some runs did not finish (re-run the same command to finish them, or add "
+              "--partial to write it from what is done)", flush=True)
     return code

@@ -36,9 +36,9 @@ from ..specs import find_world, world_names
 from .measures import CLASSIFIER, CLIP, MEASURES, VLM
 from .yamlpos import Located, StudyFileError, load_located
 
-TOP_KEYS = ("name", "description", "seed", "world", "models", "datasets", "measurements")
+TOP_KEYS = ("name", "description", "seed", "world", "executor", "models", "datasets", "measurements")
 LOAD_KEYS = {"device": str, "dtype": str, "device_map": str, "load_in_4bit": bool, "load_in_8bit": bool}
-MODEL_KEYS = ("spec", "kind", *LOAD_KEYS, "finetune")
+MODEL_KEYS = ("spec", "kind", *LOAD_KEYS, "gpus", "finetune")
 DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_root": str, "eval": bool,
                 "groups": str, "group_drop": str, "unlabeled": bool}
 KINDS = (CLIP, VLM, CLASSIFIER)
@@ -59,6 +59,8 @@ class ModelEntry:
     spec: str | None = None  # None for fine-tuned models (their spec comes from the fine-tuning run)
     load: dict = field(default_factory=dict)
     finetune: dict | None = None  # {"from": model name, "recipe": {finetune config field: value}}
+    gpus: int = 1  # GPUs one run of this model needs (local/slurm executors)
+    meta: dict = field(default_factory=dict)  # a zoo model's metadata (study/zoo.py: group, architecture...)
 
     def load_args(self) -> list[str]:
         out = []
@@ -114,6 +116,8 @@ class Study:
     datasets: dict
     measurements: list
     description: str = ""
+    executor: dict = field(default_factory=dict)  # {"slurm": {...}, "local": {...}} (study/executors.py)
+    zoos: dict = field(default_factory=dict)  # zoo entry name -> its expanded model names
 
 
 def model_kind(spec: str) -> str | None:
@@ -261,8 +265,12 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
     models: dict[str, ModelEntry] = {}
     _check_keys(loc, ("models",), raw["models"], list(raw["models"]) if isinstance(raw["models"], dict) else [],
                 "models")
+    zoos: dict[str, list] = {}
     for name, m in raw["models"].items():
         p = ("models", name)
+        if isinstance(m, dict) and "zoo" in m:
+            zoos[name] = _expand_zoo(loc, p, name, m, models)
+            continue
         _check_keys(loc, p, m, MODEL_KEYS, f"model {name!r}")
         load = {k: _expect(loc, p + (k,), m[k], LOAD_KEYS[k], k) for k in LOAD_KEYS if k in m}
         for k, v in load.items():
@@ -277,7 +285,8 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
             if kind not in KINDS:
                 raise loc.error(p + ("kind",), f"cannot tell whether {spec!r} is a clip, a vlm or a classifier: "
                                                f"add kind: {'|'.join(KINDS)}")
-            models[name] = ModelEntry(name, kind, spec, load)
+            models[name] = ModelEntry(name, kind, spec, load, gpus=_expect(loc, p + ("gpus",), m.get("gpus", 1),
+                                                                           int, "gpus"))
         else:
             ft = m["finetune"]
             _check_keys(loc, p + ("finetune",), ft, ("from", "recipe"), "finetune")
@@ -330,8 +339,10 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
                 continue
             names = [names] if isinstance(names, str) else names
             for j, n in enumerate(_expect(loc, p + (key,), names, list, key)):
-                if n not in pool:
+                if n not in pool and not (key == "models" and n in zoos):
                     raise loc.error(p + (key, j), f"no {key[:-1]} named {n!r} (defined: {', '.join(pool)})")
+            if key == "models":  # a zoo entry's name stands for every model it expanded into
+                names = list(dict.fromkeys(x for n in names for x in zoos.get(n, [n])))
             e = {**e, key: names}
         options = {}
         for key, opt in spec.options.items():
@@ -355,9 +366,47 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
         if kind == "factors":
             _check_factors(loc, p, options, toy_dir)
         measurements.append(MeasurementEntry(kind, e.get("models"), e.get("datasets"), options, loc.line(p)))
+    executor = _check_executor(loc, ("executor",), raw.get("executor") or {})
     return Study(file=file, text=text, name=str(raw.get("name", Path(file).stem)), seed=seed, world=world,
                  models=models, datasets=datasets, measurements=measurements,
-                 description=str(raw.get("description", "")))
+                 description=str(raw.get("description", "")), executor=executor, zoos=zoos)
+
+
+def _check_executor(loc: Located, path: tuple, raw) -> dict:
+    """The ``executor:`` mapping (``slurm``/``local`` sections of ``study/executors.py``), checked."""
+    from .executors import LOCAL_KEYS, SLURM_KEYS
+
+    _check_keys(loc, path, raw, ("slurm", "local"), "executor")
+    for name, keys in (("slurm", SLURM_KEYS), ("local", LOCAL_KEYS)):
+        section = raw.get(name)
+        if section is None:
+            continue
+        _check_keys(loc, path + (name,), section, list(keys), f"executor.{name}")
+        for k, v in section.items():
+            _expect(loc, path + (name, k), v, keys[k], k)
+    return raw
+
+
+def _expand_zoo(loc: Located, p: tuple, name: str, m: dict, models: dict) -> list[str]:
+    """A ``zoo:`` entry -> its models added to ``models`` (named ``ENTRY/ARCH@TAG``)."""
+    from .zoo import ZOO_KEYS, expand_zoo
+
+    _check_keys(loc, p, m, (*ZOO_KEYS, *LOAD_KEYS, "gpus"), f"zoo {name!r}")
+    load = {k: _expect(loc, p + (k,), m[k], LOAD_KEYS[k], k) for k in LOAD_KEYS if k in m}
+    for k in ("match", "pretrained", "exclude"):
+        if k in m:
+            _expect(loc, p + (k,), m[k], (str, list), k)
+    if "limit" in m:
+        _expect(loc, p + ("limit",), m["limit"], int, "limit")
+    try:
+        expanded = expand_zoo(name, {k: m[k] for k in ZOO_KEYS if k in m})
+    except ValueError as e:
+        raise loc.error(p, f"zoo {name!r}: {e}") from None
+    if not expanded:
+        raise loc.error(p, f"zoo {name!r} matches no model of the {m['zoo']} registry")
+    for z in expanded:
+        models[z.name] = ModelEntry(z.name, z.kind, z.spec, dict(load), gpus=m.get("gpus", 1), meta=z.meta)
+    return [z.name for z in expanded]
 
 
 __all__ = ["Study", "StudyFileError", "load_study", "model_kind"]

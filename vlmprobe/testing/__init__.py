@@ -356,3 +356,24 @@ def build_tiny_model(root: str | os.PathLike, name: str, force: bool = False) ->
 def build_tiny_models(root: str | os.PathLike, force: bool = False, names=NAMES) -> dict[str, str]:
     """``{name in names} -> root/<name>`` (see module docstring; ``NAMES + FAMILY_NAMES`` for all)."""
     return {name: build_tiny_model(root, name, force=force) for name in names}
+
+
+def tiny_model_zoo(src: str | os.PathLike, out: str | os.PathLike, n: int, noise: float = 0.02) -> Path:
+    """A folder of ``n`` copies of the tiny transformers CLIP ``src`` (``out/clipNNN``), each with
+    its own weights ``w + noise * N(0, 1)`` (seed = its number; the other files are symlinks):
+    a zoo of distinct random-weight models for ``zoo: dir`` studies (tests, ``benchmarks/study_scale.py``)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, zoo = Path(src), Path(out)
+    weights = load_file(src / "model.safetensors")
+    for i in range(n):
+        d = zoo / f"clip{i:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.suffix != ".safetensors" and not (d / f.name).exists():
+                (d / f.name).symlink_to(f.resolve())
+        g = torch.Generator().manual_seed(i)
+        save_file({k: v + noise * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+                   for k, v in weights.items()}, d / "model.safetensors")
+    return zoo

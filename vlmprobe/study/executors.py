@@ -1,0 +1,470 @@
+"""Where a study's runs execute: one scheduler, three executors.
+
+- ``serial`` (default): every run in this process, one after another (``StudyRunner.execute``;
+  also the path under ``accelerate launch``/``torchrun``).
+- ``local --jobs N``: N worker processes on this machine (``multiprocessing`` spawn; each imports
+  torch once and then takes run after run). Worker ``i`` sees GPU ``i mod G`` through
+  ``CUDA_VISIBLE_DEVICES`` (G = the visible GPUs; none: CPU); a model entry with ``gpus: k``
+  (k > 1) gets k GPUs in a worker of its own.
+- ``slurm``: each run is a ``submitit`` job (``AutoExecutor``; ready runs are submitted together as
+  one job array, ``array_parallelism`` at a time) with the study file's resources
+  ``executor: {slurm: {partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min,
+  array_parallelism}}`` (+ ``cluster: local`` = submitit's ``LocalExecutor``, real subprocesses on
+  this machine, what the tests use; ``poll_s``: seconds between state checks). A job is a
+  ``submitit.helpers.Checkpointable``: preempted or timed out, it is requeued and its run
+  directory resumes exactly.
+
+The scheduler (``schedule``) submits a run once every run it depends on is done (a fine-tune before
+the evaluations of its adapter), never two writers on one run directory, and continues past
+failures (dependents are ``blocked``). Every run writes its own stamp ``RUN/study_run.json``:
+``running`` (pid, host, job id) when it starts, ``done`` (key, argv, seconds) or ``failed`` at the
+end, so re-running the study command collects what finished and submits what is missing or
+failed, and ``vlmprobe study --status DIR`` reads the states. Each run's output goes to
+``DIR/.logs/<run id>.log`` (the run directories stay exactly what a serial run makes).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+EXECUTORS = ("serial", "local", "slurm")
+SLURM_KEYS = {"partition": str, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float),
+              "timeout_min": int, "array_parallelism": int, "cluster": str, "poll_s": (int, float)}
+LOCAL_KEYS = {"jobs": int}
+STAMP = "study_run.json"
+
+
+@dataclass
+class Job:
+    """One run as a worker executes it (picklable: it crosses a process or a SLURM submission)."""
+
+    run_id: str
+    measure: str
+    argv: list  # the vlmprobe argv (fine-tuning: the recipe line, shown only)
+    run_dir: str
+    key: str
+    log: str
+    finetune: dict | None = None  # fine-tuning: load_config overrides
+    gpus: int = 1
+
+
+# ------------------------------------------------------------------ the worker side
+def run_in_process(measure: str, argv: list, finetune: dict | None, extra: dict, run_id: str = "") -> int:
+    """Execute one run in this process -> exit status. An exception is printed and returned as
+    status 1, never raised (a failed run never stops the study); under a launch it is also
+    flagged to the other processes (``distributed.raise_flag``), which stop this run too. A
+    command that exits through its argument parser (``SystemExit``) is this run's failure."""
+    from .. import distributed
+    from ..cli import main
+    from .measures import MEASURES
+
+    head = f"{run_id}: " if run_id else ""
+    try:
+        if measure == "finetune":
+            from ..finetune.config import load_config
+            from ..finetune.train import finetune as train
+
+            extra["model_spec"] = train(load_config(None, finetune))["model_spec"]
+            return 0
+        if MEASURES[measure].shards:
+            return main(argv)
+        with distributed.solo():
+            return main(argv)
+    except distributed.RankFailed:
+        raise  # another process failed: every process reports the run as failed (the runner's step)
+    except SystemExit as e:  # the command's own argument check: this run's failure, not the study's
+        code = e.code if isinstance(e.code, int) else 2
+        print(f"{head}FAILED (its command exited with status {code})", flush=True)
+        if code:
+            distributed.raise_flag(distributed.world(), e)
+        return code
+    except Exception as e:
+        traceback.print_exc()
+        print(f"{head}FAILED ({type(e).__name__}: {e})", flush=True)
+        distributed.raise_flag(distributed.world(), e)
+        return 1
+
+
+def write_stamp(run_dir: str | Path, stamp: dict) -> None:
+    from ..cache import atomic_write_json
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(run_dir) / STAMP, stamp)
+
+
+def _job_id() -> str | None:
+    for var in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID"):
+        if os.environ.get(var):
+            task = os.environ.get("SLURM_ARRAY_TASK_ID")
+            return os.environ[var] + (f"_{task}" if var == "SLURM_ARRAY_JOB_ID" and task else "")
+    return None
+
+
+def execute_job(job: Job) -> int:
+    """Run ``job`` here, its output appended to ``job.log``, with stamps ``running`` then ``done``
+    (key, argv, seconds, CPU seconds) or ``failed`` -> exit status."""
+    base = {"key": job.key, "measure": job.measure, "argv": job.argv}
+    where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": _job_id()}
+    prev = _read(Path(job.run_dir) / STAMP) or {}
+    requeued = prev.get("status") == "running" and prev.get("key") == job.key and where["job_id"] \
+        and prev.get("job_id") == where["job_id"]
+    where["attempt"] = prev.get("attempt", 1) + 1 if requeued else 1  # a requeued job runs again
+    started = time.time()
+    write_stamp(job.run_dir, {**base, "status": "running", **where, "started": started})
+    Path(job.log).parent.mkdir(parents=True, exist_ok=True)
+    start, cpu, extra = time.time(), time.process_time(), {}
+    with open(job.log, "a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
+        print(f"$ {' '.join(job.argv)}", flush=True)
+        code = run_in_process(job.measure, job.argv, job.finetune, extra, run_id=job.run_id)
+    write_stamp(job.run_dir, {**base, "status": "done" if code == 0 else "failed", **where,
+                              **({"exit": code} if code else {}), "started": started, "finished": time.time(),
+                              "seconds": round(time.time() - start, 1),
+                              "cpu_seconds": round(time.process_time() - cpu, 1), "processes": 1, **extra})
+    return code
+
+
+def _worker_main(conn, gpus: str | None, threads: int | None) -> None:
+    """A local worker: take jobs from ``conn`` until told to stop (None)."""
+    import multiprocessing
+
+    # a spawned process inherits "spawn" as its start method; the runs' data loaders use the
+    # platform default, as they do in a serial study
+    multiprocessing.set_start_method(None if sys.platform == "win32" else "fork", force=True)
+    os.setpgrp()  # its own process group: the study ends the worker and its children together
+    if threads:  # N workers share the cores instead of each starting one thread per core
+        import torch
+
+        torch.set_num_threads(threads)
+    parent = os.getppid()
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    while True:
+        while not conn.poll(5.0):
+            if os.getppid() != parent:  # the study process is gone
+                return
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        conn.send(execute_job(Job(**job)))
+
+
+# ------------------------------------------------------------------ executors
+class LocalPool:
+    """N spawned worker processes; a dead worker (killed) fails its run and is replaced."""
+
+    def __init__(self, jobs: int):
+        import multiprocessing as mp
+
+        self.ctx = mp.get_context("spawn")
+        self.jobs = max(1, jobs)
+        self.gpus = _visible_gpus()
+        self.slots: list = [None] * self.jobs  # (process, conn) per slot
+        self.busy: dict = {}  # slot -> (run id, Job)
+        self.capacity = self.jobs
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, cores // self.jobs)
+
+    def _start(self, slot: int, gpus: str | None = None):
+        parent, child = self.ctx.Pipe()
+        if gpus is None and self.gpus:
+            gpus = self.gpus[slot % len(self.gpus)]
+        p = self.ctx.Process(target=_worker_main, args=(child, gpus, self.threads), name=f"vlmprobe-worker-{slot}")
+        p.start()
+        child.close()
+        return p, parent
+
+    def submit(self, job: Job) -> None:
+        slot = next(i for i in range(self.jobs) if i not in self.busy)
+        if job.gpus > 1 and self.gpus:  # a multi-GPU run gets a worker of its own with k GPUs
+            if self.slots[slot] is not None:
+                self._stop(slot)
+            first = (slot * job.gpus) % len(self.gpus)
+            self.slots[slot] = self._start(slot, ",".join(self.gpus[(first + i) % len(self.gpus)]
+                                                          for i in range(job.gpus)))
+        elif self.slots[slot] is None or not self.slots[slot][0].is_alive():
+            self.slots[slot] = self._start(slot)
+        self.slots[slot][1].send(asdict(job))
+        self.busy[slot] = job
+
+    def wait(self, timeout: float | None = None) -> list[tuple[Job, int]]:
+        """Block until some run finished -> [(job, exit status)] (a killed worker: its exit code)."""
+        from multiprocessing.connection import wait
+
+        if not self.busy:
+            return []
+        objs = {}
+        for slot in self.busy:
+            p, conn = self.slots[slot]
+            objs[conn] = slot
+            objs[p.sentinel] = slot
+        done = []
+        while not done:
+            wait(list(objs), 1.0)  # a finished run answers on its pipe; a dead worker is seen by its exit code
+            for slot in list(self.busy):
+                p, conn = self.slots[slot]
+                code = None
+                try:
+                    if conn.poll():
+                        code = conn.recv()
+                except (EOFError, OSError):
+                    pass
+                if code is None:
+                    if p.exitcode is None:
+                        continue
+                    code = p.exitcode or 1  # the worker died mid-run (killed): its run failed
+                    self._reap(slot)
+                done.append((self.busy.pop(slot), code))
+        if any(j.gpus > 1 for j, _ in done):  # give the GPUs of a multi-GPU worker back
+            for slot, s in enumerate(self.slots):
+                if s is not None and slot not in self.busy:
+                    self._stop(slot)
+        return done
+
+    def _stop(self, slot: int) -> None:
+        p, conn = self.slots[slot]
+        try:
+            conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        p.join(timeout=10)
+        self._reap(slot)
+
+    def _reap(self, slot: int) -> None:
+        """End the worker and every process it started (its data-loader workers: they share its
+        process group and would otherwise keep its run directory's lock)."""
+        import signal
+
+        p, _ = self.slots[slot]
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        p.join(timeout=10)
+        self.slots[slot] = None
+
+    def close(self) -> None:
+        for slot, s in enumerate(self.slots):
+            if s is not None:
+                if slot in self.busy:
+                    self._reap(slot)
+                else:
+                    self._stop(slot)
+
+
+def _visible_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:
+        return []
+
+
+class StudyJob:
+    """The callable submitit pickles for one run; ``checkpoint`` makes a preempted or timed-out
+    job requeue itself (the run directory resumes)."""
+
+    def __init__(self, job: dict):
+        self.job = job
+
+    def __call__(self) -> int:
+        return execute_job(Job(**self.job))
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(StudyJob(self.job))
+
+
+class SlurmPool:
+    """Runs as ``submitit`` jobs; ready runs go out together as one array."""
+
+    def __init__(self, folder: Path, cfg: dict):
+        import submitit
+
+        cfg = dict(cfg)
+        cluster = cfg.pop("cluster", None)
+        self.poll_s = float(cfg.pop("poll_s", 1.0 if cluster == "local" else 30.0))
+        self.executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
+        params = {"timeout_min": cfg.get("timeout_min", 60)}
+        names = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism"}
+        for k, v in cfg.items():
+            params[names.get(k, k)] = v
+        if self.executor.cluster != "slurm":
+            params = {k: v for k, v in params.items() if not k.startswith("slurm_") and k != "partition"}
+        self.executor.update_parameters(**params)
+        self.capacity = 10 ** 9  # SLURM queues everything; array_parallelism limits the running share
+        self.active: dict = {}  # job id -> (Job, submitit job)
+
+    def submit_many(self, jobs: list[Job]) -> list:
+        if not jobs:
+            return []
+        with self.executor.batch():
+            handles = [self.executor.submit(StudyJob(asdict(j))) for j in jobs]
+        for j, h in zip(jobs, handles):
+            self.active[h.job_id] = (j, h)
+        return handles
+
+    def submit(self, job: Job) -> None:
+        self.submit_many([job])
+
+    def wait(self, timeout: float | None = None) -> list[tuple[Job, int]]:
+        while True:
+            done = []
+            for jid, (job, h) in list(self.active.items()):
+                if h.done():
+                    del self.active[jid]
+                    stamp = _read(Path(job.run_dir) / STAMP)
+                    ok = stamp is not None and stamp.get("status") == "done" and stamp.get("key") == job.key
+                    done.append((job, 0 if ok else 1))
+            if done or not self.active:
+                return done
+            time.sleep(self.poll_s)
+
+    def close(self) -> None:
+        pass
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# ------------------------------------------------------------------ the scheduler
+def schedule(runner, pool, log=print) -> None:
+    """Execute ``runner.plan`` through ``pool`` in dependency order; fills ``runner.status``
+    (done | reused | failed | blocked)."""
+    runs = list(runner.plan.runs.values())
+    total, index = len(runs), {r.id: i for i, r in enumerate(runs, 1)}
+    pending = list(runs)
+    running: dict = {}  # run id -> start time
+    try:
+        while pending or running:
+            submitted = []
+            for run in list(pending):
+                if any(d not in runner.status for d in run.deps.values()):
+                    continue  # a dependency is still pending or running
+                head = f"[{index[run.id]}/{total}] {run.id}"
+                blocked = [r for r in run.deps.values() if runner.status.get(r) in ("failed", "blocked")]
+                if blocked:
+                    pending.remove(run)
+                    runner.status[run.id] = "blocked"
+                    log(f"{head}: skipped, it needs {', '.join(blocked)} which failed")
+                    continue
+                if runner.state(run) == "done":
+                    pending.remove(run)
+                    runner.status[run.id] = "reused"
+                    log(f"{head}: reused (finished, same config)")
+                    continue
+                if len(submitted) + len(running) >= pool.capacity:
+                    continue
+                pending.remove(run)
+                runner._set_aside(run, head)
+                submitted.append(runner.job(run))
+                running[run.id] = time.time()
+                log(f"{head}: started\n  $ {runner.shell(run)}")
+            if submitted:
+                if hasattr(pool, "submit_many"):
+                    pool.submit_many(submitted)
+                else:
+                    for job in submitted:
+                        pool.submit(job)
+                continue  # more may be ready (capacity permitting)
+            if not running:
+                if pending:  # nothing runnable and nothing running: a dependency outside the plan
+                    for run in pending:
+                        runner.status[run.id] = "blocked"
+                    pending.clear()
+                break
+            for job, code in pool.wait():
+                secs = time.time() - running.pop(job.run_id)
+                head = f"[{index[job.run_id]}/{total}] {job.run_id}"
+                if code == 0:
+                    runner.status[job.run_id] = "done"
+                    log(f"{head}: done ({secs:.1f} s)")
+                else:
+                    runner.status[job.run_id] = "failed"
+                    stamp = _read(Path(job.run_dir) / STAMP) or {}
+                    if stamp.get("status") == "running":  # the worker died: say so in the stamp
+                        write_stamp(job.run_dir, {**stamp, "status": "failed", "exit": code})
+                    log(f"{head}: FAILED (exit {code}; log: {job.log})\n{_tail(job.log)}")
+    finally:
+        pool.close()
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + x for x in text[-lines:])
+
+
+def make_pool(name: str, jobs: int, out: Path, study_cfg: dict):
+    if name == "local":
+        jobs = jobs or (study_cfg.get("local") or {}).get("jobs") or 1
+        return LocalPool(jobs)
+    if name == "slurm":
+        return SlurmPool(out / ".submitit", study_cfg.get("slurm") or {})
+    raise ValueError(f"unknown executor {name!r} (choose {', '.join(EXECUTORS)})")
+
+
+def status_rows(out: str | Path) -> list[dict]:
+    """Every planned run of the study directory ``out`` with its state: done | failed | running
+    (pid alive on this host, or a job id) | stale (a run whose stamp says running but whose
+    process is gone) | planned, plus job id and seconds."""
+    out = Path(out)
+    plan = _read(out / "study.json")
+    if plan is None:
+        from ..errors import VlmprobeError
+
+        raise VlmprobeError(f"{out / 'study.json'} is missing: not a study directory (or no run started yet)")
+    rows = []
+    for run in plan["runs"]:
+        stamp = _read(out / run["id"] / STAMP) or {}
+        state = stamp.get("status") or ("blocked" if run.get("status") == "blocked" else
+                                        "partial" if (out / run["id"]).exists() else "planned")
+        if state == "running" and stamp.get("host") == socket.gethostname() and not stamp.get("job_id") \
+                and not _alive(stamp.get("pid")):
+            state = "stale"
+        rows.append({"id": run["id"], "state": state, "job_id": stamp.get("job_id"),
+                     "seconds": stamp.get("seconds"), "pid": stamp.get("pid")})
+    return rows
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def print_status(out: str | Path) -> int:
+    rows = status_rows(out)
+    counts: dict = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+        extra = "  ".join(x for x in (f"job {r['job_id']}" if r["job_id"] else "",
+                                       f"{r['seconds']} s" if r["seconds"] is not None else "") if x)
+        print(f"{r['state']:>8}  {r['id']}" + (f"  {extra}" if extra else ""))
+    print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+__all__ = ["EXECUTORS", "Job", "execute_job", "schedule", "make_pool", "status_rows", "print_status"]
