@@ -64,7 +64,7 @@ class VLMTask:
             raise VlmprobeError(f"model_kind vlm: {cfg.model.model!r} is a {self.vlm.kind} model")
         self.processor = self.vlm.processor
         self.model = setup_vlm_training(self.vlm.model, cfg.adapter, cfg.train.gradient_checkpointing)
-        self.collate = ChatCollator(self.processor, cfg.data.max_length)
+        self.collate = ChatCollator(self.processor, cfg.data.max_length, self.vlm.family)
 
     def datasets(self, train, val):
         from .data import ConversationDataset, build_conversations, classification_conversations

@@ -220,7 +220,7 @@ def _train_batch(vlm, imgs) -> dict:
     convs = [Conversation(str(i), [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]},
                                    {"role": "assistant", "content": [{"type": "text", "text": name}]}],
                           (lambda im=im: im)) for i, (im, name) in enumerate(zip(imgs, NAMES))]
-    batch = ChatCollator(vlm.processor)(list(ConversationDataset(convs)))
+    batch = ChatCollator(vlm.processor, family=vlm.family)(list(ConversationDataset(convs)))
     return {k: v.to(vlm.device) if torch.is_tensor(v) else v for k, v in batch.items() if k != "skipped"}
 
 
