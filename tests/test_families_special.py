@@ -363,3 +363,40 @@ def test_appended_answer_tokens_extend_per_token_inputs():
     assert out["mm_token_type_ids"].tolist() == [[1, 0, 0, 0]]
     assert out["token_type_ids"].tolist() == [[0, 0, 1, 1]]
     assert out["pixel_values"] is extra["pixel_values"]
+
+
+@pytest.mark.parametrize("name", ("blip-2", "instructblip", "paligemma"))
+def test_collator_labels_exactly_the_answer_tokens(special, name):
+    """Fine-tuning a checkpoint without a chat template: ``ChatCollator`` renders through the
+    family's prompt format, and its labels are exactly the answer's tokens + EOS after the very
+    prompt the likelihood engine scores (every earlier token -100, padding -100). PaliGemma: the
+    batch equals its own processor's ``suffix=`` encoding (input_ids, token_type_ids, labels);
+    InstructBLIP: the Q-Former reads the prompt only."""
+    from vlmprobe.finetune.collate import IGNORE, ChatCollator
+    from vlmprobe.finetune.data import Conversation, ConversationDataset
+
+    vlm = special[name][1]
+    imgs, answers = images(2), ["tench", "great white shark"]
+    convs = [Conversation(str(i), [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]},
+                                   {"role": "assistant", "content": [{"type": "text", "text": a}]}],
+                          (lambda im=im: im)) for i, (im, a) in enumerate(zip(imgs, answers))]
+    batch = ChatCollator(vlm.processor, family=vlm.family)(list(ConversationDataset(convs)))
+    prompt = vlm.render(QUESTION)
+    eos = vlm.tokenizer.eos_token_id
+    for r, (im, a) in enumerate(zip(imgs, answers)):
+        head = vlm.encode([im], [prompt])["input_ids"][0].cpu()
+        full = vlm.encode([im], [joined(prompt, a) + vlm.tokenizer.eos_token])["input_ids"][0].cpu()
+        P, n = len(head), len(full)
+        assert torch.equal(full[:P], head) and full[-1].item() == eos
+        assert torch.equal(batch["input_ids"][r, :n], full)
+        want = torch.full_like(batch["labels"][r], IGNORE)
+        want[P:n] = full[P:]
+        assert torch.equal(batch["labels"][r], want)
+    if name == "paligemma":
+        theirs = vlm.processor(text=[prompt[:-1]] * 2, images=imgs, suffix=answers, padding=True, return_tensors="pt")
+        for r in range(2):  # the processor pads on its tokenizer's side (left): compare the attended tokens
+            ours_r, theirs_r = batch["attention_mask"][r].bool(), theirs["attention_mask"][r].bool()
+            for key in ("input_ids", "token_type_ids", "labels"):
+                assert torch.equal(batch[key][r][ours_r], torch.as_tensor(theirs[key][r])[theirs_r]), key
+    if name == "instructblip":
+        assert torch.equal(batch["qformer_input_ids"], vlm.encode(imgs, [prompt] * 2)["qformer_input_ids"].cpu())
