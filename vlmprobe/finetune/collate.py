@@ -23,6 +23,11 @@ first answer token on (PaliGemma's ``token_type_ids`` = 1: the causal suffix, as
 are taken from the prompt alone (InstructBLIP's Q-Former text never sees the answer, as LAVIS
 trains it).
 
+Encoder-decoder language models (BLIP-2 with Flan-T5; ``encoder_decoder=True``): single-turn
+conversations only; the encoder reads the image and the rendered prompt, ``labels`` [B, T] are
+the decoder's targets ``tok(answer) + [EOS]`` (-100 padded), as the likelihood engine scores
+``tok(answer)`` from the decoder start (transformers shifts ``labels`` into the decoder input).
+
 Output: ``input_ids`` [B, L] (right-padded), ``attention_mask`` [B, L], ``labels`` [B, L] (-100
 except answer tokens), plus the processor's image tensors (``pixel_values`` ...), ``skipped``.
 """
@@ -51,8 +56,10 @@ def _suffix_labels(ids: list[int], plain: list[int], expanded_ids: list[int]) ->
 class ChatCollator:
     """Conversations (``ConversationDataset`` items) -> a training batch (module docstring)."""
 
-    def __init__(self, processor, max_length: int | None = None, family=None):
-        """``family``: the model's ``Family`` adapter (``vlm.family``); None = chat template only."""
+    def __init__(self, processor, max_length: int | None = None, family=None, encoder_decoder: bool = False):
+        """``family``: the model's ``Family`` adapter (``vlm.family``); None = chat template only.
+        ``encoder_decoder``: the language model is one (module docstring)."""
+        self.encoder_decoder = encoder_decoder
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.max_length = max_length
@@ -157,9 +164,11 @@ class ChatCollator:
         kept = [it for it in items if "skipped" not in it]
         if not kept:
             return {"skipped": len(items)}
-        texts, spans = zip(*(self.render_with_spans(it["messages"]) for it in kept))
         images = processor_images(self.processor, [it["image"] for it in kept])
         images = images if any(images) else None
+        if self.encoder_decoder:
+            return {**self._seq2seq(kept, images), "skipped": len(items) - len(kept)}
+        texts, spans = zip(*(self.render_with_spans(it["messages"]) for it in kept))
         batch = self._encode(list(texts), images)
         ids, mask = batch["input_ids"], batch["attention_mask"]
         labels = torch.full_like(ids, IGNORE)
@@ -179,6 +188,24 @@ class ChatCollator:
         batch["skipped"] = len(items) - len(kept)
         return batch
 
+
+    def _seq2seq(self, kept, images) -> dict:
+        """Encoder inputs from the prompts, decoder ``labels`` = ``tok(answer) + [EOS]``."""
+        prompts, targets = [], []
+        for it in kept:
+            msgs = it["messages"]
+            if sum(m["role"] == "assistant" for m in msgs) != 1 or msgs[-1]["role"] != "assistant":
+                raise VlmprobeError("an encoder-decoder model trains on single-turn conversations (one final "
+                                    f"assistant answer); conversation {it.get('id', '?')!r} has another shape")
+            prompts.append(self._render(msgs[:-1], True))
+            answer = " ".join(c["text"] for c in msgs[-1]["content"] if c["type"] == "text").strip()
+            targets.append(self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id])
+        batch = self._encode(prompts, images)
+        labels = torch.full((len(targets), max(map(len, targets))), IGNORE, dtype=torch.long)
+        for r, t in enumerate(targets):
+            labels[r, :len(t)] = torch.tensor(t)
+        batch["labels"] = labels
+        return batch
 
     def _encode(self, texts: list[str], images) -> dict:
         """The processor's (or ``Family.encode``'s) right-padded batch of ``texts``."""

@@ -227,7 +227,8 @@ def build_paligemma(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
-@special_builder("blip-2-flan-t5")  # model_type blip-2 with an encoder-decoder language model
+@tiny_builder("blip-2-flan-t5")  # a variant: model_type blip-2 with an encoder-decoder language model
+@special_builder("blip-2-flan-t5")
 def build_blip2_flan_t5(out: Path) -> None:
     """BLIP-2 with Flan-T5, as ``Salesforce/blip2-flan-t5-xl``: the Q-Former tokens and the prompt
     enter the T5 encoder; the answer is decoded. No chat template."""
