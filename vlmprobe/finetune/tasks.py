@@ -53,6 +53,8 @@ def load_datasets(cfg):
 class VLMTask:
     """Instruction fine-tuning of a VLM (module docstring)."""
 
+    seq2seq = False  # an encoder-decoder language model (set from the loaded model)
+
     def __init__(self, cfg, device: str = "cpu"):
         from ..models.registry import load_model
         from .lora import setup_vlm_training
