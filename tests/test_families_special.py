@@ -400,3 +400,42 @@ def test_collator_labels_exactly_the_answer_tokens(special, name):
                 assert torch.equal(batch[key][r][ours_r], torch.as_tensor(theirs[key][r])[theirs_r]), key
     if name == "instructblip":
         assert torch.equal(batch["qformer_input_ids"], vlm.encode(imgs, [prompt] * 2)["qformer_input_ids"].cpu())
+
+
+def test_encoder_decoder_training_batch_and_loss(flan_t5):
+    """BLIP-2 + Flan-T5 fine-tuning: the encoder reads image + prompt (the very prompt scored),
+    the decoder's labels are tok(answer) + EOS (-100 padded); VLMTask's per-token loss equals
+    transformers' own ``labels=`` loss; a second assistant turn is refused in one line."""
+    from vlmprobe.finetune.collate import IGNORE, ChatCollator
+    from vlmprobe.finetune.data import Conversation, ConversationDataset
+    from vlmprobe.finetune.tasks import VLMTask
+
+    vlm = flan_t5[1]
+    imgs, answers = images(2), ["tench", "great white shark"]
+
+    def conv(i, turns):
+        return Conversation(str(i), turns, (lambda im=imgs[i % 2]: im))
+
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}
+    items = ConversationDataset([conv(i, [user, {"role": "assistant", "content": [{"type": "text", "text": a}]}])
+                                 for i, a in enumerate(answers)])
+    batch = ChatCollator(vlm.processor, family=vlm.family, encoder_decoder=True)(list(items))
+    want = vlm.encode(imgs, [vlm.render(QUESTION)] * 2, padding_side="right")
+    assert torch.equal(batch["input_ids"], want["input_ids"].cpu())
+    for r, a in enumerate(answers):
+        target = vlm.tokenizer(a, add_special_tokens=False)["input_ids"] + [vlm.tokenizer.eos_token_id]
+        assert batch["labels"][r, :len(target)].tolist() == target
+        assert (batch["labels"][r, len(target):] == IGNORE).all()
+    task = VLMTask.__new__(VLMTask)
+    task.seq2seq = True
+    inputs = {k: v for k, v in batch.items() if k != "skipped"}
+    with torch.no_grad():
+        loss, per = task.forward(vlm.model, batch)
+        ref = vlm.model(**inputs).loss
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    assert per["units"].sum() == (batch["labels"] != IGNORE).sum()
+    two = conv(0, [user, {"role": "assistant", "content": [{"type": "text", "text": "a"}]}, user,
+                   {"role": "assistant", "content": [{"type": "text", "text": "b"}]}])
+    with pytest.raises(VlmprobeError, match="single-turn") as err:
+        ChatCollator(vlm.processor, family=vlm.family, encoder_decoder=True)(list(ConversationDataset([two])))
+    assert "\n" not in str(err.value)
