@@ -71,7 +71,7 @@ def llava_7b_config(tokenizer):
 
 
 def vlm_tokenizer(choice: str, work: Path):
-    """(tokenizer, chat template, description): LLaMA-2's real vocabulary (vlmprobe.realtok, from
+    """(tokenizer, chat template, description): LLaMA-2's real vocabulary (vlmprobe.testing.realtok, from
     ``shared/reference/tokenizers``; never downloaded here) for ``real``, and for ``auto`` when it
     is present; else vlmprobe.testing's Llama-like BPE."""
     from vlmprobe.errors import VlmprobeError
@@ -80,8 +80,8 @@ def vlm_tokenizer(choice: str, work: Path):
     note = ""
     if choice in ("auto", "real"):
         try:
-            from vlmprobe.realtok import real_tokenizers
-            from vlmprobe.testing_real import LLAVA15_HF_CHAT_TEMPLATE, llava_real_tokenizer
+            from vlmprobe.testing.realtok import real_tokenizers
+            from vlmprobe.testing.real import LLAVA15_HF_CHAT_TEMPLATE, llava_real_tokenizer
 
             tok = llava_real_tokenizer(real_tokenizers(work / "tokenizers", download=False)["llama"])
             return tok, LLAVA15_HF_CHAT_TEMPLATE, "LLaMA-2 vocabulary (real, 32000 pieces)"
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
         tok, template, tok_note = vlm_tokenizer(args.tokenizer, work)
         if tiny:
             if tok_note.startswith("LLaMA-2"):
-                from vlmprobe.testing_real import build_real_model
+                from vlmprobe.testing.real import build_real_model
 
                 vlm_spec = f"hf:{build_real_model(work / 'models', 'llava-real', download=False)}"
             else:

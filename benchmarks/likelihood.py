@@ -6,7 +6,7 @@
 
 For K = 10, 100, 1000 ImageNet class names (open_clip's list) under LLaVA-1.5's real tokenizer
 (``--tokenizer llama``, the default: LLaMA-2's SentencePiece vocabulary from llama.cpp's GGUF
-via ``vlmprobe.realtok``, ``<image>`` = 32000, llava-hf's chat template, 32,064-row embedding:
+via ``vlmprobe.testing.realtok``, ``<image>`` = 32000, llava-hf's chat template, 32,064-row embedding:
 3.25 tokens per name on average, 12 at most) or the tiny test models' byte-level BPE trained in
 code on prompts and the names (``--tokenizer trained``: ``vlmprobe.testing``, with its LLaVA
 template; the earlier figures were taken with such a BPE) it prints the size of
@@ -47,9 +47,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 QUESTION = "What type of object is in this photo?"
 ANSWER_PREFIX = "The photo features a"
 def classnames() -> list[str]:
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+    from vlmprobe.data.imagenet_classes import imagenet_names  # what --classes imagenet uses
 
-    return list(IMAGENET_CLASSNAMES)
+    return list(imagenet_names())
 
 
 PREVIOUS_K1000 = 91  # fast/naive at K=1000 on CPU measured with a byte-level BPE trained on the names
@@ -58,8 +58,8 @@ PREVIOUS_K1000 = 91  # fast/naive at K=1000 on CPU measured with a byte-level BP
 def real_llama_tokenizer(cache: str | None):
     """LLaVA-1.5's tokenizer: LLaMA-2 SentencePiece + ``<image>`` (32000) + ``<pad>`` (32001)."""
     from vlmprobe.cache import home_dir
-    from vlmprobe.realtok import real_tokenizers
-    from vlmprobe.testing_real import llava_real_tokenizer
+    from vlmprobe.testing.realtok import real_tokenizers
+    from vlmprobe.testing.real import llava_real_tokenizer
 
     return llava_real_tokenizer(real_tokenizers(cache or home_dir() / "real-tokenizers")["llama"])
 
@@ -69,7 +69,7 @@ def build(shapes: str, tokenizer: str = "llama", cache: str | None = None):
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor)
 
     if tokenizer == "llama":
-        from vlmprobe.testing_real import LLAVA15_HF_CHAT_TEMPLATE, LLAVA_VOCAB
+        from vlmprobe.testing.real import LLAVA15_HF_CHAT_TEMPLATE, LLAVA_VOCAB
 
         tok, template, vocab = real_llama_tokenizer(cache), LLAVA15_HF_CHAT_TEMPLATE, LLAVA_VOCAB
     else:

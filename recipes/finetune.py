@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 
+from vlmprobe.distributed import all_or_none, world
 from vlmprobe.errors import VlmprobeError
 from vlmprobe.finetune.config import parse_args
 from vlmprobe.finetune.launch import relaunch_cpu_processes
@@ -31,6 +32,11 @@ from vlmprobe.finetune.train import make_accelerator, train
 def main(argv=None) -> int:
     relaunch_cpu_processes()  # accelerate launch --cpu --num_processes N: really start N processes
     cfg = parse_args(argv)
+    # a failure on any process ends the run on every process with its one-line error (no hang)
+    return all_or_none(world(), lambda: run(cfg))
+
+
+def run(cfg) -> int:
     accelerator = make_accelerator(cfg)  # seeds everything before the adapter is initialised
 
     # model: the base model and what trains (LoRA / QLoRA / projector / CLIP image tower)

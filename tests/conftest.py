@@ -107,12 +107,12 @@ def toy_world(_isolated_home):
 @pytest.fixture(scope="session")
 def real_models(tmp_path_factory):
     """The real LLaMA-2 / Qwen2 tokenizers and the tiny VLMs built around them
-    (``vlmprobe.testing_real``): {"tokenizers/llama", "tokenizers/qwen2", "llava-real",
+    (``vlmprobe.testing.real``): {"tokenizers/llama", "tokenizers/qwen2", "llava-real",
     "qwen2-vl-real"} -> directory. Vocabularies come from ../shared/reference/tokenizers or
     ``pip download`` of llama-cpp-python's sdist; skipped (with the reason) when neither works.
     VLMPROBE_TEST_REAL=DIR keeps the build across sessions."""
     from vlmprobe.errors import VlmprobeError
-    from vlmprobe.testing_real import build_real_models
+    from vlmprobe.testing.real import build_real_models
 
     root = os.environ.get("VLMPROBE_TEST_REAL") or str(tmp_path_factory.mktemp("real_models"))
     try:

@@ -33,19 +33,28 @@ def test_gpu_benchmark_smoke_on_cpu(tmp_path):
     assert "CPU:" in proc.stdout and "total" in proc.stdout
 
 
-def test_machine_detects_emulated_dtypes():
+def test_machine_detects_emulated_dtypes(monkeypatch):
+    """Fixed inputs, known answers: the CPU's flags decide when listed (a native-fp16 flag -> native,
+    none of them -> emulated, whatever the timing); without flags the measured ratio decides
+    against SLOWDOWN_LIMIT (a limit of 0 -> emulated, a huge one -> native)."""
     sys.path.insert(0, str(BENCH))
     try:
         import machine
     finally:
         sys.path.remove(str(BENCH))
     assert machine.native(torch.float32) == (True, 1.0)
-    ok, ratio = machine.native(torch.float16)
-    flags = machine.cpu_flags()
-    if flags:  # the CPU's own feature flags decide
-        assert ok == any(f in flags for f in machine.CPU_FLAGS["float16"])
-    else:
-        assert ok == (ratio <= machine.SLOWDOWN_LIMIT)
-    assert ratio > 0
-    assert "SKIPPED float16" in machine.skip_line(torch.float16, 100.0)
+    assert machine.native(torch.float16, device="cuda:0") == (True, 1.0)
+    monkeypatch.setattr(machine, "cpu_flags", lambda: {"sse2", "avx2", "avx512_fp16"})
+    assert machine.native(torch.float16, size=32)[0] is True
+    assert machine.native(torch.bfloat16, size=32)[0] is False  # flags listed, none for bfloat16
+    monkeypatch.setattr(machine, "cpu_flags", lambda: {"sse2", "avx2"})
+    ok, ratio = machine.native(torch.float16, size=32)
+    assert ok is False and ratio > 0
+    assert "SKIPPED float16" in machine.skip_line(torch.float16, 100.0) and "flags present: none" in \
+        machine.skip_line(torch.float16, 100.0)
+    monkeypatch.setattr(machine, "cpu_flags", lambda: set())  # no /proc/cpuinfo flags: timing decides
+    monkeypatch.setattr(machine, "SLOWDOWN_LIMIT", 0.0)
+    assert machine.native(torch.float16, size=32)[0] is False
+    monkeypatch.setattr(machine, "SLOWDOWN_LIMIT", 1e9)
+    assert machine.native(torch.float16, size=32)[0] is True
     assert machine.cpu_model() and "torch" in machine.blas()

@@ -94,6 +94,23 @@ def test_corrupt_and_missing_images_are_counted(openclip_model, digits_folder, t
     assert np.isnan(scores[[i for i, r in enumerate(records) if r.get("skipped")]]).all()
     assert results["counts"]["skipped"] == 2
     assert {os.path.basename(s["image"]) for s in results["skipped_images"]} == {"zz_corrupt.png", "zz_truncated.png"}
+    from vlmprobe.commands.eval import top1_line  # what `vlmprobe eval` prints
+
+    correct = round(results["top1"] * 40)
+    assert top1_line(results) == (f"top-1 {results['top1']:.4f} (40 images scored, 2 skipped, 0 non-finite; "
+                                  f"top-1 over all 42 images {correct / 42:.4f})")
+
+
+def test_a_transform_bug_fails_the_run_instead_of_skipping(openclip_model, digits_folder, tmp_path, monkeypatch):
+    """Only unreadable/undecodable images are skips: an exception from the transform is a bug and
+    reaches the caller with its own type (the run is not turned into 40 "skipped images")."""
+    def broken(image):
+        raise TypeError("preprocess got an unexpected argument")
+
+    monkeypatch.setattr(openclip_model, "preprocess", broken)
+    data = vlmprobe.load_dataset(str(digits_folder), limit=4)
+    with pytest.raises(TypeError, match="unexpected argument"):
+        vlmprobe.evaluate(openclip_model, data, "zeroshot", tmp_path / "run", batch_size=2, progress=False)
 
 
 def test_different_config_is_refused(openclip_model, digits_folder, tmp_path):

@@ -1,5 +1,5 @@
 """The tiny VLMs built around the REAL tokenizers (LLaVA-1.5: LLaMA-2 SentencePiece; Qwen2-VL:
-Qwen2 byte-level BPE; vlmprobe.testing_real): likelihood over all 1,000 ImageNet class names
+Qwen2 byte-level BPE; vlmprobe.testing.real): likelihood over all 1,000 ImageNet class names
 (fast == naive == a plain forward of the whole text), generation and the matchers, ImageWikiQA
 scoring, and the fine-tuning collator's answer mask, token by token."""
 import numpy as np
@@ -23,9 +23,9 @@ def vlms(real_models):
 
 @pytest.fixture(scope="module")
 def classnames():
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES  # what --classes imagenet uses
+    from vlmprobe.data.imagenet_classes import imagenet_names  # what --classes imagenet uses
 
-    return list(IMAGENET_CLASSNAMES)
+    return list(imagenet_names())
 
 
 def image(seed=0, size=(40, 30)):

@@ -1,11 +1,11 @@
-"""Real vocabularies (vlmprobe.realtok): llama.cpp's test vectors, the GGUF reader against the
+"""Real vocabularies (vlmprobe.testing.realtok): llama.cpp's test vectors, the GGUF reader against the
 ``gguf`` package, the sdist extraction path, and the LLaMA rules LLaVA's prompts depend on."""
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from vlmprobe import realtok
+from vlmprobe.testing import realtok
 from vlmprobe.errors import DataError
 
 
@@ -78,7 +78,7 @@ def test_llava_prompt_tokens_match_the_original_llava_chunking(real_models):
     """LLaVA's own code tokenizes the text around ``<image>`` chunk by chunk with SentencePiece
     (each chunk gets the dummy ``▁`` prefix; BOS only once). The converted tokenizer, with
     ``<image>`` as a special token, gives the same ids in one call (e.g. ``▁`` ``\\n`` after it)."""
-    from vlmprobe.testing_real import llava_real_tokenizer
+    from vlmprobe.testing.real import llava_real_tokenizer
 
     tok = llava_real_tokenizer(real_models["tokenizers/llama"])
     prompt = "USER: <image>\nWhat type of object is in this photo? ASSISTANT: The photo features a"
@@ -91,13 +91,13 @@ def test_llava_prompt_tokens_match_the_original_llava_chunking(real_models):
 @pytest.mark.parametrize("name,mean,longest", [("llama", 3.253, 12), ("qwen2", 2.84, 13)])
 def test_imagenet_names_token_statistics(toks, name, mean, longest):
     """Class-name lengths after the prompt (what the likelihood benchmark's trie is built from)."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+    from vlmprobe.data.imagenet_classes import imagenet_names  # what --classes imagenet uses
 
     from vlmprobe.models.tokentrie import tokenize_continuations
 
     prefix = "USER: <image>\nWhat type of object is in this photo? ASSISTANT:" if name == "llama" else \
         "<|im_start|>user\nWhat type of object is in this photo?<|im_end|>\n<|im_start|>assistant\n"
-    req = tokenize_continuations(toks[name], prefix, list(IMAGENET_CLASSNAMES))
+    req = tokenize_continuations(toks[name], prefix, list(imagenet_names()))
     lengths = [len(s) for s in req.seqs]
     assert req.shared == len(req.prefix_ids)  # no boundary merge for either tokenizer
     assert sum(lengths) / len(lengths) == pytest.approx(mean, abs=1e-3) and max(lengths) == longest

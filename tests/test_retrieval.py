@@ -152,7 +152,7 @@ def test_clip_retrieval_run(tiny_models, caption_jsonl, tmp_path):
 def test_vlm_retrieval_restricted_candidates_exact(tiny_models, caption_jsonl, tmp_path):
     """VLM scores equal the naive per-pair likelihood; --max-candidates offers each caption to
     its own image + C-1 others, states the rule, and ranks only among offered pairs."""
-    from vlmprobe.retrieval import CAPTION_PROMPT, Method, offered_images
+    from vlmprobe.classify.retrieval import CAPTION_PROMPT, Method, offered_images
 
     model = vlmprobe.load_model(f"hf:{tiny_models['llava']}")
     ds = load_captions(str(caption_jsonl))
@@ -176,6 +176,16 @@ def test_vlm_retrieval_restricted_candidates_exact(tiny_models, caption_jsonl, t
     want_i2t, want_t2i = _independent_recalls(scores, [s.meta["captions"] for s in ds.samples], ds.caption_image)
     assert r["image_to_text"]["recall"] == pytest.approx(want_i2t)
     assert r["text_to_image"]["recall"] == pytest.approx(want_t2i)
+    # the command's --scoring naive (the reference path) gives the same matrix and records itself
+    from vlmprobe.cli import main
+
+    assert main(["retrieval", "--model", f"hf:{tiny_models['llava']}", "--data", str(caption_jsonl), "--seed", "3",
+                 "--max-candidates", "2", "--scoring", "naive", "--batch-size", "3", "--out", str(tmp_path / "naive"),
+                 "--no-progress"]) == 0
+    naive_scores = np.load(tmp_path / "naive" / "scores.npy")
+    assert np.array_equal(np.isfinite(naive_scores), expect_mask)
+    assert np.allclose(naive_scores[expect_mask], scores[expect_mask], atol=1e-4)
+    assert json.loads((tmp_path / "naive" / "config.json").read_text())["method"]["scoring"] == "naive"
 
 
 def test_unreadable_image_is_a_counted_skip(tiny_models, caption_jsonl, tmp_path):
@@ -184,7 +194,7 @@ def test_unreadable_image_is_a_counted_skip(tiny_models, caption_jsonl, tmp_path
     (caption_jsonl.parent / "img" / "1.png").write_bytes(b"not a png")
     model = vlmprobe.load_model(f"hfclip:{tiny_models['hfclip']}")
     ds = load_captions(str(caption_jsonl))
-    from vlmprobe.retrieval import Method
+    from vlmprobe.classify.retrieval import Method
 
     res = vlmprobe.evaluate(model, ds, Method(), tmp_path / "run", progress=False)
     r = res["retrieval"]

@@ -101,6 +101,9 @@ def test_own_label_names_and_torchvision_file_weights(tmp_path, images):
         ref = net(torch.stack([tv.preprocess(im) for im in images]))
     assert torch.allclose(tv.score(images, ["c", "a"]), ref[:, [2, 0]], atol=1e-5)
     assert tv.blocks[0] == "features.0" and "features.3" in tv.features(images, layers=["features.3"])
+    assert tv.describe()["weights"] == str(tmp_path / "tv.pth")
+    rnd = load_model("torchvision:mobilenet_v3_small@random", dtype="auto")  # random only when asked
+    assert rnd.describe()["weights"] == "random" and rnd.describe()["dtype"] == "float32"  # what auto chose
     with pytest.raises(ModelLoadError, match="has no weights 'NOPE'"):
         load_model("torchvision:mobilenet_v3_small@NOPE")
     with pytest.raises(ModelLoadError, match="timm has no model"):

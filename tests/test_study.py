@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from vlmprobe.cli import main
@@ -86,6 +87,8 @@ BAD = [
     ("models:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements:\n"
      "  - {measure: factors, source: imagenet-x, variant: file}\n", 5, "measurements[0].variant",
      "does not fit source 'imagenet-x' (choose top or multi)"),
+    ("world: toys\nmodels:\n  m: {spec: toy:clip}\ndatasets: {d: {data: toy:digits}}\nmeasurements: []\n",
+     1, "world", "world must be one of ['toy']"),
 ]
 
 
@@ -331,7 +334,18 @@ def test_robustness_measurements_fill_their_report_sections(toy_world, tmp_path,
         assert (g["a"], g["b"], g["n_a"] + g["n_b"]) == ("common", "counter", 16)
         assert abs(g["drop"] - 100 * (g["acc_a"] - g["acc_b"])) < 1e-9
     [ood] = data["ood"]
-    assert ood["run"] == ood_run and 0 <= ood["msp_auroc"] <= 1 and ood["mcm_auroc"] is not None
+    assert ood["run"] == ood_run
+    # the AUROCs equal an independent computation from the two runs' score files (ID = positive)
+    from scipy.special import softmax
+    from sklearn.metrics import roc_auc_score
+
+    id_s, ood_s = (np.load(out / f"clip/{d}/zeroshot/scores.npy").astype(np.float64) for d in ("test", "photos"))
+    scale = json.loads((out / "clip/test/zeroshot/config.json").read_text())["model"]["logit_scale"]
+    truth = np.r_[np.ones(len(id_s)), np.zeros(len(ood_s))]
+    for key, conf in (("msp_auroc", lambda s: softmax(s, axis=1).max(1)),
+                      ("mcm_auroc", lambda s: softmax(s / scale, axis=1).max(1))):
+        want = roc_auc_score(truth, np.r_[conf(id_s), conf(ood_s)])
+        assert ood[key] == pytest.approx(want, abs=1e-6), key
     assert not (out / "clip/test/zeroshot/roc.png").exists()  # the ID run is left as it was
     assert {(r["model"], r["method"]) for r in data["shape_bias"]} == {
         ("clip", "CLIP zero-shot (templates templates.json)"), ("cnn", "supervised classifier")}

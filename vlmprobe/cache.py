@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -44,36 +46,97 @@ def path_fingerprint(path: str | os.PathLike) -> list:
     return [[str(f.relative_to(p) if p.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file + rename so a killed process never leaves half a file."""
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A sibling name no other writer uses (``NAME.<pid>.<random>.tmp``): processes writing the
+    same cache entry at once never write into each other's temporary file."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """``write(tmp)`` fills a private temporary file (``temporary_path``), which is fsynced and
+    renamed over ``path``: readers see the old file or the whole new one, never half of it."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a private temporary file + rename so a killed process never leaves half a file."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike, waiting: str | None = None):
+    """Hold an exclusive ``flock`` on ``path`` (created) inside the block; other processes (any
+    launch, same machine or a shared file system with flock) wait. ``waiting``: printed once to
+    stderr when the lock is busy. Released by the kernel if the process dies."""
+    import fcntl
+    import sys
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
 
 
-def build_dir_once(out: str | os.PathLike, marker: str, write) -> Path:
-    """A directory built once and published whole: when ``out/marker`` exists it is reused;
-    else ``write(tmp)`` fills a fresh sibling directory ``tmp`` and returns the marker's JSON,
-    and ``tmp`` is renamed to ``out`` (a process that loses the race drops its copy)."""
+def build_dir_once(out: str | os.PathLike, marker: str, write, current=None, force: bool = False) -> Path:
+    """The one way vlmprobe builds a cached directory: built once and published whole.
+
+    When ``out/marker`` holds JSON for which ``current(meta)`` is true (default: any readable
+    marker) and ``force`` is false, ``out`` is reused. Else ``write(tmp)`` fills a fresh sibling
+    directory and returns the marker's JSON; the marker is written last and ``tmp`` is renamed to
+    ``out`` (an outdated ``out`` is removed first; a process that loses the race to a current
+    build drops its copy). A failed ``write`` leaves no directory behind."""
     import shutil
+    import tempfile
 
     out = Path(out)
-    if (out / marker).is_file():
+    if not force and marker_current(out / marker, current):
         return out
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    atomic_write_json(tmp / marker, write(tmp))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        os.replace(tmp, out)
-    except OSError:  # another process finished first
+        meta = write(tmp)
+        tmp.chmod(0o755)
+        atomic_write_json(tmp / marker, meta)
+        if out.exists():
+            if not force and marker_current(out / marker, current):  # another process finished first
+                return out
+            shutil.rmtree(out, ignore_errors=True)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process published between our check and our rename
+            if not marker_current(out / marker, current):
+                raise
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def marker_current(path: Path, current=None) -> bool:
+    """Whether marker file ``path`` holds JSON that ``current(meta)`` accepts (default: any)."""
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return current is None or bool(current(meta))

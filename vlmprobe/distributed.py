@@ -4,7 +4,20 @@
 
 Coordination between the launch's processes (barriers, rank 0's decisions) goes through a
 gloo process group on CPU tensors, whatever device the models run on; every collective here
-moves a few bytes. ``relaunch_cpu_processes`` makes ``accelerate launch --cpu --num_processes N``
+moves a few bytes.
+
+Fail fast (no rank left waiting). Every rank of a launch shares the rendezvous key-value store
+(``torch.distributed.TCPStore``, the one the process group is made from). A rank whose work
+raises writes ``abort/<generation>/<rank>`` = its one-line error there (``raise_flag``). The
+other ranks see it within a poll interval wherever they are: between batches (``check_peers``,
+called by the engine's loop and the training loop) or waiting at a meeting point (``barrier``;
+``broadcast`` and ``gather`` meet first, so their gloo collective only starts once every rank is
+present, and never waits for a rank that failed). ``all_or_none(w, fn)`` is the boundary of a
+launched command or a study run: every rank runs ``fn``, then all of them *settle* (a meeting
+that ignores the abort flag); when any rank failed, every rank raises (``RankFailed``, or the
+failing rank its own exception) with ``rank R failed: ...``, and the next boundary starts a new
+generation, so a study goes on to its next run on every rank. A rank killed outright
+(SIGKILL, segfault) is the launcher's to notice: torchrun stops the other processes. ``relaunch_cpu_processes`` makes ``accelerate launch --cpu --num_processes N``
 really start N processes (accelerate's simple launcher starts one where MPI is absent).
 """
 from __future__ import annotations
@@ -12,6 +25,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +34,19 @@ from typing import Callable
 
 from .errors import VlmprobeError
 
-COLLECTIVE_TIMEOUT = timedelta(hours=48)  # a rank may wait this long for the slowest share
+# A gloo collective starts only when every rank has met (``_meet``), so it waits for data, not for
+# the slowest share of work (that wait polls the store instead); DDP's all-reduce in training is
+# preceded by a meeting too. 30 minutes is accelerate's own default.
+COLLECTIVE_TIMEOUT = timedelta(minutes=30)
+POLL_SECONDS = 0.05  # the longest sleep between two looks at the store while waiting
+
+
+class RankFailed(VlmprobeError):
+    """Another rank of the launch failed; the message names it (``rank 1 failed: ...``)."""
+
+
+class PeerFailed(RankFailed):
+    """Raised inside a boundary on the ranks that see another rank's abort flag."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +73,144 @@ def world() -> World:
     return World(rank=int(env.get("RANK", "0") or 0), size=size, local_rank=int(env.get("LOCAL_RANK", "0") or 0))
 
 
+_STORE = None  # this launch's store under the "vlmprobe/" prefix (abort flags, meetings)
+_STATE = {"generation": 0, "meeting": 0, "depth": 0}
+
+
 def _group():
+    """The default process group (created here from the env:// rendezvous, keeping its store)."""
     import torch.distributed as dist
 
+    global _STORE
     if not dist.is_initialized():  # gloo for our CPU objects; NCCL too when each process has its own GPU (DDP)
-        dist.init_process_group(backend=_backend(), timeout=COLLECTIVE_TIMEOUT)
+        store, rank, size = next(dist.rendezvous("env://", timeout=COLLECTIVE_TIMEOUT))
+        store.set_timeout(COLLECTIVE_TIMEOUT)
+        dist.init_process_group(backend=_backend(), store=dist.PrefixStore("default_pg", store), rank=rank,
+                                 world_size=size, timeout=COLLECTIVE_TIMEOUT)
+        _STORE = dist.PrefixStore("vlmprobe", store)
     return dist
+
+
+def init(w: World) -> None:
+    """Create the process group now (before a library such as accelerate makes its own), so the
+    abort channel shares its store. No-op for one process."""
+    if w.sharded:
+        _channel()
+
+
+def _channel():
+    """The launch's key-value store for abort flags and meetings."""
+    global _STORE
+    dist = _group()
+    if _STORE is None:  # the group was made elsewhere (accelerate): join the launcher's store again
+        try:
+            store, _, _ = next(dist.rendezvous("env://", timeout=COLLECTIVE_TIMEOUT))
+        except (RuntimeError, ValueError) as e:
+            raise VlmprobeError(f"cannot open the launch's store for failure reports ({e}); create the process "
+                                "group through vlmprobe.distributed.init before other libraries") from e
+        _STORE = dist.PrefixStore("vlmprobe", store)
+    return _STORE
+
+
+def one_line(e: BaseException) -> str:
+    """``Type: first line of the message`` (the message alone for a user error)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, VlmprobeError):
+        return text or type(e).__name__
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _abort_key() -> str:
+    return f"abort/{_STATE['generation']}"
+
+
+def raise_flag(w: World, e: BaseException) -> None:
+    """Tell every rank that this one failed with ``e`` (its one-line error)."""
+    if not w.sharded:
+        return
+    store = _channel()
+    store.set(f"{_abort_key()}/{w.rank}", one_line(e))
+    store.add(_abort_key(), 1)
+
+
+def _failures(w: World) -> dict[int, str]:
+    store = _channel()
+    return {r: store.get(f"{_abort_key()}/{r}").decode() for r in range(w.size)
+            if store.check([f"{_abort_key()}/{r}"])}
+
+
+def _describe(failures: dict[int, str]) -> str:
+    return "; ".join(f"rank {r} failed: {msg}" for r, msg in sorted(failures.items()))
+
+
+def check_peers(w: World | None = None) -> None:
+    """Raise ``PeerFailed`` (naming the failed rank) when another rank of the launch has failed
+    since the current boundary began. One store lookup; no-op for one process."""
+    w = w or world()
+    if w.sharded and _channel().check([_abort_key()]):
+        raise PeerFailed(_describe(_failures(w)))
+
+
+def _wait_count(store, key: str, n: int, abortable: World | None) -> None:
+    delay = 0.001
+    while store.add(key, 0) < n:
+        if abortable is not None:
+            check_peers(abortable)
+        time.sleep(delay)
+        delay = min(2 * delay, POLL_SECONDS)
+
+
+def _meet(w: World) -> None:
+    """Wait until every rank reaches this meeting point (the n-th of the boundary), or raise
+    ``PeerFailed`` as soon as another rank reports a failure."""
+    store = _channel()
+    _STATE["meeting"] += 1
+    key = f"meet/{_STATE['generation']}/{_STATE['meeting']}"
+    store.add(key, 1)
+    _wait_count(store, key, w.size, abortable=w)
+
+
+def _settle(w: World) -> dict[int, str]:
+    """The boundary's last meeting (not abortable: every rank comes here, failed or not) ->
+    the failures of this generation; then a new generation starts on every rank."""
+    store = _channel()
+    key = f"settle/{_STATE['generation']}"
+    store.add(key, 1)
+    _wait_count(store, key, w.size, abortable=None)
+    failures = _failures(w)
+    _STATE.update(generation=_STATE["generation"] + 1, meeting=0)
+    return failures
+
+
+def all_or_none(w: World, fn: Callable[[], object]):
+    """Run ``fn`` on this rank as one step of the whole launch: it succeeds on every rank or fails
+    on every rank. Outermost call (a launched command, a study run): after ``fn`` every rank
+    settles; if any rank failed, every rank raises ``RankFailed("rank R failed: ...")``, except that
+    the failing rank re-raises its own exception when it is not a user error (its traceback).
+    Nested calls only raise the flag and re-raise (the outermost settles). One process: ``fn()``."""
+    if not w.sharded:
+        return fn()
+    outer = _STATE["depth"] == 0
+    _STATE["depth"] += 1
+    own, result = None, None
+    try:
+        result = fn()
+    except PeerFailed:
+        if not outer:
+            raise
+    except Exception as e:
+        raise_flag(w, e)
+        if not outer:
+            raise
+        own = e
+    finally:
+        _STATE["depth"] -= 1
+    failures = _settle(w)
+    if not failures:
+        return result
+    if own is not None and not isinstance(own, VlmprobeError):
+        raise own  # its traceback, on the rank where it happened
+    raise RankFailed(_describe(failures)) from own
 
 
 def _backend() -> str:
@@ -82,8 +240,9 @@ def solo():
 
 
 def barrier(w: World) -> None:
+    """Every rank waits here for the others (abortable: raises ``PeerFailed`` when one failed)."""
     if w.sharded:
-        _group().barrier()
+        _meet(w)
 
 
 def broadcast(w: World, obj):
@@ -91,6 +250,7 @@ def broadcast(w: World, obj):
     if not w.sharded:
         return obj
     box = [obj]
+    _meet(w)
     _group().broadcast_object_list(box, src=0)
     return box[0]
 
@@ -100,6 +260,7 @@ def gather(w: World, obj) -> list:
     if not w.sharded:
         return [obj]
     out = [None] * w.size
+    _meet(w)
     _group().all_gather_object(out, obj)
     return out
 
@@ -160,15 +321,6 @@ def requested_processes(launcher_argv: list[str]) -> int:
     return 1
 
 
-def _launcher_argv() -> list[str]:
-    import psutil
-
-    try:
-        return psutil.Process(os.getppid()).cmdline()
-    except (psutil.Error, OSError):
-        return []
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -182,7 +334,9 @@ def relaunch_cpu_processes(module: str | None = None) -> None:
     the script ``sys.argv[0]``. Anything else passes through untouched."""
     if os.environ.get("ACCELERATE_USE_CPU", "").lower() != "true" or "WORLD_SIZE" in os.environ:
         return
-    n = requested_processes(_launcher_argv())
+    from .compat import launcher_argv
+
+    n = requested_processes(launcher_argv())
     if n <= 1:
         return
     print(f"vlmprobe: starting {n} CPU processes (torch.distributed.run, gloo) for accelerate --cpu "

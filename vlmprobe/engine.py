@@ -17,6 +17,10 @@ unreadable image never reaches the method but becomes a ``skipped`` record with 
 (counted in results, NaN score row); each batch goes to a *writer* (``RecordWriter``:
 records + score rows into a run directory, crash-safely; the feature cache has its own).
 
+Under a launch, a failure on one process reaches the others between two batches
+(``distributed.check_peers``) or at a barrier; the command's ``distributed.all_or_none``
+boundary then fails it on every process.
+
 ``run_job`` = lock the run directory, open/resume it, split the unfinished indices among the
 launch's processes (contiguous blocks of the sorted unfinished list), ``process`` this
 process's block into its shard (or straight into samples.jsonl for a single process), merge,
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from .progress import bar as tqdm
 
 from . import distributed
 from .cache import atomic_write_json
@@ -144,6 +148,7 @@ def process(model, method, inputs, indices: Sequence[int], writer, batch_size: i
     bar = tqdm(total=total if total is not None else len(indices), initial=initial, desc=desc, unit=unit,
                disable=not progress, dynamic_ncols=True)
     for items in image_batches(inputs, indices, batch_size, workers, transform):
+        distributed.check_peers()  # another process of the launch failed: stop now, not at the next barrier
         ok = [(i, im) for i, im, err in items if err is None]
         records, scores = [], None
         if ok:
@@ -206,7 +211,8 @@ def run_job(model, method, inputs, out: str | os.PathLike, config: dict, num_sco
                             "not under a multi-process launch")
     if api and model.api.dry_run:
         return dry_run(model, method, inputs, out, config, num_scores, batch_size, workers, seed)
-    run = RunDir(out, config, num_scores)
+    ids = [inputs.item(i).id for i in range(len(inputs))]
+    run = RunDir(out, config, num_scores, sample_ids=ids)  # a resume on other samples is refused
     launch = distributed.launch_id(w)
 
     def open_run():

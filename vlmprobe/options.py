@@ -117,6 +117,22 @@ def add_option_groups(parser: argparse.ArgumentParser, groups: dict[str, type]) 
         seen |= add_arguments(parser.add_argument_group(title), cls, skip=seen)
 
 
+def reject_foreign_options(args, groups: dict[str, type], chosen: str) -> None:
+    """One-line ``VlmprobeError`` when ``args`` sets (to a non-default value) a flag that only
+    other entries of ``groups`` (``{title: Options class}``, as given to ``add_option_groups``)
+    declare, e.g. ``--cot`` with ``--method zeroshot``: an option that would be silently ignored."""
+    own = {f.name for f in dataclasses.fields(groups[chosen])}
+    for title, cls in groups.items():
+        for f in dataclasses.fields(cls):
+            if f.name in own or not hasattr(args, f.name):
+                continue
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            if getattr(args, f.name) != default:
+                owners = [t for t, c in groups.items() if f.name in {g.name for g in dataclasses.fields(c)}]
+                raise VlmprobeError(f"{flag_of(f)} is an option of {' / '.join(owners)}, not of {chosen}: "
+                                    "drop it or choose that method")
+
+
 def from_args(cls, args, **override):
     """``cls`` built from parsed arguments (fields whose flag was not added keep their default)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}

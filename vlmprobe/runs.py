@@ -1,7 +1,8 @@
 """Run directories: what every evaluation writes, how a killed run resumes, how the processes
 of one launch share a run, and the one reader of a run directory.
 
-``DIR/config.json``    resolved config (model, data, method, seed) + runtime + environment
+``DIR/config.json``    resolved config (model, data, method, seed, ``samples``: count and SHA-256
+                       of the ordered sample ids, checked on every resume) + runtime + environment
 ``DIR/samples.jsonl``  one record per sample, in dataset order
 ``DIR/scores.npy``     [N, K] float32, rows in sample order (NaN rows for skipped images)
 ``DIR/results.json``   metrics, recomputable from the files above (``vlmprobe metrics DIR``)
@@ -84,7 +85,17 @@ def strip_volatile(record: dict) -> dict:
 
 
 def _identity(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in VOLATILE_SECTIONS}
+    """What must match to resume (``samples`` is checked on its own, and a run directory made
+    before it was recorded still resumes)."""
+    return {k: v for k, v in config.items() if k not in VOLATILE_SECTIONS and k != "samples"}
+
+
+def sample_list_key(ids: list[str]) -> dict:
+    """``{"count": N, "sha256": SHA-256 of the ids joined by newlines}``: the ordered sample list
+    a run directory was started on."""
+    import hashlib
+
+    return {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
 
 
 def _diff_keys(a, b, prefix="") -> list[str]:
@@ -185,9 +196,14 @@ class RunDir:
     """One run directory: ``lock()``, ``open()`` -> #samples in samples.jsonl, then ``append``
     (one process) or ``shard(...).append`` + ``merge`` (several), then ``finalize_scores``."""
 
-    def __init__(self, path: str | os.PathLike, config: dict, num_scores: int | None = None):
+    def __init__(self, path: str | os.PathLike, config: dict, num_scores: int | None = None,
+                 sample_ids: list[str] | None = None):
+        """``sample_ids``: the ordered ids of the run's inputs; their count and SHA-256 are
+        recorded in config.json (``samples``) and checked on every resume."""
         self.path = Path(path)
         self.config = json.loads(json.dumps(config, default=str))  # json-normalised
+        if sample_ids is not None:
+            self.config["samples"] = sample_list_key(sample_ids)
         self.num_scores = num_scores
         self.samples_path = self.path / "samples.jsonl"
         self.partial_path = self.path / "scores.partial"
@@ -234,6 +250,11 @@ class RunDir:
                 old = json.loads(cfg_path.read_text())
             except json.JSONDecodeError:
                 raise RunDirError(f"{cfg_path} is not valid JSON; use a new --out directory") from None
+            was, now = old.get("samples"), self.config.get("samples")
+            if was is not None and now is not None and was != now:
+                raise RunDirError(f"{self.path} was started on other samples ({was['count']} ids, sha256 "
+                                  f"{was['sha256'][:12]}; now {now['count']}, {now['sha256'][:12]}): the dataset "
+                                  "changed; use a new --out")
             diff = _diff_keys(_identity(old), _identity(self.config))
             if diff:
                 raise RunDirError(f"{self.path} holds a run with a different config (differs in: "

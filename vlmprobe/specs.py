@@ -13,7 +13,8 @@ Core modules register their built-in prefixes when they are imported. Anything e
 miniature world, a user's own formats) registers through the ``vlmprobe.plugins`` entry-point
 group: each entry point names a callable taking no arguments that calls ``register`` on
 ``MODEL_SPECS`` / ``DATASET_SPECS``. Plugins are loaded once, the first time a table is searched,
-so core modules never import them.
+so core modules never import them. A plugin may also register a ``World`` (``register_world``)
+that a study file builds first with ``world: NAME``.
 """
 from __future__ import annotations
 
@@ -71,6 +72,39 @@ TEMPLATE_SPECS = SpecTable("template")
 DESCRIPTION_SPECS = SpecTable("description")
 # Caption sets for ``vlmprobe retrieval``: ``resolve(spec, limit=, seed=) -> CaptionDataset``.
 CAPTION_SPECS = SpecTable("captions")
+
+
+@dataclass(frozen=True)
+class World:
+    """A world a study file may ask for (``world: NAME``): built before the study's runs, its
+    directory substituted for ``${NAME}`` in the study file.
+
+    ``directory(seed) -> Path`` where it lives; ``build(seed, progress) -> dict`` builds or reuses it
+    (``{"dir", "key", "reused", ...}``); ``existing(seed) -> dict | None`` the built one, if any."""
+    name: str
+    directory: Callable
+    build: Callable
+    existing: Callable
+    help: str = ""
+
+
+_WORLDS: dict[str, World] = {}
+
+
+def register_world(world: World) -> None:
+    """Add (or replace) a world under ``world.name`` (plugins call this, as they register specs)."""
+    _WORLDS[world.name] = world
+
+
+def find_world(name: str) -> World | None:
+    """The registered world called ``name``, or None."""
+    load_plugins()
+    return _WORLDS.get(name)
+
+
+def world_names() -> list[str]:
+    load_plugins()
+    return sorted(_WORLDS)
 
 
 def load_plugins() -> None:

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from ..data.templates import check_classes
 from ..errors import DataError, ModelLoadError, VlmprobeError

@@ -17,7 +17,6 @@ to rebuild the classifier: model, classes, pool, weights, extra prompts) and
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +24,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..cache import file_sha256
 from ..errors import DataError, VlmprobeError
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -60,10 +60,6 @@ def combine(member_emb: torch.Tensor, weights, extra: torch.Tensor | None = None
     if extra is not None:
         mixed = mixed + extra
     return F.normalize(mixed, dim=-1)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_ensemble(out: str | Path, ensemble: dict, classifier: torch.Tensor) -> Path:

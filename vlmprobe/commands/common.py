@@ -16,16 +16,41 @@ class HelpFormatter(argparse.HelpFormatter):
         return text + " (default: %(default)s)"
 
 
+# flag (dest) -> its allowed values; the study schema checks model entries against the same table
+LOAD_CHOICES = {"dtype": ("default", "float32", "float16", "bfloat16", "auto")}
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size``, ``--limit``): rejected before anything loads."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0 (``--workers``)."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True, api: bool = False) -> None:
     """The model group; ``api``: also the ``openai:`` model flags (``models.api.add_api_arguments``)."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", required=required, metavar="SPEC",
                    help="openclip:ARCH@PRETRAINED | openclip:local-dir:PATH | hfclip:ID_OR_PATH | hf:ID_OR_PATH"
-                        "[+adapter:PATH] | timm:NAME | timm:local-dir:PATH | torchvision:NAME[@WEIGHTS] | toy:clip | "
+                        "[+adapter:PATH] | timm:NAME[@random] | timm:local-dir:PATH | torchvision:NAME[@WEIGHTS|@random] | "
+                        "toy:clip | "
                         "toy:vlm | " + ("openai:MODEL[@URL] | " if api else "") + "a local model directory")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu); under accelerate launch / torchrun, "
                         "cuda means cuda:LOCAL_RANK")
-    g.add_argument("--dtype", default="default", choices=["default", "float32", "float16", "bfloat16", "auto"],
+    g.add_argument("--dtype", default="default", choices=LOAD_CHOICES["dtype"],
                    help="weight dtype; default: bfloat16 on CUDA, float32 on CPU")
     g.add_argument("--device-map", default=None, help="transformers device_map, e.g. auto (multi-GPU)")
     g.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes NF4 4-bit weights (VLMs)")
@@ -85,7 +110,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
                         "({image,label,split}) | VAL_DIR+labels:GROUND_TRUTH | wds:SHARDS | hf:NAME_OR_PATH | "
                         "hfds:PATH | toy:digits[:SPLIT]")
     g.add_argument("--split", default=None, help="split to use (manifest 'split' field, sub-folder, DatasetDict key)")
-    g.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N images")
+    g.add_argument("--limit", type=positive_int, default=None, help="evaluate a seeded random subset of N images")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and every per-sample random choice")
     g.add_argument("--classes", default=None, metavar="FILE|imagenet",
                    help="class names: a JSON list file, or 'imagenet' (open_clip's ImageNet-1k names); "

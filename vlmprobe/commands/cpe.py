@@ -1,7 +1,8 @@
 """``vlmprobe cpe``: build a CPE prompt ensemble (arXiv 2310.03324) for a CLIP on a dataset."""
 from __future__ import annotations
 
-from .common import HelpFormatter, add_data_arguments, add_model_arguments, dataset_from_args, model_from_args
+from .common import (HelpFormatter, add_data_arguments, add_model_arguments, count, dataset_from_args,
+                     model_from_args, positive_int)
 
 
 def register(subparsers) -> None:
@@ -24,8 +25,8 @@ def register(subparsers) -> None:
                    help="template pool: imagenet (open_clip's 80 OpenAI templates), single, a text file (one '{}' "
                         "per line), a JSON list with '{}' or '{c}' (CLIP_benchmark), a per-class JSON "
                         "{class: [prompts]} (CuPL; one pool member), or toy:cpe-pool")
-    g.add_argument("--k", type=int, default=d.k, help="worst-k: classes scoring a template and classes enriched")
-    g.add_argument("--top-m", type=int, default=d.top_m, help="templates kept (highest worst-k CMM)")
+    g.add_argument("--k", type=positive_int, default=d.k, help="worst-k: classes scoring a template and classes enriched")
+    g.add_argument("--top-m", type=positive_int, default=d.top_m, help="templates kept (highest worst-k CMM)")
     g.add_argument("--temperature", type=float, default=d.temperature,
                    help="softmax temperature over the kept templates' worst-k CMM (logit units)")
     src = g.add_mutually_exclusive_group()
@@ -40,8 +41,8 @@ def register(subparsers) -> None:
     g.add_argument("--description-format", default=DESCRIPTION_FORMAT,
                    help="enriched prompt built from class {c} and description {d}")
     g.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="images per forward pass")
-    g.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
+    g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per forward pass")
+    g.add_argument("--workers", type=count, default=d.workers, help="DataLoader worker processes")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 

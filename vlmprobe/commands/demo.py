@@ -38,6 +38,13 @@ def demo_study(seed: int = 0, skip: set[str] = frozenset()):
     the fine-tuned models, "generate" also the runs that need it)."""
     from ..study import load_study
 
+    from ..errors import VlmprobeError
+    from ..study.measures import MEASURES
+
+    known = set(MEASURES) | set(SKIP_GROUPS) | {"finetune"}
+    unknown = sorted(set(skip) - known)
+    if unknown:
+        raise VlmprobeError(f"--skip {','.join(unknown)}: no such measurement; choose from {', '.join(sorted(known))}")
     study = load_study(None, seed=seed)
     skip = set(skip).union(*(SKIP_GROUPS.get(s, ()) for s in skip))
     if "generate" in skip:
@@ -68,7 +75,7 @@ def run(args) -> int:
                                                   for f in data["frequency"]), None),
         "wikiqa": [{k: q[k] for k in ("model", "condition", "accuracy", "right_acc", "wrong_acc", "run")}
                    for q in data["wikiqa"]],
-        "findings": compute(data),
+        "findings": compute(data, out),
         "shape_bias": [{k: r[k] for k in ("model", "method", "run", "shape_bias", "shape", "texture", "other")}
                        for r in data["shape_bias"]],
         "retrieval": [{"model": r["model"], "run": r["run"], "image_to_text_r1": r["i2t"].get("1"),

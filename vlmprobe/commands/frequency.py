@@ -67,7 +67,7 @@ def class_accuracy(run_dir, classnames: list[str]) -> tuple[np.ndarray, np.ndarr
 
 
 def run(args) -> int:
-    from tqdm import tqdm
+    from ..progress import bar as tqdm
 
     from vlmprobe.cache import atomic_write_json
     from vlmprobe.metrics import frequency as fq

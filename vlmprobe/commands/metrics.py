@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vlmprobe.errors import VlmprobeError
 
-from .common import group_pair
+from .common import count, group_pair, positive_int
 
 
 def _int_list(text: str) -> list[int]:
@@ -45,10 +45,10 @@ def register(subparsers) -> None:
     p.add_argument("--logit-scale", type=float, default=None,
                    help="CLIP logit scale for MCM (default: config.json, else 100 for zero-shot runs)")
     p.add_argument("--mcm-tau", type=float, default=1.0, help="MCM temperature on cosine similarities")
-    p.add_argument("--ece-bins", type=int, default=15)
+    p.add_argument("--ece-bins", type=positive_int, default=15)
     p.add_argument("--ece-edges", choices=["right", "left"], default="right",
                    help="bin convention: right = (l, u] (papers), left = [l, u) (torchmetrics)")
-    p.add_argument("--confusion-top", type=int, default=10, help="number of confusion pairs to list")
+    p.add_argument("--confusion-top", type=count, default=10, help="number of confusion pairs to list")
     p.add_argument("--factors", default=None, metavar="imagenet-x|FILE.jsonl",
                    help="ImageNet-X factor accuracy and error ratio (top- and multi-factor) of a run on ImageNet "
                         "val, joined by file name (annotations from the imagenet-x package, or a file of its format)")
@@ -67,6 +67,7 @@ def run(args) -> int:
     from vlmprobe.metrics import calibration, ood, plots
     from vlmprobe.metrics.report import merge_results, ood_results, results_for
     from vlmprobe.metrics.rundata import load_run
+    from vlmprobe.runs import RunDir
 
     run_data = load_run(args.run_dir)
     ood_runs = [load_run(d) for d in args.ood or []]
@@ -92,13 +93,21 @@ def run(args) -> int:
     dest = Path(args.out) if args.out else Path(args.run_dir)
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / "results.json"
-    old = None
-    if out.is_file():
-        try:
-            old = json.loads(out.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            old = None
-    atomic_write_json(out, merge_results(old if isinstance(old, dict) else None, results))
+    writer = RunDir(dest, {})
+    writer.lock()  # the run's one writer: refused while an eval (or another metrics) writes DIR
+    try:
+        old = None
+        if out.is_file():
+            try:
+                old = json.loads(out.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise VlmprobeError(f"{out}: not valid JSON (line {e.lineno}: {e.msg}); remove it or rerun the "
+                                    "command that wrote it") from None
+            if not isinstance(old, dict):
+                raise VlmprobeError(f"{out}: expected a JSON object, got {type(old).__name__}")
+        atomic_write_json(out, merge_results(old, results))
+    finally:
+        writer.unlock()
     written = [out]
     if not args.no_plots:
         if run_data.scores is not None and run_data.labels is not None and len(run_data.labels):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import HelpFormatter, add_model_arguments, model_from_args
+from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int
 
 
 def _floats(text: str) -> list[float]:
@@ -38,10 +38,13 @@ def register(subparsers) -> None:
     g.add_argument("--val", default=None, metavar="DATA",
                    help="validation images (default: a seeded stratified --val-fraction of --train)")
     g.add_argument("--test", required=True, metavar="DATA", help="test images (scored once per feature)")
-    g.add_argument("--limit", type=int, default=None, help="seeded random subset of N images per split")
+    g.add_argument("--limit", type=positive_int, default=None, help="seeded random subset of N images per split")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and the carved validation split")
     g.add_argument("--classes", default=None, metavar="FILE|imagenet", help="class names (as in eval)")
     g.add_argument("--image-root", default=None, help="resolve manifest image paths under this directory")
+    for role in ROLES:  # one split's own value (a study's dataset entries each carry theirs)
+        g.add_argument(f"--{role}-limit", type=int, default=None, help=f"--limit for --{role} only")
+        g.add_argument(f"--{role}-image-root", default=None, help=f"--image-root for --{role} only")
     g = p.add_argument_group("features")
     g.add_argument("--layers", type=_layers, default="all",
                    help="all | comma list of LM hidden-state indices (negative from the end: write --layers=-1,...), "
@@ -50,8 +53,8 @@ def register(subparsers) -> None:
                    help="VLM poolings: last (last prompt token), image-mean, mean (all attended tokens)")
     g.add_argument("--prompt", default=None, help="question rendered with the chat template "
                    "(default: 'What type of object is in this photo?')")
-    g.add_argument("--batch-size", type=int, default=16)
-    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for image decoding")
+    g.add_argument("--batch-size", type=positive_int, default=16)
+    g.add_argument("--workers", type=count, default=0, help="DataLoader worker processes for image decoding")
     g.add_argument("--storage", default="float16", choices=["float16", "float32"], help="cached feature dtype")
     g = p.add_argument_group("probe")
     g.add_argument("--Cs", type=_floats, default=None, metavar="C[,C...]",
@@ -71,13 +74,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _dataset(args, spec: str):
+ROLES = ("train", "val", "test")
+
+
+def _dataset(args, role: str):
+    """--ROLE's dataset, with --ROLE-limit / --ROLE-image-root over --limit / --image-root."""
     from ..data import load_dataset
     from ..probe import parse_data_spec
 
-    spec, split = parse_data_spec(spec)
-    return load_dataset(spec, split=split, limit=args.limit, seed=args.seed, classes=args.classes,
-                        image_root=args.image_root)
+    spec, split = parse_data_spec(getattr(args, role))
+    limit, root = getattr(args, f"{role}_limit"), getattr(args, f"{role}_image_root")
+    return load_dataset(spec, split=split, limit=args.limit if limit is None else limit, seed=args.seed,
+                        classes=args.classes, image_root=args.image_root if root is None else root)
 
 
 def run(args) -> int:
@@ -86,8 +94,8 @@ def run(args) -> int:
 
     if not 0 < args.val_fraction < 1:
         raise VlmprobeError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-    train, test = _dataset(args, args.train), _dataset(args, args.test)
-    val = _dataset(args, args.val) if args.val else None
+    train, test = _dataset(args, "train"), _dataset(args, "test")
+    val = _dataset(args, "val") if args.val else None
     model = model_from_args(args)
     reference = model_from_args(args, spec=args.reference) if args.reference else None
     summary = run_probe(model, train, test, args.out, val=val, layers=args.layers, pooling=args.pool.split(","),

@@ -3,11 +3,11 @@ VLM on a caption file; writes a run directory (config.json, samples.jsonl, score
 captions], results.json) plus images.jsonl / captions.jsonl with every query's rank."""
 from __future__ import annotations
 
-from .common import HelpFormatter, add_model_arguments, model_from_args
+from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int
 
 
 def register(subparsers) -> None:
-    from .. import retrieval
+    from ..classify import retrieval
 
     p = subparsers.add_parser(
         "retrieval", help="zero-shot image<->text retrieval: Recall@K, per-image and per-caption ranks",
@@ -20,12 +20,12 @@ def register(subparsers) -> None:
                         "toy:captions")
     g.add_argument("--split", default=None, help="Karpathy split (default: test)")
     g.add_argument("--image-root", default=None, help="resolve image paths under this directory")
-    g.add_argument("--limit", type=int, default=None, help="a seeded random subset of N images (with their captions)")
+    g.add_argument("--limit", type=positive_int, default=None, help="a seeded random subset of N images (with their captions)")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit and --max-candidates")
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, metavar="DIR", help="run directory (created; resumed if it exists)")
-    r.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    r.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for image decoding")
+    r.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+    r.add_argument("--workers", type=count, default=0, help="DataLoader worker processes for image decoding")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     retrieval.add_arguments(p.add_argument_group("scoring"))
     p.set_defaults(func=run)
@@ -62,7 +62,7 @@ def write_ranks(out, captions: list[str]) -> dict:
 def run(args) -> int:
     from ..classify.runner import evaluate
     from ..data.captions import load_captions
-    from ..retrieval import from_args
+    from ..classify.retrieval import from_args
 
     method = from_args(args)
     dataset = load_captions(args.data, split=args.split, image_root=args.image_root, limit=args.limit, seed=args.seed)

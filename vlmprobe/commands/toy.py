@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import HelpFormatter
+from .common import HelpFormatter, count, positive_int
 
 
 def register(subparsers) -> None:
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                        "toy VLM and toy CNN, common vs counter table", formatter_class=HelpFormatter)
     c.add_argument("--out", default="runs/toy-counteranimal", help="directory for the runs")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--limit", type=int, default=None, help="evaluate a seeded subset of N images")
+    c.add_argument("--limit", type=positive_int, default=None, help="evaluate a seeded subset of N images")
     c.add_argument("--skip", default="", metavar="RUN[,RUN]", help="runs to leave out (e.g. vlm-generate-1vs3)")
     p.set_defaults(func=run)
 
@@ -52,7 +52,7 @@ def run(args) -> int:
         print(f"  wikiqa:   {root / 'wikiqa.jsonl'}   (use --data {root / 'wikiqa.jsonl'} --images {root})")
         print(f"  finetune: {root / 'finetune' / 'train.json'};  corpus: {root / 'corpus'}")
         return 0
-    meta = build_world(args.out, seed=args.seed, force=getattr(args, "force", False))
+    meta = build_world(args.out, seed=args.seed, force=getattr(args, "force", False), progress=not args.no_progress)
     root = meta["dir"]
     if args.toy_command == "info":
         print(json.dumps({k: v for k, v in meta.items() if k != "files"}, indent=1))

@@ -3,7 +3,7 @@ ImageNet images) and write a run directory."""
 from __future__ import annotations
 
 
-from .common import HelpFormatter, add_model_arguments, model_from_args, report_api
+from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int, report_api
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     g.add_argument("--images", default=None, metavar="ROOT",
                    help="image root: ROOT/<image>, or any folder holding the images by file name "
                         "(e.g. an ImageNet val folder); not needed with --no-image")
-    g.add_argument("--limit", type=int, default=None, help="score a seeded random subset of N questions")
+    g.add_argument("--limit", type=positive_int, default=None, help="score a seeded random subset of N questions")
     g.add_argument("--seed", type=int, default=0, help="seed for --limit (scoring itself is deterministic)")
     g = p.add_argument_group("method")
     g.add_argument("--method", required=True, choices=["generate", "likelihood"],
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                    help="an eval run of the same model on the same images: report QA accuracy split by "
                         "whether each image was classified correctly")
     g.add_argument("--out", required=True, metavar="DIR", help="run directory (created; resumed if it exists)")
-    g.add_argument("--batch-size", type=int, default=8, help="questions per forward pass")
+    g.add_argument("--batch-size", type=positive_int, default=8, help="questions per forward pass")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 

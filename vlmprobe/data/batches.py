@@ -1,6 +1,7 @@
 """Batches of decoded images for the sample loop (``vlmprobe.engine.process``): a DataLoader over
-anything with ``load_image(i)`` (an ImageDataset, engine inputs) that never raises on a bad
-image, but yields its error so the caller can record a counted skip. ``load_image`` may return
+anything with ``load_image(i)`` (an ImageDataset, engine inputs) that never raises on an
+unreadable or undecodable image (``ImageLoadError``), but yields its reason so the caller can
+record a counted skip; any other exception (a transform or loader bug) fails the run. ``load_image`` may return
 None (an item shown without an image); the transform is then skipped."""
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ class _ImageItems(torch.utils.data.Dataset):
         try:
             image = self.dataset.load_image(i)
             return i, (self.transform(image) if self.transform and image is not None else image), None
-        except ImageLoadError as e:
+        except ImageLoadError as e:  # unreadable or undecodable: a counted skip
             return i, None, e.reason
-        except Exception as e:  # a transform failing on one odd image must not kill the run
-            return i, None, f"{type(e).__name__}: {e}"
+        # anything else (a transform or loader bug) propagates with its traceback: a programming
+        # error must fail the run, not turn every image into a "skipped image"
 
 
 def _as_list(items):

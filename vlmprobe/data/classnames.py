@@ -1,7 +1,7 @@
 """Class-name lists and the duplicate-name policy.
 
 Sources: the dataset's own labels; a JSON list file; ``imagenet`` = the ImageNet-1k names that
-open_clip ships (``open_clip.IMAGENET_CLASSNAMES``, not copied here).
+open_clip ships (``data.imagenet_classes.imagenet_names``: the one source of ImageNet names).
 
 Duplicate names. The standard ImageNet list has 1,000 entries but 998 unique names ("missile"
 and "sunglasses" twice). No text-based classifier can tell identical names apart, so the
@@ -39,9 +39,9 @@ def read_string_list(path: Path, what: str) -> list[str]:
 def read_classnames(source: str) -> list[str]:
     """``imagenet`` or a path to a JSON list of strings (or a text file, one name per line)."""
     if source == "imagenet":
-        import open_clip
+        from .imagenet_classes import imagenet_names
 
-        return list(open_clip.IMAGENET_CLASSNAMES)
+        return list(imagenet_names())
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"class-name file {path} does not exist")

@@ -6,6 +6,8 @@ naming the path; the evaluation runner records it as a skipped sample (counted i
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -104,6 +106,21 @@ class ImageDataset:
     def subset(self, indices: Sequence[int], **info) -> "ImageDataset":
         return ImageDataset(self.name, [self.samples[i] for i in indices], self.classnames, self._loader,
                             {**self.info, **info})
+
+    def files_fingerprint(self) -> str:
+        """A key of every sample's image file as it is on disk now: content key of
+        [[size, mtime_ns] or None (not a local file)] in sample order. Changes when an image is
+        replaced in place (same name), without reading the images."""
+        from ..cache import content_key
+
+        def stat(path: str):
+            try:
+                st = os.stat(path)
+            except (OSError, TypeError, ValueError):
+                return None
+            return [st.st_size, st.st_mtime_ns] if os.path.isfile(path) else None
+
+        return content_key([stat(s.image) for s in self.samples])
 
     def describe(self) -> dict:
         """What the run config records: spec, size, classes and how they were chosen."""

@@ -51,9 +51,9 @@ def synsets() -> list[str]:
 
 def default_classnames(count: int = 1000) -> list[str]:
     """open_clip's ImageNet-1k class names (same order as ``synsets()``)."""
-    from .classnames import read_classnames
+    from .imagenet_classes import imagenet_names
 
-    names = read_classnames("imagenet")
+    names = list(imagenet_names())
     if len(names) != count:
         raise DataError(f"open_clip ships {len(names)} ImageNet names, expected {count}")
     return names

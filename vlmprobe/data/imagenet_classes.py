@@ -4,7 +4,8 @@ A class is found by its index (``296`` or ``"296"``), its WordNet id (``n0213408
 open_clip name (``"polar bear"``, the list ``--classes imagenet`` uses) or any WordNet lemma of
 the synset as timm ships it (``"ice bear"``, ``"Ursus maritimus"``), case-insensitive. A name
 may belong to several indices (open_clip's "missile", "sunglasses"; WordNet's "crane"); all are
-returned. Names come from open_clip and timm (``timm.data.ImageNetInfo``), not copied here.
+returned. Names come from open_clip and timm (``timm.data.ImageNetInfo``), not copied here;
+``imagenet_names()`` is the one place vlmprobe reads the ImageNet class names from.
 """
 from __future__ import annotations
 

@@ -162,8 +162,10 @@ class ChatCollator:
 
     def __call__(self, items) -> dict:
         kept = [it for it in items if "skipped" not in it]
-        if not kept:
-            return {"skipped": len(items)}
+        if not kept:  # the placeholder of the first item, no supervised token: a zero loss (``empty``)
+            batch = self([{"messages": items[0]["messages"], "image": items[0]["image"]}])
+            batch["labels"].fill_(IGNORE)
+            return {**batch, "skipped": len(items), "empty": True}
         images = processor_images(self.processor, [it["image"] for it in kept])
         images = images if any(images) else None
         if self.encoder_decoder:
@@ -187,7 +189,6 @@ class ChatCollator:
         batch["labels"] = labels
         batch["skipped"] = len(items) - len(kept)
         return batch
-
 
     def _seq2seq(self, kept, images) -> dict:
         """Encoder inputs from the prompts, decoder ``labels`` = ``tok(answer) + [EOS]``."""
@@ -239,9 +240,11 @@ class ChatCollator:
 
 
 def clip_collate(items) -> dict:
-    """CLIP items -> ``pixel_values`` [B, 3, H, W], ``labels`` [B], ``skipped``."""
+    """CLIP items -> ``pixel_values`` [B, 3, H, W], ``labels`` [B], ``skipped``; all skipped ->
+    the first item's placeholder with ``empty`` (the training loop zeroes its loss)."""
     kept = [it for it in items if "skipped" not in it]
     if not kept:
-        return {"skipped": len(items)}
+        return {"pixel_values": items[0]["pixel_values"][None], "labels": torch.tensor([items[0]["label"]]),
+                "skipped": len(items), "empty": True}
     return {"pixel_values": torch.stack([it["pixel_values"] for it in kept]),
             "labels": torch.tensor([it["label"] for it in kept]), "skipped": len(items) - len(kept)}

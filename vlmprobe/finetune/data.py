@@ -132,9 +132,18 @@ def mix(classification: list[Conversation], instruct: list[Conversation], fracti
     return [merged[i] for i in rng.permutation(len(merged))]
 
 
+def placeholder_image():
+    """A black 8x8 RGB image: what a micro-batch whose images were all unreadable is run on (with
+    a zero loss), so every process still takes the step (``collate``)."""
+    from PIL import Image
+
+    return Image.new("RGB", (8, 8))
+
+
 class ConversationDataset(torch.utils.data.Dataset):
-    """``[i] -> {"id", "messages", "image": PIL | None}``, or None when the image cannot be read
-    (the collator drops it and counts it as skipped)."""
+    """``[i] -> {"id", "messages", "image": PIL | None}``; when the image cannot be read, a skip
+    record ``{"id", "skipped": error, "messages", "image": placeholder}`` (the collator drops it
+    and counts it as skipped; the placeholder only serves a micro-batch with nothing else)."""
 
     def __init__(self, conversations: Sequence[Conversation]):
         self.conversations = list(conversations)
@@ -147,13 +156,13 @@ class ConversationDataset(torch.utils.data.Dataset):
         try:
             image = conv.image() if conv.image is not None else None
         except ImageLoadError as e:
-            return {"id": conv.id, "skipped": str(e)}
+            return {"id": conv.id, "skipped": str(e), "messages": conv.messages, "image": placeholder_image()}
         return {"id": conv.id, "messages": conv.messages, "image": image}
 
 
 class LabeledImageDataset(torch.utils.data.Dataset):
     """For CLIP fine-tuning: ``[i] -> {"pixel_values": preprocess(image) [3, H, W], "label": int}``
-    (or a skip record as above)."""
+    (or a skip record as above, its ``pixel_values`` the preprocessed placeholder)."""
 
     def __init__(self, dataset, preprocess: Callable):
         self.dataset, self.preprocess = dataset, preprocess
@@ -166,7 +175,8 @@ class LabeledImageDataset(torch.utils.data.Dataset):
         try:
             image = self.dataset.load_image(i)
         except ImageLoadError as e:
-            return {"id": sample.id, "skipped": str(e)}
+            return {"id": sample.id, "skipped": str(e), "pixel_values": self.preprocess(placeholder_image()),
+                    "label": sample.label}
         return {"id": sample.id, "pixel_values": self.preprocess(image), "label": sample.label}
 
 

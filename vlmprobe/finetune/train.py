@@ -1,8 +1,12 @@
 """The training loop, on accelerate (DDP / FSDP / DeepSpeed come from ``accelerate launch``
-config files; nothing distributed is written here).
+config files; the only distributed code is the
+fail-fast meetings of ``vlmprobe.distributed``).
 
 One optimizer step = ``grad_accum`` micro-batches of ``per_device_batch_size`` on each process
-(global batch = batch x accum x processes). The loss of a micro-batch is the mean over its
+(global batch = batch x accum x processes). Every process takes every micro-batch: one whose
+images were all unreadable runs the collator's placeholder with a zero loss (zero gradient, same
+all-reduce). Each backward starts after a meeting of all processes (``distributed.barrier``), so
+a failure on one process stops the others there instead of inside DDP's all-reduce. The loss of a micro-batch is the mean over its
 supervised units (answer tokens for a VLM, images for CLIP); accelerate divides it by
 ``grad_accum`` and DDP averages over processes, so 1 process x accum 2 and 2 processes x accum 1
 see the same examples per step and the same gradient. The data order of epoch e is a permutation
@@ -25,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
+from .. import distributed
 from ..cache import atomic_write_json
 from ..errors import RunDirError
 from ..runs import environment
@@ -64,6 +69,7 @@ def make_accelerator(cfg: FinetuneConfig):
     # a torchrun-launched world (accelerate launch --multi_gpu / recipes/accelerate/cpu.yaml) on a
     # machine without CUDA: ask for CPU so accelerate sets up MULTI_CPU (gloo) instead of nothing
     cpu_world = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    distributed.init(distributed.world())  # our process group first: accelerate joins it, failures share its store
     trackers = parse_report_to(cfg.train.report_to)
     acc = Accelerator(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum,
                       cpu=cpu_world, log_with=trackers or None,
@@ -138,11 +144,13 @@ def evaluate_split(accelerator, model, task, dataloader) -> dict:
     (VLM: every answer token is the argmax; CLIP: argmax class), gathered over processes."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
+    w = distributed.world()
     for batch in dataloader:
-        if len(batch) == 1:  # every image of this batch was skipped
-            continue
-        _, per = task.forward(model, batch)
+        _, per = task.forward(model, batch)  # an ``empty`` batch (all images unreadable) counts nothing
         stats = torch.stack([per["nll"], per["units"], per["correct"], torch.ones_like(per["nll"])], 1).double()
+        if batch.get("empty"):
+            stats = torch.zeros_like(stats)
+        distributed.barrier(w)  # every rank computed its share: the gather never waits for a failed one
         totals += accelerator.gather_for_metrics(stats).sum(0)
     model.train()
     nll, units, correct_n, n = totals.tolist()
@@ -158,6 +166,7 @@ def train(cfg: FinetuneConfig, accelerator, task, train_dataset, val_dataset=Non
     t = cfg.train
     out = Path(t.output_dir)
     main = accelerator.is_main_process
+    w = distributed.world()
     model = task.model
     resume_dir = None
     if t.resume == "auto" and (out / "summary.json").exists() and (out / "config.yaml").exists():
@@ -217,10 +226,11 @@ def train(cfg: FinetuneConfig, accelerator, task, train_dataset, val_dataset=Non
         for batch in loader:
             micro += 1
             window["skipped"] += int(batch.get("skipped", 0))
-            if len(batch) == 1:  # all images unreadable (under DDP every process must still step: rare)
-                continue
             with accelerator.accumulate(model):
                 loss, per = task.forward(model, batch)
+                if batch.get("empty"):  # all images unreadable here: a zero loss through the same forward, so
+                    loss = loss * 0.0  # this process still takes the step and DDP's all-reduce (zero gradient)
+                distributed.barrier(w)  # a failure on any rank stops every rank here, not inside the all-reduce
                 accelerator.backward(loss)
                 grad_norm = None
                 if accelerator.sync_gradients and t.max_grad_norm:
@@ -229,7 +239,7 @@ def train(cfg: FinetuneConfig, accelerator, task, train_dataset, val_dataset=Non
                 optimizer.zero_grad(set_to_none=True)
             window["loss"].append(loss.detach().float())
             window["units"] += int(per["units"].sum())
-            window["examples"] += len(per["units"])
+            window["examples"] += 0 if batch.get("empty") else len(per["units"])
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
@@ -298,7 +308,10 @@ def finetune(cfg: FinetuneConfig) -> dict:
     three blocks."""
     from .tasks import build_task, load_datasets
 
-    accelerator = make_accelerator(cfg)
-    task = build_task(cfg, device=str(accelerator.device))
-    train_data, val_data = task.datasets(*load_datasets(cfg))
-    return train(cfg, accelerator, task, train_data, val_data)
+    def run():
+        accelerator = make_accelerator(cfg)
+        task = build_task(cfg, device=str(accelerator.device))
+        train_data, val_data = task.datasets(*load_datasets(cfg))
+        return train(cfg, accelerator, task, train_data, val_data)
+
+    return distributed.all_or_none(distributed.world(), run)  # a failure on any process stops them all

@@ -49,3 +49,36 @@ def paired_change(before: dict[str, bool], after: dict[str, bool]) -> dict:
     gained = sum(1 for k in shared if after[k] and not before[k])
     lost = sum(1 for k in shared if before[k] and not after[k])
     return {"n": len(shared), "gained": gained, "lost": lost, "p_value": mcnemar_exact(gained, lost)}
+
+
+def paired_bootstrap_interval(before: dict[str, bool], after: dict[str, bool], level: float = 0.95,
+                              resamples: int = 2000, seed: int = 0) -> dict:
+    """Percentile bootstrap interval of ``acc(after) - acc(before)`` over the sample ids both
+    runs scored (resampling ids with replacement keeps each pair together; Efron & Tibshirani
+    1993, ch. 13): {n, difference, low, high, level}; low/high None when no id is shared."""
+    import numpy as np
+
+    shared = sorted(set(before) & set(after))
+    if not shared:
+        return {"n": 0, "difference": None, "low": None, "high": None, "level": level}
+    d = np.array([float(after[k]) - float(before[k]) for k in shared])
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"n": len(shared), "difference": float(d.mean()), "low": float(lo), "high": float(hi), "level": level}
+
+
+def two_group_bootstrap_interval(right: int, n_a: int, right_b: int, n_b: int, level: float = 0.95,
+                                 resamples: int = 2000, seed: int = 0) -> dict:
+    """Percentile (parametric) bootstrap interval of ``p_a - p_b`` for two independent groups
+    given as counts (``right`` of ``n_a``, ``right_b`` of ``n_b``): each resample draws both
+    groups' correct counts from Binomial(n, observed rate). {difference, low, high, level}."""
+    import numpy as np
+
+    if not n_a or not n_b:
+        return {"difference": None, "low": None, "high": None, "level": level}
+    rng = np.random.default_rng(seed)
+    pa, pb = right / n_a, right_b / n_b
+    diff = rng.binomial(n_a, pa, resamples) / n_a - rng.binomial(n_b, pb, resamples) / n_b
+    lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
+    return {"difference": pa - pb, "low": float(lo), "high": float(hi), "level": level}

@@ -98,7 +98,13 @@ class VisionModel:
 
     def describe(self) -> dict:
         """What was loaded, for run configs: spec, kind, class, load options."""
-        return {"spec": self.spec, "kind": self.kind, "class": type(self).__name__, **self.options.to_dict()}
+        out = {"spec": self.spec, "kind": self.kind, "class": type(self).__name__, **self.options.to_dict()}
+        if out["dtype"] == "auto":  # record what "auto" chose: the dtype of the loaded weights
+            try:
+                out["dtype"] = str(self.dtype).removeprefix("torch.")
+            except (AttributeError, StopIteration, NotImplementedError):
+                pass
+        return out
 
     def score(self, images: Sequence, candidates: Sequence[str], **kwargs) -> torch.Tensor:
         raise NotImplementedError

@@ -190,24 +190,31 @@ def load_timm(spec: str, ref: str, options: LoadOptions, fingerprint) -> Classif
         if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
             raise ModelLoadError(f"model spec {spec!r}: timm has no model {name!r} (see timm.list_models())")
         net = timm.create_model(name, pretrained=tag != "random")
+    weights = "random" if tag == "random" else "pretrained:" + str(getattr(net, "pretrained_cfg", {}).get("tag") or "")
     transform = create_transform(**resolve_data_config({}, model=net), is_training=False)
     blocks = [f["module"] for f in getattr(net, "feature_info", []) if f.get("module")]
     return ClassifierModel(spec, options, net, transform, fingerprint, labels, blocks,
-                           {"library": "timm", "architecture": getattr(net, "pretrained_cfg", {}).get("architecture")})
+                           {"library": "timm", "architecture": getattr(net, "pretrained_cfg", {}).get("architecture"),
+                            "weights": weights if not name.startswith("local-dir:") else f"file:{name}"})
 
 
 def load_torchvision(spec: str, ref: str, options: LoadOptions, fingerprint) -> ClassifierModel:
-    """``torchvision:NAME`` (random weights), ``torchvision:NAME@WEIGHTS`` (an enum name such as
-    IMAGENET1K_V2 or DEFAULT) or ``torchvision:NAME@FILE.pth`` (a saved state dict; a
-    ``classes.json`` beside it gives its label names)."""
+    """``torchvision:NAME`` (the DEFAULT pretrained weights, as ``timm:NAME``),
+    ``torchvision:NAME@WEIGHTS`` (an enum name such as IMAGENET1K_V2), ``torchvision:NAME@random``
+    (random weights) or ``torchvision:NAME@FILE.pth`` (a saved state dict; a ``classes.json``
+    beside it gives its label names). The weights used are recorded (``weights``)."""
     import torchvision
 
     name, _, weights = ref.partition("@")
+    weights = weights or "DEFAULT"
     if name not in torchvision.models.list_models():
         raise ModelLoadError(f"model spec {spec!r}: torchvision has no model {name!r} "
                              "(see torchvision.models.list_models())")
     labels = None
-    if weights and Path(weights).expanduser().is_file():
+    if weights == "random":
+        net = torchvision.models.get_model(name, weights=None)
+        transform = _imagenet_eval_transform()
+    elif Path(weights).expanduser().is_file():
         path = Path(weights).expanduser()
         state = torch.load(path, map_location="cpu", weights_only=True)
         labels = _classes_file(path.parent)
@@ -215,7 +222,7 @@ def load_torchvision(spec: str, ref: str, options: LoadOptions, fingerprint) -> 
         net = torchvision.models.get_model(name, weights=None, num_classes=head_rows[0] if head_rows else 1000)
         net.load_state_dict(state)
         transform = _imagenet_eval_transform()
-    elif weights:
+    else:
         try:
             enum = torchvision.models.get_model_weights(name)[weights] if weights != "DEFAULT" else \
                 torchvision.models.get_model_weights(name).DEFAULT
@@ -227,12 +234,10 @@ def load_torchvision(spec: str, ref: str, options: LoadOptions, fingerprint) -> 
         labels = list(enum.meta.get("categories") or []) or None
         if labels and len(labels) == 1000:
             labels = None  # ImageNet-1k: match names through the ImageNet list (lemmas, wnids)
-    else:
-        net = torchvision.models.get_model(name, weights=None)
-        transform = _imagenet_eval_transform()
+        weights = str(enum)  # DEFAULT -> e.g. ResNet50_Weights.IMAGENET1K_V2
     blocks = _torchvision_blocks(net)
     return ClassifierModel(spec, options, net, transform, fingerprint, labels, blocks,
-                           {"library": "torchvision", "architecture": name, "weights": weights or None})
+                           {"library": "torchvision", "architecture": name, "weights": weights})
 
 
 def _imagenet_eval_transform():

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..cache import content_key, home_dir
+from ..cache import atomic_write, content_key, file_lock, home_dir
 from ..errors import VlmprobeError
 from .base import LoadOptions, VisionModel
 
@@ -69,26 +69,28 @@ class ClipModel(VisionModel):
         """[K, D]: per class, mean over templates of normalised text embeddings, renormalised.
 
         Cached on disk under ``$VLMPROBE_HOME/text_classifiers`` keyed by (model fingerprint,
-        class names, templates), so it is computed once per combination.
+        class names, templates), so it is computed once per combination; processes that need
+        it at once (a launch's ranks on a cold cache) wait on a lock while one computes it.
         """
         key = content_key({"model": self.fingerprint, "classes": list(classnames), "templates": list(templates),
                            "dtype": str(self.dtype)})
         if cache and key in self._classifiers:
             return self._classifiers[key]
+        if not cache:
+            return self._compute_classifier(classnames, templates)
         path = home_dir() / "text_classifiers" / f"{key}.pt"
-        if cache and path.exists():
+        # one writer per entry (``<key>.pt.lock``); the others wait, then load what it wrote
+        with file_lock(path.with_name(path.name + ".lock"), waiting=f"waiting for another process writing {path}"):
+            if not path.exists():
+                weights = self._compute_classifier(classnames, templates)
+                atomic_write(path, lambda tmp: torch.save(weights, tmp))
             self._classifiers[key] = torch.load(path, map_location="cpu", weights_only=True)
-            return self._classifiers[key]
+        return self._classifiers[key]
+
+    def _compute_classifier(self, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         texts = [t.format(c) for c in classnames for t in templates]
         emb = self.encode_texts(texts).view(len(classnames), len(templates), -1).mean(1)
-        weights = F.normalize(emb, dim=-1).cpu()
-        if cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(weights, tmp)
-            tmp.replace(path)
-            self._classifiers[key] = weights
-        return weights
+        return F.normalize(emb, dim=-1).cpu()
 
     def pixels(self, images: Sequence) -> torch.Tensor:
         """PIL images, or tensors already made by ``preprocess`` (e.g. in DataLoader workers),

@@ -35,7 +35,6 @@ attention) and no sliding window; anything else raises ``VlmprobeError`` naming
 """
 from __future__ import annotations
 
-import inspect
 from typing import Sequence
 
 import torch
@@ -84,8 +83,9 @@ def check_fast_supported(model) -> None:
 
 def _cache_kwarg(model) -> str:
     """``cache`` where the forward takes it (transformers >= 5.24), else ``past_key_values``."""
-    params = inspect.signature(base_model(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    from ..compat import cache_keyword
+
+    return cache_keyword(base_model(model).forward)
 
 
 def _output_cache(out):
@@ -310,7 +310,7 @@ def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[s
     step = batch_size if fast else 1
     starts = range(0, N, step)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import bar as tqdm
 
         starts = tqdm(starts, desc=f"likelihood ({scoring})", unit="batch")
     rows_out = []

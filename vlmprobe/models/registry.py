@@ -10,7 +10,7 @@
 ``hf:BASE+adapter:PATH``       the same with a peft (LoRA) adapter applied
 ``timm:NAME[@random]``         timm classifier (pretrained from timm's sources, or random weights)
 ``timm:local-dir:PATH``        timm classifier saved in timm's hub layout (config.json + weights)
-``torchvision:NAME[@WEIGHTS]`` torchvision classifier: WEIGHTS an enum name (IMAGENET1K_V2) or a .pth file
+``torchvision:NAME[@WEIGHTS]`` torchvision classifier: WEIGHTS an enum name (IMAGENET1K_V2; default DEFAULT), random, or a .pth file
 ``openai:MODEL[@URL]``          a chat-completions API model (``models.api``; ``--api-base``)
 ``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use);
                                ``toy:vlm+adapter:PATH`` with a fine-tuned adapter
@@ -73,13 +73,21 @@ def load_model(spec: str, options: LoadOptions | None = None, **option_overrides
         if not hasattr(options, k):
             raise ModelLoadError(f"unknown load option {k!r}")
         setattr(options, k, v)
+    import torch
+
     try:
-        return _load(spec, options)
-    except ModelLoadError:
+        model = _load(spec, options)
+    except (ModelLoadError, torch.OutOfMemoryError):  # out of memory is not a bad model: keep its type
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:  # missing files, offline hub, bad config
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"could not load model {spec!r}: {first}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelLoadError(f"could not load model {spec!r}: {type(e).__name__}: {first} "
+                             "(--debug shows the traceback)") from e
+    if os.environ.get("VLMPROBE_TEST_FAULT"):  # multi-process tests: one rank fails inside the model
+        from ..testing.fault import arm
+
+        arm(model)
+    return model
 
 
 def resolve_alias(spec: str) -> str:
@@ -170,7 +178,7 @@ MODEL_SPECS.register("openclip:", _load_openclip, "open_clip zoo ARCH@PRETRAINED
 MODEL_SPECS.register("hfclip:", _load_hfclip, "transformers CLIPModel + processor (hub id or path)")
 MODEL_SPECS.register("hf:", _load_hf, "AutoModelForImageTextToText + processor + chat template; +adapter:PATH")
 MODEL_SPECS.register("timm:", _load_classifier, "supervised timm classifier: NAME[@random] or local-dir:PATH")
-MODEL_SPECS.register("torchvision:", _load_classifier, "supervised torchvision classifier: NAME[@WEIGHTS|@FILE.pth]")
+MODEL_SPECS.register("torchvision:", _load_classifier, "supervised torchvision classifier: NAME[@WEIGHTS|@random|@FILE.pth] (default: DEFAULT weights)")
 
 
 def _load_api(spec: str, options: LoadOptions) -> VisionModel:

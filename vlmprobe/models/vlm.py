@@ -125,6 +125,11 @@ class VisionLanguageModel(VisionModel):
         return {"layers": resolve_layers(layers, self.num_layers()), "pooling": resolve_poolings(pooling),
                 "prompt": prompt or PAPER_QUESTION}
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the floating-point weights (quantised layers hold integers)."""
+        return next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+
     def describe(self) -> dict:
         cfg = self.model.config
         return {**super().describe(), "model_type": getattr(cfg, "model_type", None),

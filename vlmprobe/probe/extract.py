@@ -4,7 +4,8 @@ A cache entry lives in ``DIR/<key>/`` (``DIR`` = ``$VLMPROBE_HOME/features`` unl
 where ``key = content_key(spec)`` and ``spec`` (``feature_spec``) holds everything that
 determines the features: the model's fingerprint and description (dtype, quantisation,
 adapter...), the rendered prompt, the resolved layers and poolings, the dataset (spec, split,
-limit, seed, classes and a hash of every sample's id/path/label), the image preprocessing and
+limit, seed, classes, a hash of every sample's id/path/label and one of every image file's size
+and modification time), the image preprocessing and
 the storage dtype. An entry is reused only when the key matches exactly; anything else computes
 a new entry.
 
@@ -23,19 +24,22 @@ Extraction runs through the engine's sample loop (``vlmprobe.engine.process``); 
 a launch (``accelerate launch`` / ``torchrun``) each compute a share of the rows not yet in a
 chunk, then rank 0 assembles them. A killed extraction resumes with the missing rows (any number
 of processes); one model forward per batch computes
-every requested layer and pooling (``VisionModel.features``).
+every requested layer and pooling (``VisionModel.features``). One launch writes an entry at a
+time: its rank 0 holds ``DIR/<key>.lock`` (``flock``) from opening the entry to COMPLETE, and
+another launch (or process) wanting the same entry waits, then reuses it.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import atomic_write_json, content_key, home_dir
+from ..cache import atomic_write, atomic_write_json, content_key, file_lock, home_dir
 from ..errors import VlmprobeError
 
 FORMAT_VERSION = 1
@@ -49,9 +53,11 @@ def _model_identity(model) -> dict:
 
 
 def dataset_identity(dataset) -> dict:
-    """Spec/split/limit/seed/classes (``describe()``) + a hash of the exact sample list."""
+    """Spec/split/limit/seed/classes (``describe()``) + a hash of the exact sample list + a key
+    of the image files' sizes and modification times (an image replaced in place)."""
     rows = [[s.id, s.image, int(s.label)] for s in dataset.samples]
-    return {"describe": dataset.describe(), "samples": content_key(rows), "num_samples": len(rows)}
+    return {"describe": dataset.describe(), "samples": content_key(rows), "num_samples": len(rows),
+            "files": dataset.files_fingerprint()}
 
 
 def feature_spec(model, dataset, layers, pooling, prompt: str | None, storage: str) -> dict:
@@ -190,11 +196,8 @@ def _write_chunk(path: Path, buffer: list, dataset, model, kw: dict, dtype) -> N
     tensors["valid"] = valid
     tensors["rows"] = np.array([i for i, _, _ in buffer], dtype=np.int64)
     final = path / "chunks" / f"{start:09d}-{end:09d}.safetensors"
-    tmp = final.with_name(final.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"errors": json.dumps(errors), "names": json.dumps(names)})
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    atomic_write(final, lambda tmp: save_file(tensors, str(tmp), metadata={"errors": json.dumps(errors),
+                                                                            "names": json.dumps(names)}))
 
 
 def _finalize(path: Path, dataset, storage: str) -> None:
@@ -259,18 +262,30 @@ def extract_features(model, dataset, layers="all", pooling="last", prompt: str |
         return FeatureSet.load(path)
     w = distributed.world()
     spec = json.loads(json.dumps(spec, default=str))
-    distributed.on_main(w, lambda: _prepare(path, spec))
-    kw = {**(features_kw or {}), **model.feature_options(layers, pooling, prompt)}
-    n = len(dataset)
-    todo = sorted(set(range(n)) - _done_rows(path))
-    distributed.barrier(w)  # every process has read the finished rows before anyone writes
-    mine = share(todo, w, batch_size)
-    writer = ChunkWriter(path, dataset, model, kw, STORAGE_DTYPES[storage], max(1, batch_size * chunk_batches))
-    process(model, FeatureMethod(kw), ImageInputs(dataset), mine, writer, batch_size=batch_size, workers=workers,
-            progress=progress and w.main, total=n, initial=n - len(todo), scale=w.size,
-            desc=f"features {dataset.name}")
-    distributed.barrier(w)
-    distributed.on_main(w, lambda: _finalize(path, dataset, storage))
+    lock = ExitStack()  # rank 0 holds the entry's lock (``DIR/<key>.lock``) while its launch writes
+
+    def open_entry() -> bool:
+        lock.enter_context(file_lock(path.with_name(path.name + ".lock"),
+                                     waiting=f"waiting for another process extracting features into {path}"))
+        if (path / "COMPLETE").exists():  # the process we waited for finished it
+            return True
+        _prepare(path, spec)
+        return False
+
+    with lock:
+        if distributed.on_main(w, open_entry):
+            return FeatureSet.load(path)
+        kw = {**(features_kw or {}), **model.feature_options(layers, pooling, prompt)}
+        n = len(dataset)
+        todo = sorted(set(range(n)) - _done_rows(path))
+        distributed.barrier(w)  # every process has read the finished rows before anyone writes
+        mine = share(todo, w, batch_size)
+        writer = ChunkWriter(path, dataset, model, kw, STORAGE_DTYPES[storage], max(1, batch_size * chunk_batches))
+        process(model, FeatureMethod(kw), ImageInputs(dataset), mine, writer, batch_size=batch_size,
+                workers=workers, progress=progress and w.main, total=n, initial=n - len(todo), scale=w.size,
+                desc=f"features {dataset.name}")
+        distributed.barrier(w)
+        distributed.on_main(w, lambda: _finalize(path, dataset, storage))
     return FeatureSet.load(path, computed=len(todo))
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from ..errors import VlmprobeError
 from .extract import FeatureSet

@@ -154,7 +154,7 @@ def _lbfgs(z, y, num_classes, C, init=None, max_iter=1000, tol=DEFAULT_TOL, prec
     the flat parameter vector [W, b]; stop when max |grad| <= tol, when an iteration changes J by
     less than ``REL_CHANGE * tol`` (relative), or after ``max_iter`` iterations. Returns (W, b,
     iterations, final J evaluated in float32)."""
-    from torch.optim.lbfgs import _strong_wolfe
+    from ..compat import strong_wolfe
 
     d, k = z.shape[1], num_classes
     f = _LossGrad(z, y, C, precision)
@@ -182,7 +182,7 @@ def _lbfgs(z, y, num_classes, C, init=None, max_iter=1000, tol=DEFAULT_TOL, prec
             if gtd > -1e-12:  # not a descent direction: restart from steepest descent
                 s_hist, y_hist, rho, direction = [], [], [], -g
                 gtd = float(g.dot(direction))
-            new_loss, new_g, t, _ = _strong_wolfe(obj, x, t, direction, loss, g, gtd)
+            new_loss, new_g, t, _ = strong_wolfe(obj, x, t, direction, loss, g, gtd)
             step = t * direction
             x = x + step
             yv = new_g - g

@@ -102,16 +102,24 @@ def _cpe(ctx: Ctx, p: dict) -> list:
 
 
 def _probe(ctx: Ctx, p: dict) -> list:
-    data = ctx.data_args
-    test = data[data.index("--data") + 1]
-    out = ["probe", "--model", ctx.model, *ctx.load_args, "--train", _with_split(ctx.datasets[p["train"]]),
-           "--test", _with_split(data), "--layers", str(p["layers"]), "--pool", str(p["pool"]),
-           "--seed", str(ctx.seed), "--out", ctx.out]
+    """``vlmprobe probe``: each of the train/val/test dataset entries gives its spec and split
+    (``SPEC@SPLIT``), ``limit`` and ``image_root`` (``--ROLE-limit``, ``--ROLE-image-root``);
+    ``classes`` comes from the test entry (the schema requires the entries to agree on it)."""
+    roles = {"train": ctx.datasets[p["train"]], "test": ctx.data_args}
     if p["val"]:
-        out += ["--val", _with_split(ctx.datasets[p["val"]])]
+        roles["val"] = ctx.datasets[p["val"]]
+    out = ["probe", "--model", ctx.model, *ctx.load_args]
+    for role, data in roles.items():
+        out += [f"--{role}", _with_split(data)]
+        for key in ("limit", "image-root"):
+            if f"--{key}" in data:
+                out += [f"--{role}-{key}", data[data.index(f"--{key}") + 1]]
+    if "--classes" in ctx.data_args:
+        out += ["--classes", ctx.data_args[ctx.data_args.index("--classes") + 1]]
+    out += ["--layers", str(p["layers"]), "--pool", str(p["pool"]), "--seed", str(ctx.seed), "--out", ctx.out,
+            "--no-progress"]
     if p["reference"]:
         out += ["--reference", ctx.models[p["reference"]]]
-    assert test
     return out
 
 
@@ -137,7 +145,7 @@ def _wikiqa(ctx: Ctx, p: dict) -> list:
 
 
 def _frequency(ctx: Ctx, p: dict) -> list:
-    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out]
+    out = ["frequency", "--corpus", p["corpus"], "--run", ctx.deps["run"], "--out", ctx.out, "--no-progress"]
     return out + (["--roles", p["roles"]] if p["roles"] else [])
 
 

@@ -105,5 +105,16 @@ def expand(study: Study) -> Plan:
                     if entry.measure == "probe" and params.get("train", entry.options.get("train")) == dataset:
                         skips.append(f"skip: probe of {model} tested on its own training set {dataset}")
                         continue
+                    if entry.measure == "retrieval" and study.datasets[dataset].classes:
+                        skips.append(f"skip: retrieval on {dataset}: image-caption pairs take no 'classes'")
+                        continue
+                    if entry.measure == "probe":  # one --classes for every split of a probe
+                        other = [r for r in ("train", "val") if params.get(r, entry.options.get(r)) and
+                                 study.datasets[params.get(r, entry.options.get(r))].classes
+                                 != study.datasets[dataset].classes]
+                        if other:
+                            skips.append(f"skip: probe of {model} on {dataset}: its classes differ from those of "
+                                         f"its {' and '.join(other)} dataset")
+                            continue
                     add(entry.measure, model, dataset, params)
     return Plan(runs, list(dict.fromkeys(skips)))

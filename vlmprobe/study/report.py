@@ -134,7 +134,7 @@ def build(root: str | Path) -> Doc:
 
     doc.h(2, "Findings", "findings")
     rows = []
-    for f in compute_findings(data):
+    for f in compute_findings(data, root):
         shown = {True: "yes", False: "NO", None: "not measured"}[f["shown"]]
         rows.append([str(f["n"]), f["title"], (shown, f["runs"][0] if f["runs"] else None), f["text"]])
     doc.table(["#", "finding (Zhang et al. 2024)", "shown", "numbers"], rows)

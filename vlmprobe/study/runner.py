@@ -4,7 +4,9 @@ done, resume what is partial, continue past failures, then write the report.
 Reuse. A run directory holds ``study_run.json`` = {key, status, argv, seconds[, model_spec]}.
 ``key`` is a content hash of the run's exact command (or fine-tuning recipe), the SHA-256 of
 every existing file it names (a corpus, an ImageWikiQA file, a manifest: editing one in place
-reruns the runs that read it), the keys of the runs it depends on and the miniature world's
+reruns the runs that read it), the names, sizes and modification times of every file under each
+local directory it names (a model directory, an adapter, an image folder or image root: a model
+retrained in place or an image replaced reruns the runs that read it), the keys of the runs it depends on and the miniature world's
 build key. A run whose stamp says ``done`` with
 the same key and whose result file exists is not touched; a directory whose stamp has another
 key (the study changed) is moved aside to ``DIR.old-<key>`` and the run starts afresh; any other
@@ -22,7 +24,10 @@ or ``torchrun -m vlmprobe study``), every process walks the same plan: rank 0 al
 to reuse, moves stale directories aside, builds the world and writes stamps, plan and report;
 engine runs (``Measure.shards``) and fine-tuning (DDP) run on every process, each taking its share
 exactly as ``vlmprobe eval`` does under the launcher; the other measurements run on rank 0 alone
-(``distributed.solo``) while the rest wait. A run counts as failed when any process failed it.
+(``distributed.solo``) while the rest wait. A run counts as failed when any process failed it:
+each run is one ``distributed.all_or_none`` step, so a failure on one process reaches the others
+within a poll interval, the run fails on every process with ``rank R failed: ...``, and every
+process goes on to the next run.
 """
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ import traceback
 from pathlib import Path
 
 from .. import distributed
-from ..cache import atomic_write_json, content_key, file_sha256
+from ..cache import atomic_write_json, content_key, file_sha256, path_fingerprint
+from ..specs import find_world
 from .measures import MEASURES, Ctx
 from .plan import Plan, Run, expand
 from .schema import Study
@@ -61,6 +67,17 @@ def read_stamp(run_dir: Path) -> dict | None:
         return None
 
 
+def local_dirs(value: str) -> list[str]:
+    """Local directories a command value names: the value itself, or the path inside a spec
+    (``hf:DIR``, ``openclip:local-dir:DIR``, ``...+adapter:DIR``, ``DIR@split``)."""
+    out = []
+    for part in value.split("+adapter:"):
+        part = part.rsplit("@", 1)[0] if "@" in part and not os.path.isdir(part) else part
+        candidates = [part] + [part[i + 1:] for i, ch in enumerate(part) if ch == ":"]
+        out += [c for c in candidates if c and os.path.isdir(c)][:1]
+    return out
+
+
 def result_file(run: Run) -> str:
     return "summary.json" if run.measure == "finetune" else MEASURES[run.measure].result_file
 
@@ -72,6 +89,7 @@ class StudyRunner:
         self.world: dict | None = None
         self.keys: dict[str, str] = {}
         self._hashes: dict[tuple, str] = {}
+        self._dirs: dict[str, str] = {}
         self.status: dict[str, str] = {}  # run id -> done | reused | failed | blocked
         self.w = distributed.world()
 
@@ -111,11 +129,29 @@ class StudyRunner:
             else:
                 what = {"argv": [a for a in self.command(run) if not a.startswith("<")]}
             named = what.get("argv") or list(run.params.values())
+            if run.measure == "finetune":
+                named = [*named, what["base"]]
             files = {v: self._file_hash(v) for v in named if isinstance(v, str) and os.path.isfile(v)}
+            dirs = {d: self._dir_key(d) for v in named if isinstance(v, str) for d in local_dirs(v)
+                    if not self._inside_study(d)}  # run directories of this study: covered by the deps' keys
             self.keys[run.id] = content_key({**what, **({"files": files} if files else {}),
+                                             **({"dirs": dirs} if dirs else {}),
                                              "deps": sorted(self.key(self.plan.runs[r]) for r in run.deps.values()),
                                              "world": world, "seed": self.study.seed})
         return self.keys[run.id]
+
+    def _dir_key(self, path: str) -> str:
+        """Key of (name, size, mtime) of every file under a directory (cached for this runner)."""
+        if path not in self._dirs:
+            self._dirs[path] = content_key(path_fingerprint(path))
+        return self._dirs[path]
+
+    def _inside_study(self, path: str) -> bool:
+        try:
+            Path(path).resolve().relative_to(self.out.resolve())
+            return True
+        except ValueError:
+            return False
 
     def _file_hash(self, path: str) -> str:
         """SHA-256 of a file the study names (cached per path, size and mtime for this runner)."""
@@ -136,11 +172,10 @@ class StudyRunner:
 
     # ------------------------------------------------------------ the study
     def prepare_world(self) -> None:
-        if self.study.world == "toy":
-            from ..toy import build_world
-
-            print("$ vlmprobe toy build", flush=True)
-            self.world = distributed.on_main(self.w, lambda: build_world(seed=self.study.seed, progress=self.progress))
+        if self.study.world:
+            world = find_world(self.study.world)
+            print(f"$ vlmprobe {self.study.world} build", flush=True)
+            self.world = distributed.on_main(self.w, lambda: world.build(self.study.seed, self.progress))
             print(f"world: {self.world['dir']} ({'reused' if self.world.get('reused') else 'built'})", flush=True)
 
     def dry_run(self) -> list[dict]:
@@ -184,7 +219,12 @@ class StudyRunner:
         start, cpu = time.time(), time.process_time()
         extra = {}
         everyone = run.measure == "finetune" or MEASURES[run.measure].shards
-        code = self._run(run, argv, extra) if everyone or self.w.main else 0
+        try:  # one step of the launch: a failure on any process reaches every process, which all go on
+            code = distributed.all_or_none(self.w, lambda: self._run(run, argv, extra) if everyone or self.w.main
+                                           else 0)
+        except distributed.RankFailed as e:
+            print(f"{head}: FAILED ({e})", flush=True)
+            return "failed"
         code = max(distributed.gather(self.w, code))  # failed if any process failed
         if code:
             print(f"{head}: FAILED (exit {code})", flush=True)
@@ -221,9 +261,18 @@ class StudyRunner:
                 return main(argv)
             with distributed.solo():
                 return main(argv)
+        except distributed.RankFailed:
+            raise  # another process failed: every process reports the run as failed (``_execute_one``)
+        except SystemExit as e:  # the command's own argument check: this run's failure, not the study's
+            code = e.code if isinstance(e.code, int) else 2
+            print(f"{run.id}: FAILED (its command exited with status {code})", flush=True)
+            if code:
+                distributed.raise_flag(distributed.world(), e)
+            return code
         except Exception as e:  # a failed run never stops the study
             traceback.print_exc()
             print(f"{run.id}: FAILED ({type(e).__name__}: {e})", flush=True)
+            distributed.raise_flag(distributed.world(), e)  # the other processes stop this run too
             return 1
 
     def _finetune(self, run: Run) -> str:
@@ -256,11 +305,10 @@ def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool
     """Run (or with ``dry_run`` list) a study into ``out``; writes the report unless told not to."""
     runner = StudyRunner(study, out, progress=progress)
     if dry_run:
-        if study.world == "toy":
-            from ..toy.build import default_dir, existing_world
-
-            runner.world = existing_world(study.seed)
-            print(f"world: {default_dir(study.seed)} ({'built' if runner.world else 'not built yet'})")
+        if study.world:
+            world = find_world(study.world)
+            runner.world = world.existing(study.seed)
+            print(f"world: {world.directory(study.seed)} ({'built' if runner.world else 'not built yet'})")
         runner.dry_run()
         return 0
     runner.prepare_world()

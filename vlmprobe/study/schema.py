@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from ..specs import find_world, world_names
 from .measures import CLASSIFIER, CLIP, MEASURES, VLM
 from .yamlpos import Located, StudyFileError, load_located
 
@@ -41,6 +42,14 @@ MODEL_KEYS = ("spec", "kind", *LOAD_KEYS, "finetune")
 DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_root": str, "eval": bool,
                 "groups": str, "group_drop": str, "unlabeled": bool}
 KINDS = (CLIP, VLM, CLASSIFIER)
+
+
+def load_choices() -> dict[str, tuple]:
+    """The allowed values of each model-loading flag, as the commands declare them
+    (``commands.common.LOAD_CHOICES``, also the ``choices`` of ``--dtype``): one source of truth."""
+    from ..commands.common import LOAD_CHOICES
+
+    return LOAD_CHOICES
 
 
 @dataclass
@@ -236,15 +245,14 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
     _check_keys(loc, (), raw, TOP_KEYS, "the study")
     seed = _expect(loc, ("seed",), raw.get("seed", 0), int, "seed") if seed is None else seed
     world = raw.get("world")
-    if world not in (None, "toy"):
-        raise loc.error(("world",), f"world must be 'toy' (the miniature world) or absent, got {world!r}")
+    if world is not None and (not isinstance(world, str) or find_world(world) is None):
+        raise loc.error(("world",), f"world must be one of {world_names()} (registered by plugins) or absent, "
+                                    f"got {world!r}")
     subs = {"study": str(Path(path).resolve().parent) if path is not None and file != "<default study>" else "."}
-    toy_dir = None
-    if world == "toy":
-        from ..toy.build import default_dir
-
-        toy_dir = str(default_dir(seed))
-        subs["toy"] = toy_dir
+    toy_dir = None  # the world's directory (paths under it are checked once it is built)
+    if world is not None:
+        toy_dir = str(find_world(world).directory(seed))
+        subs[world] = toy_dir
     raw = _substitute(raw, subs)
     for k in ("models", "datasets", "measurements"):
         if k not in raw:
@@ -257,6 +265,10 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
         p = ("models", name)
         _check_keys(loc, p, m, MODEL_KEYS, f"model {name!r}")
         load = {k: _expect(loc, p + (k,), m[k], LOAD_KEYS[k], k) for k in LOAD_KEYS if k in m}
+        for k, v in load.items():
+            choices = load_choices().get(k)
+            if choices and v not in choices:
+                raise loc.error(p + (k,), f"{k} must be one of {', '.join(choices)}, got {v!r}")
         if ("spec" in m) == ("finetune" in m):
             raise loc.error(p, f"model {name!r} needs exactly one of 'spec' or 'finetune'")
         if "spec" in m:

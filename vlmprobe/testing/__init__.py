@@ -129,12 +129,14 @@ _PHRASES = (
 def _corpus() -> list[str]:
     """English training text: prompt phrases (weighted), common words, ImageNet class names in
     open_clip's templates. Fixed content and order, so the trained vocabulary is fixed."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
+    from open_clip.zero_shot_metadata import SIMPLE_IMAGENET_TEMPLATES
+
+    from ..data.imagenet_classes import imagenet_names
 
     words = _COMMON.split()
     lines = list(_PHRASES) * 20 + [" ".join(words)] * 10
     lines += [f"{w} {w.capitalize()} {w.upper()}" for w in words]
-    for i, name in enumerate(IMAGENET_CLASSNAMES):
+    for i, name in enumerate(imagenet_names()):
         lines.append(SIMPLE_IMAGENET_TEMPLATES[i % len(SIMPLE_IMAGENET_TEMPLATES)](name))
         lines.append(f"The photo features a {name}.")
     return lines

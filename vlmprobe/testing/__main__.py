@@ -1,5 +1,5 @@
 """``python -m vlmprobe.testing [DIR] [--all] [--real-tokenizers DIR]``: write the tiny offline
-test models (``vlmprobe.testing``) and the real-tokenizer ones (``vlmprobe.testing_real``).
+test models (``vlmprobe.testing``) and the real-tokenizer ones (``vlmprobe.testing.real``).
 
 ``python -m vlmprobe.testing --families [DIR] [--only T1,T2] [--checks C1,C2] [--no-others]
 [--readme README.md]``:
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from ..testing import FAMILY_NAMES, NAMES, SPECS, build_tiny_models
-from ..testing_real import build_real_models
+from .real import build_real_models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help=f"also build {', '.join(FAMILY_NAMES)}")
     parser.add_argument("--real-tokenizers", metavar="DIR",
                         help="also (or only) write the real LLaMA-2 / Qwen2 tokenizers and tiny VLMs built around "
-                             "them into DIR (vlmprobe.testing_real)")
+                             "them into DIR (vlmprobe.testing.real)")
     parser.add_argument("--families", nargs="?", const=".vlmprobe-families", metavar="DIR",
                         help="build every family's tiny checkpoint into DIR/<model_type>, run the conformance "
                              "checks and write the support matrix (default DIR: .vlmprobe-families)")

@@ -366,7 +366,7 @@ def run_conformance(root, model_types=None, checks=None, others: bool = True, fo
     types = list(model_types) if model_types else sorted(builders)
     it = types
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import bar as tqdm
 
         it = tqdm(types, desc="families", unit="family")
     fams = [asdict(check_family(root, t, checks=checks, force=force)) for t in it]

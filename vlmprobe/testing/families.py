@@ -22,10 +22,7 @@ image-text-to-text mapping with a generic tiny config, and prints and writes the
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -59,44 +56,29 @@ def load_builders() -> dict[str, Callable[[Path], None]]:
     return TINY_BUILDERS
 
 
-def _complete(path: Path, marker: str, info: dict) -> bool:
-    try:
-        got = json.loads((path / marker).read_text())
-    except (OSError, ValueError):
-        return False
-    return all(got.get(k) == v for k, v in info.items())
-
-
 def build_into(final: Path, builder: Callable[[Path], None], marker: str, info: dict, force: bool = False,
                seed: int = 0) -> str:
-    """Run ``builder`` (seeded) into a temporary sibling of ``final``, write ``marker`` (JSON
-    ``info``) last and rename it into place; a complete build (its marker equals ``info``) is
-    reused, a half-written or outdated one replaced. Returns ``str(final)``."""
-    final = Path(final).expanduser()
-    if not force and _complete(final, marker, info):
-        return str(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    """Run ``builder`` (seeded, transformers' bars off) into a fresh directory published as
+    ``final`` by ``cache.build_dir_once`` (marker JSON ``info`` written last; a complete build
+    whose marker equals ``info`` is reused, a half-written or outdated one replaced)."""
     from transformers.utils import logging as hf_logging
 
-    bars = hf_logging.is_progress_bar_enabled()
-    try:
-        hf_logging.disable_progress_bar()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            builder(tmp)
-        tmp.chmod(0o755)
-        (tmp / marker).write_text(json.dumps(info) + "\n")
-        if final.exists():  # half-written, outdated or forced: replace
-            if _complete(final, marker, info) and not force:  # another process finished first
-                return str(final)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)
+    from ..cache import build_dir_once
+
+    def write(tmp: Path) -> dict:
+        bars = hf_logging.is_progress_bar_enabled()
+        try:
+            hf_logging.disable_progress_bar()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                builder(tmp)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        return info
+
+    return str(build_dir_once(Path(final).expanduser(), marker, write, current=lambda m: all(m.get(k) == v for k, v in info.items()),
+                               force=force))
 
 
 def build_family(root: str | os.PathLike, model_type: str, force: bool = False, seed: int = 0) -> str:

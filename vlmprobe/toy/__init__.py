@@ -16,7 +16,9 @@ __all__ = ["CLASSNAMES", "WorldConfig", "build_world", "default_dir", "ensure_da
 
 def register() -> None:
     """The ``vlmprobe.plugins`` entry point: put ``toy:`` into the model and dataset spec tables."""
-    from ..specs import CAPTION_SPECS, DATASET_SPECS, DESCRIPTION_SPECS, MODEL_SPECS, TEMPLATE_SPECS
+    from ..specs import (CAPTION_SPECS, DATASET_SPECS, DESCRIPTION_SPECS, MODEL_SPECS, TEMPLATE_SPECS, World,
+                         register_world)
+    from .build import existing_world
     from .captions import load_toy_captions
     from .plugin import DATASET_NAMES, MODEL_NAMES
     from .prompts import resolve_descriptions, resolve_templates
@@ -30,3 +32,6 @@ def register() -> None:
     DESCRIPTION_SPECS.register("toy:", resolve_descriptions, "the digits' facts: toy:digit-facts")
     CAPTION_SPECS.register("toy:", load_toy_captions, "the miniature world's digit captions: toy:captions",
                            names=("toy:captions",))
+    register_world(World("toy", directory=default_dir,
+                         build=lambda seed, progress: build_world(seed=seed, progress=progress),
+                         existing=existing_world, help="the miniature world (digits, toy CLIP, toy VLM)"))

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..cache import atomic_write_json, content_key, home_dir
 from ..errors import VlmprobeError
+from ..progress import progress_bars
 from .clip import ClipConfig
 from .corpus import CAPTION_TEMPLATES, EXTRA_WORDS, CorpusConfig
 from .digits import CLASSNAMES, SPLITS, DigitsConfig
@@ -225,7 +226,8 @@ def build_world(out: str | os.PathLike | None = None, seed: int = 0, cfg: WorldC
             meta = None if force else _marker_ok(root, WORLD_MARKER, cfg.key())
             reused = meta is not None
             if meta is None:
-                meta = _world_stage(root, cfg, force, progress)
+                with progress_bars(progress):  # the training loops' bars follow the caller's choice
+                    meta = _world_stage(root, cfg, force, progress)
     return {**meta, "dir": str(root), "reused": reused}
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from .corpus import CAPTION_TEMPLATES
 from .digits import CLASSNAMES

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from ..classify.matching import match_response
 from .corpus import CAPTION_TEMPLATES, OPEN_WORLD_QUESTION

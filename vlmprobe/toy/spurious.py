@@ -207,7 +207,7 @@ def train_cnn(images: list, labels: np.ndarray, out_dir: Path, cfg: CnnConfig, s
     import torch.nn.functional as F
     from timm.data import create_transform, resolve_data_config
     from timm.models import save_for_hf
-    from tqdm.auto import tqdm
+    from ..progress import bar as tqdm
 
     from .clip import shift_batch
     from .training import optimizer_step, warmup_cosine

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from .training import optimizer_step, save_trained, warmup_cosine
 from .vocab import EOS, IMAGE, build_tokenizer

@@ -1,4 +1,4 @@
-"""Tiny random-weight VLMs around the REAL tokenizers (``vlmprobe.realtok``): everything small
+"""Tiny random-weight VLMs around the REAL tokenizers (``vlmprobe.testing.realtok``): everything small
 except the vocabulary, so tokenization, chat templates and special tokens are the checkpoints'.
 
 ==================  ========================================================================
@@ -24,16 +24,14 @@ except the vocabulary, so tokenization, chat templates and special tokens are th
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..cache import build_dir_once
 from . import realtok
-from .testing import (IMAGE_TOKEN, PATCH_SIZE, SEED, _clip_image_processor, _llama_config, _save_vlm,
+from . import (IMAGE_TOKEN, PATCH_SIZE, SEED, _clip_image_processor, _llama_config, _save_vlm,
                       _vision_config)
 
 MARKER = ".vlmprobe-real.json"
@@ -138,36 +136,20 @@ def _build_qwen2_vl_real(out: Path, tokenizer_dir: str) -> None:
 _BUILDERS = {"llava-real": (_build_llava_real, "llama"), "qwen2-vl-real": (_build_qwen2_vl_real, "qwen2")}
 
 
-def _complete(path: Path, name: str) -> bool:
-    try:
-        info = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return info == {"name": name, "recipe_version": RECIPE_VERSION, "converter_version": realtok.CONVERTER_VERSION}
-
-
 def build_real_model(root: str | os.PathLike, name: str, force: bool = False, download: bool = True) -> str:
     """Build ``name`` (one of ``NAMES``) as ``root/name`` (reused when complete); returns its path."""
     root = Path(root).expanduser()
-    final = root / name
-    if not force and _complete(final, name):
-        return str(final)
     builder, tok_name = _BUILDERS[name]
-    tok_dir = realtok.real_tokenizers(root / "tokenizers", download=download)[tok_name]
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=root))
-    try:
+    meta = {"name": name, "recipe_version": RECIPE_VERSION, "converter_version": realtok.CONVERTER_VERSION}
+
+    def write(tmp: Path) -> dict:
+        tok_dir = realtok.real_tokenizers(root / "tokenizers", download=download)[tok_name]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
             builder(tmp, tok_dir)
-        (tmp / MARKER).write_text(json.dumps({"name": name, "recipe_version": RECIPE_VERSION,
-                                              "converter_version": realtok.CONVERTER_VERSION}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)
+        return meta
+
+    return str(build_dir_once(root / name, MARKER, write, current=lambda info: info == meta, force=force))
 
 
 def build_real_models(root: str | os.PathLike, force: bool = False, download: bool = True) -> dict[str, str]:

@@ -29,8 +29,6 @@ transformers tokenizer directory:
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -39,7 +37,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .errors import DataError, VlmprobeError
+from ..cache import build_dir_once, file_sha256
+from ..errors import DataError, VlmprobeError
 
 NAMES = ("llama", "qwen2")
 GGUF = {"llama": "ggml-vocab-llama-spm.gguf", "qwen2": "ggml-vocab-qwen2.gguf"}
@@ -56,7 +55,7 @@ MARKER = ".vlmprobe-realtok.json"
 def shared_dir() -> Path | None:
     """``shared/reference/tokenizers`` beside the checkout (``../shared``) or beside any folder
     above it (a git worktree may sit deeper than the main checkout); None when absent."""
-    for up in Path(__file__).resolve().parents[1].parents:
+    for up in Path(__file__).resolve().parents[2].parents:
         if (up / "shared" / "reference" / "tokenizers").is_dir():
             return up / "shared" / "reference" / "tokenizers"
     return None
@@ -72,16 +71,8 @@ QWEN2_VL_SPECIALS = {151646: "<|object_ref_start|>", 151647: "<|object_ref_end|>
 
 
 # ------------------------------------------------------------------------------ obtaining
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verified(folder: Path) -> bool:
-    return all((folder / n).is_file() and _sha256(folder / n) == s for n, s in SHA256.items())
+    return all((folder / n).is_file() and file_sha256(folder / n) == s for n, s in SHA256.items())
 
 
 def _wanted(name: str) -> bool:
@@ -106,7 +97,7 @@ def extract_from_sdist(archive: str | os.PathLike, dest: str | os.PathLike) -> P
     if missing:
         raise DataError(f"{archive}: no {', '.join(missing)} under a models/ folder")
     for name, want in SHA256.items():
-        if _sha256(dest / name) != want:
+        if file_sha256(dest / name) != want:
             raise DataError(f"{dest / name}: SHA-256 mismatch (expected {want})")
     return dest
 
@@ -301,33 +292,18 @@ def hf_tokenizer(gguf_path: str | os.PathLike, **kwargs):
                                    model_max_length=32768, **{**specials, **kwargs})
 
 
-def _complete(path: Path, name: str) -> bool:
-    try:
-        info = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return info == {"name": name, "converter_version": CONVERTER_VERSION, "sha256": SHA256[GGUF[name]]}
-
-
 def real_tokenizers(root: str | os.PathLike, force: bool = False, download: bool = True) -> dict[str, str]:
     """``{"llama", "qwen2"} -> root/<name>``: converted tokenizer directories (``AutoTokenizer``
     loads them), built once and reused (a marker records converter version and GGUF checksum)."""
     root = Path(root).expanduser()
     out = {}
     for name in NAMES:
-        final = root / name
-        if force or not _complete(final, name):
-            src = vocab_dir(root, download=download)
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=root))
-            try:
-                hf_tokenizer(src / GGUF[name]).save_pretrained(tmp)
-                (tmp / MARKER).write_text(json.dumps({"name": name, "converter_version": CONVERTER_VERSION,
-                                                      "sha256": SHA256[GGUF[name]]}))
-                if final.exists():
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        out[name] = str(final)
+        meta = {"name": name, "converter_version": CONVERTER_VERSION, "sha256": SHA256[GGUF[name]]}
+
+        def write(tmp: Path, name=name, meta=meta) -> dict:
+            hf_tokenizer(vocab_dir(root, download=download) / GGUF[name]).save_pretrained(tmp)
+            return meta
+
+        out[name] = str(build_dir_once(root / name, MARKER, write, current=lambda info, m=meta: info == m,
+                                       force=force))
     return out

@@ -9,7 +9,8 @@ Scores:
   (``ClipModel.text_classifier`` with the template ``"{}"``: keyed by model, captions, dtype).
 - VLM: ``s(i, j) = log p(caption_j | image_i, prompt)`` (``--reduction sum|mean`` over the
   caption's tokens) through the exact shared-prefix likelihood engine (``model.score``): one
-  image+prompt prefix per image, all its candidate captions in a token trie.
+  image+prompt prefix per image, all its candidate captions in a token trie (``--scoring naive``:
+  one full forward per caption, the reference path).
 
 Candidates (``--max-candidates C``): scoring every (image, caption) pair costs N*M likelihoods for
 a VLM, so a caption may be offered to only C images: *its own image plus C-1 others drawn
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import options
-from .errors import VlmprobeError
+from .. import options
+from ..errors import VlmprobeError
+from ..models.likelihood import SCORINGS
 
 CAPTION_PROMPT = "Describe the image briefly."
 CANDIDATE_RULE = ("each caption is scored against its own image and max_candidates-1 other images drawn "
@@ -61,6 +63,9 @@ class RetrievalOptions(options.Options):
                                     choices=("sum", "mean"))
     chunk_size: int = options.option(512, "VLM: trie nodes per forward (memory bound)",
                                      check=lambda c: c >= 1, requirement="must be at least 1")
+    scoring: str = options.option("fast", "VLM: fast (image+prompt once per image, the captions in a token trie; "
+                                  "exact) or naive (one full forward per caption; the reference, and the one "
+                                  "for families without the fast path)", choices=SCORINGS)
 
 
 class Method:
@@ -68,9 +73,10 @@ class Method:
     Options = RetrievalOptions
 
     def __init__(self, max_candidates: int | None = None, seed: int = 0, prompt: str = CAPTION_PROMPT,
-                 answer_prefix: str | None = None, reduction: str = "sum", chunk_size: int = 512):
-        RetrievalOptions(max_candidates, prompt, answer_prefix, reduction, chunk_size)  # validates
-        self.max_candidates, self.seed = max_candidates, seed
+                 answer_prefix: str | None = None, reduction: str = "sum", chunk_size: int = 512,
+                 scoring: str = "fast"):
+        RetrievalOptions(max_candidates, prompt, answer_prefix, reduction, chunk_size, scoring)  # validates
+        self.max_candidates, self.seed, self.scoring = max_candidates, seed, scoring
         self.prompt, self.answer_prefix, self.reduction, self.chunk_size = prompt, answer_prefix, reduction, chunk_size
         self.kind = None
         self.captions: list[str] = []
@@ -83,7 +89,7 @@ class Method:
             cfg["similarity"] = "cosine of L2-normalised CLIP embeddings"
         elif self.kind == "vlm":
             cfg.update(similarity="log p(caption | image, prompt)", prompt=self.prompt,
-                       answer_prefix=self.answer_prefix, reduction=self.reduction, scoring="fast")
+                       answer_prefix=self.answer_prefix, reduction=self.reduction, scoring=self.scoring)
         return cfg
 
     def setup(self, model, dataset) -> None:
@@ -100,6 +106,8 @@ class Method:
             for i in imgs:
                 per_image[i].append(j)
         self.rows = {s.id: np.array(sorted(c), dtype=np.int64) for s, c in zip(dataset.samples, per_image)}
+        if self.kind == "vlm":
+            model.check_scoring(self.scoring)  # e.g. fast on a family without it: one line naming naive
         if self.kind == "clip":
             self.text = model.text_classifier(self.captions, ["{}"])  # [M, D], normalised, cached on disk
 
@@ -121,7 +129,7 @@ class Method:
         else:
             cands = [[self.captions[j] for j in cols] for cols in rows]
             lp = model.score(images, cands, prompt=self.prompt, answer_prefix=self.answer_prefix,
-                             reduction=self.reduction, scoring="fast", batch_size=len(images),
+                             reduction=self.reduction, scoring=self.scoring, batch_size=len(images),
                              chunk_size=self.chunk_size).numpy()
             for b, cols in enumerate(rows):
                 scores[b, cols] = lp[b, :len(cols)]
