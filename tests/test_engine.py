@@ -1,5 +1,6 @@
 """The one sample loop with several processes: 2 CPU processes (gloo) through the real
-`accelerate launch --cpu --num_processes 2 -m vlmprobe ...` give the files of 1 process; SIGKILL
+`accelerate launch --cpu --num_processes 2 -m vlmprobe ...` (and `torch.distributed.run` directly,
+which skips accelerate's ~7 s of launcher start-up) give the files of 1 process; SIGKILL
 of a 2-process run resumes with 1 process; a 1-process run resumes with 2; an unrelated second
 process into a run directory is refused (one writer)."""
 import json
@@ -20,12 +21,23 @@ from vlmprobe.runs import strip_volatile
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def _launch(*args, n=2, **kw):
-    """`accelerate launch --cpu --num_processes n -m vlmprobe ARGS` (n=1: plain `python -m vlmprobe`)."""
-    head = ([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(n), "-m", "vlmprobe"]
-            if n > 1 else [sys.executable, "-m", "vlmprobe"])
-    return subprocess.Popen([*head, *map(str, args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, **kw)
+def _launch(*args, n=2, via="torchrun", env=None, **kw):
+    """N processes running `vlmprobe ARGS` (n=1: plain `python -m vlmprobe`).
+
+    ``via="accelerate"``: the real `accelerate launch --cpu --num_processes n -m vlmprobe ARGS`
+    users type (accelerate's launcher, then vlmprobe's re-exec under torch.distributed.run: ~7 s
+    more start-up on 2 cores); ``via="torchrun"``: `python -m torch.distributed.run` directly,
+    the same worker processes, for the tests that are not about accelerate's launcher."""
+    if n == 1:
+        head = [sys.executable, "-m", "vlmprobe"]
+    elif via == "accelerate":
+        head = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(n), "-m", "vlmprobe"]
+    else:
+        head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_addr",
+                "127.0.0.1", "--master_port", str(free_port()), "-m", "vlmprobe"]
+    cpu = {"ACCELERATE_USE_CPU": "true"} if n > 1 and via == "torchrun" else {}  # as --cpu: gloo, even with GPUs
+    return subprocess.Popen([*head, *map(str, args)], env={**ENV, **cpu, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
 
 
 def _finish(proc, timeout=900):
@@ -89,7 +101,8 @@ def zeroshot_one(clip_spec, images, tmp_path_factory):
 
 def test_two_processes_zeroshot_equal_one(zeroshot_one, clip_spec, images, tmp_path):
     out = tmp_path / "two"
-    stdout, _ = _finish(_launch(*_eval_args(clip_spec, images, "zeroshot", out, "--batch-size", 4)))
+    stdout, err = _finish(_launch(*_eval_args(clip_spec, images, "zeroshot", out, "--batch-size", 4), via="accelerate"))
+    assert "starting 2 CPU processes" in err  # accelerate's --cpu launch, re-run under torch.distributed.run
     assert sum("top-1" in line for line in stdout.splitlines()) == 1  # one report per launch
     assert_same_run(zeroshot_one, out)
     records = _records(out)
@@ -130,10 +143,7 @@ def test_two_processes_probe_equal_one(llava_spec, images, tmp_path):
             "--pool", "last", "--Cs", "0.1,1", "--batch-size", 4, "--no-progress"]
     env_cache = {"VLMPROBE_HOME": str(tmp_path / "home2")}
     assert cli_main(list(map(str, [*args, "--out", tmp_path / "one"]))) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-                             "-m", "vlmprobe", *map(str, [*args, "--out", tmp_path / "two"])],
-                            env={**ENV, **env_cache}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _finish(proc)
+    _finish(_launch(*args, "--out", tmp_path / "two", env=env_cache))
     assert_same_run(tmp_path / "one", tmp_path / "two")
     one, two = (json.loads((tmp_path / d / "layers.json").read_text()) for d in ("one", "two"))
     assert two["features"]["train"]["computed"] == 24  # extracted here, by the two processes, not from a cache
