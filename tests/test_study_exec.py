@@ -249,18 +249,28 @@ measurements:
     assert len(tops) > 1  # different weights, different models
 
 
-def test_image_embeddings_are_computed_once_and_equal_recomputing(tiny_models, digits_folder, tmp_path):
+def test_image_embeddings_are_computed_once_and_equal_recomputing(tiny_models, digits_folder, tmp_path,
+                                                                  monkeypatch):
     """Zero-shot with two template sets reads one content-keyed embedding entry (its key in both
-    configs, computed by the first run only); the scores equal the image-tower path (1e-6)."""
+    configs, computed by the first run only, in a fresh cache: no lock taken twice by one process);
+    the scores equal the image-tower path (1e-6)."""
+    import threading
+
     import numpy as np
 
     from vlmprobe.cache import home_dir
 
+    monkeypatch.setenv("VLMPROBE_HOME", str(tmp_path / "home"))  # the entry is computed here, not found
     spec = f"openclip:{tiny_models['openclip']}"
     base = ["eval", "--model", spec, "--data", str(digits_folder), "--method", "zeroshot", "--no-progress"]
     keys, entries = [], None
     for t in ("single", "imagenet"):
-        assert main(base + ["--templates", t, "--out", str(tmp_path / f"cached-{t}")]) == 0
+        codes = []
+        run = threading.Thread(target=lambda: codes.append(main(base + ["--templates", t, "--out",
+                                                                       str(tmp_path / f"cached-{t}")])), daemon=True)
+        run.start()
+        run.join(120)  # a self-deadlock on the entry's lock would hang here
+        assert codes == [0], "the cached zero-shot run did not finish (waiting on its own lock?)"
         assert main(base + ["--templates", t, "--out", str(tmp_path / f"plain-{t}"), "--no-embedding-cache"]) == 0
         a, b = (np.load(tmp_path / f"{k}-{t}" / "scores.npy") for k in ("cached", "plain"))
         assert a.shape == (40, 10) and np.abs(a - b).max() <= 1e-6
