@@ -363,3 +363,79 @@ def test_appended_answer_tokens_extend_per_token_inputs():
     assert out["mm_token_type_ids"].tolist() == [[1, 0, 0, 0]]
     assert out["token_type_ids"].tolist() == [[0, 0, 1, 1]]
     assert out["pixel_values"] is extra["pixel_values"]
+
+
+@pytest.mark.parametrize("name", ("blip-2", "instructblip", "paligemma"))
+def test_collator_labels_exactly_the_answer_tokens(special, name):
+    """Fine-tuning a checkpoint without a chat template: ``ChatCollator`` renders through the
+    family's prompt format, and its labels are exactly the answer's tokens + EOS after the very
+    prompt the likelihood engine scores (every earlier token -100, padding -100). PaliGemma: the
+    batch equals its own processor's ``suffix=`` encoding (input_ids, token_type_ids, labels);
+    InstructBLIP: the Q-Former reads the prompt only."""
+    from vlmprobe.finetune.collate import IGNORE, ChatCollator
+    from vlmprobe.finetune.data import Conversation, ConversationDataset
+
+    vlm = special[name][1]
+    imgs, answers = images(2), ["tench", "great white shark"]
+    convs = [Conversation(str(i), [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]},
+                                   {"role": "assistant", "content": [{"type": "text", "text": a}]}],
+                          (lambda im=im: im)) for i, (im, a) in enumerate(zip(imgs, answers))]
+    batch = ChatCollator(vlm.processor, family=vlm.family)(list(ConversationDataset(convs)))
+    prompt = vlm.render(QUESTION)
+    eos = vlm.tokenizer.eos_token_id
+    for r, (im, a) in enumerate(zip(imgs, answers)):
+        head = vlm.encode([im], [prompt])["input_ids"][0].cpu()
+        full = vlm.encode([im], [joined(prompt, a) + vlm.tokenizer.eos_token])["input_ids"][0].cpu()
+        P, n = len(head), len(full)
+        assert torch.equal(full[:P], head) and full[-1].item() == eos
+        assert torch.equal(batch["input_ids"][r, :n], full)
+        want = torch.full_like(batch["labels"][r], IGNORE)
+        want[P:n] = full[P:]
+        assert torch.equal(batch["labels"][r], want)
+    if name == "paligemma":
+        theirs = vlm.processor(text=[prompt[:-1]] * 2, images=imgs, suffix=answers, padding=True, return_tensors="pt")
+        for r in range(2):  # the processor pads on its tokenizer's side (left): compare the attended tokens
+            ours_r, theirs_r = batch["attention_mask"][r].bool(), theirs["attention_mask"][r].bool()
+            for key in ("input_ids", "token_type_ids", "labels"):
+                assert torch.equal(batch[key][r][ours_r], torch.as_tensor(theirs[key][r])[theirs_r]), key
+    if name == "instructblip":
+        assert torch.equal(batch["qformer_input_ids"], vlm.encode(imgs, [prompt] * 2)["qformer_input_ids"].cpu())
+
+
+def test_encoder_decoder_training_batch_and_loss(flan_t5):
+    """BLIP-2 + Flan-T5 fine-tuning: the encoder reads image + prompt (the very prompt scored),
+    the decoder's labels are tok(answer) + EOS (-100 padded); VLMTask's per-token loss equals
+    transformers' own ``labels=`` loss; a second assistant turn is refused in one line."""
+    from vlmprobe.finetune.collate import IGNORE, ChatCollator
+    from vlmprobe.finetune.data import Conversation, ConversationDataset
+    from vlmprobe.finetune.tasks import VLMTask
+
+    vlm = flan_t5[1]
+    imgs, answers = images(2), ["tench", "great white shark"]
+
+    def conv(i, turns):
+        return Conversation(str(i), turns, (lambda im=imgs[i % 2]: im))
+
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}
+    items = ConversationDataset([conv(i, [user, {"role": "assistant", "content": [{"type": "text", "text": a}]}])
+                                 for i, a in enumerate(answers)])
+    batch = ChatCollator(vlm.processor, family=vlm.family, encoder_decoder=True)(list(items))
+    want = vlm.encode(imgs, [vlm.render(QUESTION)] * 2, padding_side="right")
+    assert torch.equal(batch["input_ids"], want["input_ids"].cpu())
+    for r, a in enumerate(answers):
+        target = vlm.tokenizer(a, add_special_tokens=False)["input_ids"] + [vlm.tokenizer.eos_token_id]
+        assert batch["labels"][r, :len(target)].tolist() == target
+        assert (batch["labels"][r, len(target):] == IGNORE).all()
+    task = VLMTask.__new__(VLMTask)
+    task.seq2seq = True
+    inputs = {k: v for k, v in batch.items() if k != "skipped"}
+    with torch.no_grad():
+        loss, per = task.forward(vlm.model, batch)
+        ref = vlm.model(**inputs).loss
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    assert per["units"].sum() == (batch["labels"] != IGNORE).sum()
+    two = conv(0, [user, {"role": "assistant", "content": [{"type": "text", "text": "a"}]}, user,
+                   {"role": "assistant", "content": [{"type": "text", "text": "b"}]}])
+    with pytest.raises(VlmprobeError, match="single-turn") as err:
+        ChatCollator(vlm.processor, family=vlm.family, encoder_decoder=True)(list(ConversationDataset([two])))
+    assert "\n" not in str(err.value)

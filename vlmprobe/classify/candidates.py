@@ -109,8 +109,10 @@ class LabelSpace:
         table = {self.classnames[c]: [self.classnames[j] for j in v] for c, v in sorted((self.table or {}).items())}
         return {"source": self.source, "k": self.k, "confusers": table}
 
-    def setup(self, dataset) -> None:
-        """Resolve the table against the dataset's class list (errors name file and class)."""
+    def setup(self, dataset, num_candidates: int | None = None) -> None:
+        """Resolve the table against the dataset's class list (errors name file and class).
+        ``num_candidates`` (a method's sampled label space) cannot combine with a dataset whose
+        protocol scores a class subset (ImageNet-R/A): one line naming ``--label-space all``."""
         self.classnames = list(dataset.classnames)
         subset = dataset.info.get("class_subset")
         if self.source is None and not self.explicit_all and subset:
@@ -119,6 +121,9 @@ class LabelSpace:
                 raise VlmprobeError(f"dataset {dataset.name}: class_subset index {bad[0]} outside its "
                                     f"{len(self.classnames)} classes")
             self.subset = sorted({int(c) for c in subset})
+        if self.subset is not None and num_candidates is not None:
+            raise VlmprobeError(f"dataset {dataset.name}: its protocol scores a {len(self.subset)}-class subset; "
+                                "--num-candidates samples from all classes (add --label-space all)")
         if self.source is None:
             return
         from pathlib import Path

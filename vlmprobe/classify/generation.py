@@ -98,10 +98,7 @@ class Method:
                      "use --method zeroshot for CLIP, classifier for a supervised model", api=True)
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
-        self.space.setup(dataset)
-        if self.space.subset is not None and self.num_candidates is not None:
-            raise VlmprobeError(f"dataset {dataset.name}: its protocol scores a {len(self.space.subset)}-class subset; "
-                                "--num-candidates samples from all classes (add --label-space all)")
+        self.space.setup(dataset, self.num_candidates)
 
     def num_scores(self, dataset) -> None:
         return None

@@ -121,10 +121,7 @@ class Method:
         model.check_scoring(self.scoring)  # e.g. fast on Qwen2-VL: one line naming --scoring naive
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
-        self.space.setup(dataset)
-        if self.space.subset is not None and self.num_candidates is not None:
-            raise VlmprobeError(f"dataset {dataset.name}: its protocol scores a {len(self.space.subset)}-class subset; "
-                                "--num-candidates samples from all classes (add --label-space all)")
+        self.space.setup(dataset, self.num_candidates)
 
     def _sampled(self, num_classes: int) -> bool:
         return self.num_candidates is not None and self.num_candidates < num_classes

@@ -13,6 +13,21 @@ How the answer tokens are found (any chat template, any number of turns):
 3. The processor's tokens equal those with each image token repeated (the patch count); labels
    are carried over to that layout (image tokens get -100), checked token by token.
 
+Checkpoints released without a chat template (BLIP-2, InstructBLIP, PaliGemma) render through
+their family's ``prompt_format`` instead (``Family.render_messages``: ``Question: q Answer: a``),
+the same text the likelihood engine scores; the answer gets the EOS appended. The family adapter
+also supplies the rest (one mechanism, no per-model branches here): ``Family.encode`` replaces
+the processor call (PaliGemma's prefix-LM layout), ``Family.suffix_inputs`` are set from the
+first answer token on (PaliGemma's ``token_type_ids`` = 1: the causal suffix, as its processor's
+``suffix=`` marks it; the labels are then exactly its processor's), and ``Family.prompt_inputs``
+are taken from the prompt alone (InstructBLIP's Q-Former text never sees the answer, as LAVIS
+trains it).
+
+Encoder-decoder language models (BLIP-2 with Flan-T5; ``encoder_decoder=True``): single-turn
+conversations only; the encoder reads the image and the rendered prompt, ``labels`` [B, T] are
+the decoder's targets ``tok(answer) + [EOS]`` (-100 padded), as the likelihood engine scores
+``tok(answer)`` from the decoder start (transformers shifts ``labels`` into the decoder input).
+
 Output: ``input_ids`` [B, L] (right-padded), ``attention_mask`` [B, L], ``labels`` [B, L] (-100
 except answer tokens), plus the processor's image tensors (``pixel_values`` ...), ``skipped``.
 """
@@ -41,14 +56,19 @@ def _suffix_labels(ids: list[int], plain: list[int], expanded_ids: list[int]) ->
 class ChatCollator:
     """Conversations (``ConversationDataset`` items) -> a training batch (module docstring)."""
 
-    def __init__(self, processor, max_length: int | None = None):
+    def __init__(self, processor, max_length: int | None = None, family=None, encoder_decoder: bool = False):
+        """``family``: the model's ``Family`` adapter (``vlm.family``); None = chat template only.
+        ``encoder_decoder``: the language model is one (module docstring)."""
+        self.encoder_decoder = encoder_decoder
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.max_length = max_length
+        self.family = family
+        self.prompt_format = family is not None and family.uses_prompt_format(processor)
         image_token = getattr(processor, "image_token", None)
         self.image_token_id = getattr(processor, "image_token_id", None)
-        if self.image_token_id is None and image_token is not None:
-            self.image_token_id = self.tokenizer.convert_tokens_to_ids(image_token)
+        if self.image_token_id is None and image_token is not None:  # BLIP-2 keeps an AddedToken: its text
+            self.image_token_id = self.tokenizer.convert_tokens_to_ids(str(image_token))
         if not self.tokenizer.is_fast:
             raise VlmprobeError("fine-tuning needs a fast tokenizer (character offsets locate the answer tokens)")
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
@@ -56,6 +76,8 @@ class ChatCollator:
         self._append_eos = None
 
     def _render(self, messages, generation_prompt: bool = False) -> str:
+        if self.prompt_format:
+            return self.family.render_messages(messages, generation_prompt)
         return self.processor.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
 
     def needs_eos(self) -> bool:
@@ -144,20 +166,18 @@ class ChatCollator:
             batch = self([{"messages": items[0]["messages"], "image": items[0]["image"]}])
             batch["labels"].fill_(IGNORE)
             return {**batch, "skipped": len(items), "empty": True}
-        texts, spans = zip(*(self.render_with_spans(it["messages"]) for it in kept))
         images = processor_images(self.processor, [it["image"] for it in kept])
         images = images if any(images) else None
-        old = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "right"
-        try:
-            batch = dict(self.processor(text=list(texts), images=images, padding=True, return_tensors="pt"))
-        finally:
-            self.tokenizer.padding_side = old
+        if self.encoder_decoder:
+            return {**self._seq2seq(kept, images), "skipped": len(items) - len(kept)}
+        texts, spans = zip(*(self.render_with_spans(it["messages"]) for it in kept))
+        batch = self._encode(list(texts), images)
         ids, mask = batch["input_ids"], batch["attention_mask"]
         labels = torch.full_like(ids, IGNORE)
         for r, (text, sp) in enumerate(zip(texts, spans)):
             n = int(mask[r].sum())
             labels[r, :n] = torch.tensor(self._labels(text, sp, ids[r, :n].tolist()))
+        self._family_inputs(batch, labels, texts, spans, images)
         length = ids.shape[1]
         if self.max_length and length > self.max_length:
             if self.image_token_id is not None and (ids[:, self.max_length:] == self.image_token_id).any():
@@ -169,6 +189,54 @@ class ChatCollator:
         batch["labels"] = labels
         batch["skipped"] = len(items) - len(kept)
         return batch
+
+    def _seq2seq(self, kept, images) -> dict:
+        """Encoder inputs from the prompts, decoder ``labels`` = ``tok(answer) + [EOS]``."""
+        prompts, targets = [], []
+        for it in kept:
+            msgs = it["messages"]
+            if sum(m["role"] == "assistant" for m in msgs) != 1 or msgs[-1]["role"] != "assistant":
+                raise VlmprobeError("an encoder-decoder model trains on single-turn conversations (one final "
+                                    f"assistant answer); conversation {it.get('id', '?')!r} has another shape")
+            prompts.append(self._render(msgs[:-1], True))
+            answer = " ".join(c["text"] for c in msgs[-1]["content"] if c["type"] == "text").strip()
+            targets.append(self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id])
+        batch = self._encode(prompts, images)
+        labels = torch.full((len(targets), max(map(len, targets))), IGNORE, dtype=torch.long)
+        for r, t in enumerate(targets):
+            labels[r, :len(t)] = torch.tensor(t)
+        batch["labels"] = labels
+        return batch
+
+    def _encode(self, texts: list[str], images) -> dict:
+        """The processor's (or ``Family.encode``'s) right-padded batch of ``texts``."""
+        encode = self.family.encode if self.family is not None and self.family.encode is not None else None
+        old = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "right"
+        try:
+            kwargs = dict(text=texts, images=images, padding=True, return_tensors="pt")
+            return dict(self.processor(**kwargs) if encode is None else encode(self.processor, **kwargs))
+        finally:
+            self.tokenizer.padding_side = old
+
+    def _family_inputs(self, batch: dict, labels: torch.Tensor, texts, spans, images) -> None:
+        """``Family.suffix_inputs`` from each row's first answer token on (PaliGemma: the causal
+        suffix, ``token_type_ids`` = 1), ``Family.prompt_inputs`` from the prompt alone (the
+        text before the first answer; InstructBLIP's Q-Former). In place."""
+        if self.family is None:
+            return
+        for key, value in self.family.suffix_inputs:
+            if key not in batch:
+                raise VlmprobeError(f"the {self.family.name} family sets {key!r} on answer tokens, "
+                                    "but the processor returned none")
+            answer = (labels != IGNORE).long()
+            tail = (answer.cumsum(1) > 0) & batch["attention_mask"].bool()
+            batch[key] = batch[key].masked_fill(tail, value)
+        if self.family.prompt_inputs:
+            prompts = [text[: sp[0][0]].rstrip() if sp else text for text, sp in zip(texts, spans)]
+            alone = self._encode(prompts, images)
+            for key in self.family.prompt_inputs:
+                batch[key] = alone[key]
 
 
 def clip_collate(items) -> dict:

@@ -19,7 +19,10 @@ from pathlib import Path
 from .. import options
 from ..errors import VlmprobeError
 
-LANGUAGE_MODEL_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Default LoRA targets (leaf names inside the language model): LLaMA-style attention + MLP, and
+# T5's (q, k, v, o, wi_0, wi_1, wo: BLIP-2 / InstructBLIP with Flan-T5); the names that exist are hit.
+LANGUAGE_MODEL_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                          "q", "k", "v", "o", "wi_0", "wi_1", "wo"]
 
 
 O = options.option

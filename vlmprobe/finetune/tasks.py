@@ -53,6 +53,8 @@ def load_datasets(cfg):
 class VLMTask:
     """Instruction fine-tuning of a VLM (module docstring)."""
 
+    seq2seq = False  # an encoder-decoder language model (set from the loaded model)
+
     def __init__(self, cfg, device: str = "cpu"):
         from ..models.registry import load_model
         from .lora import setup_vlm_training
@@ -64,7 +66,10 @@ class VLMTask:
             raise VlmprobeError(f"model_kind vlm: {cfg.model.model!r} is a {self.vlm.kind} model")
         self.processor = self.vlm.processor
         self.model = setup_vlm_training(self.vlm.model, cfg.adapter, cfg.train.gradient_checkpointing)
-        self.collate = ChatCollator(self.processor, cfg.data.max_length)
+        from ..models.likelihood import is_encoder_decoder
+
+        self.seq2seq = is_encoder_decoder(self.vlm.model)  # decoder logits align with labels (no shift)
+        self.collate = ChatCollator(self.processor, cfg.data.max_length, self.vlm.family, self.seq2seq)
 
     def datasets(self, train, val):
         from .data import ConversationDataset, build_conversations, classification_conversations
@@ -78,10 +83,14 @@ class VLMTask:
         """-> (mean NLL over answer tokens, per-example {"nll": sum [B], "units": tokens [B],
         "correct": all answer tokens argmax [B]})."""
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "skipped", "empty")}
-        logits = model(**inputs).logits
-        labels = batch["labels"][:, 1:]
+        if self.seq2seq:  # encoder-decoder: the decoder input is the labels shifted right, logits [B, T, V]
+            logits = model(**inputs, labels=batch["labels"]).logits
+            labels = batch["labels"]
+        else:
+            logits = model(**inputs).logits[:, :-1]
+            labels = batch["labels"][:, 1:]
         sel = labels != IGNORE
-        picked = logits[:, :-1][sel].float()  # [T, V]: only supervised positions in fp32
+        picked = logits[sel].float()  # [T, V]: only supervised positions in fp32
         target = labels[sel]
         tok_nll = F.cross_entropy(picked, target, reduction="none")
         rows = sel.nonzero()[:, 0]

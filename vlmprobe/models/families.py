@@ -136,6 +136,12 @@ def mrope_positions(model, batch: dict) -> torch.Tensor:
     return fn(**kwargs)[0]
 
 
+def append_text(text: str, more: str) -> str:
+    """``text`` followed by ``more``, a space between them unless ``text`` is empty or ends in a
+    space or newline (how an answer, or an answer prefix, follows a rendered prompt)."""
+    return text + (more if not text or text.endswith((" ", "\n")) else " " + more)
+
+
 def prefix_lm_encode(processor, text, images=None, **kwargs):
     """PaliGemma's input layout ``<image> * image_seq_length + <bos> + text`` (its processor's),
     without the ``"\n"`` that processor appends to every text: the rendered prompt already ends
@@ -177,6 +183,27 @@ class Family:
         """``config.image_token_id`` (transformers >= 4.47) or ``image_token_index``."""
         tid = getattr(config, "image_token_id", None)
         return getattr(config, "image_token_index", None) if tid is None else tid
+
+    def uses_prompt_format(self, processor) -> bool:
+        """True when prompts are rendered with ``prompt_format`` (the processor has no chat template)."""
+        return self.prompt_format is not None and not getattr(processor, "chat_template", None)
+
+    def render_messages(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        """A conversation through ``prompt_format`` (checkpoints without a chat template): each
+        user turn's text becomes ``prompt_format.format(question=text)``, each assistant turn's
+        text follows as the answer, joined by ``append_text`` (BLIP-2: ``Question: q Answer: a``;
+        PaliGemma: ``answer en q\na``). Image parts are dropped: the processor (or ``encode``)
+        inserts the image tokens itself. ``add_generation_prompt`` changes nothing (the format
+        ends where the answer starts), so the rendering is prefix-stable."""
+        if self.prompt_format is None:
+            raise VlmprobeError(f"the {self.name} family has no prompt format")
+        text = ""
+        for m in messages:
+            content = m["content"]
+            words = content if isinstance(content, str) else " ".join(
+                c["text"] for c in content if c.get("type") == "text")
+            text = append_text(text, self.prompt_format.format(question=words) if m["role"] == "user" else words)
+        return text
 
     def keep_unquantized(self) -> list[str]:
         """Module-name patterns kept in full precision under 4/8-bit loading (as LLaVA's QLoRA):

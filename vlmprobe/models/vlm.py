@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ModelLoadError, VlmprobeError
 from .base import PAPER_QUESTION, LoadOptions, VisionModel
-from .families import Family, family_for_type, family_of, processor_images
+from .families import Family, append_text, family_for_type, family_of, processor_images
 from .tokentrie import ContinuationTokenizer
 
 
@@ -140,14 +140,14 @@ class VisionLanguageModel(VisionModel):
         generation prompt, followed by ``answer_prefix`` if given (e.g. ``"The photo features a"``).
         A checkpoint released without a chat template uses its family's ``prompt_format``
         (BLIP-2: ``Question: {question} Answer:``)."""
-        if not getattr(self.processor, "chat_template", None) and self.family.prompt_format is not None:
-            text = self.family.prompt_format.format(question=question)  # the processor adds the image tokens
+        if self.family.uses_prompt_format(self.processor):
+            text = self.family.render_messages([{"role": "user", "content": question}])  # the processor adds the image tokens
         else:
             content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
             text = self.processor.apply_chat_template([{"role": "user", "content": content}],
                                                       add_generation_prompt=True)
         if answer_prefix:
-            text = text + (answer_prefix if text.endswith((" ", "\n")) else " " + answer_prefix)
+            text = append_text(text, answer_prefix)
         return text
 
     def encode(self, images: Sequence | None, texts: Sequence[str], padding_side: str = "left"):

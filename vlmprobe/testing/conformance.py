@@ -109,6 +109,10 @@ def plain_logprobs(vlm, image, prefix: str, name: str) -> torch.Tensor:
     (the prompt's tokens are those of ``prefix`` alone). Where the family declares them,
     ``prompt_inputs`` are taken from the prompt alone and ``suffix_inputs`` set on the name's
     tokens (the family's stated semantics, applied here independently of the engine)."""
+    if getattr(vlm.model.config, "is_encoder_decoder", False):  # decoder log p(tok(name) | encoder(image, prefix))
+        labels = torch.tensor([vlm.tokenizer(name, add_special_tokens=False)["input_ids"]], device=vlm.device)
+        logp = vlm.model(**vlm.encode([image], [prefix]), labels=labels).logits[0].float().log_softmax(-1)
+        return logp.gather(1, labels[0][:, None])[:, 0].cpu()
     text = prefix + ("" if prefix.endswith((" ", "\n")) else " ") + name
     alone = vlm.encode([image], [prefix])
     P = alone["input_ids"].shape[1]
@@ -220,7 +224,10 @@ def _train_batch(vlm, imgs) -> dict:
     convs = [Conversation(str(i), [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]},
                                    {"role": "assistant", "content": [{"type": "text", "text": name}]}],
                           (lambda im=im: im)) for i, (im, name) in enumerate(zip(imgs, NAMES))]
-    batch = ChatCollator(vlm.processor)(list(ConversationDataset(convs)))
+    from ..models.likelihood import is_encoder_decoder
+
+    collate = ChatCollator(vlm.processor, family=vlm.family, encoder_decoder=is_encoder_decoder(vlm.model))
+    batch = collate(list(ConversationDataset(convs)))
     return {k: v.to(vlm.device) if torch.is_tensor(v) else v for k, v in batch.items() if k != "skipped"}
 
 
@@ -327,6 +334,7 @@ def check_family(root, model_type: str, checks=None, force: bool = False) -> Fam
     except Exception as err:  # noqa: BLE001
         return FamilyResult(model_type, fam.name, "", "unsupported",
                             reason=f"tiny build failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+    fam = family_for_type(json.loads((Path(path) / "config.json").read_text()).get("model_type"))  # variants
     names = checks or [n for n, _ in CHECKS]
     res = {n: run_check(n, path, fam) for n in names}
     load.cache_clear()

@@ -4,7 +4,7 @@ A tiny builder is ``build(out: Path) -> None``: it writes a complete checkpoint 
 ``out`` (config, safetensors weights, processor, tokenizer, generation config and the family's
 chat template) built only from transformers' own config classes, nothing downloaded, so that
 ``hf:DIR/<model_type>`` loads it like a released checkpoint. Builders register by
-``config.model_type`` with ``@tiny_builder("<model_type>")``; the registry is ``TINY_BUILDERS``.
+``config.model_type`` (or a variant's name, e.g. ``blip-2-flan-t5``) with ``@tiny_builder("<name>")``; the registry is ``TINY_BUILDERS``.
 
 Where builders live: the core three (``llava``, ``llava_next``, ``qwen2_vl``) in
 ``vlmprobe.testing`` (also built by ``build_tiny_models``), the decoder-only families in

@@ -16,9 +16,10 @@ from pathlib import Path
 from . import IMAGE_SIZE, LM_VOCAB, PATCH_SIZE, _save_vlm, build_tokenizer
 from .families import tiny_builder
 
-# Builders not (yet) in the conformance registry: their checkpoints ship no chat template (or a
-# prefix-LM layout), and the suite's LoRA check fine-tunes through ``ChatCollator``, which renders
-# with the chat template. tests/test_families_special.py checks them (LoRA with its own batch).
+# Every builder of this module by name (model type, or a variant's name such as
+# ``blip-2-flan-t5``), for tests/test_families_special.py; those keyed by a model type are also in
+# the conformance registry (``@tiny_builder``): ``ChatCollator`` fine-tunes checkpoints without a
+# chat template through their family's prompt format.
 SPECIAL_BUILDERS: dict = {}
 
 
@@ -80,6 +81,7 @@ def _blip_parts(**qformer_over) -> tuple[dict, dict, object]:
     return vision, qformer, image_processor
 
 
+@tiny_builder("blip-2")
 @special_builder("blip-2")
 def build_blip2_opt(out: Path) -> None:
     """BLIP-2 (ViT + Q-Former + OPT), as ``Salesforce/blip2-opt-2.7b``: no chat template."""
@@ -171,6 +173,7 @@ def vicuna_tokenizer():
                         bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
+@tiny_builder("instructblip")
 @special_builder("instructblip")
 def build_instructblip(out: Path) -> None:
     """InstructBLIP with a Vicuna (Llama) decoder, as ``Salesforce/instructblip-vicuna-7b``: the
@@ -198,6 +201,7 @@ def gemma_tokenizer():
                         bos_token="<bos>", unk_token="<unk>")
 
 
+@tiny_builder("paligemma")
 @special_builder("paligemma")
 def build_paligemma(out: Path) -> None:
     """PaliGemma (SigLIP + Gemma, prefix-LM: image and prompt attend bidirectionally, the answer
@@ -223,7 +227,8 @@ def build_paligemma(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
-@special_builder("blip-2-flan-t5")  # model_type blip-2 with an encoder-decoder language model
+@tiny_builder("blip-2-flan-t5")  # a variant: model_type blip-2 with an encoder-decoder language model
+@special_builder("blip-2-flan-t5")
 def build_blip2_flan_t5(out: Path) -> None:
     """BLIP-2 with Flan-T5, as ``Salesforce/blip2-flan-t5-xl``: the Q-Former tokens and the prompt
     enter the T5 encoder; the answer is decoded. No chat template."""
