@@ -4,10 +4,10 @@
 (float32, memory-mapped) of every image of ``dataset``: the ``embed`` feature of the feature
 cache (``probe.extract``; key = SHA-256 of the model fingerprint and description, the exact
 sample list, the preprocessing and the storage dtype), so the entry is content-keyed, resumable
-and shared with linear probes on CLIP embeddings. The feature cache's
-blocking ``flock`` on ``<entry>.lock`` (held by rank 0 of the writing launch) makes concurrent
-writers (runs of a study in parallel workers) compute it once: the first computes, the others
-wait and then read it.
+and shared with linear probes on CLIP embeddings. The feature cache's blocking ``flock`` on
+``<entry>.lock`` (``probe.extract.extract_features``) makes concurrent writers (runs of a study in
+parallel workers) compute it once: the first computes, the others wait and then read it. (Under a
+multi-process launch the processes of the launch compute it together, rank 0 holding the lock.)
 
 Zero-shot with any templates or a CPE ensemble then scores ``s(x, c) = logit_scale * <f(x), w_c>``
 from these rows (``cached_scores``) instead of running the image tower again: the formula and
@@ -53,11 +53,9 @@ def embedding_features(model, dataset, batch_size: int = 32, workers: int = 0, p
     from ..cache import home_dir
     from ..probe.extract import extract_features
 
+    # extract_features holds the entry's lock (``<key>.lock``, rank 0) while it computes: a second
+    # lock here on the same file would be a second flock from this process and wait on itself
     root = Path(cache_dir) if cache_dir else home_dir() / "features"
-
-    # extract_features holds the entry's lock (DIR/<key>.lock) while it writes: concurrent
-    # processes wait there and then load the finished entry (a second lock here on the same file
-    # would block this very process: flock locks belong to the open file, not the process)
     return extract_features(model, dataset, layers=None, pooling=None, batch_size=batch_size, workers=workers,
                             storage="float32", cache_dir=root, progress=progress)
 
