@@ -39,6 +39,7 @@ SLURM_KEYS = {"partition": str, "gpus_per_node": int, "cpus_per_task": int, "mem
               "timeout_min": int, "array_parallelism": int, "cluster": str, "poll_s": (int, float)}
 LOCAL_KEYS = {"jobs": int}
 STAMP = "study_run.json"
+_PREEMPTED: list = []  # signals of a submitit requeue received by this job process
 
 
 @dataclass
@@ -80,6 +81,8 @@ def run_in_process(measure: str, argv: list, finetune: dict | None, extra: dict,
     except distributed.RankFailed:
         raise  # another process failed: every process reports the run as failed (the runner's step)
     except SystemExit as e:  # the command's own argument check: this run's failure, not the study's
+        if _PREEMPTED:  # submitit requeued this job and exits: the run stays "running" and resumes
+            raise
         code = e.code if isinstance(e.code, int) else 2
         print(f"{head}FAILED (its command exited with status {code})", flush=True)
         if code:
@@ -281,6 +284,18 @@ class StudyJob:
         self.job = job
 
     def __call__(self) -> int:
+        import signal
+
+        import submitit
+
+        sig = submitit.JobEnvironment._usr_sig()  # preemption / time limit: requeue, then sys.exit
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            def preempted(signum, frame):
+                _PREEMPTED.append(signum)  # run_in_process lets the SystemExit that follows through
+                handler(signum, frame)
+
+            signal.signal(sig, preempted)
         return execute_job(Job(**self.job))
 
     def checkpoint(self, *args, **kwargs):
