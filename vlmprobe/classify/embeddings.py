@@ -4,10 +4,10 @@
 (float32, memory-mapped) of every image of ``dataset``: the ``embed`` feature of the feature
 cache (``probe.extract``; key = SHA-256 of the model fingerprint and description, the exact
 sample list, the preprocessing and the storage dtype), so the entry is content-keyed, resumable
-and shared with linear probes on CLIP embeddings. A blocking ``flock`` on ``<entry>.lock``
-makes concurrent writers (runs of a study in parallel workers) compute it once: the first
-computes, the others wait and then read it. (Under a multi-process launch the processes of the
-launch compute it together, as any feature extraction, without that lock.)
+and shared with linear probes on CLIP embeddings. The feature cache's
+blocking ``flock`` on ``<entry>.lock`` (held by rank 0 of the writing launch) makes concurrent
+writers (runs of a study in parallel workers) compute it once: the first computes, the others
+wait and then read it.
 
 Zero-shot with any templates or a CPE ensemble then scores ``s(x, c) = logit_scale * <f(x), w_c>``
 from these rows (``cached_scores``) instead of running the image tower again: the formula and
@@ -17,7 +17,6 @@ the float32 arithmetic of ``ClipModel.score``, so the scores equal a recomputati
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,20 +38,6 @@ class ImageEmbeddings:
                                                      dtype=np.float32))
 
 
-@contextmanager
-def _locked(path: Path):
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def embedding_key(model, dataset) -> str:
     """The cache key of (model, dataset, preprocessing) without computing anything."""
     from ..cache import content_key
@@ -65,20 +50,16 @@ def embedding_features(model, dataset, batch_size: int = 32, workers: int = 0, p
                        cache_dir: str | os.PathLike | None = None):
     """The feature-cache entry (``probe.extract.FeatureSet``, feature ``embed``) of the image
     embeddings, computed on first use under the entry's lock (CPE reads it this way too)."""
-    from .. import distributed
     from ..cache import home_dir
     from ..probe.extract import extract_features
 
     root = Path(cache_dir) if cache_dir else home_dir() / "features"
 
-    def extract():
-        return extract_features(model, dataset, layers=None, pooling=None, batch_size=batch_size, workers=workers,
-                                storage="float32", cache_dir=root, progress=progress)
-
-    if distributed.world().size > 1:
-        return extract()
-    with _locked(root / f"{embedding_key(model, dataset)}.lock"):
-        return extract()
+    # extract_features holds the entry's lock (DIR/<key>.lock) while it writes: concurrent
+    # processes wait there and then load the finished entry (a second lock here on the same file
+    # would block this very process: flock locks belong to the open file, not the process)
+    return extract_features(model, dataset, layers=None, pooling=None, batch_size=batch_size, workers=workers,
+                            storage="float32", cache_dir=root, progress=progress)
 
 
 def image_embeddings(model, dataset, batch_size: int = 32, progress: bool = False,
