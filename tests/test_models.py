@@ -222,3 +222,23 @@ def test_missing_files_fail_with_one_line(tiny_models, tmp_path):
     with pytest.raises(ModelLoadError) as e:
         vlmprobe.load_model(f"hf:{noweights}")
     _one_line(e, "could not load model")
+
+
+def test_random_weight_specs_mean_the_same_weights_at_every_load():
+    """``openclip:ARCH`` and ``timm:NAME@random`` build their random weights from a fixed seed
+    (caches keyed by the spec, e.g. image embeddings, must describe the weights a later load gets),
+    and leave the caller's RNG where it was."""
+    import torch
+
+    from vlmprobe.models.registry import load_model
+
+    for spec in ("openclip:ViT-S-32", "timm:resnet18@random"):
+        torch.manual_seed(123)
+        expected = torch.rand(1)
+        torch.manual_seed(123)
+        a = load_model(spec)
+        assert torch.equal(torch.rand(1), expected), spec  # the caller's RNG state is restored
+        b = load_model(spec)
+        sa, sb = (getattr(m, "model", None) or m.net for m in (a, b))
+        sa, sb = sa.state_dict(), sb.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), spec

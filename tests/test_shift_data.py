@@ -154,6 +154,32 @@ def test_ninco_subsets(tmp_path):
         load_dataset(f"ninco:{tmp_path}", split="bogus")
 
 
+def test_ninco_released_csv_file_lists(tmp_path):
+    """The release's file lists (j-cb/NINCO data/*.csv, header ``image_location,class``, locations
+    relative to the NINCO folder) decide the samples and groups; an unlisted stray file is not read."""
+    ninco = tmp_path / "NINCO"
+    listed = {"NINCO_OOD_classes": [("Caracal caracal caracal/Caracal caracal caracal_000_000-10896690.jpg",
+                                     "Caracal caracal caracal"),
+                                    ("amphiuma_means/amphiuma_means_000_10045958.jpeg", "amphiuma_means")],
+              "NINCO_OOD_unit_tests": [("uni/uni_000_uni_00112.png", "uni")],
+              "NINCO_popular_datasets_subsamples": [("Places/Places_000_b_badlands_00000792.jpg", "Places")]}
+    for subset, rows in listed.items():
+        for i, (loc, _) in enumerate(rows):
+            _img(ninco / subset / loc, i)
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / f"{subset}.csv").write_text(
+            "image_location,class\n" + "".join(f"{subset}/{loc},{cls}\n" for loc, cls in rows))
+    _img(ninco / "NINCO_OOD_classes" / "amphiuma_means" / "stray_not_listed.jpg", 9)
+    ds = load_dataset(f"ninco:{tmp_path}")
+    assert [(s.id, s.meta["ninco_group"]) for s in ds.samples] == listed["NINCO_OOD_classes"]
+    assert all(s.label == -1 for s in ds.samples) and ds.info["file_list"] == "NINCO_OOD_classes.csv"
+    assert [s.meta["ninco_group"] for s in load_dataset(f"ninco:{tmp_path}", split="unit-tests").samples] == ["uni"]
+    assert load_dataset(f"ninco:{tmp_path}", split="popular").samples[0].meta["ninco_group"] == "Places"
+    (ninco / "NINCO_OOD_unit_tests" / "uni" / "uni_000_uni_00112.png").unlink()
+    with pytest.raises(DataError, match=r"NINCO_OOD_unit_tests.csv row 2: image .*uni_000_uni_00112.png"):
+        load_dataset(f"ninco:{tmp_path}", split="unit-tests")
+
+
 def test_corrupt_on_the_fly_is_the_package_seeded_per_sample(tmp_path):
     """``--corrupt``: Resize 256 + CenterCrop 224 (capped for small images), then the
     imagecorruptions package with numpy's global RNG seeded per sample id (state restored)."""

@@ -110,3 +110,29 @@ def test_clopper_pearson_equals_scipy_exact_interval():
     for k, n in [(0, 10), (3, 10), (10, 10), (57, 200)]:
         ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
         assert rb.clopper_pearson(k, n) == pytest.approx((ci.low, ci.high))
+
+
+def test_reference_csv_imagenet_testbed_layout(tmp_path):
+    """imagenet-testbed's robustness_top1s.csv (model + one column per eval setting, percent, blank =
+    not evaluated): the columns follow the shift run's spec; the custom layout keeps working."""
+    from vlmprobe.errors import VlmprobeError
+    from vlmprobe.metrics.shifts import read_reference_csv
+
+    header = ("model,greyscale,imagenet-a,imagenet-r,imagenet-sketch,imagenetv2-matched-frequency-format-val,"
+              "imagenetv2-threshold-0.7-format-val,objectnet-1.0-beta,val,val-on-imagenet-a-classes,"
+              "val-on-imagenet-r-classes,val-on-objectnet-classes")
+    rows = ["efficientnet-l2-noisystudent,86.5,84.85,74.67,47.64,80.15,,,88.32,98.55,97.79,92.70",
+            "resnet50,70.1,0.04,36.17,24.09,63.14,72.4,,76.13,24.16,84.25,",
+            "alexnet,30.0,1.76,21.07,10.0,43.5,50.1,14.1,56.52,3.4,61.4,40.5"]
+    (tmp_path / "robustness_top1s.csv").write_text("\n".join([header, *rows]) + "\n")
+    pts, skipped = read_reference_csv(tmp_path / "robustness_top1s.csv", "imagenet-r:/data/imagenet-r")
+    assert skipped == 0 and [p["model"] for p in pts] == ["efficientnet-l2-noisystudent", "resnet50", "alexnet"]
+    assert pts[1]["id"] == pytest.approx(0.8425) and pts[1]["shift"] == pytest.approx(0.3617)  # val on R's classes
+    pts, skipped = read_reference_csv(tmp_path / "robustness_top1s.csv", "objectnet:/data/objectnet-1.0")
+    assert skipped == 2 and pts == [{"model": "alexnet", "id": pytest.approx(0.405), "shift": pytest.approx(0.141)}]
+    pts, _ = read_reference_csv(tmp_path / "robustness_top1s.csv", "imagenet-v2:/d/imagenetv2-threshold-0.7-format-val")
+    assert [p["shift"] for p in pts] == pytest.approx([0.724, 0.501]) and pts[0]["id"] == pytest.approx(0.7613)
+    with pytest.raises(VlmprobeError, match="known for shift sets"):
+        read_reference_csv(tmp_path / "robustness_top1s.csv", "imagenet-c:/data/c")
+    (tmp_path / "own.csv").write_text("model,id_accuracy,shift_accuracy\nA,0.6,0.2\nB,0.7,0.3\n")
+    assert read_reference_csv(tmp_path / "own.csv", "imagenet-r:/x")[0][1] == {"model": "B", "id": 0.7, "shift": 0.3}

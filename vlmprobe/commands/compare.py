@@ -15,6 +15,7 @@ figure on probit axes (y = x, Huber line, Spearman and R² in the legend).
 """
 from __future__ import annotations
 
+import sys
 
 from .common import HelpFormatter, group_pair
 
@@ -38,7 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--baseline", action="append", default=None, metavar="ID_RUN:SHIFT_RUN",
                    help="with --shift: run pairs of baseline models defining the effective-robustness line")
     p.add_argument("--reference", default=None, metavar="CSV",
-                   help="with --shift: baseline accuracies from a CSV (columns model,id_accuracy,shift_accuracy)")
+                   help="with --shift: baseline accuracies from a CSV (columns model,id_accuracy,shift_accuracy, "
+                        "or imagenet-testbed's robustness_top1s.csv)")
     p.add_argument("--transform", default="logit", choices=["logit", "probit"],
                    help="axes of the effective-robustness fit (Taori et al.: logit)")
     p.add_argument("--shape-bias", nargs="?", const="shape_bias.png", default=None, metavar="PNG",
@@ -133,7 +135,11 @@ def _shift(args) -> dict:
     pairs = [(run_label(sh), i, sh) for i, sh in (_pair(t, "--shift") for t in args.shift)]
     baseline = None
     if args.reference:
-        baseline = read_reference_csv(args.reference)
+        specs = {(sh.config.get("data") or {}).get("spec") if isinstance(sh.config.get("data"), dict) else None
+                 for _, _, sh in pairs}
+        baseline, skipped = read_reference_csv(args.reference, sorted(specs, key=str)[0])
+        print(f"reference {args.reference}: {len(baseline)} models"
+              + (f" ({skipped} without both accuracies skipped)" if skipped else ""), file=sys.stderr)
     if args.baseline:
         baseline = list(baseline or [])
         for text in args.baseline:

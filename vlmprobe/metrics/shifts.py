@@ -120,10 +120,46 @@ def shift_counts(run) -> tuple[int, int, str]:
     return (*_counts(run.predictions == run.labels), "top1")
 
 
-def read_reference_csv(path) -> list[dict]:
-    """Baseline points from a CSV with a header naming ``model``, ``id_accuracy`` and
-    ``shift_accuracy`` columns (accuracies as fractions, or percentages when any value exceeds 1;
-    e.g. rows exported from imagenet-testbed's, timm's or open_clip's published result tables)."""
+# imagenet-testbed (Taori et al. 2020, modestyachts/imagenet-testbed ``robustness_top1s.csv``):
+# one row per model, one column per evaluation setting, top-1 in percent, blank = not evaluated.
+# Shift set prefix -> (shift column, ID column); R/A/ObjectNet pair with ImageNet val restricted
+# to the same classes (the testbed's ``val-on-<set>-classes``), as vlmprobe's own ID accuracy is.
+TESTBED_COLUMNS = {
+    "imagenet-v2:": ("imagenetv2-matched-frequency-format-val", "val"),
+    "imagenet-sketch:": ("imagenet-sketch", "val"),
+    "imagenet-r:": ("imagenet-r", "val-on-imagenet-r-classes"),
+    "imagenet-a:": ("imagenet-a", "val-on-imagenet-a-classes"),
+    "objectnet:": ("objectnet-1.0-beta", "val-on-objectnet-classes"),
+}
+
+
+def _testbed_columns(path, header, shift_spec):
+    from vlmprobe.errors import VlmprobeError
+
+    prefix = next((p for p in TESTBED_COLUMNS if (shift_spec or "").startswith(p)), None)
+    if prefix is None:
+        raise VlmprobeError(f"{path}: an imagenet-testbed table; its columns are known for shift sets "
+                            f"{', '.join(TESTBED_COLUMNS)} (the shift run's dataset is {shift_spec!r})")
+    shift_col, id_col = TESTBED_COLUMNS[prefix]
+    if prefix == "imagenet-v2:":  # the variant, from the release's folder name in the spec
+        for variant in ("threshold-0.7", "top-images"):
+            if variant in shift_spec:
+                shift_col = f"imagenetv2-{variant}-format-val"
+    missing = [c for c in (id_col, shift_col) if c not in header]
+    if missing:
+        raise VlmprobeError(f"{path}: no column {', '.join(missing)} (imagenet-testbed robustness_top1s.csv layout)")
+    return id_col, shift_col
+
+
+def read_reference_csv(path, shift_spec: str | None = None) -> tuple[list[dict], int]:
+    """Baseline points ``[{model, id, shift}]`` (fractions) and the number of rows skipped.
+
+    Two layouts: (1) a header naming ``model``, ``id_accuracy`` and ``shift_accuracy`` (fractions,
+    or percentages when any value exceeds 1); (2) imagenet-testbed's ``robustness_top1s.csv``
+    (``model`` plus a column per evaluation setting such as ``val``, ``imagenet-r``,
+    ``val-on-imagenet-r-classes``; percent): the columns follow ``shift_spec``, the compared shift
+    runs' dataset spec, through ``TESTBED_COLUMNS``; models with a blank in either column were not
+    evaluated there and are skipped (counted)."""
     import csv
     from pathlib import Path
 
@@ -134,19 +170,31 @@ def read_reference_csv(path) -> list[dict]:
         rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
     except FileNotFoundError:
         raise VlmprobeError(f"--reference {path}: no such file") from None
+    header = list(rows[0]) if rows else []
     need = ("model", "id_accuracy", "shift_accuracy")
-    if not rows or any(k not in rows[0] for k in need):
-        raise VlmprobeError(f"{path}: expected a CSV header with columns {', '.join(need)}")
-    out = []
+    if "model" in header and "val" in header and "id_accuracy" not in header:
+        id_col, shift_col = _testbed_columns(path, header, shift_spec)
+        percent = True
+    elif rows and all(k in header for k in need):
+        id_col, shift_col, percent = "id_accuracy", "shift_accuracy", None
+    else:
+        raise VlmprobeError(f"{path}: expected a CSV header with columns {', '.join(need)} "
+                            "or imagenet-testbed's robustness_top1s.csv (model, val, ...)")
+    out, skipped = [], 0
     for i, r in enumerate(rows, 2):
+        if percent and (not (r[id_col] or "").strip() or not (r[shift_col] or "").strip()):
+            skipped += 1
+            continue
         try:
-            out.append({"model": r["model"], "id": float(r["id_accuracy"]), "shift": float(r["shift_accuracy"])})
-        except ValueError:
-            raise VlmprobeError(f"{path}:{i}: id_accuracy/shift_accuracy must be numbers") from None
-    if any(p["id"] > 1 or p["shift"] > 1 for p in out):
+            out.append({"model": r["model"], "id": float(r[id_col]), "shift": float(r[shift_col])})
+        except (TypeError, ValueError):
+            raise VlmprobeError(f"{path}:{i}: {id_col}/{shift_col} must be numbers") from None
+    if not out:
+        raise VlmprobeError(f"{path}: no model has both {id_col} and {shift_col}")
+    if percent or (percent is None and any(p["id"] > 1 or p["shift"] > 1 for p in out)):
         for p in out:
             p["id"], p["shift"] = p["id"] / 100, p["shift"] / 100
-    return out
+    return out, skipped
 
 
 def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:

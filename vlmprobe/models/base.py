@@ -26,6 +26,22 @@ KIND_NAMES = {"clip": "CLIP model", "vlm": "vision-language model", "classifier"
               "api": "API model"}
 
 
+RANDOM_INIT_SEED = 0  # random-weight specs (openclip:ARCH, timm:NAME@random, torchvision:NAME@random)
+
+
+def seeded_init():
+    """Context for building a random-weight model: the weights are drawn from torch's RNG seeded
+    with ``RANDOM_INIT_SEED`` (the caller's RNG state is restored afterwards), so one spec always
+    means the same weights and the caches keyed by the spec (text classifiers, image embeddings,
+    features) stay valid across loads and processes."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.random.fork_rng(devices=[]))
+    torch.manual_seed(RANDOM_INIT_SEED)
+    return stack
+
+
 def require_kind(model, kind: str, purpose: str, hint: str = "", api: bool = False) -> None:
     """One-line error when ``purpose`` (e.g. "--method generate") gets the wrong kind of model;
     ``api``: an API model (``openai:``) is accepted too (it only generates)."""

@@ -18,6 +18,7 @@ kind of model, ``kind = "classifier"`` (the "ImageNet models" CLIP is compared w
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +26,7 @@ from typing import Sequence
 import torch
 
 from ..errors import ModelLoadError, VlmprobeError
-from .base import LoadOptions, VisionModel
+from .base import LoadOptions, VisionModel, seeded_init
 
 
 class ClassifierModel(VisionModel):
@@ -189,7 +190,8 @@ def load_timm(spec: str, ref: str, options: LoadOptions, fingerprint) -> Classif
     else:
         if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
             raise ModelLoadError(f"model spec {spec!r}: timm has no model {name!r} (see timm.list_models())")
-        net = timm.create_model(name, pretrained=tag != "random")
+        with seeded_init() if tag == "random" else contextlib.nullcontext():  # one spec = one set of weights
+            net = timm.create_model(name, pretrained=tag != "random")
     weights = "random" if tag == "random" else "pretrained:" + str(getattr(net, "pretrained_cfg", {}).get("tag") or "")
     transform = create_transform(**resolve_data_config({}, model=net), is_training=False)
     blocks = [f["module"] for f in getattr(net, "feature_info", []) if f.get("module")]
@@ -212,7 +214,8 @@ def load_torchvision(spec: str, ref: str, options: LoadOptions, fingerprint) -> 
                              "(see torchvision.models.list_models())")
     labels = None
     if weights == "random":
-        net = torchvision.models.get_model(name, weights=None)
+        with seeded_init():  # one spec = one set of weights
+            net = torchvision.models.get_model(name, weights=None)
         transform = _imagenet_eval_transform()
     elif Path(weights).expanduser().is_file():
         path = Path(weights).expanduser()

@@ -6,6 +6,7 @@ embeddings of the class name in every template, renormalised (Radford et al., 20
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Sequence
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 
 from ..cache import atomic_write, content_key, file_lock, home_dir
 from ..errors import VlmprobeError
-from .base import LoadOptions, VisionModel
+from .base import LoadOptions, VisionModel, seeded_init
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
@@ -136,8 +137,10 @@ class OpenClipModel(ClipModel):
 
         kwargs = {"precision": {"float32": "fp32", "fp32": "fp32", "float16": "fp16", "fp16": "fp16",
                                 "bfloat16": "bf16", "bf16": "bf16", "auto": "fp32"}[options.resolved_dtype()]}
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device=options.device, **kwargs)
+        random_weights = pretrained is None and not name.startswith(("local-dir:", "hf-hub:"))
+        with seeded_init() if random_weights else contextlib.nullcontext():  # one spec = one set of weights
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device=options.device, **kwargs)
         super().__init__(spec, options, model, fingerprint)
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(name)

@@ -69,12 +69,20 @@ def _worst(res: dict, k: int):
     return w.get("value"), w.get("classes") or []
 
 
+def _calibration(cal: dict) -> dict:
+    """NLL on all samples, and ECE / NLL after temperature scaling (``calibration.temperature_scaling
+    .after``: the held-out split, T fitted on the other; None when the run did not fit one)."""
+    after = (cal.get("temperature_scaling") or {}).get("after") or {}
+    return {"nll": cal.get("nll"), "ece_ts": after.get("ece"), "nll_ts": after.get("nll")}
+
+
 def _eval_row(run: dict, res: dict) -> dict:
     w1, c1 = _worst(res, 1)
     return {"run": run["id"], "model": run["model"], "dataset": run["dataset"], "measure": run["measure"],
             "method": describe(run), "top1": res.get("top1"), "worst1": w1, "worst1_class": c1[0] if c1 else None,
             "worst5": _worst(res, 5)[0], "worst10": _worst(res, 10)[0],
             "cmm": (res.get("cmm") or {}).get("mean"), "ece": (res.get("calibration") or {}).get("ece"),
+            **_calibration(res.get("calibration") or {}),
             "num_classes": (res.get("counts") or {}).get("num_classes"), "n": (res.get("counts") or {}).get("n"),
             "per_class": res.get("per_class_accuracy") or {},
             "cmm_per_class": (res.get("cmm") or {}).get("per_class") or {}}

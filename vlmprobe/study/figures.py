@@ -218,6 +218,22 @@ def per_model(data: dict, min_models: int = 3) -> bytes | None:
 
     if len(data.get("models") or {}) < min_models:
         return None
+    panels = per_model_panels(data)
+    if not panels:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return model_scatter(panels, Path(tmp) / "p.png").read_bytes()
+
+
+CALIBRATION_PANELS = (("ece", "ECE"), ("nll", "NLL"), ("ece_ts", "ECE after temperature scaling"),
+                      ("nll_ts", "NLL after temperature scaling"))
+
+
+def per_model_panels(data: dict) -> list[dict]:
+    """``model_scatter`` panels, each point one (model, method): OOD AUROC / FPR@95 (MSP) vs ID
+    accuracy, ECE and NLL before and after temperature scaling vs accuracy (``CALIBRATION_PANELS``,
+    the ``collect`` row fields from results.json's ``calibration``), shape bias vs accuracy; a panel
+    needs >= 2 points."""
     main = {(r["model"], r["method"]): r for r in data["main"]}
     label = lambda r: f"{r['model']}: {r['method']}"  # noqa: E731
     panels = []
@@ -227,11 +243,12 @@ def per_model(data: dict, min_models: int = 3) -> bytes | None:
         if len(pts) >= 2:
             panels.append({"title": f"{name} vs ID accuracy", "xlabel": "ID accuracy", "ylabel": name,
                            "probit": False, "points": pts})
-    pts = [{"label": label(r), "x": r["top1"], "y": r["ece"]} for r in data["main"]
-           if r.get("ece") is not None and r.get("top1") is not None]
-    if len(pts) >= 2:
-        panels.append({"title": "ECE vs accuracy", "xlabel": "accuracy", "ylabel": "ECE", "probit": False,
-                       "points": pts})
+    for key, name in CALIBRATION_PANELS:
+        pts = [{"label": label(r), "x": r["top1"], "y": r[key]} for r in data["main"]
+               if r.get(key) is not None and r.get("top1") is not None]
+        if len(pts) >= 2:
+            panels.append({"title": f"{name} vs accuracy", "xlabel": "accuracy", "ylabel": name, "probit": False,
+                           "points": pts})
     pts = []
     for r in data["shape_bias"]:
         m = next((x for (model, _), x in main.items() if model == r["model"]), None)
@@ -240,7 +257,4 @@ def per_model(data: dict, min_models: int = 3) -> bytes | None:
     if len(pts) >= 2:
         panels.append({"title": "shape bias vs accuracy", "xlabel": "test accuracy (same model)",
                        "ylabel": "shape bias", "probit": False, "points": pts})
-    if not panels:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        return model_scatter(panels, Path(tmp) / "p.png").read_bytes()
+    return panels

@@ -359,14 +359,15 @@ def shift_section(doc: Doc, data: dict) -> None:
 
 def per_model_section(doc: Doc, data: dict) -> None:
     """Tu et al.'s one-point-per-model figures for the other measurements (when the study has at
-    least three models): OOD AUROC and FPR@95 vs ID accuracy, ECE vs accuracy, shape bias vs
+    least three models): OOD AUROC and FPR@95 vs ID accuracy, ECE and NLL (before and after temperature
+    scaling, when the run fitted one) vs accuracy, shape bias vs
     accuracy (the same model and method on the main test set)."""
     png = figures.per_model(data)
     if png is None:
         return
     doc.h(2, "One point per model", "per-model")
     doc.p("Each point is one model and method: OOD detection (MSP AUROC, FPR@95) against ID accuracy, calibration "
-          "error (ECE) against accuracy and shape bias against accuracy, with Spearman's rho and R² of the Huber "
+          "error (ECE, NLL; after temperature scaling too when a calibration split was fitted) against accuracy and shape bias against accuracy, with Spearman's rho and R² of the Huber "
           "line in each legend (Tu et al. 2024).")
     doc.figure(png, "per_model.png", "one point per model and method")
 

@@ -1,0 +1,53 @@
+"""The study report's one-point-per-model calibration panels: ECE and NLL before and after
+temperature scaling vs accuracy, the plotted values equal to the metrics computed from each run."""
+import numpy as np
+import pytest
+
+from vlmprobe.metrics.report import summarize
+from vlmprobe.study import figures
+from vlmprobe.study.collect import _eval_row
+
+
+def _ece(probs, y, bins=15):
+    conf, hit = probs.max(1), probs.argmax(1) == y
+    idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)  # (l, u] bins
+    return sum(abs(hit[idx == b].mean() - conf[idx == b].mean()) * (idx == b).mean() for b in range(bins) if (idx == b).any())
+
+
+def _nll(scores, y, t=1.0):
+    z = scores / t
+    z = z - z.max(1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
+
+
+def test_calibration_panels_plot_each_runs_ece_nll_before_and_after_temperature_scaling():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 80)
+    fit = np.arange(80) % 2 == 0
+    rows, expected = [], {}
+    for i, sharp in enumerate((0.5, 2.0, 6.0)):
+        scores = rng.normal(size=(80, 5)) * sharp
+        scores[np.arange(80), y] += 1.0 + i
+        res = summarize(y, scores.argmax(1), scores, [f"c{k}" for k in range(5)], calibration_fit=fit)
+        run = {"id": f"r{i}", "model": f"m{i}", "dataset": "toy", "measure": "finetune", "params": {}}
+        rows.append(_eval_row(run, res))
+        t = res["calibration"]["temperature_scaling"]["temperature"]
+        p_all = np.exp(scores - scores.max(1, keepdims=True))
+        p_all /= p_all.sum(1, keepdims=True)
+        ev = scores[~fit] / t
+        p_ts = np.exp(ev - ev.max(1, keepdims=True))
+        p_ts /= p_ts.sum(1, keepdims=True)
+        expected[f"m{i}: fine-tuning"] = {"accuracy": (scores.argmax(1) == y).mean(), "ECE": _ece(p_all, y),
+                                          "NLL": _nll(scores, y), "ECE after temperature scaling": _ece(p_ts, y[~fit]),
+                                          "NLL after temperature scaling": _nll(scores[~fit], y[~fit], t)}
+    data = {"models": {r["model"]: {} for r in rows}, "main": rows, "ood": [], "shape_bias": []}
+    panels = {p["ylabel"]: p for p in figures.per_model_panels(data)}
+    assert set(panels) == {"ECE", "NLL", "ECE after temperature scaling", "NLL after temperature scaling"}
+    for name, panel in panels.items():
+        assert panel["title"] == f"{name} vs accuracy" and len(panel["points"]) == 3
+        for pt in panel["points"]:
+            assert pt["x"] == pytest.approx(expected[pt["label"]]["accuracy"])
+            assert pt["y"] == pytest.approx(expected[pt["label"]][name], rel=1e-6)
+    png = figures.per_model(data)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figures.per_model({**data, "models": {"m0": {}, "m1": {}}}) is None  # fewer than three models
