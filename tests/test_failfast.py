@@ -77,7 +77,7 @@ measurements:
   - {{measure: zeroshot, datasets: [digits]}}
 """)
     out, home = tmp_path / "out", tmp_path / "home"  # a cold cache: both processes need the CLIP classifier
-    proc = _run([*LAUNCH, "-m", "vlmprobe", "study", study, "--out", out], VLMPROBE_TEST_FAULT="1:/llava",
+    proc = _run([*LAUNCH, "-m", "vlmprobe", "study", study, "--out", out, "--partial"], VLMPROBE_TEST_FAULT="1:/llava",
                 VLMPROBE_HOME=home)
     assert proc.returncode == 1, proc.stderr[-3000:]
     printed = proc.stdout

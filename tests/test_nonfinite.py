@@ -35,7 +35,10 @@ def overflowing_clip(tiny_models):
     handle.remove()
 
 
-def test_zeroshot_nonfinite_scores_are_counted_not_predicted(overflowing_clip, digits_folder, tmp_path):
+def test_zeroshot_nonfinite_scores_are_counted_not_predicted(overflowing_clip, digits_folder, tmp_path, monkeypatch):
+    # a private cache: the forward hook changes what the image tower computes, which the image-embedding
+    # cache key (the model's files) cannot see, so an entry computed by another test must not be reused
+    monkeypatch.setenv("VLMPROBE_HOME", str(tmp_path / "home"))
     data = vlmprobe.load_dataset(str(digits_folder), limit=12)
     results = vlmprobe.evaluate(overflowing_clip, data, "zeroshot", tmp_path / "run", batch_size=6, progress=False)
     records = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]

@@ -191,7 +191,7 @@ def test_extraction_resumes_after_kill(llava, tiny_models, colors_dir, tmp_path)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    entry = next(cache.iterdir())
+    entry = next(p for p in cache.iterdir() if p.is_dir())  # beside it: the entry's <key>.lock
     done = len(list(entry.glob("chunks/*.safetensors")))
     assert not (entry / "COMPLETE").exists() and 2 <= done < 10
 
