@@ -8,6 +8,31 @@ from vlmprobe.study import figures
 from vlmprobe.study.collect import _eval_row
 
 
+@pytest.fixture
+def drawn(monkeypatch):
+    """What ``model_scatter`` actually drew, per panel: the axes title, the scatter points in data
+    coordinates (probit-transformed on probit panels) and the legend texts."""
+    from vlmprobe.metrics import model_scatter as ms
+
+    seen, real = [], ms._panel
+
+    def spy(ax, panel):
+        real(ax, panel)
+        xy = [c.get_offsets() for c in ax.collections]
+        seen.append({"title": ax.get_title(), "xy": np.concatenate(xy) if xy else np.zeros((0, 2)),
+                     "legend": [t.get_text() for t in ax.get_legend().get_texts()]})
+
+    monkeypatch.setattr(ms, "_panel", spy)
+    return seen
+
+
+def probit_shown(p):
+    """Where a probit panel draws accuracy ``p`` (``model_scatter.SHOWN`` clipping)."""
+    from scipy.stats import norm
+
+    return norm.ppf(np.clip(p, 0.005, 0.995))
+
+
 def _ece(probs, y, bins=15):
     conf, hit = probs.max(1), probs.argmax(1) == y
     idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)  # (l, u] bins

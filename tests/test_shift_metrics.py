@@ -7,6 +7,8 @@ from vlmprobe.metrics import corruption as cm
 from vlmprobe.metrics import ood
 from vlmprobe.metrics import robustness as rb
 
+from test_per_model_figure import drawn  # noqa: F401  (fixture)
+
 
 @pytest.fixture(scope="module")
 def logits():
@@ -136,3 +138,80 @@ def test_reference_csv_imagenet_testbed_layout(tmp_path):
         read_reference_csv(tmp_path / "robustness_top1s.csv", "imagenet-c:/data/c")
     (tmp_path / "own.csv").write_text("model,id_accuracy,shift_accuracy\nA,0.6,0.2\nB,0.7,0.3\n")
     assert read_reference_csv(tmp_path / "own.csv", "imagenet-r:/x")[0][1] == {"model": "B", "id": 0.7, "shift": 0.3}
+
+
+def _shift_run(path, spec, labels, preds, subset=None):
+    """A hand-written run directory (ImageNet class indices; ``subset``: the R/A protocol's classes)."""
+    import json
+
+    from vlmprobe.data.imagenet_classes import imagenet_names
+
+    path.mkdir(parents=True)
+    data = {"spec": spec, "classnames": list(imagenet_names()), **({"class_subset": subset} if subset else {})}
+    (path / "config.json").write_text(json.dumps({"model": {"spec": path.parent.name}, "method": {"name": "zeroshot"},
+                                                  "data": data}))
+    (path / "samples.jsonl").write_text("".join(json.dumps({"id": str(i), "image": f"{i}.jpg", "label": int(y),
+                                                            "prediction": int(p)}) + "\n"
+                                                for i, (y, p) in enumerate(zip(labels, preds))))
+    return path
+
+
+def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
+    """`compare --shift` pairs on ImageNet-V2 and on ImageNet-R with imagenet-testbed's table: each
+    shift set is fitted on its own columns (V2: val / imagenetv2-matched-frequency; R: val on R's
+    classes / imagenet-r), ER equal to scipy's linregress per set; a one-column CSV refuses mixed sets."""
+    import json
+
+    from scipy.stats import linregress
+
+    from test_per_model_figure import probit_shown
+    from test_robust import cli
+    from vlmprobe.data.imagenet_shifts import subset_synsets
+
+    r_idx = sorted(subset_synsets("r")[1])
+    labels = np.repeat(r_idx[:5], 2)  # 10 images of R's classes
+    specs = {"v2": "imagenet-v2:/d/imagenetv2-matched-frequency-format-val", "r": "imagenet-r:/d/imagenet-r"}
+    pairs = []
+    for m, (n_id, n_v2, n_r) in {"A": (6, 4, 2), "B": (8, 5, 4)}.items():
+        wrong = lambda k: [y if i < k else y + 1 for i, y in enumerate(labels)]  # noqa: E731  first k correct
+        _shift_run(tmp_path / m / "id", "imagenet:/d/val", labels, wrong(n_id))
+        _shift_run(tmp_path / m / "v2", specs["v2"], labels, wrong(n_v2))
+        _shift_run(tmp_path / m / "r", specs["r"], labels, wrong(n_r), subset=r_idx)
+        pairs += [f"{tmp_path / m / 'id'}:{tmp_path / m / k}" for k in ("v2", "r")]
+    (tmp_path / "robustness_top1s.csv").write_text(
+        "model,val,imagenetv2-matched-frequency-format-val,val-on-imagenet-r-classes,imagenet-r\n"
+        "m1,56.5,43.5,61.4,21.1\nm2,76.1,63.1,84.3,36.2\nm3,88.3,80.2,97.8,74.7\nm4,70.0,,80.0,30.0\n")
+    r = cli("compare", *sum((["--shift", p] for p in pairs), []), "--reference", tmp_path / "robustness_top1s.csv",
+            "--out", tmp_path / "cmp.json", "--plot", tmp_path / "shift.png")
+    assert r.returncode == 0, r.stderr
+    out = json.loads((tmp_path / "cmp.json").read_text())["shift"]
+    logit = lambda p: np.log(np.asarray(p) / (1 - np.asarray(p)))  # noqa: E731
+    fits = {"v2": linregress(logit([0.565, 0.761, 0.883]), logit([0.435, 0.631, 0.802])),
+            "r": linregress(logit([0.614, 0.843, 0.978, 0.80]), logit([0.211, 0.362, 0.747, 0.30]))}
+    assert len(out["rows"]) == 4
+    for row in out["rows"]:
+        key = "v2" if row["shift_dataset"] == specs["v2"] else "r"
+        pred = 1 / (1 + np.exp(-(fits[key].slope * logit(row["id_accuracy"]) + fits[key].intercept)))
+        assert row["effective_robustness"] == pytest.approx(row["shift_accuracy"] - pred), key
+    assert set(out["sets"]) == set(specs.values())
+    for key, spec in specs.items():
+        f = out["sets"][spec]["fit"]
+        assert f["slope"] == pytest.approx(fits[key].slope) and f["n_baseline"] == (3 if key == "v2" else 4)
+    assert out["fit"] is None  # no single line for two shift sets
+    assert [d["title"] for d in drawn] == list(out["sets"])  # one panel per shift set, its own points and line
+    for d in drawn:
+        rows = [x for x in out["rows"] if x["shift_set"] == d["title"]]
+        np.testing.assert_allclose(d["xy"], probit_shown([[x["id_accuracy"], x["shift_accuracy"]] for x in rows]))
+        assert "baseline fit (logit)" in d["legend"]
+    # without a reference: each set's own compared runs define its line (2 points per set here)
+    r = cli("compare", *sum((["--shift", p] for p in pairs), []), "--out", tmp_path / "own.json")
+    own = json.loads((tmp_path / "own.json").read_text())["shift"]["sets"]
+    for key, spec in specs.items():
+        pts = [(0.6, [0.4, 0.2]), (0.8, [0.5, 0.4])]
+        x, y = [p[0] for p in pts], [p[1][0 if key == "v2" else 1] for p in pts]
+        assert own[spec]["fit"]["slope"] == pytest.approx(linregress(logit(x), logit(y)).slope)
+    # a CSV with one shift_accuracy column cannot serve two shift sets
+    (tmp_path / "own.csv").write_text("model,id_accuracy,shift_accuracy\nA,0.6,0.2\nB,0.7,0.3\n")
+    r = cli("compare", *sum((["--shift", p] for p in pairs), []), "--reference", tmp_path / "own.csv")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert specs["v2"] in r.stderr and specs["r"] in r.stderr and "own.csv" in r.stderr

@@ -95,11 +95,12 @@ def model_scatter(panels: list[dict], path, title: str | None = None) -> Path:
 
 
 def shift_figure(table: dict, path, show_baseline: bool = True, title: str = "Distribution shift: one point per model"):
-    """The probit scatter of a ``metrics.shifts.shift_table``: one point per (model, method), the
-    effective-robustness baseline line when ``show_baseline``."""
-    panel = {"title": title, "xlabel": "in-distribution accuracy (probit scale)",
-             "ylabel": "shift accuracy (probit scale)", "probit": True,
-             "points": [{"label": f"{r['model']} ({r['method']})", "x": r["id_accuracy"], "y": r["shift_accuracy"]}
-                        for r in table["rows"]],
-             "baseline": table["fit"] if (show_baseline and table["fit"]) else None}
-    return model_scatter([panel], path)
+    """The probit scatter of a ``metrics.shifts.shift_table``: one panel per shift set, one point per
+    (model, method), the set's effective-robustness baseline line when ``show_baseline``."""
+    sets = table.get("sets") or {None: {"fit": table["fit"]}}
+    panels = [{"title": name or title, "xlabel": "in-distribution accuracy (probit scale)",
+               "ylabel": "shift accuracy (probit scale)", "probit": True,
+               "points": [{"label": f"{r['model']} ({r['method']})", "x": r["id_accuracy"], "y": r["shift_accuracy"]}
+                          for r in table["rows"] if name is None or r.get("shift_set") == name],
+               "baseline": s["fit"] if (show_baseline and s["fit"]) else None} for name, s in sets.items()]
+    return model_scatter(panels, path, title)
