@@ -210,6 +210,17 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
         pts = [(0.6, [0.4, 0.2]), (0.8, [0.5, 0.4])]
         x, y = [p[0] for p in pts], [p[1][0 if key == "v2" else 1] for p in pts]
         assert own[spec]["fit"]["slope"] == pytest.approx(linregress(logit(x), logit(y)).slope)
+    # --baseline pairs join the line of their own shift set only
+    for m, (n_id, n_v2) in {"C": (5, 3), "D": (9, 7)}.items():
+        _shift_run(tmp_path / m / "id", "imagenet:/d/val", labels, [y if i < n_id else y + 1 for i, y in enumerate(labels)])
+        _shift_run(tmp_path / m / "v2", specs["v2"], labels, [y if i < n_v2 else y + 1 for i, y in enumerate(labels)])
+    base = sum((["--baseline", f"{tmp_path / m / 'id'}:{tmp_path / m / 'v2'}"] for m in "CD"), [])
+    r = cli("compare", *sum((["--shift", p] for p in pairs), []), *base, "--out", tmp_path / "base.json")
+    got = json.loads((tmp_path / "base.json").read_text())["shift"]["sets"]
+    assert got[specs["v2"]]["fit"]["fit_over"] == "baseline" and got[specs["r"]]["fit"]["fit_over"] == "compared runs"
+    assert got[specs["v2"]]["fit"]["slope"] == pytest.approx(linregress(logit([0.5, 0.9]), logit([0.3, 0.7])).slope)
+    r = cli("compare", "--shift", pairs[1], *base)
+    assert r.returncode == 2 and f"its shift set {specs['v2']} is none of the --shift runs' ({specs['r']})" in r.stderr
     # a CSV with one shift_accuracy column cannot serve two shift sets
     (tmp_path / "own.csv").write_text("model,id_accuracy,shift_accuracy\nA,0.6,0.2\nB,0.7,0.3\n")
     r = cli("compare", *sum((["--shift", p] for p in pairs), []), "--reference", tmp_path / "own.csv")
