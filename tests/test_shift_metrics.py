@@ -226,3 +226,102 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
     r = cli("compare", *sum((["--shift", p] for p in pairs), []), "--reference", tmp_path / "own.csv")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert specs["v2"] in r.stderr and specs["r"] in r.stderr and "own.csv" in r.stderr
+
+
+def _scored_run(path, scores, labels, meta=None, data=None):
+    """A hand-written run directory with scores.npy (row i = line i of samples.jsonl)."""
+    import json
+
+    path.mkdir(parents=True)
+    k = scores.shape[1]
+    (path / "config.json").write_text(json.dumps({"model": {"spec": "hand"}, "method": {"name": "zeroshot"},
+                                                  "data": {"classnames": [f"c{j}" for j in range(k)], **(data or {})}}))
+    preds = np.where(np.isfinite(scores), scores, -np.inf).argmax(1)
+    (path / "samples.jsonl").write_text("".join(
+        json.dumps({"id": str(i), "image": f"{i}.jpg", "label": int(y), "prediction": int(p),
+                    **({"meta": meta[i]} if meta else {})}) + "\n" for i, (y, p) in enumerate(zip(labels, preds))))
+    np.save(path / "scores.npy", scores.astype(np.float32))
+    return path
+
+
+def test_metrics_ood_scores_from_stored_scores_equal_numpy_and_sklearn(tmp_path):
+    """`vlmprobe metrics ID --ood OOD --logit-scale 50`: MSP, MCM, energy, max-logit and entropy
+    computed in numpy from the two stored scores.npy (with -inf columns, as a restricted label space
+    stores them), their AUROC / FPR@95 from scikit-learn, equal to results.json."""
+    import json
+
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from test_robust import cli
+
+    rng = np.random.default_rng(7)
+    id_s, ood_s = rng.normal(size=(30, 6)) * 4, rng.normal(size=(25, 6)) * 2
+    id_s[:, 4:] = ood_s[:, 4:] = -np.inf
+    id_s[np.arange(30), rng.integers(0, 4, 30)] += 3
+    _scored_run(tmp_path / "id", id_s, rng.integers(0, 4, 30))
+    _scored_run(tmp_path / "ood", ood_s, [-1] * 25)
+    r = cli("metrics", tmp_path / "id", "--ood", tmp_path / "ood", "--logit-scale", "50", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "id" / "results.json").read_text())["ood"]
+
+    def numpy_scores(s):
+        s = s.astype(np.float32).astype(np.float64)  # as stored
+        m = s.max(1, keepdims=True)
+        e = np.exp(s - m)
+        p = e / e.sum(1, keepdims=True)
+        q = np.exp(s / 50 - m / 50)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = np.where(p > 0, p * np.log(p), 0.0)
+        return {"msp": p.max(1), "mcm": (q / q.sum(1, keepdims=True)).max(1),
+                "energy": m[:, 0] + np.log(e.sum(1)), "max_logit": m[:, 0], "entropy": plogp.sum(1)}
+
+    a, b = numpy_scores(id_s), numpy_scores(ood_s)
+    assert set(res) >= set(a)
+    truth = np.r_[np.ones(30), np.zeros(25)]
+    for name in a:
+        x = np.r_[a[name], b[name]]
+        assert res[name]["auroc"] == pytest.approx(roc_auc_score(truth, x)), name
+        fpr, tpr, _ = roc_curve(truth, x)
+        assert res[name]["fpr@95tpr"] == pytest.approx(fpr[np.searchsorted(tpr, 0.95, side="left")]), name
+    assert 0.5 < res["max_logit"]["auroc"] < 1  # the ID scores carry the +3 margin: a real separation
+
+
+def test_mce_of_a_synthetic_imagenet_c_run_equals_hand_computation(tmp_path):
+    """An ImageNet-C run with all 15 corruptions x 5 severities (records written by hand):
+    results.json's CE per corruption and mCE equal sum_s err / sum_s err_AlexNet with AlexNet's
+    published errors typed in here (augmix imagenet.py), and relative mCE with --clean-run."""
+    import json
+
+    from test_robust import cli
+
+    alex = dict(zip(cm.BENCHMARK, [0.886428, 0.894468, 0.922640, 0.819880, 0.826268, 0.785948, 0.798360,
+                                   0.866816, 0.826572, 0.819324, 0.564592, 0.853204, 0.646056, 0.717840, 0.606500]))
+    rng = np.random.default_rng(3)
+    meta, labels, scores = [], [], []
+    for c in cm.BENCHMARK:
+        for s in range(1, 6):
+            for _ in range(4):
+                y = int(rng.integers(0, 3))
+                row = rng.normal(size=3)
+                row[y] += rng.uniform(-1, 3)  # correct or not, varying by cell
+                meta.append({"corruption": c, "severity": s})
+                labels.append(y)
+                scores.append(row)
+    scores = np.array(scores)
+    run = _scored_run(tmp_path / "c", scores, labels, meta, {"format": "imagenet-c", "spec": "imagenet-c:/d"})
+    clean = np.array([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0], [2.0, 0, 0]])
+    _scored_run(tmp_path / "clean", clean, [0, 1, 2, 1])  # clean error 1/4
+    r = cli("metrics", run, "--clean-run", tmp_path / "clean", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    got = json.loads((run / "results.json").read_text())["shift"]["corruption_error"]
+    wrong = scores.argmax(1) != np.array(labels)
+    err = {c: [wrong[i:i + 4].mean() for i in range(15 * 20)[k * 20:(k + 1) * 20:4]] for k, c in enumerate(cm.BENCHMARK)}
+    ce = {c: sum(err[c]) / (5 * alex[c]) for c in cm.BENCHMARK}
+    rel = {c: sum(e - 0.25 for e in err[c]) / (5 * (alex[c] - 0.435)) for c in cm.BENCHMARK}
+    for c in cm.BENCHMARK:
+        assert got["per_corruption"][c]["ce"] == pytest.approx(ce[c]), c
+    assert got["mce"] == pytest.approx(np.mean(list(ce.values())))
+    assert got["clean_error"] == 0.25 and got["relative_mce"] == pytest.approx(np.mean(list(rel.values())))
+    assert 0 < np.mean(wrong) < 1
+    r = cli("metrics", tmp_path / "clean", "--clean-run", tmp_path / "clean", "--no-plots")
+    assert r.returncode == 2 and "is not an ImageNet-C run" in r.stderr
