@@ -140,14 +140,15 @@ def test_reference_csv_imagenet_testbed_layout(tmp_path):
     assert read_reference_csv(tmp_path / "own.csv", "imagenet-r:/x")[0][1] == {"model": "B", "id": 0.7, "shift": 0.3}
 
 
-def _shift_run(path, spec, labels, preds, subset=None):
+def _shift_run(path, spec, labels, preds, subset=None, split=None):
     """A hand-written run directory (ImageNet class indices; ``subset``: the R/A protocol's classes)."""
     import json
 
     from vlmprobe.data.imagenet_classes import imagenet_names
 
     path.mkdir(parents=True)
-    data = {"spec": spec, "classnames": list(imagenet_names()), **({"class_subset": subset} if subset else {})}
+    data = {"spec": spec, "classnames": list(imagenet_names()), "split": split,
+            **({"class_subset": subset} if subset else {})}
     (path / "config.json").write_text(json.dumps({"model": {"spec": path.parent.name}, "method": {"name": "zeroshot"},
                                                   "data": data}))
     (path / "samples.jsonl").write_text("".join(json.dumps({"id": str(i), "image": f"{i}.jpg", "label": int(y),
@@ -157,10 +158,12 @@ def _shift_run(path, spec, labels, preds, subset=None):
 
 
 def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
-    """`compare --shift` pairs on ImageNet-V2 and on ImageNet-R with imagenet-testbed's table: each
-    shift set is fitted on its own columns (V2: val / imagenetv2-matched-frequency; R: val on R's
-    classes / imagenet-r), ER equal to scipy's linregress per set; a one-column CSV refuses mixed sets."""
+    """`compare --shift` pairs on ImageNet-V2 (threshold-0.7, chosen with --split under the variants'
+    parent) and on ImageNet-R with imagenet-testbed's table: each shift set is fitted on its own
+    columns (V2: val / imagenetv2-threshold-0.7; R: val on R's classes / imagenet-r), ER equal to
+    scipy's linregress per set; a one-column CSV refuses mixed sets."""
     import json
+    from pathlib import Path
 
     from scipy.stats import linregress
 
@@ -170,17 +173,18 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
 
     r_idx = sorted(subset_synsets("r")[1])
     labels = np.repeat(r_idx[:5], 2)  # 10 images of R's classes
-    specs = {"v2": "imagenet-v2:/d/imagenetv2-matched-frequency-format-val", "r": "imagenet-r:/d/imagenet-r"}
+    specs = {"v2": "imagenet-v2:/d --split threshold-0.7", "r": "imagenet-r:/d/imagenet-r"}  # shift sets
     pairs = []
     for m, (n_id, n_v2, n_r) in {"A": (6, 4, 2), "B": (8, 5, 4)}.items():
         wrong = lambda k: [y if i < k else y + 1 for i, y in enumerate(labels)]  # noqa: E731  first k correct
         _shift_run(tmp_path / m / "id", "imagenet:/d/val", labels, wrong(n_id))
-        _shift_run(tmp_path / m / "v2", specs["v2"], labels, wrong(n_v2))
+        _shift_run(tmp_path / m / "v2", "imagenet-v2:/d", labels, wrong(n_v2), split="threshold-0.7")
         _shift_run(tmp_path / m / "r", specs["r"], labels, wrong(n_r), subset=r_idx)
         pairs += [f"{tmp_path / m / 'id'}:{tmp_path / m / k}" for k in ("v2", "r")]
     (tmp_path / "robustness_top1s.csv").write_text(
-        "model,val,imagenetv2-matched-frequency-format-val,val-on-imagenet-r-classes,imagenet-r\n"
-        "m1,56.5,43.5,61.4,21.1\nm2,76.1,63.1,84.3,36.2\nm3,88.3,80.2,97.8,74.7\nm4,70.0,,80.0,30.0\n")
+        "model,val,imagenetv2-threshold-0.7-format-val,val-on-imagenet-r-classes,imagenet-r,"
+        "imagenetv2-matched-frequency-format-val\n"  # the last column: a decoy (the default V2 variant)
+        "m1,56.5,43.5,61.4,21.1,10\nm2,76.1,63.1,84.3,36.2,15\nm3,88.3,80.2,97.8,74.7,20\nm4,70.0,,80.0,30.0,30\n")
     r = cli("compare", *sum((["--shift", p] for p in pairs), []), "--reference", tmp_path / "robustness_top1s.csv",
             "--out", tmp_path / "cmp.json", "--plot", tmp_path / "shift.png")
     assert r.returncode == 0, r.stderr
@@ -190,7 +194,7 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
             "r": linregress(logit([0.614, 0.843, 0.978, 0.80]), logit([0.211, 0.362, 0.747, 0.30]))}
     assert len(out["rows"]) == 4
     for row in out["rows"]:
-        key = "v2" if row["shift_dataset"] == specs["v2"] else "r"
+        key = Path(row["shift_run"]).name  # v2 or r
         pred = 1 / (1 + np.exp(-(fits[key].slope * logit(row["id_accuracy"]) + fits[key].intercept)))
         assert row["effective_robustness"] == pytest.approx(row["shift_accuracy"] - pred), key
     assert set(out["sets"]) == set(specs.values())
@@ -213,7 +217,8 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
     # --baseline pairs join the line of their own shift set only
     for m, (n_id, n_v2) in {"C": (5, 3), "D": (9, 7)}.items():
         _shift_run(tmp_path / m / "id", "imagenet:/d/val", labels, [y if i < n_id else y + 1 for i, y in enumerate(labels)])
-        _shift_run(tmp_path / m / "v2", specs["v2"], labels, [y if i < n_v2 else y + 1 for i, y in enumerate(labels)])
+        _shift_run(tmp_path / m / "v2", "imagenet-v2:/d", labels, [y if i < n_v2 else y + 1 for i, y in enumerate(labels)],
+                   split="threshold-0.7")
     base = sum((["--baseline", f"{tmp_path / m / 'id'}:{tmp_path / m / 'v2'}"] for m in "CD"), [])
     r = cli("compare", *sum((["--shift", p] for p in pairs), []), *base, "--out", tmp_path / "base.json")
     got = json.loads((tmp_path / "base.json").read_text())["shift"]["sets"]

@@ -145,7 +145,7 @@ def _testbed_columns(path, header, shift_spec):
         raise VlmprobeError(f"{path}: an imagenet-testbed table; its columns are known for shift sets "
                             f"{', '.join(TESTBED_COLUMNS)} (the shift run's dataset is {shift_spec!r})")
     shift_col, id_col = TESTBED_COLUMNS[prefix]
-    if prefix == "imagenet-v2:":  # the variant, from the release's folder name in the spec
+    if prefix == "imagenet-v2:":  # the variant: the release's folder name in the spec, or its --split
         for variant in ("threshold-0.7", "top-images"):
             if variant in shift_spec:
                 shift_col = f"imagenetv2-{variant}-format-val"
@@ -238,13 +238,14 @@ def _data(run) -> dict:
 
 
 def shift_set(run) -> str:
-    """The shift set a shift run scored: its dataset spec, plus `` --corrupt NAME:SEVERITY`` when
-    the images were corrupted on the fly (``config.json`` data.corrupt). Each set gets its own
-    effective-robustness line (``shift_table``) and its own reference columns."""
+    """The shift set a shift run scored: its dataset spec, plus `` --split S`` (e.g. an ImageNet-V2
+    variant chosen under the variants' parent folder) and `` --corrupt NAME:SEVERITY`` (images
+    corrupted on the fly) from ``config.json`` data. Each set gets its own effective-robustness
+    line (``shift_table``) and its own reference columns."""
     data = _data(run)
     c = data.get("corrupt")
-    return str(data.get("spec") or "?") + (f"{CORRUPT_TAG}{c.get('name')}:{c.get('severity')}"
-                                          if isinstance(c, dict) else "")
+    return (str(data.get("spec") or "?") + (f" --split {data['split']}" if data.get("split") else "")
+            + (f"{CORRUPT_TAG}{c.get('name')}:{c.get('severity')}" if isinstance(c, dict) else ""))
 
 
 def pair_accuracies(id_run, shift_run) -> dict:
