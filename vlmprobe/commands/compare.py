@@ -2,15 +2,17 @@
 
 ``--groups group`` prints model / method / common / counter / drop (CounterAnimal's table, any
 field and pair of values with ``--group-drop A,B``); ``--factors imagenet-x|FILE`` prints
-per-factor accuracy (ImageNet-X) and with ``--plot`` draws Tu et al.'s probit figure.
+per-factor accuracy (ImageNet-X) and with ``--plot`` draws Tu et al.'s probit figure (a panel per
+factor, one point per run).
 ``--shape-bias [PNG]``: cue-conflict runs (``--data cue-conflict:ROOT``, any method) -> one line
 per run (overall shape bias, shape / texture / other decision counts) and the standard
 per-category dot plot (default shape_bias.png).
 ``--shift ID_RUN:SHIFT_RUN`` (repeat, one per model and method): ID and shift accuracy with 95%
 Clopper-Pearson intervals (the ID accuracy on the shift set's classes for ImageNet-R/-A/ObjectNet),
 effective robustness (Taori et al.: shift accuracy minus the logit-linear fit over ``--baseline``
-pairs, a ``--reference`` CSV, or else the compared runs), and with ``--plot`` the one-point-per-model
-figure on probit axes (y = x, Huber line, Spearman and R² in the legend).
+pairs, a ``--reference`` CSV, or else the compared runs; one fit per shift set, each with its own
+reference columns), and with ``--plot`` the one-point-per-model figure on probit axes, a panel per
+shift set (y = x, Huber line, Spearman and R² in the legend).
 ``--out FILE.json`` also writes the rows.
 """
 from __future__ import annotations
