@@ -71,10 +71,18 @@ def _isolated_home(tmp_path_factory, request):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """{"openclip", "hfclip", "llava", "llava-next"} -> directories of tiny random-weight models
-    written by ``python -m vlmprobe.testing`` (loaded back through the public specs)."""
+    written by ``python -m vlmprobe.testing`` (loaded back through the public specs); under
+    xdist built once per run (under a file lock) and shared by the workers."""
+    import fcntl
+
     from vlmprobe.testing import build_tiny_models
 
-    return build_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+    root = tmp_path_factory.getbasetemp().parent / "tiny_models"
+    with open(root.parent / "tiny_models.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds, the others wait and reuse
+        return build_tiny_models(root)
 
 
 @pytest.fixture(scope="session")
