@@ -198,10 +198,16 @@ def build(root: str | Path) -> Doc:
     doc.h(2, "Calibration", "calibration")
     doc.p("Reliability diagrams (15 equal-width bins, right-closed; confidence = softmax of the scores).")
     cells = []
-    for i, r in enumerate(x for x in data["main"] if x["ece"] is not None):
-        rel = figures.reliability(root / r["run"], f"{r['model']}: {r['measure']}")
-        if rel:
-            cells.append((rel[0], f"reliability_{i}.png", f"{r['model']} {r['method']}: ECE {rel[1]:.3f}"))
+    from ..metrics.plots import ReliabilityFigure
+
+    drawer = ReliabilityFigure(compress_level=1)  # one figure redrawn per run: hundreds of runs stay fast
+    try:
+        for i, r in enumerate(x for x in data["main"] if x["ece"] is not None):
+            rel = figures.reliability(root / r["run"], f"{r['model']}: {r['measure']}", drawer)
+            if rel:
+                cells.append((rel[0], f"reliability_{i}.png", f"{r['model']} {r['method']}: ECE {rel[1]:.3f}"))
+    finally:
+        drawer.close()
     doc.gallery(cells)
 
     doc.h(2, "CLIP's hardest classes beside the VLM", "clip-worst")
