@@ -39,3 +39,78 @@ def test_blitted_reliability_diagrams_equal_a_full_draw():
         fig.close()
         if fresh:
             fresh.close()
+
+
+def _timm_csv(path, rows):
+    path.write_text("model,top1,top5,param_count,img_size\n" + "".join(f"{m},{t},99.0,1.0,224\n" for m, t in rows))
+    return path
+
+
+def test_published_reference_points_in_the_report_and_in_collect_plots(tiny_models, digits_folder, tmp_path, capsys):
+    """A study naming reference tables (study-file key, dataset name mapping, fit: true) draws the
+    published models with both accuracies as reference points of the effective-robustness figure
+    (report_files/effective_robustness.json), fits the baseline on them; `collect --plot X:Y`
+    draws the study's models and the --reference rows the same way."""
+    import csv
+    import json
+
+    from vlmprobe.cli import main
+    from vlmprobe.metrics.robustness import baseline_fit
+
+    shifted = tmp_path / "shifted"
+    shifted.symlink_to(digits_folder, target_is_directory=True)
+    ref_id = _timm_csv(tmp_path / "results-digits.csv", [("net_a.in1k", 80.0), ("net_b.in1k", 60.0),
+                                                         ("net_c.in1k", 40.0), ("only_id.in1k", 50.0)])
+    ref_shift = _timm_csv(tmp_path / "results-sketchy.csv", [("net_a.in1k", 50.0), ("net_b.in1k", 30.0),
+                                                             ("net_c.in1k", 20.0)])
+    study = tmp_path / "s.yaml"
+    study.write_text(f"""\
+reference: {{files: [results-digits.csv, results-sketchy.csv], datasets: {{shifted: sketchy}}, fit: true}}
+models:
+  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
+datasets:
+  digits: {{data: "{digits_folder}", limit: 8}}
+  shifted: {{data: "{shifted}", limit: 8}}
+measurements:
+  - {{measure: shift, shift: shifted, datasets: [digits]}}
+""")
+    out = tmp_path / "out"
+    assert main(["study", str(study), "--out", str(out)]) == 0
+    published = {"timm:net_a.in1k x": 0.8, "timm:net_a.in1k y": 0.5, "timm:net_b.in1k x": 0.6,
+                 "timm:net_b.in1k y": 0.3, "timm:net_c.in1k x": 0.4, "timm:net_c.in1k y": 0.2}
+
+    def plotted(points):
+        return {f"{p['label']} {a}": p[a] for p in points for a in "xy"}
+
+    [panel] = json.loads((out / "report_files" / "effective_robustness.json").read_text())
+    assert plotted(panel["reference"]) == pytest.approx(published)
+    assert [p["label"] for p in panel["points"]] == ["clip: CLIP zero-shot"]
+    slope, icpt, _ = baseline_fit([0.8, 0.6, 0.4], [0.5, 0.3, 0.2])
+    assert (panel["baseline"]["slope"], panel["baseline"]["intercept"]) == pytest.approx((slope, icpt))
+    assert "3 points drawn as grey crosses" in (out / "report.md").read_text()
+    # collect: the same study's rows and the tables as --reference, one --plot figure
+    table = tmp_path / "all.csv"
+    assert main(["collect", str(out), "--out", str(table), "--reference", str(ref_id), "--reference", str(ref_shift),
+                 "--plot", "digits:shifted", "--reference-dataset", "shifted=sketchy"]) == 0
+    side = json.loads((tmp_path / "all.digits-vs-shifted.json").read_text())
+    assert (tmp_path / "all.digits-vs-shifted.png").read_bytes()[:4] == b"\x89PNG"
+    assert plotted(side["reference"]) == pytest.approx(published)
+    rows = list(csv.DictReader(open(table)))
+    top1 = {r["dataset"]: float(r["value"]) for r in rows if r["metric"] == "top1" and r["model"] == "clip"
+            and r["method"].startswith("CLIP zero-shot")}
+    [pt] = side["points"]
+    assert (pt["x"], pt["y"]) == (top1["digits"], top1["shifted"])
+    assert "1 models + 3 published" in capsys.readouterr().out
+    assert main(["collect", str(out), "--out", str(table), "--plot", "digits:nowhere"]) == 2
+    assert "no model has top1 on both 'digits' and 'nowhere'" in capsys.readouterr().err
+
+
+def test_a_reference_that_is_not_a_file_names_key_and_line(tmp_path):
+    from vlmprobe.study import load_study
+    from vlmprobe.study.schema import StudyFileError
+
+    path = tmp_path / "s.yaml"
+    path.write_text("models: {m: {spec: toy:clip}}\ndatasets: {d: {data: toy:digits}}\nmeasurements: []\n"
+                    "reference: [missing.csv]\n")
+    with pytest.raises(StudyFileError, match=r"s.yaml:4: reference: reference table 'missing.csv' is not a file"):
+        load_study(path)

@@ -8,7 +8,8 @@ logit-fitted, drawn on the same axes) are overlaid; Spearman rho and R^2 go in t
 multiples, at most 3 per row): each panel is ``{"title", "xlabel", "ylabel", "points":
 [{"label", "x", "y", "group"?}], "probit": bool, "baseline": {"slope", "intercept", "transform"} | None}``.
 A panel of more than ``LEGEND_POINTS`` points labels its point groups (``group``, e.g. a zoo's
-group and the method) instead of each point.
+group and the method) instead of each point. ``"reference": [{"label", "x", "y"}]`` (optional):
+published results, drawn as grey crosses labelled "published" and left out of the Huber line.
 """
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ def _panel(ax, panel: dict) -> None:
         for i, (name, g) in enumerate(groups.items()):
             ax.scatter(f([p["x"] for p in g]), f([p["y"] for p in g]), s=20, marker=MARKERS[i % len(MARKERS)],
                        zorder=3, label=f"{name} ({len(g)})")
+    ref = [p for p in panel.get("reference") or [] if p.get("x") is not None and p.get("y") is not None]
+    if ref:  # published results: their own marker, not in the Huber line
+        ax.scatter(f([p["x"] for p in ref]), f([p["y"] for p in ref]), s=16, marker="x", color="#777777", zorder=2,
+                   label=f"published ({len(ref)})")
     if probit:
-        shown = np.clip(np.r_[xs, ys], *SHOWN)
+        shown = np.clip(np.r_[xs, ys, [p["x"] for p in ref], [p["y"] for p in ref]], *SHOWN)
         lo = min([0.05] + shown.tolist())
         hi = max([0.95] + shown.tolist())
         lim = transform([lo * 0.8, 1 - (1 - hi) * 0.8], "probit")

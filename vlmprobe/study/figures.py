@@ -199,46 +199,51 @@ def factors(rows: list[dict], names: list[str]) -> bytes | None:
                            "ImageNet-X: factor accuracy vs overall accuracy (probit axes)").read_bytes()
 
 
-def shift_scatter(by_set: dict) -> bytes | None:
-    """One probit panel per shifted set: shift vs ID accuracy, one point per (model, method)
-    (``metrics.model_scatter``), with the logit fit through the points (effective robustness)."""
-    import tempfile
-    from pathlib import Path
-
-    from ..metrics.model_scatter import model_scatter
+def shift_panels(by_set: dict, reference: dict | None = None) -> list[dict]:
+    """``model_scatter`` panels, one per shifted set: shift vs ID accuracy, one point per (model,
+    method), with the logit fit (effective robustness) through the points -- or, with
+    ``reference[set] = {"points": [...], "fit": True}``, through the published points, which are
+    drawn as the panel's ``reference`` points either way (``study/reference.py``)."""
     from ..metrics.robustness import baseline_fit
 
     panels = []
     for name, rows in by_set.items():
+        ref = (reference or {}).get(name) or {}
+        fit_on = [(p["x"], p["y"]) for p in ref.get("points") or []] if ref.get("fit") else \
+            [(r["id_accuracy"], r["shift_accuracy"]) for r in rows]
         base = None
-        if len({r["id_accuracy"] for r in rows if 0 < r["id_accuracy"] < 1 and 0 < r["shift_accuracy"] < 1}) >= 2:
-            slope, icpt, _ = baseline_fit([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows])
+        if len({x for x, y in fit_on if 0 < x < 1 and 0 < y < 1}) >= 2:
+            slope, icpt, _ = baseline_fit([x for x, _ in fit_on], [y for _, y in fit_on])
             base = {"slope": slope, "intercept": icpt, "transform": "logit"}
         panels.append({"title": f"shifted set: {name}", "xlabel": "ID accuracy", "ylabel": "shift accuracy",
-                       "probit": True, "baseline": base,
+                       "probit": True, "baseline": base, "reference": ref.get("points") or [],
                        "points": [{"label": f"{r['model']}: {r['method']}", "x": r["id_accuracy"],
                                    "y": r["shift_accuracy"]} for r in rows]})
-    if not panels:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        return model_scatter(panels, Path(tmp) / "s.png").read_bytes()
+    return panels
 
 
-def per_model(data: dict, min_models: int = 3) -> bytes | None:
-    """The one-point-per-model panels (``report.per_model_section``); None with fewer than
-    ``min_models`` models in the study or nothing to draw."""
+def panels_png(panels: list[dict]) -> bytes | None:
+    """``model_scatter`` panels as one PNG (None without panels)."""
     import tempfile
     from pathlib import Path
 
     from ..metrics.model_scatter import model_scatter
 
-    if len(data.get("models") or {}) < min_models:
-        return None
-    panels = per_model_panels(data)
     if not panels:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         return model_scatter(panels, Path(tmp) / "p.png").read_bytes()
+
+
+MIN_MODELS = 3  # the one-point-per-model figure needs at least this many models in the study
+
+
+def per_model(data: dict, min_models: int = MIN_MODELS) -> bytes | None:
+    """The one-point-per-model panels (``report.per_model_section``); None with fewer than
+    ``min_models`` models in the study or nothing to draw."""
+    if len(data.get("models") or {}) < min_models:
+        return None
+    return panels_png(per_model_panels(data))
 
 
 CALIBRATION_PANELS = (("ece", "ECE"), ("nll", "NLL"), ("ece_ts", "ECE after temperature scaling"),

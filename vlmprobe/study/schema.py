@@ -36,7 +36,7 @@ from ..specs import find_world, world_names
 from .measures import CLASSIFIER, CLIP, MEASURES, VLM
 from .yamlpos import Located, StudyFileError, load_located
 
-TOP_KEYS = ("name", "description", "seed", "world", "executor", "models", "datasets", "measurements")
+TOP_KEYS = ("name", "description", "seed", "world", "executor", "reference", "models", "datasets", "measurements")
 LOAD_KEYS = {"device": str, "dtype": str, "device_map": str, "load_in_4bit": bool, "load_in_8bit": bool}
 MODEL_KEYS = ("spec", "kind", *LOAD_KEYS, "gpus", "finetune")
 DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_root": str, "eval": bool,
@@ -118,6 +118,7 @@ class Study:
     description: str = ""
     executor: dict = field(default_factory=dict)  # {"slurm": {...}, "local": {...}} (study/executors.py)
     zoos: dict = field(default_factory=dict)  # zoo entry name -> its expanded model names
+    reference: dict | None = None  # published results drawn in the figures (study/reference.py)
 
 
 def model_kind(spec: str) -> str | None:
@@ -367,9 +368,12 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
             _check_factors(loc, p, options, toy_dir)
         measurements.append(MeasurementEntry(kind, e.get("models"), e.get("datasets"), options, loc.line(p)))
     executor = _check_executor(loc, ("executor",), raw.get("executor") or {})
+    from .reference import check_reference
+
+    reference = check_reference(loc, raw.get("reference"), Path(path).resolve().parent if path is not None else None)
     return Study(file=file, text=text, name=str(raw.get("name", Path(file).stem)), seed=seed, world=world,
                  models=models, datasets=datasets, measurements=measurements,
-                 description=str(raw.get("description", "")), executor=executor, zoos=zoos)
+                 description=str(raw.get("description", "")), executor=executor, zoos=zoos, reference=reference)
 
 
 def _check_executor(loc: Located, path: tuple, raw) -> dict:
