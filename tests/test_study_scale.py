@@ -114,3 +114,44 @@ def test_a_reference_that_is_not_a_file_names_key_and_line(tmp_path):
                     "reference: [missing.csv]\n")
     with pytest.raises(StudyFileError, match=r"s.yaml:4: reference: reference table 'missing.csv' is not a file"):
         load_study(path)
+
+
+def test_local_workers_get_their_own_gpus(tmp_path, monkeypatch):
+    """With four visible GPUs (faked: CUDA_VISIBLE_DEVICES=0,1,2,3 on a CPU machine) and two real
+    worker processes: a gpus: 2 run gets two GPUs, the run beside it one GPU none of them (each
+    run's stamp records the CUDA_VISIBLE_DEVICES its worker saw); then plain runs go back to GPU
+    `slot mod G`, and a run asking for more GPUs than there are gets all of them, once each."""
+    import json
+    from pathlib import Path
+
+    from vlmprobe.study.executors import STAMP, Job, LocalPool
+
+    root = Path(__file__).resolve().parents[1]
+    for k, v in {"PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                 "CUDA_VISIBLE_DEVICES": "0,1,2,3"}.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "study.json").write_text(json.dumps({"runs": []}))
+
+    def job(name: str, gpus: int) -> Job:  # a real command that needs no model: --status of an empty study
+        return Job(name, "zeroshot", ["study", "--status", str(tmp_path)], str(tmp_path / name), "k",
+                   str(tmp_path / "logs" / f"{name}.log"), None, gpus)
+
+    pool = LocalPool(2)
+    try:
+        assert pool.gpus == ["0", "1", "2", "3"]
+        pool.submit(job("two", 2))
+        pool.submit(job("one", 1))
+        done = []
+        while len(done) < 2:
+            done += pool.wait()
+        assert sorted((j.run_id, code) for j, code in done) == [("one", 0), ("two", 0)]
+        seen = {n: json.loads((tmp_path / n / STAMP).read_text()) for n in ("two", "one")}
+        assert all(s["status"] == "done" for s in seen.values())
+        two, one = (seen[n]["gpus"].split(",") for n in ("two", "one"))
+        assert len(set(two)) == 2 and len(one) == 1 and not set(one) & set(two), seen
+        assert seen["two"]["pid"] != seen["one"]["pid"]
+        # the allocation rule on its own (no process): plain runs round-robin, k > G clamped
+        assert [pool.pick(s, 1) for s in (0, 1)] == ["0", "1"]
+        assert pool.pick(0, 8) == "0,1,2,3"
+    finally:
+        pool.close()
