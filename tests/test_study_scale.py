@@ -155,3 +155,65 @@ def test_local_workers_get_their_own_gpus(tmp_path, monkeypatch):
         assert pool.pick(0, 8) == "0,1,2,3"
     finally:
         pool.close()
+
+
+def test_slurm_runs_still_queued_or_running_are_waited_for_not_resubmitted(tmp_path):
+    """A run whose stamp says running under a job id that submitit (local cluster: real
+    subprocess) reports alive is adopted by the next study command's scheduler and waited for, not
+    resubmitted; once that job is gone (or the stamp is another config's), it is resubmitted."""
+    import functools
+    import json
+    import subprocess
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from vlmprobe.study.executors import STAMP, Job, SlurmPool, schedule
+
+    run_dir = tmp_path / "out" / "m" / "d" / "zeroshot"
+    run_dir.mkdir(parents=True)
+    stamp = run_dir / STAMP
+    pool = SlurmPool(tmp_path / "out" / ".submitit", {"cluster": "local", "poll_s": 0.1, "timeout_min": 5})
+    done = json.dumps({"status": "done", "key": "k"})  # what the earlier command's job writes when it ends
+    earlier = pool.executor.submit(functools.partial(subprocess.run, ["sh", "-c", f"sleep 2; echo '{done}' > {stamp}"]))
+    stamp.write_text(json.dumps({"status": "running", "key": "k", "job_id": earlier.job_id}))
+    assert pool.job_state(earlier.job_id) == "RUNNING"
+
+    run = SimpleNamespace(id="m/d/zeroshot", deps={})
+    job = Job(run.id, "zeroshot", ["eval"], str(run_dir), "k", str(tmp_path / "x.log"))
+    submitted = []
+
+    class Runner:  # the scheduler's view of a study runner: one run, not finished yet
+        plan = SimpleNamespace(runs={run.id: run})
+        status: dict = {}
+
+        def state(self, r):
+            return "partial"
+
+        def job(self, r):
+            return job
+
+        def _set_aside(self, r, head):
+            pass
+
+        def shell(self, r):
+            return "vlmprobe eval ..."
+
+    def resubmit(jobs):  # a resubmission lands here (and ends at once, without writing its run)
+        submitted.extend(jobs)
+        pool.active.update({f"new{i}": (j, SimpleNamespace(done=lambda: True)) for i, j in enumerate(jobs)})
+
+    pool.submit_many = resubmit
+    log: list = []
+    runner = Runner()
+    schedule(runner, pool, log.append)
+    assert runner.status == {run.id: "done"} and not submitted
+    assert f"still queued or running as job {earlier.job_id}: waiting for it, not resubmitted" in log[0]
+    assert json.loads(stamp.read_text())["status"] == "done"
+    # the job is gone: a stamp still saying running is not adopted (resubmitted), nor another config's
+    stamp.write_text(json.dumps({"status": "running", "key": "k", "job_id": earlier.job_id}))
+    assert pool.job_state(earlier.job_id) == "GONE" and not pool.adopt(job)
+    runner.status = {}
+    schedule(runner, pool, log.append)
+    assert submitted == [job] and "started\n  $ vlmprobe eval ..." in log[-2] and runner.status[run.id] == "failed"
+    assert not pool.adopt(Job(run.id, "zeroshot", [], str(run_dir), "other-key", "x.log"))
+    assert Path(run_dir).is_dir()

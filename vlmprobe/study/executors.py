@@ -15,7 +15,10 @@
   array_parallelism}}`` (+ ``cluster: local`` = submitit's ``LocalExecutor``, real subprocesses on
   this machine, what the tests use; ``poll_s``: seconds between state checks). A job is a
   ``submitit.helpers.Checkpointable``: preempted or timed out, it is requeued and its run
-  directory resumes exactly.
+  directory resumes exactly. A run whose stamp says ``running`` with a job id (a study command
+  that ended before its jobs did) is not resubmitted while submitit reports the job queued or
+  running (``SlurmPool.adopt``: sacct's state; the local cluster: the job's process): the
+  scheduler waits for that job instead; a job that is gone or failed is resubmitted.
 
 The scheduler (``schedule``) submits a run once every run it depends on is done (a fine-tune before
 the evaluations of its adapter), never two writers on one run directory, and continues past
@@ -327,7 +330,8 @@ class SlurmPool:
         cfg = dict(cfg)
         cluster = cfg.pop("cluster", None)
         self.poll_s = float(cfg.pop("poll_s", 1.0 if cluster == "local" else 30.0))
-        self.executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
+        self.folder = str(folder / "%j")
+        self.executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
         params = {"timeout_min": cfg.get("timeout_min", 60)}
         names = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism"}
         for k, v in cfg.items():
@@ -350,6 +354,33 @@ class SlurmPool:
     def submit(self, job: Job) -> None:
         self.submit_many([job])
 
+    def job_state(self, job_id: str) -> str:
+        """submitit's state of job ``job_id`` (SLURM: sacct's, e.g. PENDING, RUNNING, FAILED,
+        UNKNOWN; the local cluster: RUNNING while its process lives, else GONE)."""
+        if self.executor.cluster == "local":
+            return "RUNNING" if _alive(job_id) else "GONE"
+        from submitit.slurm.slurm import SlurmJob
+
+        return str(SlurmJob(self.folder, job_id).watcher.get_state(job_id, mode="force")).upper()
+
+    def adopt(self, job: Job) -> bool:
+        """True (and ``job`` is waited for like a submitted one) when the run's stamp says
+        ``running`` under a job id, for this run (same key), whose job is still queued or running."""
+        stamp = _read(Path(job.run_dir) / STAMP) or {}
+        jid = stamp.get("job_id")
+        if stamp.get("status") != "running" or not jid or stamp.get("key") != job.key:
+            return False
+        if self.job_state(str(jid)).split()[0] not in ALIVE_STATES:
+            return False
+        if self.executor.cluster == "local":
+            handle = _LocalProcess(str(jid))
+        else:
+            from submitit.slurm.slurm import SlurmJob
+
+            handle = SlurmJob(self.folder, str(jid))
+        self.active[str(jid)] = (job, handle)
+        return True
+
     def wait(self, timeout: float | None = None) -> list[tuple[Job, int]]:
         while True:
             done = []
@@ -365,6 +396,21 @@ class SlurmPool:
 
     def close(self) -> None:
         pass
+
+
+ALIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+                "RESIZING", "SUSPENDED", "READY")  # a job in these states will still write its run
+
+
+class _LocalProcess:
+    """An adopted job of submitit's local cluster (its job id is its process id): done when the
+    process is gone."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+
+    def done(self) -> bool:
+        return not _alive(self.job_id)
 
 
 def _read(path: Path) -> dict | None:
@@ -403,9 +449,14 @@ def schedule(runner, pool, log=print) -> None:
                 if len(submitted) + len(running) >= pool.capacity:
                     continue
                 pending.remove(run)
-                runner._set_aside(run, head)
-                submitted.append(runner.job(run))
+                job = runner.job(run)
                 running[run.id] = time.time()
+                if hasattr(pool, "adopt") and pool.adopt(job):  # still queued/running from an earlier command
+                    stamp = _read(Path(job.run_dir) / STAMP) or {}
+                    log(f"{head}: still queued or running as job {stamp.get('job_id')}: waiting for it, not resubmitted")
+                    continue
+                runner._set_aside(run, head)
+                submitted.append(job)
                 log(f"{head}: started\n  $ {runner.shell(run)}")
             if submitted:
                 if hasattr(pool, "submit_many"):
@@ -477,11 +528,17 @@ def status_rows(out: str | Path) -> list[dict]:
 
 
 def _alive(pid) -> bool:
+    """The process ``pid`` exists on this host and has not exited (a zombie, exited but not yet
+    reaped by its parent, counts as gone)."""
     try:
         os.kill(int(pid), 0)
-        return True
     except (OSError, TypeError, ValueError):
         return False
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal check is all there is
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def print_status(out: str | Path) -> int:
