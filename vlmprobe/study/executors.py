@@ -399,7 +399,7 @@ class SlurmPool:
 
 
 ALIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-                "RESIZING", "SUSPENDED", "READY")  # a job in these states will still write its run
+                "RESIZING", "SUSPENDED", "READY", "PREEMPTED")  # a job in these states will still write its run
 
 
 class _LocalProcess:
