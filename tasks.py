@@ -3,6 +3,7 @@
 
     python3 tasks.py demo   # create/reuse .venv, install vlmprobe, run the main job on the miniature world
     python3 tasks.py test   # create/reuse .venv, install vlmprobe[dev], run the test suite
+                            # (pytest-xdist: one worker per core, at most 4, whole modules per worker)
 
 ``VLMPROBE_VENV`` chooses another virtual-environment directory (default: ./.venv).
 Arguments after the task name are passed on (to ``vlmprobe demo`` or to pytest).
@@ -48,7 +49,17 @@ def main() -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if task == "demo":
         return sh(BIN / "vlmprobe", "demo", *rest, env=env)
-    return sh(PY, "-m", "pytest", "-q", *rest, env=env)
+    return sh(PY, "-m", "pytest", "-q", *parallel(rest), *rest, env=env)
+
+
+def parallel(args: list) -> list:
+    """pytest-xdist options: one worker per core (at most 4: each holds its own tiny models), each
+    test module whole on one worker (its module-scoped fixtures built once); none when the
+    caller chose (-n / -p no:xdist) or there is one core."""
+    if any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in args):
+        return []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return ["-n", str(min(cores, 4)), "--dist", "loadfile"] if cores > 1 else []
 
 
 if __name__ == "__main__":

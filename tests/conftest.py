@@ -12,34 +12,50 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 
+def _claim(path: str) -> bool:
+    """True for the one process that creates ``path`` first (O_EXCL)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory, request):
     """Caches (text classifiers, features, the toy world) go to a per-session directory,
     unless VLMPROBE_TEST_HOME points at a persistent one (to reuse a toy build across runs).
+    Under pytest-xdist (``python3 tasks.py test`` runs ``-n auto --dist loadfile``) the workers
+    of one run share that directory, so the world is built once for all of them.
 
     When a selected test uses ``toy_world``, the default toy world (one thread, minutes) starts
-    building at once in a background ``vlmprobe toy build`` on the other core while the first
-    tests run; ``toy_world`` and every
-    ``toy:`` spec then wait on the build's file lock and reuse the finished build (the same
-    deterministic files an in-process build writes)."""
+    building at once in a background ``vlmprobe toy build`` (started by the first worker to
+    claim it) while the first tests run; ``toy_world`` and every ``toy:`` spec then wait on the
+    build's file lock and reuse the finished build (the same deterministic files an in-process
+    build writes)."""
     import subprocess
     import sys
 
-    home = os.environ.get("VLMPROBE_TEST_HOME") or str(tmp_path_factory.mktemp("vlmprobe_home"))
+    xdist = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    home = os.environ.get("VLMPROBE_TEST_HOME")
+    if not home and xdist:  # one home per run, shared by its workers (basetemp: .../pytest-N/popen-gwK)
+        home = str(tmp_path_factory.getbasetemp().parent / "vlmprobe_home")
+        os.makedirs(home, exist_ok=True)
+    home = home or str(tmp_path_factory.mktemp("vlmprobe_home"))
     old = os.environ.get("VLMPROBE_HOME")
     os.environ["VLMPROBE_HOME"] = home
     from vlmprobe.toy.build import existing_world
 
     build = None
     needs_world = any("toy_world" in getattr(item, "fixturenames", ()) for item in request.session.items)
-    if needs_world and existing_world() is None:
+    if needs_world and existing_world() is None and _claim(os.path.join(home, "toy-build.started")):
         with open(os.path.join(home, "toy-build.log"), "w") as log:  # the child keeps its own handle
             build = subprocess.Popen([sys.executable, "-m", "vlmprobe", "toy", "build"], stdout=log,
                                      stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     yield home
     if build is not None:
-        if build.poll() is None:  # the selected tests finished without it
-            build.terminate()
+        if build.poll() is None and not xdist:  # the selected tests finished without it (other
+            build.terminate()  # xdist workers may still need it: wait for it there)
         build.wait()  # reaped either way
     if old is None:
         os.environ.pop("VLMPROBE_HOME", None)
@@ -140,7 +156,13 @@ def python3_kernel(tmp_path, monkeypatch):
 def pytest_collection_modifyitems(session, config, items):
     """Test modules that use the toy world run after the others (each module kept whole, so its
     module-scoped fixtures are built once), giving the background world build started by
-    ``_isolated_home`` the other modules' minutes to finish on the second core."""
+    ``_isolated_home`` the other modules' minutes to finish; among them the demo (the longest
+    module) comes first, so under xdist it runs beside the rest instead of after them."""
     world_modules = {item.module.__name__ for item in items
                      if hasattr(item, "module") and "toy_world" in getattr(item, "fixturenames", ())}
-    items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "") in world_modules)
+
+    def order(item):
+        module = getattr(getattr(item, "module", None), "__name__", "")
+        return (module in world_modules, not module.endswith("test_demo"))
+
+    items.sort(key=order)

@@ -118,22 +118,22 @@ class _LossGrad:
         self.n, self.C, self.y = z.shape[0], C, y
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.z = z.to(self.dtype)
-        # a contiguous transpose makes z^T G ~2x faster on CPU; GPUs transpose for free
+        # Class-major layout: logits^T = W^T z^T [K, n] and grad_W^T = (P - Y)^T z [K, D]. With
+        # few classes (K << D) these products are 3-6x faster on CPU than z W [n, K] and
+        # z^T (P - Y), which MKL runs as skinny matrix products; GPUs transpose for free.
         small = self.z.numel() * self.z.element_size() < TRANSPOSE_COPY_BYTES
         self.zT = self.z.T.contiguous() if z.device.type == "cpu" and small else self.z.T
         self.rows = torch.arange(self.n, device=z.device)
 
     def __call__(self, w: torch.Tensor, b: torch.Tensor):
-        if self.dtype == torch.float32:
-            logits = torch.addmm(b, self.z, w)  # [n, K]
-        else:  # the intercept is added in float32: rounding it to float16 stalls the line search
-            logits = (self.z @ w.to(self.dtype)).float().add_(b)
-        logp = torch.log_softmax(logits, dim=1)
-        loss = -logp[self.rows, self.y].mean() + w.pow(2).sum() / (2.0 * self.C * self.n)
+        wT = w.T.contiguous().to(self.dtype)  # [K, D]
+        logits = (wT @ self.zT).float().add_(b[:, None])  # [K, n], the intercept in float32
+        logp = torch.log_softmax(logits, dim=0)
+        loss = -logp[self.y, self.rows].mean() + w.pow(2).sum() / (2.0 * self.C * self.n)
         g = logp.exp_()
-        g[self.rows, self.y] -= 1.0  # P - Y
-        gw = (self.zT @ g.to(self.dtype)).float().div_(self.n).add_(w, alpha=1.0 / (self.C * self.n))
-        return loss, gw, g.sum(0).div_(self.n)
+        g[self.y, self.rows] -= 1.0  # (P - Y)^T [K, n]
+        gw = (g.to(self.dtype) @ self.z).float().T.div_(self.n).add_(w, alpha=1.0 / (self.C * self.n))
+        return loss, gw, g.sum(1).div_(self.n)
 
 
 def _first_step(f: "_LossGrad", gw: torch.Tensor, gb: torch.Tensor, num_classes: int) -> float:
