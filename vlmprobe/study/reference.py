@@ -18,43 +18,13 @@ effective-robustness figure: ID vs shifted set) gets one point per published mod
 marker and labelled "published"; they are not part of the Huber line or the baseline fit unless
 ``fit: true`` (then the baseline -- Taori et al.'s line, logit-fitted -- is fitted on them, the
 usual choice of "standard models" for effective robustness). Relative paths are relative to the
-study file.
+study file; the study file's value is checked by ``schema.check_reference``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-REFERENCE_KEYS = ("files", "datasets", "fit")
 METRIC = "top1"
-
-
-def check_reference(loc, raw, base: Path | None) -> dict | None:
-    """The study file's ``reference`` value -> ``{"files": [absolute paths], "datasets": {..},
-    "fit": bool}`` (None when absent); an error names the key and line."""
-    from .schema import _check_keys, _expect
-
-    if raw is None:
-        return None
-    if isinstance(raw, (str, list)):
-        raw = {"files": raw}
-    _check_keys(loc, ("reference",), raw, REFERENCE_KEYS, "reference")
-    files = raw.get("files")
-    files = [files] if isinstance(files, str) else files
-    if not files or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise loc.error(("reference", "files"), f"reference needs one CSV path or a list of them, got {files!r}")
-    paths = []
-    for f in files:
-        p = Path(f).expanduser()
-        p = p if p.is_absolute() or base is None else base / p
-        if not p.is_file():
-            raise loc.error(("reference",), f"reference table {f!r} is not a file ({p})")
-        paths.append(str(p.resolve()))
-    datasets = raw.get("datasets") or {}
-    _expect(loc, ("reference", "datasets"), datasets, dict, "reference.datasets")
-    for k, v in datasets.items():
-        _expect(loc, ("reference", "datasets", k), v, str, f"reference.datasets.{k}")
-    fit = _expect(loc, ("reference", "fit"), raw.get("fit", False), bool, "reference.fit")
-    return {"files": paths, "datasets": dict(datasets), "fit": fit}
 
 
 def merge(reference: dict | None, extra_files: list) -> dict | None:

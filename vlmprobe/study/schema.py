@@ -368,8 +368,6 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
             _check_factors(loc, p, options, toy_dir)
         measurements.append(MeasurementEntry(kind, e.get("models"), e.get("datasets"), options, loc.line(p)))
     executor = _check_executor(loc, ("executor",), raw.get("executor") or {})
-    from .reference import check_reference
-
     reference = check_reference(loc, raw.get("reference"), Path(path).resolve().parent if path is not None else None)
     return Study(file=file, text=text, name=str(raw.get("name", Path(file).stem)), seed=seed, world=world,
                  models=models, datasets=datasets, measurements=measurements,
@@ -389,6 +387,36 @@ def _check_executor(loc: Located, path: tuple, raw) -> dict:
         for k, v in section.items():
             _expect(loc, path + (name, k), v, keys[k], k)
     return raw
+
+
+REFERENCE_KEYS = ("files", "datasets", "fit")
+
+
+def check_reference(loc, raw, base: Path | None) -> dict | None:
+    """The study file's ``reference`` value (``study/reference.py``) -> ``{"files": [absolute paths], "datasets": {..},
+    "fit": bool}`` (None when absent); an error names the key and line."""
+    if raw is None:
+        return None
+    if isinstance(raw, (str, list)):
+        raw = {"files": raw}
+    _check_keys(loc, ("reference",), raw, REFERENCE_KEYS, "reference")
+    files = raw.get("files")
+    files = [files] if isinstance(files, str) else files
+    if not files or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise loc.error(("reference", "files"), f"reference needs one CSV path or a list of them, got {files!r}")
+    paths = []
+    for f in files:
+        p = Path(f).expanduser()
+        p = p if p.is_absolute() or base is None else base / p
+        if not p.is_file():
+            raise loc.error(("reference",), f"reference table {f!r} is not a file ({p})")
+        paths.append(str(p.resolve()))
+    datasets = raw.get("datasets") or {}
+    _expect(loc, ("reference", "datasets"), datasets, dict, "reference.datasets")
+    for k, v in datasets.items():
+        _expect(loc, ("reference", "datasets", k), v, str, f"reference.datasets.{k}")
+    fit = _expect(loc, ("reference", "fit"), raw.get("fit", False), bool, "reference.fit")
+    return {"files": paths, "datasets": dict(datasets), "fit": fit}
 
 
 def _expand_zoo(loc: Located, p: tuple, name: str, m: dict, models: dict) -> list[str]:
