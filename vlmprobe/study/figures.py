@@ -19,10 +19,12 @@ def _plt():
     return plt
 
 
-def _png(fig) -> bytes:
+def _png(fig, tight: bool = True) -> bytes:
+    """``tight=False``: the figure set its own margins (a tight layout of hundreds of labels is slow)."""
     plt = _plt()
     buf = io.BytesIO()
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
@@ -89,11 +91,12 @@ def worst_k_bars(rows: list[dict]) -> bytes | None:
     if crowded:
         ax.set_xticklabels([f"{r['model']}: {r['method']}" for r in rows], fontsize=5, rotation=90, ha="center")
         ax.set_xlim(-0.5, len(rows))
+        fig.subplots_adjust(left=0.6 / fig.get_figwidth(), right=1 - 0.1 / fig.get_figwidth(), top=0.95, bottom=0.5)
     else:
         ax.set_xticklabels([f"{r['model']}\n{r['method']}" for r in rows], fontsize=6, rotation=20, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return _png(fig, tight=not crowded)
 
 
 def cmm_vs_accuracy(rows: list[dict]) -> bytes | None:
