@@ -28,11 +28,12 @@ def _isolated_home(tmp_path_factory, request):
     Under pytest-xdist (``python3 tasks.py test`` runs ``-n auto --dist loadfile``) the workers
     of one run share that directory, so the world is built once for all of them.
 
-    When a selected test uses ``toy_world``, the default toy world (one thread, minutes) starts
-    building at once in a background ``vlmprobe toy build`` (started by the first worker to
-    claim it) while the first tests run; ``toy_world`` and every ``toy:`` spec then wait on the
-    build's file lock and reuse the finished build (the same deterministic files an in-process
-    build writes)."""
+    When a selected test uses ``toy_world``, the default toy world (one thread, minutes) and its
+    side artefacts (``vlmprobe.toy.side``: the spurious CLIP and CNN, the extra sets) start
+    building at once in the background (started by the first worker to claim it) while the first
+    tests run; ``toy_world`` and every ``toy:`` spec then wait on the build's file locks and reuse
+    the finished build (the same deterministic files an in-process build writes). xdist workers
+    lower their own priority (nice 5) so the build, which the world modules wait for, goes first."""
     import subprocess
     import sys
 
@@ -50,12 +51,16 @@ def _isolated_home(tmp_path_factory, request):
     needs_world = any("toy_world" in getattr(item, "fixturenames", ()) for item in request.session.items)
     if needs_world and existing_world() is None and _claim(os.path.join(home, "toy-build.started")):
         with open(os.path.join(home, "toy-build.log"), "w") as log:  # the child keeps its own handle
-            build = subprocess.Popen([sys.executable, "-m", "vlmprobe", "toy", "build"], stdout=log,
-                                     stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            build = subprocess.Popen([sys.executable, "-c", "from vlmprobe.toy.side import build_world_and_side; "
+                                      "build_world_and_side(progress=False)"], stdout=log,
+                                     stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                     start_new_session=True)  # its side process too is in its group
+    if xdist:  # the world build (and its side artefacts) first: the world modules wait on it
+        os.nice(5)
     yield home
     if build is not None:
         if build.poll() is None and not xdist:  # the selected tests finished without it (other
-            build.terminate()  # xdist workers may still need it: wait for it there)
+            os.killpg(build.pid, 15)  # xdist workers may still need it: wait for it there)
         build.wait()  # reaped either way
     if old is None:
         os.environ.pop("VLMPROBE_HOME", None)

@@ -1,6 +1,8 @@
 """The one sample loop with several processes: 2 CPU processes (gloo) through the real
 `accelerate launch --cpu --num_processes 2 -m vlmprobe ...` (and `torch.distributed.run` directly,
-which skips accelerate's ~7 s of launcher start-up) give the files of 1 process; SIGKILL
+which skips accelerate's ~7 s of launcher start-up) give the files of 1 process (zero-shot here;
+likelihood, generation, probe, ImageWikiQA and frequency in one study launch,
+tests/test_study.py::test_study_under_accelerate_launch_shards_each_run_like_one_process); SIGKILL
 of a 2-process run resumes with 1 process; a 1-process run resumes with 2; an unrelated second
 process into a run directory is refused (one writer)."""
 import json
@@ -112,42 +114,6 @@ def test_two_processes_zeroshot_equal_one(zeroshot_one, clip_spec, images, tmp_p
     assert json.loads((out / "timing.json").read_text())["samples_computed"] == 24
     assert json.loads((out / "results.json").read_text())["top1"] == \
         json.loads((zeroshot_one / "results.json").read_text())["top1"]
-
-
-def test_two_processes_likelihood_equal_one(llava_spec, images, tmp_path):
-    args = ("--limit", 9, "--batch-size", 2)
-    assert cli_main(list(map(str, _eval_args(llava_spec, images, "likelihood", tmp_path / "one", *args)))) == 0
-    _finish(_launch(*_eval_args(llava_spec, images, "likelihood", tmp_path / "two", *args)))
-    assert_same_run(tmp_path / "one", tmp_path / "two")
-
-
-def test_two_processes_wikiqa_equal_one(llava_spec, images, tmp_path):
-    rows = []
-    for c in range(3):
-        for i in range(2):
-            text = f"What colour family is this?\nA. red {i}\nB. green\nC. blue\nD. none\nChoose A, B, C, or D."
-            rows.append({"image": f"class{c}/{i}.png", "text": text, "label": "ABC"[c], "classname": f"class{c}"})
-    rows.append({**rows[0], "image": "class0/missing.png"})  # a counted skip
-    data = tmp_path / "qa.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = ["wikiqa", "--model", llava_spec, "--data", data, "--images", images, "--method", "likelihood",
-            "--batch-size", 2, "--no-progress"]
-    assert cli_main(list(map(str, [*args, "--out", tmp_path / "one"]))) == 0
-    _finish(_launch(*args, "--out", tmp_path / "two"))
-    assert_same_run(tmp_path / "one", tmp_path / "two")
-    assert json.loads((tmp_path / "two" / "results.json").read_text())["num_skipped"] == 1
-
-
-def test_two_processes_probe_equal_one(llava_spec, images, tmp_path):
-    args = ["probe", "--model", llava_spec, "--train", images, "--test", images, "--layers", "0,-1",
-            "--pool", "last", "--Cs", "0.1,1", "--batch-size", 4, "--no-progress"]
-    env_cache = {"VLMPROBE_HOME": str(tmp_path / "home2")}
-    assert cli_main(list(map(str, [*args, "--out", tmp_path / "one"]))) == 0
-    _finish(_launch(*args, "--out", tmp_path / "two", env=env_cache))
-    assert_same_run(tmp_path / "one", tmp_path / "two")
-    one, two = (json.loads((tmp_path / d / "layers.json").read_text()) for d in ("one", "two"))
-    assert two["features"]["train"]["computed"] == 24  # extracted here, by the two processes, not from a cache
-    assert [r["test_accuracy"] for r in one["layers"]] == [r["test_accuracy"] for r in two["layers"]]
 
 
 def _wait_for(cond, proc, timeout=600):

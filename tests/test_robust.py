@@ -14,6 +14,8 @@ from PIL import Image
 
 from vlmprobe.errors import ModelLoadError, VlmprobeError
 
+from test_per_model_figure import drawn  # noqa: F401  (fixture)
+
 
 def cli(*args):
     """``vlmprobe ARGS`` in this process (the console script's entry point; imports paid once)."""
@@ -274,7 +276,12 @@ def test_real_accuracy_excludes_empty_sets_and_maps_merged_names(tmp_path):
     assert run_real_results(load_run(run), str(tmp_path / "real.json"))["accuracy"] == 0.75
 
 
-def test_compare_factor_table_and_probit_plot(tmp_path):
+def test_compare_factor_table_and_probit_plot(tmp_path, drawn):
+    """`compare RUN... --factors FILE --plot`: the table, and one probit panel per factor with one
+    point per run at (overall accuracy, factor accuracy) as the --out rows say (Tu et al.'s figure,
+    drawn by model_scatter: y = x, Huber line, Spearman and R²)."""
+    from test_per_model_figure import probit_shown
+
     rng = np.random.default_rng(0)
     rows = [_factor_row(i, **({"pose": 1} if i % 2 else {"texture": 1})) for i in range(40)]
     ann = tmp_path / "f.jsonl"
@@ -283,10 +290,18 @@ def test_compare_factor_table_and_probit_plot(tmp_path):
     for k, p in enumerate([0.5, 0.7, 0.9]):
         labels = np.zeros(40, dtype=int)
         runs.append(write_imagenet_run(tmp_path / f"m{k}", labels, [0 if rng.random() < p else 1 for _ in labels]))
-    r = cli("compare", *runs, "--factors", ann, "--plot", tmp_path / "fig.png")
+    r = cli("compare", *runs, "--factors", ann, "--plot", tmp_path / "fig.png", "--out", tmp_path / "f.json")
     assert r.returncode == 0, r.stderr
     assert "error ratio" in r.stdout and "pose" in r.stdout
     assert Image.open(tmp_path / "fig.png").size[0] > 500
+    rows = json.loads((tmp_path / "f.json").read_text())["factors"]["rows"]
+    assert [d["title"] for d in drawn] == ["pose", "texture"]  # the factors with images
+    for d in drawn:
+        want = [(x["accuracy"], x["factors"][d["title"]]["accuracy"]) for x in rows]
+        assert len({w[0] for w in want}) == 3
+        np.testing.assert_allclose(d["xy"], probit_shown(want))
+        assert [t for t in d["legend"] if "(zeroshot)" in t] == [f"m{k} (zeroshot)" for k in range(3)]
+        assert any(t.startswith("Huber fit (Spearman ") for t in d["legend"]) and "y = x" in d["legend"]
     r = cli("compare", *runs, "--plot")
     assert r.returncode == 2 and "needs --factors" in r.stderr
 

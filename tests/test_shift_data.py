@@ -52,8 +52,8 @@ def test_imagenet_r_a_200_classes_from_timm(tmp_path, name):
     wnids, indices = subset_synsets(name)
     assert len(wnids) == 200 and len(set(indices)) == 200
     root = tmp_path / f"imagenet-{name}"
-    for j in (0, 199):
-        _img(root / wnids[j] / f"art_{j}.jpg", j)
+    for j in (0, 199):  # R: <rendition>_<n>.jpg; A: <score>_<label> _ <label>_<score>.jpg (spaces included)
+        _img(root / wnids[j] / (f"art_{j}.jpg" if name == "r" else f"0.000116_digital clock _ digital clock_0.86{j}.jpg"), j)
     (root / "README.txt").write_text("\n".join(f"{w} name" for w in wnids))
     ds = load_dataset(f"imagenet-{name}:{tmp_path}", duplicate_names="keep")
     assert sorted(ds.labels().tolist()) == sorted([indices[0], indices[199]])

@@ -15,7 +15,7 @@ from vlmprobe.cli import main
 from vlmprobe.study import StudyFileError, load_study
 
 
-def _study_text(tiny_models, digits_folder, corpus):
+def _study_text(tiny_models, digits_folder, corpus, qa):
     return f"""\
 name: small
 seed: 0
@@ -29,12 +29,16 @@ models:
                eval_every: 0}}
 datasets:
   digits: {{data: "{digits_folder}", limit: 12}}
+  train: {{data: "{digits_folder}", limit: 16, eval: false}}
 measurements:
   - {{measure: zeroshot}}
   - {{measure: generate, closed_world: true, num_candidates: [2, all]}}
   - {{measure: generate}}
   - {{measure: likelihood, models: [vlm], num_candidates: [2]}}
   - {{measure: frequency, models: [vlm], corpus: "{corpus}"}}
+  - {{measure: probe, models: [vlm], train: train, layers: "0,-1", pool: last}}
+  - {{measure: wikiqa, models: [vlm], data: "{qa}", images: "{digits_folder}", method: likelihood,
+     classification: none}}
 """
 
 
@@ -45,8 +49,19 @@ def small_study(tiny_models, digits_folder, tmp_path_factory):
     corpus.write_text(json.dumps([{"id": str(i), "conversations": [
         {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": f"a {n}"}]}
         for i, n in enumerate(["zero", "one", "one", "two", "seven", "seven", "seven"])]))
+    qa = root / "qa.jsonl"  # ImageWikiQA-format questions on the digits (one image missing: a counted skip)
+    names = sorted(p.name for p in digits_folder.iterdir())
+    rows = []
+    for i, n in enumerate(names[:5]):
+        options = [f"not {n}", f"{n}-like", "none of these"]
+        options.insert(i % 4, n)
+        rows.append({"image": f"{n}/{sorted((digits_folder / n).iterdir())[0].name}", "classname": n,
+                     "label": "ABCD"[i % 4], "text": "Which digit is shown?\n" + "".join(
+                         f"{letter}. {o}\n" for letter, o in zip("ABCD", options)) + "Choose A, B, C, or D."})
+    rows.append({**rows[0], "image": f"{names[0]}/missing.png"})
+    qa.write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = root / "small.yaml"
-    path.write_text(_study_text(tiny_models, digits_folder, corpus))
+    path.write_text(_study_text(tiny_models, digits_folder, corpus, qa))
     out = root / "out"
     assert main(["study", str(path), "--out", str(out)]) == 0
     return path, out
@@ -143,14 +158,17 @@ def test_small_study_second_run_computes_nothing_and_report_is_identical(small_s
 
 
 def test_study_under_accelerate_launch_shards_each_run_like_one_process(small_study, tmp_path):
-    """`accelerate launch --cpu --num_processes 2 -m vlmprobe study`: every engine run is split
-    between the 2 processes and gives the one-process files (records equal apart from the
-    volatile ``rank``); fine-tuning runs as 2-process DDP inside the study; one report."""
+    """`accelerate launch --cpu --num_processes 2 -m vlmprobe study`: every engine run (zero-shot,
+    generation, likelihood, probe with its feature extraction, ImageWikiQA with a skipped image,
+    frequency) is split between the 2 processes and gives the one-process files (records equal
+    apart from the volatile ``rank``); fine-tuning runs as 2-process DDP inside the study; one
+    report."""
     from vlmprobe.runs import strip_volatile
 
     path, one = small_study
     two = tmp_path / "two"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # a cold cache: the probe's features are extracted by the launch's two processes
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "VLMPROBE_HOME": str(tmp_path / "home2")}
     proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
                            "-m", "vlmprobe", "study", str(path), "--out", str(two)], env=env, capture_output=True,
                           text=True, timeout=900)
@@ -163,12 +181,19 @@ def test_study_under_accelerate_launch_shards_each_run_like_one_process(small_st
             rec = [json.loads(x) for x in (two / rid / "samples.jsonl").read_text().splitlines()]
             assert [strip_volatile(r) for r in rec] == \
                 [json.loads(x) for x in (one / rid / "samples.jsonl").read_text().splitlines()], rid
-            assert json.loads((two / rid / "timing.json").read_text())["world_size"] == 2, rid
-            assert all("rank" in r for r in rec), rid  # computed by the launch's processes (one batch each)
+            if "/probe" not in rid:  # a probe's 2 processes extract its features (checked below)
+                assert json.loads((two / rid / "timing.json").read_text())["world_size"] == 2, rid
+                assert all("rank" in r for r in rec), rid  # computed by the launch's processes (one batch each)
         for name in ("results.json", "frequency.json"):
             if (one / rid / name).exists():
                 a, b = ((d / rid / name).read_text().replace(str(d), "OUT") for d in (one, two))
                 assert json.loads(a) == json.loads(b), rid
+    probe = "vlm/digits/probe-layers=0,_1-pool=last/layers.json"
+    probe_one, probe_two = (json.loads((d / probe).read_text()) for d in (one, two))
+    assert probe_two["features"]["train"]["computed"] == 16  # extracted here, not read from a cache
+    assert [r["test_accuracy"] for r in probe_one["layers"]] == [r["test_accuracy"] for r in probe_two["layers"]]
+    qa = json.loads((two / "vlm/digits/wikiqa-method=likelihood-classification=none/results.json").read_text())
+    assert qa["num_skipped"] == 1
     ft = json.loads((two / "vlm-ft" / "finetune" / "summary.json").read_text())
     assert ft["num_processes"] == 2 and ft["steps"] == 2
     assert (two / "vlm-ft" / "digits" / "generate" / "results.json").exists()
@@ -372,8 +397,8 @@ def test_robustness_measurements_fill_their_report_sections(toy_world, tmp_path,
 
 def test_factors_measurement_fills_its_report_section(tiny_models, digits_folder, tmp_path, capsys):
     """A `factors` run per model reads that model's eval run through `vlmprobe metrics RUN
-    --factors FILE --out DIR` (the eval run untouched); the report's ImageNet-X table and probit
-    figure show exactly what the same command run by hand computes."""
+    --factors FILE --out DIR` (the eval run untouched); the report's ImageNet-X table shows
+    exactly what the same command run by hand computes."""
     from vlmprobe.data.imagenet_x import FACTORS
     from vlmprobe.study import read_study
 
@@ -389,6 +414,7 @@ models:
   vlm: {{spec: "hf:{tiny_models['llava']}"}}
 datasets:
   digits: {{data: "{digits_folder}", limit: 12}}
+  train: {{data: "{digits_folder}", limit: 16, eval: false}}
 measurements:
   - {{measure: factors, source: "{ann}"}}
 """)
@@ -421,7 +447,8 @@ measurements:
             cells.append(f"[{100 * x['accuracy']:.1f} ({er}; n={x['n']})]({rid}/)")
         assert f"| {model} | {r['method']} | digits | factors.jsonl (file) | " + " | ".join(cells) + " |" in section
     assert "texture" not in section.split("\n|")[1]  # factors without images get no column
-    assert (out / "report_files" / "factors.png").read_bytes()[:4] == b"\x89PNG" and "factors.png" in section
+    # two models: no one-point-per-model figure (test_per_model_figure draws it for three), and the report says so
+    assert "factors.png" not in section and "needs factors runs of at least three models; this study has 2." in section
     dep = out / "clip" / "digits" / "zeroshot"
     assert main(["metrics", str(dep), "--factors", str(ann), "--factor-variant", "top", "--out", str(tmp_path / "x")]) == 2
     assert "--factor-variant 'top': choose from file" in capsys.readouterr().err

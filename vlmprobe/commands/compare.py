@@ -2,15 +2,17 @@
 
 ``--groups group`` prints model / method / common / counter / drop (CounterAnimal's table, any
 field and pair of values with ``--group-drop A,B``); ``--factors imagenet-x|FILE`` prints
-per-factor accuracy (ImageNet-X) and with ``--plot`` draws Tu et al.'s probit figure.
+per-factor accuracy (ImageNet-X) and with ``--plot`` draws Tu et al.'s probit figure (a panel per
+factor, one point per run).
 ``--shape-bias [PNG]``: cue-conflict runs (``--data cue-conflict:ROOT``, any method) -> one line
 per run (overall shape bias, shape / texture / other decision counts) and the standard
 per-category dot plot (default shape_bias.png).
 ``--shift ID_RUN:SHIFT_RUN`` (repeat, one per model and method): ID and shift accuracy with 95%
 Clopper-Pearson intervals (the ID accuracy on the shift set's classes for ImageNet-R/-A/ObjectNet),
 effective robustness (Taori et al.: shift accuracy minus the logit-linear fit over ``--baseline``
-pairs, a ``--reference`` CSV, or else the compared runs), and with ``--plot`` the one-point-per-model
-figure on probit axes (y = x, Huber line, Spearman and R² in the legend).
+pairs, a ``--reference`` CSV, or else the compared runs; one fit per shift set, each with its own
+reference columns), and with ``--plot`` the one-point-per-model figure on probit axes, a panel per
+shift set (y = x, Huber line, Spearman and R² in the legend).
 ``--out FILE.json`` also writes the rows.
 """
 from __future__ import annotations
@@ -127,39 +129,44 @@ def _pair(text: str, flag: str):
 
 
 def _shift(args) -> dict:
-    """The --shift table (printed) and, with --plot, the figure."""
+    """The --shift table (printed) and, with --plot, the figure. Each shift set (dataset spec, plus
+    the on-the-fly corruption) has its own effective-robustness line: its --reference columns, the
+    --baseline pairs on the same set, or else its own compared runs."""
+    from ..errors import VlmprobeError
     from ..metrics.compare import format_table, run_label
     from ..metrics.model_scatter import shift_figure
-    from ..metrics.shifts import id_counts, read_reference_csv, shift_counts, shift_table
+    from ..metrics.shifts import pair_accuracies, reference_baselines, shift_set, shift_table
 
     pairs = [(run_label(sh), i, sh) for i, sh in (_pair(t, "--shift") for t in args.shift)]
+    sets = list(dict.fromkeys(shift_set(sh) for _, _, sh in pairs))
     baseline = None
     if args.reference:
-        specs = {(sh.config.get("data") or {}).get("spec") if isinstance(sh.config.get("data"), dict) else None
-                 for _, _, sh in pairs}
-        baseline, skipped = read_reference_csv(args.reference, sorted(specs, key=str)[0])
-        print(f"reference {args.reference}: {len(baseline)} models"
-              + (f" ({skipped} without both accuracies skipped)" if skipped else ""), file=sys.stderr)
+        baseline, skipped = reference_baselines(args.reference, sets)
+        for s in sets:
+            print(f"reference {args.reference} for {s}: {len(baseline[s])} models"
+                  + (f" ({skipped[s]} without both accuracies skipped)" if skipped[s] else ""), file=sys.stderr)
     if args.baseline:
-        baseline = list(baseline or [])
+        baseline = baseline or {s: [] for s in sets}
         for text in args.baseline:
             i, sh = _pair(text, "--baseline")
-            data = sh.config.get("data") if isinstance(sh.config.get("data"), dict) else {}
-            ik, in_ = id_counts(i, data.get("class_subset"))
-            sk, sn, _ = shift_counts(sh)
-            baseline.append({"model": run_label(sh)["model"], "id": ik / in_, "shift": sk / sn})
+            if shift_set(sh) not in baseline:
+                raise VlmprobeError(f"--baseline {text!r}: its shift set {shift_set(sh)} is none of the --shift "
+                                    f"runs' ({', '.join(sets)})")
+            a = pair_accuracies(i, sh)
+            baseline[shift_set(sh)].append({"model": run_label(sh)["model"], "id": a["id_k"] / a["id_n"],
+                                            "shift": a["shift_k"] / a["shift_n"]})
     table = shift_table(pairs, baseline, args.transform)
     pct = lambda v: None if v is None else 100 * v  # noqa: E731
     print(format_table(["model", "method", "shift set", "ID %", "ID 95% CI", "shift %", "shift 95% CI", "ER (points)"],
-                       [[r["model"], r["method"], r["shift_dataset"] or "?", pct(r["id_accuracy"]),
+                       [[r["model"], r["method"], r["shift_set"], pct(r["id_accuracy"]),
                          "{:.1f}-{:.1f}".format(*(100 * v for v in r["id_ci95"])), pct(r["shift_accuracy"]),
                          "{:.1f}-{:.1f}".format(*(100 * v for v in r["shift_ci95"])),
                          pct(r.get("effective_robustness"))] for r in table["rows"]]))
-    if table["fit"]:
-        f = table["fit"]
-        print(f"effective robustness = shift acc - fit; {f['transform']} fit over the {f['fit_over']} "
-              f"({f['n_baseline']} points): slope {f['slope']:.3f}, intercept {f['intercept']:.3f}")
+    for name, s in table["sets"].items():
+        if s["fit"]:
+            f = s["fit"]
+            print(f"effective robustness on {name} = shift acc - fit; {f['transform']} fit over the {f['fit_over']} "
+                  f"({f['n_baseline']} points): slope {f['slope']:.3f}, intercept {f['intercept']:.3f}")
     if args.plot is not None:
         print(f"figure: {shift_figure(table, args.plot or 'shift.png', baseline is not None)}")
     return table
-

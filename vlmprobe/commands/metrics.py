@@ -56,6 +56,9 @@ def register(subparsers) -> None:
                    help="with --factors: only this annotation (imagenet-x: top and multi; a FILE: file)")
     p.add_argument("--real-labels", nargs="?", const=True, default=None, metavar="FILE",
                    help="ImageNet-ReaL accuracy (the imagenet-x package's labels, or a JSON list file)")
+    p.add_argument("--clean-run", default=None, metavar="RUN_DIR",
+                   help="on an ImageNet-C run: the same model's run on the clean images; its top-1 error gives "
+                        "relative CE and relative mCE (Hendrycks & Dietterich)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG files")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write results.json and the PNG files into DIR (created) instead of RUN_DIR")
@@ -84,7 +87,10 @@ def run(args) -> int:
                           logit_scale=args.logit_scale, mcm_tau=args.mcm_tau, confusion_top=args.confusion_top,
                           ece_bins=args.ece_bins, ece_edges=args.ece_edges, factors=args.factors,
                           real_labels=args.real_labels,
-                          factor_variant=args.factor_variant)
+                          factor_variant=args.factor_variant, clean_error=_clean_error(args.clean_run))
+    if args.clean_run and not (results.get("shift") or {}).get("corruption_error"):
+        raise VlmprobeError(f"--clean-run: {args.run_dir} is not an ImageNet-C run (relative mCE needs its "
+                            "per-corruption errors)")
     if len(ood_runs) > 1:  # several OOD sets: each one's table and the mean over them
         from vlmprobe.metrics.report import jsonable
 
@@ -134,3 +140,16 @@ def run(args) -> int:
     top1 = results.get("top1", results.get("accuracy"))
     print(f"top-1 {top1:.4f}" if isinstance(top1, float) else "top-1 n/a", "->", ", ".join(str(w) for w in written))
     return 0
+
+
+def _clean_error(run_dir: str | None) -> float | None:
+    """Top-1 error of the --clean-run directory (None without one)."""
+    if run_dir is None:
+        return None
+    from vlmprobe.metrics.factors import run_correct
+    from vlmprobe.metrics.rundata import load_run
+
+    correct = run_correct(load_run(run_dir))
+    if not correct.size:
+        raise VlmprobeError(f"--clean-run {run_dir}: no scored samples")
+    return float(1 - correct.mean())

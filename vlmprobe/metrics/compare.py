@@ -6,17 +6,15 @@
 - ``factor_table(runs, source, variant)``: per run overall accuracy and per-factor accuracy /
   error ratio (ImageNet-X; ``metrics.factors``).
 - ``factor_plot``: one panel per factor, probit(factor acc) vs probit(overall acc), one point per
-  run, Huber robust fit and y = x (Tu et al., "Toward a Holistic Evaluation of Robustness in CLIP
-  Models").
+  run (model, method), y = x, Huber robust fit with Spearman and R² (Tu et al., "Toward a Holistic
+  Evaluation of Robustness in CLIP Models"), drawn by ``model_scatter``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from vlmprobe.metrics import groups as grp_m
-from vlmprobe.metrics.factors import huber_fit, probit, run_correct, run_factor_results
+from vlmprobe.metrics.factors import run_correct, run_factor_results
 
 
 def run_label(run) -> dict:
@@ -72,35 +70,13 @@ def format_table(header: list[str], rows: list[list], digits: int = 1) -> str:
 
 
 def factor_plot(rows: list[dict], path, title: str = "ImageNet-X factors") -> Path:
-    """Tu et al.'s figure from ``factor_table`` rows (see module docstring)."""
-    from vlmprobe.metrics.plots import _pyplot, _save
+    """Tu et al.'s figure from ``factor_table`` rows (see module docstring): the one-point-per-model
+    panels of ``model_scatter.factor_panels``, four per row."""
+    from vlmprobe.errors import VlmprobeError
+    from vlmprobe.metrics.model_scatter import factor_panels, model_scatter
 
-    plt = _pyplot()
-    factors = list(rows[0]["factors"]) if rows else []
-    ncol = 4
-    nrow = max(1, int(np.ceil(len(factors) / ncol)))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.0 * nrow), dpi=90, squeeze=False)
-    ticks = np.array([0.1, 0.3, 0.5, 0.7, 0.9, 0.97])
-    for ax, f in zip(axes.flat, factors):
-        pts = [(r["accuracy"], r["factors"][f]["accuracy"], r["model"]) for r in rows
-               if r["accuracy"] is not None and r["factors"][f]["accuracy"] is not None]
-        x = probit([p[0] for p in pts])
-        y = probit([p[1] for p in pts])
-        ax.scatter(x, y, s=18, zorder=3)
-        lim = probit([0.05, 0.99])
-        ax.plot(lim, lim, "k--", lw=0.8, label="y = x")
-        fit = huber_fit(x, y) if len(pts) >= 2 else None
-        if fit is not None:
-            ax.plot(lim, fit[0] * lim + fit[1], color="#d65f5f", lw=1.2, label=f"Huber fit (slope {fit[0]:.2f})")
-        ax.set_xticks(probit(ticks), [f"{t:.0%}" for t in ticks], fontsize=7)
-        ax.set_yticks(probit(ticks), [f"{t:.0%}" for t in ticks], fontsize=7)
-        ax.set_xlim(*lim)
-        ax.set_ylim(*lim)
-        ax.set_title(f, fontsize=9)
-        ax.legend(fontsize=6, loc="upper left")
-    for ax in list(axes.flat)[len(factors):]:
-        ax.axis("off")
-    fig.supxlabel("overall accuracy (probit scale)")
-    fig.supylabel("factor accuracy (probit scale)")
-    fig.suptitle(title)
-    return _save(fig, path)
+    panels = factor_panels(rows)
+    if not panels:
+        raise VlmprobeError("--plot: no factor has an accuracy for two runs (a point per run needs images with "
+                            "the factor in each run)")
+    return model_scatter(panels, path, title, max_cols=4)

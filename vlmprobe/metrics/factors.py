@@ -6,9 +6,9 @@
   Reported for the top-factor and multi-factor annotations, with counts.
 - ReaL accuracy (Beyer et al. 2020): ``mean(pred_i in ReaL_i)`` over images whose ReaL set is
   non-empty; images with an empty set are excluded and counted.
-- Tu et al.'s figure: per factor, ``probit(acc_f)`` against ``probit(acc)`` (probit = inverse
-  normal CDF, accuracies clipped to [1e-4, 1 - 1e-4]), one point per run, a Huber-loss robust
-  linear fit (scikit-learn ``HuberRegressor``) and the y = x line.
+- Tu et al.'s figure (``model_scatter.factor_panels``): per factor, ``probit(acc_f)`` against
+  ``probit(acc)`` (probit = inverse normal CDF), one point per run, the y = x line and a Huber-loss
+  robust linear fit (``huber_fit``: scikit-learn ``HuberRegressor``) with Spearman and R².
 
 Run predictions are dataset class indices; ReaL labels are ImageNet indices, so run classes are
 mapped through their open_clip ImageNet names (a merged duplicate name, e.g. "missile", maps to
@@ -19,8 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from vlmprobe.errors import VlmprobeError
-
-CLIP = 1e-4
 
 
 def factor_accuracy(correct, member, names) -> dict:
@@ -45,12 +43,6 @@ def real_accuracy(pred_sets, real_sets) -> dict:
     hits = [bool(set(pred_sets[i]) & set(real_sets[i])) for i in keep]
     return {"accuracy": float(np.mean(hits)) if hits else None, "n": len(keep),
             "n_excluded_no_label": len(real_sets) - len(keep)}
-
-
-def probit(p) -> np.ndarray:
-    from scipy.stats import norm
-
-    return norm.ppf(np.clip(np.asarray(p, dtype=np.float64), CLIP, 1 - CLIP))
 
 
 def huber_fit(x, y) -> tuple[float, float] | None:

@@ -94,12 +94,12 @@ def _plain_fit(x, y) -> dict:
     return {"huber": huber_fit(x, y), "spearman": spearman(x, y), "r2": None if r is None else r * r}
 
 
-def model_scatter(panels: list[dict], path, title: str | None = None) -> Path:
-    """Draw ``panels`` (module docstring) as a grid into ``path`` (PNG)."""
+def model_scatter(panels: list[dict], path, title: str | None = None, max_cols: int = 3) -> Path:
+    """Draw ``panels`` (module docstring) as a grid of at most ``max_cols`` columns into ``path`` (PNG)."""
     from vlmprobe.metrics.plots import _pyplot, _save
 
     plt = _pyplot()
-    rows, cols = grid_shape(len(panels))
+    rows, cols = grid_shape(len(panels), max_cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows), dpi=90, squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         _panel(ax, panel)
@@ -111,11 +111,32 @@ def model_scatter(panels: list[dict], path, title: str | None = None) -> Path:
 
 
 def shift_figure(table: dict, path, show_baseline: bool = True, title: str = "Distribution shift: one point per model"):
-    """The probit scatter of a ``metrics.shifts.shift_table``: one point per (model, method), the
-    effective-robustness baseline line when ``show_baseline``."""
-    panel = {"title": title, "xlabel": "in-distribution accuracy (probit scale)",
-             "ylabel": "shift accuracy (probit scale)", "probit": True,
-             "points": [{"label": f"{r['model']} ({r['method']})", "x": r["id_accuracy"], "y": r["shift_accuracy"]}
-                        for r in table["rows"]],
-             "baseline": table["fit"] if (show_baseline and table["fit"]) else None}
-    return model_scatter([panel], path)
+    """The probit scatter of a ``metrics.shifts.shift_table``: one panel per shift set, one point per
+    (model, method), the set's effective-robustness baseline line when ``show_baseline``."""
+    sets = table.get("sets") or {None: {"fit": table["fit"]}}
+    panels = [{"title": name or title, "xlabel": "in-distribution accuracy (probit scale)",
+               "ylabel": "shift accuracy (probit scale)", "probit": True,
+               "points": [{"label": f"{r['model']} ({r['method']})", "x": r["id_accuracy"], "y": r["shift_accuracy"]}
+                          for r in table["rows"] if name is None or r.get("shift_set") == name],
+               "baseline": s["fit"] if (show_baseline and s["fit"]) else None} for name, s in sets.items()]
+    return model_scatter(panels, path, title)
+
+
+def factor_panels(rows: list[dict], names: list[str] | None = None, label=None) -> list[dict]:
+    """Tu et al.'s ImageNet-X figure as probit panels, one per factor: x = a run's overall accuracy on
+    the annotated images, y = its accuracy on the images showing the factor (ImageNet-X: correct /
+    total among them), one point per (model, method). ``rows``: ``metrics.compare.factor_table`` or
+    study ``factors`` rows ({model, method, accuracy, factors: {name: {accuracy, ...}}}); ``names``:
+    the factors to draw (default: every factor of the first row); a panel needs >= 2 points;
+    ``label(row)``: the legend text (default "model (method)")."""
+    label = label or (lambda r: f"{r['model']} ({r['method']})")
+    names = list(rows[0]["factors"]) if names is None and rows else list(names or [])
+    panels = []
+    for name in names:
+        pts = [{"label": label(r), "x": r["accuracy"], "y": (r["factors"].get(name) or {}).get("accuracy")}
+               for r in rows]
+        pts = [p for p in pts if p["x"] is not None and p["y"] is not None]
+        if len(pts) >= 2:
+            panels.append({"title": name, "xlabel": "overall accuracy (probit scale)",
+                           "ylabel": "factor accuracy (probit scale)", "probit": True, "points": pts})
+    return panels

@@ -244,8 +244,9 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
                 ood: RunData | None = None, pseudo: RunData | None = None, logit_scale: float | None = None,
                 mcm_tau: float = 1.0, confusion_top: int = 10, ece_bins: int = cal_m.DEFAULT_BINS,
                 ece_edges: str = "right", factors: str | None = None, real_labels: str | bool | None = None,
-                factor_variant: str | None = None) -> dict:
-    """Results of a loaded run (see ``results_from_run``). ``factors`` (``imagenet-x`` or a
+                factor_variant: str | None = None, clean_error: float | None = None) -> dict:
+    """Results of a loaded run (see ``results_from_run``). ``clean_error``: the same model's error
+    on the clean images, for ImageNet-C's relative CE / mCE. ``factors`` (``imagenet-x`` or a
     FILE.jsonl) adds ImageNet-X factor accuracies (only ``factor_variant`` when given); ``real_labels`` (True: the imagenet-x
     package's file, or a FILE) adds ImageNet-ReaL accuracy (``metrics.factors``)."""
     gvals = {g: run.field_values(g) for g in groups} if groups else None
@@ -292,7 +293,7 @@ def results_for(run: RunData, worst_k=DEFAULT_WORST_K, groups: Sequence[str] | N
             out["counteranimal"] = jsonable(ca)
     from vlmprobe.metrics.shifts import shift_results
 
-    shift = shift_results(run)  # class-subset (R/A/ObjectNet), label-set and per-corruption accuracies
+    shift = shift_results(run, clean_error)  # class-subset (R/A/ObjectNet), label-set and per-corruption accuracies
     if shift is not None:
         out["shift"] = jsonable(shift)
     if factors is not None:

@@ -131,17 +131,21 @@ TESTBED_COLUMNS = {
     "imagenet-a:": ("imagenet-a", "val-on-imagenet-a-classes"),
     "objectnet:": ("objectnet-1.0-beta", "val-on-objectnet-classes"),
 }
+CORRUPT_TAG = " --corrupt "  # joins a spec and its on-the-fly corruption in a shift set's name
 
 
 def _testbed_columns(path, header, shift_spec):
     from vlmprobe.errors import VlmprobeError
 
+    if CORRUPT_TAG in (shift_spec or ""):
+        raise VlmprobeError(f"{path}: an imagenet-testbed table has no column for images corrupted on the fly "
+                            f"({shift_spec!r}); give a CSV with columns model,id_accuracy,shift_accuracy")
     prefix = next((p for p in TESTBED_COLUMNS if (shift_spec or "").startswith(p)), None)
     if prefix is None:
         raise VlmprobeError(f"{path}: an imagenet-testbed table; its columns are known for shift sets "
                             f"{', '.join(TESTBED_COLUMNS)} (the shift run's dataset is {shift_spec!r})")
     shift_col, id_col = TESTBED_COLUMNS[prefix]
-    if prefix == "imagenet-v2:":  # the variant, from the release's folder name in the spec
+    if prefix == "imagenet-v2:":  # the variant: the release's folder name in the spec, or its --split
         for variant in ("threshold-0.7", "top-images"):
             if variant in shift_spec:
                 shift_col = f"imagenetv2-{variant}-format-val"
@@ -149,6 +153,47 @@ def _testbed_columns(path, header, shift_spec):
     if missing:
         raise VlmprobeError(f"{path}: no column {', '.join(missing)} (imagenet-testbed robustness_top1s.csv layout)")
     return id_col, shift_col
+
+
+def _reference_rows(path) -> tuple[list[dict], bool]:
+    """The CSV's rows and whether it is imagenet-testbed's layout (else model,id_accuracy,shift_accuracy)."""
+    import csv
+
+    from vlmprobe.errors import VlmprobeError
+
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    except FileNotFoundError:
+        raise VlmprobeError(f"--reference {path}: no such file") from None
+    header = list(rows[0]) if rows else []
+    need = ("model", "id_accuracy", "shift_accuracy")
+    if "model" in header and "val" in header and "id_accuracy" not in header:
+        return rows, True
+    if rows and all(k in header for k in need):
+        return rows, False
+    raise VlmprobeError(f"{path}: expected a CSV header with columns {', '.join(need)} "
+                        "or imagenet-testbed's robustness_top1s.csv (model, val, ...)")
+
+
+def reference_baselines(path, sets) -> tuple[dict, dict]:
+    """Baseline points per shift set (``shift_set`` keys) from a ``--reference`` CSV ->
+    ({set: [{model, id, shift}]}, {set: rows skipped}). imagenet-testbed's table gives each set its
+    own columns (``TESTBED_COLUMNS``); a CSV with one id_accuracy/shift_accuracy pair serves one set
+    only, so several sets are refused with an error naming them."""
+    from pathlib import Path
+
+    from vlmprobe.errors import VlmprobeError
+
+    path = Path(path)
+    sets = list(dict.fromkeys(sets))
+    if len(sets) > 1 and not _reference_rows(path)[1]:
+        raise VlmprobeError(f"--reference {path}: one shift_accuracy column, but the --shift runs are on "
+                            f"{len(sets)} shift sets ({', '.join(sets)}); compare one shift set at a time, or give "
+                            "imagenet-testbed's robustness_top1s.csv (a column per set)")
+    points, skipped = {}, {}
+    for s in sets:
+        points[s], skipped[s] = read_reference_csv(path, s)
+    return points, skipped
 
 
 def read_reference_csv(path, shift_spec: str | None = None) -> tuple[list[dict], int]:
@@ -160,26 +205,17 @@ def read_reference_csv(path, shift_spec: str | None = None) -> tuple[list[dict],
     ``val-on-imagenet-r-classes``; percent): the columns follow ``shift_spec``, the compared shift
     runs' dataset spec, through ``TESTBED_COLUMNS``; models with a blank in either column were not
     evaluated there and are skipped (counted)."""
-    import csv
     from pathlib import Path
 
     from vlmprobe.errors import VlmprobeError
 
     path = Path(path)
-    try:
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
-    except FileNotFoundError:
-        raise VlmprobeError(f"--reference {path}: no such file") from None
-    header = list(rows[0]) if rows else []
-    need = ("model", "id_accuracy", "shift_accuracy")
-    if "model" in header and "val" in header and "id_accuracy" not in header:
-        id_col, shift_col = _testbed_columns(path, header, shift_spec)
+    rows, testbed = _reference_rows(path)
+    if testbed:
+        id_col, shift_col = _testbed_columns(path, list(rows[0]), shift_spec)
         percent = True
-    elif rows and all(k in header for k in need):
-        id_col, shift_col, percent = "id_accuracy", "shift_accuracy", None
     else:
-        raise VlmprobeError(f"{path}: expected a CSV header with columns {', '.join(need)} "
-                            "or imagenet-testbed's robustness_top1s.csv (model, val, ...)")
+        id_col, shift_col, percent = "id_accuracy", "shift_accuracy", None
     out, skipped = [], 0
     for i, r in enumerate(rows, 2):
         if percent and (not (r[id_col] or "").strip() or not (r[shift_col] or "").strip()):
@@ -197,32 +233,70 @@ def read_reference_csv(path, shift_spec: str | None = None) -> tuple[list[dict],
     return out, skipped
 
 
+def _data(run) -> dict:
+    return run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
+
+
+def shift_set(run) -> str:
+    """The shift set a shift run scored: its dataset spec, plus `` --split S`` (e.g. an ImageNet-V2
+    variant chosen under the variants' parent folder) and `` --corrupt NAME:SEVERITY`` (images
+    corrupted on the fly) from ``config.json`` data. Each set gets its own effective-robustness
+    line (``shift_table``) and its own reference columns."""
+    data = _data(run)
+    c = data.get("corrupt")
+    return (str(data.get("spec") or "?") + (f" --split {data['split']}" if data.get("split") else "")
+            + (f"{CORRUPT_TAG}{c.get('name')}:{c.get('severity')}" if isinstance(c, dict) else ""))
+
+
+def pair_accuracies(id_run, shift_run) -> dict:
+    """ID and shift (correct, n) of one pair, the ID accuracy on the shift set's class subset."""
+    subset = _data(shift_run).get("class_subset")
+    ik, in_ = id_counts(id_run, subset)
+    sk, sn, protocol = shift_counts(shift_run)
+    return {"id_k": ik, "id_n": in_, "shift_k": sk, "shift_n": sn, "protocol": protocol,
+            "id_subset_classes": len(subset) if subset else None}
+
+
 def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
-    """``pairs``: [(label dict, id RunData, shift RunData)]; ``baseline``: [{"id", "shift"}]
-    accuracies defining the effective-robustness line (default: the pairs themselves, which
-    needs >= 2 with different ID accuracy). -> {rows, fit, line}."""
+    """``pairs``: [(label dict, id RunData, shift RunData)]; ``baseline``: the accuracies
+    [{"id", "shift"}] defining the effective-robustness line, as ``{shift set: [...]}`` (one line per
+    ``shift_set``; a set missing from it, or ``baseline`` None, is fitted over its own pairs, which
+    needs >= 2 with different ID accuracy) or one list when all pairs share one set.
+    -> {rows, sets: {set: {fit, line, n_rows}}, fit, line} (``fit`` / ``line``: the only set's, None
+    with several sets: a line through points of different shifts means nothing)."""
+    from vlmprobe.errors import VlmprobeError
     from vlmprobe.metrics.robustness import clopper_pearson, effective_robustness, line_fit
 
     rows = []
     for label, id_run, sh_run in pairs:
-        subset = (sh_run.config.get("data") or {}).get("class_subset") if isinstance(sh_run.config.get("data"), dict) else None
-        ik, in_ = id_counts(id_run, subset)
-        sk, sn, protocol = shift_counts(sh_run)
+        a = pair_accuracies(id_run, sh_run)
+        ik, in_, sk, sn = a["id_k"], a["id_n"], a["shift_k"], a["shift_n"]
         rows.append({**label, "id_run": str(id_run.path), "shift_run": str(sh_run.path),
-                     "shift_dataset": (sh_run.config.get("data") or {}).get("spec"), "protocol": protocol,
-                     "id_subset_classes": len(subset) if subset else None,
+                     "shift_dataset": _data(sh_run).get("spec"), "shift_set": shift_set(sh_run),
+                     "protocol": a["protocol"], "id_subset_classes": a["id_subset_classes"],
                      "id_accuracy": ik / in_, "id_n": in_, "id_ci95": list(clopper_pearson(ik, in_)),
                      "shift_accuracy": sk / sn, "shift_n": sn, "shift_ci95": list(clopper_pearson(sk, sn))})
-    source = "baseline" if baseline else "compared runs"
-    base = baseline or [{"id": r["id_accuracy"], "shift": r["shift_accuracy"]} for r in rows]
-    fit = None
-    inside = [b for b in base if 0 < b["id"] < 1 and 0 < b["shift"] < 1]
-    if len({b["id"] for b in inside}) >= 2:
-        er = effective_robustness([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows],
-                                  [b["id"] for b in base], [b["shift"] for b in base], kind)
-        fit = {"transform": kind, "slope": er["slope"], "intercept": er["intercept"], "fit_over": source,
-               "n_baseline": er["n_fit"]}
-        for r, pred, e in zip(rows, er["predicted"], er["er"]):
-            r["predicted_shift_accuracy"], r["effective_robustness"] = float(pred), float(e)
-    line = line_fit([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows]) if len(rows) >= 2 else None
-    return {"rows": rows, "fit": fit, "line": line}
+    names = list(dict.fromkeys(r["shift_set"] for r in rows))
+    if baseline is not None and not isinstance(baseline, dict):
+        if len(names) > 1:
+            raise VlmprobeError(f"one baseline for {len(names)} shift sets ({', '.join(names)}): give one per set")
+        baseline = {names[0]: baseline} if names else {}
+    sets = {}
+    for name in names:
+        group = [r for r in rows if r["shift_set"] == name]
+        given = (baseline or {}).get(name)
+        base = given or [{"id": r["id_accuracy"], "shift": r["shift_accuracy"]} for r in group]
+        fit = None
+        inside = [b for b in base if 0 < b["id"] < 1 and 0 < b["shift"] < 1]
+        if len({b["id"] for b in inside}) >= 2:
+            er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
+                                      [b["id"] for b in base], [b["shift"] for b in base], kind)
+            fit = {"transform": kind, "slope": er["slope"], "intercept": er["intercept"],
+                   "fit_over": "baseline" if given else "compared runs", "n_baseline": er["n_fit"]}
+            for r, pred, e in zip(group, er["predicted"], er["er"]):
+                r["predicted_shift_accuracy"], r["effective_robustness"] = float(pred), float(e)
+        line = (line_fit([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group])
+                if len(group) >= 2 else None)
+        sets[name] = {"fit": fit, "line": line, "n_rows": len(group)}
+    only = next(iter(sets.values())) if len(sets) == 1 else {"fit": None, "line": None}
+    return {"rows": rows, "sets": sets, "fit": only["fit"], "line": only["line"]}

@@ -185,21 +185,25 @@ def shape_bias(rows: list[dict]) -> bytes | None:
         return plot_shape_bias(results, Path(tmp) / "shape_bias.png").read_bytes()
 
 
-def factors(rows: list[dict], names: list[str]) -> bytes | None:
-    """Tu et al.'s probit figure (``metrics.compare.factor_plot``): per factor in ``names``, factor
-    accuracy vs overall accuracy, one point per ``factors`` run."""
+def factors(rows: list[dict], names: list[str], min_models: int = 3) -> bytes | None:
+    """Tu et al.'s one-point-per-model ImageNet-X figure (``model_scatter.factor_panels``): per factor
+    in ``names``, factor accuracy vs overall accuracy on probit axes, one point per (model, method)
+    ``factors`` run, y = x, Huber line, Spearman and R²; None when fewer than ``min_models`` models
+    have a factors run, or no factor has two points."""
     import tempfile
     from pathlib import Path
 
-    from ..metrics.compare import factor_plot
+    from ..metrics.model_scatter import factor_panels, model_scatter
 
-    if not rows or not names:
+    if len({r["model"] for r in rows}) < min_models or not names:
         return None
-    pts = [{"model": r["model"], "accuracy": r["accuracy"], "factors": {f: r["factors"][f] for f in names}}
-           for r in rows]
+    panels = factor_panels(rows, names, label=lambda r: f"{r['model']}: {r['method']}")
+    if not panels:
+        return None
     with tempfile.TemporaryDirectory() as tmp:
-        return factor_plot(pts, Path(tmp) / "factors.png",
-                           "ImageNet-X: factor accuracy vs overall accuracy (probit axes)").read_bytes()
+        return model_scatter(panels, Path(tmp) / "factors.png",
+                             "ImageNet-X: factor accuracy vs overall accuracy, one point per model (probit axes)",
+                             max_cols=4).read_bytes()
 
 
 def shift_panels(by_set: dict, reference: dict | None = None) -> list[dict]:

@@ -427,9 +427,13 @@ def factor_section(doc: Doc, rows: list[dict]) -> None:
                + _linked(r["run"], str(r["n"]), _pct(r["accuracy"]),
                          *(_factor_cell(r["factors"][f]) for f in names)) for r in rows])
     plotted = [f for f in sizes if sizes[f]]
-    doc.figure(figures.factors(rows, plotted), "factors.png",
-               "factor accuracy vs overall accuracy on probit axes, one point per run and factor; Huber fit and "
-               "y = x (Tu et al.)")
+    png = figures.factors(rows, plotted)
+    if png is None:
+        doc.p(f"The one-point-per-model figure (factor vs overall accuracy) needs factors runs of at least three "
+              f"models; this study has {len({r['model'] for r in rows})}.")
+    doc.figure(png, "factors.png",
+               "factor accuracy vs overall accuracy on probit axes, one point per model and method in each factor's "
+               "panel; y = x, Huber line with Spearman and R² (Tu et al.)")
 
 
 def _factor_cell(x: dict) -> str:

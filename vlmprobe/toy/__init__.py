@@ -22,6 +22,7 @@ def register() -> None:
     from .captions import load_toy_captions
     from .plugin import DATASET_NAMES, MODEL_NAMES
     from .prompts import resolve_descriptions, resolve_templates
+    from .side import build_world_and_side
 
     MODEL_SPECS.register("toy:", resolve_toy_model, "the miniature world: toy:clip, toy:vlm", alias=True,
                          names=MODEL_NAMES)
@@ -33,5 +34,5 @@ def register() -> None:
     CAPTION_SPECS.register("toy:", load_toy_captions, "the miniature world's digit captions: toy:captions",
                            names=("toy:captions",))
     register_world(World("toy", directory=default_dir,
-                         build=lambda seed, progress: build_world(seed=seed, progress=progress),
+                         build=lambda seed, progress: build_world_and_side(seed=seed, progress=progress),
                          existing=existing_world, help="the miniature world (digits, toy CLIP, toy VLM)"))
