@@ -35,13 +35,16 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=int, default=20)
     ap.add_argument("--limit", type=int, default=4, help="images per run")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="work in this directory and keep it (the study is under KEEP/out) instead of a temporary one")
     args = ap.parse_args(argv)
     from vlmprobe.cli import main as cli
     from vlmprobe.study.report import write_report
 
     sets = max(1, args.runs // args.models)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("VLMPROBE_HOME", str(tmp / "home"))
         zoo = make_zoo(tmp, args.models)
         digits = Path(__file__).resolve().parent / "embeddings.py"

@@ -201,3 +201,29 @@ def test_unreadable_image_is_a_counted_skip(tiny_models, caption_jsonl, tmp_path
     assert r["counts"] == {"images": 4, "skipped_images": 1, "captions": 8, "captions_of_skipped_images": 1}
     assert r["image_to_text"]["n_ranked"] == 4 and r["text_to_image"]["n_ranked"] == 7
     assert res["skipped_images"][0]["image"].endswith("img/1.png")
+
+
+def test_clip_retrieval_uses_the_image_embedding_cache(tiny_models, caption_jsonl, tmp_path, monkeypatch):
+    """CLIP retrieval scores from the cached image embeddings equal the image tower's per batch
+    (--no-embedding-cache) within 1e-6; the config records the cache key; a second run with other
+    options reuses the entry (not recomputed)."""
+    from vlmprobe.cache import home_dir
+    from vlmprobe.classify.embeddings import embedding_key
+    from vlmprobe.cli import main
+
+    monkeypatch.setenv("VLMPROBE_HOME", str(tmp_path / "home"))
+    spec = f"hfclip:{tiny_models['hfclip']}"
+    base = ["retrieval", "--model", spec, "--data", str(caption_jsonl), "--batch-size", "2", "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "plain"), "--no-embedding-cache"]) == 0
+    assert main(base + ["--out", str(tmp_path / "cached")]) == 0
+    plain, cached = (np.load(tmp_path / k / "scores.npy") for k in ("plain", "cached"))
+    assert plain.shape == (5, 8) and np.abs(plain - cached).max() <= 1e-6
+    cfg = json.loads((tmp_path / "cached" / "config.json").read_text())["method"]
+    key = embedding_key(vlmprobe.load_model(spec), load_captions(str(caption_jsonl)))
+    assert cfg["image_embeddings"] == key
+    assert "image_embeddings" not in json.loads((tmp_path / "plain" / "config.json").read_text())["method"]
+    entry = home_dir() / "features" / key / "features" / "embed.npy"
+    stat = entry.stat().st_mtime_ns
+    assert main(base + ["--out", str(tmp_path / "again"), "--max-candidates", "2"]) == 0
+    assert entry.stat().st_mtime_ns == stat
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["method"]["image_embeddings"] == key

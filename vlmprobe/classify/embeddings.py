@@ -12,7 +12,8 @@ multi-process launch the processes of the launch compute it together, rank 0 hol
 Zero-shot with any templates or a CPE ensemble then scores ``s(x, c) = logit_scale * <f(x), w_c>``
 from these rows (``cached_scores``) instead of running the image tower again: the formula and
 the float32 arithmetic of ``ClipModel.score``, so the scores equal a recomputation within 1e-6
-(tested). OOD and calibration metrics read those eval runs, so they reuse it too.
+(tested). OOD and calibration metrics read those eval runs, so they reuse it too. CLIP retrieval
+(``classify/retrieval.py``) takes its image embeddings from here as well.
 """
 from __future__ import annotations
 
@@ -73,3 +74,21 @@ def image_embeddings(model, dataset, batch_size: int = 32, progress: bool = Fals
 def cached_scores(model, emb: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
     """``logit_scale * emb @ classifier.T`` [B, K] (float32, CPU), as ``ClipModel.score``."""
     return (model.logit_scale * emb @ classifier.to(emb.device).T).cpu()
+
+
+def embedding_cache_option(what: str):
+    """The ``--embedding-cache/--no-embedding-cache`` option of a method that can score from the
+    cached embeddings (``what``: which runs share them)."""
+    from .. import options
+
+    return options.option(
+        True, f"score from the image embeddings of (model, dataset, preprocessing) computed once and reused by {what} "
+              "(classify/embeddings.py; the config records the key)",
+        negative="--no-embedding-cache", negative_help="run the image tower on every batch (the reference path)")
+
+
+def opened(image) -> int:
+    """The image transform of a method scoring from cached embeddings: the engine still opens
+    each image (unreadable ones are counted skips, as always), nothing is preprocessed (0, a
+    picklable stand-in)."""
+    return 0

@@ -6,7 +6,11 @@ Scores:
 
 - CLIP: ``s(i, j) = cos(f(image_i), g(caption_j))`` (L2-normalised embeddings; no logit scale,
   which would not change any rank). Caption embeddings are computed once and cached on disk
-  (``ClipModel.text_classifier`` with the template ``"{}"``: keyed by model, captions, dtype).
+  (``ClipModel.text_classifier`` with the template ``"{}"``: keyed by model, captions, dtype);
+  image embeddings come from the image-embedding cache (``classify/embeddings.py``: computed once
+  per model, image list and preprocessing and reused by every run on them; the config
+  records the key; ``--no-embedding-cache`` runs the image tower per batch, the reference path,
+  equal within 1e-6).
 - VLM: ``s(i, j) = log p(caption_j | image_i, prompt)`` (``--reduction sum|mean`` over the
   caption's tokens) through the exact shared-prefix likelihood engine (``model.score``): one
   image+prompt prefix per image, all its candidate captions in a token trie (``--scoring naive``:
@@ -30,6 +34,7 @@ import torch
 from .. import options
 from ..errors import VlmprobeError
 from ..models.likelihood import SCORINGS
+from .embeddings import embedding_cache_option, opened
 
 CAPTION_PROMPT = "Describe the image briefly."
 CANDIDATE_RULE = ("each caption is scored against its own image and max_candidates-1 other images drawn "
@@ -66,6 +71,7 @@ class RetrievalOptions(options.Options):
     scoring: str = options.option("fast", "VLM: fast (image+prompt once per image, the captions in a token trie; "
                                   "exact) or naive (one full forward per caption; the reference, and the one "
                                   "for families without the fast path)", choices=SCORINGS)
+    embedding_cache: bool = embedding_cache_option("every CLIP retrieval run on these images")
 
 
 class Method:
@@ -74,9 +80,11 @@ class Method:
 
     def __init__(self, max_candidates: int | None = None, seed: int = 0, prompt: str = CAPTION_PROMPT,
                  answer_prefix: str | None = None, reduction: str = "sum", chunk_size: int = 512,
-                 scoring: str = "fast"):
-        RetrievalOptions(max_candidates, prompt, answer_prefix, reduction, chunk_size, scoring)  # validates
+                 scoring: str = "fast", embedding_cache: bool = True):
+        RetrievalOptions(max_candidates, prompt, answer_prefix, reduction, chunk_size, scoring,
+                         embedding_cache)  # validates
         self.max_candidates, self.seed, self.scoring = max_candidates, seed, scoring
+        self.embedding_cache, self.embeddings = embedding_cache, None  # embeddings: classify.embeddings.ImageEmbeddings
         self.prompt, self.answer_prefix, self.reduction, self.chunk_size = prompt, answer_prefix, reduction, chunk_size
         self.kind = None
         self.captions: list[str] = []
@@ -87,6 +95,8 @@ class Method:
                "candidate_rule": CANDIDATE_RULE if self.max_candidates else "every (image, caption) pair"}
         if self.kind == "clip":
             cfg["similarity"] = "cosine of L2-normalised CLIP embeddings"
+            if self.embeddings is not None:
+                cfg["image_embeddings"] = self.embeddings.key
         elif self.kind == "vlm":
             cfg.update(similarity="log p(caption | image, prompt)", prompt=self.prompt,
                        answer_prefix=self.answer_prefix, reduction=self.reduction, scoring=self.scoring)
@@ -110,12 +120,18 @@ class Method:
             model.check_scoring(self.scoring)  # e.g. fast on a family without it: one line naming naive
         if self.kind == "clip":
             self.text = model.text_classifier(self.captions, ["{}"])  # [M, D], normalised, cached on disk
+            if self.embedding_cache:
+                from .embeddings import image_embeddings
+
+                self.embeddings = image_embeddings(model, dataset)  # [N, D], computed once per (model, images)
 
     def num_scores(self, dataset) -> int:
         return len(dataset.captions)
 
     def image_transform(self, model):
-        return model.preprocess if getattr(model, "kind", None) == "clip" else None
+        if getattr(model, "kind", None) != "clip":
+            return None
+        return opened if self.embeddings is not None else model.preprocess
 
     def run_batch(self, model, samples, images, rng_for):
         """-> records (image->text rank fields are added by the metrics), scores [B, M] (NaN: not offered)."""
@@ -123,7 +139,9 @@ class Method:
         scores = np.full((len(samples), M), np.nan, dtype=np.float32)
         rows = [self.rows[s.id] for s in samples]
         if self.kind == "clip":
-            sim = (model.encode_images(torch.stack(images)).cpu() @ self.text.T).numpy()  # [B, M]
+            emb = self.embeddings.take(samples) if self.embeddings is not None else \
+                model.encode_images(torch.stack(images)).cpu()  # [B, D], L2-normalised
+            sim = (emb @ self.text.T).numpy()  # [B, M]
             for b, cols in enumerate(rows):
                 scores[b, cols] = sim[b, cols]
         else:

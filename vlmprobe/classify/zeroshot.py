@@ -17,6 +17,7 @@ from ..data.templates import check_pool_classes, load_template_pool
 from ..errors import VlmprobeError
 from ..models.base import require_kind
 from .candidates import LabelSpace, label_space_option
+from .embeddings import embedding_cache_option, opened
 from .scoring import PixelScoresMethod
 
 
@@ -30,10 +31,7 @@ class ZeroshotOptions(options.Options):
         None, "use the classifier of a prompt ensemble written by `vlmprobe cpe --out DIR` (DIR/classifier.pt; "
               "the run config records its hash)", metavar="DIR")
     label_space: str | None = label_space_option()
-    embedding_cache: bool = options.option(
-        True, "score from the image embeddings of (model, dataset, preprocessing) computed once and reused by every "
-              "zero-shot run with any templates (classify/embeddings.py; the config records the key)",
-        negative="--no-embedding-cache", negative_help="run the image tower on every batch (the reference path)")
+    embedding_cache: bool = embedding_cache_option("every zero-shot run with any templates")
 
 
 class Method(PixelScoresMethod):
@@ -103,7 +101,7 @@ class Method(PixelScoresMethod):
     def image_transform(self, model):
         """With cached embeddings the images are still opened (unreadable ones are skipped as
         always) but not preprocessed: the image tower does not run."""
-        return _opened if self.embeddings is not None else model.preprocess
+        return opened if self.embeddings is not None else model.preprocess
 
     def run_batch(self, model, samples, images, rng_for):
         if self.embeddings is None:
@@ -117,11 +115,6 @@ class Method(PixelScoresMethod):
     def scores(self, model, images):
         """images: list of [3, H, W] tensors -> logits [B, K] (scaled cosines)."""
         return model.score(images, self.classnames, self.templates, classifier=self.classifier).numpy()
-
-
-def _opened(image) -> int:
-    """The cached-embedding path's image transform: nothing to compute (0, a picklable stand-in)."""
-    return 0
 
 
 def add_arguments(parser) -> None:

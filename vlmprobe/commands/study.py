@@ -31,6 +31,10 @@ def register(subparsers) -> None:
                    help="worker processes of --executor local (default: the study file's executor.local.jobs, else 1)")
     p.add_argument("--status", metavar="DIR", help="print each run's state (and job id) in the study directory DIR; "
                                                    "run nothing")
+    p.add_argument("--reference", action="append", default=[], metavar="CSV",
+                   help="published results (timm's results-*.csv, open_clip's results table) drawn as extra points "
+                        "in the report's one-point-per-model figures (with the study file's reference: ...); "
+                        "repeatable")
     p.add_argument("--progress", action="store_true", help="show the world build's progress bars")
     p.set_defaults(func=run)
 
@@ -48,5 +52,9 @@ def run(args) -> int:
     if args.jobs < 0 or (args.jobs and args.executor != "local"):
         raise VlmprobeError("--jobs N (N >= 1) goes with --executor local")
     study = load_study(args.study_file)
+    if args.reference:
+        from ..study.reference import merge
+
+        study.reference = merge(study.reference, args.reference)
     return run_study(study, args.out, dry_run=args.dry_run, report=not args.no_report, progress=args.progress,
                      executor=args.executor, jobs=args.jobs, partial=args.partial)

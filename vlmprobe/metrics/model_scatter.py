@@ -6,7 +6,10 @@ logit-fitted, drawn on the same axes) are overlaid; Spearman rho and R^2 go in t
 
 ``model_scatter(panels, path)`` draws one panel per entry of ``panels`` in a grid (small
 multiples, at most 3 per row): each panel is ``{"title", "xlabel", "ylabel", "points":
-[{"label", "x", "y"}], "probit": bool, "baseline": {"slope", "intercept", "transform"} | None}``.
+[{"label", "x", "y", "group"?}], "probit": bool, "baseline": {"slope", "intercept", "transform"} | None}``.
+A panel of more than ``LEGEND_POINTS`` points labels its point groups (``group``, e.g. a zoo's
+group and the method) instead of each point. ``"reference": [{"label", "x", "y"}]`` (optional):
+published results, drawn as grey crosses labelled "published" and left out of the Huber line.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from vlmprobe.metrics.robustness import inverse_transform, line_fit, transform
 TICKS = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
 SHOWN = (0.005, 0.995)  # probit panels draw accuracies of 0 and 1 at these edges (the fits use the true values)
 MARKERS = "osD^vP*Xh<>"
+LEGEND_POINTS = 12  # more points in a panel: one marker and legend entry per point group instead of per point
 
 
 def grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
@@ -33,10 +37,22 @@ def _panel(ax, panel: dict) -> None:
     f = ((lambda v: transform(np.clip(v, *SHOWN), "probit")) if probit
          else (lambda v: np.asarray(v, dtype=np.float64)))
     xs, ys = np.array([p["x"] for p in pts], float), np.array([p["y"] for p in pts], float)
-    for i, p in enumerate(pts):
-        ax.scatter(f([p["x"]]), f([p["y"]]), s=36, marker=MARKERS[i % len(MARKERS)], zorder=3, label=p["label"])
+    if len(pts) <= LEGEND_POINTS:
+        for i, p in enumerate(pts):
+            ax.scatter(f([p["x"]]), f([p["y"]]), s=36, marker=MARKERS[i % len(MARKERS)], zorder=3, label=p["label"])
+    else:  # one legend entry per group: hundreds of point labels would be unreadable (and slow to lay out)
+        groups: dict = {}
+        for p in pts:
+            groups.setdefault(p.get("group") or "models", []).append(p)
+        for i, (name, g) in enumerate(groups.items()):
+            ax.scatter(f([p["x"] for p in g]), f([p["y"] for p in g]), s=20, marker=MARKERS[i % len(MARKERS)],
+                       zorder=3, label=f"{name} ({len(g)})")
+    ref = [p for p in panel.get("reference") or [] if p.get("x") is not None and p.get("y") is not None]
+    if ref:  # published results: their own marker, not in the Huber line
+        ax.scatter(f([p["x"] for p in ref]), f([p["y"] for p in ref]), s=16, marker="x", color="#777777", zorder=2,
+                   label=f"published ({len(ref)})")
     if probit:
-        shown = np.clip(np.r_[xs, ys], *SHOWN)
+        shown = np.clip(np.r_[xs, ys, [p["x"] for p in ref], [p["y"] for p in ref]], *SHOWN)
         lo = min([0.05] + shown.tolist())
         hi = max([0.95] + shown.tolist())
         lim = transform([lo * 0.8, 1 - (1 - hi) * 0.8], "probit")

@@ -97,7 +97,8 @@ def read_study(path: str | Path) -> dict:
     if plan is None:
         raise VlmprobeError(f"{root}: no study.json (not a directory written by `vlmprobe study`)")
     runs = {r["id"]: r for r in plan["runs"]}
-    out = {k: plan.get(k) for k in ("name", "file", "study_text", "seed", "world", "models", "datasets", "skips")}
+    out = {k: plan.get(k) for k in ("name", "file", "study_text", "seed", "world", "models", "datasets", "skips",
+                                    "reference")}
     out.update(runs=runs, main=[], label_space=[], prompts=[], probes=[], frequency=[], finetune=[], wikiqa=[],
                clip_worst=[], ood=[], groups=[], shape_bias=[], retrieval=[], factors=[], shift=[], failed=[r["id"] for r in plan["runs"]
                                                       if r.get("status") in ("failed", "blocked")])

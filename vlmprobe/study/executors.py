@@ -5,14 +5,20 @@
 - ``local --jobs N``: N worker processes on this machine (``multiprocessing`` spawn; each imports
   torch once and then takes run after run). Worker ``i`` sees GPU ``i mod G`` through
   ``CUDA_VISIBLE_DEVICES`` (G = the visible GPUs; none: CPU); a model entry with ``gpus: k``
-  (k > 1) gets k GPUs in a worker of its own.
+  (k > 1) gets k GPUs (at most G) in a worker of its own. GPUs held by running workers are not
+  handed out again while others are free (``LocalPool.pick``); a worker is restarted when its run
+  needs other GPUs, and an idle worker on GPUs given to another is stopped (its CUDA memory).
+  The stamp records the ``CUDA_VISIBLE_DEVICES`` a run saw.
 - ``slurm``: each run is a ``submitit`` job (``AutoExecutor``; ready runs are submitted together as
   one job array, ``array_parallelism`` at a time) with the study file's resources
   ``executor: {slurm: {partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min,
   array_parallelism}}`` (+ ``cluster: local`` = submitit's ``LocalExecutor``, real subprocesses on
   this machine, what the tests use; ``poll_s``: seconds between state checks). A job is a
   ``submitit.helpers.Checkpointable``: preempted or timed out, it is requeued and its run
-  directory resumes exactly.
+  directory resumes exactly. A run whose stamp says ``running`` with a job id (a study command
+  that ended before its jobs did) is not resubmitted while submitit reports the job queued or
+  running (``SlurmPool.adopt``: sacct's state; the local cluster: the job's process): the
+  scheduler waits for that job instead; a job that is gone or failed is resubmitted.
 
 The scheduler (``schedule``) submits a run once every run it depends on is done (a fine-tune before
 the evaluations of its adapter), never two writers on one run directory, and continues past
@@ -114,7 +120,8 @@ def execute_job(job: Job) -> int:
     """Run ``job`` here, its output appended to ``job.log``, with stamps ``running`` then ``done``
     (key, argv, seconds, CPU seconds) or ``failed`` -> exit status."""
     base = {"key": job.key, "measure": job.measure, "argv": job.argv}
-    where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": _job_id()}
+    where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": _job_id(),
+             "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
     prev = _read(Path(job.run_dir) / STAMP) or {}
     requeued = prev.get("status") == "running" and prev.get("key") == job.key and where["job_id"] \
         and prev.get("job_id") == where["job_id"]
@@ -172,30 +179,44 @@ class LocalPool:
         self.jobs = max(1, jobs)
         self.gpus = _visible_gpus()
         self.slots: list = [None] * self.jobs  # (process, conn) per slot
-        self.busy: dict = {}  # slot -> (run id, Job)
+        self.slot_gpus: list = [None] * self.jobs  # the CUDA_VISIBLE_DEVICES of each slot's worker
+        self.busy: dict = {}  # slot -> Job
         self.capacity = self.jobs
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, cores // self.jobs)
 
-    def _start(self, slot: int, gpus: str | None = None):
+    def _start(self, slot: int, gpus: str | None):
         parent, child = self.ctx.Pipe()
-        if gpus is None and self.gpus:
-            gpus = self.gpus[slot % len(self.gpus)]
         p = self.ctx.Process(target=_worker_main, args=(child, gpus, self.threads), name=f"vlmprobe-worker-{slot}")
         p.start()
         child.close()
+        self.slot_gpus[slot] = gpus
         return p, parent
+
+    def pick(self, slot: int, k: int) -> str | None:
+        """The ``CUDA_VISIBLE_DEVICES`` of a run needing ``k`` GPUs in worker ``slot``: min(k, G)
+        distinct GPUs in round-robin order from GPU ``slot mod G``, those of the other running
+        workers last (shared only when no other is free); None without GPUs."""
+        if not self.gpus:
+            return None
+        g = len(self.gpus)
+        taken = {x for s in self.busy if s != slot for x in (self.slot_gpus[s] or "").split(",") if x}
+        order = [self.gpus[(slot + i) % g] for i in range(g)]
+        return ",".join(([x for x in order if x not in taken] + [x for x in order if x in taken])[:max(1, min(k, g))])
 
     def submit(self, job: Job) -> None:
         slot = next(i for i in range(self.jobs) if i not in self.busy)
-        if job.gpus > 1 and self.gpus:  # a multi-GPU run gets a worker of its own with k GPUs
-            if self.slots[slot] is not None:
-                self._stop(slot)
-            first = (slot * job.gpus) % len(self.gpus)
-            self.slots[slot] = self._start(slot, ",".join(self.gpus[(first + i) % len(self.gpus)]
-                                                          for i in range(job.gpus)))
-        elif self.slots[slot] is None or not self.slots[slot][0].is_alive():
-            self.slots[slot] = self._start(slot)
+        gpus = self.pick(slot, job.gpus)
+        if gpus is not None:  # idle workers on these GPUs (another slot's) give them back
+            want = set(gpus.split(","))
+            for other, s in enumerate(self.slots):
+                if other != slot and other not in self.busy and s is not None \
+                        and want & set((self.slot_gpus[other] or "").split(",")):
+                    self._stop(other)
+        if self.slots[slot] is not None and (not self.slots[slot][0].is_alive() or self.slot_gpus[slot] != gpus):
+            self._stop(slot)  # a dead worker, or one on other GPUs
+        if self.slots[slot] is None:
+            self.slots[slot] = self._start(slot, gpus)
         self.slots[slot][1].send(asdict(job))
         self.busy[slot] = job
 
@@ -227,10 +248,6 @@ class LocalPool:
                     code = p.exitcode or 1  # the worker died mid-run (killed): its run failed
                     self._reap(slot)
                 done.append((self.busy.pop(slot), code))
-        if any(j.gpus > 1 for j, _ in done):  # give the GPUs of a multi-GPU worker back
-            for slot, s in enumerate(self.slots):
-                if s is not None and slot not in self.busy:
-                    self._stop(slot)
         return done
 
     def _stop(self, slot: int) -> None:
@@ -253,7 +270,7 @@ class LocalPool:
         except (ProcessLookupError, PermissionError):
             pass
         p.join(timeout=10)
-        self.slots[slot] = None
+        self.slots[slot] = self.slot_gpus[slot] = None
 
     def close(self) -> None:
         for slot, s in enumerate(self.slots):
@@ -313,7 +330,8 @@ class SlurmPool:
         cfg = dict(cfg)
         cluster = cfg.pop("cluster", None)
         self.poll_s = float(cfg.pop("poll_s", 1.0 if cluster == "local" else 30.0))
-        self.executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
+        self.folder = str(folder / "%j")
+        self.executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
         params = {"timeout_min": cfg.get("timeout_min", 60)}
         names = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism"}
         for k, v in cfg.items():
@@ -336,6 +354,33 @@ class SlurmPool:
     def submit(self, job: Job) -> None:
         self.submit_many([job])
 
+    def job_state(self, job_id: str) -> str:
+        """submitit's state of job ``job_id`` (SLURM: sacct's, e.g. PENDING, RUNNING, FAILED,
+        UNKNOWN; the local cluster: RUNNING while its process lives, else GONE)."""
+        if self.executor.cluster == "local":
+            return "RUNNING" if _alive(job_id) else "GONE"
+        from submitit.slurm.slurm import SlurmJob
+
+        return str(SlurmJob(self.folder, job_id).watcher.get_state(job_id, mode="force")).upper()
+
+    def adopt(self, job: Job) -> bool:
+        """True (and ``job`` is waited for like a submitted one) when the run's stamp says
+        ``running`` under a job id, for this run (same key), whose job is still queued or running."""
+        stamp = _read(Path(job.run_dir) / STAMP) or {}
+        jid = stamp.get("job_id")
+        if stamp.get("status") != "running" or not jid or stamp.get("key") != job.key:
+            return False
+        if self.job_state(str(jid)).split()[0] not in ALIVE_STATES:
+            return False
+        if self.executor.cluster == "local":
+            handle = _LocalProcess(str(jid))
+        else:
+            from submitit.slurm.slurm import SlurmJob
+
+            handle = SlurmJob(self.folder, str(jid))
+        self.active[str(jid)] = (job, handle)
+        return True
+
     def wait(self, timeout: float | None = None) -> list[tuple[Job, int]]:
         while True:
             done = []
@@ -351,6 +396,21 @@ class SlurmPool:
 
     def close(self) -> None:
         pass
+
+
+ALIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+                "RESIZING", "SUSPENDED", "READY", "PREEMPTED")  # a job in these states will still write its run
+
+
+class _LocalProcess:
+    """An adopted job of submitit's local cluster (its job id is its process id): done when the
+    process is gone."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+
+    def done(self) -> bool:
+        return not _alive(self.job_id)
 
 
 def _read(path: Path) -> dict | None:
@@ -389,9 +449,14 @@ def schedule(runner, pool, log=print) -> None:
                 if len(submitted) + len(running) >= pool.capacity:
                     continue
                 pending.remove(run)
-                runner._set_aside(run, head)
-                submitted.append(runner.job(run))
+                job = runner.job(run)
                 running[run.id] = time.time()
+                if hasattr(pool, "adopt") and pool.adopt(job):  # still queued/running from an earlier command
+                    stamp = _read(Path(job.run_dir) / STAMP) or {}
+                    log(f"{head}: still queued or running as job {stamp.get('job_id')}: waiting for it, not resubmitted")
+                    continue
+                runner._set_aside(run, head)
+                submitted.append(job)
                 log(f"{head}: started\n  $ {runner.shell(run)}")
             if submitted:
                 if hasattr(pool, "submit_many"):
@@ -463,11 +528,17 @@ def status_rows(out: str | Path) -> list[dict]:
 
 
 def _alive(pid) -> bool:
+    """The process ``pid`` exists on this host and has not exited (a zombie, exited but not yet
+    reaped by its parent, counts as gone)."""
     try:
         os.kill(int(pid), 0)
-        return True
     except (OSError, TypeError, ValueError):
         return False
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal check is all there is
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def print_status(out: str | Path) -> int:

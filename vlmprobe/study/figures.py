@@ -7,6 +7,9 @@ import io
 import numpy as np
 
 
+CROWDED = 12  # more runs than this in one figure: group its legend, shrink its per-run marks
+
+
 def _plt():
     import matplotlib
 
@@ -16,10 +19,12 @@ def _plt():
     return plt
 
 
-def _png(fig) -> bytes:
+def _png(fig, tight: bool = True) -> bytes:
+    """``tight=False``: the figure set its own margins (a tight layout of hundreds of labels is slow)."""
     plt = _plt()
     buf = io.BytesIO()
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
@@ -75,16 +80,23 @@ def worst_k_bars(rows: list[dict]) -> bytes | None:
         return None
     plt = _plt()
     keys = [("top1", "top-1"), ("worst10", "worst-10"), ("worst5", "worst-5"), ("worst1", "worst-1")]
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4), dpi=100)
+    crowded = len(rows) > CROWDED  # narrower groups, upright labels: 200 runs stay a ~4000-pixel figure
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)) if not crowded else min(40.0, 0.2 * len(rows)),
+                                    4 if not crowded else 5), dpi=100)
     x = np.arange(len(rows))
     w = 0.8 / len(keys)
     for j, (k, label) in enumerate(keys):
         ax.bar(x + j * w, [100 * (r.get(k) or 0) for r in rows], width=w, label=label)
     ax.set_xticks(x + 0.4 - w / 2)
-    ax.set_xticklabels([f"{r['model']}\n{r['method']}" for r in rows], fontsize=6, rotation=20, ha="right")
+    if crowded:
+        ax.set_xticklabels([f"{r['model']}: {r['method']}" for r in rows], fontsize=5, rotation=90, ha="center")
+        ax.set_xlim(-0.5, len(rows))
+        fig.subplots_adjust(left=0.6 / fig.get_figwidth(), right=1 - 0.1 / fig.get_figwidth(), top=0.95, bottom=0.5)
+    else:
+        ax.set_xticklabels([f"{r['model']}\n{r['method']}" for r in rows], fontsize=6, rotation=20, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return _png(fig, tight=not crowded)
 
 
 def cmm_vs_accuracy(rows: list[dict]) -> bytes | None:
@@ -94,10 +106,15 @@ def cmm_vs_accuracy(rows: list[dict]) -> bytes | None:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    series: dict = {}  # legend entry -> (x, y); crowded: one entry per method, not per run
     for r in rows:
         names = [n for n in r["cmm_per_class"] if r["cmm_per_class"][n] is not None and r["per_class"].get(n) is not None]
-        ax.scatter([r["cmm_per_class"][n] for n in names], [100 * r["per_class"][n] for n in names], s=14,
-                   label=f"{r['model']}: {r['method']}")
+        xy = series.setdefault(r["method"] if len(rows) > CROWDED else f"{r['model']}: {r['method']}", ([], []))
+        xy[0].extend(r["cmm_per_class"][n] for n in names)
+        xy[1].extend(100 * r["per_class"][n] for n in names)
+    for name, (x, y) in series.items():
+        ax.scatter(x, y, s=14 if len(rows) <= CROWDED else 6, label=name if len(rows) <= CROWDED else
+                   f"{name} ({sum(r['method'] == name for r in rows)} runs)")
     ax.set_xlabel("class-wise matching margin (mean over the class's images)")
     ax.set_ylabel("per-class accuracy (%)")
     ax.legend(fontsize=7)
@@ -128,13 +145,11 @@ def frequency_fit(entry: dict) -> bytes | None:
     return _png(fig)
 
 
-def reliability(run_dir, title: str) -> tuple[bytes, float] | None:
-    """Reliability diagram of a run with scores (softmax of the score matrix)."""
-    import tempfile
-    from pathlib import Path
-
+def reliability(run_dir, title: str, drawer=None) -> tuple[bytes, float] | None:
+    """Reliability diagram of a run with scores (softmax of the score matrix) -> (PNG, ECE);
+    ``drawer``: a ``metrics.plots.ReliabilityFigure`` reused across runs (default: a fresh one)."""
     from ..metrics import calibration as cal
-    from ..metrics.plots import reliability_diagram
+    from ..metrics.plots import ReliabilityFigure
     from ..metrics.rundata import load_run
 
     run = load_run(run_dir)
@@ -146,9 +161,13 @@ def reliability(run_dir, title: str) -> tuple[bytes, float] | None:
     probs /= probs.sum(1, keepdims=True)
     bins = cal.reliability_bins(probs, run.labels)
     ece = cal.expected_calibration_error(probs, run.labels)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = reliability_diagram(bins, Path(tmp) / "r.png", title=title, ece=ece)
-        return path.read_bytes(), ece
+    own = drawer is None
+    drawer = drawer or ReliabilityFigure()
+    try:
+        return drawer.png(bins, title, ece), ece
+    finally:
+        if own:
+            drawer.close()
 
 
 def shape_bias(rows: list[dict]) -> bytes | None:
@@ -187,46 +206,51 @@ def factors(rows: list[dict], names: list[str], min_models: int = 3) -> bytes | 
                              max_cols=4).read_bytes()
 
 
-def shift_scatter(by_set: dict) -> bytes | None:
-    """One probit panel per shifted set: shift vs ID accuracy, one point per (model, method)
-    (``metrics.model_scatter``), with the logit fit through the points (effective robustness)."""
-    import tempfile
-    from pathlib import Path
-
-    from ..metrics.model_scatter import model_scatter
+def shift_panels(by_set: dict, reference: dict | None = None) -> list[dict]:
+    """``model_scatter`` panels, one per shifted set: shift vs ID accuracy, one point per (model,
+    method), with the logit fit (effective robustness) through the points -- or, with
+    ``reference[set] = {"points": [...], "fit": True}``, through the published points, which are
+    drawn as the panel's ``reference`` points either way (``study/reference.py``)."""
     from ..metrics.robustness import baseline_fit
 
     panels = []
     for name, rows in by_set.items():
+        ref = (reference or {}).get(name) or {}
+        fit_on = [(p["x"], p["y"]) for p in ref.get("points") or []] if ref.get("fit") else \
+            [(r["id_accuracy"], r["shift_accuracy"]) for r in rows]
         base = None
-        if len({r["id_accuracy"] for r in rows if 0 < r["id_accuracy"] < 1 and 0 < r["shift_accuracy"] < 1}) >= 2:
-            slope, icpt, _ = baseline_fit([r["id_accuracy"] for r in rows], [r["shift_accuracy"] for r in rows])
+        if len({x for x, y in fit_on if 0 < x < 1 and 0 < y < 1}) >= 2:
+            slope, icpt, _ = baseline_fit([x for x, _ in fit_on], [y for _, y in fit_on])
             base = {"slope": slope, "intercept": icpt, "transform": "logit"}
         panels.append({"title": f"shifted set: {name}", "xlabel": "ID accuracy", "ylabel": "shift accuracy",
-                       "probit": True, "baseline": base,
+                       "probit": True, "baseline": base, "reference": ref.get("points") or [],
                        "points": [{"label": f"{r['model']}: {r['method']}", "x": r["id_accuracy"],
                                    "y": r["shift_accuracy"]} for r in rows]})
-    if not panels:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        return model_scatter(panels, Path(tmp) / "s.png").read_bytes()
+    return panels
 
 
-def per_model(data: dict, min_models: int = 3) -> bytes | None:
-    """The one-point-per-model panels (``report.per_model_section``); None with fewer than
-    ``min_models`` models in the study or nothing to draw."""
+def panels_png(panels: list[dict]) -> bytes | None:
+    """``model_scatter`` panels as one PNG (None without panels)."""
     import tempfile
     from pathlib import Path
 
     from ..metrics.model_scatter import model_scatter
 
-    if len(data.get("models") or {}) < min_models:
-        return None
-    panels = per_model_panels(data)
     if not panels:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         return model_scatter(panels, Path(tmp) / "p.png").read_bytes()
+
+
+MIN_MODELS = 3  # the one-point-per-model figure needs at least this many models in the study
+
+
+def per_model(data: dict, min_models: int = MIN_MODELS) -> bytes | None:
+    """The one-point-per-model panels (``report.per_model_section``); None with fewer than
+    ``min_models`` models in the study or nothing to draw."""
+    if len(data.get("models") or {}) < min_models:
+        return None
+    return panels_png(per_model_panels(data))
 
 
 CALIBRATION_PANELS = (("ece", "ECE"), ("nll", "NLL"), ("ece_ts", "ECE after temperature scaling"),
@@ -239,17 +263,24 @@ def per_model_panels(data: dict) -> list[dict]:
     the ``collect`` row fields from results.json's ``calibration``), shape bias vs accuracy; a panel
     needs >= 2 points."""
     main = {(r["model"], r["method"]): r for r in data["main"]}
-    label = lambda r: f"{r['model']}: {r['method']}"  # noqa: E731
+    models = data.get("models") or {}
+
+    def label(r) -> str:
+        return f"{r['model']}: {r['method']}"
+
+    def point(r, x, y) -> dict:  # group: the zoo group (if any) and the method, the legend of a crowded panel
+        group = (models.get(r["model"]) or {}).get("group")
+        return {"label": label(r), "x": x, "y": y, "group": f"{group}: {r['method']}" if group else r["method"]}
+
     panels = []
     ood = [o for o in data["ood"] if o.get("top1") is not None]
     for key, name in (("msp_auroc", "OOD AUROC (MSP)"), ("msp_fpr95", "OOD FPR@95 (MSP)")):
-        pts = [{"label": label(o), "x": o["top1"], "y": o[key]} for o in ood if o.get(key) is not None]
+        pts = [point(o, o["top1"], o[key]) for o in ood if o.get(key) is not None]
         if len(pts) >= 2:
             panels.append({"title": f"{name} vs ID accuracy", "xlabel": "ID accuracy", "ylabel": name,
                            "probit": False, "points": pts})
     for key, name in CALIBRATION_PANELS:
-        pts = [{"label": label(r), "x": r["top1"], "y": r[key]} for r in data["main"]
-               if r.get(key) is not None and r.get("top1") is not None]
+        pts = [point(r, r["top1"], r[key]) for r in data["main"] if r.get(key) is not None and r.get("top1") is not None]
         if len(pts) >= 2:
             panels.append({"title": f"{name} vs accuracy", "xlabel": "accuracy", "ylabel": name, "probit": False,
                            "points": pts})
@@ -257,7 +288,7 @@ def per_model_panels(data: dict) -> list[dict]:
     for r in data["shape_bias"]:
         m = next((x for (model, _), x in main.items() if model == r["model"]), None)
         if m is not None and r.get("shape_bias") is not None and m.get("top1") is not None:
-            pts.append({"label": label(r), "x": m["top1"], "y": r["shape_bias"]})
+            pts.append(point(r, m["top1"], r["shape_bias"]))
     if len(pts) >= 2:
         panels.append({"title": "shape bias vs accuracy", "xlabel": "test accuracy (same model)",
                        "ylabel": "shape bias", "probit": False, "points": pts})

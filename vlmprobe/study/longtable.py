@@ -156,3 +156,29 @@ def write_csv(rows: list[dict], out: str | Path) -> None:
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(out, buf.getvalue())
+
+
+def scatter_panel(rows: list[dict], x: str, y: str, names: dict | None = None, metric: str = "top1") -> dict:
+    """A ``metrics.model_scatter`` panel of the long table: ``metric`` on dataset ``y`` vs on
+    dataset ``x``, one point per (study, model, method) that has both (probit axes); published
+    rows (``--reference``) with both become the panel's ``reference`` points (their dataset names
+    mapped through ``names``: study dataset -> table's dataset; default the same name)."""
+    names = names or {}
+    measured: dict = {}
+    published: dict = {}
+    for r in rows:
+        if r["metric"] != metric or r["value"] in (None, ""):
+            continue
+        if str(r["study"]).startswith("reference:"):
+            published.setdefault(r["model"], {})[r["dataset"]] = float(r["value"])
+        else:
+            measured.setdefault((r["study"], r["model"], r["method"]), {})[r["dataset"]] = float(r["value"])
+    rx, ry = names.get(x, x), names.get(y, y)
+    return {"title": f"{metric}: {y} vs {x}", "xlabel": f"{metric} on {x}", "ylabel": f"{metric} on {y}",
+            "probit": True, "baseline": None,
+            "points": [{"label": f"{m}: {meth}" + (f" ({st})" if st else ""), "x": v[x], "y": v[y],
+                        "group": st or "run directories"}
+                       for (st, m, meth), v in sorted(measured.items()) if x in v and y in v],
+            "reference": [{"label": m, "x": v[rx], "y": v[ry]} for m, v in sorted(published.items())
+                          if rx in v and ry in v]}
+

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import time
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Doc:
         self.html: list[str] = []
         self.md: list[str] = []
         self.images: dict[str, bytes] = {}  # md file name -> PNG bytes
+        self.sidecars: dict[str, list] = {}  # report_files/<figure>.json -> the figure's plotted points
 
     def h(self, level: int, text: str, anchor: str | None = None) -> None:
         aid = f' id="{anchor}"' if anchor else ""
@@ -79,9 +81,13 @@ class Doc:
         self.html.append(f"<table><thead><tr>{hs}</tr></thead><tbody>{''.join(body)}</tbody></table>")
         self.md.append("\n".join(mrows) + "\n")
 
-    def figure(self, png: bytes | None, name: str, caption: str) -> None:
+    def figure(self, png: bytes | None, name: str, caption: str, panels: list | None = None) -> None:
+        """``panels``: the plotted points of a one-point-per-model figure, also written beside the
+        PNG as ``report_files/<name>.json`` (``[{title, points, reference, baseline, ...}]``)."""
         if not png:
             return
+        if panels is not None:
+            self.sidecars[Path(name).stem + ".json"] = panels
         b64 = base64.b64encode(png).decode()
         self.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -198,10 +204,16 @@ def build(root: str | Path) -> Doc:
     doc.h(2, "Calibration", "calibration")
     doc.p("Reliability diagrams (15 equal-width bins, right-closed; confidence = softmax of the scores).")
     cells = []
-    for i, r in enumerate(x for x in data["main"] if x["ece"] is not None):
-        rel = figures.reliability(root / r["run"], f"{r['model']}: {r['measure']}")
-        if rel:
-            cells.append((rel[0], f"reliability_{i}.png", f"{r['model']} {r['method']}: ECE {rel[1]:.3f}"))
+    from ..metrics.plots import ReliabilityFigure
+
+    drawer = ReliabilityFigure(compress_level=1)  # one figure redrawn per run: hundreds of runs stay fast
+    try:
+        for i, r in enumerate(x for x in data["main"] if x["ece"] is not None):
+            rel = figures.reliability(root / r["run"], f"{r['model']}: {r['measure']}", drawer)
+            if rel:
+                cells.append((rel[0], f"reliability_{i}.png", f"{r['model']} {r['method']}: ECE {rel[1]:.3f}"))
+    finally:
+        drawer.close()
     doc.gallery(cells)
 
     doc.h(2, "CLIP's hardest classes beside the VLM", "clip-worst")
@@ -336,15 +348,29 @@ def shift_section(doc: Doc, data: dict) -> None:
         return
     from ..metrics.robustness import effective_robustness
 
+    from . import reference as published
+
+    ref = published.load(data.get("reference"))
     by_set: dict = {}
     for r in rows:
         by_set.setdefault(r["shift_dataset"], []).append(r)
-    for group in by_set.values():
-        if len({r["id_accuracy"] for r in group if 0 < r["id_accuracy"] < 1 and 0 < r["shift_accuracy"] < 1}) >= 2:
+    drawn = {}  # shifted set -> published points (and whether the baseline is fitted on them)
+    for name, group in by_set.items():
+        drawn[name] = {"points": published.points(ref, group[0]["dataset"], name), "fit": bool(ref and ref["fit"])}
+        base = ([(p["x"], p["y"]) for p in drawn[name]["points"]] if drawn[name]["fit"] else
+                [(r["id_accuracy"], r["shift_accuracy"]) for r in group])
+        if len({x for x, y in base if 0 < x < 1 and 0 < y < 1}) >= 2:
             er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
-                                      [r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group])
+                                      [x for x, _ in base], [y for _, y in base])
             for r, e in zip(group, er["er"]):
                 r["er"] = float(e)
+    if ref:
+        n = sum(len(d["points"]) for d in drawn.values())
+        doc.p(f"Published results ({', '.join(Path(f).name for f in ref['files'])}): {n} points drawn as grey "
+              "crosses (top-1 on the ID and the shifted set, dataset names "
+              + (", ".join(f"{k} = {v}" for k, v in ref["datasets"].items()) or "as in the study") + "); "
+              + ("the effective-robustness line is fitted on them." if ref["fit"] else
+                 "not part of the fits (reference: {fit: true} fits the line on them)."))
     ci = lambda c: "–" if not c else f"{100 * c[0]:.1f}–{100 * c[1]:.1f}"  # noqa: E731
     doc.table(["model", "method", "ID dataset", "shifted set", "ID %", "ID 95% CI", "shift %", "shift 95% CI",
                "ER (points)"],
@@ -352,9 +378,10 @@ def shift_section(doc: Doc, data: dict) -> None:
                + _linked(r["run"], _pct(r["id_accuracy"]), ci(r["id_ci95"]), _pct(r["shift_accuracy"]),
                          ci(r["shift_ci95"]), "–" if r.get("er") is None else f"{100 * r['er']:+.1f}")
                for r in rows])
-    doc.figure(figures.shift_scatter(by_set), "effective_robustness.png",
+    panels = figures.shift_panels(by_set, drawn)
+    doc.figure(figures.panels_png(panels), "effective_robustness.png",
                "shift vs ID accuracy, one point per model and method (probit axes, y = x, Huber line; "
-               "green: the logit fit that defines effective robustness)")
+               "green: the logit fit that defines effective robustness)", panels)
 
 
 def per_model_section(doc: Doc, data: dict) -> None:
@@ -362,14 +389,17 @@ def per_model_section(doc: Doc, data: dict) -> None:
     least three models): OOD AUROC and FPR@95 vs ID accuracy, ECE and NLL (before and after temperature
     scaling, when the run fitted one) vs accuracy, shape bias vs
     accuracy (the same model and method on the main test set)."""
-    png = figures.per_model(data)
+    if len(data.get("models") or {}) < figures.MIN_MODELS:
+        return
+    panels = figures.per_model_panels(data)
+    png = figures.panels_png(panels)
     if png is None:
         return
     doc.h(2, "One point per model", "per-model")
     doc.p("Each point is one model and method: OOD detection (MSP AUROC, FPR@95) against ID accuracy, calibration "
           "error (ECE, NLL; after temperature scaling too when a calibration split was fitted) against accuracy and shape bias against accuracy, with Spearman's rho and R² of the Huber "
           "line in each legend (Tu et al. 2024).")
-    doc.figure(png, "per_model.png", "one point per model and method")
+    doc.figure(png, "per_model.png", "one point per model and method", panels)
 
 
 SHOWN_FACTORS = 6  # factor columns of the table: the ones with most images
@@ -437,5 +467,7 @@ def write_report(root: str | Path) -> dict:
     for name, png in doc.images.items():
         if not (files / name).exists() or (files / name).read_bytes() != png:
             (files / name).write_bytes(png)
+    for name, panels in doc.sidecars.items():
+        atomic_write_text(files / name, json.dumps(panels, indent=1, default=float) + "\n")
     atomic_write_text(root / "report.md", "\n".join(doc.md) + f"\ngenerated {stamp}\n")
     return {"html": str(root / "report.html"), "md": str(root / "report.md")}

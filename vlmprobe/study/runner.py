@@ -285,7 +285,7 @@ class StudyRunner:
             "models": {n: {"kind": m.kind, "spec": self.model_spec(n), "finetune": m.finetune,
                            **({"group": m.meta.get("group"), "meta": m.meta} if m.meta else {})}
                        for n, m in self.study.models.items()},
-            "zoos": self.study.zoos,
+            "zoos": self.study.zoos, "reference": self.study.reference,
             "datasets": {n: vars(d) for n, d in self.study.datasets.items()},
             "skips": self.plan.skips, "runs": runs})
 

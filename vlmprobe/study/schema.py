@@ -36,7 +36,7 @@ from ..specs import find_world, world_names
 from .measures import CLASSIFIER, CLIP, MEASURES, VLM
 from .yamlpos import Located, StudyFileError, load_located
 
-TOP_KEYS = ("name", "description", "seed", "world", "executor", "models", "datasets", "measurements")
+TOP_KEYS = ("name", "description", "seed", "world", "executor", "reference", "models", "datasets", "measurements")
 LOAD_KEYS = {"device": str, "dtype": str, "device_map": str, "load_in_4bit": bool, "load_in_8bit": bool}
 MODEL_KEYS = ("spec", "kind", *LOAD_KEYS, "gpus", "finetune")
 DATASET_KEYS = {"data": str, "split": str, "limit": int, "classes": str, "image_root": str, "eval": bool,
@@ -118,6 +118,7 @@ class Study:
     description: str = ""
     executor: dict = field(default_factory=dict)  # {"slurm": {...}, "local": {...}} (study/executors.py)
     zoos: dict = field(default_factory=dict)  # zoo entry name -> its expanded model names
+    reference: dict | None = None  # published results drawn in the figures (study/reference.py)
 
 
 def model_kind(spec: str) -> str | None:
@@ -367,9 +368,10 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
             _check_factors(loc, p, options, toy_dir)
         measurements.append(MeasurementEntry(kind, e.get("models"), e.get("datasets"), options, loc.line(p)))
     executor = _check_executor(loc, ("executor",), raw.get("executor") or {})
+    reference = check_reference(loc, raw.get("reference"), Path(path).resolve().parent if path is not None else None)
     return Study(file=file, text=text, name=str(raw.get("name", Path(file).stem)), seed=seed, world=world,
                  models=models, datasets=datasets, measurements=measurements,
-                 description=str(raw.get("description", "")), executor=executor, zoos=zoos)
+                 description=str(raw.get("description", "")), executor=executor, zoos=zoos, reference=reference)
 
 
 def _check_executor(loc: Located, path: tuple, raw) -> dict:
@@ -385,6 +387,36 @@ def _check_executor(loc: Located, path: tuple, raw) -> dict:
         for k, v in section.items():
             _expect(loc, path + (name, k), v, keys[k], k)
     return raw
+
+
+REFERENCE_KEYS = ("files", "datasets", "fit")
+
+
+def check_reference(loc, raw, base: Path | None) -> dict | None:
+    """The study file's ``reference`` value (``study/reference.py``) -> ``{"files": [absolute paths], "datasets": {..},
+    "fit": bool}`` (None when absent); an error names the key and line."""
+    if raw is None:
+        return None
+    if isinstance(raw, (str, list)):
+        raw = {"files": raw}
+    _check_keys(loc, ("reference",), raw, REFERENCE_KEYS, "reference")
+    files = raw.get("files")
+    files = [files] if isinstance(files, str) else files
+    if not files or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise loc.error(("reference", "files"), f"reference needs one CSV path or a list of them, got {files!r}")
+    paths = []
+    for f in files:
+        p = Path(f).expanduser()
+        p = p if p.is_absolute() or base is None else base / p
+        if not p.is_file():
+            raise loc.error(("reference",), f"reference table {f!r} is not a file ({p})")
+        paths.append(str(p.resolve()))
+    datasets = raw.get("datasets") or {}
+    _expect(loc, ("reference", "datasets"), datasets, dict, "reference.datasets")
+    for k, v in datasets.items():
+        _expect(loc, ("reference", "datasets", k), v, str, f"reference.datasets.{k}")
+    fit = _expect(loc, ("reference", "fit"), raw.get("fit", False), bool, "reference.fit")
+    return {"files": paths, "datasets": dict(datasets), "fit": fit}
 
 
 def _expand_zoo(loc: Located, p: tuple, name: str, m: dict, models: dict) -> list[str]:

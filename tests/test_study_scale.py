@@ -1,0 +1,219 @@
+"""Zoo-scale studies: the report's per-run figures drawn fast (blitted reliability diagrams equal
+a full draw), published reference points in the one-point-per-model figures, GPU assignment of
+the local executor's workers."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"), dtype=np.int16)
+
+
+def test_blitted_reliability_diagrams_equal_a_full_draw():
+    """The report's reused, blitted reliability figure gives the pixels of a full draw of the same
+    diagram (bars up to 1.0 touching the spines, an empty bin, a new title each time), and a
+    fresh figure the same bytes as a reused one."""
+    from vlmprobe.metrics.plots import ReliabilityFigure
+
+    rng = np.random.default_rng(0)
+    fig, fresh = ReliabilityFigure(compress_level=1), None
+    try:
+        for i in range(3):
+            acc, conf = rng.random(15), rng.random(15)
+            acc[[0, -1]], conf[4] = 1.0, np.nan
+            bins = {"edges": np.linspace(0, 1, 16).tolist(), "accuracy": acc.tolist(), "confidence": conf.tolist()}
+            blit = fig.png(bins, f"model {i}: zero-shot", 0.1 * i)
+            assert np.array_equal(_pixels(blit), _pixels(fig.png(bins, f"model {i}: zero-shot", 0.1 * i, blit=False)))
+            if i == 2:
+                fresh = ReliabilityFigure(compress_level=1)
+                assert fresh.png(bins, f"model {i}: zero-shot", 0.2) == blit
+        other = {"edges": np.linspace(0, 1, 11).tolist(), "accuracy": [0.5] * 10, "confidence": [0.4] * 10}
+        assert np.array_equal(_pixels(fig.png(other, "ten bins")), _pixels(fig.png(other, "ten bins", blit=False)))
+    finally:
+        fig.close()
+        if fresh:
+            fresh.close()
+
+
+def _timm_csv(path, rows):
+    path.write_text("model,top1,top5,param_count,img_size\n" + "".join(f"{m},{t},99.0,1.0,224\n" for m, t in rows))
+    return path
+
+
+def test_published_reference_points_in_the_report_and_in_collect_plots(tiny_models, digits_folder, tmp_path, capsys):
+    """A study naming reference tables (study-file key, dataset name mapping, fit: true) draws the
+    published models with both accuracies as reference points of the effective-robustness figure
+    (report_files/effective_robustness.json), fits the baseline on them; `collect --plot X:Y`
+    draws the study's models and the --reference rows the same way."""
+    import csv
+    import json
+
+    from vlmprobe.cli import main
+    from vlmprobe.metrics.robustness import baseline_fit
+
+    shifted = tmp_path / "shifted"
+    shifted.symlink_to(digits_folder, target_is_directory=True)
+    ref_id = _timm_csv(tmp_path / "results-digits.csv", [("net_a.in1k", 80.0), ("net_b.in1k", 60.0),
+                                                         ("net_c.in1k", 40.0), ("only_id.in1k", 50.0)])
+    ref_shift = _timm_csv(tmp_path / "results-sketchy.csv", [("net_a.in1k", 50.0), ("net_b.in1k", 30.0),
+                                                             ("net_c.in1k", 20.0)])
+    study = tmp_path / "s.yaml"
+    study.write_text(f"""\
+reference: {{files: [results-digits.csv, results-sketchy.csv], datasets: {{shifted: sketchy}}, fit: true}}
+models:
+  clip: {{spec: "hfclip:{tiny_models['hfclip']}"}}
+datasets:
+  digits: {{data: "{digits_folder}", limit: 8}}
+  shifted: {{data: "{shifted}", limit: 8}}
+measurements:
+  - {{measure: shift, shift: shifted, datasets: [digits]}}
+""")
+    out = tmp_path / "out"
+    assert main(["study", str(study), "--out", str(out)]) == 0
+    published = {"timm:net_a.in1k x": 0.8, "timm:net_a.in1k y": 0.5, "timm:net_b.in1k x": 0.6,
+                 "timm:net_b.in1k y": 0.3, "timm:net_c.in1k x": 0.4, "timm:net_c.in1k y": 0.2}
+
+    def plotted(points):
+        return {f"{p['label']} {a}": p[a] for p in points for a in "xy"}
+
+    [panel] = json.loads((out / "report_files" / "effective_robustness.json").read_text())
+    assert plotted(panel["reference"]) == pytest.approx(published)
+    assert [p["label"] for p in panel["points"]] == ["clip: CLIP zero-shot"]
+    slope, icpt, _ = baseline_fit([0.8, 0.6, 0.4], [0.5, 0.3, 0.2])
+    assert (panel["baseline"]["slope"], panel["baseline"]["intercept"]) == pytest.approx((slope, icpt))
+    assert "3 points drawn as grey crosses" in (out / "report.md").read_text()
+    # collect: the same study's rows and the tables as --reference, one --plot figure
+    table = tmp_path / "all.csv"
+    assert main(["collect", str(out), "--out", str(table), "--reference", str(ref_id), "--reference", str(ref_shift),
+                 "--plot", "digits:shifted", "--reference-dataset", "shifted=sketchy"]) == 0
+    side = json.loads((tmp_path / "all.digits-vs-shifted.json").read_text())
+    assert (tmp_path / "all.digits-vs-shifted.png").read_bytes()[:4] == b"\x89PNG"
+    assert plotted(side["reference"]) == pytest.approx(published)
+    rows = list(csv.DictReader(open(table)))
+    top1 = {r["dataset"]: float(r["value"]) for r in rows if r["metric"] == "top1" and r["model"] == "clip"
+            and r["method"].startswith("CLIP zero-shot")}
+    [pt] = side["points"]
+    assert (pt["x"], pt["y"]) == (top1["digits"], top1["shifted"])
+    assert "1 models + 3 published" in capsys.readouterr().out
+    assert main(["collect", str(out), "--out", str(table), "--plot", "digits:nowhere"]) == 2
+    assert "no model has top1 on both 'digits' and 'nowhere'" in capsys.readouterr().err
+
+
+def test_a_reference_that_is_not_a_file_names_key_and_line(tmp_path):
+    from vlmprobe.study import load_study
+    from vlmprobe.study.schema import StudyFileError
+
+    path = tmp_path / "s.yaml"
+    path.write_text("models: {m: {spec: toy:clip}}\ndatasets: {d: {data: toy:digits}}\nmeasurements: []\n"
+                    "reference: [missing.csv]\n")
+    with pytest.raises(StudyFileError, match=r"s.yaml:4: reference: reference table 'missing.csv' is not a file"):
+        load_study(path)
+
+
+def test_local_workers_get_their_own_gpus(tmp_path, monkeypatch):
+    """With four visible GPUs (faked: CUDA_VISIBLE_DEVICES=0,1,2,3 on a CPU machine) and two real
+    worker processes: a gpus: 2 run gets two GPUs, the run beside it one GPU none of them (each
+    run's stamp records the CUDA_VISIBLE_DEVICES its worker saw); then plain runs go back to GPU
+    `slot mod G`, and a run asking for more GPUs than there are gets all of them, once each."""
+    import json
+    from pathlib import Path
+
+    from vlmprobe.study.executors import STAMP, Job, LocalPool
+
+    root = Path(__file__).resolve().parents[1]
+    for k, v in {"PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                 "CUDA_VISIBLE_DEVICES": "0,1,2,3"}.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "study.json").write_text(json.dumps({"runs": []}))
+
+    def job(name: str, gpus: int) -> Job:  # a real command that needs no model: --status of an empty study
+        return Job(name, "zeroshot", ["study", "--status", str(tmp_path)], str(tmp_path / name), "k",
+                   str(tmp_path / "logs" / f"{name}.log"), None, gpus)
+
+    pool = LocalPool(2)
+    try:
+        assert pool.gpus == ["0", "1", "2", "3"]
+        pool.submit(job("two", 2))
+        pool.submit(job("one", 1))
+        done = []
+        while len(done) < 2:
+            done += pool.wait()
+        assert sorted((j.run_id, code) for j, code in done) == [("one", 0), ("two", 0)]
+        seen = {n: json.loads((tmp_path / n / STAMP).read_text()) for n in ("two", "one")}
+        assert all(s["status"] == "done" for s in seen.values())
+        two, one = (seen[n]["gpus"].split(",") for n in ("two", "one"))
+        assert len(set(two)) == 2 and len(one) == 1 and not set(one) & set(two), seen
+        assert seen["two"]["pid"] != seen["one"]["pid"]
+        # the allocation rule on its own (no process): plain runs round-robin, k > G clamped
+        assert [pool.pick(s, 1) for s in (0, 1)] == ["0", "1"]
+        assert pool.pick(0, 8) == "0,1,2,3"
+    finally:
+        pool.close()
+
+
+def test_slurm_runs_still_queued_or_running_are_waited_for_not_resubmitted(tmp_path):
+    """A run whose stamp says running under a job id that submitit (local cluster: real
+    subprocess) reports alive is adopted by the next study command's scheduler and waited for, not
+    resubmitted; once that job is gone (or the stamp is another config's), it is resubmitted."""
+    import functools
+    import json
+    import subprocess
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from vlmprobe.study.executors import STAMP, Job, SlurmPool, schedule
+
+    run_dir = tmp_path / "out" / "m" / "d" / "zeroshot"
+    run_dir.mkdir(parents=True)
+    stamp = run_dir / STAMP
+    pool = SlurmPool(tmp_path / "out" / ".submitit", {"cluster": "local", "poll_s": 0.1, "timeout_min": 5})
+    done = json.dumps({"status": "done", "key": "k"})  # what the earlier command's job writes when it ends
+    earlier = pool.executor.submit(functools.partial(subprocess.run, ["sh", "-c", f"sleep 2; echo '{done}' > {stamp}"]))
+    stamp.write_text(json.dumps({"status": "running", "key": "k", "job_id": earlier.job_id}))
+    assert pool.job_state(earlier.job_id) == "RUNNING"
+
+    run = SimpleNamespace(id="m/d/zeroshot", deps={})
+    job = Job(run.id, "zeroshot", ["eval"], str(run_dir), "k", str(tmp_path / "x.log"))
+    submitted = []
+
+    class Runner:  # the scheduler's view of a study runner: one run, not finished yet
+        plan = SimpleNamespace(runs={run.id: run})
+        status: dict = {}
+
+        def state(self, r):
+            return "partial"
+
+        def job(self, r):
+            return job
+
+        def _set_aside(self, r, head):
+            pass
+
+        def shell(self, r):
+            return "vlmprobe eval ..."
+
+    def resubmit(jobs):  # a resubmission lands here (and ends at once, without writing its run)
+        submitted.extend(jobs)
+        pool.active.update({f"new{i}": (j, SimpleNamespace(done=lambda: True)) for i, j in enumerate(jobs)})
+
+    pool.submit_many = resubmit
+    log: list = []
+    runner = Runner()
+    schedule(runner, pool, log.append)
+    assert runner.status == {run.id: "done"} and not submitted
+    assert f"still queued or running as job {earlier.job_id}: waiting for it, not resubmitted" in log[0]
+    assert json.loads(stamp.read_text())["status"] == "done"
+    # the job is gone: a stamp still saying running is not adopted (resubmitted), nor another config's
+    stamp.write_text(json.dumps({"status": "running", "key": "k", "job_id": earlier.job_id}))
+    assert pool.job_state(earlier.job_id) == "GONE" and not pool.adopt(job)
+    runner.status = {}
+    schedule(runner, pool, log.append)
+    assert submitted == [job] and "started\n  $ vlmprobe eval ..." in log[-2] and runner.status[run.id] == "failed"
+    assert not pool.adopt(Job(run.id, "zeroshot", [], str(run_dir), "other-key", "x.log"))
+    assert Path(run_dir).is_dir()
