@@ -56,10 +56,11 @@ def parallel(args: list) -> list:
     """pytest-xdist options: one worker per core (at most 4: each holds its own tiny models), each
     test module whole on one worker (its module-scoped fixtures built once); none when the
     caller chose (-n / -p no:xdist) or there is one core."""
-    if any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in args):
+    if any(a.startswith(("-n", "--numprocesses", "--dist", "--no-loadscope")) or a == "no:xdist" for a in args):
         return []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return ["-n", str(min(cores, 4)), "--dist", "loadfile"] if cores > 1 else []
+    # keep the module order of tests/conftest.py (xdist would otherwise sort modules by test count)
+    return ["-n", str(min(cores, 4)), "--dist", "loadfile", "--no-loadscope-reorder"] if cores > 1 else []
 
 
 if __name__ == "__main__":

@@ -167,15 +167,21 @@ def python3_kernel(tmp_path, monkeypatch):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Test modules that use the toy world run after the others (each module kept whole, so its
-    module-scoped fixtures are built once), giving the background world build started by
-    ``_isolated_home`` the other modules' minutes to finish; among them the demo (the longest
-    module) comes first, so under xdist it runs beside the rest instead of after them."""
+    """Module order: the demo (the longest module, ~5 min), then the modules that do not use the
+    toy world, then those that do (each module kept whole, so its module-scoped fixtures are built
+    once). Serially the world modules run last, giving the background world build started by
+    ``_isolated_home`` the other modules' minutes; under xdist (``--dist loadfile
+    --no-loadscope-reorder``, as ``tasks.py`` runs it) one worker takes the demo at once and waits
+    for the build while the others run the world-free modules, so the demo does not run alone at
+    the end."""
     world_modules = {item.module.__name__ for item in items
                      if hasattr(item, "module") and "toy_world" in getattr(item, "fixturenames", ())}
+    xdist = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 
     def order(item):
         module = getattr(getattr(item, "module", None), "__name__", "")
-        return (module in world_modules, not module.endswith("test_demo"))
+        if xdist and module.endswith("test_demo"):
+            return 0
+        return 2 if module in world_modules else 1
 
     items.sort(key=order)

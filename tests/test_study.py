@@ -312,7 +312,7 @@ def test_study_notebook_runs(small_study, tmp_path, python3_kernel):
     nbclient.NotebookClient(nb, kernel_name=python3_kernel, timeout=120,
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
-    assert "study small: 10 runs" in text and "frequency analyses: 1" in text
+    assert "study small: 12 runs" in text and "frequency analyses: 1" in text
     for png in ("notebook_label_space.png", "notebook_frequency.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
