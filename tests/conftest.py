@@ -12,6 +12,44 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 
+BUILD_STARTED = "toy-build.started"  # in the session's home: the pid of the background world build
+
+
+def _process_running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, finished but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: signal 0 only tells that the pid exists
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+def _wait_for_background_build(home: str, timeout: float = 3600.0) -> None:
+    """Wait while the session's background world build (``_isolated_home``) runs, so no test
+    process races it for the world's lock and builds the world a second time at lower priority
+    (an xdist worker that reaches ``toy_world`` first would otherwise take the lock)."""
+    import time
+
+    from vlmprobe.toy.build import existing_world
+
+    path, end = os.path.join(home, BUILD_STARTED), time.time() + timeout
+    while existing_world() is None and time.time() < end:
+        try:
+            with open(path) as f:
+                pid = int(f.read() or 0)
+        except (FileNotFoundError, ValueError):
+            return
+        if pid and not _process_running(pid):
+            return  # it ended without a world: the caller builds it (and reports the error)
+        time.sleep(1.0)
+
+
 def _claim(path: str) -> bool:
     """True for the one process that creates ``path`` first (O_EXCL)."""
     try:
@@ -49,12 +87,15 @@ def _isolated_home(tmp_path_factory, request):
 
     build = None
     needs_world = any("toy_world" in getattr(item, "fixturenames", ()) for item in request.session.items)
-    if needs_world and existing_world() is None and _claim(os.path.join(home, "toy-build.started")):
+    started = os.path.join(home, BUILD_STARTED)
+    if needs_world and existing_world() is None and _claim(started):
         with open(os.path.join(home, "toy-build.log"), "w") as log:  # the child keeps its own handle
             build = subprocess.Popen([sys.executable, "-c", "from vlmprobe.toy.side import build_world_and_side; "
                                       "build_world_and_side(progress=False)"], stdout=log,
                                      stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                                      start_new_session=True)  # its side process too is in its group
+        with open(started, "w") as f:
+            f.write(str(build.pid))
     if xdist:  # the world build (and its side artefacts) first: the world modules wait on it
         os.nice(5)
     yield home
@@ -130,6 +171,7 @@ def toy_world(_isolated_home):
     training stats and the build's own sanity accuracies."""
     from vlmprobe.toy import build_world
 
+    _wait_for_background_build(_isolated_home)
     return build_world(progress=False)
 
 
