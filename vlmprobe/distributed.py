@@ -22,6 +22,7 @@ really start N processes (accelerate's simple launcher starts one where MPI is a
 """
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
@@ -88,7 +89,23 @@ def _group():
         dist.init_process_group(backend=_backend(), store=dist.PrefixStore("default_pg", store), rank=rank,
                                  world_size=size, timeout=COLLECTIVE_TIMEOUT)
         _STORE = dist.PrefixStore("vlmprobe", store)
+        atexit.register(_close_group)
     return dist
+
+
+def _close_group() -> None:
+    """At interpreter exit, destroy the gloo process group created by ``_group``: a gloo group
+    still alive while the interpreter tears down can abort the process ("terminate called without
+    an active exception", SIGABRT; seen once in a loaded test run), which the launcher then
+    reports as a failed rank. NCCL groups are left to torch (destroying one can wait on a
+    collective another rank never joins, and fail-fast exits must not block)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_backend() == "gloo":
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001  (exiting anyway: nothing left to report to)
+            pass
 
 
 def init(w: World) -> None:
