@@ -41,10 +41,9 @@ def register(subparsers) -> None:
 def default_jobs() -> int:
     """Worker processes of the demo: two runs side by side fill a 2-core machine (one run of the
     tiny models keeps about one core busy); more did not help there (see README, demo wall time)."""
-    import os
+    from ..distributed import usable_cores
 
-    return max(1, min(DEFAULT_JOBS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
+    return max(1, min(DEFAULT_JOBS, usable_cores()))
 
 
 def demo_study(seed: int = 0, skip: set[str] = frozenset()):

@@ -182,8 +182,9 @@ class LocalPool:
         self.slot_gpus: list = [None] * self.jobs  # the CUDA_VISIBLE_DEVICES of each slot's worker
         self.busy: dict = {}  # slot -> Job
         self.capacity = self.jobs
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, cores // self.jobs)
+        from ..distributed import usable_cores
+
+        self.threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, usable_cores() // self.jobs)
 
     def _start(self, slot: int, gpus: str | None):
         parent, child = self.ctx.Pipe()

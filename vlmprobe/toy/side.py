@@ -9,8 +9,6 @@ files a build on first use writes (same configs, same seeds, one thread each).
 """
 from __future__ import annotations
 
-import os
-
 
 def build_side() -> None:
     """Build (or reuse) every side artefact, one after another, in this process."""
@@ -25,10 +23,6 @@ def build_side() -> None:
             step()
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def build_world_and_side(seed: int = 0, progress: bool = True) -> dict:
     """``build_world(seed=seed)``; when the world is not built yet and the machine has a second
     core, the side artefacts are built at the same time in a spawned process (waited for before
@@ -36,10 +30,11 @@ def build_world_and_side(seed: int = 0, progress: bool = True) -> dict:
     if the main build fails, it is stopped)."""
     import multiprocessing
 
+    from ..distributed import usable_cores
     from .build import build_world, existing_world
 
     side = None
-    if existing_world(seed) is None and _cores() > 1:
+    if existing_world(seed) is None and usable_cores() > 1:
         side = multiprocessing.get_context("spawn").Process(target=build_side, name="vlmprobe-toy-side")
         side.start()
     try:
