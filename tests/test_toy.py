@@ -224,6 +224,38 @@ def test_half_built_cache_is_rebuilt_and_foreign_dirs_refused(tmp_path):
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
+def test_toy_vlm_training_gives_the_same_bits_with_any_thread_count(toy_world, tmp_path):
+    """The world build trains the toy VLM with the caller's torch threads (WorldConfig): that is
+    only sound while its weights do not depend on the thread count. Real shapes (batch 32, the
+    world's conversations), a few steps, 1 vs 3 threads: byte-identical weights."""
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file
+
+    from vlmprobe.data import read_image
+    from vlmprobe.toy.vlm import VlmConfig, train_vlm
+
+    root = Path(toy_world["dir"])
+    convs = json.loads((root / "corpus" / "conversations.json").read_text())[:400]
+    knowledge = json.loads((root / "corpus" / "knowledge.json").read_text())[:100]
+    rel = sorted({c["image"] for c in convs})
+    images = [read_image(str(root / p)) for p in rel]
+    cfg = dataclasses.replace(VlmConfig(), steps=3, warmup=1)
+    old = torch.get_num_threads()
+    weights = {}
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            train_vlm(root / "clip", images, rel, convs, knowledge, [], tmp_path / str(threads), cfg, seed=0)
+            weights[threads] = load_file(str(tmp_path / str(threads) / "model.safetensors"))
+    finally:
+        torch.set_num_threads(old)
+    assert weights[1].keys() == weights[3].keys()
+    changed = [k for k in weights[1] if not torch.equal(weights[1][k], weights[3][k])]
+    assert not changed, changed[:5]
+
+
 def test_cli_toy_build_reuses_the_session_world(toy_world, capsys):
     from vlmprobe.cli import main
 
