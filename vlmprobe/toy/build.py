@@ -62,7 +62,7 @@ class WorldConfig:
     # Threads of the toy CLIP's training, fixed because its bits depend on the thread count (one
     # thread: on a shared/oversubscribed machine two were 4x slower, on an idle one no faster).
     # The toy VLM's training gives the same bits with any thread count (tests/test_toy.py), so it
-    # runs with the caller's torch threads (at most ``VLM_MAX_THREADS``): 1.9x faster on 2 idle cores.
+    # runs with the caller's torch threads (at most ``VLM_MAX_THREADS``): 1.76x faster on 2 idle cores.
     torch_threads: int = 1
     sanity_eval: bool = True  # measure CLIP zero-shot / VLM generation on the test split into world.json
 
@@ -283,7 +283,7 @@ def _world_stage(root: Path, cfg: WorldConfig, force: bool, progress: bool) -> d
             "naming_counts": data["naming_counts"], "split_sizes": data["split_sizes"],
             "clip": clip_stats, "vlm": vlm_stats, "metrics": metrics,
             "seconds": {"train": train_seconds, "total": round(time.time() - start, 1),
-                        "cpu": round(time.process_time() - cpu_start, 1)},  # ~ wall time on an idle core
+                        "cpu": round(time.process_time() - cpu_start, 1)},  # CPU of this process (above wall time while the VLM trains on several threads)
             "sizes_bytes": {sub: sum(f.stat().st_size for f in (root / sub).rglob("*") if f.is_file())
                             for sub in ("clip", "vlm", "images")},
             "files": {**data["files"], **_files(root, ["clip", "vlm", DATA_MARKER])}}

@@ -2,9 +2,9 @@
 
 The spurious-background CLIP and CNN (``toy:clip-spurious``, ``toy:cnn``), the CounterAnimal-style
 split and the cue-conflict, photo-crop and distribution-shifted sets are each built on first use
-(under their own file locks) and do not depend on the main build (data, toy CLIP, then the toy VLM
-that reuses its vision tower: one thread, minutes). A study that needs the world builds them beside
-it, on a second core that would otherwise idle, so its runs find them ready. They are the same
+(under their own file locks) and do not depend on the main build (data, the toy CLIP on one thread,
+then the toy VLM that reuses its vision tower on the caller's threads). A study that needs the world
+builds them beside it, on the core the toy CLIP's training leaves idle, so its runs find them ready. They are the same
 files a build on first use writes (same configs, same seeds, one thread each).
 """
 from __future__ import annotations
