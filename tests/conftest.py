@@ -208,6 +208,25 @@ def python3_kernel(tmp_path, monkeypatch):
     return "python3"
 
 
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """A fake SLURM (``vlmprobe.testing.fakeslurm``: sbatch, srun, sacct, scancel, scontrol) first
+    on ``PATH`` for this test and the processes it starts -> its directory (``submissions(DIR)``,
+    ``jobs(DIR)``). submitit's shared sacct watcher is cleared (another test's fake reused the job
+    ids); the fake's jobs still running at the end are cancelled."""
+    from submitit.slurm.slurm import SlurmJob
+
+    from vlmprobe.testing import fakeslurm
+
+    directory = tmp_path / "fakeslurm"
+    for key, value in fakeslurm.install(directory).items():
+        monkeypatch.setenv(key, value)
+    SlurmJob.watcher.clear()
+    yield directory
+    fakeslurm.shutdown(directory)
+    SlurmJob.watcher.clear()
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Module order (each module kept whole, so its module-scoped fixtures are built once): the
     modules that do not use the toy world, then those that do; serially that gives the background

@@ -1,4 +1,4 @@
-"""Study executors (local worker processes, SLURM through submitit's LocalExecutor) and zoos:
+"""Study executors (local worker processes, SLURM through submitit against a fake sbatch/sacct) and zoos:
 the same run files as a serial study, a killed worker's run resumed by the next study command,
 dependency order, requeue on preemption, failed runs resubmitted (not the finished ones)."""
 from __future__ import annotations
@@ -137,18 +137,27 @@ def test_local_executor_matches_serial_and_a_killed_worker_resumes(exec_study, t
         stamp.sub("T", (out / "report.md").read_text().replace(str(out), str(ref)))
 
 
-def test_slurm_executor_through_submitit_local(tiny_models, digits_folder, tmp_path, capsys, child_env):
-    """submitit's LocalExecutor (real subprocesses, pickled jobs): a frequency run is submitted
-    only after its generation run finished; SIGUSR2 (preemption) requeues the generation job,
-    which resumes its run directory; a failed run is resubmitted by the next study command and
-    the finished ones are not."""
+def test_slurm_executor_through_sbatch_and_sacct(exec_study, tiny_models, digits_folder, tmp_path, capsys, child_env,
+                                                fake_slurm):
+    """submitit's real SLURM path against the fake sbatch/srun/sacct/scontrol on PATH (no
+    ``cluster: local``): the two ready runs go out as one array with the study file's partition,
+    GPUs, CPUs, memory, time limit and array parallelism; the frequency run is submitted only after
+    its generation run finished; ``scancel --signal=USR2`` (what SLURM sends before preemption or
+    the time limit) makes the generation job requeue itself (``scontrol requeue``: same job id, a
+    second attempt) and resume its run directory, which ends byte for byte the serial study's;
+    ``--status`` shows each run's SLURM job id; a failed run is resubmitted by the next study
+    command and the finished ones are not."""
+    from vlmprobe.testing.fakeslurm import jobs, submissions
+
+    _, ref = exec_study
     corpus = tmp_path / "corpus.json"
     corpus.write_text(json.dumps([{"id": "0", "conversations": [
         {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "a seven"}]}]))
     templates = tmp_path / "templates.json"
     path = tmp_path / "s.yaml"
     path.write_text(_models(tiny_models) + f"""\
-executor: {{slurm: {{cluster: local, timeout_min: 20, poll_s: 0.2, partition: dev, array_parallelism: 4}}}}
+executor: {{slurm: {{partition: p, gpus_per_node: 0, cpus_per_task: 1, mem_gb: 1, timeout_min: 5,
+                    array_parallelism: 2, poll_s: 0.2}}}}
 datasets:
   digits: {{data: "{digits_folder}"}}
 measurements:
@@ -162,23 +171,36 @@ measurements:
     assert _wait_for(lambda: _stamp(out, gen).get("status") == "running" and _lines(out / gen / "samples.jsonl") > 0,
                      300, proc), proc.communicate()[0][-3000:]
     first = _stamp(out, gen)
-    os.kill(first["pid"], signal.SIGUSR2)  # what SLURM sends before preemption / the time limit
+    subprocess.run(["scancel", "--signal=USR2", first["job_id"]], check=True)
     printed = proc.communicate(timeout=600)[0]
     assert proc.returncode == 1, printed[-3000:]  # the zero-shot run failed: its templates file is missing
     done = _stamp(out, gen)
     assert done["status"] == "done" and done["pid"] != first["pid"] and done["job_id"] == first["job_id"]
-    assert done["attempt"] == 2  # requeued once, same job
+    assert done["attempt"] == 2 and jobs(fake_slurm)[done["job_id"]]["restarts"] == 1  # requeued once, same job
     assert _lines(out / gen / "samples.jsonl") == 40  # resumed: no sample twice
-    assert _stamp(out, freq)["status"] == "done" and _stamp(out, freq)["started"] >= done["finished"]
-    assert _stamp(out, zs)["status"] == "failed"
-    jobs = {r: _stamp(out, r)["job_id"] for r in (gen, freq)}
-    templates.write_text(json.dumps(["a photo of a {c}."]))
+    _same_run_files(ref / gen, out / gen)
+    assert _stamp(out, freq)["status"] == "done" and _stamp(out, zs)["status"] == "failed"
+    array, single = submissions(fake_slurm)
+    base = array["job_id"]
+    assert {_stamp(out, r)["job_id"] for r in (gen, zs)} == {f"{base}_0", f"{base}_1"}
+    assert _stamp(out, freq)["job_id"] == single["job_id"] and single["time"] >= done["finished"]
+    for sub, tasks in ((array, "0-1%2"), (single, None)):
+        opts = sub["options"]
+        assert opts.get("array") == tasks and (opts["partition"], opts["gpus-per-node"], opts["cpus-per-task"],
+                                               opts["mem"], opts["time"]) == ("p", "0", "1", "1GB", "5"), opts
+        assert opts["signal"].startswith("USR2@") and opts["open-mode"] == "append"
     capsys.readouterr()
+    main(["study", "--status", str(out)])
+    status = capsys.readouterr().out
+    for rid, state in ((gen, "done"), (freq, "done"), (zs, "failed")):
+        assert re.search(rf"{state}  {re.escape(rid)}  job {_stamp(out, rid)['job_id']}\b", status), status
+    templates.write_text(json.dumps(["a photo of a {c}."]))
     code = main(["study", str(path), "--out", str(out), "--executor", "slurm"])
     again = capsys.readouterr()
     assert code == 0, again.out[-3000:] + again.err[-3000:]
     assert f"{zs}: started" in again.out and f"{gen}: started" not in again.out
-    assert {r: _stamp(out, r)["job_id"] for r in (gen, freq)} == jobs and _stamp(out, zs)["status"] == "done"
+    assert len(submissions(fake_slurm)) == 3 and _stamp(out, zs)["status"] == "done"
+    assert _stamp(out, zs)["job_id"] == submissions(fake_slurm)[2]["job_id"]
     assert (out / "report.html").exists()
 
 

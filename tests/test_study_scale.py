@@ -217,3 +217,94 @@ def test_slurm_runs_still_queued_or_running_are_waited_for_not_resubmitted(tmp_p
     assert submitted == [job] and "started\n  $ vlmprobe eval ..." in log[-2] and runner.status[run.id] == "failed"
     assert not pool.adopt(Job(run.id, "zeroshot", [], str(run_dir), "other-key", "x.log"))
     assert Path(run_dir).is_dir()
+
+
+def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
+    """The sacct branch of ``SlurmPool.adopt`` (the fake's sacct; job ids of array tasks,
+    ``BASE_i``): a run whose stamp says running under a task that sacct reports PENDING (held) is
+    waited for, not resubmitted (no new sbatch), and finishes once the job is released and writes
+    its run; under a task sacct reports FAILED or CANCELLED it is resubmitted."""
+    import functools
+    import json
+    import os
+    import subprocess
+    from types import SimpleNamespace
+
+    from vlmprobe.study.executors import STAMP, Job, SlurmPool, schedule
+    from vlmprobe.testing.fakeslurm import submissions
+
+    run_dir = tmp_path / "out" / "m" / "d" / "zeroshot"
+    run_dir.mkdir(parents=True)
+    stamp = run_dir / STAMP
+    folder = tmp_path / "out" / ".submitit"
+    earlier = SlurmPool(folder, {"poll_s": 0.1, "timeout_min": 5, "array_parallelism": 2})  # an earlier command's
+    assert earlier.executor.cluster == "slurm"  # chosen by submitit: srun is on PATH
+    earlier.executor.update_parameters(slurm_additional_parameters={"hold": True})
+    done = json.dumps({"status": "done", "key": "k"})  # what the earlier command's job writes when it ends
+    with earlier.executor.batch():
+        held = [earlier.executor.submit(functools.partial(subprocess.run, ["true"])),
+                earlier.executor.submit(functools.partial(subprocess.run, ["sh", "-c", f"echo '{done}' > {stamp}"]))]
+    jid = held[1].job_id
+    assert jid == f"{submissions(fake_slurm)[0]['job_id']}_1"
+    stamp.write_text(json.dumps({"status": "running", "key": "k", "job_id": jid}))  # e.g. requeued, pending again
+    pool = SlurmPool(folder, {"poll_s": 0.1, "timeout_min": 5})
+    assert pool.job_state(jid) == "PENDING"
+
+    run = SimpleNamespace(id="m/d/zeroshot", deps={})
+    job = Job(run.id, "zeroshot", ["eval", "--no-such-flag"], str(run_dir), "k", str(tmp_path / "x.log"))
+
+    class Runner:  # the scheduler's view of a study runner: one run, not finished yet
+        plan = SimpleNamespace(runs={run.id: run})
+        status: dict = {}
+
+        def state(self, r):
+            return "partial"
+
+        def job(self, r):
+            return job
+
+        def _set_aside(self, r, head):
+            pass
+
+        def shell(self, r):
+            return "vlmprobe eval ..."
+
+    log: list = []
+
+    def release_when_adopted(line):  # the job starts only once the scheduler waits for it
+        log.append(line)
+        if "waiting for it" in line:
+            subprocess.run(["scontrol", "release", jid.split("_")[0]], check=True)
+
+    runner = Runner()
+    schedule(runner, pool, release_when_adopted)
+    assert f"still queued or running as job {jid}: waiting for it, not resubmitted" in log[0]
+    assert runner.status == {run.id: "done"} and len(submissions(fake_slurm)) == 1
+    assert json.loads(stamp.read_text())["status"] == "done"
+    assert _wait(lambda: pool.job_state(jid) == "COMPLETED", 10)  # its process ends after the result is written
+    # a task that failed (exit 3, no result) or was cancelled under the stamp's job id: resubmitted
+    earlier.executor.update_parameters(slurm_additional_parameters={})
+    failed = earlier.executor.submit(functools.partial(os._exit, 3))
+    cancelled = earlier.executor.submit(functools.partial(subprocess.run, ["sleep", "60"]))
+    subprocess.run(["scancel", cancelled.job_id], check=True)
+    for handle, state in ((failed, "FAILED"), (cancelled, "CANCELLED")):
+        assert _wait(lambda: pool.job_state(handle.job_id) != "RUNNING" and handle.done(), 30)
+        assert pool.job_state(handle.job_id).split()[0] == state
+        stamp.write_text(json.dumps({"status": "running", "key": "k", "job_id": handle.job_id}))
+        assert not pool.adopt(job)
+    runner.status, log[:] = {}, []
+    schedule(runner, pool, log.append)
+    assert "started\n  $ vlmprobe eval ..." in log[0] and len(submissions(fake_slurm)) == 4
+    new = submissions(fake_slurm)[3]["job_id"]
+    assert runner.status[run.id] == "failed" and json.loads(stamp.read_text())["job_id"] == new  # its bad flag
+
+
+def _wait(cond, timeout: float) -> bool:
+    import time
+
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False

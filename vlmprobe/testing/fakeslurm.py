@@ -92,6 +92,19 @@ def jobs(directory: str | Path) -> dict:
     return _load(Path(directory) / "state").get("jobs", {})
 
 
+def shutdown(directory: str | Path, timeout: float = 5.0) -> None:
+    """Cancel every job that is not final (``scancel`` of each) and wait up to ``timeout`` s for
+    its processes to end (a test's teardown)."""
+    state = Path(directory) / "state"
+    with _locked(state) as data:
+        for task in data["jobs"].values():
+            if task["state"] not in FINAL:
+                task.update(cancelled=True, held=False)
+    end = time.time() + timeout
+    while time.time() < end and any(t["state"] not in FINAL for t in _load(state)["jobs"].values()):
+        time.sleep(POLL_S)
+
+
 # ------------------------------------------------------------------ state
 def _state_dir() -> Path:
     d = os.environ.get("FAKESLURM_DIR")
