@@ -182,29 +182,13 @@ def test_slurm_runs_still_queued_or_running_are_waited_for_not_resubmitted(tmp_p
     job = Job(run.id, "zeroshot", ["eval"], str(run_dir), "k", str(tmp_path / "x.log"))
     submitted = []
 
-    class Runner:  # the scheduler's view of a study runner: one run, not finished yet
-        plan = SimpleNamespace(runs={run.id: run})
-        status: dict = {}
-
-        def state(self, r):
-            return "partial"
-
-        def job(self, r):
-            return job
-
-        def _set_aside(self, r, head):
-            pass
-
-        def shell(self, r):
-            return "vlmprobe eval ..."
-
     def resubmit(jobs):  # a resubmission lands here (and ends at once, without writing its run)
         submitted.extend(jobs)
         pool.active.update({f"new{i}": (j, SimpleNamespace(done=lambda: True)) for i, j in enumerate(jobs)})
 
     pool.submit_many = resubmit
     log: list = []
-    runner = Runner()
+    runner = _one_run_runner(run, job)
     schedule(runner, pool, log.append)
     assert runner.status == {run.id: "done"} and not submitted
     assert f"still queued or running as job {earlier.job_id}: waiting for it, not resubmitted" in log[0]
@@ -253,22 +237,6 @@ def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
     run = SimpleNamespace(id="m/d/zeroshot", deps={})
     job = Job(run.id, "zeroshot", ["eval", "--no-such-flag"], str(run_dir), "k", str(tmp_path / "x.log"))
 
-    class Runner:  # the scheduler's view of a study runner: one run, not finished yet
-        plan = SimpleNamespace(runs={run.id: run})
-        status: dict = {}
-
-        def state(self, r):
-            return "partial"
-
-        def job(self, r):
-            return job
-
-        def _set_aside(self, r, head):
-            pass
-
-        def shell(self, r):
-            return "vlmprobe eval ..."
-
     log: list = []
 
     def release_when_adopted(line):  # the job starts only once the scheduler waits for it
@@ -276,7 +244,7 @@ def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
         if "waiting for it" in line:
             subprocess.run(["scontrol", "release", jid.split("_")[0]], check=True)
 
-    runner = Runner()
+    runner = _one_run_runner(run, job)
     schedule(runner, pool, release_when_adopted)
     assert f"still queued or running as job {jid}: waiting for it, not resubmitted" in log[0]
     assert runner.status == {run.id: "done"} and len(submissions(fake_slurm)) == 1
@@ -297,6 +265,30 @@ def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
     assert "started\n  $ vlmprobe eval ..." in log[0] and len(submissions(fake_slurm)) == 4
     new = submissions(fake_slurm)[3]["job_id"]
     assert runner.status[run.id] == "failed" and json.loads(stamp.read_text())["job_id"] == new  # its bad flag
+
+
+def _one_run_runner(run, job):
+    """The scheduler's view of a study runner: one run (``run.id``, ``run.deps``), not finished yet,
+    executed as ``job``."""
+    from types import SimpleNamespace
+
+    class Runner:
+        plan = SimpleNamespace(runs={run.id: run})
+        status: dict = {}
+
+        def state(self, r):
+            return "partial"
+
+        def job(self, r):
+            return job
+
+        def _set_aside(self, r, head):
+            pass
+
+        def shell(self, r):
+            return "vlmprobe eval ..."
+
+    return Runner()
 
 
 def _wait(cond, timeout: float) -> bool:

@@ -228,9 +228,9 @@ def sbatch(args: list[str]) -> None:
     print(f"{base}" if opts.get("parsable") else f"Submitted batch job {base}", flush=True)
 
 
-def _expand(pattern: str, task: dict, tid: str) -> str:
-    subs = {"j": task["own_id"], "A": task["base"], "a": str(task["array"] if task["array"] is not None else 4294967294),
-            "N": socket.gethostname(), "t": "0", "%": "%"}
+def _expand(pattern: str, task: dict) -> str:
+    array = task["array"] if task["array"] is not None else 4294967294  # what SLURM puts for a plain job
+    subs = {"j": task["own_id"], "A": task["base"], "a": str(array), "N": socket.gethostname(), "t": "0", "%": "%"}
     return re.sub(r"%([jAaNt%])", lambda m: subs[m.group(1)], pattern)
 
 
@@ -261,8 +261,8 @@ def _start(sub: dict, tid: str, task: dict) -> subprocess.Popen:
                     "SLURM_ARRAY_TASK_COUNT": str(sub["count"]), "SLURM_ARRAY_TASK_MIN": str(sub["min"]),
                     "SLURM_ARRAY_TASK_MAX": str(sub["max"])})
     mode = "a" if env["SLURM_OPEN_MODE"] == "a" else "w"
-    out = _expand(opts.get("output", f"slurm-{'%A_%a' if task['array'] is not None else '%j'}.out"), task, tid)
-    err = _expand(opts["error"], task, tid) if "error" in opts else None
+    out = _expand(opts.get("output", f"slurm-{'%A_%a' if task['array'] is not None else '%j'}.out"), task)
+    err = _expand(opts["error"], task) if "error" in opts else None
     for path in (out, err):
         if path:
             Path(sub["cwd"], path).parent.mkdir(parents=True, exist_ok=True)
@@ -350,7 +350,7 @@ def srun(args: list[str]) -> None:
     for fd, key in ((1, "output"), (2, "error")):
         path = opts.get(key) or opts.get(key[0])
         if path:
-            target = os.open(_expand(path, task, tid), mode, 0o644)
+            target = os.open(_expand(path, task), mode, 0o644)
             os.dup2(target, fd)
             os.close(target)
     os.environ.update({"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_STEP_ID": "0",
