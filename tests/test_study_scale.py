@@ -300,3 +300,22 @@ def _wait(cond, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_slurm_jobs_request_the_gpus_of_their_model(tmp_path, fake_slurm, monkeypatch):
+    """A model entry's ``gpus: k`` (k > 1) is the ``--gpus-per-node`` of its runs' SLURM jobs (an
+    array of their own); the other runs ready with them keep the study file's ``gpus_per_node``."""
+    from vlmprobe.study.executors import Job, SlurmPool
+    from vlmprobe.testing.fakeslurm import submissions
+
+    monkeypatch.setenv("SBATCH_HOLD", "1")  # submitted held: nothing runs (cancelled at teardown)
+    pool = SlurmPool(tmp_path / ".submitit", {"partition": "p", "gpus_per_node": 1, "array_parallelism": 2})
+    jobs = [Job(f"m{g}/d/zeroshot{i}", "zeroshot", ["eval"], str(tmp_path / f"r{i}"), "k", str(tmp_path / "x.log"),
+                gpus=g) for i, g in enumerate((1, 4, 1, 4, 4))]
+    handles = pool.submit_many(jobs)
+    assert len(handles) == len(pool.active) == 5
+    got = sorted((s["options"]["gpus-per-node"], s["options"]["array"], s["options"]["partition"])
+                 for s in submissions(fake_slurm))
+    assert got == [("1", "0-1%2", "p"), ("4", "0-2%2", "p")]
+    by_job = {j.run_id: h.job_id.split("_")[0] for j, h in zip(jobs, handles)}
+    assert by_job["m1/d/zeroshot0"] == by_job["m1/d/zeroshot2"] != by_job["m4/d/zeroshot1"] == by_job["m4/d/zeroshot4"]

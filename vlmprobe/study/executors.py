@@ -12,9 +12,11 @@
 - ``slurm``: each run is a ``submitit`` job (``AutoExecutor``; ready runs are submitted together as
   one job array, ``array_parallelism`` at a time) with the study file's resources
   ``executor: {slurm: {partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min,
-  array_parallelism}}`` (+ ``cluster: local`` = submitit's ``LocalExecutor``, real subprocesses on
-  this machine, what the tests use; ``poll_s``: seconds between state checks). A job is a
-  ``submitit.helpers.Checkpointable``: preempted or timed out, it is requeued and its run
+  array_parallelism}}``; a model entry with ``gpus: k`` (k > 1) asks ``gpus_per_node: k`` for its
+  runs (an array of their own). ``cluster: local`` = submitit's ``LocalExecutor``, real
+  subprocesses on this machine; ``poll_s``: seconds between state checks. The tests drive the real
+  SLURM path (sbatch scripts, arrays, sacct states) against ``vlmprobe.testing.fakeslurm``. A job
+  is a ``submitit.helpers.Checkpointable``: preempted or timed out, it is requeued and its run
   directory resumes exactly. A run whose stamp says ``running`` with a job id (a study command
   that ended before its jobs did) is not resubmitted while submitit reports the job queued or
   running (``SlurmPool.adopt``: sacct's state; the local cluster: the job's process): the
@@ -323,33 +325,49 @@ class StudyJob:
 
 
 class SlurmPool:
-    """Runs as ``submitit`` jobs; ready runs go out together as one array."""
+    """Runs as ``submitit`` jobs; ready runs go out together as one array per GPU count (a model
+    entry's ``gpus: k``, k > 1, is its jobs' ``gpus_per_node``; other runs get the study file's)."""
 
     def __init__(self, folder: Path, cfg: dict):
-        import submitit
-
         cfg = dict(cfg)
-        cluster = cfg.pop("cluster", None)
-        self.poll_s = float(cfg.pop("poll_s", 1.0 if cluster == "local" else 30.0))
+        self.cluster = cfg.pop("cluster", None)
+        self.poll_s = float(cfg.pop("poll_s", 1.0 if self.cluster == "local" else 30.0))
         self.folder = str(folder / "%j")
-        self.executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
-        params = {"timeout_min": cfg.get("timeout_min", 60)}
+        self.params = {"timeout_min": cfg.get("timeout_min", 60)}
         names = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism"}
         for k, v in cfg.items():
-            params[names.get(k, k)] = v
-        if self.executor.cluster != "slurm":
-            params = {k: v for k, v in params.items() if not k.startswith("slurm_") and k != "partition"}
-        self.executor.update_parameters(**params)
+            self.params[names.get(k, k)] = v
+        self.executors: dict = {}  # GPUs per node (None: the study file's) -> submitit.AutoExecutor
+        self.executor = self._executor(None)
         self.capacity = 10 ** 9  # SLURM queues everything; array_parallelism limits the running share
         self.active: dict = {}  # job id -> (Job, submitit job)
 
+    def _executor(self, gpus: int | None):
+        """The executor of jobs needing ``gpus`` GPUs per node (None: the study file's resources)."""
+        if gpus not in self.executors:
+            import submitit
+
+            executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
+            params = {**self.params, **({"gpus_per_node": gpus} if gpus is not None else {})}
+            if executor.cluster != "slurm":
+                params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+            executor.update_parameters(**params)
+            self.executors[gpus] = executor
+        return self.executors[gpus]
+
     def submit_many(self, jobs: list[Job]) -> list:
-        if not jobs:
-            return []
-        with self.executor.batch():
-            handles = [self.executor.submit(StudyJob(asdict(j))) for j in jobs]
-        for j, h in zip(jobs, handles):
-            self.active[h.job_id] = (j, h)
+        """Submit ``jobs`` -> their submitit jobs, in order (one array per GPU count)."""
+        groups: dict = {}
+        for i, j in enumerate(jobs):
+            groups.setdefault(j.gpus if j.gpus > 1 else None, []).append(i)
+        handles: list = [None] * len(jobs)
+        for gpus, index in groups.items():
+            executor = self._executor(gpus)
+            with executor.batch():
+                submitted = [executor.submit(StudyJob(asdict(jobs[i]))) for i in index]
+            for i, h in zip(index, submitted):
+                handles[i] = h
+                self.active[h.job_id] = (jobs[i], h)
         return handles
 
     def submit(self, job: Job) -> None:

@@ -21,7 +21,8 @@ What it imitates:
   ``SLURM_JOB_NODELIST`` (this host), ``SLURM_NTASKS``, ``SLURM_CPUS_PER_TASK``,
   ``SLURM_GPUS_PER_NODE``, ``SLURM_MEM_PER_NODE`` (MB), ``SLURM_SUBMIT_DIR`` and
   ``SLURM_RESTART_COUNT``; the script's stdout/stderr go to ``--output``/``--error`` with ``%j``,
-  ``%A``, ``%a``, ``%N``, ``%%`` expanded (``--open-mode``). ``--hold`` submits it held (PENDING).
+  ``%A``, ``%a``, ``%N``, ``%%`` expanded (``--open-mode``). ``--hold`` (or ``SBATCH_HOLD`` set)
+  submits it held (PENDING).
 - ``srun [options] CMD``: one task: ``SLURM_PROCID``/``SLURM_LOCALID``/``SLURM_NODEID`` = 0,
   output to its ``--output``/``--error`` (``%t`` = 0), then ``exec``s ``CMD`` (its pid is the job
   step's, which ``scancel --signal`` signals).
@@ -196,7 +197,8 @@ def sbatch(args: list[str]) -> None:
             break
     import shlex
 
-    opts = {**_parse_options([w for line in lines for w in shlex.split(line)], str(script)), **cli}
+    env = {"hold": True} if os.environ.get("SBATCH_HOLD") else {}  # sbatch's input variable for --hold
+    opts = {**_parse_options([w for line in lines for w in shlex.split(line)], str(script)), **env, **cli}
     _check(opts)
     first, last, parallel = 0, None, None
     if "array" in opts:
