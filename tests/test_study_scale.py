@@ -319,3 +319,28 @@ def test_slurm_jobs_request_the_gpus_of_their_model(tmp_path, fake_slurm, monkey
     assert got == [("1", "0-1%2", "p"), ("4", "0-2%2", "p")]
     by_job = {j.run_id: h.job_id.split("_")[0] for j, h in zip(jobs, handles)}
     assert by_job["m1/d/zeroshot0"] == by_job["m1/d/zeroshot2"] != by_job["m4/d/zeroshot1"] == by_job["m4/d/zeroshot4"]
+
+
+def test_a_run_inside_a_slurm_allocation_is_not_that_allocations_job(tmp_path, fake_slurm, monkeypatch):
+    """A run executed outside a submitit job (a local-executor worker in an salloc shell or an
+    sbatch script) records no job id: the allocation's ``SLURM_JOB_ID`` is not the run's job, so a
+    later ``--executor slurm`` command in that allocation resubmits the interrupted run instead of
+    waiting for the allocation it runs in to end."""
+    import json
+    import subprocess
+
+    from vlmprobe.study.executors import STAMP, Job, SlurmPool, execute_job
+
+    script = tmp_path / "alloc.sh"
+    script.write_text("#!/bin/bash\n#SBATCH --time=5\nsleep 60\n")
+    alloc = subprocess.run(["sbatch", str(script)], check=True, capture_output=True, text=True).stdout.split()[-1]
+    pool = SlurmPool(tmp_path / ".submitit", {"poll_s": 0.1})
+    assert _wait(lambda: pool.job_state(alloc) == "RUNNING", 10)
+    monkeypatch.setenv("SLURM_JOB_ID", alloc)  # this process runs inside the allocation
+    run_dir = tmp_path / "m" / "d" / "zeroshot"
+    job = Job("m/d/zeroshot", "zeroshot", ["eval", "--no-such-flag"], str(run_dir), "k", str(tmp_path / "x.log"))
+    assert execute_job(job) == 2
+    stamp = json.loads((run_dir / STAMP).read_text())
+    assert stamp["status"] == "failed" and stamp["job_id"] is None
+    (run_dir / STAMP).write_text(json.dumps({**stamp, "status": "running"}))  # as if killed mid-run
+    assert not pool.adopt(job)

@@ -110,19 +110,14 @@ def write_stamp(run_dir: str | Path, stamp: dict) -> None:
     atomic_write_json(Path(run_dir) / STAMP, stamp)
 
 
-def _job_id() -> str | None:
-    for var in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID"):
-        if os.environ.get(var):
-            task = os.environ.get("SLURM_ARRAY_TASK_ID")
-            return os.environ[var] + (f"_{task}" if var == "SLURM_ARRAY_JOB_ID" and task else "")
-    return None
-
-
-def execute_job(job: Job) -> int:
+def execute_job(job: Job, job_id: str | None = None) -> int:
     """Run ``job`` here, its output appended to ``job.log``, with stamps ``running`` then ``done``
-    (key, argv, seconds, CPU seconds) or ``failed`` -> exit status."""
+    (key, argv, seconds, CPU seconds) or ``failed`` -> exit status. ``job_id``: the submitit job
+    this process is (``StudyJob``; SLURM: ``ARRAY_TASK`` or the job id), None for a local worker,
+    even inside a SLURM allocation, whose ``SLURM_JOB_ID`` is not this run's job (a later study
+    command would otherwise wait for that allocation as the run's writer, ``SlurmPool.adopt``)."""
     base = {"key": job.key, "measure": job.measure, "argv": job.argv}
-    where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": _job_id(),
+    where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": job_id,
              "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
     prev = _read(Path(job.run_dir) / STAMP) or {}
     requeued = prev.get("status") == "running" and prev.get("key") == job.key and where["job_id"] \
@@ -316,7 +311,7 @@ class StudyJob:
                 handler(signum, frame)
 
             signal.signal(sig, preempted)
-        return execute_job(Job(**self.job))
+        return execute_job(Job(**self.job), job_id=submitit.JobEnvironment().job_id)
 
     def checkpoint(self, *args, **kwargs):
         import submitit
