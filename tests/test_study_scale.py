@@ -344,3 +344,36 @@ def test_a_run_inside_a_slurm_allocation_is_not_that_allocations_job(tmp_path, f
     assert stamp["status"] == "failed" and stamp["job_id"] is None
     (run_dir / STAMP).write_text(json.dumps({**stamp, "status": "running"}))  # as if killed mid-run
     assert not pool.adopt(job)
+
+
+def test_fake_sbatch_rejects_what_sbatch_rejects_and_sacct_prints_arrays_as_slurm_does(tmp_path, fake_slurm):
+    """The fake SLURM the executor tests rely on can fail: an option sbatch does not know or a
+    malformed one exits 1 naming it; a held array is one ``BASE_[0-2%2]`` PENDING line in sacct's
+    ``--parsable2`` output, its started tasks one line each (plus their steps), a cancelled one
+    ``CANCELLED by UID``."""
+    import os
+    import subprocess
+
+    def sbatch(*lines, hold=False):
+        script = tmp_path / "job.sh"
+        script.write_text("#!/bin/bash\n" + "".join(f"#SBATCH {x}\n" for x in lines) + "true\n")
+        return subprocess.run(["sbatch", *(["--hold"] if hold else []), str(script)], capture_output=True, text=True)
+
+    def sacct(jid):
+        out = subprocess.run(["sacct", "-o", "JobID,State", "--parsable2", "-j", jid], capture_output=True,
+                             text=True, check=True).stdout
+        return out.splitlines()
+
+    bad = sbatch("--partiton=p")
+    assert bad.returncode == 1 and "unrecognized option '--partiton=p'" in bad.stderr
+    bad = sbatch("--mem=lots")
+    assert bad.returncode == 1 and "--mem" in bad.stderr
+    ok = sbatch("--array=0-2%2", "--time=5", hold=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("Submitted batch job ")
+    base = ok.stdout.split()[-1]
+    assert sacct(base) == ["JobID|State", f"{base}_[0-2%2]|PENDING"]
+    subprocess.run(["scancel", f"{base}_2"], check=True)
+    subprocess.run(["scontrol", "release", base], check=True)
+    assert _wait(lambda: len(sacct(base)) == 8, 10)
+    assert sacct(base)[1:] == [f"{base}_{i}{step}|COMPLETED" for i in (0, 1) for step in ("", ".batch", ".0")] + \
+        [f"{base}_2|CANCELLED by {os.getuid()}"]
