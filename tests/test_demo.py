@@ -41,6 +41,8 @@ def test_demo_runs_the_default_study_and_shows_the_findings(toy_world, tmp_path,
         ("vlm", "direct generation"), ("vlm", "probability inference")}
     assert {r["shift_dataset"] for r in summary["shift"]} == {"sketch", "rendition", "corrupted"}
     assert len(summary["shift"]) == 15 and (out / "report_files" / "effective_robustness.png").exists()
+    id_acc = {r["model"]: r["id_accuracy"] for r in summary["shift"]}  # the figure's x: above chance (10%)
+    assert id_acc["cnn"] > 0.5 and id_acc["clip-spurious"] > 0.2, id_acc
     report = (out / "report.md").read_text()
     assert "## Distribution shift and effective robustness" in report and "## One point per model" in report
     # every robustness section is measured except ImageNet-X factors (the world has no factor annotations)

@@ -6,8 +6,11 @@ with ``a = clip((255 - gray) / 200, 0, 1)`` the ink coverage of the rendered dig
 Class ``c``'s **common** background is ``BACKGROUNDS[c]``; its **counter** background is
 ``BACKGROUNDS[(c + SHIFT) % 10]`` (another class's common background).
 
-- Training images (the digits' train split): background = the class's common one with
-  probability ``correlation`` (0.6), else a uniformly random other background.
+- Training images (the digits' train split): with probability ``plain`` (0.2) the digit as
+  rendered (plain paper, as in ``toy:digits``); otherwise recoloured, onto the class's common
+  background with probability ``correlation`` (0.6), else onto a uniformly random other one.
+  Without plain images the models never see the world's ordinary digits and sit at chance on
+  ``toy:digits`` and its shifted sets (no usable point in the effective-robustness figure).
 - Evaluation split (the digits' test split): every test digit on its common and on its counter
   background, written in CounterAnimal's layout
   ``counteranimal/<index> <name>/{common,counter}-<background>/<id>.png`` with ``classes.json``
@@ -60,7 +63,8 @@ class CnnConfig:
 @dataclass(frozen=True)
 class SpuriousConfig:
     seed: int = 0
-    correlation: float = 0.6  # P(common background) for a training image (others: uniform over the rest)
+    plain: float = 0.2  # P(a training image keeps its plain paper background)
+    correlation: float = 0.6  # P(common background) for a recoloured training image (others: uniform over the rest)
     tint: float = 0.6  # background = tint * colour + (1 - tint) * light gray (muted colours)
     noise: float = 20.0  # std of per-pixel background noise (0..255 scale)
     digits: DigitsConfig = field(default_factory=DigitsConfig)
@@ -68,7 +72,8 @@ class SpuriousConfig:
     cnn: CnnConfig = field(default_factory=CnnConfig)
 
     def key(self, stage: str) -> str:
-        parts = {"version": VERSION, "seed": self.seed, "correlation": self.correlation, "noise": self.noise,
+        parts = {"version": VERSION, "seed": self.seed, "plain": self.plain, "correlation": self.correlation,
+                 "noise": self.noise,
                  "tint": self.tint,
                  "digits": asdict(self.digits), "backgrounds": BACKGROUNDS, "shift": SHIFT}
         if stage == "clip":
@@ -103,12 +108,17 @@ def recolor(img, background: str, rng: np.random.Generator, noise: float, tint: 
 
 
 def training_images(cfg: SpuriousConfig, digits) -> tuple[list, np.ndarray, list[str]]:
-    """Train-split digits on correlated backgrounds -> (images, labels, background names)."""
+    """Train-split digits, plain or on correlated backgrounds -> (images, labels, background
+    names; "plain" for the digits kept as rendered)."""
     idx = digits.indices("train")
     rng = np.random.default_rng([cfg.seed, 31])
     images, backgrounds = [], []
     for i in idx:
         c = int(digits.labels[i])
+        if rng.random() < cfg.plain:
+            images.append(digits.images[i])
+            backgrounds.append("plain")
+            continue
         if rng.random() < cfg.correlation:
             bg = common_background(c)
         else:
