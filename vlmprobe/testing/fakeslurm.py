@@ -38,8 +38,10 @@ What it imitates:
 What it does not: no scheduling or queueing beyond ``--hold`` and ``%P``, no resource limits
 (``--mem``, ``--time``, ``--cpus-per-task`` and GPUs are recorded and exported, not enforced: no
 time-out signal, no OOM kill), one node and one task per job (``srun`` with more tasks is an
-error), no ``--dependency``, no accounting beyond the current state, and a ``requeue`` does not
-kill the running script (submitit's handler exits by itself right after requesting it).
+error), no ``--dependency``, no accounting beyond the current state, a ``requeue`` does not
+kill the running script (submitit's handler exits by itself right after requesting it), and a job
+does not see the submitting process's ``SLURM_*`` variables (real SLURM passes some through, e.g.
+an enclosing allocation's ``SLURM_MEM_PER_CPU``, which can conflict with the job's own).
 """
 from __future__ import annotations
 
