@@ -177,6 +177,7 @@ measurements:
     done = _stamp(out, gen)
     assert done["status"] == "done" and done["pid"] != first["pid"] and done["job_id"] == first["job_id"]
     assert done["attempt"] == 2 and jobs(fake_slurm)[done["job_id"]]["restarts"] == 1  # requeued once, same job
+    assert done["cluster"] == "slurm"
     assert _lines(out / gen / "samples.jsonl") == 40  # resumed: no sample twice
     _same_run_files(ref / gen, out / gen)
     assert _stamp(out, freq)["status"] == "done" and _stamp(out, zs)["status"] == "failed"

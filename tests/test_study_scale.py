@@ -207,16 +207,18 @@ def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
     """The sacct branch of ``SlurmPool.adopt`` (the fake's sacct; job ids of array tasks,
     ``BASE_i``): a run whose stamp says running under a task that sacct reports PENDING (held) is
     waited for, not resubmitted (no new sbatch), and finishes once the job is released and writes
-    its run; under a task sacct reports FAILED or CANCELLED it is resubmitted."""
+    its run; under a task sacct reports FAILED or CANCELLED it is resubmitted (``--status``: stale)."""
     import functools
     import json
     import os
     import subprocess
     from types import SimpleNamespace
 
-    from vlmprobe.study.executors import STAMP, Job, SlurmPool, schedule
+    from vlmprobe.study.executors import STAMP, Job, SlurmPool, schedule, status_rows
     from vlmprobe.testing.fakeslurm import submissions
 
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "study.json").write_text(json.dumps({"runs": [{"id": "m/d/zeroshot"}]}))
     run_dir = tmp_path / "out" / "m" / "d" / "zeroshot"
     run_dir.mkdir(parents=True)
     stamp = run_dir / STAMP
@@ -230,9 +232,10 @@ def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
                 earlier.executor.submit(functools.partial(subprocess.run, ["sh", "-c", f"echo '{done}' > {stamp}"]))]
     jid = held[1].job_id
     assert jid == f"{submissions(fake_slurm)[0]['job_id']}_1"
-    stamp.write_text(json.dumps({"status": "running", "key": "k", "job_id": jid}))  # e.g. requeued, pending again
+    running = {"status": "running", "key": "k", "cluster": "slurm"}
+    stamp.write_text(json.dumps({**running, "job_id": jid}))  # e.g. requeued, pending again
     pool = SlurmPool(folder, {"poll_s": 0.1, "timeout_min": 5})
-    assert pool.job_state(jid) == "PENDING"
+    assert pool.job_state(jid) == "PENDING" and status_rows(tmp_path / "out")[0]["state"] == "running"
 
     run = SimpleNamespace(id="m/d/zeroshot", deps={})
     job = Job(run.id, "zeroshot", ["eval", "--no-such-flag"], str(run_dir), "k", str(tmp_path / "x.log"))
@@ -258,8 +261,8 @@ def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
     for handle, state in ((failed, "FAILED"), (cancelled, "CANCELLED")):
         assert _wait(lambda: pool.job_state(handle.job_id) != "RUNNING" and handle.done(), 30)
         assert pool.job_state(handle.job_id).split()[0] == state
-        stamp.write_text(json.dumps({"status": "running", "key": "k", "job_id": handle.job_id}))
-        assert not pool.adopt(job)
+        stamp.write_text(json.dumps({**running, "job_id": handle.job_id}))
+        assert not pool.adopt(job) and status_rows(tmp_path / "out")[0]["state"] == "stale"
     runner.status, log[:] = {}, []
     schedule(runner, pool, log.append)
     assert "started\n  $ vlmprobe eval ..." in log[0] and len(submissions(fake_slurm)) == 4

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -110,14 +111,15 @@ def write_stamp(run_dir: str | Path, stamp: dict) -> None:
     atomic_write_json(Path(run_dir) / STAMP, stamp)
 
 
-def execute_job(job: Job, job_id: str | None = None) -> int:
+def execute_job(job: Job, job_id: str | None = None, cluster: str | None = None) -> int:
     """Run ``job`` here, its output appended to ``job.log``, with stamps ``running`` then ``done``
-    (key, argv, seconds, CPU seconds) or ``failed`` -> exit status. ``job_id``: the submitit job
-    this process is (``StudyJob``; SLURM: ``ARRAY_TASK`` or the job id), None for a local worker,
+    (key, argv, seconds, CPU seconds) or ``failed`` -> exit status. ``job_id``, ``cluster``: the
+    submitit job this process is (``StudyJob``; SLURM: ``ARRAY_TASK`` or the job id; ``slurm`` or
+    ``local``), None for a local worker,
     even inside a SLURM allocation, whose ``SLURM_JOB_ID`` is not this run's job (a later study
     command would otherwise wait for that allocation as the run's writer, ``SlurmPool.adopt``)."""
     base = {"key": job.key, "measure": job.measure, "argv": job.argv}
-    where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": job_id,
+    where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": job_id, "cluster": cluster,
              "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
     prev = _read(Path(job.run_dir) / STAMP) or {}
     requeued = prev.get("status") == "running" and prev.get("key") == job.key and where["job_id"] \
@@ -311,7 +313,8 @@ class StudyJob:
                 handler(signum, frame)
 
             signal.signal(sig, preempted)
-        return execute_job(Job(**self.job), job_id=submitit.JobEnvironment().job_id)
+        env = submitit.JobEnvironment()
+        return execute_job(Job(**self.job), job_id=env.job_id, cluster=env.cluster)
 
     def checkpoint(self, *args, **kwargs):
         import submitit
@@ -373,9 +376,7 @@ class SlurmPool:
         UNKNOWN; the local cluster: RUNNING while its process lives, else GONE)."""
         if self.executor.cluster == "local":
             return "RUNNING" if _alive(job_id) else "GONE"
-        from submitit.slurm.slurm import SlurmJob
-
-        return str(SlurmJob(self.folder, job_id).watcher.get_state(job_id, mode="force")).upper()
+        return slurm_states([job_id])[job_id]
 
     def adopt(self, job: Job) -> bool:
         """True (and ``job`` is waited for like a submitted one) when the run's stamp says
@@ -518,10 +519,25 @@ def make_pool(name: str, jobs: int, out: Path, study_cfg: dict):
     raise ValueError(f"unknown executor {name!r} (choose {', '.join(EXECUTORS)})")
 
 
+def slurm_states(job_ids: list[str]) -> dict:
+    """sacct's state of each SLURM job id (``BASE`` or an array task ``BASE_i``; one ``sacct``
+    call, read by submitit's parser) -> {id: STATE} (e.g. PENDING, RUNNING, COMPLETED, FAILED,
+    ``CANCELLED by UID``); UNKNOWN where sacct does not say (not installed, accounting off, purged)."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    watcher = SlurmInfoWatcher()  # a fresh one: the shared watcher caches finished states
+    for j in job_ids:
+        watcher.register_job(str(j))
+    if job_ids and shutil.which("sacct"):
+        watcher.update()
+    return {j: str(watcher.get_state(str(j), mode="cache")).upper() for j in job_ids}
+
+
 def status_rows(out: str | Path) -> list[dict]:
     """Every planned run of the study directory ``out`` with its state: done | failed | running
-    (pid alive on this host, or a job id) | stale (a run whose stamp says running but whose
-    process is gone) | planned, plus job id and seconds."""
+    (pid alive on this host; a SLURM job that sacct reports queued or running, or cannot tell) |
+    stale (a run whose stamp says running but whose process or SLURM job is gone) | planned, plus
+    job id and seconds."""
     out = Path(out)
     plan = _read(out / "study.json")
     if plan is None:
@@ -533,11 +549,17 @@ def status_rows(out: str | Path) -> list[dict]:
         stamp = _read(out / run["id"] / STAMP) or {}
         state = stamp.get("status") or ("blocked" if run.get("status") == "blocked" else
                                         "partial" if (out / run["id"]).exists() else "planned")
-        if state == "running" and stamp.get("host") == socket.gethostname() and not stamp.get("job_id") \
+        slurm = stamp.get("cluster") == "slurm" and stamp.get("job_id")
+        if state == "running" and not slurm and stamp.get("host") == socket.gethostname() \
                 and not _alive(stamp.get("pid")):
             state = "stale"
         rows.append({"id": run["id"], "state": state, "job_id": stamp.get("job_id"),
-                     "seconds": stamp.get("seconds"), "pid": stamp.get("pid")})
+                     "seconds": stamp.get("seconds"), "pid": stamp.get("pid"), "slurm": bool(slurm)})
+    asked = [r for r in rows if r.pop("slurm") and r["state"] == "running"]
+    states = slurm_states([r["job_id"] for r in asked])
+    for r in asked:
+        if states[r["job_id"]].split()[0] not in (*ALIVE_STATES, "UNKNOWN"):  # ended, its run unfinished
+            r["state"] = "stale"
     return rows
 
 
