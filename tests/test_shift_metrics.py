@@ -104,6 +104,12 @@ def test_huber_line_spearman_r2_equal_sklearn_scipy():
     assert res["huber"][0] == pytest.approx(ref.coef_[0]) and res["huber"][1] == pytest.approx(ref.intercept_)
     assert res["spearman"] == pytest.approx(spearmanr(x, y).statistic)
     assert res["r2"] == pytest.approx(np.corrcoef(norm.ppf(x), norm.ppf(y))[0, 1] ** 2)
+    # a run at 100% (or 0%) has no finite probit: left out of the line like the baseline fit, not
+    # clipped to probit(1 - 1e-4) = 3.7 where it tilts the Huber line; Spearman keeps every point
+    edge = rb.line_fit(np.append(x, 1.0), np.append(y, 1.0))
+    assert edge["huber"] == pytest.approx(res["huber"]) and edge["r2"] == pytest.approx(res["r2"])
+    assert (edge["n"], edge["n_fit"]) == (7, 6)
+    assert edge["spearman"] == pytest.approx(spearmanr(np.append(x, 1.0), np.append(y, 1.0)).statistic)
 
 
 def test_clopper_pearson_equals_scipy_exact_interval():

@@ -68,10 +68,12 @@ def _panel(ax, panel: dict) -> None:
         stats = line_fit(xs, ys, "probit") if probit else _plain_fit(xs, ys)
         rho = "n/a" if stats["spearman"] is None else f"{stats['spearman']:.2f}"
         r2 = "n/a" if stats["r2"] is None else f"{stats['r2']:.2f}"
+        left = stats["n"] - stats["n_fit"] if "n_fit" in stats else 0  # runs at 0% / 100%: not in the line
+        note = f"; {left} at 0/100% not fitted" if left else ""
         if stats["huber"] is not None:
             slope, icpt = stats["huber"]
             ax.plot(lim, slope * np.asarray(lim) + icpt, color="#d65f5f", lw=1.2,
-                    label=f"Huber fit (Spearman {rho}, R² {r2})")
+                    label=f"Huber fit (Spearman {rho}, R² {r2}{note})")
         else:
             ax.plot([], [], " ", label=f"Spearman {rho}, R² {r2}")
     base = panel.get("baseline")

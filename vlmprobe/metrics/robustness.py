@@ -9,8 +9,9 @@
   (an infinite logit, which clipping would turn into a lever of +-9) are left out of the fit and
   counted (``n_fit``).
 - ``line_fit``: Tu et al.'s figure statistics on transformed axes: the Huber line (scikit-learn
-  ``HuberRegressor``, epsilon 1.35, alpha 0), Spearman rho of the raw points and R^2 of the
-  ordinary least-squares line.
+  ``HuberRegressor``, epsilon 1.35, alpha 0) and R^2 of the ordinary least-squares line, both over
+  the points strictly inside (0, 1) on both axes (as for the baseline: a run at 100% would sit at
+  the clipping edge, probit 3.7, and tilt the line), and Spearman rho of all raw points.
 Accuracies are fractions; they are clipped to [1e-4, 1 - 1e-4] before a transform.
 """
 from __future__ import annotations
@@ -86,11 +87,15 @@ def effective_robustness(id_acc, shift_acc, base_id, base_shift, kind: str = "lo
 
 def line_fit(x, y, kind: str = "probit") -> dict:
     """Tu et al.'s figure statistics of points (x, y) (accuracies) on ``kind`` axes:
-    {huber: (slope, intercept) | None, spearman, r2, n}."""
+    {huber: (slope, intercept) | None, spearman, r2, n, n_fit} (huber and r2 over the n_fit points
+    inside (0, 1) on both axes; spearman over all n)."""
     from vlmprobe.metrics.correlation import pearson, spearman
     from vlmprobe.metrics.factors import huber_fit
 
-    tx, ty = transform(x, kind), transform(y, kind)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = (x > 0) & (x < 1) & (y > 0) & (y < 1)
+    tx, ty = transform(x[keep], kind), transform(y[keep], kind)
     r = pearson(tx, ty)
     return {"transform": kind, "huber": huber_fit(tx, ty) if len(tx) >= 2 else None,
-            "spearman": spearman(x, y), "r2": None if r is None else r * r, "n": int(len(tx))}
+            "spearman": spearman(x, y), "r2": None if r is None else r * r, "n": int(len(x)),
+            "n_fit": int(keep.sum())}
