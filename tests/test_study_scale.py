@@ -360,7 +360,8 @@ def test_fake_sbatch_rejects_what_sbatch_rejects_and_sacct_prints_arrays_as_slur
     def sbatch(*lines, hold=False):
         script = tmp_path / "job.sh"
         script.write_text("#!/bin/bash\n" + "".join(f"#SBATCH {x}\n" for x in lines) + "true\n")
-        return subprocess.run(["sbatch", *(["--hold"] if hold else []), str(script)], capture_output=True, text=True)
+        return subprocess.run(["sbatch", *(["--hold"] if hold else []), str(script)], capture_output=True, text=True,
+                              cwd=tmp_path)  # slurm-%j.out (sbatch's default output) lands in the submit dir
 
     def sacct(jid):
         out = subprocess.run(["sacct", "-o", "JobID,State", "--parsable2", "-j", jid], capture_output=True,
