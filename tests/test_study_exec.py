@@ -156,8 +156,8 @@ def test_slurm_executor_through_sbatch_and_sacct(exec_study, tiny_models, digits
     templates = tmp_path / "templates.json"
     path = tmp_path / "s.yaml"
     path.write_text(_models(tiny_models) + f"""\
-executor: {{slurm: {{partition: p, gpus_per_node: 0, cpus_per_task: 1, mem_gb: 1, timeout_min: 5,
-                    array_parallelism: 2, poll_s: 0.2}}}}
+executor: {{slurm: {{partition: p, account: lab, qos: low, constraint: a100, gpus_per_node: 0, cpus_per_task: 1,
+                    mem_gb: 1, timeout_min: 5, array_parallelism: 2, poll_s: 0.2}}}}
 datasets:
   digits: {{data: "{digits_folder}"}}
 measurements:
@@ -190,6 +190,7 @@ measurements:
         assert opts.get("array") == tasks and (opts["partition"], opts["gpus-per-node"], opts["cpus-per-task"],
                                                opts["mem"], opts["time"]) == ("p", "0", "1", "1GB", "5"), opts
         assert opts["signal"].startswith("USR2@") and opts["open-mode"] == "append"
+        assert (opts["account"], opts["qos"], opts["constraint"]) == ("lab", "low", "a100"), opts
     capsys.readouterr()
     main(["study", "--status", str(out)])
     status = capsys.readouterr().out

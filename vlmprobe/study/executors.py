@@ -44,8 +44,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 EXECUTORS = ("serial", "local", "slurm")
-SLURM_KEYS = {"partition": str, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float),
-              "timeout_min": int, "array_parallelism": int, "cluster": str, "poll_s": (int, float)}
+SLURM_KEYS = {"partition": str, "account": str, "qos": str, "constraint": str, "gpus_per_node": int,
+              "cpus_per_task": int, "mem_gb": (int, float), "timeout_min": int, "array_parallelism": int,
+              "cluster": str, "poll_s": (int, float)}
+_SUBMITIT_NAMES = {k: f"slurm_{k}" for k in ("partition", "account", "qos", "constraint", "array_parallelism")}
 LOCAL_KEYS = {"jobs": int}
 STAMP = "study_run.json"
 _PREEMPTED: list = []  # signals of a submitit requeue received by this job process
@@ -332,9 +334,8 @@ class SlurmPool:
         self.poll_s = float(cfg.pop("poll_s", 1.0 if self.cluster == "local" else 30.0))
         self.folder = str(folder / "%j")
         self.params = {"timeout_min": cfg.get("timeout_min", 60)}
-        names = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism"}
         for k, v in cfg.items():
-            self.params[names.get(k, k)] = v
+            self.params[_SUBMITIT_NAMES.get(k, k)] = v
         self.executors: dict = {}  # GPUs per node (None: the study file's) -> submitit.AutoExecutor
         self.executor = self._executor(None)
         self.capacity = 10 ** 9  # SLURM queues everything; array_parallelism limits the running share
