@@ -67,6 +67,12 @@ def linear_fit(x, y) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def fittable(base_id, base_shift) -> bool:
+    """Whether ``baseline_fit`` has a line: at least two distinct ID accuracies among the points
+    strictly inside (0, 1) on both axes."""
+    return len({x for x, y in zip(base_id, base_shift) if 0 < x < 1 and 0 < y < 1}) >= 2
+
+
 def baseline_fit(base_id, base_shift, kind: str = "logit") -> tuple[float, float, int]:
     """(slope, intercept, points used) of T(shift) on T(ID) over the baseline points strictly
     inside (0, 1) on both axes."""

@@ -265,7 +265,7 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
     -> {rows, sets: {set: {fit, line, n_rows}}, fit, line} (``fit`` / ``line``: the only set's, None
     with several sets: a line through points of different shifts means nothing)."""
     from vlmprobe.errors import VlmprobeError
-    from vlmprobe.metrics.robustness import clopper_pearson, effective_robustness, line_fit
+    from vlmprobe.metrics.robustness import clopper_pearson, effective_robustness, fittable, line_fit
 
     rows = []
     for label, id_run, sh_run in pairs:
@@ -287,8 +287,7 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
         given = (baseline or {}).get(name)
         base = given or [{"id": r["id_accuracy"], "shift": r["shift_accuracy"]} for r in group]
         fit = None
-        inside = [b for b in base if 0 < b["id"] < 1 and 0 < b["shift"] < 1]
-        if len({b["id"] for b in inside}) >= 2:
+        if fittable([b["id"] for b in base], [b["shift"] for b in base]):
             er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
                                       [b["id"] for b in base], [b["shift"] for b in base], kind)
             fit = {"transform": kind, "slope": er["slope"], "intercept": er["intercept"],

@@ -206,21 +206,29 @@ def factors(rows: list[dict], names: list[str], min_models: int = 3) -> bytes | 
                              max_cols=4).read_bytes()
 
 
+def baseline_points(rows: list[dict], ref: dict | None) -> list[tuple[float, float]]:
+    """(ID, shift) accuracies defining a shifted set's effective-robustness line: the published
+    points when ``ref`` (``{"points", "fit"}``) says ``fit``, else the set's own runs ``rows``."""
+    if ref and ref.get("fit"):
+        return [(p["x"], p["y"]) for p in ref.get("points") or []]
+    return [(r["id_accuracy"], r["shift_accuracy"]) for r in rows]
+
+
 def shift_panels(by_set: dict, reference: dict | None = None) -> list[dict]:
     """``model_scatter`` panels, one per shifted set: shift vs ID accuracy, one point per (model,
     method), with the logit fit (effective robustness) through the points -- or, with
     ``reference[set] = {"points": [...], "fit": True}``, through the published points, which are
     drawn as the panel's ``reference`` points either way (``study/reference.py``)."""
-    from ..metrics.robustness import baseline_fit
+    from ..metrics.robustness import baseline_fit, fittable
 
     panels = []
     for name, rows in by_set.items():
         ref = (reference or {}).get(name) or {}
-        fit_on = [(p["x"], p["y"]) for p in ref.get("points") or []] if ref.get("fit") else \
-            [(r["id_accuracy"], r["shift_accuracy"]) for r in rows]
+        points = baseline_points(rows, ref)
+        xs, ys = [x for x, _ in points], [y for _, y in points]
         base = None
-        if len({x for x, y in fit_on if 0 < x < 1 and 0 < y < 1}) >= 2:
-            slope, icpt, _ = baseline_fit([x for x, _ in fit_on], [y for _, y in fit_on])
+        if fittable(xs, ys):
+            slope, icpt, _ = baseline_fit(xs, ys)
             base = {"slope": slope, "intercept": icpt, "transform": "logit"}
         panels.append({"title": f"shifted set: {name}", "xlabel": "ID accuracy", "ylabel": "shift accuracy",
                        "probit": True, "baseline": base, "reference": ref.get("points") or [],

@@ -181,4 +181,3 @@ def scatter_panel(rows: list[dict], x: str, y: str, names: dict | None = None, m
                        for (st, m, meth), v in sorted(measured.items()) if x in v and y in v],
             "reference": [{"label": m, "x": v[rx], "y": v[ry]} for m, v in sorted(published.items())
                           if rx in v and ry in v]}
-

@@ -346,7 +346,7 @@ def shift_section(doc: Doc, data: dict) -> None:
                      "on probit axes with y = x and a Huber line (Tu et al.).", rows,
                      "add {measure: shift, shift: DATASET} with a shifted dataset"):
         return
-    from ..metrics.robustness import effective_robustness
+    from ..metrics.robustness import effective_robustness, fittable
 
     from . import reference as published
 
@@ -357,9 +357,8 @@ def shift_section(doc: Doc, data: dict) -> None:
     drawn = {}  # shifted set -> published points (and whether the baseline is fitted on them)
     for name, group in by_set.items():
         drawn[name] = {"points": published.points(ref, group[0]["dataset"], name), "fit": bool(ref and ref["fit"])}
-        base = ([(p["x"], p["y"]) for p in drawn[name]["points"]] if drawn[name]["fit"] else
-                [(r["id_accuracy"], r["shift_accuracy"]) for r in group])
-        if len({x for x, y in base if 0 < x < 1 and 0 < y < 1}) >= 2:
+        base = figures.baseline_points(group, drawn[name])
+        if fittable([x for x, _ in base], [y for _, y in base]):
             er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
                                       [x for x, _ in base], [y for _, y in base])
             for r, e in zip(group, er["er"]):

@@ -49,6 +49,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -197,8 +198,6 @@ def sbatch(args: list[str]) -> None:
             lines.append(line[len("#SBATCH"):].strip())
         elif line.strip() and not line.startswith("#"):
             break
-    import shlex
-
     env = {"hold": True} if os.environ.get("SBATCH_HOLD") else {}  # sbatch's input variable for --hold
     opts = {**_parse_options([w for line in lines for w in shlex.split(line)], str(script)), **env, **cli}
     _check(opts)
