@@ -222,8 +222,7 @@ def sbatch(args: list[str]) -> None:
         copy = _state_dir() / f"{base}.sh"  # sbatch keeps the script as it was at submission
         copy.write_text(script.read_text())
         sub = {"base": str(base), "script": str(copy), "name": script.name, "opts": opts, "cwd": os.getcwd(),
-               "env": dict(os.environ),
-               "count": len(indices), "min": first, "max": last}
+               "count": len(indices), "min": first, "max": last}  # no environment: it may hold secrets
         (_state_dir() / f"{base}.submit.json").write_text(json.dumps(sub))
     subprocess.Popen([sys.executable, "-S", str(Path(__file__).resolve()), "_supervise", str(base)],
                      start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -239,7 +238,7 @@ def _expand(pattern: str, task: dict) -> str:
 
 def _start(sub: dict, tid: str, task: dict) -> subprocess.Popen:
     opts = sub["opts"]
-    env = dict(sub["env"])
+    env = dict(os.environ)  # the supervisor inherited sbatch's environment (--export=ALL)
     for k in [k for k in env if k.startswith("SLURM_")]:
         del env[k]  # a job sees its own SLURM variables, not those of the submitting process's job
     env.update({"SLURM_JOB_ID": task["own_id"], "SLURM_JOBID": task["own_id"],
