@@ -58,6 +58,7 @@ def parallel(args: list) -> list:
     caller chose (-n / -p no:xdist) or there is one core."""
     if any(a.startswith(("-n", "--numprocesses", "--dist", "--no-loadscope")) or a == "no:xdist" for a in args):
         return []
+    # vlmprobe.distributed.usable_cores, written out: this file runs before the package is installed
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # keep the module order of tests/conftest.py (xdist would otherwise sort modules by test count)
     return ["-n", str(min(cores, 4)), "--dist", "loadfile", "--no-loadscope-reorder"] if cores > 1 else []
