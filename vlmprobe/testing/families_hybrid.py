@@ -1,0 +1,93 @@
+"""Tiny random-weight checkpoints of the hybrid VLM families: language models with recurrent,
+linear-attention, state-space or short-convolution layers beside attention, whose fast likelihood is
+the ``state`` path (``vlmprobe.models.likelihood``). Registered by model type
+(``vlmprobe.testing.families``); same sizes as ``families_decoder`` (2 layers of width 64 on each
+side, 32 px images, byte-level BPE trained here, ``initializer_range`` 0.2), one layer of each
+kind in the language model.
+
+=================  ==============================================================================
+``qwen3_5``        Qwen3.5: Qwen3-VL-style ViT (patch 8, 2x2 merger: 4 ``<|image_pad|>`` per 32 px
+                   image) + a Gated DeltaNet layer and a gated full-attention layer, interleaved
+                   M-RoPE on a quarter of the head (as released); ChatML without a system turn, the
+                   generation prompt closing an empty ``<think>`` block (Qwen3.5's non-thinking mode)
+``qwen3_5_moe``    Qwen3.5-MoE: the same with a sparse MoE (4 experts, top 2, a shared expert)
+=================  ==============================================================================
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import IMAGE_SIZE, QWEN_PATCH, QWEN_SPECIALS, _save_vlm
+from .families import tiny_builder
+from .families_decoder import TINY_TEXT, _qwen_image_processor, special_tokenizer
+
+THINK = ("<think>", "</think>")
+QWEN3_5_TEMPLATE = (  # Qwen3.5 chat (enable_thinking=False): "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{q}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['role'] == 'assistant' %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' }}{% endif %}"
+)
+# (an assistant turn opens with the same empty think block, so the template is prefix-stable)
+# one linear-attention (Gated DeltaNet) layer, then one full-attention layer; heads of 16 (value 64 wide)
+GATED_DELTANET = dict(layer_types=["linear_attention", "full_attention"], linear_conv_kernel_dim=4,
+                      linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
+                      linear_num_value_heads=4, head_dim=32)
+
+
+def qwen_tokenizer(extra: tuple[str, ...] = ()):
+    """Qwen2's specials (+ ``extra``), ``<|im_end|>`` ends a turn, ``<|endoftext|>`` pads."""
+    return special_tokenizer(QWEN_SPECIALS + extra, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                             extra={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+
+
+def qwen_hybrid(out: Path, config_cls, model_cls, text: dict, template: str, extra_tokens: tuple = ()) -> None:
+    """A Qwen3-VL-style VLM (ViT with learned position embeddings and a 2x2 merger, Qwen2-VL's
+    image processor, Qwen3-VL's processor) around the language model ``text`` (config fields)."""
+    from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    tok = qwen_tokenizer(extra_tokens)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    text = dict(vocab_size=len(tok), **TINY_TEXT, bos_token_id=None, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, **text)
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
+                  patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64)
+    config = config_cls(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
+    model = model_cls(config).eval()
+    from transformers import Qwen2VLImageProcessor
+
+    processor = Qwen3VLProcessor(image_processor=_qwen_image_processor(Qwen2VLImageProcessor), tokenizer=tok,
+                                 video_processor=Qwen3VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
+                                 chat_template=template)
+    _save_vlm(model, processor, tok, out)
+
+
+QWEN3_5_ROPE = {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25,
+                                    "mrope_section": [2, 1, 1], "mrope_interleaved": True}}  # 8 rotary dims of 32
+
+
+@tiny_builder("qwen3_5")
+def build_qwen3_5(out: Path) -> None:
+    """Qwen3.5 (module docstring)."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+    qwen_hybrid(out, Qwen3_5Config, Qwen3_5ForConditionalGeneration, {**GATED_DELTANET, **QWEN3_5_ROPE},
+                QWEN3_5_TEMPLATE, THINK)
+
+
+@tiny_builder("qwen3_5_moe")
+def build_qwen3_5_moe(out: Path) -> None:
+    """Qwen3.5-MoE: Qwen3.5 with 4 experts of width 64 (top 2) and a shared expert."""
+    from transformers import Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration
+
+    moe = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64, shared_expert_intermediate_size=64)
+    qwen_hybrid(out, Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration,
+                {**GATED_DELTANET, **QWEN3_5_ROPE, **moe}, QWEN3_5_TEMPLATE, THINK)
