@@ -18,9 +18,41 @@ is loaded.
 """
 from __future__ import annotations
 
-from .families import Family, mrope_positions, register_family, split_rows_by_grid
+import torch
+
+from ..errors import VlmprobeError
+from .families import NESTED_IMAGE_PROCESSORS, Family, mrope_positions, register_family, split_rows_by_grid
+
+NESTED_IMAGE_PROCESSORS.add("Lfm2VlProcessor")  # takes images nested per text row, like Idefics3's
+
+
+def split_rows_by_slots(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """LFM2-VL's projector rows -> per image. ``get_image_features`` lays every image's token
+    slots side by side (``ntok`` = padded patches / f^2 slots per image, f = ``downsample_factor``;
+    image i's first ``(h_i/f)(w_i/f)`` slots are real, ``spatial_shapes`` [N, 2] in patches, the
+    rest read patch 0): the projector's input is one grid [1, f, slots * f, D] (slot s = columns
+    s*f .. s*f+f-1, f x f patches), its output [.., slots, D]. One row of ``spatial_shapes`` per
+    image (no tiling), else a one-line error."""
+    shapes = batch.get("spatial_shapes")
+    if shapes is None or len(shapes) != n_images:
+        raise VlmprobeError(f"cannot map vision rows to {n_images} images (tiled images?); request lm.* layers only")
+    f = config.downsample_factor
+    counts = ((shapes[:, 0] // f) * (shapes[:, 1] // f)).tolist()
+    if x.dim() == 4 and x.shape[1] == f > 1:  # the projector's input grid (its output is [1, 1, slots, D])
+        slots = x.shape[2] // f
+        x = x[0].reshape(f, slots, f, x.shape[-1]).transpose(0, 1).reshape(slots, f * f, x.shape[-1])
+    else:
+        x = x.reshape(-1, 1, x.shape[-1])
+    per = x.shape[0] // n_images
+    if per * n_images != x.shape[0] or max(counts) > per:
+        raise VlmprobeError(f"{x.shape[0]} projector slots do not divide into {n_images} images of {counts} tokens")
+    return [x[i * per:i * per + c].reshape(-1, x.shape[-1]) for i, c in enumerate(counts)]
+
 
 QWEN3_5 = register_family(Family(
     "qwen3.5", ("qwen3_5", "qwen3_5_moe"), projector=("merger",), split_patch_rows=split_rows_by_grid,
     positions=mrope_positions,
     notes="Qwen3.5 / Qwen3.5-MoE (Gated DeltaNet + gated attention hybrid LM, interleaved M-RoPE; fast = state path)"))
+LFM2_VL = register_family(Family(
+    "lfm2-vl", ("lfm2_vl",), split_patch_rows=split_rows_by_slots,
+    notes="LFM2-VL (SigLIP2 NaFlex + pixel-unshuffle projector, LFM2 short-conv + attention LM; fast = state path)"))

@@ -11,6 +11,10 @@ kind in the language model.
                    M-RoPE on a quarter of the head (as released); ChatML without a system turn, the
                    generation prompt closing an empty ``<think>`` block (Qwen3.5's non-thinking mode)
 ``qwen3_5_moe``    Qwen3.5-MoE: the same with a sparse MoE (4 experts, top 2, a shared expert)
+``lfm2_vl``        LFM2-VL: SigLIP2 NaFlex tower (patch 8; a 32 px image -> 16 patches -> 4 ``<image>``
+                   after the 2x2 pixel unshuffle, no tiling), LFM2 LM of a gated short-convolution
+                   layer and an attention layer; ``<|startoftext|>`` + ChatML turns, the image
+                   inside ``<|image_start|>...<|image_end|>``
 =================  ==============================================================================
 """
 from __future__ import annotations
@@ -91,3 +95,41 @@ def build_qwen3_5_moe(out: Path) -> None:
     moe = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64, shared_expert_intermediate_size=64)
     qwen_hybrid(out, Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration,
                 {**GATED_DELTANET, **QWEN3_5_ROPE, **moe}, QWEN3_5_TEMPLATE, THINK)
+
+
+LFM2_SPECIALS = ("<|pad|>", "<|startoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<|image_start|>",
+                 "<|image_end|>", "<|img_thumbnail|>")
+LFM2_VL_TEMPLATE = (  # LFM2-VL: "<|startoftext|><|im_start|>user\n<image>{q}<|im_end|>\n<|im_start|>assistant\n"
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@tiny_builder("lfm2_vl")
+def build_lfm2_vl(out: Path) -> None:
+    """LFM2-VL (module docstring)."""
+    from transformers import Lfm2VlConfig, Lfm2VlForConditionalGeneration, Lfm2VlImageProcessor, Lfm2VlProcessor
+
+    tok = special_tokenizer(LFM2_SPECIALS, bos="<|startoftext|>", eos="<|im_end|>", pad="<|pad|>",
+                            extra={"image_token": "<image>"})
+    text = dict(model_type="lfm2", vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, initializer_range=0.2,
+                layer_types=["conv", "full_attention"], conv_L_cache=3, block_auto_adjust_ff_dim=False,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                tie_word_embeddings=False)
+    vision = dict(model_type="siglip2_vision_model", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, patch_size=8, num_patches=64, vision_use_head=False)
+    config = Lfm2VlConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                          projector_hidden_size=64, downsample_factor=2, tie_word_embeddings=False)
+    model = Lfm2VlForConditionalGeneration(config).eval()
+    image_processor = Lfm2VlImageProcessor(do_image_splitting=False, use_thumbnail=False, encoder_patch_size=8,
+                                           downsample_factor=2, min_image_tokens=4, max_image_tokens=16,
+                                           tile_size=IMAGE_SIZE, size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = Lfm2VlProcessor(image_processor=image_processor, tokenizer=tok, chat_template=LFM2_VL_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
