@@ -11,6 +11,9 @@ copies of its cache, since a recurrent state cannot be masked per candidate like
                    layers, interleaved M-RoPE
 ``lfm2_vl``        LFM2-VL: SigLIP2 NaFlex tower + pixel-unshuffle MLP projector, LFM2 language model of
                    gated short-convolution and attention layers
+``lfm3_vl``        LFM3-VL: a ViT of convolution and attention layers with a 2x2 merger (Qwen2-VL's image
+                   processor), LFM3 language model of short-convolution, sliding-window and full
+                   attention layers
 =================  =====================================================================================
 
 Imported by ``vlmprobe.models`` (its ``__init__``), so the records are registered before any model
@@ -56,3 +59,7 @@ QWEN3_5 = register_family(Family(
 LFM2_VL = register_family(Family(
     "lfm2-vl", ("lfm2_vl",), split_patch_rows=split_rows_by_slots,
     notes="LFM2-VL (SigLIP2 NaFlex + pixel-unshuffle projector, LFM2 short-conv + attention LM; fast = state path)"))
+LFM3_VL = register_family(Family(
+    "lfm3-vl", ("lfm3_vl",), split_patch_rows=split_rows_by_grid,
+    notes="LFM3-VL (conv/attention ViT with a 2x2 merger, LFM3 LM of short-conv, sliding-window and full attention "
+          "layers; fast = state path)"))

@@ -15,6 +15,9 @@ kind in the language model.
                    after the 2x2 pixel unshuffle, no tiling), LFM2 LM of a gated short-convolution
                    layer and an attention layer; ``<|startoftext|>`` + ChatML turns, the image
                    inside ``<|image_start|>...<|image_end|>``
+``lfm3_vl``        LFM3-VL: ViT of a convolution and an attention layer (patch 8, 2x2 merger: 4
+                   ``<|image_pad|>`` per 32 px image), LFM3 LM of a short-convolution, a sliding-window
+                   (window 8, shorter than every prompt) and a full-attention layer; LFM2-VL's turns
 =================  ==============================================================================
 """
 from __future__ import annotations
@@ -132,4 +135,35 @@ def build_lfm2_vl(out: Path) -> None:
                                            downsample_factor=2, min_image_tokens=4, max_image_tokens=16,
                                            tile_size=IMAGE_SIZE, size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = Lfm2VlProcessor(image_processor=image_processor, tokenizer=tok, chat_template=LFM2_VL_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+LFM3_SPECIALS = ("<|pad|>", "<|startoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|image_pad|>", "<|video_pad|>")
+
+
+@tiny_builder("lfm3_vl")
+def build_lfm3_vl(out: Path) -> None:
+    """LFM3-VL (module docstring)."""
+    from transformers import (Lfm3VlConfig, Lfm3VlForConditionalGeneration, Lfm3VlProcessor, Qwen2VLImageProcessor,
+                              Qwen3VLVideoProcessor)
+
+    tok = special_tokenizer(LFM3_SPECIALS, bos="<|startoftext|>", eos="<|im_end|>", pad="<|pad|>",
+                            extra={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in LFM3_SPECIALS}
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, max_position_embeddings=1024, initializer_range=0.2,
+                layer_types=["conv", "sliding_attention", "full_attention"], sliding_window=8,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, layer_types=["conv", "full_attention"], patch_size=QWEN_PATCH,
+                  spatial_merge_size=2, temporal_patch_size=2)
+    config = Lfm3VlConfig(vision_config=vision, text_config=text, image_token_id=ids["<|image_pad|>"],
+                          video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                          vision_end_token_id=ids["<|vision_end|>"], projector_hidden_size=64, tie_word_embeddings=False)
+    model = Lfm3VlForConditionalGeneration(config).eval()
+    processor = Lfm3VlProcessor(image_processor=_qwen_image_processor(Qwen2VLImageProcessor), tokenizer=tok,
+                                video_processor=Qwen3VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
+                                chat_template=LFM2_VL_TEMPLATE.replace("'<image>'", "'<|vision_start|><|image_pad|><|vision_end|>'"))
     _save_vlm(model, processor, tok, out)
