@@ -335,9 +335,10 @@ def _state_batch(vlm, images, prefix_texts, requests: list[Request], chunk_size:
         img = torch.tensor([b for b, _ in chunk], device=device)
         pos = last_pos[:, img, None] + 1 + torch.arange(W, device=device)  # [A, R, W]
         state = _state_copy(cache, img)
+        pos = pos[0] if pos.shape[0] == 1 else pos
         mask = torch.ones(len(chunk), int(shared_len[0]) + W, dtype=torch.long, device=device)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos[0] if pos.shape[0] == 1 else pos,
-                       use_cache=True, **{cache_kw: state}).logits  # [R, W, V]
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                       **{cache_kw: state}).logits  # [R, W, V]
         del state
         sel = E[(E[:, 3] >= s) & (E[:, 3] < e)]
         if len(sel):
