@@ -14,6 +14,8 @@ copies of its cache, since a recurrent state cannot be masked per candidate like
 ``lfm3_vl``        LFM3-VL: a ViT of convolution and attention layers with a 2x2 merger (Qwen2-VL's image
                    processor), LFM3 language model of short-convolution, sliding-window and full
                    attention layers
+``nemotron_h_omni``  Nemotron-3-Nano-Omni: RADIO tower + pixel-shuffle MLP projector, Nemotron-H
+                   language model of Mamba-2, MoE, attention and MLP blocks
 =================  =====================================================================================
 
 Imported by ``vlmprobe.models`` (its ``__init__``), so the records are registered before any model
@@ -63,3 +65,15 @@ LFM3_VL = register_family(Family(
     "lfm3-vl", ("lfm3_vl",), split_patch_rows=split_rows_by_grid,
     notes="LFM3-VL (conv/attention ViT with a 2x2 merger, LFM3 LM of short-conv, sliding-window and full attention "
           "layers; fast = state path)"))
+def split_rows_by_grid_hw(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
+    """``split_rows_by_grid`` for processors that give a 2-D patch grid per image, ``image_grid_hw``
+    [N, 2] (Nemotron-H Omni: the projector's rows are the pixel-shuffled tokens, 1 / 4 of the patches)."""
+    grid = batch.get("image_grid_hw")
+    thw = None if grid is None else torch.cat([torch.ones_like(grid[:, :1]), grid], dim=1)
+    return split_rows_by_grid(config, {**batch, "image_grid_thw": thw}, x, n_images)
+
+
+NEMOTRON_H_OMNI = register_family(Family(
+    "nemotron-h-omni", ("nemotron_h_omni",), split_patch_rows=split_rows_by_grid_hw,
+    notes="Nemotron-3-Nano-Omni on images (RADIO + pixel shuffle, Nemotron-H LM of Mamba-2, MoE, attention and MLP "
+          "blocks; fast = state path)"))

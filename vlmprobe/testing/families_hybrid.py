@@ -18,6 +18,11 @@ kind in the language model.
 ``lfm3_vl``        LFM3-VL: ViT of a convolution and an attention layer (patch 8, 2x2 merger: 4
                    ``<|image_pad|>`` per 32 px image), LFM3 LM of a short-convolution, a sliding-window
                    (window 8, shorter than every prompt) and a full-attention layer; LFM2-VL's turns
+``nemotron_h_omni``  Nemotron-3-Nano-Omni (image side; no audio tower): RADIO ViT (patch 8), pixel
+                   shuffle 0.5 + MLP projector (4 ``<image>`` per 32 px image inside ``<img>...</img>``),
+                   Nemotron-H LM of a Mamba-2 layer, a MoE layer (4 experts, top 2, shared expert),
+                   an attention layer and an MLP layer (the released pattern's four block kinds);
+                   ChatML with an empty ``<think></think>`` (reasoning off)
 =================  ==============================================================================
 """
 from __future__ import annotations
@@ -166,4 +171,42 @@ def build_lfm3_vl(out: Path) -> None:
     processor = Lfm3VlProcessor(image_processor=_qwen_image_processor(Qwen2VLImageProcessor), tokenizer=tok,
                                 video_processor=Qwen3VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
                                 chat_template=LFM2_VL_TEMPLATE.replace("'<image>'", "'<|vision_start|><|image_pad|><|vision_end|>'"))
+    _save_vlm(model, processor, tok, out)
+
+
+NEMOTRON_SPECIALS = ("<pad>", "<|im_start|>", "<|im_end|>", "<image>", "<img>", "</img>", "<video>", "<so_embedding>",
+                     "<think>", "</think>")
+NEMOTRON_TEMPLATE = QWEN3_5_TEMPLATE.replace("<think>\\n\\n</think>\\n\\n", "<think></think>").replace(
+    "<|vision_start|><|image_pad|><|vision_end|>", "<image>\\n")
+
+
+@tiny_builder("nemotron_h_omni")
+def build_nemotron_h_omni(out: Path) -> None:
+    """Nemotron-H Omni (module docstring)."""
+    from transformers import (NemotronH_Omni_Reasoning_V3, NemotronH_Omni_Reasoning_V3_Config,
+                              NemotronH_Omni_Reasoning_V3ImageProcessor, NemotronH_Omni_Reasoning_V3Processor,
+                              NemotronH_Omni_Reasoning_V3VideoProcessor, ParakeetFeatureExtractor)
+
+    tok = special_tokenizer(NEMOTRON_SPECIALS, bos=None, eos="<|im_end|>", pad="<pad>",
+                            extra={"image_token": "<image>", "video_token": "<video>"})
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+                head_dim=16, max_position_embeddings=1024, initializer_range=0.2,
+                layer_types=["linear_attention", "moe", "full_attention", "mlp"], use_mamba_kernels=False,
+                ssm_state_size=16, mamba_num_heads=4, mamba_head_dim=32, n_groups=2, conv_kernel=4, chunk_size=16,
+                n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+                moe_shared_expert_intermediate_size=64, bos_token_id=None, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2.0, patch_size=8,
+                  image_size=IMAGE_SIZE, max_img_size=64, num_cls_tokens=1, num_registers=1, video_temporal_patch_size=2)
+    config = NemotronH_Omni_Reasoning_V3_Config(vision_config=vision, text_config=text, vision_hidden_size=64,
+                                                projector_hidden_size=64, downsample_ratio=0.5,
+                                                image_token_id=tok.convert_tokens_to_ids("<image>"),
+                                                video_token_id=tok.convert_tokens_to_ids("<video>"),
+                                                tie_word_embeddings=False)
+    model = NemotronH_Omni_Reasoning_V3(config).eval()
+    sizes = dict(patch_size=8, min_num_patches=16, max_num_patches=64, max_model_len=1024)
+    processor = NemotronH_Omni_Reasoning_V3Processor(
+        image_processor=NemotronH_Omni_Reasoning_V3ImageProcessor(**sizes),
+        video_processor=NemotronH_Omni_Reasoning_V3VideoProcessor(patch_size=8), tokenizer=tok,
+        feature_extractor=ParakeetFeatureExtractor(), chat_template=NEMOTRON_TEMPLATE)  # (the processor requires one)
     _save_vlm(model, processor, tok, out)
