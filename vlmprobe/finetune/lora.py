@@ -50,8 +50,8 @@ def setup_vlm_training(model, adapter_args, gradient_checkpointing: bool = False
     """Freeze everything, then make trainable what ``adapter_args.method`` asks for:
 
     - ``lora`` / ``qlora``: a peft ``PeftModel`` with LoRA (r, alpha, dropout) on the language
-      model's ``target_modules``; with ``train_projector`` the projector is trained in full and
-      saved with the adapter (peft ``modules_to_save``). ``qlora`` expects a 4-bit base and runs
+      model's ``target_modules``; with ``train_projector`` the projector (where the family names
+      one) is trained in full and saved with the adapter (peft ``modules_to_save``). ``qlora`` expects a 4-bit base and runs
       ``prepare_model_for_kbit_training`` first (fp32 norms, input grads).
     - ``projector``: no adapter; the projector's own weights train.
     Returns the model to train (PeftModel or the original)."""
@@ -83,8 +83,8 @@ def setup_vlm_training(model, adapter_args, gradient_checkpointing: bool = False
     from peft import LoraConfig, get_peft_model
 
     save = None
-    if adapter_args.train_projector:
-        proj = projector_path(model)
+    if adapter_args.train_projector and family_of(model).find_module(model, "projector", required=False):
+        proj = projector_path(model)  # (a family without a projector module trains LoRA alone)
         if any("4bit" in type(m).__name__ or "8bit" in type(m).__name__
                for m in model.get_submodule(proj).modules()):
             raise VlmprobeError("train_projector with qlora: the projector was quantized; it cannot train in full")

@@ -77,3 +77,10 @@ NEMOTRON_H_OMNI = register_family(Family(
     "nemotron-h-omni", ("nemotron_h_omni",), split_patch_rows=split_rows_by_grid_hw,
     notes="Nemotron-3-Nano-Omni on images (RADIO + pixel shuffle, Nemotron-H LM of Mamba-2, MoE, attention and MLP "
           "blocks; fast = state path)"))
+# projector=(): MiniCPM-V's ``merger`` returns one tensor per image (a list), which the feature
+# hook (``vlmprobe.models.features``) does not take, so no vision / projector features yet; the
+# language-model layers, generation, likelihood and LoRA need no projector.
+MINICPMV4_6 = register_family(Family(
+    "minicpm-v-4.6", ("minicpmv4_6",), projector=(),
+    notes="MiniCPM-V 4.6 (SigLIP-style ViT with window merger, Qwen3.5 Gated DeltaNet hybrid LM; fast = state path; "
+          "lm.* features only)"))

@@ -23,6 +23,10 @@ kind in the language model.
                    Nemotron-H LM of a Mamba-2 layer, a MoE layer (4 experts, top 2, shared expert),
                    an attention layer and an MLP layer (the released pattern's four block kinds);
                    ChatML with an empty ``<think></think>`` (reasoning off)
+``minicpmv4_6``    MiniCPM-V 4.6: its ViT (patch 8, a window merger inserted after layer 1) + a 2x2
+                   merger ("4x" downsampling: 4 image tokens per 32 px image, no slicing, the image
+                   id prefix kept) around a Qwen3.5 language model (Gated DeltaNet + attention);
+                   Qwen3.5's template with the image as its placeholder token
 =================  ==============================================================================
 """
 from __future__ import annotations
@@ -209,4 +213,35 @@ def build_nemotron_h_omni(out: Path) -> None:
         image_processor=NemotronH_Omni_Reasoning_V3ImageProcessor(**sizes),
         video_processor=NemotronH_Omni_Reasoning_V3VideoProcessor(patch_size=8), tokenizer=tok,
         feature_extractor=ParakeetFeatureExtractor(), chat_template=NEMOTRON_TEMPLATE)  # (the processor requires one)
+    _save_vlm(model, processor, tok, out)
+
+
+MINICPM_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "image_start_token": "<image>",
+                  "image_end_token": "</image>", "slice_start_token": "<slice>", "slice_end_token": "</slice>",
+                  "image_id_start_token": "<image_id>", "image_id_end_token": "</image_id>"}
+
+
+@tiny_builder("minicpmv4_6")
+def build_minicpmv4_6(out: Path) -> None:
+    """MiniCPM-V 4.6 (module docstring)."""
+    from transformers import (MiniCPMV4_6Config, MiniCPMV4_6ForConditionalGeneration, MiniCPMV4_6ImageProcessor,
+                              MiniCPMV4_6Processor, MiniCPMV4_6VideoProcessor)
+
+    specials = tuple(t for t in MINICPM_TOKENS.values() if t not in QWEN_SPECIALS)
+    tok = special_tokenizer(QWEN_SPECIALS + specials + THINK, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra=MINICPM_TOKENS)
+    text = dict(model_type="qwen3_5_text", vocab_size=len(tok), **TINY_TEXT, **GATED_DELTANET,
+                **{k: v for k, v in QWEN3_5_ROPE["rope_parameters"].items() if k == "rope_theta"},
+                bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=QWEN_PATCH, insert_layer_id=1)
+    config = MiniCPMV4_6Config(text_config=text, vision_config=vision, insert_layer_id=1, image_size=IMAGE_SIZE,
+                               downsample_mode="4x", image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+                               video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"), tie_word_embeddings=False)
+    model = MiniCPMV4_6ForConditionalGeneration(config).eval()
+    sizes = dict(scale_resolution=IMAGE_SIZE, patch_size=QWEN_PATCH, slice_mode=False, downsample_mode="4x")
+    processor = MiniCPMV4_6Processor(image_processor=MiniCPMV4_6ImageProcessor(**sizes),
+                                     video_processor=MiniCPMV4_6VideoProcessor(**sizes), tokenizer=tok,
+                                     chat_template=QWEN3_5_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>",
+                                                                            "<|image_pad|>\\n"))
     _save_vlm(model, processor, tok, out)
