@@ -16,6 +16,9 @@ copies of its cache, since a recurrent state cannot be masked per candidate like
                    attention layers
 ``nemotron_h_omni``  Nemotron-3-Nano-Omni: RADIO tower + pixel-shuffle MLP projector, Nemotron-H
                    language model of Mamba-2, MoE, attention and MLP blocks
+``minicpmv4_6``    MiniCPM-V 4.6 / 4.7: ViT with a window merger + 2x2 merger around a Qwen3.5 language
+``minicpmv4_7``    model; 4.7 adds canvas M-RoPE (``canvas_positions``). Their merger returns one tensor per
+                   image, so the adapter names no projector (``lm.*`` features only)
 =================  =====================================================================================
 
 Imported by ``vlmprobe.models`` (its ``__init__``), so the records are registered before any model
@@ -80,7 +83,23 @@ NEMOTRON_H_OMNI = register_family(Family(
 # projector=(): MiniCPM-V's ``merger`` returns one tensor per image (a list), which the feature
 # hook (``vlmprobe.models.features``) does not take, so no vision / projector features yet; the
 # language-model layers, generation, likelihood and LoRA need no projector.
+def canvas_positions(model, batch: dict) -> torch.Tensor:
+    """MiniCPM-V 4.7's canvas M-RoPE positions [3, B, L] from the model's public ``get_rope_index``
+    (anchored on each crop's markers, ``target_sizes`` per crop); plain positions without an image."""
+    from .families import plain_positions
+
+    if batch.get("target_sizes") is None:
+        return plain_positions(model, batch).expand(3, -1, -1)
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    fn = getattr(inner, "get_rope_index", None) or inner.model.get_rope_index
+    return fn(input_ids=batch["input_ids"], mm_token_type_ids=batch.get("mm_token_type_ids"),
+              target_sizes=batch["target_sizes"], attention_mask=batch["attention_mask"])[0]
+
+
 MINICPMV4_6 = register_family(Family(
     "minicpm-v-4.6", ("minicpmv4_6",), projector=(),
     notes="MiniCPM-V 4.6 (SigLIP-style ViT with window merger, Qwen3.5 Gated DeltaNet hybrid LM; fast = state path; "
           "lm.* features only)"))
+MINICPMV4_7 = register_family(Family(
+    "minicpm-v-4.7", ("minicpmv4_7",), projector=(), positions=canvas_positions,
+    notes="MiniCPM-V 4.7 (MiniCPM-V 4.6 with canvas M-RoPE; fast = state path; lm.* features only)"))

@@ -27,6 +27,7 @@ kind in the language model.
                    merger ("4x" downsampling: 4 image tokens per 32 px image, no slicing, the image
                    id prefix kept) around a Qwen3.5 language model (Gated DeltaNet + attention);
                    Qwen3.5's template with the image as its placeholder token
+``minicpmv4_7``    MiniCPM-V 4.7: the same with canvas M-RoPE (positions anchored on the crop markers)
 =================  ==============================================================================
 """
 from __future__ import annotations
@@ -221,27 +222,45 @@ MINICPM_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"
                   "image_id_start_token": "<image_id>", "image_id_end_token": "</image_id>"}
 
 
-@tiny_builder("minicpmv4_6")
-def build_minicpmv4_6(out: Path) -> None:
-    """MiniCPM-V 4.6 (module docstring)."""
-    from transformers import (MiniCPMV4_6Config, MiniCPMV4_6ForConditionalGeneration, MiniCPMV4_6ImageProcessor,
-                              MiniCPMV4_6Processor, MiniCPMV4_6VideoProcessor)
+def minicpm_v(out: Path, config_cls, model_cls, processor_cls, markers: bool = False) -> None:
+    """A MiniCPM-V 4.x (module docstring) from its config, model and processor classes; ``markers``:
+    the config names the crop-marker and newline ids (4.7's canvas M-RoPE anchors on them)."""
+    from transformers import MiniCPMV4_6ImageProcessor, MiniCPMV4_6VideoProcessor
 
     specials = tuple(t for t in MINICPM_TOKENS.values() if t not in QWEN_SPECIALS)
     tok = special_tokenizer(QWEN_SPECIALS + specials + THINK, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
                             extra=MINICPM_TOKENS)
-    text = dict(model_type="qwen3_5_text", vocab_size=len(tok), **TINY_TEXT, **GATED_DELTANET,
-                **{k: v for k, v in QWEN3_5_ROPE["rope_parameters"].items() if k == "rope_theta"},
+    text = dict(model_type="qwen3_5_text", vocab_size=len(tok), **TINY_TEXT, **GATED_DELTANET, **QWEN3_5_ROPE,
                 bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   image_size=IMAGE_SIZE, patch_size=QWEN_PATCH, insert_layer_id=1)
-    config = MiniCPMV4_6Config(text_config=text, vision_config=vision, insert_layer_id=1, image_size=IMAGE_SIZE,
-                               downsample_mode="4x", image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
-                               video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"), tie_word_embeddings=False)
-    model = MiniCPMV4_6ForConditionalGeneration(config).eval()
+    ids = {k: tok.convert_tokens_to_ids(v) for k, v in MINICPM_TOKENS.items()}
+    config = config_cls(text_config=text, vision_config=vision, insert_layer_id=1, image_size=IMAGE_SIZE,
+                        downsample_mode="4x", image_token_id=ids["image_token"], video_token_id=ids["video_token"],
+                        tie_word_embeddings=False, **({} if not markers else dict(
+                            image_start_id=ids["image_start_token"], image_end_id=ids["image_end_token"],
+                            slice_start_id=ids["slice_start_token"], slice_end_id=ids["slice_end_token"],
+                            newline_id=tok("\\n", add_special_tokens=False).input_ids[0])))
+    model = model_cls(config).eval()
     sizes = dict(scale_resolution=IMAGE_SIZE, patch_size=QWEN_PATCH, slice_mode=False, downsample_mode="4x")
-    processor = MiniCPMV4_6Processor(image_processor=MiniCPMV4_6ImageProcessor(**sizes),
-                                     video_processor=MiniCPMV4_6VideoProcessor(**sizes), tokenizer=tok,
-                                     chat_template=QWEN3_5_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>",
-                                                                            "<|image_pad|>\\n"))
+    processor = processor_cls(image_processor=MiniCPMV4_6ImageProcessor(**sizes),
+                              video_processor=MiniCPMV4_6VideoProcessor(**sizes), tokenizer=tok,
+                              chat_template=QWEN3_5_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>",
+                                                                     "<|image_pad|>\\n"))
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("minicpmv4_6")
+def build_minicpmv4_6(out: Path) -> None:
+    """MiniCPM-V 4.6 (module docstring)."""
+    from transformers import MiniCPMV4_6Config, MiniCPMV4_6ForConditionalGeneration, MiniCPMV4_6Processor
+
+    minicpm_v(out, MiniCPMV4_6Config, MiniCPMV4_6ForConditionalGeneration, MiniCPMV4_6Processor)
+
+
+@tiny_builder("minicpmv4_7")
+def build_minicpmv4_7(out: Path) -> None:
+    """MiniCPM-V 4.7: 4.6 with canvas M-RoPE (the crop markers anchor each image's 2-D positions)."""
+    from transformers import MiniCPMV4_7Config, MiniCPMV4_7ForConditionalGeneration, MiniCPMV4_7Processor
+
+    minicpm_v(out, MiniCPMV4_7Config, MiniCPMV4_7ForConditionalGeneration, MiniCPMV4_7Processor, markers=True)
