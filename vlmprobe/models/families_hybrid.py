@@ -5,21 +5,21 @@ Their fast likelihood is the ``state`` path of ``vlmprobe.models.likelihood`` (c
 config by ``likelihood.fast_path``): the image + prompt once, then the candidates continue from
 copies of its cache, since a recurrent state cannot be masked per candidate like keys and values.
 
-=================  =====================================================================================
-``qwen3_5``        Qwen3.5 (and ``qwen3_5_moe``): Qwen3-VL-style ViT + patch merger, a language model of
-                   Gated DeltaNet (linear attention with a short convolution) and gated full-attention
-                   layers, interleaved M-RoPE
-``lfm2_vl``        LFM2-VL: SigLIP2 NaFlex tower + pixel-unshuffle MLP projector, LFM2 language model of
-                   gated short-convolution and attention layers
-``lfm3_vl``        LFM3-VL: a ViT of convolution and attention layers with a 2x2 merger (Qwen2-VL's image
-                   processor), LFM3 language model of short-convolution, sliding-window and full
-                   attention layers
+===================  =====================================================================================
+``qwen3_5``          Qwen3.5 (and ``qwen3_5_moe``): Qwen3-VL-style ViT + patch merger, a language model of
+                     Gated DeltaNet (linear attention with a short convolution) and gated full-attention
+                     layers, interleaved M-RoPE
+``lfm2_vl``          LFM2-VL: SigLIP2 NaFlex tower + pixel-unshuffle MLP projector, LFM2 language model of
+                     gated short-convolution and attention layers
+``lfm3_vl``          LFM3-VL: a ViT of convolution and attention layers with a 2x2 merger (Qwen2-VL's image
+                     processor), LFM3 language model of short-convolution, sliding-window and full
+                     attention layers
 ``nemotron_h_omni``  Nemotron-3-Nano-Omni: RADIO tower + pixel-shuffle MLP projector, Nemotron-H
-                   language model of Mamba-2, MoE, attention and MLP blocks
-``minicpmv4_6``    MiniCPM-V 4.6 / 4.7: ViT with a window merger + 2x2 merger around a Qwen3.5 language
-``minicpmv4_7``    model; 4.7 adds canvas M-RoPE (``canvas_positions``). Their merger returns one tensor per
-                   image, so the adapter names no projector (``lm.*`` features only)
-=================  =====================================================================================
+                     language model of Mamba-2, MoE, attention and MLP blocks
+``minicpmv4_6``      MiniCPM-V 4.6 / 4.7: ViT with a window merger + 2x2 merger around a Qwen3.5 language
+``minicpmv4_7``      model; 4.7 adds canvas M-RoPE (``canvas_positions``). Their merger returns one tensor per
+                     image, so the adapter names no projector (``lm.*`` features only)
+===================  =====================================================================================
 
 Imported by ``vlmprobe.models`` (its ``__init__``), so the records are registered before any model
 is loaded.

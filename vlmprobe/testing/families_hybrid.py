@@ -5,30 +5,30 @@ the ``state`` path (``vlmprobe.models.likelihood``). Registered by model type
 side, 32 px images, byte-level BPE trained here, ``initializer_range`` 0.2), one layer of each
 kind in the language model.
 
-=================  ==============================================================================
-``qwen3_5``        Qwen3.5: Qwen3-VL-style ViT (patch 8, 2x2 merger: 4 ``<|image_pad|>`` per 32 px
-                   image) + a Gated DeltaNet layer and a gated full-attention layer, interleaved
-                   M-RoPE on a quarter of the head (as released); ChatML without a system turn, the
-                   generation prompt closing an empty ``<think>`` block (Qwen3.5's non-thinking mode)
-``qwen3_5_moe``    Qwen3.5-MoE: the same with a sparse MoE (4 experts, top 2, a shared expert)
-``lfm2_vl``        LFM2-VL: SigLIP2 NaFlex tower (patch 8; a 32 px image -> 16 patches -> 4 ``<image>``
-                   after the 2x2 pixel unshuffle, no tiling), LFM2 LM of a gated short-convolution
-                   layer and an attention layer; ``<|startoftext|>`` + ChatML turns, the image
-                   inside ``<|image_start|>...<|image_end|>``
-``lfm3_vl``        LFM3-VL: ViT of a convolution and an attention layer (patch 8, 2x2 merger: 4
-                   ``<|image_pad|>`` per 32 px image), LFM3 LM of a short-convolution, a sliding-window
-                   (window 8, shorter than every prompt) and a full-attention layer; LFM2-VL's turns
+===================  ==============================================================================
+``qwen3_5``          Qwen3.5: Qwen3-VL-style ViT (patch 8, 2x2 merger: 4 ``<|image_pad|>`` per 32 px
+                     image) + a Gated DeltaNet layer and a gated full-attention layer, interleaved
+                     M-RoPE on a quarter of the head (as released); ChatML without a system turn, the
+                     generation prompt closing an empty ``<think>`` block (Qwen3.5's non-thinking mode)
+``qwen3_5_moe``      Qwen3.5-MoE: the same with a sparse MoE (4 experts, top 2, a shared expert)
+``lfm2_vl``          LFM2-VL: SigLIP2 NaFlex tower (patch 8; a 32 px image -> 16 patches -> 4 ``<image>``
+                     after the 2x2 pixel unshuffle, no tiling), LFM2 LM of a gated short-convolution
+                     layer and an attention layer; ``<|startoftext|>`` + ChatML turns, the image
+                     inside ``<|image_start|>...<|image_end|>``
+``lfm3_vl``          LFM3-VL: ViT of a convolution and an attention layer (patch 8, 2x2 merger: 4
+                     ``<|image_pad|>`` per 32 px image), LFM3 LM of a short-convolution, a sliding-window
+                     (window 8, shorter than every prompt) and a full-attention layer; LFM2-VL's turns
 ``nemotron_h_omni``  Nemotron-3-Nano-Omni (image side; no audio tower): RADIO ViT (patch 8), pixel
-                   shuffle 0.5 + MLP projector (4 ``<image>`` per 32 px image inside ``<img>...</img>``),
-                   Nemotron-H LM of a Mamba-2 layer, a MoE layer (4 experts, top 2, shared expert),
-                   an attention layer and an MLP layer (the released pattern's four block kinds);
-                   ChatML with an empty ``<think></think>`` (reasoning off)
-``minicpmv4_6``    MiniCPM-V 4.6: its ViT (patch 8, a window merger inserted after layer 1) + a 2x2
-                   merger ("4x" downsampling: 4 image tokens per 32 px image, no slicing, the image
-                   id prefix kept) around a Qwen3.5 language model (Gated DeltaNet + attention);
-                   Qwen3.5's template with the image as its placeholder token
-``minicpmv4_7``    MiniCPM-V 4.7: the same with canvas M-RoPE (positions anchored on the crop markers)
-=================  ==============================================================================
+                     shuffle 0.5 + MLP projector (4 ``<image>`` per 32 px image inside ``<img>...</img>``),
+                     Nemotron-H LM of a Mamba-2 layer, a MoE layer (4 experts, top 2, shared expert),
+                     an attention layer and an MLP layer (the released pattern's four block kinds);
+                     ChatML with an empty ``<think></think>`` (reasoning off)
+``minicpmv4_6``      MiniCPM-V 4.6: its ViT (patch 8, a window merger inserted after layer 1) + a 2x2
+                     merger ("4x" downsampling: 4 image tokens per 32 px image, no slicing, the image
+                     id prefix kept) around a Qwen3.5 language model (Gated DeltaNet + attention);
+                     Qwen3.5's template with the image as its placeholder token
+``minicpmv4_7``      MiniCPM-V 4.7: the same with canvas M-RoPE (positions anchored on the crop markers)
+===================  ==============================================================================
 """
 from __future__ import annotations
 
