@@ -28,10 +28,18 @@ def projector_path(model) -> str:
 
 def lora_target_regex(model, target_modules: list[str]) -> str:
     """``^<lm path>\\..*\\.(q_proj|...)$`` (peft full-matches it against module names); checked to
-    hit at least one Linear and nothing outside the language model."""
+    hit at least one Linear and nothing outside the language model. Where a matched name is a
+    wrapper rather than a Linear (Inkling-2's ``q_proj`` holds its ``linear`` and a norm), the
+    pattern lists the Linear layers themselves: the Linear hits and the wrappers' direct Linear children."""
     prefix = language_model_path(model)
     pattern = rf"{re.escape(prefix)}\..*\.({'|'.join(re.escape(t) for t in target_modules)})"
-    hits = [n for n, _ in model.named_modules() if re.fullmatch(pattern, n)]
+    modules = dict(model.named_modules())
+    hits = [n for n in modules if re.fullmatch(pattern, n)]
+    if hits and not all(isinstance(modules[n], torch.nn.Linear) for n in hits):
+        linears = list(dict.fromkeys(n for h in hits for n in ([h] if isinstance(modules[h], torch.nn.Linear) else
+                                     [f"{h}.{c}" for c, m in modules[h].named_children()
+                                      if isinstance(m, torch.nn.Linear)])))
+        pattern, hits = "|".join(re.escape(n) for n in linears), linears
     if not hits:
         leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                          if n.startswith(prefix) and isinstance(m, torch.nn.Linear)})

@@ -19,6 +19,8 @@ copies of its cache, since a recurrent state cannot be masked per candidate like
 ``minicpmv4_6``      MiniCPM-V 4.6 / 4.7: ViT with a window merger + 2x2 merger around a Qwen3.5 language
 ``minicpmv4_7``      model; 4.7 adds canvas M-RoPE (``canvas_positions``). Their merger returns one tensor per
                      image, so the adapter names no projector (``lm.*`` features only)
+``inkling2``         Inkling-2: ViT + merged-patch MLP, language model of "hybrid" layers (attention whose
+                     keys and values pass short convolutions), sliding-window and global
 ===================  =====================================================================================
 
 Imported by ``vlmprobe.models`` (its ``__init__``), so the records are registered before any model
@@ -103,3 +105,6 @@ MINICPMV4_6 = register_family(Family(
 MINICPMV4_7 = register_family(Family(
     "minicpm-v-4.7", ("minicpmv4_7",), projector=(), positions=canvas_positions,
     notes="MiniCPM-V 4.7 (MiniCPM-V 4.6 with canvas M-RoPE; fast = state path; lm.* features only)"))
+INKLING2 = register_family(Family(
+    "inkling-2", ("inkling2",),
+    notes="Inkling-2 (ViT + merged-patch MLP, LM of hybrid attention+conv layers, sliding and global; fast = state path)"))

@@ -28,6 +28,9 @@ kind in the language model.
                      id prefix kept) around a Qwen3.5 language model (Gated DeltaNet + attention);
                      Qwen3.5's template with the image as its placeholder token
 ``minicpmv4_7``      MiniCPM-V 4.7: the same with canvas M-RoPE (positions anchored on the crop markers)
+``inkling2``         Inkling-2: ViT (patch 8, 2x2 merge: one ``<|image|>`` per 16 px block) + MLP, LM of a
+                     sliding-window (window 8) and a global "hybrid" layer (attention with short
+                     convolutions on keys and values), MoE (4 experts, top 2); LFM2-VL's ChatML turns
 ===================  ==============================================================================
 """
 from __future__ import annotations
@@ -264,3 +267,25 @@ def build_minicpmv4_7(out: Path) -> None:
     from transformers import MiniCPMV4_7Config, MiniCPMV4_7ForConditionalGeneration, MiniCPMV4_7Processor
 
     minicpm_v(out, MiniCPMV4_7Config, MiniCPMV4_7ForConditionalGeneration, MiniCPMV4_7Processor, markers=True)
+
+
+@tiny_builder("inkling2")
+def build_inkling2(out: Path) -> None:
+    """Inkling-2 (module docstring)."""
+    from transformers import Inkling2Config, Inkling2ForConditionalGeneration, Inkling2ImageProcessor, Inkling2Processor
+
+    tok = special_tokenizer(("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image|>"), bos=None, eos="<|im_end|>",
+                            pad="<|endoftext|>", extra={"image_token": "<|image|>"})
+    text = dict(vocab_size=len(tok), unpadded_vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, swa_num_attention_heads=4, swa_num_key_value_heads=2, swa_head_dim=16,
+                sliding_window_size=8, rel_extent=64, layer_types=["hybrid_sliding", "hybrid"], conv_kernel_size=4,
+                moe_intermediate_size=64, n_routed_experts=4, num_experts_per_tok=2, n_layers_per_attn_res_block=1,
+                max_position_embeddings=1024, initializer_range=0.2, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=QWEN_PATCH, spatial_merge_size=2,
+                  posemb_grid_size=4, projection_hidden_dim=64, text_hidden_size=64)
+    config = Inkling2Config(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<|image|>"))
+    model = Inkling2ForConditionalGeneration(config).eval()
+    processor = Inkling2Processor(image_processor=Inkling2ImageProcessor(size={"height": 16, "width": 16}), tokenizer=tok,
+                                  chat_template=LFM2_VL_TEMPLATE.replace("{{ bos_token }}", "").replace("'<image>'", "'<|image|>'"))
+    _save_vlm(model, processor, tok, out)
