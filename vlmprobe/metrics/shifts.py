@@ -7,7 +7,9 @@ metrics, read from the dataset description in config.json and the records' ``met
   scores.npy when it scored all of them; None when neither exists, e.g. VLM likelihood over the
   subset only).
 - ``label_set`` in the records' meta (ObjectNet's ImageNet protocol): correct when the
-  prediction is any class of the set (``label_set_accuracy``).
+  prediction is any class of the set (``label_set_accuracy``). The run's arrays already follow
+  that rule (``rundata.load_run``), so ``top1``, ``subset_accuracy`` and ``all_classes_accuracy``
+  of an ObjectNet run are label-set accuracies too (equal to ``label_set_accuracy`` for top-1).
 - ``corruption`` / ``severity`` in the meta (ImageNet-C/-3DCC, ``--corrupt``): accuracy per
   corruption, per severity and per (corruption, severity); on ImageNet-C also CE / mCE /
   relative mCE against AlexNet (``metrics.corruption``; relative needs ``clean_error``).
@@ -72,8 +74,9 @@ def subset_accuracies(run, subset) -> dict:
     else:
         out["subset_accuracy"] = accuracy_ci(run.predictions == y)
     full = [r.get("prediction_all") for r in run.records]
+    sets = [s or (t,) for s, t in zip(_meta(run, "label_set"), y.tolist())]  # ObjectNet: any mapped class
     if "all_classes_accuracy" not in out:
-        out["all_classes_accuracy"] = (accuracy_ci([p is not None and p == t for p, t in zip(full, y.tolist())])
+        out["all_classes_accuracy"] = (accuracy_ci([p is not None and p in s for p, s in zip(full, sets)])
                                        if any("prediction_all" in r for r in run.records) else None)
     return out
 
