@@ -102,3 +102,81 @@ def test_objectnet_label_set_rule_on_a_real_evaluation(tmp_path):
     ok = np.mean([r["prediction"] in r["meta"]["label_set"] for r in recs])
     assert res["top1"] == pytest.approx(ok) == res["shift"]["label_set_accuracy"]["accuracy"]
     assert res["shift"]["subset_accuracy"]["accuracy"] == pytest.approx(ok)
+
+
+# ---------------------------------------------------------------- 2. mCE only on the full 15 x 5 benchmark
+def _imagenet_c_run(path, severities, seed=0):
+    """A hand-written ImageNet-C run: every benchmark corruption at ``severities``, 4 images per
+    cell, right or wrong by a fixed random draw. -> (run dir, {(c, s): error})."""
+    from vlmprobe.metrics.corruption import BENCHMARK
+
+    rng = np.random.default_rng(seed)
+    recs, err = [], {}
+    for c in BENCHMARK:
+        for s in severities:
+            ok = rng.random(4) < 0.4
+            ok[0], ok[1] = True, False  # every cell neither all right nor all wrong
+            err[c, s] = 1 - ok.mean()
+            recs += [{"id": f"{c}/{s}/{j}", "label": 3, "prediction": 3 if o else 4,
+                      "meta": {"corruption": c, "severity": s}} for j, o in enumerate(ok)]
+    return write_run(path, {"spec": "imagenet-c:/data/imagenet-c", "format": "imagenet-c"}, recs), err
+
+
+def test_mce_is_null_without_all_five_severities_and_the_partial_figure_says_its_cells(tmp_path):
+    """`--severity 5` on all 15 corruptions: results.json, `metrics`, `compare --shift` and the
+    report give mCE / relative mCE as null ("n/a") with the partial figure and its 15 cells beside
+    them (main: mce = the partial value)."""
+    from vlmprobe.metrics.corruption import ALEXNET_ERR, BENCHMARK
+
+    run, err = _imagenet_c_run(tmp_path / "c5", [5])
+    clean = write_run(tmp_path / "clean", {"spec": "imagenet:/data/val"},
+                      [{"id": str(i), "label": 3, "prediction": 3 if i else 4} for i in range(4)])  # clean error 1/4
+    r = cli("metrics", run, "--clean-run", clean, "--no-plots")
+    assert r.returncode == 0, r.stderr
+    ce = json.loads((run / "results.json").read_text())["shift"]["corruption_error"]
+    partial = np.mean([err[c, 5] / ALEXNET_ERR[c] for c in BENCHMARK])
+    rel_partial = np.mean([(err[c, 5] - 0.25) / (ALEXNET_ERR[c] - 0.435) for c in BENCHMARK])
+    assert ce["mce"] is None and ce["relative_mce"] is None and ce["complete"] is False
+    assert ce["mce_partial"] == pytest.approx(partial) and ce["relative_mce_partial"] == pytest.approx(rel_partial)
+    assert ce["partial_cells"] == [f"{c}/5" for c in BENCHMARK] and ce["cells_missing"] == 60
+    assert ce["per_corruption"]["fog"]["ce"] is None
+    assert ce["per_corruption"]["fog"]["ce_partial"] == pytest.approx(err["fog", 5] / ALEXNET_ERR["fog"])
+    assert "mCE n/a" in r.stdout and "15 of 75 cells" in r.stdout and f"{100 * partial:.1f}" in r.stdout
+    r = cli("compare", "--shift", f"{clean}:{run}", "--out", tmp_path / "cmp.json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads((tmp_path / "cmp.json").read_text())["shift"]["rows"][0]
+    assert row["mce"] is None and row["relative_mce"] is None and len(row["mce_cells"]) == 15
+    assert row["relative_mce_partial"] == pytest.approx(rel_partial)  # clean error: the ID run's
+    assert "mCE n/a" in r.stdout and "15 of 75 cells" in r.stdout
+    from vlmprobe.study.report import Doc, corruption_section
+
+    doc = Doc(tmp_path)
+    corruption_section(doc, [{"run": "r1", "model": "m", "method": "classifier", "shift_dataset": "imagenet-c",
+                              **{k: row[k] for k in ("mce", "relative_mce", "mce_partial", "relative_mce_partial",
+                                                     "mce_cells")}}])
+    md = "\n".join(doc.md)
+    assert (f"| m | classifier | imagenet-c | [n/a](r1/) | [n/a](r1/) | [{100 * partial:.1f}](r1/) | "
+            f"[{100 * rel_partial:.1f}](r1/) | [15 of 75](r1/) |") in md
+
+
+def test_mce_on_all_75_cells_and_against_a_per_cell_alexnet(tmp_path):
+    """All 15 x 5 cells: mce = the paper's formula; an AlexNet given per (corruption, severity)
+    normalises cell by cell (sum over severities / sum over AlexNet's), as a reference row needs."""
+    from vlmprobe.metrics.corruption import ALEXNET_ERR, BENCHMARK, corruption_errors
+
+    run, err = _imagenet_c_run(tmp_path / "c", [1, 2, 3, 4, 5], seed=1)
+    r = cli("metrics", run, "--no-plots")
+    assert r.returncode == 0, r.stderr
+    ce = json.loads((run / "results.json").read_text())["shift"]["corruption_error"]
+    want = np.mean([sum(err[c, s] for s in range(1, 6)) / (5 * ALEXNET_ERR[c]) for c in BENCHMARK])
+    assert ce["complete"] and ce["mce"] == pytest.approx(want) == ce["mce_partial"] and ce["cells_missing"] == 0
+    assert "mCE " + f"{100 * want:.1f}" in r.stdout
+    alex = {c: {s: 0.5 + 0.02 * s + 0.001 * k for s in range(1, 6)} for k, c in enumerate(BENCHMARK)}
+    errors = {c: {s: err[c, s] for s in range(1, 6)} for c in BENCHMARK}
+    res = corruption_errors(errors, clean_error=0.2, alexnet=alex, alexnet_clean_error=0.4)
+    assert res["mce"] == pytest.approx(np.mean([sum(errors[c].values()) / sum(alex[c].values()) for c in BENCHMARK]))
+    assert res["relative_mce"] == pytest.approx(np.mean(
+        [sum(e - 0.2 for e in errors[c].values()) / sum(a - 0.4 for a in alex[c].values()) for c in BENCHMARK]))
+    part = corruption_errors({c: {5: errors[c][5]} for c in BENCHMARK}, alexnet=alex)
+    assert part["mce"] is None and part["mce_partial"] == pytest.approx(
+        np.mean([errors[c][5] / alex[c][5] for c in BENCHMARK]))

@@ -63,7 +63,7 @@ def test_mce_equals_hand_computation_with_alexnet_constants():
     assert res["relative_mce"] == pytest.approx(sum(rel) / 15)
     assert res["per_corruption"]["fog"]["ce"] == pytest.approx(ce[9])
     partial = cm.corruption_errors({"fog": errors["fog"]})
-    assert partial["mce"] is None and partial["mce_present"] == pytest.approx(ce[9])
+    assert partial["mce"] is None and partial["mce_partial"] == pytest.approx(ce[9])
     assert len(partial["corruptions_missing"]) == 14
     correct = np.array([1, 0, 0, 1, 1, 1], bool)
     by = cm.errors_by_corruption(correct, ["fog"] * 3 + ["snow"] * 3, [1, 1, 2, 1, 2, 2])

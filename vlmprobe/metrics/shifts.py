@@ -260,6 +260,21 @@ def pair_accuracies(id_run, shift_run) -> dict:
             "id_subset_classes": len(subset) if subset else None}
 
 
+MCE_COLUMNS = ("mce", "relative_mce", "mce_partial", "relative_mce_partial", "mce_cells")
+
+
+def corruption_columns(run, clean_error: float | None = None) -> dict:
+    """An ImageNet-C run's mCE figures for a table row (``metrics.corruption``): ``mce`` /
+    ``relative_mce`` (None unless all 15 x 5 cells), ``mce_partial`` / ``relative_mce_partial``
+    over the measured cells and ``mce_cells`` (their ``corruption/severity`` names); {} for any
+    other run. ``clean_error``: the model's clean error (``compare --shift``: the ID run's)."""
+    ce = (shift_results(run, clean_error) or {}).get("corruption_error")
+    if not ce:
+        return {}
+    return {"mce": ce["mce"], "relative_mce": ce["relative_mce"], "mce_partial": ce["mce_partial"],
+            "relative_mce_partial": ce["relative_mce_partial"], "mce_cells": ce["partial_cells"]}
+
+
 def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
     """``pairs``: [(label dict, id RunData, shift RunData)]; ``baseline``: the accuracies
     [{"id", "shift"}] defining the effective-robustness line, as ``{shift set: [...]}`` (one line per
@@ -278,7 +293,8 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
                      "shift_dataset": _data(sh_run).get("spec"), "shift_set": shift_set(sh_run),
                      "protocol": a["protocol"], "id_subset_classes": a["id_subset_classes"],
                      "id_accuracy": ik / in_, "id_n": in_, "id_ci95": list(clopper_pearson(ik, in_)),
-                     "shift_accuracy": sk / sn, "shift_n": sn, "shift_ci95": list(clopper_pearson(sk, sn))})
+                     "shift_accuracy": sk / sn, "shift_n": sn, "shift_ci95": list(clopper_pearson(sk, sn)),
+                     **corruption_columns(sh_run, None if a["id_subset_classes"] else 1 - ik / in_)})
     names = list(dict.fromkeys(r["shift_set"] for r in rows))
     if baseline is not None and not isinstance(baseline, dict):
         if len(names) > 1:
