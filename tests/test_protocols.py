@@ -180,3 +180,96 @@ def test_mce_on_all_75_cells_and_against_a_per_cell_alexnet(tmp_path):
     part = corruption_errors({c: {5: errors[c][5]} for c in BENCHMARK}, alexnet=alex)
     assert part["mce"] is None and part["mce_partial"] == pytest.approx(
         np.mean([errors[c][5] / alex[c][5] for c in BENCHMARK]))
+
+
+# ---------------------------------------------------------------- 6. metrics --ood pairs only comparable runs
+def _ood_pair(tmp_path, **changes):
+    """An ID run and an OOD run with scores; ``changes`` alter the OOD run's config."""
+    rng = np.random.default_rng(0)
+    recs = [{"id": str(i), "label": i % 3, "prediction": int(p)} for i, p in enumerate(rng.integers(0, 3, 6))]
+    write_run(tmp_path / "id", {"spec": "imagenet:/data/val"}, recs, rng.normal(size=(6, 1000)))
+    data = {"spec": "inaturalist:/data/inat", "format": "inaturalist", "ood": True}
+    data.update(changes.pop("data", {}))
+    write_run(tmp_path / "ood", data, [{"id": f"o{i}", "label": None, "prediction": 0} for i in range(4)],
+              rng.normal(size=(4, 1000)), **changes)
+    return tmp_path / "id", tmp_path / "ood"
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"model": "timm:another-net"}, "model"),
+    ({"method": "zeroshot"}, "method (name)"),
+    ({"method": {"name": "classifier", "label_space": {"source": "confusers.json", "k": 20}}}, "label space"),
+    ({"data": {"classnames": NAMES[:999] + ["not a class"]}}, "class list"),
+])
+def test_metrics_ood_refuses_runs_that_are_not_comparable(tmp_path, change, field):
+    """Different model / method / label space / class list: one line naming the field (main: an AUROC)."""
+    id_run, ood_run = _ood_pair(tmp_path, **change)
+    r = cli("metrics", id_run, "--ood", ood_run, "--no-plots")
+    assert r.returncode == 2, r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1 and f"{field} differs from the ID run" in r.stderr
+
+
+def test_metrics_ood_accepts_a_matching_pair(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from vlmprobe.metrics.ood import msp
+
+    id_run, ood_run = _ood_pair(tmp_path)
+    r = cli("metrics", id_run, "--ood", ood_run, "--no-plots")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((id_run / "results.json").read_text())["ood"]
+    a, b = msp(np.load(id_run / "scores.npy").astype(np.float64)), msp(np.load(ood_run / "scores.npy").astype(np.float64))
+    assert res["msp"]["auroc"] == pytest.approx(roc_auc_score(np.r_[np.ones(6), np.zeros(4)], np.r_[a, b]))
+    assert "protocol" not in res and "aupr_ood" not in res["msp"]
+
+
+# ---------------------------------------------------------------- 7. ImageNet-O: the release's protocol
+def test_imagenet_o_follows_hendrycks_protocol(tmp_path):
+    """An ImageNet-O run scores its 200 classes (hendrycks/natural-adv-examples: imagenet_o_mask);
+    `metrics VAL_RUN --ood O_RUN` keeps the val images of those classes, MSP over the 200 logits,
+    and AUPR with ImageNet-O positive and -MSP as score (their calibration_tools.get_measures)."""
+    from PIL import Image
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from test_robust import tiny_timm
+    from vlmprobe import load_dataset
+    from vlmprobe.classify.runner import evaluate, make_method
+    from vlmprobe.data.imagenet import synsets
+    from vlmprobe.data.imagenet_shifts import imagenet_o_synsets
+    from vlmprobe.models import load_model
+
+    o_wnids, o_idx = imagenet_o_synsets()
+    assert len(o_wnids) == 200 and o_wnids[0] == "n01443537" and o_wnids[-1] == "n13052670"
+    rng = np.random.default_rng(7)
+    inside, outside = list(o_wnids[:2]), [w for w in synsets()[:5] if w not in o_wnids][:2]
+    for root, wnids in ((tmp_path / "o" / "imagenet-o", inside), (tmp_path / "val", inside + outside)):
+        for w in wnids:
+            for j in range(2):
+                (root / w).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(root / w / f"{j}.JPEG")
+    assert load_dataset(f"imagenet-o:{tmp_path / 'o'}", duplicate_names="keep").info["class_subset"] == sorted(o_idx)
+    ds = load_dataset(f"imagenet-o:{tmp_path / 'o'}")  # default: duplicate names merged, indices remapped
+    assert len(ds.info["class_subset"]) == 200 and ds.info["protocol"] == "imagenet-o-200"
+    model = load_model(f"timm:local-dir:{tiny_timm(tmp_path / 'timm')}")
+    evaluate(model, ds, make_method("classifier"), tmp_path / "o-run", progress=False)
+    evaluate(model, load_dataset(f"imagenet:{tmp_path / 'val'}"), make_method("classifier"), tmp_path / "val-run",
+             progress=False)
+    r = cli("metrics", tmp_path / "val-run", "--ood", tmp_path / "o-run", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "val-run" / "results.json").read_text())["ood"]
+    assert res["protocol"]["name"] == "imagenet-o-200" and res["protocol"]["n_id_kept"] == 4
+    assert "natural-adv-examples" in res["protocol"]["source"]
+    sub = ds.info["class_subset"]
+    val = np.load(tmp_path / "val-run" / "scores.npy")
+    labels = np.array([json.loads(x)["label"] for x in (tmp_path / "val-run" / "samples.jsonl").read_text().splitlines()])
+    o = np.load(tmp_path / "o-run" / "scores.npy")
+    assert np.isinf(o[:, [i for i in range(o.shape[1]) if i not in set(sub)]]).all()  # 200-class logits only
+
+    def msp200(s):
+        z = s[:, sub].astype(np.float64)
+        e = np.exp(z - z.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).max(1)
+    a, b = msp200(val[np.isin(labels, sub)]), msp200(o)
+    assert res["msp"]["auroc"] == pytest.approx(roc_auc_score(np.r_[np.ones(4), np.zeros(4)], np.r_[a, b]))
+    assert res["msp"]["aupr_ood"] == pytest.approx(average_precision_score(np.r_[np.zeros(4), np.ones(4)], -np.r_[a, b]))
+    assert res["msp"]["n_id"] == 4 and res["msp"]["n_ood"] == 4
