@@ -273,3 +273,51 @@ def test_imagenet_o_follows_hendrycks_protocol(tmp_path):
     assert res["msp"]["auroc"] == pytest.approx(roc_auc_score(np.r_[np.ones(4), np.zeros(4)], np.r_[a, b]))
     assert res["msp"]["aupr_ood"] == pytest.approx(average_precision_score(np.r_[np.zeros(4), np.ones(4)], -np.r_[a, b]))
     assert res["msp"]["n_id"] == 4 and res["msp"]["n_ood"] == 4
+
+
+# ---------------------------------------------------------------- 5. ID and shift in one label space
+def test_generation_id_accuracy_is_matched_in_the_shift_sets_classes(tmp_path):
+    """Open-world generation: the ImageNet-R run matches answers against R's 200 names, so
+    `compare --shift` matches the ID run's stored answers against the same 200 names (main: the
+    1000-way match, where a second named class outside R makes the answer ambiguous = wrong)."""
+    from vlmprobe.classify.matching import match_response
+    from vlmprobe.data.imagenet_shifts import subset_synsets
+
+    r200 = sorted(subset_synsets("r")[1])
+    a = 1  # goldfish: one of R's 200 classes
+    b = 0  # tench: not one of them
+    assert a in r200 and b not in r200
+    answer = f"A {NAMES[a]} swimming above a {NAMES[b]}."
+    assert match_response(answer, NAMES).prediction is None  # 1000-way: two classes named
+    assert r200[match_response(answer, [NAMES[c] for c in r200]).prediction] == a
+    gen = {"name": "generate", "closed_world": False, "match": "substring", "max_new_tokens": 64}
+    id_recs = [{"id": "v1", "label": a, "prediction": None, "response": answer, "matches": [b, a]},
+               {"id": "v2", "label": r200[5], "prediction": r200[5], "response": f"a {NAMES[r200[5]]}"},
+               {"id": "v3", "label": b, "prediction": b, "response": f"a {NAMES[b]}"}]  # not an R class: left out
+    id_run = write_run(tmp_path / "id", {"spec": "imagenet:/data/val"}, id_recs, method=gen, model="hf:some-vlm")
+    sh_recs = [{"id": "r1", "label": a, "prediction": a, "response": f"a {NAMES[a]}"}]
+    sh_run = write_run(tmp_path / "r", {"spec": "imagenet-r:/data/imagenet-r", "format": "imagenet-r",
+                                        "class_subset": r200},
+                       sh_recs, method={**gen, "label_space": {"source": "dataset class_subset", "num_classes": 200}},
+                       model="hf:some-vlm")
+    r = cli("compare", "--shift", f"{id_run}:{sh_run}", "--out", tmp_path / "cmp.json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads((tmp_path / "cmp.json").read_text())["shift"]["rows"][0]
+    assert row["id_n"] == 2 and row["id_accuracy"] == 1.0
+
+
+def test_generation_id_run_that_cannot_be_rematched_is_refused(tmp_path):
+    """Closed-world questions listed other classes: no re-match possible, one-line refusal."""
+    from vlmprobe.data.imagenet_shifts import subset_synsets
+
+    r200 = sorted(subset_synsets("r")[1])
+    gen = {"name": "generate", "closed_world": True, "match": "substring", "num_candidates": 5}
+    id_run = write_run(tmp_path / "id", {"spec": "imagenet:/data/val"},
+                       [{"id": "v1", "label": 1, "prediction": 1, "response": NAMES[1], "candidates": [1, 2, 3, 4, 5]}],
+                       method=gen)
+    sh_run = write_run(tmp_path / "r", {"spec": "imagenet-r:/data/imagenet-r", "format": "imagenet-r",
+                                        "class_subset": r200},
+                       [{"id": "r1", "label": 1, "prediction": 1, "response": NAMES[1]}], method=gen)
+    r = cli("compare", "--shift", f"{id_run}:{sh_run}")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "another label space than the shift accuracy" in r.stderr

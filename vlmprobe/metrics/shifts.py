@@ -91,7 +91,8 @@ def _counts(correct) -> tuple[int, int]:
 def id_counts(run, subset=None) -> tuple[int, int]:
     """(correct, n) of an in-distribution run, on ``subset`` when given (Taori et al.: for R/A/
     ObjectNet the ID accuracy is on the same classes): images of those classes, argmax over
-    their scores (the run's predictions when it has no scores.npy)."""
+    their scores; a run without scores.npy (VLM generation) has its answers matched again
+    against the subset's names (``rematch_answers``), the label space of the shift run."""
     from vlmprobe.errors import VlmprobeError
 
     if run.labels is None:
@@ -103,9 +104,44 @@ def id_counts(run, subset=None) -> tuple[int, int]:
     if not keep.any():
         raise VlmprobeError(f"{run.path}: no images of the shift set's {subset.size} classes")
     if run.scores is None:
-        return _counts(run.predictions[keep] == run.labels[keep])
+        pred = rematch_answers(run, subset)
+        return _counts(pred[keep] == run.labels[keep])
     s = np.where(np.isfinite(run.scores[keep]), run.scores[keep], -np.inf)
     return _counts(subset[s[:, subset].argmax(1)] == run.labels[keep])
+
+
+def rematch_answers(run, subset) -> np.ndarray:
+    """int [N] predictions of a run without scores (VLM generation) in the label space of a shift
+    set's class ``subset``: each stored open-world answer matched again against the subset's names
+    only, with the run's own matching rule (``classify.matching``), as the shift run's answers were
+    (-1: no match or ambiguous). So ID and shift accuracy are scored over the same classes. A run
+    without answers (a scoring method's records without scores.npy) keeps its predictions only when
+    every prediction of the subset's images lies in the subset (then it is the subset's argmax too).
+    Any other run (closed-world questions that listed other classes, predictions outside the
+    subset) is refused in one line."""
+    from vlmprobe.classify.matching import match_response
+    from vlmprobe.errors import VlmprobeError
+
+    method = run.config.get("method") if isinstance(run.config.get("method"), dict) else {}
+    subset = [int(c) for c in subset]
+    answers = bool(run.records) and all(isinstance(r.get("response"), str) for r in run.records)
+    if not answers and not any("response" in r for r in run.records) and run.predictions is not None:
+        # no answers to match (a scoring method's records without scores.npy): usable only when every
+        # prediction of the subset's images already lies in the subset, where it is also the subset's argmax
+        keep = np.isin(run.labels, subset)
+        if np.isin(run.predictions[keep], subset).all():
+            return run.predictions
+    if method.get("closed_world") or not answers:
+        raise VlmprobeError(f"{run.path}: no scores.npy and no stored open-world answers to match against the shift "
+                            f"set's {len(subset)} classes, so its ID accuracy would be in another label space than "
+                            "the shift accuracy; rerun the ID run with open-world generation or a scoring method")
+    names = [run.classnames[c] for c in subset]
+    rule = method.get("match") or "substring"
+    out = []
+    for r in run.records:
+        m = match_response(r["response"], names, rule).prediction
+        out.append(-1 if m is None else subset[m])
+    return np.asarray(out, dtype=np.int64)
 
 
 def shift_counts(run) -> tuple[int, int, str]:
