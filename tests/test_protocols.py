@@ -403,3 +403,20 @@ def test_convert_refuses_a_state_dict_of_another_layout(tmp_path):
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "x.pth")
     with pytest.raises(ModelLoadError, match="conv1.weight: not an efficientnet_pytorch key"):
         convert_efficientnet_pytorch(tmp_path / "x.pth", tmp_path / "out")
+
+
+def test_metrics_ood_refuses_imagenet_o_against_another_subset(tmp_path):
+    """An ImageNet-R run (R's 200 classes) is no ID run for ImageNet-O's protocol (O's 200 classes)."""
+    from vlmprobe.data.imagenet_shifts import imagenet_o_synsets, subset_synsets
+
+    space = {"name": "classifier", "label_space": {"source": "dataset class_subset", "num_classes": 200}}
+    r200, o200 = sorted(subset_synsets("r")[1]), sorted(imagenet_o_synsets()[1])
+    rng = np.random.default_rng(1)
+    write_run(tmp_path / "r", {"spec": "imagenet-r:/d", "format": "imagenet-r", "class_subset": r200},
+              [{"id": "a", "label": r200[0], "prediction": r200[0]}], _scores([{}], subset=r200), method=space)
+    write_run(tmp_path / "o", {"spec": "imagenet-o:/d", "format": "imagenet-o", "class_subset": o200, "ood": True},
+              [{"id": "b", "label": None, "prediction": o200[0]}], _scores([{o200[0]: float(rng.normal())}], subset=o200),
+              method=space)
+    r = cli("metrics", tmp_path / "r", "--ood", tmp_path / "o", "--no-plots")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "label space differs" in r.stderr and "imagenet-o:/d" in r.stderr

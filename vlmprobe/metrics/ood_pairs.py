@@ -38,7 +38,12 @@ def _method(run) -> dict:
 
 
 def _label_space(run):
-    return _method(run).get("label_space", "all")
+    """The method's label space; a dataset protocol's subset is identified by its classes."""
+    space = _method(run).get("label_space", "all")
+    if isinstance(space, dict) and space.get("source") == "dataset class_subset":
+        classes = sorted(int(c) for c in _data(run).get("class_subset") or ())
+        return f"the {len(classes)}-class subset of {_data(run).get('spec')} (classes {classes[:3]}...)", classes
+    return space
 
 
 def _data(run) -> dict:
@@ -52,8 +57,7 @@ def imagenet_o_subset(ood) -> list[int] | None:
     if data.get("format") != "imagenet-o" or not data.get("class_subset"):
         return None
     space = _label_space(ood)
-    return sorted(int(c) for c in data["class_subset"]) if isinstance(space, dict) and \
-        space.get("source") == "dataset class_subset" else None
+    return space[1] if isinstance(space, tuple) else None
 
 
 def check_pair(run, ood) -> None:
@@ -77,12 +81,15 @@ def check_pair(run, ood) -> None:
                run.classnames[n] if n < len(run.classnames) else None,
                f"{len(ood.classnames)} vs {len(run.classnames)} classes, first difference at index {n}: ")
     subset = imagenet_o_subset(ood)
+    a, b = _label_space(ood), _label_space(run)
+    same = (a[1] == b[1]) if isinstance(a, tuple) and isinstance(b, tuple) else a == b
+    text = lambda s: s[0] if isinstance(s, tuple) else s  # noqa: E731
     if subset is not None:  # the protocol restricts the ID run: it must have scored those classes
-        if _label_space(run) not in ("all", _label_space(ood)):
-            refuse("label space", _label_space(ood), _label_space(run),
-                   "ImageNet-O's protocol needs an ID run over all classes or the same 200: ")
-    elif _label_space(run) != _label_space(ood):
-        refuse("label space", _label_space(ood), _label_space(run))
+        if b != "all" and not same:
+            refuse("label space", text(a), text(b), "ImageNet-O's protocol needs an ID run over all classes or the "
+                   "same 200: ")
+    elif not same:
+        refuse("label space", text(a), text(b))
 
 
 def pair_scores(run, ood) -> tuple[np.ndarray, np.ndarray, dict | None]:
