@@ -420,3 +420,27 @@ def test_metrics_ood_refuses_imagenet_o_against_another_subset(tmp_path):
     r = cli("metrics", tmp_path / "r", "--ood", tmp_path / "o", "--no-plots")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "label space differs" in r.stderr and "imagenet-o:/d" in r.stderr
+
+
+def test_generation_shift_run_over_all_classes_is_matched_in_the_subset_too(tmp_path):
+    """A generation run on ImageNet-R with --label-space all matched its answers over 1000 classes;
+    its subset accuracy (and compare --shift's shift accuracy) matches them over R's 200 names, as
+    the ID run's are (main: the 1000-way match, ambiguous = wrong)."""
+    from vlmprobe.data.imagenet_shifts import subset_synsets
+
+    r200 = sorted(subset_synsets("r")[1])
+    answer = f"A {NAMES[1]} swimming above a {NAMES[0]}."  # goldfish (an R class) and tench (not)
+    gen = {"name": "generate", "closed_world": False, "match": "substring"}
+    id_run = write_run(tmp_path / "id", {"spec": "imagenet:/data/val"},
+                       [{"id": "v1", "label": 1, "prediction": None, "response": answer}], method=gen)
+    sh_run = write_run(tmp_path / "r", {"spec": "imagenet-r:/data/imagenet-r", "format": "imagenet-r",
+                                        "class_subset": r200},
+                       [{"id": "r1", "label": 1, "prediction": None, "response": answer}],
+                       method={**gen, "label_space": "all"})
+    r = cli("compare", "--shift", f"{id_run}:{sh_run}", "--out", tmp_path / "cmp.json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads((tmp_path / "cmp.json").read_text())["shift"]["rows"][0]
+    assert row["id_accuracy"] == 1.0 and row["shift_accuracy"] == 1.0
+    r = cli("metrics", sh_run, "--no-plots")
+    res = json.loads((sh_run / "results.json").read_text())
+    assert res["shift"]["subset_accuracy"]["accuracy"] == 1.0 and res["top1"] == 0.0  # top1: the 1000-way match

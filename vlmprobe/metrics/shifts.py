@@ -61,7 +61,9 @@ def shift_results(run, clean_error: float | None = None) -> dict | None:
 
 
 def subset_accuracies(run, subset) -> dict:
-    """``subset_accuracy`` and ``all_classes_accuracy`` (module docstring)."""
+    """``subset_accuracy`` and ``all_classes_accuracy`` (module docstring). A run without scores
+    whose open-world answers were matched over all classes (``--label-space all``) has them
+    matched again over the subset (``rematch_answers``), the label space its ID run is scored in."""
     subset = np.asarray(sorted(subset), dtype=np.int64)
     y = run.labels
     out = {"subset_classes": int(subset.size), "all_classes": len(run.classnames)}
@@ -71,10 +73,15 @@ def subset_accuracies(run, subset) -> dict:
         outside = np.setdiff1d(np.arange(s.shape[1]), subset)
         if outside.size and np.isfinite(run.scores[:, outside]).any():
             out["all_classes_accuracy"] = accuracy_ci(s.argmax(1) == y)
-    else:
-        out["subset_accuracy"] = accuracy_ci(run.predictions == y)
-    full = [r.get("prediction_all") for r in run.records]
     sets = [s or (t,) for s, t in zip(_meta(run, "label_set"), y.tolist())]  # ObjectNet: any mapped class
+    if run.scores is None:
+        method = run.config.get("method") if isinstance(run.config.get("method"), dict) else {}
+        pred = run.predictions
+        if method.get("label_space", "all") == "all" and not method.get("closed_world") and run.records and \
+                all(isinstance(r.get("response"), str) for r in run.records):
+            pred = rematch_answers(run, subset)  # answers matched over all classes (--label-space all)
+        out["subset_accuracy"] = accuracy_ci([p in s for p, s in zip(pred.tolist(), sets)])
+    full = [r.get("prediction_all") for r in run.records]
     if "all_classes_accuracy" not in out:
         out["all_classes_accuracy"] = (accuracy_ci([p is not None and p in s for p, s in zip(full, sets)])
                                        if any("prediction_all" in r for r in run.records) else None)
