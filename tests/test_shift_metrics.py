@@ -63,7 +63,7 @@ def test_mce_equals_hand_computation_with_alexnet_constants():
     assert res["relative_mce"] == pytest.approx(sum(rel) / 15)
     assert res["per_corruption"]["fog"]["ce"] == pytest.approx(ce[9])
     partial = cm.corruption_errors({"fog": errors["fog"]})
-    assert partial["mce"] is None and partial["mce_present"] == pytest.approx(ce[9])
+    assert partial["mce"] is None and partial["mce_partial"] == pytest.approx(ce[9])
     assert len(partial["corruptions_missing"]) == 14
     correct = np.array([1, 0, 0, 1, 1, 1], bool)
     by = cm.errors_by_corruption(correct, ["fog"] * 3 + ["snow"] * 3, [1, 1, 2, 1, 2, 2])
@@ -182,7 +182,9 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
     specs = {"v2": "imagenet-v2:/d --split threshold-0.7", "r": "imagenet-r:/d/imagenet-r"}  # shift sets
     pairs = []
     for m, (n_id, n_v2, n_r) in {"A": (6, 4, 2), "B": (8, 5, 4)}.items():
-        wrong = lambda k: [y if i < k else y + 1 for i, y in enumerate(labels)]  # noqa: E731  first k correct
+        # first k correct; a wrong prediction is another of R's classes (the runs have no scores.npy, so an ID
+        # prediction outside R's classes would be in another label space than the R run's: refused)
+        wrong = lambda k: [y if i < k else r_idx[r_idx.index(y) + 1] for i, y in enumerate(labels)]  # noqa: E731
         _shift_run(tmp_path / m / "id", "imagenet:/d/val", labels, wrong(n_id))
         _shift_run(tmp_path / m / "v2", "imagenet-v2:/d", labels, wrong(n_v2), split="threshold-0.7")
         _shift_run(tmp_path / m / "r", specs["r"], labels, wrong(n_r), subset=r_idx)

@@ -162,6 +162,12 @@ def _shift(args) -> dict:
                          "{:.1f}-{:.1f}".format(*(100 * v for v in r["id_ci95"])), pct(r["shift_accuracy"]),
                          "{:.1f}-{:.1f}".format(*(100 * v for v in r["shift_ci95"])),
                          pct(r.get("effective_robustness"))] for r in table["rows"]]))
+    from ..metrics.corruption import describe_mce
+
+    for r in table["rows"]:
+        if "mce_cells" in r:  # an ImageNet-C shift run (relative figures against the ID run's clean error)
+            print(f"{r['model']} ({r['method']}) on {r['shift_set']}: " + describe_mce(
+                {"complete": r["mce"] is not None, "partial_cells": r["mce_cells"], **r}))
     for name, s in table["sets"].items():
         if s["fit"]:
             f = s["fit"]

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from ..errors import VlmprobeError
+from ..metrics.shifts import MCE_COLUMNS
 
 EVAL_MEASURES = ("zeroshot", "generate", "likelihood", "classifier")
 LABELS = {"zeroshot": "CLIP zero-shot", "generate": "direct generation", "likelihood": "probability inference",
@@ -158,7 +159,7 @@ def read_study(path: str | Path) -> dict:
                 out["shift"].append({"run": rid, "model": run["model"], "method": describe(run),
                                      "dataset": run["dataset"], "shift_dataset": run["params"]["shift"],
                                      **{k: r.get(k) for k in ("id_accuracy", "id_ci95", "id_n", "shift_accuracy",
-                                                              "shift_ci95", "shift_n", "protocol")}})
+                                                              "shift_ci95", "shift_n", "protocol", *MCE_COLUMNS)}})
         elif run["measure"] == "factors":
             res = (_read_json(d / "results.json") or {}).get("factors")
             if res and res.get("variants"):

@@ -330,7 +330,29 @@ def robustness(doc: Doc, data: dict) -> None:
                    for r in data["retrieval"]])
     factor_section(doc, data["factors"])
     shift_section(doc, data)
+    corruption_section(doc, data["shift"])
     per_model_section(doc, data)
+
+
+def corruption_section(doc: Doc, rows: list[dict]) -> None:
+    """mCE of the shift runs on ImageNet-C (Hendrycks & Dietterich; ``metrics.corruption``): the
+    paper's mCE and relative mCE only when all 15 corruptions x 5 severities were measured, else
+    "n/a" with the partial figure and the cells it covers beside it."""
+    rows = [r for r in rows if r.get("mce_cells") is not None]
+    if not rows:
+        return
+    doc.h(3, "Corruption error (ImageNet-C)", "mce")
+    doc.p("CE per corruption = summed error over the five severities / AlexNet's (published errors, "
+          "google-research/augmix); mCE = mean CE over the 15 corruptions, relative mCE the same on error minus "
+          "clean error (the ID run's). Both exist only for the full 15 x 5 benchmark; otherwise the partial figure "
+          "over the measured cells is shown beside \"n/a\" and is not the paper's mCE.")
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    doc.table(["model", "method", "shifted set", "mCE %", "relative mCE %", "partial mCE %",
+               "partial relative mCE %", "cells measured"],
+              [[r["model"], r["method"], r["shift_dataset"]]
+               + _linked(r["run"], pct(r["mce"]), pct(r["relative_mce"]), pct(r["mce_partial"]),
+                         pct(r["relative_mce_partial"]), f"{len(r['mce_cells'])} of 75")
+               for r in rows])
 
 
 def shift_section(doc: Doc, data: dict) -> None:
