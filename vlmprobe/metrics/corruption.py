@@ -8,6 +8,11 @@ to Common Corruptions and Perturbations"), from per-(corruption, severity) error
   ``mce_present`` averages whatever is there and says so).
 - relative CE_c = sum_s (E(s, c) - E_clean) / sum_s (E_AlexNet(s, c) - E_AlexNet_clean);
   relative mCE = their mean.
+- ``alexnet``: AlexNet's own per-(corruption, severity) errors evaluated the same way as the model
+  (e.g. the AlexNet row of imagenet-testbed's table, or an AlexNet run) instead of the published
+  constants: then CE_c = sum_s E(s, c) / sum_s E_AlexNet(s, c) over the model's severities, exactly
+  the paper's sums (the paper's numbers are relative to its own AlexNet evaluation; another
+  evaluation's decoding and resizing shift every error, AlexNet's too).
 
 Errors are fractions in [0, 1]; CE and mCE are reported as fractions too (x100 for the paper's
 percentages).
@@ -32,28 +37,42 @@ ALEXNET_ERR = dict(zip(BENCHMARK, (0.886428, 0.894468, 0.922640, 0.819880, 0.826
 ALEXNET_CLEAN_ERR = 0.435
 
 
-def corruption_errors(errors: dict[str, dict[int, float]], clean_error: float | None = None) -> dict:
+def corruption_errors(errors: dict[str, dict[int, float]], clean_error: float | None = None,
+                      alexnet: dict[str, dict[int, float]] | None = None, alexnet_clean_error: float | None = None,
+                      alexnet_source: str | None = None) -> dict:
     """``errors`` {corruption: {severity: error}} (+ the model's clean error) -> {per_corruption:
-    {c: {error, ce, relative_ce}}, mce, relative_mce, mce_present, corruptions_missing}."""
+    {c: {error, ce, relative_ce}}, mce, relative_mce, mce_present, corruptions_missing}.
+    ``alexnet`` / ``alexnet_clean_error``: AlexNet's errors evaluated the same way (module
+    docstring; default: the published constants); ``alexnet_source`` names them in the result."""
     per, ces, rel = {}, {}, {}
+    a_clean = ALEXNET_CLEAN_ERR if alexnet is None else alexnet_clean_error
     for c, by_sev in errors.items():
-        vals = [float(v) for v in by_sev.values() if v is not None]
-        if not vals:
+        sev = {int(s): float(v) for s, v in by_sev.items() if v is not None}
+        if not sev:
             continue
-        mean_err = float(np.mean(vals))
-        row = {"error": mean_err, "severities": sorted(int(s) for s in by_sev), "ce": None, "relative_ce": None}
-        if c in ALEXNET_ERR:
-            row["ce"] = ces[c] = mean_err / ALEXNET_ERR[c]
-            if clean_error is not None:
-                row["relative_ce"] = rel[c] = (mean_err - clean_error) / (ALEXNET_ERR[c] - ALEXNET_CLEAN_ERR)
+        mean_err = float(np.mean(list(sev.values())))
+        row = {"error": mean_err, "severities": sorted(sev), "ce": None, "relative_ce": None}
+        if alexnet is None:
+            a_mean = ALEXNET_ERR.get(c)
+        else:  # the same severities of AlexNet's own evaluation: sum_s E / sum_s E_AlexNet
+            a_sev = {int(s): v for s, v in (alexnet.get(c) or {}).items() if v is not None}
+            a_mean = float(np.mean([a_sev[s] for s in sev])) if all(s in a_sev for s in sev) else None
+        if a_mean is not None:  # an extra corruption gets its CE too, but only the 15 enter mCE
+            row["ce"] = mean_err / a_mean
+            if clean_error is not None and a_clean is not None:
+                row["relative_ce"] = (mean_err - clean_error) / (a_mean - a_clean)
+            if c in ALEXNET_ERR:
+                ces[c], rel[c] = row["ce"], row["relative_ce"]
         per[c] = row
     missing = [c for c in BENCHMARK if c not in ces]
     return {"per_corruption": per,
             "mce": float(np.mean([ces[c] for c in BENCHMARK])) if not missing else None,
-            "relative_mce": float(np.mean([rel[c] for c in BENCHMARK])) if not missing and clean_error is not None else None,
+            "relative_mce": (float(np.mean([rel[c] for c in BENCHMARK]))
+                             if not missing and all(rel[c] is not None for c in BENCHMARK) else None),
             "mce_present": float(np.mean(list(ces.values()))) if ces else None,
             "corruptions_missing": missing, "clean_error": clean_error,
-            "alexnet_source": "google-research/augmix imagenet.py ALEXNET_ERR; AlexNet clean error 0.435"}
+            "alexnet_source": alexnet_source or ("google-research/augmix imagenet.py ALEXNET_ERR; AlexNet clean error 0.435"
+                                                  if alexnet is None else "AlexNet errors given by the caller")}
 
 
 def errors_by_corruption(correct, corruptions, severities) -> dict[str, dict[int, float]]:
