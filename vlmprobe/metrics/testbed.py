@@ -40,11 +40,11 @@ import numpy as np
 
 from vlmprobe.errors import VlmprobeError
 from vlmprobe.metrics.corruption import BENCHMARK, corruption_errors
+from vlmprobe.metrics.shifts import NO_BASELINE
 
 VARIANTS = ("on-disk", "in-memory")
 LINE_FIT_EXCLUDE = ("aws", "batch64", "subsample")  # the testbed's use_for_line_fit / show_in_plot name rule
 DEFAULT_TYPE = "STANDARD"
-NO_BASELINE = "n/a: no baseline"
 # shift column -> ImageNet (ID) column of imagenet-testbed's table
 SHIFT_SETS = {
     "imagenetv2-matched-frequency-format-val": "val",
@@ -264,13 +264,3 @@ def partial_label(res: dict) -> str:
     have = [c for c in BENCHMARK if c in per]
     missing = [c for c in BENCHMARK if c not in per]
     return f"{len(have)} of 15 corruptions" + (f", without {', '.join(missing)}" if missing else "")
-
-
-def er_cell(value) -> str:
-    """An ER table cell: points with a sign, or why there is none."""
-    return NO_BASELINE if value is None else f"{100 * value:+.1f}"
-
-
-def mean_or_none(values) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None

@@ -158,7 +158,8 @@ def read_study(path: str | Path) -> dict:
                 out["shift"].append({"run": rid, "model": run["model"], "method": describe(run),
                                      "dataset": run["dataset"], "shift_dataset": run["params"]["shift"],
                                      **{k: r.get(k) for k in ("id_accuracy", "id_ci95", "id_n", "shift_accuracy",
-                                                              "shift_ci95", "shift_n", "protocol")}})
+                                                              "shift_ci95", "shift_n", "protocol",
+                                                              "id_subset_classes", "shift_set")}})
         elif run["measure"] == "factors":
             res = (_read_json(d / "results.json") or {}).get("factors")
             if res and res.get("variants"):
