@@ -97,10 +97,10 @@ def points_for(ref: dict | None, x_dataset: str, y_dataset: str, subset_classes:
     x = names.get(x_dataset, x_dataset)
     if subset_classes:
         x = names.get(f"{x_dataset}@{y_dataset}") or (SHIFT_SETS.get(y) if SHIFT_SETS.get(y) != "val" else None)
-        if x is None:
-            return [], (f"published points for {y_dataset} left out (not drawn, not fitted): the runs' ID accuracy is on "
-                        f"the shift set's {subset_classes} classes and no reference column holds ImageNet accuracy on "
-                        f"those classes (map one: reference.datasets {{'{x_dataset}@{y_dataset}': COLUMN}})")
     pts = [{"label": model, "x": acc[x], "y": acc[y], "baseline": model in ref.get("baseline", ())}
-           for model, acc in sorted(ref["accuracy"].items()) if x in acc and y in acc]
+           for model, acc in sorted(ref["accuracy"].items()) if x is not None and x in acc and y in acc]
+    if subset_classes and not pts and any(y in acc for acc in ref["accuracy"].values()):
+        return [], (f"published points for {y_dataset} left out (not drawn, not fitted): the runs' ID accuracy is on "
+                    f"the shift set's {subset_classes} classes and no reference column holds ImageNet accuracy on "
+                    f"those classes (map one: reference.datasets {{'{x_dataset}@{y_dataset}': COLUMN}})")
     return pts, None
