@@ -239,9 +239,21 @@ def test_study_report_testbed_reference_points_er_and_mce(tmp_path):
     class-subset protocol) the grey points' x is val-on-imagenet-r-classes."""
     from vlmprobe.metrics.testbed import evaluate_table, read_table
 
+    from vlmprobe.metrics.corruption import corruption_errors
+    from vlmprobe.metrics.testbed import corruption_cells
+
     ref = {"files": [str(DATA)], "datasets": {"r": "imagenet-r", "sketch": "imagenet-sketch"}, "fit": True}
     rows = [_shift_row("a", 0.70, 0.30, "sketch"), _shift_row("b", 0.85, 0.45, "r", subset=200)]
+    # run a's ImageNet-C result (as results.json holds it) with resnet18's errors: its mCE cell equals the
+    # grey resnet18 row's, both from corruption_errors
+    table = read_table(DATA)
+    rows[0]["corruption_error"] = corruption_errors(corruption_cells(table, "resnet18", "on-disk"),
+                                                    1 - table.fraction("resnet18", "val"))
     md, doc = _report(rows, ref)
+    mce18 = f"{100 * rows[0]['corruption_error']['mce']:.1f}"
+    [run_a] = [ln for ln in md.splitlines() if ln.startswith("| a |")]
+    [row18] = [ln for ln in md.splitlines() if ln.startswith("| resnet18 | sketch |")]
+    assert f"| {mce18} |" in row18 and f"[{mce18}](runs/a/)" in run_a
     raw = _csv_rows()
     panels = {p["title"]: p for p in doc.sidecars["effective_robustness.json"]}
     for title, (id_col, shift_col), run in (("shifted set: sketch", ("val", "imagenet-sketch"), rows[0]),

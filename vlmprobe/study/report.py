@@ -390,11 +390,12 @@ def shift_section(doc: Doc, data: dict) -> None:
         doc.p(note)
     ci = lambda c: "–" if not c else f"{100 * c[0]:.1f}–{100 * c[1]:.1f}"  # noqa: E731
     erc = lambda r: r["er_note"] if r.get("er") is None else f"{100 * r['er']:+.1f}"  # noqa: E731
+    with_ce = any(r.get("corruption_error") for r in rows)  # ImageNet-C shift runs: mCE beside ER
     doc.table(["model", "method", "ID dataset", "shifted set", "ID %", "ID 95% CI", "shift %", "shift 95% CI",
-               "ER (points)"],
+               "ER (points)"] + (["mCE", "relative mCE"] if with_ce else []),
               [[r["model"], r["method"], r["dataset"] or "", r["shift_dataset"]]
                + _linked(r["run"], _pct(r["id_accuracy"]), ci(r["id_ci95"]), _pct(r["shift_accuracy"]),
-                         ci(r["shift_ci95"]), erc(r))
+                         ci(r["shift_ci95"]), erc(r), *(_mce_cells(r.get("corruption_error")) if with_ce else ()))
                for r in rows])
     panels = figures.shift_panels(by_set, drawn)
     doc.figure(figures.panels_png(panels), "effective_robustness.png",
@@ -405,20 +406,30 @@ def shift_section(doc: Doc, data: dict) -> None:
         _published_table(doc, ref, ref_rows)
 
 
+def _mce_cells(c: dict | None) -> tuple[str, str]:
+    """mCE and relative mCE (percent) of a ``corruption_errors`` result; the partial mean CE, named,
+    when not all 15 corruptions x 5 severities are there."""
+    from ..metrics.testbed import partial_label
+
+    if not c:
+        return "–", "–"
+    if c.get("mce") is None:
+        return (f"{_pct(c.get('mce_present'))} (partial: {partial_label(c)})", "–")
+    return _pct(c["mce"]), _pct(c.get("relative_mce"))
+
+
 def _published_table(doc: Doc, ref: dict, ref_rows: list[dict]) -> None:
     """The grey points as a table: ID and shift accuracy, ER (computed with the runs, above) and,
     for models of an imagenet-testbed table, mCE / relative mCE of its on-disk ImageNet-C columns
     (published AlexNet constants; the partial mean CE, named, when a cell is missing)."""
-    from ..metrics.testbed import evaluate_table, partial_label
+    from ..metrics.testbed import evaluate_table
 
     mce: dict = {}
     for table in (ref.get("testbed") or {}).values():
         drawn = sorted({r["label"] for r in ref_rows if r["label"] in table.values})
         for row in evaluate_table(table, models=drawn)["rows"]:
-            c = row["corruption"].get("on-disk")
-            if c:
-                mce[row["model"]] = (_pct(c["mce"]) if c["mce"] is not None else
-                                     f"{_pct(c['mce_present'])} (partial: {partial_label(c)})", _pct(c["relative_mce"]))
+            if row["corruption"].get("on-disk"):
+                mce[row["model"]] = _mce_cells(row["corruption"]["on-disk"])
     doc.p("Published models drawn above (grey), with effective robustness against the same line as the study's runs"
           + (" and, from imagenet-testbed's table, mCE and relative mCE of its on-disk ImageNet-C columns "
              "(Hendrycks & Dietterich; published AlexNet constants)" if mce else "") + ".")
