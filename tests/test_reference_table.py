@@ -157,8 +157,6 @@ def test_a_table_without_model_types_has_no_baseline_unless_named(tmp_path):
 
 def test_alexnet_run_normalises_mce(tmp_path):
     """--alexnet RUN: an ImageNet-C run's own per-(corruption, severity) errors divide the model's."""
-    from vlmprobe.metrics.rundata import load_run  # noqa: F401  (the run format read by --alexnet)
-
     run = tmp_path / "alex"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"model": {"spec": "alexnet"}, "method": {"name": "classifier"},

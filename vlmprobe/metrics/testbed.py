@@ -36,7 +36,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from vlmprobe.errors import VlmprobeError
 from vlmprobe.metrics.corruption import BENCHMARK, corruption_errors
