@@ -206,7 +206,7 @@ def _reference_table(args) -> dict:
     """``--reference FILE.csv`` alone: the table's models with the metrics a run gets (printed;
     ``metrics.testbed``)."""
     from ..metrics.compare import format_table
-    from ..metrics.testbed import NO_BASELINE, VARIANTS, evaluate_table, partial_label, read_table
+    from ..metrics.testbed import NO_BASELINE, VARIANTS, evaluate_table, partial_label, partial_mce, read_table
 
     table = read_table(args.reference)
     res = evaluate_table(table, alexnet=args.alexnet, baseline_type=args.baseline_type,
@@ -217,7 +217,7 @@ def _reference_table(args) -> dict:
     header = ["model", "type", "baseline", "val %"]
     for v in variants:
         header += [f"mCE {v}", f"rel. mCE {v}", f"partial mCE {v}"]
-    header += [f"ER {s}" for s in sets]
+    header += [f"{s} % / ER" for s in sets]
 
     def cells(r):
         out = [r["model"], r["type"] or "-", "yes" if r["baseline"] else "", pct(r["val"])]
@@ -226,11 +226,12 @@ def _reference_table(args) -> dict:
             out += ([None] * 3 if c is None else
                     [pct(c["mce"]), pct(c["relative_mce"]),
                      None if c["mce"] is not None else
-                     (None if c["mce_present"] is None else f"{100 * c['mce_present']:.1f} ({partial_label(c)})")])
+                     (None if partial_mce(c) is None else f"{100 * partial_mce(c):.1f} ({partial_label(c)})")])
         for s in sets:
             e = r["shift"].get(s)
-            out.append("-" if e is None else (res["sets"][s]["no_fit"] if e["effective_robustness"] is None
-                                              else f"{100 * e['effective_robustness']:+.1f}"))
+            out.append("-" if e is None else f"{100 * e['shift_accuracy']:.1f} / " + (
+                res["sets"][s]["no_fit"] if e["effective_robustness"] is None
+                else f"{100 * e['effective_robustness']:+.1f}"))
         return out
 
     print(format_table(header, [cells(r) for r in res["rows"]]))

@@ -12,7 +12,7 @@ setting, top-1 accuracy in percent, blank = not evaluated. For every model the t
   by ``metrics.corruption.corruption_errors`` (the function a run's ImageNet-C results use), normalised
   by the published AlexNet constants or by AlexNet evaluated the same way (``alexnet``: a row of the
   table, or a vlmprobe ImageNet-C run). mCE is only a number when all 15 x 5 cells are present;
-  otherwise ``mce_present`` (mean CE over the corruptions present) stands beside it, named partial.
+  otherwise the partial mean CE over the cells present (``partial_mce``) stands beside it, named.
 - **shift accuracies** of the natural shift sets (``SHIFT_SETS``: shift column -> ID column; for
   ImageNet-R/-A/ObjectNet the ID accuracy is ImageNet val on the same classes,
   ``val-on-<set>-classes``, as in the testbed's own figures) and **effective robustness** against
@@ -255,6 +255,12 @@ def evaluate_table(table: ReferenceTable, alexnet: str | None = None, baseline_t
     return {"rows": rows, "sets": sets, "baseline": {"rule": rule, "models": base},
             "alexnet": {v: norm[v][2] or "published constants (google-research/augmix ALEXNET_ERR; clean 43.5%)"
                         for v in VARIANTS}}
+
+
+def partial_mce(res: dict) -> float | None:
+    """The partial mean CE of a ``corruption_errors`` result (over the corruptions present; the key
+    is ``mce_partial``, ``mce_present`` in older results)."""
+    return res.get("mce_partial", res.get("mce_present"))
 
 
 def partial_label(res: dict) -> str:

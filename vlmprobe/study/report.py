@@ -409,12 +409,12 @@ def shift_section(doc: Doc, data: dict) -> None:
 def _mce_cells(c: dict | None) -> tuple[str, str]:
     """mCE and relative mCE (percent) of a ``corruption_errors`` result; the partial mean CE, named,
     when not all 15 corruptions x 5 severities are there."""
-    from ..metrics.testbed import partial_label
+    from ..metrics.testbed import partial_label, partial_mce
 
     if not c:
         return "–", "–"
     if c.get("mce") is None:
-        return (f"{_pct(c.get('mce_present'))} (partial: {partial_label(c)})", "–")
+        return (f"{_pct(partial_mce(c))} (partial: {partial_label(c)})", "–")
     return _pct(c["mce"]), _pct(c.get("relative_mce"))
 
 
