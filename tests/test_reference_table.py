@@ -293,3 +293,29 @@ def test_study_report_subset_protocol_without_subset_column_leaves_published_poi
     [panel] = doc.sidecars["effective_robustness.json"]
     assert sorted(p["x"] for p in panel["reference"]) == pytest.approx([0.55, 0.75, 0.9])
     assert panel["baseline"] is not None
+
+
+def test_compare_shift_with_the_testbed_table_fits_its_standard_models_only(tmp_path):
+    """`compare --shift ... --reference robustness_top1s.csv`: the line of an ImageNet-R pair is the
+    testbed's own (standard-training models, val on R's classes); main fitted every row of the
+    file (robust, more-data and aws models too). --baseline-type picks another type."""
+    from test_shift_metrics import _shift_run
+    from vlmprobe.data.imagenet_shifts import subset_synsets
+
+    r_idx = sorted(subset_synsets("r")[1])
+    labels = np.repeat(r_idx[:5], 2)
+    wrong = lambda k: [y if i < k else y + 1 for i, y in enumerate(labels)]  # noqa: E731
+    _shift_run(tmp_path / "m" / "id", "imagenet:/d/val", labels, wrong(8))
+    _shift_run(tmp_path / "m" / "r", "imagenet-r:/d/imagenet-r", labels, wrong(4), subset=r_idx)
+    pair = f"{tmp_path / 'm' / 'id'}:{tmp_path / 'm' / 'r'}"
+    r = _cli("compare", "--shift", pair, "--reference", DATA, "--out", tmp_path / "o.json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads((tmp_path / "o.json").read_text())["shift"]
+    fit, line = _testbed_line(_csv_rows(), TESTBED_BASELINE, "val-on-imagenet-r-classes", "imagenet-r")
+    print("slope", out["fit"]["slope"], "testbed", fit.slope)
+    assert (out["fit"]["slope"], out["fit"]["intercept"]) == pytest.approx((fit.slope, fit.intercept))
+    assert out["fit"]["n_baseline"] == len(TESTBED_BASELINE) and "16 baseline models" in r.stderr
+    assert out["rows"][0]["effective_robustness"] == pytest.approx(0.4 - line(80.0) / 100)
+    r = _cli("compare", "--shift", pair, "--reference", DATA, "--baseline-type", "Trained with more data",
+             "--out", tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text())["shift"]["fit"]["n_baseline"] == 2  # BiT-M, FixResNeXt

@@ -52,7 +52,7 @@ def register(subparsers) -> None:
                         "or imagenet-testbed's robustness_top1s.csv); alone: every model of a robustness_top1s.csv "
                         "table with CE/mCE, shift accuracies and effective robustness")
     p.add_argument("--baseline-type", default=None, metavar="TYPE",
-                   help="with --reference alone: baseline models of this type (default: the testbed's 'Standard "
+                   help="with --reference: baseline models of this type (default: the testbed's 'Standard "
                         "training'; types from a model_type column or imagenet-testbed's model_types.py)")
     p.add_argument("--alexnet", default=None, metavar="MODEL|RUN",
                    help="with --reference alone: normalise CE/mCE by this AlexNet row of the table or AlexNet "
@@ -82,8 +82,10 @@ def run(args) -> int:
     if args.baseline and not args.shift and not table_mode:
         raise VlmprobeError("--baseline defines the effective-robustness line of --shift pairs (or, with --reference "
                             "alone, names the table's baseline models)")
-    if (args.alexnet or args.baseline_type or args.models) and not table_mode:
-        raise VlmprobeError("--alexnet/--baseline-type/--models go with --reference FILE.csv alone (the table mode)")
+    if (args.alexnet or args.models) and not table_mode:
+        raise VlmprobeError("--alexnet/--models go with --reference FILE.csv alone (the table mode)")
+    if args.baseline_type and not args.reference:
+        raise VlmprobeError("--baseline-type picks the baseline models of a --reference table")
     if not args.groups and not args.factors and not args.shape_bias and not args.shift and not table_mode:
         raise VlmprobeError("nothing to compare: give --groups FIELD, --factors imagenet-x|FILE, --shape-bias, "
                             "--shift ID_RUN:SHIFT_RUN and/or --reference FILE.csv")
@@ -163,10 +165,11 @@ def _shift(args) -> dict:
     sets = list(dict.fromkeys(shift_set(sh) for _, _, sh in pairs))
     baseline = None
     if args.reference:
-        baseline, skipped = reference_baselines(args.reference, sets)
+        baseline, skipped = reference_baselines(args.reference, sets, args.baseline_type)
         for s in sets:
-            print(f"reference {args.reference} for {s}: {len(baseline[s])} models"
-                  + (f" ({skipped[s]} without both accuracies skipped)" if skipped[s] else ""), file=sys.stderr)
+            print(f"reference {args.reference} for {s}: {len(baseline[s])} baseline models"
+                  + (f" ({skipped[s]} without both accuracies or not of the baseline type skipped)"
+                     if skipped[s] else ""), file=sys.stderr)
     if args.baseline:
         baseline = baseline or {s: [] for s in sets}
         for text in args.baseline:

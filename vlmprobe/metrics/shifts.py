@@ -176,11 +176,14 @@ def _reference_rows(path) -> tuple[list[dict], bool]:
                         "or imagenet-testbed's robustness_top1s.csv (model, val, ...)")
 
 
-def reference_baselines(path, sets) -> tuple[dict, dict]:
+def reference_baselines(path, sets, baseline_type: str | None = None) -> tuple[dict, dict]:
     """Baseline points per shift set (``shift_set`` keys) from a ``--reference`` CSV ->
     ({set: [{model, id, shift}]}, {set: rows skipped}). imagenet-testbed's table gives each set its
     own columns (``TESTBED_COLUMNS``); a CSV with one id_accuracy/shift_accuracy pair serves one set
-    only, so several sets are refused with an error naming them."""
+    only, so several sets are refused with an error naming them. From a table in the testbed's
+    layout whose models have known types (its ``model_types.py``, or a ``model_type`` column) only
+    the baseline models enter (``metrics.testbed.baseline_models``: the testbed's standard-training
+    models, or ``baseline_type``); rows of other types are skipped and counted."""
     from pathlib import Path
 
     from vlmprobe.errors import VlmprobeError
@@ -191,9 +194,19 @@ def reference_baselines(path, sets) -> tuple[dict, dict]:
         raise VlmprobeError(f"--reference {path}: one shift_accuracy column, but the --shift runs are on "
                             f"{len(sets)} shift sets ({', '.join(sets)}); compare one shift set at a time, or give "
                             "imagenet-testbed's robustness_top1s.csv (a column per set)")
+    keep = None
+    if _reference_rows(path)[1]:
+        from vlmprobe.metrics.testbed import baseline_models, read_table
+
+        table = read_table(path)
+        if table.types or baseline_type:
+            keep = set(baseline_models(table, baseline_type)[0])
     points, skipped = {}, {}
     for s in sets:
         points[s], skipped[s] = read_reference_csv(path, s)
+        if keep is not None:
+            skipped[s] += sum(p["model"] not in keep for p in points[s])
+            points[s] = [p for p in points[s] if p["model"] in keep]
     return points, skipped
 
 
