@@ -153,6 +153,11 @@ def test_a_table_without_model_types_has_no_baseline_unless_named(tmp_path):
     assert out["baseline"]["models"] == [f"m{i}" for i in range(1, 23, 2)]
     r = _cli("compare", "--reference", DATA, "--alexnet", "nonet")
     assert r.returncode == 2 and "neither a model of" in r.stderr
+    bad = renamed[:2] + ["m1,abc," + renamed[2].split(",", 2)[2]]  # line 3: the val cell is not a number
+    (tmp_path / "bad.csv").write_text("\n".join(bad) + "\n")
+    r = _cli("compare", "--reference", tmp_path / "bad.csv")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "bad.csv:3: column 'val' must be a number (got 'abc')" in r.stderr
 
 
 def test_alexnet_run_normalises_mce(tmp_path):
