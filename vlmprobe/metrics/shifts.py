@@ -177,7 +177,8 @@ TESTBED_COLUMNS = {
     "imagenet-a:": ("imagenet-a", "val-on-imagenet-a-classes"),
     "objectnet:": ("objectnet-1.0-beta", "val-on-objectnet-classes"),
 }
-CORRUPT_TAG = " --corrupt "  # joins a spec and its on-the-fly corruption in a shift set's name
+CORRUPT_TAG = " --corrupt "
+NO_BASELINE = "n/a: no baseline"  # the effective-robustness cell without an external baseline  # joins a spec and its on-the-fly corruption in a shift set's name
 
 
 def _testbed_columns(path, header, shift_spec):
@@ -221,11 +222,14 @@ def _reference_rows(path) -> tuple[list[dict], bool]:
                         "or imagenet-testbed's robustness_top1s.csv (model, val, ...)")
 
 
-def reference_baselines(path, sets) -> tuple[dict, dict]:
+def reference_baselines(path, sets, baseline_type: str | None = None) -> tuple[dict, dict]:
     """Baseline points per shift set (``shift_set`` keys) from a ``--reference`` CSV ->
     ({set: [{model, id, shift}]}, {set: rows skipped}). imagenet-testbed's table gives each set its
     own columns (``TESTBED_COLUMNS``); a CSV with one id_accuracy/shift_accuracy pair serves one set
-    only, so several sets are refused with an error naming them."""
+    only, so several sets are refused with an error naming them. From a table in the testbed's
+    layout whose models have known types (its ``model_types.py``, or a ``model_type`` column) only
+    the baseline models enter (``metrics.testbed.baseline_models``: the testbed's standard-training
+    models, or ``baseline_type``); rows of other types are skipped and counted."""
     from pathlib import Path
 
     from vlmprobe.errors import VlmprobeError
@@ -236,9 +240,19 @@ def reference_baselines(path, sets) -> tuple[dict, dict]:
         raise VlmprobeError(f"--reference {path}: one shift_accuracy column, but the --shift runs are on "
                             f"{len(sets)} shift sets ({', '.join(sets)}); compare one shift set at a time, or give "
                             "imagenet-testbed's robustness_top1s.csv (a column per set)")
+    keep = None
+    if _reference_rows(path)[1]:
+        from vlmprobe.metrics.testbed import baseline_models, read_table
+
+        table = read_table(path)
+        if table.types or baseline_type:
+            keep = set(baseline_models(table, baseline_type)[0])
     points, skipped = {}, {}
     for s in sets:
         points[s], skipped[s] = read_reference_csv(path, s)
+        if keep is not None:
+            skipped[s] += sum(p["model"] not in keep for p in points[s])
+            points[s] = [p for p in points[s] if p["model"] in keep]
     return points, skipped
 
 
@@ -320,11 +334,17 @@ def corruption_columns(run, clean_error: float | None = None) -> dict:
 
 def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
     """``pairs``: [(label dict, id RunData, shift RunData)]; ``baseline``: the accuracies
-    [{"id", "shift"}] defining the effective-robustness line, as ``{shift set: [...]}`` (one line per
-    ``shift_set``; a set missing from it, or ``baseline`` None, is fitted over its own pairs, which
-    needs >= 2 with different ID accuracy) or one list when all pairs share one set.
-    -> {rows, sets: {set: {fit, line, n_rows}}, fit, line} (``fit`` / ``line``: the only set's, None
-    with several sets: a line through points of different shifts means nothing)."""
+    [{"id", "shift"}] of *other* models defining the effective-robustness line, as ``{shift set:
+    [...]}`` (one line per ``shift_set``) or one list when all pairs share one set.
+    -> {rows, sets: {set: {fit, line, n_rows, no_fit}}, fit, line} (``fit`` / ``line``: the only set's,
+    None with several sets: a line through points of different shifts means nothing).
+
+    Effective robustness (Taori et al. 2020) is the distance from a line fitted on baseline models
+    (standard ImageNet-trained ones), never from a line through the runs it judges (two runs would
+    both get exactly 0): a set without baseline points (``baseline`` None or missing the set) gets
+    no fit, ``effective_robustness`` None and ``no_fit`` = "n/a: no baseline"; one with fewer than
+    two usable baseline points says so in ``no_fit``. ``line`` (Tu et al.'s Huber line, Spearman,
+    R²) describes the compared runs themselves and is kept."""
     from vlmprobe.errors import VlmprobeError
     from vlmprobe.metrics.robustness import clopper_pearson, effective_robustness, fittable, line_fit
 
@@ -346,18 +366,21 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
     sets = {}
     for name in names:
         group = [r for r in rows if r["shift_set"] == name]
-        given = (baseline or {}).get(name)
-        base = given or [{"id": r["id_accuracy"], "shift": r["shift_accuracy"]} for r in group]
-        fit = None
-        if fittable([b["id"] for b in base], [b["shift"] for b in base]):
+        base = (baseline or {}).get(name) or []
+        fit, no_fit = None, NO_BASELINE if not base else (
+            f"n/a: fewer than 2 baseline models with different ID accuracy inside (0, 1) ({len(base)} given)")
+        for r in group:
+            r["predicted_shift_accuracy"], r["effective_robustness"] = None, None
+        if base and fittable([b["id"] for b in base], [b["shift"] for b in base]):
             er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
                                       [b["id"] for b in base], [b["shift"] for b in base], kind)
             fit = {"transform": kind, "slope": er["slope"], "intercept": er["intercept"],
-                   "fit_over": "baseline" if given else "compared runs", "n_baseline": er["n_fit"]}
+                   "fit_over": "baseline", "n_baseline": er["n_fit"]}
+            no_fit = None
             for r, pred, e in zip(group, er["predicted"], er["er"]):
                 r["predicted_shift_accuracy"], r["effective_robustness"] = float(pred), float(e)
         line = (line_fit([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group])
                 if len(group) >= 2 else None)
-        sets[name] = {"fit": fit, "line": line, "n_rows": len(group)}
+        sets[name] = {"fit": fit, "line": line, "n_rows": len(group), "no_fit": no_fit}
     only = next(iter(sets.values())) if len(sets) == 1 else {"fit": None, "line": None}
     return {"rows": rows, "sets": sets, "fit": only["fit"], "line": only["line"]}

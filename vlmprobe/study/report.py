@@ -357,18 +357,23 @@ def corruption_section(doc: Doc, rows: list[dict]) -> None:
 
 def shift_section(doc: Doc, data: dict) -> None:
     """Distribution shift: ID vs shift accuracy per (model, method) with Clopper-Pearson intervals,
-    effective robustness against the logit line through the compared runs of the same shifted set,
-    and the one-point-per-model probit figure (one panel per shifted set)."""
+    effective robustness against an external baseline only (the reference tables' baseline models
+    with ``reference: {fit: true}``; else "n/a: no baseline"), the one-point-per-model probit figure
+    (one panel per shifted set) and the published models drawn as grey points, with their ER (the
+    same fit, the same function as the runs') and, from imagenet-testbed's table, their mCE
+    (``metrics.testbed``, the function a run's ImageNet-C results use)."""
     rows = data["shift"]
     if not _measured(doc, "Distribution shift and effective robustness", "shift",
                      "Accuracy on the in-distribution test set and on a shifted set (sketches, another rendition, "
                      "corrupted images), with 95% Clopper-Pearson intervals. Effective robustness (Taori et al. 2020) "
-                     "= shift accuracy minus the logit-linear fit of shift on ID accuracy over the runs compared here "
-                     "(no separate baseline models in this study). The figure puts one point per model and method "
-                     "on probit axes with y = x and a Huber line (Tu et al.).", rows,
-                     "add {measure: shift, shift: DATASET} with a shifted dataset"):
+                     "= shift accuracy minus the logit-linear fit of shift on ID accuracy over baseline models outside "
+                     "this study (a reference table with fit: true; from imagenet-testbed's table its standard-training "
+                     "models); without one the column says \"n/a: no baseline\" and the figure has no ER line. The "
+                     "figure puts one point per model and method on probit axes with y = x and a Huber line (Tu et al.).",
+                     rows, "add {measure: shift, shift: DATASET} with a shifted dataset"):
         return
     from ..metrics.robustness import effective_robustness, fittable
+    from ..metrics.shifts import NO_BASELINE
 
     from . import reference as published
 
@@ -377,32 +382,83 @@ def shift_section(doc: Doc, data: dict) -> None:
     for r in rows:
         by_set.setdefault(r["shift_dataset"], []).append(r)
     drawn = {}  # shifted set -> published points (and whether the baseline is fitted on them)
+    notes, ref_rows = [], []
     for name, group in by_set.items():
-        drawn[name] = {"points": published.points(ref, group[0]["dataset"], name), "fit": bool(ref and ref["fit"])}
+        subset = next((r.get("id_subset_classes") for r in group if r.get("id_subset_classes")), None)
+        pts, note = published.points_for(ref, group[0]["dataset"], name, subset)
+        if note:
+            notes.append(note)
+        drawn[name] = {"points": pts, "fit": bool(ref and ref["fit"])}
         base = figures.baseline_points(group, drawn[name])
-        if fittable([x for x, _ in base], [y for _, y in base]):
-            er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
-                                      [x for x, _ in base], [y for _, y in base])
-            for r, e in zip(group, er["er"]):
-                r["er"] = float(e)
+        er = None
+        if fittable([x for x, _ in base], [y for _, y in base]):  # runs and published points: one call, one line
+            er = effective_robustness([r["id_accuracy"] for r in group] + [p["x"] for p in pts],
+                                      [r["shift_accuracy"] for r in group] + [p["y"] for p in pts],
+                                      [x for x, _ in base], [y for _, y in base])["er"]
+        reason = NO_BASELINE if not base else "n/a: fewer than 2 baseline models"
+        for k, r in enumerate(group):
+            r["er"], r["er_note"] = (None, reason) if er is None else (float(er[k]), None)
+        for k, p in enumerate(pts):
+            ref_rows.append({**p, "set": name, "er": None if er is None else float(er[len(group) + k]),
+                             "er_note": reason})
     if ref:
         n = sum(len(d["points"]) for d in drawn.values())
         doc.p(f"Published results ({', '.join(Path(f).name for f in ref['files'])}): {n} points drawn as grey "
               "crosses (top-1 on the ID and the shifted set, dataset names "
               + (", ".join(f"{k} = {v}" for k, v in ref["datasets"].items()) or "as in the study") + "); "
-              + ("the effective-robustness line is fitted on them." if ref["fit"] else
+              + ("the effective-robustness line is fitted on their baseline models." if ref["fit"] else
                  "not part of the fits (reference: {fit: true} fits the line on them)."))
+    for note in notes:
+        doc.p(note)
     ci = lambda c: "–" if not c else f"{100 * c[0]:.1f}–{100 * c[1]:.1f}"  # noqa: E731
+    erc = lambda r: r["er_note"] if r.get("er") is None else f"{100 * r['er']:+.1f}"  # noqa: E731
+    with_ce = any(r.get("corruption_error") for r in rows)  # ImageNet-C shift runs: mCE beside ER
     doc.table(["model", "method", "ID dataset", "shifted set", "ID %", "ID 95% CI", "shift %", "shift 95% CI",
-               "ER (points)"],
+               "ER (points)"] + (["mCE", "relative mCE"] if with_ce else []),
               [[r["model"], r["method"], r["dataset"] or "", r["shift_dataset"]]
                + _linked(r["run"], _pct(r["id_accuracy"]), ci(r["id_ci95"]), _pct(r["shift_accuracy"]),
-                         ci(r["shift_ci95"]), "–" if r.get("er") is None else f"{100 * r['er']:+.1f}")
+                         ci(r["shift_ci95"]), erc(r), *(_mce_cells(r.get("corruption_error")) if with_ce else ()))
                for r in rows])
     panels = figures.shift_panels(by_set, drawn)
     doc.figure(figures.panels_png(panels), "effective_robustness.png",
-               "shift vs ID accuracy, one point per model and method (probit axes, y = x, Huber line; "
-               "green: the logit fit that defines effective robustness)", panels)
+               "shift vs ID accuracy, one point per model and method (probit axes, y = x, Huber line; grey: "
+               "published models; green: the logit fit on the baseline models that defines effective robustness, "
+               "drawn only with an external baseline)", panels)
+    if ref_rows:
+        _published_table(doc, ref, ref_rows)
+
+
+def _mce_cells(c: dict | None) -> tuple[str, str]:
+    """mCE and relative mCE (percent) of a ``corruption_errors`` result; the partial mean CE, named,
+    when not all 15 corruptions x 5 severities are there."""
+    from ..metrics.testbed import partial_label, partial_mce
+
+    if not c:
+        return "–", "–"
+    if c.get("mce") is None:
+        return (f"{_pct(partial_mce(c))} (partial: {partial_label(c)})", "–")
+    return _pct(c["mce"]), _pct(c.get("relative_mce"))
+
+
+def _published_table(doc: Doc, ref: dict, ref_rows: list[dict]) -> None:
+    """The grey points as a table: ID and shift accuracy, ER (computed with the runs, above) and,
+    for models of an imagenet-testbed table, mCE / relative mCE of its on-disk ImageNet-C columns
+    (published AlexNet constants; the partial mean CE, named, when a cell is missing)."""
+    from ..metrics.testbed import evaluate_table
+
+    mce: dict = {}
+    for table in (ref.get("testbed") or {}).values():
+        drawn = sorted({r["label"] for r in ref_rows if r["label"] in table.values})
+        for row in evaluate_table(table, models=drawn)["rows"]:
+            if row["corruption"].get("on-disk"):
+                mce[row["model"]] = _mce_cells(row["corruption"]["on-disk"])
+    doc.p("Published models drawn above (grey), with effective robustness against the same line as the study's runs"
+          + (" and, from imagenet-testbed's table, mCE and relative mCE of its on-disk ImageNet-C columns "
+             "(Hendrycks & Dietterich; published AlexNet constants)" if mce else "") + ".")
+    doc.table(["model", "shifted set", "baseline", "ID %", "shift %", "ER (points)", "mCE", "relative mCE"],
+              [[r["label"], r["set"], "yes" if r.get("baseline") else "", _pct(r["x"]), _pct(r["y"]),
+                r["er_note"] if r["er"] is None else f"{100 * r['er']:+.1f}", *mce.get(r["label"], ("–", "–"))]
+               for r in ref_rows])
 
 
 def per_model_section(doc: Doc, data: dict) -> None:
