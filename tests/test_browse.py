@@ -247,3 +247,22 @@ def test_status_filters_and_escaping_in_headless_chromium(crafted, tmp_path):
         chromium.open_page(d, page)
         assert chromium.shown_ids(d) == [f"s{i}" for i in range(6)]
         assert "no image" in d.find_element("css selector", 'tr[data-id="s3"]').text
+
+
+@pytest.mark.parametrize("k", [3, 10, 1000])
+def test_top_k_equals_the_plain_sort(k):
+    """The partitioned top-5 (wide score matrices) equals a plain per-row sort by (-score, class),
+    with ties, NaN and -inf rows, and rows with fewer than 5 finite scores."""
+    from vlmprobe.browse import top_k
+
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 4, size=(300, k)).astype(np.float32)  # many ties
+    s[rng.random(s.shape) < 0.2] = np.nan
+    s[5] = np.nan
+    s[6, :] = -np.inf
+    s[7, 2:] = np.nan
+    idx, vals = top_k(s)
+    for row, got, got_v in zip(s, idx, vals):
+        want = sorted((i for i in range(k) if np.isfinite(row[i])), key=lambda i: (-row[i], i))[:5]
+        assert [int(x) for x in got if x >= 0] == want
+        assert np.allclose(got_v[:len(want)], row[want]) and np.isnan(got_v[len(want):]).all()

@@ -71,10 +71,24 @@ def _is_classification(records: list[dict]) -> bool:
                               and "prediction" in r for r in kept)
 
 
-def _top(scores_row: np.ndarray, k: int) -> tuple[list[int], list[float]]:
-    finite = np.flatnonzero(np.isfinite(scores_row))
-    order = finite[np.argsort(-scores_row[finite], kind="stable")][:k]
-    return [int(i) for i in order], [float(scores_row[i]) for i in order]
+def top_k(scores: np.ndarray, k: int = TOP) -> tuple[np.ndarray, np.ndarray]:
+    """(classes [N, k] int32, scores [N, k] float32) of each row's k highest finite scores, best
+    first, ties to the lower class index; -1 / NaN where a row has fewer finite scores."""
+    s = np.where(np.isfinite(scores), scores, -np.inf).astype(np.float32)
+    k = min(k, s.shape[1])
+    if s.shape[1] > 4 * k:  # ImageNet's 1,000 columns: partition instead of sorting every row
+        kth = -np.take_along_axis(np.partition(-s, k - 1, axis=1), np.full((len(s), 1), k - 1), 1)
+        above, tie = s > kth, s == kth
+        need = k - above.sum(axis=1, keepdims=True)  # ties at the k-th value: the lowest class indices
+        keep = above | (tie & (np.cumsum(tie, axis=1) <= need))
+        idx = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the k kept columns, in index order
+        order = np.argsort(-np.take_along_axis(s, idx, 1), axis=1, kind="stable")
+        idx = np.take_along_axis(idx, order, 1)
+    else:
+        idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    vals = np.take_along_axis(s, idx, 1)
+    idx = np.where(np.isfinite(vals), idx, -1).astype(np.int32)
+    return idx, np.where(np.isfinite(vals), vals, np.nan).astype(np.float32)
 
 
 def run_arrays(records: list[dict], scores: np.ndarray | None, index: dict[str, int], n: int,
@@ -86,6 +100,9 @@ def run_arrays(records: list[dict], scores: np.ndarray | None, index: dict[str, 
     tops = np.full((n, TOP), np.nan, np.float32) if not generation else None
     strings: dict[str, int] = {}
     answer = np.full(n, -1, np.int32)
+    scored = scores if top is not None and scores is not None else None
+    if scored is not None:
+        best, best_s = top_k(scored[:len(records)], TOP)
     for i, rec in enumerate(records):
         row = index.get(str(rec.get("id")))
         if row is None:
@@ -100,10 +117,9 @@ def run_arrays(records: list[dict], scores: np.ndarray | None, index: dict[str, 
         if text:
             answer[row] = strings.setdefault(str(text), len(strings))
         if top is not None and st < 2:
-            if scores is not None and i < len(scores):
-                ids, vals = _top(scores[i], TOP)
-                top[row, :len(ids)] = ids
-                tops[row, :len(vals)] = vals
+            if scored is not None and i < len(best):
+                top[row, :best.shape[1]] = best[i]
+                tops[row, :best.shape[1]] = best_s[i]
             elif isinstance(rec.get("top5"), list):
                 ids = [int(c) for c in rec["top5"][:TOP]]
                 top[row, :len(ids)] = ids
