@@ -52,9 +52,7 @@ NOT_SHOWN = ("finetune", "wikiqa", "frequency")  # study measures whose records 
 
 # ---------------------------------------------------------------- runs -> arrays
 
-def _status(rec: dict) -> int:
-    from ..metrics.rundata import is_skipped
-
+def _status(rec: dict, is_skipped) -> int:
     if rec.get("api_error"):
         return 3
     if is_skipped(rec):
@@ -77,13 +75,14 @@ def top_k(scores: np.ndarray, k: int = TOP) -> tuple[np.ndarray, np.ndarray]:
     s = np.where(np.isfinite(scores), scores, -np.inf).astype(np.float32)
     k = min(k, s.shape[1])
     if s.shape[1] > 4 * k:  # ImageNet's 1,000 columns: partition instead of sorting every row
-        kth = -np.take_along_axis(np.partition(-s, k - 1, axis=1), np.full((len(s), 1), k - 1), 1)
-        above, tie = s > kth, s == kth
-        need = k - above.sum(axis=1, keepdims=True)  # ties at the k-th value: the lowest class indices
-        keep = above | (tie & (np.cumsum(tie, axis=1) <= need))
-        idx = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the k kept columns, in index order
-        order = np.argsort(-np.take_along_axis(s, idx, 1), axis=1, kind="stable")
-        idx = np.take_along_axis(idx, order, 1)
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(s, part, 1).min(axis=1, keepdims=True)
+        part.sort(axis=1)  # ties among the k then fall to the lower class index below
+        order = np.argsort(-np.take_along_axis(s, part, 1), axis=1, kind="stable")
+        idx = np.take_along_axis(part, order, 1)
+        # a tie at the k-th value that reaches outside the k partitioned columns: sort that row in full
+        for r in np.flatnonzero((s >= kth).sum(axis=1) > k):
+            idx[r] = np.argsort(-s[r], kind="stable")[:k]
     else:
         idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
     vals = np.take_along_axis(s, idx, 1)
@@ -100,6 +99,8 @@ def run_arrays(records: list[dict], scores: np.ndarray | None, index: dict[str, 
     tops = np.full((n, TOP), np.nan, np.float32) if not generation else None
     strings: dict[str, int] = {}
     answer = np.full(n, -1, np.int32)
+    from ..metrics.rundata import is_skipped
+
     scored = scores if top is not None and scores is not None else None
     if scored is not None:
         best, best_s = top_k(scored[:len(records)], TOP)
@@ -107,7 +108,7 @@ def run_arrays(records: list[dict], scores: np.ndarray | None, index: dict[str, 
         row = index.get(str(rec.get("id")))
         if row is None:
             continue
-        st = _status(rec)
+        st = _status(rec, is_skipped)
         status[row] = st
         if st == 0:
             pred[row] = rec["prediction"]
@@ -127,6 +128,13 @@ def run_arrays(records: list[dict], scores: np.ndarray | None, index: dict[str, 
     if top is not None:
         out["top"], out["tops"] = top, tops
     return out
+
+
+def _uri(path: str) -> str:
+    """``file://`` URL of an image path (absolute, percent-encoded; "" for none)."""
+    from urllib.parse import quote
+
+    return "file://" + quote(os.path.abspath(path)) if path else ""
 
 
 def _b64(arr: np.ndarray) -> str:
@@ -317,7 +325,7 @@ def write_browser(src, out=None, workers: int = 0, progress: bool = True, log=pr
                           "generation": run["generation"], "file": name,
                           "counts": {s: int((arr["status"] == i).sum()) for i, s in enumerate(STATUS)}})
         meta = {"name": ds["name"], "n": len(ids), "classnames": classnames, "ids": ids,
-                "images": [Path(p).resolve().as_uri() if p else "" for p in images],
+                "images": [_uri(p) for p in images],
                 "thumbs": [t or "" for t in thumbs["names"]], "label": _b64(np.array(labels, cls_t)),
                 "int32": wide}
         atomic_write_text(data_dir / f"d{k}.js", _js("VB.dataset", meta))

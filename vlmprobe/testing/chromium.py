@@ -46,17 +46,16 @@ def browser(width: int = 1400, height: int = 900):
     from selenium.webdriver.chrome.service import Service
 
     binary, driver_path = find()
-    profile = tempfile.mkdtemp(prefix="vlmprobe-chromium-")
-    options = Options()
-    options.binary_location = binary
-    for flag in FLAGS + (f"--user-data-dir={profile}", f"--window-size={width},{height}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="vlmprobe-chromium-") as profile:
+        options = Options()
+        options.binary_location = binary
+        for flag in FLAGS + (f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 def open_page(driver, path: str | Path, fragment: str = "", timeout: float = 30.0) -> float:
