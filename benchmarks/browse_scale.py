@@ -160,7 +160,8 @@ def main(argv=None) -> int:
         confusion = make_study(root / "study", paths, args.runs, args.classes)
         print(f"made {args.samples} images and {args.runs} runs ({args.classes} classes) in "
               f"{time.perf_counter() - t:.1f} s (not part of the browser)")
-        print(f"machine: {usable_cores()} usable cores, {os.cpu_count()} CPUs")
+        print(f"machine: {usable_cores()} usable cores, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} "
+              "(other jobs on the machine slow every figure below)")
         t = time.perf_counter()
         first = write_browser(root / "study", workers=args.workers, log=print)
         t_first = time.perf_counter() - t
@@ -183,6 +184,7 @@ def main(argv=None) -> int:
         print(f"  {'step':64s} {'wall s':>7s} {'page filter ms':>15s} {'matching':>9s}")
         for what, wall, ms, n in rows:
             print(f"  {what:64s} {wall:7.3f} {ms:15.1f} {n:9d}")
+        print(f"  load average after: {os.getloadavg()[0]:.1f}")
         worst = max(w for _, w, _, _ in rows)
         print(f"  slowest step: {worst:.3f} s ({'under' if worst < 2 else 'OVER'} the 2 s target)")
     return 0

@@ -47,6 +47,7 @@ THUMB_SIZE = 96  # longest side of a thumbnail in pixels
 THUMB_VERSION = 1  # part of each thumbnail's key: bump when the thumbnail recipe changes
 STATUS = ("ok", "unmatched", "skipped", "api_error", "absent")  # codes 0..4 in the status arrays
 TOP = 5  # classes shown per scored run
+PARALLEL_MIN = 1000  # fewer thumbnails to make than this: made in the calling process (no pool start-up)
 NOT_SHOWN = ("finetune", "wikiqa", "frequency")  # study measures whose records are not image classifications
 
 
@@ -185,7 +186,8 @@ def _make_chunk(jobs: list[tuple[str, str]]) -> list[str | None]:
 
 def make_thumbnails(paths: list[str], folder: Path, workers: int = 0, progress: bool = True) -> dict:
     """Thumbnails of ``paths`` in ``folder`` (``<key>.jpg``), the missing ones only, made by
-    ``workers`` processes (0: the usable cores; 1: in this process, the plain reference path).
+    ``workers`` processes (0: the usable cores from PARALLEL_MIN thumbnails on, else 1; 1: in this
+    process, the plain reference path).
     Returns ``{"names": [key or None per path], "made": n, "reused": n, "failed": [(path, why)]}``."""
     from ..distributed import usable_cores
     from ..progress import bar
@@ -199,7 +201,7 @@ def make_thumbnails(paths: list[str], folder: Path, workers: int = 0, progress: 
             seen.add(key)
             todo.append((p, str(folder / f"{key}.jpg")))
     failed = []
-    workers = workers or usable_cores()
+    workers = workers or (usable_cores() if len(todo) >= PARALLEL_MIN else 1)
     chunk = 64
     chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
     with bar(total=len(todo), desc="thumbnails", unit="img", disable=not progress or not todo) as pb:

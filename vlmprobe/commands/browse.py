@@ -13,7 +13,8 @@ def register(subparsers) -> None:
     p.add_argument("src", metavar="STUDY_OR_RUN_DIR", help="a directory written by `vlmprobe study` or `vlmprobe eval`")
     p.add_argument("--out", default=None, metavar="DIR", help="where to write the browser (default: STUDY_OR_RUN_DIR/browse)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
-                   help="processes making thumbnails (default: the usable cores; 1 = in this process)")
+                   help="processes making thumbnails (default: the usable cores when at least 1,000 are "
+                        "to be made, else 1 = in this process)")
     p.set_defaults(func=run)
 
 
