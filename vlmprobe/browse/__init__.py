@@ -33,7 +33,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -129,6 +128,17 @@ def run_arrays(records: list[dict], scores: np.ndarray | None, index: dict[str, 
     if top is not None:
         out["top"], out["tops"] = top, tops
     return out
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` atomically unless the file already holds it (a rebuilt browser of unchanged
+    runs touches no file)."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
 
 
 def _uri(path: str) -> str:
@@ -322,7 +332,7 @@ def write_browser(src, out=None, workers: int = 0, progress: bool = True, log=pr
                 payload["top"] = _b64(arr["top"].astype(cls_t))
                 payload["tops"] = _b64(arr["tops"])
             name = f"d{k}-r{j}.js"
-            atomic_write_text(data_dir / name, _js("VB.run", payload, j))
+            _write(data_dir / name, _js("VB.run", payload, j))
             files.append({"id": run["id"], "label": run["label"], "method": run["method"],
                           "generation": run["generation"], "file": name,
                           "counts": {s: int((arr["status"] == i).sum()) for i, s in enumerate(STATUS)}})
@@ -330,15 +340,15 @@ def write_browser(src, out=None, workers: int = 0, progress: bool = True, log=pr
                 "images": [_uri(p) for p in images],
                 "thumbs": [t or "" for t in thumbs["names"]], "label": _b64(np.array(labels, cls_t)),
                 "int32": wide}
-        atomic_write_text(data_dir / f"d{k}.js", _js("VB.dataset", meta))
+        _write(data_dir / f"d{k}.js", _js("VB.dataset", meta))
         index.append({"name": ds["name"], "file": f"d{k}.js", "n": len(ids), "runs": files})
         n_samples += len(ids)
         n_runs += len(files)
     report = "../report.html" if (src / "study.json").is_file() and out.resolve() == (src / "browse").resolve() else None
-    atomic_write_text(data_dir / "index.js", _js("VB.index", {"title": src.resolve().name, "datasets": index,
+    _write(data_dir / "index.js", _js("VB.index", {"title": src.resolve().name, "datasets": index,
                                                              "report": report}))
     for name in ("index.html", "browse.js", "browse.css"):
-        shutil.copyfile(STATIC / name, out / name)
+        _write(out / name, (STATIC / name).read_text(encoding="utf-8"))
     if totals["failed"]:
         first = totals["failed"][0]
         log(f"browse: {len(totals['failed'])} images have no thumbnail (first: {first[0]}: {first[1]})")
