@@ -344,7 +344,7 @@ def write_browser(src, out=None, workers: int = 0, progress: bool = True, log=pr
         index.append({"name": ds["name"], "file": f"d{k}.js", "n": len(ids), "runs": files})
         n_samples += len(ids)
         n_runs += len(files)
-    report = "../report.html" if (src / "study.json").is_file() and out.resolve() == (src / "browse").resolve() else None
+    report = "../report.html" if (src / "report.html").is_file() and out.resolve() == (src / "browse").resolve() else None
     _write(data_dir / "index.js", _js("VB.index", {"title": src.resolve().name, "datasets": index,
                                                              "report": report}))
     for name in ("index.html", "browse.js", "browse.css"):
