@@ -8,6 +8,8 @@ Sections: findings; main table; label-space size; prompt variants; probes by lay
 frequency vs accuracy; worst-k classes; CMM vs per-class accuracy; calibration; CLIP's hardest
 classes beside the VLM; fine-tuning before/after; ImageWikiQA; group shift; OOD detection;
 shape bias; retrieval; ImageNet-X factors; runs that failed or were skipped; study file and versions.
+The "samples" section links each run's worst classes and confusions into the sample browser
+(``browse/index.html``, written beside the report, see ``vlmprobe.browse``).
 """
 from __future__ import annotations
 
@@ -195,6 +197,8 @@ def build(root: str | Path) -> Doc:
     doc.p("Top-1 beside the mean accuracy of the k worst classes, per run of the main table.")
     doc.figure(figures.worst_k_bars(data["main"]), "worst_k.png", "top-1 and worst-1/5/10 class accuracy")
 
+    samples_section(doc, data)
+
     doc.h(2, "Class-wise matching margin vs per-class accuracy", "cmm")
     doc.p("CMM_c = mean over class c's images of s(x, c) - max_{j != c} s(x, j); one point per class and run with "
           "a score matrix.")
@@ -275,6 +279,66 @@ def build(root: str | Path) -> Doc:
     doc.raw(f"<pre>{html.escape(data.get('study_text') or '')}</pre>",
             "```yaml\n" + (data.get("study_text") or "") + "\n```\n")
     return doc
+
+
+SHOWN_WORST, SHOWN_CONFUSIONS = 3, 3  # per run: worst classes and confusion cells linked to the samples
+
+
+def samples_section(doc: Doc, data: dict) -> None:
+    """Links into the sample browser (``browse/index.html``, written beside the report by
+    ``write_report``): per run of the main table its worst classes (the class's wrong samples)
+    and its most frequent confusions (true class -> predicted class: those samples)."""
+    from ..browse import link
+
+    doc.h(2, "Samples behind the numbers", "samples")
+    doc.raw('<p>The <a href="browse/index.html">sample browser</a> shows every image with each run\'s prediction, '
+            "answer or top-5 scores, with filters (class, wrong for one run and right for another, all wrong, "
+            "unmatched / skipped / api_error, text in the answers). Each class and confusion below opens its "
+            "samples there.</p>",
+            "The [sample browser](browse/index.html) shows every image with each run's prediction, answer or top-5 "
+            "scores, with filters. Each class and confusion below opens its samples there.\n")
+    rows = []
+    for r in data["main"]:
+        res = _read_results(doc.root / r["run"])
+        per_class = res.get("per_class_accuracy") if isinstance(res, dict) else None
+        if not isinstance(per_class, dict) or not r.get("dataset"):
+            continue
+        keys = list(per_class)
+        counts = res.get("per_class_count") or {}
+        worst = sorted((k for k in keys if counts.get(k, 1)), key=lambda k: (per_class[k], keys.index(k)))
+        cells_h, cells_m = [], []
+        for k in worst[:SHOWN_WORST]:
+            url = link(r["dataset"], run=r["run"], cls=keys.index(k), wrong=1)
+            cells_h.append(f'<a href="{html.escape(url)}">{html.escape(k)} {_pct(per_class[k])}</a>')
+            cells_m.append(f"[{k} {_pct(per_class[k])}]({url})")
+        conf_h, conf_m = [], []
+        for c in (res.get("confusions") or [])[:SHOWN_CONFUSIONS]:
+            if c.get("true") in keys and c.get("predicted") in keys:
+                url = link(r["dataset"], run=r["run"], cls=keys.index(c["true"]), pred=keys.index(c["predicted"]))
+                text = f"{c['true']} \u2192 {c['predicted']} ({c['count']})"
+                conf_h.append(f'<a href="{html.escape(url)}">{html.escape(text)}</a>')
+                conf_m.append(f"[{text}]({url})")
+        rows.append((r, cells_h, cells_m, conf_h, conf_m))
+    if not rows:
+        doc.p("(no run with per-class accuracy)")
+        return
+    head = "".join(f"<th>{h}</th>" for h in ("model", "method", "dataset", "worst classes (accuracy)",
+                                              "most frequent confusions (samples)"))
+    body = "".join(f"<tr><td>{html.escape(r['model'])}</td><td>{html.escape(r['method'])}</td>"
+                   f"<td>{html.escape(r['dataset'])}</td><td>{', '.join(wh)}</td><td>{', '.join(ch) or '–'}</td></tr>"
+                   for r, wh, _, ch, _ in rows)
+    md = ["| model | method | dataset | worst classes (accuracy) | most frequent confusions (samples) |",
+          "|---|---|---|---|---|"]
+    md += [f"| {r['model']} | {r['method']} | {r['dataset']} | {', '.join(wm)} | {', '.join(cm) or '–'} |"
+           for r, _, wm, _, cm in rows]
+    doc.raw(f'<table class="samples"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>', "\n".join(md) + "\n")
+
+
+def _read_results(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _measured(doc: Doc, title: str, anchor: str, intro: str, rows: list, how: str) -> bool:
@@ -529,8 +593,10 @@ def _paired_cell(root: Path, run_a: str, run_b: str) -> str:
     return f"+{pc['gained']} / -{pc['lost']} (p={pc['p_value']:.2g})" if pc["n"] else "–"
 
 
-def write_report(root: str | Path) -> dict:
-    """Write ``root/report.html``, ``root/report.md`` (+ ``report_files/*.png``); returns their paths."""
+def write_report(root: str | Path, browser: bool = True) -> dict:
+    """Write ``root/report.html``, ``root/report.md`` (+ ``report_files/*.png``) and, with
+    ``browser``, the sample browser the report links to (``root/browse/``, ``vlmprobe.browse``);
+    returns their paths."""
     root = Path(root)
     doc = build(root)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -547,4 +613,13 @@ def write_report(root: str | Path) -> dict:
     for name, panels in doc.sidecars.items():
         atomic_write_text(files / name, json.dumps(panels, indent=1, default=float) + "\n")
     atomic_write_text(root / "report.md", "\n".join(doc.md) + f"\ngenerated {stamp}\n")
-    return {"html": str(root / "report.html"), "md": str(root / "report.md")}
+    paths = {"html": str(root / "report.html"), "md": str(root / "report.md")}
+    if browser:
+        from ..browse import write_browser
+        from ..errors import VlmprobeError
+
+        try:
+            paths["browser"] = write_browser(root, progress=False)["index"]
+        except VlmprobeError as e:
+            print(f"browse: not written ({e})", flush=True)
+    return paths
