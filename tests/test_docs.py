@@ -21,6 +21,29 @@ REWRITTEN = {
     "(regenerate with `--readme README.md`)": "(regenerate with `--readme docs/models.md`)",
     "--families DIR --readme README.md) -->": "--families DIR --readme docs/models.md) -->",
     "[--readme README.md]  # every family": "[--readme docs/models.md]  # every family",
+    # corrections carried over from issue #30's fixes (ImageNet-O, ObjectNet, mCE, OOD pairing, ER baselines)
+    '(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`), so a zoo model meets':
+        "(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`) or imagenet-testbed's `robustness_top1s.csv`, so a zoo model meets",
+    'OOD images (label -1, no `--unlabeled` needed) |':
+        "OOD images (label -1, no `--unlabeled` needed), scored over ImageNet-O's 200 classes (Hendrycks et al.'s protocol; `--label-space all`: 1,000); `metrics VAL_RUN --ood O_RUN` keeps the val images of those classes and adds `aupr_ood` (ImageNet-O positive) |",
+    '(`shift.label_set_accuracy`; equals the max over mapped logits)':
+        '(every number of the run — `top1`, top-5, per-class, `shift.subset_accuracy`, `compare --shift`, the report — uses this rule; equals `shift.label_set_accuracy` and the max over mapped logits)',
+    "normalised by AlexNet's published errors (`shift.corruption_error`;":
+        "normalised by AlexNet's published errors, only when all 15 corruptions × 5 severities were measured; otherwise null with `mce_partial` / `relative_mce_partial` and `partial_cells` beside them (`shift.corruption_error`;",
+    'a run of the same model and class list on out-of-distribution':
+        'a run of the same model, method, class list and label space (checked; a mismatch is refused in one line) on out-of-distribution',
+    "(the ID accuracy on the\nshift set's classes for R/A/ObjectNet)":
+        "(the ID accuracy on the\nshift set's classes for R/A/ObjectNet; a generation run's stored answers are matched again against those classes' names, a closed-world one is refused)",
+    'over `--baseline\nID_RUN:SHIFT_RUN` pairs, a `--reference` CSV':
+        'over `--baseline\nID_RUN:SHIFT_RUN` pairs of other models or a `--reference` CSV',
+    'models with a blank skipped and counted), or else the\ncompared runs (`--transform probit` for probit axes).':
+        "models with a blank skipped and counted; from imagenet-testbed's table only its standard-training models, or `--baseline-type TYPE`); without either there is no line and the ER column says `n/a: no baseline` (`effective_robustness: null`, `shift.sets.<set>.no_fit`; `--transform probit` for probit axes).",
+    'its own testbed columns,\nthe `--baseline` pairs on the same set, or its own compared runs (`shift.sets` in `--out`);':
+        'its own testbed columns or\nthe `--baseline` pairs on the same set (`shift.sets` in `--out`);',
+    'in the legend, and the baseline fit. A study':
+        'in the legend, and the baseline fit when there is one. A study',
+    'Taori et al. fit it on standard models).':
+        'Taori et al. fit it on standard models; from imagenet-testbed\'s `robustness_top1s.csv` only its standard-training models). Without `fit: true` the ER column says `n/a: no baseline` and the figure has no ER line. For ImageNet-R/-A/ObjectNet runs the points\' x is the table\'s accuracy on the subset\'s classes (`val-on-<set>-classes`, or `datasets: {"val@imagenet-r": COLUMN}`); without one they are left out, with one line saying so. A table below the figure lists the published models with ER and (testbed) mCE.',
 }
 
 
