@@ -134,3 +134,16 @@ def test_state_path_is_exact_where_gemma3s_refusal_names_the_tree_mask(tmp_path_
     for batch_size in (1, 5):
         fast = continuation_logprobs(vlm, imgs, prompt, NAMES, reduction="tokens", batch_size=batch_size, chunk_size=4)
         assert _max_diff(fast, naive) <= TOL
+
+
+def test_the_path_is_read_from_the_config():
+    """``state_layers`` names what the tree mask cannot address, from the config alone: recurrent /
+    linear-attention / conv / Mamba layer kinds and state-space fields; pure attention stacks have none."""
+    from transformers import AutoConfig
+
+    for model_type, marker in (("qwen3_5", "linear_attention"), ("lfm2_vl", "conv_L_cache"),
+                               ("nemotron_h_omni", "ssm_state_size"), ("inkling2", "hybrid"), ("lfm3_vl", "conv")):
+        reasons = state_layers(AutoConfig.for_model(model_type))
+        assert reasons and marker in " ".join(reasons), (model_type, reasons)
+    for model_type in ("llava", "qwen2_vl", "llava_onevision"):
+        assert state_layers(AutoConfig.for_model(model_type)) == [], model_type
