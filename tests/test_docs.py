@@ -93,6 +93,9 @@ def test_every_paragraph_of_the_old_readme_is_in_the_docs():
                              check=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         pytest.skip(f"git history with {MOVED_FROM[:8]} is not available (shallow clone?)")
+    # the generated family table is not prose: it follows the registry (tests/test_conformance.py
+    # holds docs/models.md equal to a fresh run), so new families change it
+    old = re.sub(r"<!-- support-matrix:begin.*?<!-- support-matrix:end -->", "", old, flags=re.S)
     corpus = norm(site_text())
     missing = []
     for para in blocks(old):

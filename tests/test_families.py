@@ -99,13 +99,17 @@ def test_likelihood_naive_is_the_plain_forward_and_fast_equals_it(qwen):
             ).abs().max().item() <= TOL
     cfg = qwen.model.config.text_config
     old = cfg._attn_implementation
-    try:  # what the fast path cannot do is one line naming --scoring naive
+    from vlmprobe.models.likelihood import continuation_logprobs, fast_path
+
+    assert fast_path(qwen.model) == "tree"
+    try:  # an attention kernel that ignores the 4-D mask: the state path (docs/f32b.md), not the tree mask
         cfg._attn_implementation = "flash_attention_2"
-        with pytest.raises(VlmprobeError, match=r"flash_attention_2.*--scoring naive") as err:
-            qwen.score(imgs, CANDIDATES)
-        assert "\n" not in str(err.value)
+        assert fast_path(qwen.model) == "state"
     finally:
         cfg._attn_implementation = old
+    state = continuation_logprobs(qwen, imgs, prefix, CANDIDATES, reduction="tokens", batch_size=3, chunk_size=4,
+                                  path="state")  # M-RoPE continued from the prefix's copy, per-image lengths
+    assert (state - tokens).nan_to_num().abs().max().item() <= TOL
 
 
 def test_features_and_probe(qwen, qwen_path, digits_folder, tmp_path):

@@ -13,8 +13,8 @@ A check is ``check(model_dir: str, family: Family) -> Outcome`` (``status``: pas
                 name) written here (positions ``P-1 .. T-2`` predict tokens ``P .. T-1``,
                 ``P`` = the prompt's processor length), with and without the paper's answer
                 prefix "The photo features a"; same argmax.
-``fast``        where the family allows it, fast == naive (1e-4, both prefixes, batch 3, chunk
-                4); where it does not, the refusal is one line naming ``--scoring naive``
+``fast``        where the family allows it, fast == naive (1e-4, both prefixes, batch 1 and 5,
+                chunk 4; the tree or the state path, whichever the model needs); where it does not, the refusal is one line naming ``--scoring naive``
                 (status skip, with that reason).
 ``features``    ``lm.0 .. lm.L`` x {last, image-mean, mean} are [N, D_text]; ``vision`` [N, D_v]
                 and ``projector`` [N, D_text] where the family has a projector; all finite.
@@ -167,11 +167,12 @@ def check_fast(model_dir: str, family) -> None:
     refusal = fast_refusal(vlm)
     if refusal:
         raise Skip(refusal)
-    imgs = images(3)
+    imgs = images(5)
     for ap in (None, ANSWER_PREFIX):
         naive = vlm.score(imgs, NAMES, answer_prefix=ap, reduction="tokens", scoring="naive")
-        fast = vlm.score(imgs, NAMES, answer_prefix=ap, reduction="tokens", batch_size=3, chunk_size=4)
-        _close(fast, naive, f"fast vs naive (answer prefix {ap!r})")
+        for bs in (1, 5):
+            fast = vlm.score(imgs, NAMES, answer_prefix=ap, reduction="tokens", batch_size=bs, chunk_size=4)
+            _close(fast, naive, f"fast vs naive (answer prefix {ap!r}, batch {bs})")
 
 
 def check_features(model_dir: str, family) -> None:
