@@ -21,6 +21,11 @@ REWRITTEN = {
     "(regenerate with `--readme README.md`)": "(regenerate with `--readme docs/models.md`)",
     "--families DIR --readme README.md) -->": "--families DIR --readme docs/models.md) -->",
     "[--readme README.md]  # every family": "[--readme docs/models.md]  # every family",
+    # issue #32: the state path for families the tree mask cannot serve
+    'computes the image+prompt prefix once per image and scores all class names in one trie-shaped forward (shared token prefixes scored once, explicit 4-D mask and position ids, the prefix cache never mutated)':
+        "computes the image+prompt prefix once per image; for attention-only language models it scores all class names in one trie-shaped forward (shared token prefixes scored once, explicit 4-D mask and position ids); for recurrent, linear-attention, state-space or short-convolution layers, sliding windows or attention kernels that ignore a 4-D mask, each candidate row continues from its own copy of the prefix's cache (the `state` path, [Fast likelihood for hybrid families](f32b.md)); the prefix cache is never mutated",
+    '`fast` (== naive, 1e-4, or a one-line refusal':
+        '`fast` (== naive, 1e-4, at batch 1 and 5, through the tree or the state path, or a one-line refusal',
     # corrections carried over from issue #30's fixes (ImageNet-O, ObjectNet, mCE, OOD pairing, ER baselines)
     '(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`), so a zoo model meets':
         "(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`) or imagenet-testbed's `robustness_top1s.csv`, so a zoo model meets",
