@@ -240,9 +240,11 @@ def test_max_requests_counts_every_attempt_and_dry_run(vlm, tmp_path, capfd):
         assert f"dry run: {LIMIT} requests for {LIMIT} samples" in printed and "USD" in printed
         assert server.stats()["requests"] == 0 and not out.exists()
         assert _eval(out, server.base_url, "--max-requests", "6") == 2  # the 7th attempt is never sent
-        assert len(_records(out)) == 4 and server.stats()["requests"] == 6
-        assert _eval(out, server.base_url, "--dry-run") == 0  # 2 answers are journaled already
-        assert f"dry run: {LIMIT - 6} requests for {LIMIT - 4} samples" in capfd.readouterr().out
+        assert server.stats()["requests"] == 6 and len(_journal_usage(out)) == 6
+        written = len(_records(out)) if (out / "samples.jsonl").exists() else 0
+        assert written in (0, 4)  # whole batches only (the first, unless a later batch's request went first)
+        assert _eval(out, server.base_url, "--dry-run") == 0  # 6 answers are journaled already
+        assert f"dry run: {LIMIT - 6} requests for {LIMIT - written} samples" in capfd.readouterr().out
     with ApiTestServer(vlm, fault_rate=0.5, seed=2, slow_seconds=FAST + 1) as server:  # half the attempts fail
         out2 = tmp_path / "faulty"
         assert _eval(out2, server.base_url, "--max-requests", "9", "--api-timeout", FAST, "--api-retries", "6") == 2

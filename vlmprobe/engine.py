@@ -27,7 +27,7 @@ process's block into its shard (or straight into samples.jsonl for a single proc
 summarize, write results.json and timing.json (``runs`` describes the files).
 
 A model answered by a server (``models.api``) offers the interface's optional hook
-``server_session()`` (None for local models); the loop drives it: ``start_batch(n)`` /
+``server_session()`` (None for local models); the loop drives it: ``start_batch(n, order)`` /
 ``finish_batch()`` around ``run_batch`` (per-sample usage, or ``api_error``: the sample becomes a
 skipped record that the next run retries; ``request_fields``), ``attach_run(DIR)`` (its request
 journal), ``batches_in_flight(batch_size)`` (that many batches are computed at once, in threads,
@@ -186,13 +186,14 @@ def process(model, method, inputs, indices: Sequence[int], writer, batch_size: i
     bar = tqdm(total=total if total is not None else len(indices), initial=initial, desc=desc, unit=unit,
                disable=not progress, dynamic_ncols=True)
 
-    def compute(items):
+    def compute(numbered):
+        order, items = numbered
         distributed.check_peers()  # another process of the launch failed: stop now, not at the next barrier
         ok = [(i, im) for i, im, err in items if err is None]
         records, scores = [], None
         if ok:
             if remote is not None:  # per-sample usage, api_error, budgets
-                remote.start_batch(len(ok))
+                remote.start_batch(len(ok), order)
             records, scores = method.run_batch(model, [inputs.item(i) for i, _ in ok], [im for _, im in ok], rng_for)
             if remote is not None:
                 items, records, scores = request_fields(items, records, scores, remote.finish_batch())
@@ -200,8 +201,8 @@ def process(model, method, inputs, indices: Sequence[int], writer, batch_size: i
 
     depth = remote.batches_in_flight(batch_size) if remote is not None else 1
     try:
-        for items, records, scores in ordered(compute, image_batches(inputs, indices, batch_size, workers, transform),
-                                              depth):
+        batches = enumerate(image_batches(inputs, indices, batch_size, workers, transform))
+        for items, records, scores in ordered(compute, batches, depth):
             writer.write(items, records, scores)
             done += len(items)
             bar.update(min(len(items) * scale, bar.total - bar.n) if bar.total else len(items))

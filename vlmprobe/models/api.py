@@ -22,10 +22,11 @@ data URL, downscaled so its longer side is at most ``image_max_side`` (0 = as st
 Requests in flight. One pool per model keeps up to N requests in flight across the engine's
 batches (the engine runs several batches at once, ``batches_in_flight``, and writes their records
 in order); a finished request frees its slot for the next queued one at once. N adapts (AIMD,
-``_Limiter``): it starts at ``--concurrency``, halves on a 429 or when a request's latency
-exceeds ``LATENCY_FACTOR`` x the lowest latency seen (at most once per such latency), and grows
-by 1/N per answered request (+1 per N answers), never above ``--concurrency``. Identical requests
-(same key) are sent once and their answer fanned out, within a batch and across batches in flight.
+``_Limiter``): it starts at ``--concurrency``, halves on a 429 or when the smoothed latency
+(EWMA) rises above ``LATENCY_FACTOR`` x its lowest value (the server queueing requests; at most
+once per latency), and grows by 1/N per answered request (+1 per N answers), never above
+``--concurrency``. Identical requests (same key) are sent once and their answer fanned out,
+within a batch and across batches in flight (requests of earlier batches are sent first).
 
 Crash safety and cost. Every answered request is appended (fsynced) to the run directory's
 ``api_requests.jsonl`` journal as soon as it arrives, keyed by ``request_key``: SHA-256 of the
@@ -59,12 +60,14 @@ import base64
 import hashlib
 import io
 import ipaddress
+import itertools
 import json
 import os
+import queue
 import random
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -242,6 +245,7 @@ class _Journal:
         self.path, self.read_only = path, read_only
         self.entries: dict[str, dict] = {}
         self.lock = threading.Lock()
+        self.fd: int | None = None
         if path is not None and path.exists():
             data = path.read_bytes()
             end = data.rfind(b"\n") + 1
@@ -261,14 +265,24 @@ class _Journal:
         return entry
 
     def add(self, entry: dict) -> None:
+        """Append ``entry`` and fsync before returning (the fsync outside the lock: concurrent
+        answers share the disk's flushes instead of queueing for one each)."""
+        line = (json.dumps(entry) + "\n").encode()
         with self.lock:
             self.entries[entry["key"]] = entry
             if self.path is None or self.read_only:
                 return
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(self.fd, line)
+            fd = self.fd
+        os.fsync(fd)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
 
 
 @dataclass
@@ -301,11 +315,15 @@ class _Failed(Exception):
 
 class _Limiter:
     """Requests in flight, adapted AIMD-style up to ``cap``: ``limit`` halves (at least 1) on a
-    429 or a latency above ``LATENCY_FACTOR`` x the lowest seen (at most once per that latency),
-    and grows by 1/limit per answered request. ``acquire`` waits for a free slot."""
+    429, or when the smoothed latency (EWMA, weight ``EWMA``) rises above ``LATENCY_FACTOR`` x its
+    lowest value (a server queueing the requests), at most once per smoothed latency; it grows
+    by 1/limit per answered request (+1 per ``limit`` answers). ``acquire`` waits for a slot."""
+
+    EWMA = 0.2
 
     def __init__(self, cap: int):
         self.cap, self.limit, self.active = cap, float(cap), 0
+        self.smooth: float | None = None
         self.lowest: float | None = None
         self.cut_at = 0.0
         self.history = {"min": cap, "cuts": 0}
@@ -318,23 +336,67 @@ class _Limiter:
             self.active += 1
 
     def release(self, outcome: str | None = None, latency: float | None = None) -> None:
-        """``outcome``: ok (with ``latency``) | throttled (429) | None (no signal)."""
+        """``outcome``: ok (with ``latency``, seconds) | throttled (429) | None (no signal)."""
         with self.cond:
             self.active -= 1
-            now = time.monotonic()
-            slow = (outcome == "ok" and latency is not None and self.lowest is not None
-                    and latency > LATENCY_FACTOR * self.lowest)
             if outcome == "ok" and latency is not None:
-                self.lowest = latency if self.lowest is None else min(self.lowest, latency)
-            if outcome == "throttled" or slow:
-                if now - self.cut_at > (latency or self.lowest or 0.0):
-                    self.limit = max(1.0, self.limit / 2)
-                    self.cut_at = now
-                    self.history["cuts"] += 1
-                    self.history["min"] = min(self.history["min"], int(self.limit))
-            elif outcome == "ok":
+                self.smooth = latency if self.smooth is None else (1 - self.EWMA) * self.smooth + self.EWMA * latency
+                self.lowest = self.smooth if self.lowest is None else min(self.lowest, self.smooth)
+            slow = outcome == "ok" and self.lowest is not None and self.smooth > LATENCY_FACTOR * self.lowest
+            now = time.monotonic()
+            if (outcome == "throttled" or slow) and now - self.cut_at > (self.smooth or 0.0):
+                self.limit = max(1.0, self.limit / 2)
+                self.cut_at = now
+                self.history["cuts"] += 1
+                self.history["min"] = min(self.history["min"], int(self.limit))
+            elif outcome == "ok" and not slow:
                 self.limit = min(float(self.cap), self.limit + 1.0 / self.limit)
             self.cond.notify_all()
+
+
+class _PriorityPool:
+    """``workers`` threads running submitted calls lowest ``priority`` first (the engine's
+    earlier batches before later ones, so records can be written as soon as possible and a
+    budget stop leaves the earliest batches complete), FIFO within a priority."""
+
+    def __init__(self, workers: int):
+        self.queue: queue.PriorityQueue = queue.PriorityQueue()
+        self.order = itertools.count()
+        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"vlmprobe-api-{i}")
+                        for i in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def submit(self, priority, fn, *args) -> Future:
+        fut: Future = Future()
+        self.queue.put((priority, next(self.order), fut, fn, args))
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            _, _, fut, fn, args = self.queue.get()
+            if fut is None:  # shutdown
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting batch
+                fut.set_exception(e)
+
+    def shutdown(self) -> None:
+        """Cancel the calls not started, wait for the running ones."""
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item[2] is not None:
+                item[2].cancel()
+        for _ in self.threads:
+            self.queue.put((float("inf"), next(self.order), None, None, None))
+        for t in self.threads:
+            t.join()
 
 
 class ApiModel(VisionModel):
@@ -360,7 +422,7 @@ class ApiModel(VisionModel):
         self._renderer = None
         self._local = threading.local()  # the batch this thread computes (the engine runs batches in threads)
         self._lock = threading.Lock()  # spend, in-flight table
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _PriorityPool | None = None
         self._limiter = _Limiter(self.api.concurrency)
         self._inflight: dict[str, Future] = {}
         self._largest_prompt = 0
@@ -405,6 +467,7 @@ class ApiModel(VisionModel):
 
     def attach_run(self, path: str | os.PathLike, read_only: bool = False) -> None:
         """Journal answered requests in ``path/api_requests.jsonl`` (the engine calls this)."""
+        self.journal.close()
         self.journal = _Journal(Path(path) / JOURNAL, read_only=read_only)
 
     def batches_in_flight(self, batch_size: int) -> int:
@@ -420,13 +483,16 @@ class ApiModel(VisionModel):
         """Wait for the requests in flight (they are journaled) and release the pool."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown()
+        self.journal.close()
 
     # ---- per-batch bookkeeping (the engine) ---------------------------------------------
-    def start_batch(self, n: int) -> None:
-        """The engine announces a batch of ``n`` samples (computed by this thread);
-        ``finish_batch`` returns their per-sample API fields in order."""
+    def start_batch(self, n: int, order: int = 0) -> None:
+        """The engine announces a batch of ``n`` samples (computed by this thread; ``order``: its
+        place in the run, earlier batches' requests are sent first); ``finish_batch`` returns
+        their per-sample API fields in order."""
         self._local.batch = [{} for _ in range(n)]
+        self._local.order = order
         self._check_budget()
 
     def finish_batch(self) -> list[dict]:
@@ -733,8 +799,8 @@ class ApiModel(VisionModel):
                 self.spend.deduplicated += 1
                 return fut
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.api.concurrency, thread_name_prefix="vlmprobe-api")
-            fut = self._pool.submit(self._request, body, key, size, strict)
+                self._pool = _PriorityPool(self.api.concurrency)
+            fut = self._pool.submit(getattr(self._local, "order", 0), self._request, body, key, size, strict)
             self._inflight[key] = fut
         fut.add_done_callback(lambda _f, k=key: self._forget(k))
         return fut

@@ -248,6 +248,7 @@ def _decode_image(url: str):
 def _handler(server: ApiTestServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stall per answer)
 
         def log_message(self, format, *args):  # quiet
             pass
@@ -354,12 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--slow-seconds", type=float, default=3.0, help="delay of a 'slow' fault")
     p.add_argument("--latency", type=float, default=0.0, help="seconds every answer waits (a remote server's delay)")
+    p.add_argument("--cache", action="store_true", help="replay the answer of a request body seen before")
     args = p.parse_args(argv)
     from ..models import load_model
 
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     server = ApiTestServer(load_model(args.model), args.host, args.port, args.name, key, args.fault_rate, args.seed,
-                           args.slow_seconds, args.latency)
+                           args.slow_seconds, args.latency, cache=args.cache)
     print(f"serving {args.model} as {args.name!r} at {server.base_url} (Ctrl-C stops)", flush=True)
     try:
         server.httpd.serve_forever()
