@@ -259,27 +259,58 @@ def test_requests_stay_in_flight_across_batches(vlm, local_generate, tmp_path):
 
 
 def test_limiter_backs_off_multiplicatively_and_grows_additively():
+    import asyncio
+
     from vlmprobe.models.api import _Limiter
 
     lim = _Limiter(16)
-    for _ in range(3):
-        lim.acquire()
+
+    async def take(n, priority=0):
+        for _ in range(n):
+            await lim.acquire(priority)
+
+    asyncio.run(take(3))
     lim.release("ok", 0.1)
     assert lim.limit == 16  # at the cap
     lim.release("throttled")
     assert lim.limit == 8  # halved
+    lim.active += 1
     lim.release("throttled")
     assert lim.limit == 8  # once per latency: a burst of 429s counts once
     lim.cut_at -= 1.0
     for _ in range(8):
-        lim.acquire()
+        lim.active += 1
         lim.release("ok", 0.1)
     assert 8.9 < lim.limit < 9.1  # +1/limit per answer: +1 per 8 answers
-    lim.acquire()
     lim.cut_at -= 1.0
-    lim.release("ok", 0.5)  # 5x the fastest answer: back off
-    assert 4.4 < lim.limit < 4.6
-    assert lim.history == {"min": 4, "cuts": 2}
+    for _ in range(12):  # the server queues: answers 5x slower, the smoothed latency passes 3x
+        lim.active += 1
+        lim.release("ok", 0.5)
+    assert 4.4 < lim.limit < 4.8 and lim.history == {"min": 4, "cuts": 2}
+
+
+def test_limiter_hands_free_slots_to_the_earliest_batch_first():
+    import asyncio
+
+    from vlmprobe.models.api import _Limiter
+
+    async def scenario():
+        lim = _Limiter(1)
+        await lim.acquire(0)
+        order = []
+
+        async def want(priority):
+            await lim.acquire(priority)
+            order.append(priority)
+            lim.release("ok", 0.1)
+
+        tasks = [asyncio.create_task(want(p)) for p in (5, 3, 9, 1)]
+        await asyncio.sleep(0)
+        lim.release("ok", 0.1)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == [1, 3, 5, 9]
 
 
 def test_429s_lower_the_requests_in_flight(vlm, images):

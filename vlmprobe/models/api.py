@@ -63,7 +63,6 @@ import ipaddress
 import itertools
 import json
 import os
-import queue
 import random
 import threading
 import time
@@ -317,7 +316,9 @@ class _Limiter:
     """Requests in flight, adapted AIMD-style up to ``cap``: ``limit`` halves (at least 1) on a
     429, or when the smoothed latency (EWMA, weight ``EWMA``) rises above ``LATENCY_FACTOR`` x its
     lowest value (a server queueing the requests), at most once per smoothed latency; it grows
-    by 1/limit per answered request (+1 per ``limit`` answers). ``acquire`` waits for a slot."""
+    by 1/limit per answered request (+1 per ``limit`` answers). ``acquire(priority)`` (a
+    coroutine, on the model's event loop) waits for a slot; the waiter with the lowest priority
+    (the earliest engine batch) gets the next free one."""
 
     EWMA = 0.2
 
@@ -327,76 +328,94 @@ class _Limiter:
         self.lowest: float | None = None
         self.cut_at = 0.0
         self.history = {"min": cap, "cuts": 0}
-        self.cond = threading.Condition()
+        self.waiters: list = []  # heap of (priority, order, future)
+        self.order = itertools.count()
 
-    def acquire(self) -> None:
-        with self.cond:
-            while self.active >= max(1, int(self.limit)):
-                self.cond.wait()
+    async def acquire(self, priority=0) -> None:
+        import asyncio
+        import heapq
+
+        if self.active < max(1, int(self.limit)) and not self.waiters:
             self.active += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.waiters, (priority, next(self.order), fut))
+        try:
+            await fut  # the slot was handed over (active counted by ``_wake``)
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over just as we were cancelled: give it back
+            else:
+                self.waiters = [w for w in self.waiters if w[2] is not fut]
+                heapq.heapify(self.waiters)
+            raise
+
+    def _wake(self) -> None:
+        import heapq
+
+        while self.waiters and self.active < max(1, int(self.limit)):
+            _, _, fut = heapq.heappop(self.waiters)
+            if not fut.done():
+                self.active += 1
+                fut.set_result(None)
 
     def release(self, outcome: str | None = None, latency: float | None = None) -> None:
         """``outcome``: ok (with ``latency``, seconds) | throttled (429) | None (no signal)."""
-        with self.cond:
-            self.active -= 1
-            if outcome == "ok" and latency is not None:
-                self.smooth = latency if self.smooth is None else (1 - self.EWMA) * self.smooth + self.EWMA * latency
-                self.lowest = self.smooth if self.lowest is None else min(self.lowest, self.smooth)
-            slow = outcome == "ok" and self.lowest is not None and self.smooth > LATENCY_FACTOR * self.lowest
-            now = time.monotonic()
-            if (outcome == "throttled" or slow) and now - self.cut_at > (self.smooth or 0.0):
-                self.limit = max(1.0, self.limit / 2)
-                self.cut_at = now
-                self.history["cuts"] += 1
-                self.history["min"] = min(self.history["min"], int(self.limit))
-            elif outcome == "ok" and not slow:
-                self.limit = min(float(self.cap), self.limit + 1.0 / self.limit)
-            self.cond.notify_all()
+        self.active -= 1
+        if outcome == "ok" and latency is not None:
+            self.smooth = latency if self.smooth is None else (1 - self.EWMA) * self.smooth + self.EWMA * latency
+            self.lowest = self.smooth if self.lowest is None else min(self.lowest, self.smooth)
+        slow = outcome == "ok" and self.lowest is not None and self.smooth > LATENCY_FACTOR * self.lowest
+        now = time.monotonic()
+        if (outcome == "throttled" or slow) and now - self.cut_at > (self.smooth or 0.0):
+            self.limit = max(1.0, self.limit / 2)
+            self.cut_at = now
+            self.history["cuts"] += 1
+            self.history["min"] = min(self.history["min"], int(self.limit))
+        elif outcome == "ok" and not slow:
+            self.limit = min(float(self.cap), self.limit + 1.0 / self.limit)
+        self._wake()
 
 
-class _PriorityPool:
-    """``workers`` threads running submitted calls lowest ``priority`` first (the engine's
-    earlier batches before later ones, so records can be written as soon as possible and a
-    budget stop leaves the earliest batches complete), FIFO within a priority."""
+class _Loop:
+    """One asyncio event loop in a daemon thread: the model's requests in flight are coroutines
+    on it (one thread for any number of them). ``submit`` returns a concurrent future."""
 
-    def __init__(self, workers: int):
-        self.queue: queue.PriorityQueue = queue.PriorityQueue()
-        self.order = itertools.count()
-        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"vlmprobe-api-{i}")
-                        for i in range(workers)]
-        for t in self.threads:
-            t.start()
+    def __init__(self):
+        import asyncio
 
-    def submit(self, priority, fn, *args) -> Future:
-        fut: Future = Future()
-        self.queue.put((priority, next(self.order), fut, fn, args))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="vlmprobe-api")
+        self.thread.start()
+        self.tasks: set = set()
+
+    def submit(self, coro) -> Future:
+        import asyncio
+
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self.tasks.add(fut)
+        fut.add_done_callback(self.tasks.discard)
         return fut
 
-    def _work(self) -> None:
-        while True:
-            _, _, fut, fn, args = self.queue.get()
-            if fut is None:  # shutdown
-                return
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as e:  # noqa: BLE001 - handed to the waiting batch
-                fut.set_exception(e)
+    def close(self, limiter: "_Limiter", client) -> None:
+        """Cancel the requests still waiting for a slot, wait for those in flight (they are
+        journaled), close the HTTP client, stop the loop."""
+        import asyncio
 
-    def shutdown(self) -> None:
-        """Cancel the calls not started, wait for the running ones."""
-        while True:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if item[2] is not None:
-                item[2].cancel()
-        for _ in self.threads:
-            self.queue.put((float("inf"), next(self.order), None, None, None))
-        for t in self.threads:
-            t.join()
+        async def drain():
+            for _, _, fut in list(limiter.waiters):
+                fut.cancel()
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.gather(*pending, return_exceptions=True)
+            if client is not None:
+                await client.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(drain(), self.loop).result()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
+            self.loop.close()
 
 
 class ApiModel(VisionModel):
@@ -422,7 +441,7 @@ class ApiModel(VisionModel):
         self._renderer = None
         self._local = threading.local()  # the batch this thread computes (the engine runs batches in threads)
         self._lock = threading.Lock()  # spend, in-flight table
-        self._pool: _PriorityPool | None = None
+        self._loop: _Loop | None = None
         self._limiter = _Limiter(self.api.concurrency)
         self._inflight: dict[str, Future] = {}
         self._largest_prompt = 0
@@ -481,9 +500,10 @@ class ApiModel(VisionModel):
 
     def close(self) -> None:
         """Wait for the requests in flight (they are journaled) and release the pool."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.close(self._limiter, self._client)
+            self._client = None
         self.journal.close()
 
     # ---- per-batch bookkeeping (the engine) ---------------------------------------------
@@ -798,9 +818,10 @@ class ApiModel(VisionModel):
             if fut is not None:
                 self.spend.deduplicated += 1
                 return fut
-            if self._pool is None:
-                self._pool = _PriorityPool(self.api.concurrency)
-            fut = self._pool.submit(getattr(self._local, "order", 0), self._request, body, key, size, strict)
+            if self._loop is None:
+                self._loop = _Loop()
+                self._limiter = _Limiter(self.api.concurrency)
+            fut = self._loop.submit(self._request(body, key, size, strict, getattr(self._local, "order", 0)))
             self._inflight[key] = fut
         fut.add_done_callback(lambda _f, k=key: self._forget(k))
         return fut
@@ -879,6 +900,7 @@ class ApiModel(VisionModel):
                 s.failure_cost += bound
 
     def client(self):
+        """The openai ``AsyncOpenAI`` client (made on the model's event loop, where it is used)."""
         if self._client is None:
             try:
                 import openai
@@ -889,7 +911,8 @@ class ApiModel(VisionModel):
                 raise VlmprobeError(f"no API key: set the environment variable {self.api.key_env}"
                                     + ("" if self.api.key_env != "OPENAI_API_KEY" else " (or name another with "
                                        "--api-key-env)"))
-            self._client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.api.timeout)
+            self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
+                                              timeout=self.api.timeout)
         return self._client
 
     def _scrub(self, text: str) -> str:
@@ -905,16 +928,18 @@ class ApiModel(VisionModel):
                         text = text.replace(piece, "***")
         return text
 
-    def _request(self, body: dict, key: str, size=None, strict: bool = False) -> dict:
-        """One request with retries (each attempt counted against the budgets and holding one
-        of the limiter's slots); the answer (journaled) or ``{"error": message}``. With prompt
-        log-probabilities asked for, the answer keeps the prompt length ``n_prompt`` and the
-        last ``TAIL`` prompt-token log-probabilities (``tail``)."""
+    async def _request(self, body: dict, key: str, size=None, strict: bool = False, priority=0) -> dict:
+        """One request with retries (a coroutine on the model's loop; each attempt counted
+        against the budgets and holding one of the limiter's slots); the answer (journaled) or
+        ``{"error": message}``. With prompt log-probabilities asked for, the answer keeps the
+        prompt length ``n_prompt`` and the last ``TAIL`` prompt-token log-probabilities (``tail``)."""
+        import asyncio
+
         if self.protocol == "openai":
             self.client()  # the key check happens before anything is counted
         last, stop = "", None
         for attempt in range(self.api.max_retries + 1):
-            self._limiter.acquire()
+            await self._limiter.acquire(priority)
             try:
                 bound = self._reserve(body, size)
             except BaseException:
@@ -925,7 +950,7 @@ class ApiModel(VisionModel):
                     self.spend.requests += 1
             t0 = time.monotonic()
             try:
-                entry = self._send(body, key)
+                entry = await self._send(body, key)
             except _Failed as f:
                 self._limiter.release("throttled" if f.status == 429 else None)
                 self._settle(bound, billed=f.billed)
@@ -944,7 +969,7 @@ class ApiModel(VisionModel):
                     break  # a request the server will not accept: retrying does not help
                 if attempt < self.api.max_retries:
                     delay = min(self.api.backoff_cap, self.api.backoff * 2 ** attempt)
-                    time.sleep(f.wait if f.wait is not None else delay * (0.5 + random.random() / 2))
+                    await asyncio.sleep(f.wait if f.wait is not None else delay * (0.5 + random.random() / 2))
                 continue
             except BaseException:
                 self._limiter.release()
@@ -952,21 +977,23 @@ class ApiModel(VisionModel):
                 raise
             self._limiter.release("ok", time.monotonic() - t0)
             self._settle(bound, usage=entry["usage"])
-            self.journal.add(entry)
+            await asyncio.get_running_loop().run_in_executor(None, self.journal.add, entry)  # fsynced
             return entry
         if stop is not None:  # raised here, outside the handler: no chained client exception (it may quote the key)
             raise stop
         return {"error": last}
 
-    def _send(self, body: dict, key: str) -> dict:
+    async def _send(self, body: dict, key: str) -> dict:
         """One HTTP attempt -> the journal entry, or ``_Failed``."""
+        import asyncio
+
         if self.protocol == "sglang":
-            return self._send_sglang(body, key)
+            return await asyncio.get_running_loop().run_in_executor(None, self._send_sglang, body, key)
         import openai
 
         client = self.client()
         try:
-            resp = client.chat.completions.create(**_create_kwargs(body))
+            resp = await client.chat.completions.create(**_create_kwargs(body))
             if not getattr(resp, "choices", None):
                 raise ValueError("response has no choices")
             text = (resp.choices[0].message.content or "").strip()
