@@ -71,6 +71,10 @@ def fails(seed: int, key: str, attempt: int, rate: float) -> bool:
     return int.from_bytes(digest, "big") / 2 ** 256 < rate
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # listen backlog: many clients connecting at once are not dropped (1 s SYN retries)
+
+
 class ApiTestServer:
     """``with ApiTestServer(model) as server: server.base_url``; ``counts`` maps sample keys to
     the number of requests received for them (faulted ones included)."""
@@ -88,7 +92,7 @@ class ApiTestServer:
         self.faults: dict[str, int] = {}
         self.lock = threading.Lock()  # counts
         self.model_lock = threading.Lock()  # one generation at a time
-        self.httpd = ThreadingHTTPServer((host, port), _handler(self))
+        self.httpd = _Server((host, port), _handler(self))
         self.httpd.daemon_threads = True
         self.thread: threading.Thread | None = None
 
