@@ -24,18 +24,14 @@ KEY = "sk-vlmprobe-flow-0c9b1d7e"
 API_FIELDS = ("usage", "served_model", "system_fingerprint", "image_sent")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def vlm(toy_world):
+    """The toy VLM the test servers answer with; the key of this module in the environment."""
     from vlmprobe.models import load_model
 
-    return load_model("toy:vlm")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _key():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPENAI_API_KEY", KEY)
-        yield
+        yield load_model("toy:vlm")
 
 
 @pytest.fixture(scope="module")

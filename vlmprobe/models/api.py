@@ -426,8 +426,9 @@ class ApiModel(VisionModel):
     kind = "api"
 
     def __init__(self, spec: str, options: LoadOptions, model_name: str, base_url: str | None,
-                 api: ApiOptions | None = None, protocol: str = "openai"):
+                 api: ApiOptions | None = None, protocol: str = "openai", checkpoint: str | None = None):
         super().__init__(spec, options)
+        self.checkpoint = checkpoint or model_name  # sglang: the served checkpoint whose processor renders prompts
         if protocol not in PROTOCOLS:
             raise VlmprobeError(f"unknown API protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
         self.protocol = protocol
@@ -707,7 +708,7 @@ class ApiModel(VisionModel):
         if self._renderer is None:
             from .vlm import PromptRenderer
 
-            self._renderer = PromptRenderer.load(self.model_name, self.options)
+            self._renderer = PromptRenderer.load(self.checkpoint, self.options)
         return self._renderer
 
     def _sglang_body(self, image, prompt: str, max_new_tokens: int, assistant: str | None, likelihood: bool):
@@ -1079,8 +1080,9 @@ def _client_version(package: str = "openai") -> str | None:
         return None
 
 
-def load_api_model(spec: str, options: LoadOptions) -> ApiModel:
-    """``openai:MODEL[@URL]`` / ``sglang:MODEL@URL`` -> ApiModel (no request is sent until it is used)."""
+def load_api_model(spec: str, options: LoadOptions, resolve=None) -> ApiModel:
+    """``openai:MODEL[@URL]`` / ``sglang:MODEL@URL`` -> ApiModel (no request is sent until it is
+    used); ``resolve``: the registry's alias resolution (``toy:vlm`` -> ``hf:DIR``) for sglang's MODEL."""
     name, url = split_spec(spec)
     if not name:
         raise ModelLoadError(f"model spec {spec!r} names no model")
@@ -1090,7 +1092,8 @@ def load_api_model(spec: str, options: LoadOptions) -> ApiModel:
                              "(e.g. sglang:llava-hf/llava-1.5-7b-hf@http://127.0.0.1:30000)")
     if url:
         check_base_url(url)
-    return ApiModel(spec, options, name, url, protocol=protocol)
+    checkpoint = resolve(name) if resolve is not None and protocol == "sglang" else None
+    return ApiModel(spec, options, name, url, protocol=protocol, checkpoint=checkpoint)
 
 
 API_DESTS = ("api_base", "api_key_env", "concurrency", "image_detail", "image_max_side", "image_format", "api_seed",

@@ -185,7 +185,7 @@ MODEL_SPECS.register("torchvision:", _load_classifier, "supervised torchvision c
 def _load_api(spec: str, options: LoadOptions) -> VisionModel:
     from .api import load_api_model
 
-    return load_api_model(spec, options)
+    return load_api_model(spec, options, resolve_alias)
 
 
 MODEL_SPECS.register("openai:", _load_api, "chat-completions API model MODEL[@URL] (OpenAI or any compatible server)")

@@ -62,12 +62,11 @@ class PromptRenderer:
 
     @classmethod
     def load(cls, ref: str, options: LoadOptions | None = None) -> "PromptRenderer":
-        """``ref``: a hub id or local directory, or a spec resolving to one (``toy:vlm``, ``hf:PATH``)."""
+        """``ref``: a hub id or local directory (or ``hf:`` one; the caller resolved aliases such
+        as ``toy:vlm``)."""
         from transformers import AutoConfig, AutoProcessor
 
-        from .registry import resolve_alias
-
-        path = resolve_alias(ref).removeprefix("hf:").partition("+adapter:")[0]
+        path = ref.removeprefix("hf:").partition("+adapter:")[0]
         remote = bool(options and options.trust_remote_code)
         try:
             processor = AutoProcessor.from_pretrained(path, trust_remote_code=remote)
