@@ -200,13 +200,18 @@ def process(model, method, inputs, indices: Sequence[int], writer, batch_size: i
         return items, records, scores
 
     depth = remote.batches_in_flight(batch_size) if remote is not None else 1
+    results = ordered(compute, enumerate(image_batches(inputs, indices, batch_size, workers, transform)), depth)
     try:
-        batches = enumerate(image_batches(inputs, indices, batch_size, workers, transform))
-        for items, records, scores in ordered(compute, batches, depth):
+        for items, records, scores in results:
             writer.write(items, records, scores)
             done += len(items)
             bar.update(min(len(items) * scale, bar.total - bar.n) if bar.total else len(items))
+    except BaseException:
+        if remote is not None:  # a budget, a refused key, Ctrl-C: nothing more is sent for the batches ahead
+            remote.abort()
+        raise
     finally:
+        results.close()  # the batches ahead finish (their requests refused) before the model closes
         if remote is not None:
             remote.close()
     writer.close()

@@ -96,6 +96,10 @@ class ApiBudgetReached(VlmprobeError):
     """``--max-requests`` / ``--max-cost`` reached: the run stops cleanly (resumable)."""
 
 
+class ApiStopped(VlmprobeError):
+    """A request of a batch ahead, not sent because the run stopped (``ApiModel.abort``)."""
+
+
 @dataclass
 class ApiOptions:
     """How to talk to the server (``--api-*`` flags). Only ``request_config()`` is part of a
@@ -443,6 +447,7 @@ class ApiModel(VisionModel):
         self._local = threading.local()  # the batch this thread computes (the engine runs batches in threads)
         self._lock = threading.Lock()  # spend, in-flight table
         self._loop: _Loop | None = None
+        self._stopping = False
         self._limiter = _Limiter(self.api.concurrency)
         self._inflight: dict[str, Future] = {}
         self._largest_prompt = 0
@@ -499,12 +504,24 @@ class ApiModel(VisionModel):
         """results.json's ``api`` section (``usage_totals``)."""
         return usage_totals(records)
 
+    def abort(self) -> None:
+        """Send nothing more: requests waiting for a slot and later attempts fail at once
+        (``ApiStopped``); those in flight finish (and are journaled) in ``close``."""
+        self._stopping = True
+        loop = self._loop
+        if loop is not None:
+            def cancel_waiters(limiter=self._limiter):
+                for _, _, fut in list(limiter.waiters):
+                    fut.cancel()
+            loop.loop.call_soon_threadsafe(cancel_waiters)
+
     def close(self) -> None:
-        """Wait for the requests in flight (they are journaled) and release the pool."""
+        """Wait for the requests in flight (they are journaled) and release the event loop."""
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.close(self._limiter, self._client)
             self._client = None
+        self._stopping = False
         self.journal.close()
 
     # ---- per-batch bookkeeping (the engine) ---------------------------------------------
@@ -940,6 +957,8 @@ class ApiModel(VisionModel):
             self.client()  # the key check happens before anything is counted
         last, stop = "", None
         for attempt in range(self.api.max_retries + 1):
+            if self._stopping:
+                raise ApiStopped("the run stopped before this request was sent")
             await self._limiter.acquire(priority)
             try:
                 bound = self._reserve(body, size)
