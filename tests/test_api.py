@@ -103,17 +103,21 @@ def test_faults_are_retried_to_the_fault_free_records(vlm, api_run, tmp_path):
     assert json.loads((tmp_path / "run" / "results.json").read_text())["api"]["api_errors"] == 0
 
 
-def test_failed_samples_are_api_errors_then_retried_alone(vlm, api_run, tmp_path):
+def test_failed_samples_are_api_errors_then_retried_alone(vlm, api_run, tmp_path, capfd):
     from vlmprobe.testing.api_server import ApiTestServer
 
     out = tmp_path / "run"
     with ApiTestServer(vlm, fault_rate=0.3, seed=1, slow_seconds=FAST + 1) as server:
-        assert _eval(out, server.base_url, "--api-retries", "0", "--api-timeout", FAST) == 0
+        # item 10: samples still unanswered -> exit status 2, one line saying how many and what to do
+        assert _eval(out, server.base_url, "--api-retries", "0", "--api-timeout", FAST) == 2
         errors = [r for r in _records(out) if r.get("api_error")]
+        err = capfd.readouterr().err.strip().splitlines()
+        assert err[-1].endswith(f"error: {len(errors)} samples unanswered; run the same command again to retry"), err
         assert errors and all(r["skipped"] and r["prediction"] is None and r["error"].startswith("api_error:")
                               for r in errors)
         res = json.loads((out / "results.json").read_text())
-        assert res["api"]["api_errors"] == len(errors) and res["counts"]["skipped"] == len(errors)
+        assert res["api"]["api_errors"] == res["api"]["unanswered"] == len(errors)
+        assert res["counts"]["skipped"] == len(errors)
         server.fault_rate = 0.0  # healthy now; the same command again requests only the failed samples
         server.reset()
         assert _eval(out, server.base_url, "--api-retries", "0", "--api-timeout", FAST) == 0
@@ -125,7 +129,7 @@ def test_failed_samples_are_api_errors_then_retried_alone(vlm, api_run, tmp_path
 def test_sigkill_then_rerun_never_requests_a_finished_sample_again(vlm, api_run, tmp_path):
     from vlmprobe.data import load_dataset
     from vlmprobe.models import load_model
-    from vlmprobe.models.api import JOURNAL, request_key
+    from vlmprobe.models.api import JOURNAL
     from vlmprobe.testing.api_server import ApiTestServer, sample_key
 
     out = tmp_path / "run"
@@ -135,7 +139,8 @@ def test_sigkill_then_rerun_never_requests_a_finished_sample_again(vlm, api_run,
                "--workers", "0", "--batch-size", "4", "--concurrency", "3", "--api-timeout", "60"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
-        while server.stats()["requests"] < 6 and proc.poll() is None and time.time() < deadline:
+        journaled = lambda: (out / JOURNAL).read_text().count("}\n") if (out / JOURNAL).exists() else 0  # noqa: E731
+        while journaled() < 5 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -151,8 +156,8 @@ def test_sigkill_then_rerun_never_requests_a_finished_sample_again(vlm, api_run,
     data = load_dataset("toy:digits:test", limit=LIMIT)
     finished = 0
     for i, rec in enumerate(_records(api_run[0])):
-        body, _ = model.request_body(data.load_image(i), rec["prompt"], 64)
-        if rec["id"] in written or request_key(body) in journal:
+        body, _, key, _ = model.request_body(data.load_image(i), rec["prompt"], 64)
+        if rec["id"] in written or key in journal:
             finished += 1
             assert final[sample_key(body["messages"])] == at_kill[sample_key(body["messages"])] == 1
     assert finished >= 4 and len(final) == LIMIT and sum(final.values()) - LIMIT <= 3
@@ -195,27 +200,37 @@ def test_scrub_removes_echoed_pieces_of_the_key():
     assert KEY[:14] not in model._scrub(f"Incorrect API key provided: {KEY[:14]}****")
 
 
-def test_max_cost_stops_within_a_batch_and_the_rerun_completes(vlm, api_run, tmp_path, capfd):
+def _journal_usage(out):
+    from vlmprobe.models.api import JOURNAL
+
+    return [json.loads(line)["usage"] for line in (out / JOURNAL).read_text().splitlines() if line.endswith("}")]
+
+
+def test_max_cost_is_a_hard_cap_and_the_rerun_completes(vlm, api_run, tmp_path, capfd):
+    """Item 5: --max-cost is checked before every attempt (with the attempts in flight): the
+    spend never passes it (main: checked between batches only, it overshoots by up to a batch)."""
     from vlmprobe.testing.api_server import ApiTestServer
 
     out = tmp_path / "run"
     usage = [r["usage"] for r in _records(api_run[0])]
-    per_sample = [(u["prompt_tokens"] * 1.0 + u["completion_tokens"] * 2.0) / 1e6 for u in usage]
-    budget = sum(per_sample[:6])  # reached inside the second batch of 4
-    prices = ["--price-input", "1.0", "--price-output", "2.0"]
+    price = lambda u: u["prompt_tokens"] * 1.0 / 1e6  # noqa: E731 - completions free: the first bound fits
+    budget = sum(price(u) for u in usage[:6])  # reached inside the second batch of 4
+    prices = ["--price-input", "1.0", "--price-output", "0", "--image-detail", "low"]
     with ApiTestServer(vlm) as server:
         assert _eval(out, server.base_url, *prices, "--max-cost", budget) == 2
         assert "--max-cost" in capfd.readouterr().err
-        done = _records(out)
-        spent = sum(per_sample[:len(done)])
-        assert spent >= budget and spent - max(per_sample) * 4 < budget  # within one batch
-        assert len(done) % 4 == 0 and not (out / "results.json").exists()
+        spent = sum(price(u) for u in _journal_usage(out))  # every answered (paid) request is journaled
+        assert 0 < spent <= budget, (spent, budget)
+        assert server.stats()["requests"] == len(_journal_usage(out))  # no failures here: attempts = answers
+        assert not (out / "results.json").exists()
         assert _eval(out, server.base_url, *prices) == 0  # the same command, no budget: the rest
         assert set(server.stats()["counts"].values()) == {1} and server.stats()["samples"] == LIMIT
     assert _answers(_records(out)) == _answers(_records(api_run[0]))
 
 
-def test_max_requests_and_dry_run(vlm, tmp_path, capfd):
+def test_max_requests_counts_every_attempt_and_dry_run(vlm, tmp_path, capfd):
+    """Item 5: --max-requests caps HTTP attempts, retries and failed ones included, checked
+    before each (main: checked before a batch only; retries unbounded)."""
     from vlmprobe.testing.api_server import ApiTestServer
 
     out = tmp_path / "run"
@@ -224,10 +239,17 @@ def test_max_requests_and_dry_run(vlm, tmp_path, capfd):
         printed = capfd.readouterr().out
         assert f"dry run: {LIMIT} requests for {LIMIT} samples" in printed and "USD" in printed
         assert server.stats()["requests"] == 0 and not out.exists()
-        assert _eval(out, server.base_url, "--max-requests", "6") == 2  # 4 + 4 > 6: stops before batch 2
-        assert len(_records(out)) == 4 and server.stats()["requests"] == 4
-        assert _eval(out, server.base_url, "--dry-run") == 0
-        assert f"dry run: {LIMIT - 4} requests" in capfd.readouterr().out
+        assert _eval(out, server.base_url, "--max-requests", "6") == 2  # the 7th attempt is never sent
+        assert server.stats()["requests"] == 6 and len(_journal_usage(out)) == 6
+        written = len(_records(out)) if (out / "samples.jsonl").exists() else 0
+        assert written in (0, 4)  # whole batches only (the first, unless a later batch's request went first)
+        assert _eval(out, server.base_url, "--dry-run") == 0  # 6 answers are journaled already
+        assert f"dry run: {LIMIT - 6} requests for {LIMIT - written} samples" in capfd.readouterr().out
+    with ApiTestServer(vlm, fault_rate=0.5, seed=2, slow_seconds=FAST + 1) as server:  # half the attempts fail
+        out2 = tmp_path / "faulty"
+        assert _eval(out2, server.base_url, "--max-requests", "9", "--api-timeout", FAST, "--api-retries", "6") == 2
+        assert server.stats()["requests"] == 9 and sum(server.stats()["faults"].values()) > 0
+        assert "--max-requests 9 reached (9 attempts sent)" in capfd.readouterr().err
 
 
 def test_closed_world_label_space_over_the_api(vlm, tmp_path):
@@ -238,7 +260,8 @@ def test_closed_world_label_space_over_the_api(vlm, tmp_path):
             "--num-candidates", "3", "--max-new-tokens", "16", "--no-progress", "--workers", "0", "--batch-size", "4"]
     assert main([*args, "--model", "toy:vlm", "--out", str(tmp_path / "local")]) == 0
     with ApiTestServer(vlm) as server:
-        assert main([*args, "--model", f"openai:toy-vlm@{server.base_url}", "--out", str(tmp_path / "api")]) == 0
+        assert main([*args, "--model", f"openai:toy-vlm@{server.base_url}", "--out", str(tmp_path / "api"),
+                     "--add-special-tokens"]) == 0  # vLLM tokenizes as the local processor does (BOS)
     remote = _records(tmp_path / "api")
     assert _answers(remote) == _answers(_records(tmp_path / "local"))
     assert all(len(r["candidates"]) == 3 and "Choose one from" in r["prompt"] for r in remote)

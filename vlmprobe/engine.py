@@ -26,10 +26,14 @@ launch's processes (contiguous blocks of the sorted unfinished list), ``process`
 process's block into its shard (or straight into samples.jsonl for a single process), merge,
 summarize, write results.json and timing.json (``runs`` describes the files).
 
-An API model (``models.api``) adds hooks the loop calls: ``start_batch(n)`` / ``finish_batch()``
-around ``run_batch`` (per-sample usage, or ``api_error``: the sample becomes a skipped record
-that the next run retries; ``request_fields``), ``attach_run(DIR)`` (its request journal) and
-``--dry-run`` (``dry_run``: the same loop, nothing sent or written).
+A model answered by a server (``models.api``) offers the interface's optional hook
+``server_session()`` (None for local models); the loop drives it: ``start_batch(n, order)`` /
+``finish_batch()`` around ``run_batch`` (per-sample usage, or ``api_error``: the sample becomes a
+skipped record that the next run retries; ``request_fields``), ``attach_run(DIR)`` (its request
+journal), ``batches_in_flight(batch_size)`` (that many batches are computed at once, in threads,
+so the model keeps ``--concurrency`` requests in flight; records are still written in batch
+order, ``ordered``), ``close()`` and ``--dry-run`` (``dry_run``: the same loop, nothing sent or
+written).
 
 Per-sample randomness comes from ``rng_for(item)``, seeded by (run seed, item id): results do
 not depend on batch size, resuming or the number of processes.
@@ -137,29 +141,79 @@ class RecordWriter:
         pass
 
 
+def server_session(model):
+    """The model's server hook (``VisionModel.server_session``), or None for a local model."""
+    hook = getattr(model, "server_session", None)
+    return hook() if hook is not None else None
+
+
+def ordered(fn: Callable, items, depth: int):
+    """``fn(x)`` for each x of ``items``, yielded in order; ``depth`` > 1: up to ``depth`` calls
+    run at once in threads (the next ones start while an earlier result is consumed). An
+    exception is raised at its item, after the earlier items were yielded."""
+    if depth <= 1:
+        for x in items:
+            yield fn(x)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = deque()
+    pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="vlmprobe-batch")
+    try:
+        for x in items:
+            pending.append(pool.submit(fn, x))
+            if len(pending) >= depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
+
+
 def process(model, method, inputs, indices: Sequence[int], writer, batch_size: int = 32, workers: int = 0,
             rng_for: Callable | None = None, transform: Callable | None = None, progress: bool = True,
             total: int | None = None, initial: int = 0, scale: int = 1, desc: str = "", unit: str = "img") -> int:
     """THE per-sample loop: load ``indices`` of ``inputs`` in batches (``workers`` DataLoader
     processes, ``transform`` applied there), run ``method.run_batch`` on the readable ones and
-    hand every batch to ``writer.write(items, records, scores)``. The bar counts ``scale``
-    items per item done here (all processes' rate, from this one's); returns items done."""
+    hand every batch to ``writer.write(items, records, scores)`` in order. The bar counts
+    ``scale`` items per item done here (all processes' rate, from this one's); returns items
+    done. A server-answered model computes ``batches_in_flight`` batches at once."""
     done = 0
+    remote = server_session(model)
     bar = tqdm(total=total if total is not None else len(indices), initial=initial, desc=desc, unit=unit,
                disable=not progress, dynamic_ncols=True)
-    for items in image_batches(inputs, indices, batch_size, workers, transform):
+
+    def compute(numbered):
+        order, items = numbered
         distributed.check_peers()  # another process of the launch failed: stop now, not at the next barrier
         ok = [(i, im) for i, im, err in items if err is None]
         records, scores = [], None
         if ok:
-            if hasattr(model, "start_batch"):  # API models: per-sample usage, api_error, budgets
-                model.start_batch(len(ok))
+            if remote is not None:  # per-sample usage, api_error, budgets
+                remote.start_batch(len(ok), order)
             records, scores = method.run_batch(model, [inputs.item(i) for i, _ in ok], [im for _, im in ok], rng_for)
-            if hasattr(model, "finish_batch"):
-                items, records, scores = request_fields(items, records, scores, model.finish_batch())
-        writer.write(items, records, scores)
-        done += len(items)
-        bar.update(min(len(items) * scale, bar.total - bar.n) if bar.total else len(items))
+            if remote is not None:
+                items, records, scores = request_fields(items, records, scores, remote.finish_batch())
+        return items, records, scores
+
+    depth = remote.batches_in_flight(batch_size) if remote is not None else 1
+    results = ordered(compute, enumerate(image_batches(inputs, indices, batch_size, workers, transform)), depth)
+    try:
+        for items, records, scores in results:
+            writer.write(items, records, scores)
+            done += len(items)
+            bar.update(min(len(items) * scale, bar.total - bar.n) if bar.total else len(items))
+    except BaseException:
+        if remote is not None:  # a budget, a refused key, Ctrl-C: nothing more is sent for the batches ahead
+            remote.abort()
+        raise
+    finally:
+        results.close()  # the batches ahead finish (their requests refused) before the model closes
+        if remote is not None:
+            remote.close()
     writer.close()
     bar.close()
     return done
@@ -203,23 +257,23 @@ def run_job(model, method, inputs, out: str | os.PathLike, config: dict, num_sco
 
     ``summarize(path) -> dict`` computes results.json from the finished files (rank 0)."""
     w = distributed.world()
-    api = hasattr(model, "attach_run")  # an API model (``models.api``): journal, budgets, dry run
-    if api and w.size > 1:
+    remote = server_session(model)  # a server-answered model (``models.api``): journal, budgets, dry run
+    if remote is not None and w.size > 1:
         from .errors import VlmprobeError
 
         raise VlmprobeError(f"{model.spec}: an API model runs in one process (requests in flight: --concurrency), "
                             "not under a multi-process launch")
-    if api and model.api.dry_run:
-        return dry_run(model, method, inputs, out, config, num_scores, batch_size, workers, seed)
     ids = [inputs.item(i).id for i in range(len(inputs))]
     run = RunDir(out, config, num_scores, sample_ids=ids)  # a resume on other samples is refused
+    if remote is not None and remote.dry_run:
+        return dry_run(model, method, inputs, run, batch_size, workers, seed)
     launch = distributed.launch_id(w)
 
     def open_run():
         run.lock(launch)
         n_main = run.open()
-        if api:
-            model.attach_run(run.path)
+        if remote is not None:
+            remote.attach_run(run.path)
         return n_main, bool(run.shards()) or bool(run.retryable())
 
     try:
@@ -257,10 +311,9 @@ def _run_locked(model, method, inputs, run: RunDir, launch: str, open_run, summa
             run.merge([inputs.item(i).id for i in range(len(inputs))])
         run.finalize_scores()
         results = summarize(run.path)
-        if hasattr(model, "attach_run"):  # an API model: token totals from the records
-            from .models.api import usage_totals
-
-            results["api"] = usage_totals(run.records())
+        remote = server_session(model)
+        if remote is not None:  # a server-answered model: token totals, unanswered samples
+            results["api"] = remote.results(run.records())
         run.write_results(results)
         if todo or not (run.path / "timing.json").exists():  # a re-run keeps the timing of the run that computed it
             atomic_write_json(run.path / "timing.json", timing(elapsed, len(todo), w.size, unit))
@@ -279,14 +332,17 @@ class _Discard:
         pass
 
 
-def dry_run(model, method, inputs, out, config: dict, num_scores, batch_size: int, workers: int, seed: int) -> dict:
-    """``--dry-run`` of an API model: the same loop over the samples an actual run would
-    compute (those not finished in ``out``; answers journaled there count as sent), with a
-    model that counts and estimates instead of sending, and a writer that keeps nothing.
-    Returns ``{"dry_run": model.spending()}``; nothing is written."""
-    run = RunDir(out, config, num_scores)
-    finished = {i for i, r in enumerate(run.records()) if not r.get("api_error")} if run.samples_path.exists() else set()
-    model.attach_run(run.path, read_only=True)
+def dry_run(model, method, inputs, run: RunDir, batch_size: int, workers: int, seed: int) -> dict:
+    """``--dry-run`` of a server-answered model: the same loop over the samples the real run
+    would compute -- the run directory checked as the real run checks it (a different config or
+    other samples are refused with the same error), its finished samples (samples.jsonl and
+    pending shards, ``api_error`` records excepted) left out -- with a model that counts and
+    estimates instead of sending (answers journaled there count as sent) and a writer that
+    keeps nothing. Returns ``{"dry_run": model.spending(), "samples_to_compute": N}``; nothing
+    is written."""
+    remote = server_session(model)
+    finished = run.finished() if run.validate() else set()
+    remote.attach_run(run.path, read_only=True)
     todo = [i for i in range(len(inputs)) if i not in finished]
     transform = method.image_transform(model) if hasattr(method, "image_transform") else None
     process(model, method, inputs, todo, _Discard(), batch_size=batch_size, workers=workers, rng_for=rng_factory(seed),

@@ -244,26 +244,8 @@ class RunDir:
         """Create or validate the directory; repair killed writers' tails; return the number of
         records in samples.jsonl."""
         self.path.mkdir(parents=True, exist_ok=True)
-        cfg_path = self.path / "config.json"
-        if cfg_path.exists():
-            try:
-                old = json.loads(cfg_path.read_text())
-            except json.JSONDecodeError:
-                raise RunDirError(f"{cfg_path} is not valid JSON; use a new --out directory") from None
-            was, now = old.get("samples"), self.config.get("samples")
-            if was is not None and now is not None and was != now:
-                raise RunDirError(f"{self.path} was started on other samples ({was['count']} ids, sha256 "
-                                  f"{was['sha256'][:12]}; now {now['count']}, {now['sha256'][:12]}): the dataset "
-                                  "changed; use a new --out")
-            diff = _diff_keys(_identity(old), _identity(self.config))
-            if diff:
-                raise RunDirError(f"{self.path} holds a run with a different config (differs in: "
-                                  f"{', '.join(diff[:5])}{' ...' if len(diff) > 5 else ''}); use a new --out")
-            self.config = old
-        else:
-            if self.samples_path.exists():
-                raise RunDirError(f"{self.path} has samples.jsonl but no config.json; use a new --out")
-            atomic_write_json(cfg_path, self.config)
+        if not self.validate():
+            atomic_write_json(self.path / "config.json", self.config)
         if self.num_scores and self.scores_path.exists() and not self.partial_path.exists():  # finished earlier
             rows = np.load(self.scores_path)
             n = len(self.records())
@@ -273,6 +255,31 @@ class RunDir:
         n = self.log.repair()
         self._repair_shards(n)
         return n
+
+    def validate(self) -> bool:
+        """Check (reading only) that this directory may hold this run: True when it holds one
+        with the same config and samples (adopted), False when it holds none; RunDirError when it
+        holds another (``open`` and ``--dry-run`` refuse the same way)."""
+        cfg_path = self.path / "config.json"
+        if not cfg_path.exists():
+            if self.samples_path.exists():
+                raise RunDirError(f"{self.path} has samples.jsonl but no config.json; use a new --out")
+            return False
+        try:
+            old = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError:
+            raise RunDirError(f"{cfg_path} is not valid JSON; use a new --out directory") from None
+        was, now = old.get("samples"), self.config.get("samples")
+        if was is not None and now is not None and was != now:
+            raise RunDirError(f"{self.path} was started on other samples ({was['count']} ids, sha256 "
+                              f"{was['sha256'][:12]}; now {now['count']}, {now['sha256'][:12]}): the dataset "
+                              "changed; use a new --out")
+        diff = _diff_keys(_identity(old), _identity(self.config))
+        if diff:
+            raise RunDirError(f"{self.path} holds a run with a different config (differs in: "
+                              f"{', '.join(diff[:5])}{' ...' if len(diff) > 5 else ''}); use a new --out")
+        self.config = old
+        return True
 
     def shards(self) -> list[ShardLog]:
         if not self.shards_dir.is_dir():

@@ -74,7 +74,15 @@ def model_from_args(args, spec: str | None = None):
     options = LoadOptions(device=rank_device(args.device, w), dtype=args.dtype, device_map=args.device_map,
                           load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit,
                           trust_remote_code=args.trust_remote_code)
-    model = load_model(spec or args.model, options)
+    name = spec or args.model
+    if hasattr(args, "api_base") and not _api_spec(name):  # refused before a local model is loaded
+        from ..models.api import api_flags_given
+
+        given = api_flags_given(args)
+        if given:
+            raise VlmprobeError(f"{' '.join(given)}: API model flags (openai:MODEL[@URL], sglang:MODEL@URL); "
+                                f"{name} is computed in this process (drop the flag{'s' if len(given) > 1 else ''})")
+    model = load_model(name, options)
     if getattr(model, "kind", None) == "api":
         from ..models.api import api_options_from_args
 
@@ -83,6 +91,26 @@ def model_from_args(args, spec: str | None = None):
                                 "vlmprobe wikiqa only")
         model.configure(api_options_from_args(args))
     return model
+
+
+def _api_spec(spec: str) -> bool:
+    """Whether ``spec`` names a server-answered model (its registry entry loads one)."""
+    from ..models.registry import MODEL_SPECS, resolve_alias
+
+    entry = MODEL_SPECS.find(resolve_alias(spec))
+    return entry is not None and entry.prefix in ("openai:", "sglang:")
+
+
+def finish_api(model, results: dict) -> None:
+    """After an API run: print its spending (``report_api``); when samples are still unanswered
+    (``api_error`` after their retries), a one-line error, so the command exits non-zero
+    (results.json, written already, says how many: ``api.unanswered``)."""
+    from ..errors import VlmprobeError
+
+    report_api(model, results)
+    n = ((results or {}).get("api") or {}).get("unanswered") or 0
+    if n:
+        raise VlmprobeError(f"{n} sample{'s' if n != 1 else ''} unanswered; run the same command again to retry")
 
 
 def report_api(model, results: dict) -> None:
@@ -99,8 +127,10 @@ def report_api(model, results: dict) -> None:
         return
     cost = f", {s['cost_usd']:.4f} USD" if s["cost_usd"] is not None else ""
     errors = f"; failed attempts (retried): {s['errors']}" if s["errors"] else ""
-    print(f"api: {s['requests_sent']} requests sent, {s['replayed_from_journal']} answers replayed from the journal, "
-          f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens{cost}{errors}")
+    shared = f", {s['deduplicated']} identical requests answered once" if s["deduplicated"] else ""
+    print(f"api: {s['requests_sent']} requests sent in {s['attempts']} attempts, {s['replayed_from_journal']} answers "
+          f"replayed from the journal{shared}, {s['prompt_tokens']} prompt + {s['completion_tokens']} completion "
+          f"tokens{cost}{errors}")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:

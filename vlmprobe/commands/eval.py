@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .common import (HelpFormatter, add_data_arguments, add_model_arguments, count, dataset_from_args,
-                     group_pair, model_from_args, positive_int, report_api)
+                     group_pair, model_from_args, positive_int, report_api, finish_api)
 
 METHOD_HELP = ("classifier (timm/torchvision: the network's logits) | zeroshot (CLIP: cosine to class-name text "
                "embeddings) | generate (VLM: ask, then match the answer to class names) | likelihood (VLM: log p(class name | image, prompt) for every class) | "
@@ -57,12 +57,13 @@ def run(args) -> int:
     results = evaluate(model, dataset, method, args.out, batch_size=args.batch_size, seed=args.seed,
                        workers=args.workers, progress=not args.no_progress, groups=args.groups,
                        group_drop=drop)
-    report_api(model, results)
     if "dry_run" in results:
+        report_api(model, results)
         return 0
     print(f"{args.method} {model.spec} on {dataset.name}: {top1_line(results)}")
     others = ["samples.jsonl", "config.json"] + (["scores.npy"] if method.num_scores(dataset) else [])
     print(f"results: {args.out}/results.json ({', '.join(others)} beside it)")
+    finish_api(model, results)  # non-zero exit while samples are unanswered
     return 0
 
 

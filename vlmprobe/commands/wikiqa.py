@@ -3,7 +3,7 @@ ImageNet images) and write a run directory."""
 from __future__ import annotations
 
 
-from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int, report_api
+from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int, report_api, finish_api
 
 
 def register(subparsers) -> None:
@@ -69,8 +69,8 @@ def run(args) -> int:
     model = model_from_args(args)
     results = run_wikiqa(model, qset, scorer, args.out, batch_size=args.batch_size, seed=args.seed,
                          progress=not args.no_progress, classification_run=args.classification_run)
-    report_api(model, results)
     if "dry_run" in results:
+        report_api(model, results)
         return 0
     head = f"wikiqa {args.method} [{results['condition']}] {model.spec}"
     if results["accuracy"] is None:
@@ -86,4 +86,5 @@ def run(args) -> int:
         print(f"split: classified correctly {fmt(a)} (n={a['n']}), wrongly {fmt(b)} (n={b['n']})"
               + ("" if split["same_model"] else f"; note: the classification run is of {other}"))
     print(f"results: {args.out}/results.json (samples.jsonl, config.json beside it)")
+    finish_api(model, results)  # non-zero exit while samples are unanswered
     return 0

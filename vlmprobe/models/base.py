@@ -131,3 +131,10 @@ class VisionModel:
     def features(self, images: Sequence, layers=None, pooling=None, **kwargs) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def server_session(self):
+        """The optional hook of a model answered by a server (``models.api``): an object the
+        engine drives around its loop (``attach_run(dir, read_only)``, ``start_batch(n, order)`` /
+        ``finish_batch()``, ``batches_in_flight(batch_size)``, ``close()``, ``dry_run``,
+        ``results(records)``). None (this default) for a model computed in this process."""
+        return None
+

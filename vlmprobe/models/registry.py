@@ -12,6 +12,7 @@
 ``timm:local-dir:PATH``        timm classifier saved in timm's hub layout (config.json + weights)
 ``torchvision:NAME[@WEIGHTS]`` torchvision classifier: WEIGHTS an enum name (IMAGENET1K_V2; default DEFAULT), random, or a .pth file
 ``openai:MODEL[@URL]``          a chat-completions API model (``models.api``; ``--api-base``)
+``sglang:MODEL@URL``            an SGLang server's native /generate (``models.api``)
 ``toy:clip`` / ``toy:vlm``     the embedded miniature world (built on first use);
                                ``toy:vlm+adapter:PATH`` with a fine-tuned adapter
 ``PATH``                       a local directory; its kind is detected from its files
@@ -184,7 +185,8 @@ MODEL_SPECS.register("torchvision:", _load_classifier, "supervised torchvision c
 def _load_api(spec: str, options: LoadOptions) -> VisionModel:
     from .api import load_api_model
 
-    return load_api_model(spec, options)
+    return load_api_model(spec, options, resolve_alias)
 
 
 MODEL_SPECS.register("openai:", _load_api, "chat-completions API model MODEL[@URL] (OpenAI or any compatible server)")
+MODEL_SPECS.register("sglang:", _load_api, "SGLang server MODEL@URL through its native /generate (MODEL: the served checkpoint, whose processor renders the prompts)")

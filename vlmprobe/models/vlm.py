@@ -35,6 +35,51 @@ def _quantization_config(options: LoadOptions, family: Family):
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
 
 
+def render_prompt(processor, family: Family, question: str, image: bool = True,
+                  answer_prefix: str | None = None) -> str:
+    """One user turn (image first, then ``question``) through ``processor``'s chat template with
+    the generation prompt, followed by ``answer_prefix`` if given (e.g. ``"The photo features
+    a"``). A checkpoint released without a chat template uses its family's ``prompt_format``
+    (BLIP-2: ``Question: {question} Answer:``)."""
+    if family.uses_prompt_format(processor):
+        text = family.render_messages([{"role": "user", "content": question}])  # the processor adds the image tokens
+    else:
+        content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
+        text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    if answer_prefix:
+        text = append_text(text, answer_prefix)
+    return text
+
+
+class PromptRenderer:
+    """A VLM checkpoint's processor and family without its weights: renders prompts as the
+    local engine does (``render``) and tokenizes them (``tokenizer``); what an ``sglang:`` API
+    model sends to a server running that checkpoint."""
+
+    def __init__(self, processor, family: Family):
+        self.processor, self.family = processor, family
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+
+    @classmethod
+    def load(cls, ref: str, options: LoadOptions | None = None) -> "PromptRenderer":
+        """``ref``: a hub id or local directory (or ``hf:`` one; the caller resolved aliases such
+        as ``toy:vlm``)."""
+        from transformers import AutoConfig, AutoProcessor
+
+        path = ref.removeprefix("hf:").partition("+adapter:")[0]
+        remote = bool(options and options.trust_remote_code)
+        try:
+            processor = AutoProcessor.from_pretrained(path, trust_remote_code=remote)
+            model_type = getattr(AutoConfig.from_pretrained(path, trust_remote_code=remote), "model_type", None)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"{ref}: cannot load its processor to render prompts ({str(e).splitlines()[0]}); "
+                                 "name the served checkpoint (hub id or local directory)") from None
+        return cls(processor, family_for_type(model_type))
+
+    def render(self, question: str, image: bool = True, answer_prefix: str | None = None) -> str:
+        return render_prompt(self.processor, self.family, question, image=image, answer_prefix=answer_prefix)
+
+
 class VisionLanguageModel(VisionModel):
     """``model`` (transformers), ``processor`` (image processor + tokenizer + chat template)."""
 
@@ -137,24 +182,18 @@ class VisionLanguageModel(VisionModel):
 
     def render(self, question: str, image: bool = True, answer_prefix: str | None = None) -> str:
         """One user turn (image first, then ``question``) through the chat template with the
-        generation prompt, followed by ``answer_prefix`` if given (e.g. ``"The photo features a"``).
-        A checkpoint released without a chat template uses its family's ``prompt_format``
-        (BLIP-2: ``Question: {question} Answer:``)."""
-        if self.family.uses_prompt_format(self.processor):
-            text = self.family.render_messages([{"role": "user", "content": question}])  # the processor adds the image tokens
-        else:
-            content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
-            text = self.processor.apply_chat_template([{"role": "user", "content": content}],
-                                                      add_generation_prompt=True)
-        if answer_prefix:
-            text = append_text(text, answer_prefix)
-        return text
+        generation prompt, followed by ``answer_prefix`` if given (``render_prompt``)."""
+        return render_prompt(self.processor, self.family, question, image=image, answer_prefix=answer_prefix)
 
-    def encode(self, images: Sequence | None, texts: Sequence[str], padding_side: str = "left"):
+    def encode(self, images: Sequence | None, texts: Sequence[str], padding_side: str = "left",
+               add_special_tokens: bool | None = None):
         """Processor call for a batch: rendered ``texts`` (one ``<image>`` each when ``images``)
         -> BatchFeature on the model's device (``input_ids`` [B, L], ``attention_mask`` [B, L],
-        ``pixel_values`` ...)."""
+        ``pixel_values`` ...). ``add_special_tokens``: passed to the tokenizer when given (default:
+        the processor's, which adds them)."""
         kwargs = dict(text=list(texts), return_tensors="pt", padding=True)
+        if add_special_tokens is not None:
+            kwargs["add_special_tokens"] = add_special_tokens
         if images is not None:
             kwargs["images"] = processor_images(self.processor, list(images))
         old = self.tokenizer.padding_side

@@ -1,19 +1,33 @@
-"""A real OpenAI-compatible chat-completions server on 127.0.0.1 that answers with a local VLM's
-own greedy generations: for tests of ``openai:`` models, and for users checking their setup
-(flags, retries, budgets, resume) without paying for a request.
+"""A real OpenAI-compatible chat-completions server (and SGLang's native ``/generate``) on
+127.0.0.1 that answers with a local VLM: for tests of ``openai:`` / ``sglang:`` models, and for
+users checking their setup (flags, retries, budgets, resume) without paying for a request.
 
     python -m vlmprobe.testing.api_server --model toy:vlm --port 8011 [--fault-rate 0.2]
     vlmprobe eval --model openai:toy-vlm@http://127.0.0.1:8011/v1 --method generate ...
+    vlmprobe eval --model sglang:toy:vlm@http://127.0.0.1:8011 --method likelihood ...
 
-``POST /v1/chat/completions`` takes the last user message (text parts joined, at most one
-``image_url`` data URL), runs ``model.generate([image], [text], max_new_tokens=max_tokens)``
-(batch of one; the local model's generation is batch-invariant, so the answers equal a local
-run's) and answers the OpenAI response shape (``choices[0].message.content``, ``usage`` from the
-model's tokenizer, ``model``, ``system_fingerprint``). ``GET /v1/models`` lists the model;
-``GET /stats`` returns the per-sample request counts. A request with ``prompt_logprobs: 0`` and a
-final assistant message (``continue_final_message``) gets vLLM's ``prompt_logprobs`` answer from
-the model's own forward pass (``ApiTestServer.prompt_logprobs``), so likelihood over the API is
-tested too.
+``POST /v1/chat/completions`` renders every request as vLLM's OpenAI server does
+(``render_chat``): the messages parsed into the "openai" content format (a string content
+becomes one text part, an ``image_url`` part becomes ``{"type": "image"}``), then the model's
+own chat template through ``apply_chat_template(tokenize=False, add_generation_prompt=...,
+continue_final_message=...)`` with vLLM's defaults (True / False; both True is a 400 with vLLM's
+message), then tokenized with the request's ``add_special_tokens`` (vLLM's default False) by
+the model's processor with the image. It answers greedily with up to ``max_tokens`` new tokens
+in the OpenAI response shape (``choices[0].message.content``, ``usage``, ``model``,
+``system_fingerprint``), or, with ``prompt_logprobs: 0``, vLLM's ``prompt_logprobs`` from the
+model's forward pass over that prompt (``ApiTestServer.prompt_logprobs``).
+
+``POST /generate`` speaks SGLang's native API (``generate_native``): ``text`` (already rendered),
+``image_data`` (a data URL or base64), ``sampling_params`` (``max_new_tokens``), and with
+``return_logprob`` the prompt's ``meta_info.input_token_logprobs`` (``[logprob, token_id,
+None]`` from ``logprob_start_len`` on, the first prompt token's logprob None), tokenized as
+SGLang does (the tokenizer's special tokens added). ``GET /v1/models`` lists the model;
+``GET /stats`` returns the per-sample request counts and the most requests seen in flight at
+once (``max_active``).
+
+``latency``: seconds every answer waits outside the model lock (a remote server's delay);
+``cache``: answers of a request body seen before are replayed (the model is not run again), so
+a benchmark measures the client against a server that is not itself the bottleneck.
 
 Requests are counted per sample: the key is the SHA-256 of the request's messages (image and
 question), so a client that asks twice for the same sample is visible (``counts``).
@@ -57,14 +71,20 @@ def fails(seed: int, key: str, attempt: int, rate: float) -> bool:
     return int.from_bytes(digest, "big") / 2 ** 256 < rate
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # listen backlog: many clients connecting at once are not dropped (1 s SYN retries)
+
+
 class ApiTestServer:
     """``with ApiTestServer(model) as server: server.base_url``; ``counts`` maps sample keys to
     the number of requests received for them (faulted ones included)."""
 
     def __init__(self, model, host: str = "127.0.0.1", port: int = 0, model_name: str = "toy-vlm",
                  api_key: str | None = None, fault_rate: float = 0.0, seed: int = 0, slow_seconds: float = 3.0,
-                 latency: float = 0.0, prompt_logprobs: bool = True):
+                 latency: float = 0.0, prompt_logprobs: bool = True, cache: bool = False):
         self.model, self.model_name, self.api_key = model, model_name, api_key
+        self.cache: dict[str, dict] | None = {} if cache else None  # answers by request body (benchmarks)
+        self.active = self.max_active = 0  # requests being answered now / at most
         self.latency = latency  # seconds every answer waits (outside the model lock): a remote server's delay
         self.serves_prompt_logprobs = prompt_logprobs  # False: ignore the parameter, like a server without it
         self.fault_rate, self.seed, self.slow_seconds = fault_rate, seed, slow_seconds
@@ -72,7 +92,7 @@ class ApiTestServer:
         self.faults: dict[str, int] = {}
         self.lock = threading.Lock()  # counts
         self.model_lock = threading.Lock()  # one generation at a time
-        self.httpd = ThreadingHTTPServer((host, port), _handler(self))
+        self.httpd = _Server((host, port), _handler(self))
         self.httpd.daemon_threads = True
         self.thread: threading.Thread | None = None
 
@@ -99,96 +119,140 @@ class ApiTestServer:
     def stats(self) -> dict:
         with self.lock:
             return {"requests": sum(self.counts.values()), "samples": len(self.counts), "counts": dict(self.counts),
-                    "faults": dict(self.faults)}
+                    "faults": dict(self.faults), "max_active": self.max_active}
 
     def reset(self) -> None:
         with self.lock:
             self.counts.clear()
             self.faults.clear()
+            self.max_active = self.active
 
     # ---- answering ---------------------------------------------------------------------------
     def answer(self, body: dict) -> dict:
-        """The chat-completion response for a parsed request body."""
-        from PIL import Image
-
-        text, image = _user_turn(body.get("messages"))
-        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
-        if image is not None:
-            raw = base64.b64decode(image.split(",", 1)[1])
-            image = Image.open(io.BytesIO(raw)).convert("RGB")
-        if body.get("prompt_logprobs") is not None and self.serves_prompt_logprobs:
-            return self.prompt_logprobs(body, text, image)
-        with self.model_lock:
-            out = self.model.generate([image] if image is not None else None, [text], max_new_tokens=max_tokens)[0]
-            tok = self.model.tokenizer
-            prompt_tokens = len(tok(self.model.render(text, image=image is not None)).input_ids)
-            completion_tokens = len(tok(out, add_special_tokens=False).input_ids)
-        return {"id": f"chatcmpl-{hashlib.sha256(text.encode()).hexdigest()[:12]}", "object": "chat.completion",
-                "created": int(time.time()), "model": self.model_name, "system_fingerprint": "fp_vlmprobe_test",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": out}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens}}
-
-
-    def prompt_logprobs(self, body: dict, text: str, image) -> dict:
-        """vLLM's ``prompt_logprobs`` answer for a request whose last message is the assistant's
-        answer so far (``continue_final_message``): the prompt is the user turn + the chat
-        template's generation prompt + that answer (``model.render(text, answer_prefix=...)``);
-        entry t is ``{id_t: {"logprob": log p(id_t | ids_<t), "rank", "decoded_token"}}``, entry 0
-        None. Only ``prompt_logprobs=0`` (the prompt's own token) is served."""
+        """The chat-completion response for a parsed request body (``render_chat``)."""
         import torch
 
-        last = body["messages"][-1]
-        if last.get("role") != "assistant" or not body.get("continue_final_message"):
-            raise ValueError("prompt_logprobs is served for a final assistant message with continue_final_message")
-        if int(body["prompt_logprobs"]) != 0:
-            raise ValueError("only prompt_logprobs=0 is served")
+        text, images, add_special = render_chat(self.model.processor, body)
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
         with self.model_lock, torch.no_grad():
-            rendered = self.model.render(text, image=image is not None, answer_prefix=last.get("content") or None)
-            batch = self.model.encode([image] if image is not None else None, [rendered])
-            logits = self.model.model(**batch).logits[0].float()
+            batch = self.model.encode(images or None, [text], add_special_tokens=add_special)
             ids = batch["input_ids"][0]
-            lp = torch.log_softmax(logits, -1)
-            chosen = lp[:-1].gather(-1, ids[1:, None])[:, 0]
-            ranks = (lp[:-1] > chosen[:, None]).sum(-1) + 1
-            tok = self.model.tokenizer
-            plp = [None] + [{str(int(ids[t])): {"logprob": float(chosen[t - 1]), "rank": int(ranks[t - 1]),
-                                                "decoded_token": tok.decode([int(ids[t])])}}
-                            for t in range(1, len(ids))]
-        return {"id": f"chatcmpl-{hashlib.sha256(rendered.encode()).hexdigest()[:12]}", "object": "chat.completion",
+            if body.get("prompt_logprobs") is not None and self.serves_prompt_logprobs:
+                if int(body["prompt_logprobs"]) != 0:
+                    raise ValueError("only prompt_logprobs=0 is served")
+                extra = {"prompt_logprobs": [None] + [{str(t): e} for t, e in self._prompt_scores(batch)]}
+                out, completion = "", 0
+            else:
+                out, completion = self._greedy(batch, max_tokens)
+                extra = {}
+        return {"id": f"chatcmpl-{hashlib.sha256(text.encode()).hexdigest()[:12]}", "object": "chat.completion",
                 "created": int(time.time()), "model": self.model_name, "system_fingerprint": "fp_vlmprobe_test",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"}],
-                "usage": {"prompt_tokens": len(ids), "completion_tokens": 0, "total_tokens": len(ids)},
-                "prompt_logprobs": plp}
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": out},
+                             "finish_reason": "length" if extra else "stop"}],
+                "usage": {"prompt_tokens": len(ids), "completion_tokens": completion,
+                          "total_tokens": len(ids) + completion}, **extra}
+
+    def generate_native(self, body: dict) -> dict:
+        """SGLang's ``/generate`` answer for one request (see the module docstring)."""
+        import torch
+
+        text = body.get("text")
+        if not isinstance(text, str):
+            raise ValueError("text must be a string (one prompt per request)")
+        image = body.get("image_data")
+        images = [_decode_image(image if image.startswith("data:") else "data:image/png;base64," + image)] \
+            if isinstance(image, str) else None
+        params = body.get("sampling_params") or {}
+        max_new = int(params.get("max_new_tokens", 16))
+        with self.model_lock, torch.no_grad():
+            batch = self.model.encode(images, [text])
+            ids = batch["input_ids"][0]
+            meta = {"id": hashlib.sha256(text.encode()).hexdigest()[:12], "prompt_tokens": len(ids),
+                    "completion_tokens": 0, "finish_reason": {"type": "length", "length": max_new}}
+            if body.get("return_logprob"):
+                start = int(body.get("logprob_start_len") if body.get("logprob_start_len") is not None else -1)
+                entries = [[None, int(ids[0]), None]] + [[e["logprob"], t, None] for t, e in self._prompt_scores(batch)]
+                meta["input_token_logprobs"] = entries[start:] if start >= 0 else []
+                out = ""
+            else:
+                out, meta["completion_tokens"] = self._greedy(batch, max_new)
+        return {"text": out, "meta_info": meta}
+
+    def _greedy(self, batch, max_tokens: int) -> tuple[str, int]:
+        vlm = self.model
+        tok = vlm.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        out = vlm.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False, num_beams=1, pad_token_id=pad)
+        new = out[0, batch["input_ids"].shape[1]:]
+        text = tok.decode(new, skip_special_tokens=True).strip()
+        return text, len(tok(text, add_special_tokens=False).input_ids)
+
+    def _prompt_scores(self, batch) -> list[tuple[int, dict]]:
+        """(token id, {"logprob", "rank", "decoded_token"}) of prompt tokens 1.. from one forward
+        pass: log p(id_t | ids_<t)."""
+        import torch
+
+        logits = self.model.model(**batch).logits[0].float()
+        ids = batch["input_ids"][0]
+        lp = torch.log_softmax(logits, -1)
+        chosen = lp[:-1].gather(-1, ids[1:, None])[:, 0]
+        ranks = (lp[:-1] > chosen[:, None]).sum(-1) + 1
+        tok = self.model.tokenizer
+        return [(int(ids[t]), {"logprob": float(chosen[t - 1]), "rank": int(ranks[t - 1]),
+                               "decoded_token": tok.decode([int(ids[t])])}) for t in range(1, len(ids))]
 
 
-def _user_turn(messages) -> tuple[str, str | None]:
-    """(text, image data URL or None) of the last user message; ValueError if malformed."""
+def render_chat(processor, body: dict) -> tuple[str, list, bool]:
+    """vLLM's rendering of a chat request: (prompt text, images in order, add_special_tokens).
+    Messages are parsed into the "openai" content format (``vllm.entrypoints.chat_utils``: a
+    string content becomes ``[{"type": "text", "text": ...}]``, an ``image_url`` part
+    ``{"type": "image"}``); the chat template is applied with ``tokenize=False``,
+    ``add_generation_prompt`` (default True) and ``continue_final_message`` (default False),
+    which may not both be True (vLLM's ``check_generation_prompt``); ``add_special_tokens``
+    defaults to False (the template is expected to carry them). ValueError if malformed."""
+    messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ValueError("messages must be a non-empty list")
-    user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    if not user:
-        raise ValueError("no user message")
-    content = user[-1].get("content")
-    if isinstance(content, str):
-        return content, None
-    texts, images = [], []
-    for part in content or []:
-        if part.get("type") == "text":
-            texts.append(part.get("text", ""))
-        elif part.get("type") == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            if not url.startswith("data:image/"):
-                raise ValueError("only data: image URLs are supported")
-            images.append(url)
+    add_generation_prompt = bool(body.get("add_generation_prompt", True))
+    continue_final = bool(body.get("continue_final_message", False))
+    if add_generation_prompt and continue_final:
+        raise ValueError("Cannot set both `continue_final_message` and `add_generation_prompt` to True.")
+    conversation, images = [], []
+    for m in messages:
+        if not isinstance(m, dict) or "role" not in m:
+            raise ValueError("each message needs a role")
+        content = m.get("content")
+        parts = [] if content is None else [{"type": "text", "text": content}] if isinstance(content, str) else content
+        out = []
+        for part in parts:
+            if part.get("type") == "text":
+                out.append({"type": "text", "text": part.get("text", "")})
+            elif part.get("type") == "image_url":
+                url = (part.get("image_url") or {}).get("url", "")
+                if not url.startswith("data:image/"):
+                    raise ValueError("only data: image URLs are supported")
+                images.append(_decode_image(url))
+                out.append({"type": "image"})
+            else:
+                raise ValueError(f"unsupported content part {part.get('type')!r}")
+        conversation.append({"role": m["role"], "content": out})
     if len(images) > 1:
         raise ValueError("at most one image per request")
-    return "\n".join(texts), images[0] if images else None
+    text = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         continue_final_message=continue_final)
+    return text, images, bool(body.get("add_special_tokens", False))
+
+
+def _decode_image(url: str):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
 
 
 def _handler(server: ApiTestServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stall per answer)
 
         def log_message(self, format, *args):  # quiet
             pass
@@ -215,9 +279,21 @@ def _handler(server: ApiTestServer):
                 self._error(404, f"no route {self.path}", "not_found")
 
         def do_POST(self):
+            with server.lock:
+                server.active += 1
+                server.max_active = max(server.max_active, server.active)
+            try:
+                self._post()
+            finally:
+                with server.lock:
+                    server.active -= 1
+
+        def _post(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
-            if not self.path.rstrip("/").endswith("/chat/completions"):
+            route = self.path.rstrip("/")
+            native = route == "/generate"
+            if not native and not route.endswith("/chat/completions"):
                 return self._error(404, f"no route {self.path}", "not_found")
             auth = self.headers.get("Authorization", "")
             if server.api_key is not None and auth != f"Bearer {server.api_key}":
@@ -225,7 +301,7 @@ def _handler(server: ApiTestServer):
                 return self._error(401, f"Incorrect API key provided: {got}.", "invalid_request_error")
             try:
                 body = json.loads(raw)
-                key = sample_key(body.get("messages"))
+                key = sample_key([body.get("text"), body.get("image_data")] if native else body.get("messages"))
             except (ValueError, AttributeError) as e:
                 return self._error(400, f"bad request: {e}", "invalid_request_error")
             with server.lock:
@@ -250,10 +326,15 @@ def _handler(server: ApiTestServer):
                 self.end_headers()
                 self.wfile.write(data)
                 return
-            try:
-                payload = server.answer(body)
-            except ValueError as e:
-                return self._error(400, f"bad request: {e}", "invalid_request_error")
+            digest = hashlib.sha256(raw).hexdigest()
+            payload = server.cache.get(digest) if server.cache is not None else None
+            if payload is None:
+                try:
+                    payload = server.generate_native(body) if native else server.answer(body)
+                except (ValueError, TypeError, KeyError) as e:
+                    return self._error(400, f"bad request: {e}", "invalid_request_error")
+                if server.cache is not None:
+                    server.cache[digest] = payload
             if fault == "slow":
                 time.sleep(server.slow_seconds)
             if server.latency:
@@ -278,12 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--slow-seconds", type=float, default=3.0, help="delay of a 'slow' fault")
     p.add_argument("--latency", type=float, default=0.0, help="seconds every answer waits (a remote server's delay)")
+    p.add_argument("--cache", action="store_true", help="replay the answer of a request body seen before")
     args = p.parse_args(argv)
     from ..models import load_model
 
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     server = ApiTestServer(load_model(args.model), args.host, args.port, args.name, key, args.fault_rate, args.seed,
-                           args.slow_seconds, args.latency)
+                           args.slow_seconds, args.latency, cache=args.cache)
     print(f"serving {args.model} as {args.name!r} at {server.base_url} (Ctrl-C stops)", flush=True)
     try:
         server.httpd.serve_forever()
