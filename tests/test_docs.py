@@ -26,6 +26,21 @@ REWRITTEN = {
         "computes the image+prompt prefix once per image; for attention-only language models it scores all class names in one trie-shaped forward (shared token prefixes scored once, explicit 4-D mask and position ids); for recurrent, linear-attention, state-space or short-convolution layers, sliding windows or attention kernels that ignore a 4-D mask, each candidate row continues from its own copy of the prefix's cache (the `state` path, [Fast likelihood for hybrid families](f32b.md)); the prefix cache is never mutated",
     '`fast` (== naive, 1e-4, or a one-line refusal':
         '`fast` (== naive, 1e-4, at batch 1 and 5, through the tree or the state path, or a one-line refusal',
+    # issue #31: API runs (vLLM-faithful likelihood requests, SGLang, budgets, concurrency, exit status)
+    "per image one request with the answer prefix as the final assistant\n  message and one per class name (`continue_final_message`), the class's tokens being those after\n  the prefix's;":
+        'per image one request for the prompt before the class name (the user turn with the generation prompt, or with `--answer-prefix` the prefix as the final assistant message, continued) and one per class name (`continue_final_message`), all with `add_special_tokens: true` so vLLM tokenizes as a local run; SGLang: `sglang:MODEL@URL` uses its native `/generate` (`input_token_logprobs`), one request per class name;',
+    'next run of the same command requests only those.':
+        "next run of the same command requests only those; the command exits 2 with 'N samples unanswered; run the same command again to retry' (results.json `api.unanswered`).",
+    "`--concurrency N` requests are in flight within a batch; every answer is appended to\n  `DIR/api_requests.jsonl` (keyed by the request's SHA-256) as it arrives":
+        '`--concurrency N` requests are in flight across batches (refilled as each finishes; lowered on 429s or rising latency, grown back additively); identical requests are sent once; every answer is appended to `DIR/api_requests.jsonl`, keyed by the SHA-256 of the request with the image replaced by its decoded pixels and encoding parameters, as it arrives',
+    "(with `--price-input/--price-output` USD per million tokens; both count\n  this invocation's requests) stop the invocation cleanly (exit status 2, resumable; cost stops within one batch of the budget);":
+        '(with `--price-input/--price-output` USD per million tokens) are hard caps checked before every attempt: `--max-requests` counts every HTTP attempt (retries and failures included); `--max-cost` counts answered usage plus a bound for failed attempts a server may bill, and sends an attempt only if spent + in flight + its bound stay within the budget (exit status 2, resumable);',
+    '429/500/slow/malformed/dropped faults); then':
+        "429/500/slow/malformed/dropped faults); it renders every request as vLLM does (the model's chat template, `add_generation_prompt` / `continue_final_message`, `add_special_tokens`), also speaks SGLang's `/generate`, and takes `--latency S`, `--cache`; then",
+    '`@http://127.0.0.1:30000/v1`).':
+        '`@http://127.0.0.1:30000/v1`; for `--method likelihood` use `sglang:MODEL@http://127.0.0.1:30000`, its native `/generate`).',
+    "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` 1/4/16 against the test server with a 1 s delay per answer: 3.4x at 4 and\n3.9x at 16 on 2 busy cores, capped by the batch of 16 and the server's one-at-a-time generation;\nidentical answers)":
+        "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` N = 1/4/16/64 against the test server in its own process, 0.4 s delay per answer, cached answers: 4.03x at 4, 15.38x at 16, 40.54x at 64 on 2 busy cores (the client's CPU, about 3.2 ms per request, limits N = 64);\nidentical records)",
     # corrections carried over from issue #30's fixes (ImageNet-O, ObjectNet, mCE, OOD pairing, ER baselines)
     '(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`), so a zoo model meets':
         "(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`) or imagenet-testbed's `robustness_top1s.csv`, so a zoo model meets",
