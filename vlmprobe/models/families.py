@@ -5,9 +5,13 @@ A ``Family`` answers:
 
 - which ``config.model_type`` values it covers;
 - the image-placeholder token id (``config.image_token_id`` or the older ``image_token_index``);
-- module paths: the language model (LoRA targets), the vision tower (frozen, kept unquantized)
-  and the projector (``vision`` / ``projector`` features, projector training), matched by the
-  last component of module names (``model.visual.merger`` has last component ``merger``);
+- module paths, found by role (``find_module``): the language model (LoRA targets) from
+  transformers' own ``get_decoder()``, the vision tower (frozen, kept unquantized) from
+  ``get_encoder(modality="image")``; the family's names (matched on the last component of module
+  names, ``model.visual.merger`` -> ``merger``) only where that API is silent (it returns the
+  model itself or nothing). The projector (``vision`` / ``projector`` features, projector
+  training) has no transformers API: it is the outermost module named as in the family record
+  or ``PROJECTOR_NAMES``, and it is optional (a model without one has no projector features);
 - how the projector's input/output rows map to images (``split_patch_rows``): LLaVA-1.5 gives
   one [P, D] row block per image, LLaVA-NeXT one per AnyRes view, Qwen2-VL one flat [sum P, D]
   tensor cut by ``image_grid_thw``;
@@ -26,7 +30,7 @@ A ``Family`` answers:
   (InstructBLIP's Q-Former text); ``encode`` replaces the processor call where its layout cannot carry an answer (PaliGemma).
 
 Supporting a new family is one ``Family(...)`` passed to ``register_family`` (README, "Extending
-vlmprobe"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
+vlmprobe"). Unknown model types get ``GENERIC``: parts by role, naive likelihood only.
 """
 from __future__ import annotations
 
@@ -157,15 +161,38 @@ def prefix_lm_encode(processor, text, images=None, **kwargs):
     return enc
 
 
+# Module names transformers' get_encoder(modality="image") looks for (kept unquantized by name).
+IMAGE_ENCODER_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_tower")
+# Projector module names across transformers' image-text-to-text models (no API names the projector).
+PROJECTOR_NAMES = ("multi_modal_projector", "mm_projector", "connector", "aligner", "merger", "projector",
+                   "vision_projection", "language_projection", "image_to_text_projection", "resampler_model",
+                   "embed_vision")
+
+
+def _api_path(model: torch.nn.Module, role: str) -> str | None:
+    """Path of transformers' own answer for ``role`` (``get_decoder`` / ``get_encoder("image")``)
+    inside ``model``; None where the API is missing, fails or answers with the model itself."""
+    if role not in ("language_model", "vision_tower"):
+        return None
+    try:
+        mod = model.get_decoder() if role == "language_model" else model.get_encoder(modality="image")
+    except Exception:  # noqa: BLE001 (a model without the API: the family record answers)
+        return None
+    base = getattr(model, "base_model", model)
+    if not isinstance(mod, torch.nn.Module) or mod is model or mod is base:
+        return None
+    return next((n for n, m in model.named_modules() if m is mod and n), None)
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's quirks (module docstring). Module names are matched on their last component."""
 
     name: str
     model_types: tuple[str, ...]
-    language_model: tuple[str, ...] = ("language_model",)
-    vision_tower: tuple[str, ...] = ("vision_tower", "vision_model", "visual")
-    projector: tuple[str, ...] = ("multi_modal_projector", "mm_projector")
+    language_model: tuple[str, ...] = ("language_model",)  # fallback names; the API (get_decoder) comes first
+    vision_tower: tuple[str, ...] = ("vision_tower", "vision_model", "visual")  # fallback; get_encoder("image") first
+    projector: tuple[str, ...] = ("multi_modal_projector", "mm_projector")  # tried before PROJECTOR_NAMES
     split_patch_rows: Callable = split_rows_by_view
     positions: Callable = plain_positions  # (model, prefix batch) -> rotary positions [axes, B, L]
     fast_likelihood: str | None = None  # None: supported; else the reason it is not
@@ -208,19 +235,44 @@ class Family:
     def keep_unquantized(self) -> list[str]:
         """Module-name patterns kept in full precision under 4/8-bit loading (as LLaVA's QLoRA):
         vision tower, projector, output head."""
-        return [rf".*{n}" for n in self.vision_tower + self.projector] + ["lm_head"]
+        names = dict.fromkeys(self.vision_tower + IMAGE_ENCODER_NAMES + self.projector + PROJECTOR_NAMES)
+        return [rf".*{n}" for n in names] + ["lm_head"]
 
     # ------------------------------------------------------------------- module paths
     def find_module(self, model: torch.nn.Module, role: str, required: bool = True) -> str | None:
-        """Dotted path of the outermost module whose last name component is one of the role's
-        names (``role``: language_model | vision_tower | projector)."""
-        names = getattr(self, role)
+        """Dotted path of the module playing ``role`` (language_model | vision_tower | projector)
+        in ``model`` (a transformers model or a peft wrapper of one):
+
+        - ``language_model``: transformers' ``get_decoder()``; ``vision_tower``:
+          ``get_encoder(modality="image")``; where the API returns the model itself (or a module
+          outside it), the outermost module whose last name component is one of the family's names;
+        - ``projector``: no transformers API; the outermost module named as in the family record,
+          else one of ``PROJECTOR_NAMES``. Optional: callers that can do without pass
+          ``required=False`` (None when absent)."""
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        offset = next((n + "." for n, m in model.named_modules() if m is inner and n), "")
+        path = _api_path(inner, role)
+        if path:
+            return offset + path
+        names = getattr(self, role) + (PROJECTOR_NAMES if role == "projector" else ())
         hits = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in names]
+        if hits:
+            own = getattr(self, role)  # the family's own names before the generic ones, then the outermost
+            return min(hits, key=lambda n: (n.rsplit(".", 1)[-1] not in own, n.count(".")))
+        if required:
+            how = {"language_model": "get_decoder() returns the model itself; ",
+                   "vision_tower": "get_encoder(modality='image') returns the model itself; "}.get(role, "")
+            raise VlmprobeError(f"{type(inner).__name__} ({self.name} family): no {role.replace('_', ' ')} "
+                                f"module ({how}looked for {', '.join(names)})")
+        return None
+
+    def module_by_name(self, model: torch.nn.Module, role: str) -> str:
+        """The outermost module named as the family record's ``role`` (no API lookup): the
+        fast path's ``candidate_module`` (BLIP-2's causal LM with its head, not its decoder)."""
+        hits = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in getattr(self, role)]
         if not hits:
-            if required:
-                raise VlmprobeError(f"{type(model).__name__} ({self.name} family): no {role.replace('_', ' ')} "
-                                    f"module (looked for {', '.join(names)})")
-            return None
+            raise VlmprobeError(f"{type(model).__name__} ({self.name} family): no module named "
+                                f"{', '.join(getattr(self, role))}")
         return min(hits, key=lambda n: n.count("."))
 
     def check_fast_likelihood(self, model_type: str | None = None) -> None:

@@ -102,7 +102,7 @@ def candidate_model(vlm):
     family's ``candidate_module`` (BLIP-2 / InstructBLIP: the causal language model, since their
     top-level forward recomputes the Q-Former image tokens and needs ``pixel_values``)."""
     name = vlm.family.candidate_module
-    return vlm.model if name is None else vlm.model.get_submodule(vlm.family.find_module(vlm.model, name))
+    return vlm.model if name is None else vlm.model.get_submodule(vlm.family.module_by_name(vlm.model, name))
 
 
 def _encode_prefixes(vlm, images, requests: list[Request], prefix_texts: list[str]):

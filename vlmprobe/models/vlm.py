@@ -114,6 +114,13 @@ class VisionLanguageModel(VisionModel):
         text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else getattr(cfg, "text_config", cfg)
         return int(text.num_hidden_layers)
 
+    def patch_layers(self) -> tuple[str, ...]:
+        """``("vision", "projector")`` where the model has a projector module (the features hook
+        it), else ``()``: the projector is optional (``Family.find_module``)."""
+        from .features import PATCH_LAYERS
+
+        return PATCH_LAYERS if self.family.find_module(self.model, "projector", required=False) else ()
+
     def preprocessing(self) -> dict:
         """What turns a PIL image into model input (JSON-able), for feature-cache keys."""
         return self.processor.image_processor.to_dict()
@@ -122,7 +129,8 @@ class VisionLanguageModel(VisionModel):
         """Validated, canonical ``features`` keyword arguments (layer names, pooling list, prompt)."""
         from .features import resolve_layers, resolve_poolings
 
-        return {"layers": resolve_layers(layers, self.num_layers()), "pooling": resolve_poolings(pooling),
+        return {"layers": resolve_layers(layers, self.num_layers(), self.patch_layers()),
+                "pooling": resolve_poolings(pooling),
                 "prompt": prompt or PAPER_QUESTION}
 
     @property

@@ -181,8 +181,7 @@ def check_features(model_dir: str, family) -> None:
     cfg = vlm.model.config
     text = cfg.get_text_config(decoder=True)
     has_projector = vlm.family.find_module(vlm.model, "projector", required=False) is not None
-    layers = "all" if has_projector else list(range(n + 1))
-    feats = vlm.features(imgs, layers=layers, pooling="last,image-mean,mean")
+    feats = vlm.features(imgs, layers="all", pooling="last,image-mean,mean")
     want = {f"lm.{i}:{p}" for i in range(n + 1) for p in ("last", "image-mean", "mean")}
     want |= {"vision", "projector"} if has_projector else set()
     if set(feats) != want:
