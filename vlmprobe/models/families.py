@@ -298,7 +298,7 @@ LLAVA_NEXT_VIDEO = Family("llava-next-video", ("llava_next_video",), notes="LLaV
 LLAVA_ONEVISION = Family("llava-onevision", ("llava_onevision",), notes="LLaVA-OneVision (SigLIP, AnyRes max 9)")
 MISTRAL3 = Family("mistral3", ("mistral3",), split_patch_rows=split_rows_by_size,
                   notes="Mistral3 / Pixtral (any-size patches, 2x2 merger)")
-QWEN3_VL = Family("qwen3-vl", ("qwen3_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+QWEN3_VL = Family("qwen3-vl", ("qwen3_vl", "qwen3_vl_moe", "cosmos3_omni"), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")
 INTERNVL = Family("internvl", ("internvl",), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
 GEMMA3 = Family("gemma3", ("gemma3",), fast_likelihood="image tokens attend bidirectionally and half the layers "
@@ -327,7 +327,11 @@ PALIGEMMA = Family("paligemma", ("paligemma",), fast_likelihood="prefix-LM atten
                    prompt_format="answer en {question}\n", suffix_inputs=(("token_type_ids", 1),),
                    encode=prefix_lm_encode,
                    notes="PaliGemma (SigLIP + Gemma; prefix-LM; no chat template: 'answer en {q}\\n')")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+VIPLLAVA = Family("vipllava", ("vipllava",), notes="VipLLaVA (projector over several tower layers)")
+GLM4V = Family("glm4v", ("glm4v", "glm46v", "glm4v_moe", "glmga"), projector=("merger",),
+               split_patch_rows=split_rows_by_grid, positions=mrope_positions,
+               notes="GLM-4.1V / 4.5V / 4.6V (ViT with merger, 3-D RoPE; MoE LM in glm4v_moe)")
+FAMILIES: list[Family] = [VIPLLAVA, GLM4V, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

@@ -77,7 +77,7 @@ def _qwen_image_processor(cls):
 
 
 def _qwen_vl(out: Path, config_cls, model_cls, processor_cls, video_cls, vision: dict, rope: dict,
-             template: str, head_dim: int | None = None) -> None:
+             template: str, head_dim: int | None = None, **text_extra) -> None:
     """A Qwen-VL generation (ViT with patch merger, M-RoPE LM) with Qwen2-VL's image processor
     (patch 8, 2x2 merge: a 32 px image -> 4 ``<|image_pad|>`` tokens) and a ChatML template."""
     from transformers import Qwen2VLImageProcessor
@@ -88,6 +88,7 @@ def _qwen_vl(out: Path, config_cls, model_cls, processor_cls, video_cls, vision:
                 pad_token_id=tok.pad_token_id, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, **rope})
     if head_dim:
         text["head_dim"] = head_dim
+    text.update(text_extra)  # MoE sizes etc.
     vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
                   patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2, **vision)
     config = config_cls(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],

@@ -1,0 +1,143 @@
+"""Tiny random-weight checkpoints of the newer chat VLM families (issue 32), a few lines of config
+each on top of shared shapes:
+
+- ``_llava_like``: CLIP-style tower + MLP projector + Llama-style LM, ``LlavaProcessor`` (one
+  ``<image>`` expanded to 16 patch tokens), ``USER: <image>\\n{q} ASSISTANT:``;
+- ``_qwen_vl`` (``families_decoder``): Qwen-VL-style ViT with patch merger + M-RoPE LM, Qwen2-VL's
+  image processor (a 32 px image -> 4 ``<|image_pad|>`` tokens), ChatML;
+- ``_glm_vl``: GLM-4.xV (ViT with merger, 3-D RoPE LM), ``[gMASK]<sop><|user|>\\n...<|assistant|>\\n``.
+
+Every size follows ``families_decoder``: towers and LMs of 2 layers, width 64, 32 px images,
+``initializer_range`` 0.2; mixture-of-experts LMs have 4 experts, 2 active.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import (IMAGE_SIZE, LLAVA_CHAT_TEMPLATE, PATCH_SIZE, QWEN_PATCH, _clip_image_processor, _llama_config,
+               _save_vlm, _vision_config, llama_tokenizer)
+from .families import tiny_builder
+from .families_decoder import TINY_TEXT, _qwen_vl, chatml_template, special_tokenizer
+
+TINY_MOE = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)  # Qwen-style MoE names
+QWEN3_TEMPLATE = chatml_template("<|vision_start|><|image_pad|><|vision_end|>", system=None)
+
+
+# ----------------------------------------------------------------------------- Qwen-VL shapes
+@tiny_builder("qwen3_vl_moe")
+def build_qwen3_vl_moe(out: Path) -> None:
+    """Qwen3-VL-MoE: the Qwen3-VL tiny model with a sparse-MoE LM (4 experts, top-2)."""
+    from transformers import (Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration, Qwen3VLProcessor,
+                              Qwen3VLVideoProcessor)
+
+    _qwen_vl(out, Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor,
+             vision=dict(num_position_embeddings=64, deepstack_visual_indexes=[0]),
+             rope={"mrope_section": [2, 3, 3], "mrope_interleaved": True}, head_dim=16,
+             template=QWEN3_TEMPLATE, decoder_sparse_step=1, **TINY_MOE)
+
+
+@tiny_builder("cosmos3_omni")
+def build_cosmos3_omni(out: Path) -> None:
+    """Cosmos3-Omni (image path): a Qwen3-VL tower and LM under Cosmos' classes; Qwen3-VL's processor."""
+    from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
+    from transformers.models.cosmos3_omni import Cosmos3OmniConfig, Cosmos3OmniForConditionalGeneration
+
+    _qwen_vl(out, Cosmos3OmniConfig, Cosmos3OmniForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor,
+             vision=dict(num_position_embeddings=64, deepstack_visual_indexes=[0]),
+             rope={"mrope_section": [2, 3, 3], "mrope_interleaved": True}, head_dim=16, template=QWEN3_TEMPLATE)
+
+
+# ----------------------------------------------------------------------------- LLaVA shapes
+def _llava_like(out: Path, config_cls, model_cls, **config) -> None:
+    """CLIP tower (32 px, patch 8: 16 tokens) + projector + tiny Llama, ``LlavaProcessor`` and
+    LLaVA-1.5's ``USER: <image>\\n{q} ASSISTANT:`` template."""
+    from transformers import LlavaProcessor
+
+    tok = llama_tokenizer()
+    cfg = config_cls(vision_config=_vision_config(), text_config=_llama_config(tok),
+                     image_token_index=tok.convert_tokens_to_ids("<image>"), **config)
+    model = model_cls(cfg).eval()
+    processor = LlavaProcessor(image_processor=_clip_image_processor(), tokenizer=tok, patch_size=PATCH_SIZE,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               image_token="<image>", chat_template=LLAVA_CHAT_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("vipllava")
+def build_vipllava(out: Path) -> None:
+    """VipLLaVA: LLaVA-1.5 whose projector reads a concatenation of several tower layers."""
+    from transformers import VipLlavaConfig, VipLlavaForConditionalGeneration
+
+    _llava_like(out, VipLlavaConfig, VipLlavaForConditionalGeneration, vision_feature_layer=[-2, -1],
+                image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2)
+
+
+# ----------------------------------------------------------------------------- GLM-4.xV
+GLM_SPECIALS = ("<|endoftext|>", "[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>",
+                "<|begin_of_image|>", "<|end_of_image|>", "<|image|>", "<|begin_of_video|>", "<|end_of_video|>",
+                "<|video|>")
+GLM_TEMPLATE = (  # GLM-4.1V-Thinking / GLM-4.5V: "[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>{q}<|assistant|>\n"
+    "[gMASK]<sop>{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<|begin_of_image|><|image|><|end_of_image|>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+)
+
+
+def _glm_vl(out: Path, config_cls, model_cls, processor_cls, image_cls, video_cls, **text_extra) -> None:
+    """GLM-4.xV: ViT (patch 8, 2x2 merger: a 32 px image -> 4 ``<|image|>`` tokens) + GLM-4 LM
+    with 3-D RoPE; ``<|user|>`` / ``<|assistant|>`` turns after ``[gMASK]<sop>``."""
+    tok = special_tokenizer(GLM_SPECIALS, bos=None, eos="<|user|>", pad="<|endoftext|>",
+                            extra={"image_token": "<|image|>", "video_token": "<|video|>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in GLM_SPECIALS}
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                                "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5},
+                **text_extra)
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
+                  image_size=IMAGE_SIZE, patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2)
+    config = config_cls(text_config=text, vision_config=vision, image_token_id=ids["<|image|>"],
+                        video_token_id=ids["<|video|>"], image_start_token_id=ids["<|begin_of_image|>"],
+                        image_end_token_id=ids["<|end_of_image|>"], video_start_token_id=ids["<|begin_of_video|>"],
+                        video_end_token_id=ids["<|end_of_video|>"], tie_word_embeddings=False)
+    model = model_cls(config).eval()
+    image_processor = image_cls(patch_size=QWEN_PATCH, merge_size=2, temporal_patch_size=2,
+                                size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE, "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE},
+                                image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    processor = processor_cls(image_processor=image_processor, tokenizer=tok,
+                              video_processor=video_cls(patch_size=QWEN_PATCH, merge_size=2), chat_template=GLM_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("glm4v")
+def build_glm4v(out: Path) -> None:
+    """GLM-4.1V: the shared GLM-4.xV shape."""
+    from transformers import (Glm4vConfig, Glm4vForConditionalGeneration, Glm4vImageProcessor, Glm4vProcessor,
+                              Glm4vVideoProcessor)
+
+    _glm_vl(out, Glm4vConfig, Glm4vForConditionalGeneration, Glm4vProcessor, Glm4vImageProcessor, Glm4vVideoProcessor)
+
+
+@tiny_builder("glm46v")
+def build_glm46v(out: Path) -> None:
+    """GLM-4.6V: the GLM-4.xV shape under GLM-4.6V's classes and processor."""
+    from transformers import (Glm46VConfig, Glm46VForConditionalGeneration, Glm46VImageProcessor, Glm46VProcessor,
+                              Glm46VVideoProcessor)
+
+    _glm_vl(out, Glm46VConfig, Glm46VForConditionalGeneration, Glm46VProcessor, Glm46VImageProcessor,
+            Glm46VVideoProcessor)
+
+
+@tiny_builder("glm4v_moe")
+def build_glm4v_moe(out: Path) -> None:
+    """GLM-4.5V: the GLM-4.xV shape with a MoE LM (4 routed experts, top-2, one shared; layer 0 dense)."""
+    from transformers import (Glm4vImageProcessor, Glm4vMoeConfig, Glm4vMoeForConditionalGeneration, Glm4vProcessor,
+                              Glm4vVideoProcessor)
+
+    _glm_vl(out, Glm4vMoeConfig, Glm4vMoeForConditionalGeneration, Glm4vProcessor, Glm4vImageProcessor,
+            Glm4vVideoProcessor, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
+            moe_intermediate_size=32, first_k_dense_replace=1)
