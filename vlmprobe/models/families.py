@@ -93,16 +93,17 @@ def split_rows_by_size(config, batch: dict, x: torch.Tensor, n_images: int) -> l
 
 def split_rows_by_tokens(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
     """Token-aligned tensors (InternVL's crops: [sum_i crops_i, T, D], one row per image token
-    after flattening) -> per image, counting each text row's image tokens in ``input_ids``
-    (one image per text row)."""
+    after flattening, or r rows per token before a pixel shuffle, as Aya Vision's adapter input)
+    -> per image, counting each text row's image tokens in ``input_ids`` (one image per text row)."""
     ids = batch["input_ids"]
     if ids.shape[0] != n_images:
         raise VlmprobeError(f"cannot map vision rows to {n_images} images: {ids.shape[0]} text rows")
     counts = (ids == Family.image_token_id(config)).sum(1).tolist()
     x = x.reshape(-1, x.shape[-1])
-    if sum(counts) != x.shape[0]:
+    ratio = x.shape[0] // max(sum(counts), 1)  # r rows per image token (a pixel shuffle's input: r = 4)
+    if ratio < 1 or sum(counts) * ratio != x.shape[0]:
         raise VlmprobeError(f"{x.shape[0]} vision rows for {sum(counts)} image tokens")
-    return list(torch.split(x, counts, dim=0))
+    return list(torch.split(x, [c * ratio for c in counts], dim=0))
 
 
 # Processors that take images nested per text row ([[img], [img], ...]) and count them per row.
@@ -331,7 +332,12 @@ VIPLLAVA = Family("vipllava", ("vipllava",), notes="VipLLaVA (projector over sev
 GLM4V = Family("glm4v", ("glm4v", "glm46v", "glm4v_moe", "glmga"), projector=("merger",),
                split_patch_rows=split_rows_by_grid, positions=mrope_positions,
                notes="GLM-4.1V / 4.5V / 4.6V (ViT with merger, 3-D RoPE; MoE LM in glm4v_moe)")
-FAMILIES: list[Family] = [VIPLLAVA, GLM4V, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5"), projector=("merger",),
+                     split_patch_rows=split_rows_by_grid,
+                     notes="Qwen-style ViT with merger in front of a 1-D RoPE LM (LLaVA-OneVision-1.5, EXAONE 4.5)")
+AYA_VISION = Family("aya-vision", ("aya_vision", "cohere2_vision"), split_patch_rows=split_rows_by_tokens,
+                    notes="Aya Vision / Command A Vision (SigLIP, pixel-shuffle adapter, Cohere2 LM)")
+FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

@@ -141,3 +141,134 @@ def build_glm4v_moe(out: Path) -> None:
     _glm_vl(out, Glm4vMoeConfig, Glm4vMoeForConditionalGeneration, Glm4vProcessor, Glm4vImageProcessor,
             Glm4vVideoProcessor, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
             moe_intermediate_size=32, first_k_dense_replace=1)
+
+
+@tiny_builder("glmga")
+def build_glmga(out: Path) -> None:
+    """GLM-GA: GLM-4.6V's model class under the ``glmga`` config and image processor."""
+    from transformers import Glm46VForConditionalGeneration, Glm46VProcessor
+    from transformers.models.glmga import GlmgaConfig, GlmgaImageProcessor, GlmgaVideoProcessor
+
+    _glm_vl(out, GlmgaConfig, Glm46VForConditionalGeneration, Glm46VProcessor, GlmgaImageProcessor,
+            GlmgaVideoProcessor)
+
+
+# ----------------------------------------------------------------------------- Qwen2-VL image processor, 1-D RoPE LM
+def _qwen_processor_vl(out: Path, config_cls, model_cls, text: dict, vision: dict, temporal_patch: int = 2,
+                       **config) -> None:
+    """A Qwen-style ViT with merger (patch 8, 2x2 merge: 4 ``<|image_pad|>`` per 32 px image)
+    in front of a 1-D RoPE LM, ``Exaone4_5_Processor`` (Qwen2-VL image processor) and ChatML."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers.models.exaone4_5 import Exaone4_5_Processor
+
+    from . import qwen2_tokenizer
+    from .families_decoder import _qwen_ids
+
+    tok = qwen2_tokenizer()
+    ids = _qwen_ids(tok)
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, **text)
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
+                  patch_size=QWEN_PATCH, spatial_merge_size=2, **vision)
+    cfg = config_cls(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                     video_token_id=ids["<|video_pad|>"], tie_word_embeddings=False, **config)
+    model = model_cls(cfg).eval()
+    image_processor = Qwen2VLImageProcessor(patch_size=QWEN_PATCH, merge_size=2, temporal_patch_size=temporal_patch,
+                                            min_pixels=IMAGE_SIZE * IMAGE_SIZE, max_pixels=4 * IMAGE_SIZE * IMAGE_SIZE,
+                                            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    processor = Exaone4_5_Processor(image_processor=image_processor, tokenizer=tok,
+                                    video_processor=Qwen2VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
+                                    chat_template=QWEN3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("llava_onevision1_5")
+def build_llava_onevision1_5(out: Path) -> None:
+    """LLaVA-OneVision-1.5: RICE ViT (2-D axial RoPE, 2x2 merger, single-frame patches) + Qwen3 LM, ChatML."""
+    from transformers.models.llava_onevision1_5 import (LlavaOnevision15Config,
+                                                        LlavaOnevision15ForConditionalGeneration)
+
+    from . import qwen2_tokenizer
+    from .families_decoder import _qwen_ids
+
+    ids = _qwen_ids(qwen2_tokenizer())
+    _qwen_processor_vl(out, LlavaOnevision15Config, LlavaOnevision15ForConditionalGeneration,
+                       text=dict(model_type="qwen3"), vision=dict(), temporal_patch=1, vision_start_token_id=ids["<|vision_start|>"],
+                       vision_end_token_id=ids["<|vision_end|>"])
+
+
+@tiny_builder("exaone4_5")
+def build_exaone4_5(out: Path) -> None:
+    """EXAONE 4.5: Qwen2.5-VL-style windowed ViT + EXAONE 4 LM (sliding-window and global layers)."""
+    from transformers.models.exaone4_5 import Exaone4_5_Config, Exaone4_5_ForConditionalGeneration
+
+    _qwen_processor_vl(out, Exaone4_5_Config, Exaone4_5_ForConditionalGeneration,
+                       text=dict(model_type="exaone4", sliding_window=8, sliding_window_pattern=2),
+                       vision=dict(temporal_patch_size=2, window_size=32, fullatt_block_indexes=[1],
+                                   num_key_value_heads=2))
+
+
+# ----------------------------------------------------------------------------- Aya Vision
+AYA_SPECIALS = ("<PAD>", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", "<|START_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
+                "<|CHATBOT_TOKEN|>", "<image>", "<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>",
+                "<|IMG_LINE_BREAK|>", "TILE", "TILE_GLOBAL")
+AYA_TEMPLATE = (  # aya-vision-8b: "<BOS_TOKEN><|START_OF_TURN_TOKEN|><|USER_TOKEN|><image>{q}<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|START_OF_TURN_TOKEN|>' + ('<|CHATBOT_TOKEN|>' if message['role'] == 'assistant' else '<|USER_TOKEN|>') }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ '<|END_OF_TURN_TOKEN|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{% endif %}"
+)
+TINY_SIGLIP = dict(model_type="siglip_vision_model", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, vision_use_head=False)
+
+
+def _cohere2_text(tok) -> dict:
+    """A tiny Cohere2 LM (sliding-window layers, then a global one) for the Cohere VLMs."""
+    return dict(model_type="cohere2", vocab_size=len(tok), **TINY_TEXT, head_dim=16, sliding_window=8,
+                layer_types=["sliding_attention", "full_attention"], bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+
+
+@tiny_builder("aya_vision")
+def build_aya_vision(out: Path) -> None:
+    """Aya Vision: SigLIP (32 px, patch 8) + pixel-shuffle (2) adapter -> 4 ``<|IMG_PATCH|>`` per
+    image + Cohere2 LM; the processor writes ``<|START_OF_IMG|>TILE_GLOBAL`` + patches +
+    ``<|END_OF_IMG|>``; Aya's ``<|START_OF_TURN_TOKEN|>`` template."""
+    from transformers import (AyaVisionConfig, AyaVisionForConditionalGeneration, AyaVisionProcessor,
+                              GotOcr2ImageProcessor)
+
+    tok = special_tokenizer(AYA_SPECIALS, bos="<BOS_TOKEN>", eos="<|END_OF_TURN_TOKEN|>", pad="<PAD>",
+                            extra={"image_token": "<image>"})
+    config = AyaVisionConfig(vision_config=TINY_SIGLIP, text_config=_cohere2_text(tok), downsample_factor=2,
+                             image_token_index=tok.convert_tokens_to_ids("<|IMG_PATCH|>"),
+                             vision_feature_select_strategy="full", tie_word_embeddings=False)
+    model = AyaVisionForConditionalGeneration(config).eval()
+    image_processor = GotOcr2ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, crop_to_patches=False)
+    processor = AyaVisionProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
+                                   img_size=IMAGE_SIZE, downsample_factor=2, chat_template=AYA_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("cohere2_vision")
+def build_cohere2_vision(out: Path) -> None:
+    """Command A Vision: SigLIP (32 px tile, patch 8) + pixel-shuffle (2) SwiGLU adapter -> 2x2
+    ``<|IMG_PATCH|>`` + ``<|IMG_LINE_BREAK|>`` per tile between ``<|START_OF_IMG|>`` /
+    ``<|END_OF_IMG|>``, Cohere2 LM; Aya's turn template with ``<|IMG_PATCH|>`` as the placeholder."""
+    from transformers import (Cohere2VisionConfig, Cohere2VisionForConditionalGeneration,
+                              Cohere2VisionImageProcessor, Cohere2VisionProcessor)
+
+    tok = special_tokenizer(AYA_SPECIALS, bos="<BOS_TOKEN>", eos="<|END_OF_TURN_TOKEN|>", pad="<PAD>",
+                            extra={"image_token": "<|IMG_PATCH|>", "boi_token": "<|START_OF_IMG|>",
+                                   "eoi_token": "<|END_OF_IMG|>", "img_line_break_token": "<|IMG_LINE_BREAK|>"})
+    config = Cohere2VisionConfig(vision_config=TINY_SIGLIP, text_config=_cohere2_text(tok), downsample_factor=2,
+                                 alignment_intermediate_size=128, image_token_id=tok.convert_tokens_to_ids("<|IMG_PATCH|>"),
+                                 tie_word_embeddings=False)
+    model = Cohere2VisionForConditionalGeneration(config).eval()
+    image_processor = Cohere2VisionImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, patch_size=2,
+                                                  crop_to_patches=False, max_patches=1)
+    processor = Cohere2VisionProcessor(image_processor=image_processor, tokenizer=tok,
+                                       chat_template=AYA_TEMPLATE.replace("'<image>'", "'<|IMG_PATCH|>'"))
+    _save_vlm(model, processor, tok, out)
