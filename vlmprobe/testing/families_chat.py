@@ -272,3 +272,66 @@ def build_cohere2_vision(out: Path) -> None:
     processor = Cohere2VisionProcessor(image_processor=image_processor, tokenizer=tok,
                                        chat_template=AYA_TEMPLATE.replace("'<image>'", "'<|IMG_PATCH|>'"))
     _save_vlm(model, processor, tok, out)
+
+
+# ----------------------------------------------------------------------------- DeepSeek-VL / Janus
+DEEPSEEK_SPECIALS = ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<image_placeholder>", "<begin_of_image>",
+                     "<end_of_image>", "<pad>")
+DEEPSEEK_TEMPLATE = (  # deepseek-vl-chat / Janus-Pro: "<bos>User: <image_placeholder>\n{q}\n\nAssistant:"
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ ('Assistant: ' if message['role'] == 'assistant' else 'User: ') }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image_placeholder>\\n' }}"
+    "{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ (eos_token if message['role'] == 'assistant' else '\\n\\n') }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def _deepseek_tokenizer():
+    return special_tokenizer(DEEPSEEK_SPECIALS, bos="<｜begin▁of▁sentence｜>", eos="<｜end▁of▁sentence｜>", pad="<pad>",
+                             extra={"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>",
+                                    "eoi_token": "<end_of_image>"})
+
+
+def _llama_text(tok) -> dict:
+    return dict(model_type="llama", vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+
+
+@tiny_builder("deepseek_vl")
+def build_deepseek_vl(out: Path) -> None:
+    """DeepSeek-VL: SigLIP (32 px, patch 8: 16 tokens) + MLP aligner + Llama; ``User: ... Assistant:``."""
+    from transformers import (DeepseekVLConfig, DeepseekVLForConditionalGeneration, DeepseekVLImageProcessor,
+                              DeepseekVLProcessor)
+
+    tok = _deepseek_tokenizer()
+    config = DeepseekVLConfig(vision_config=TINY_SIGLIP, text_config=_llama_text(tok),
+                              image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"), tie_word_embeddings=False)
+    model = DeepseekVLForConditionalGeneration(config).eval()
+    image_processor = DeepseekVLImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=PATCH_SIZE)
+    processor = DeepseekVLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=DEEPSEEK_TEMPLATE,
+                                    num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("janus")
+def build_janus(out: Path) -> None:
+    """Janus(-Pro): SigLIP-style tower (32 px, patch 8: 16 tokens) + aligner + Llama, plus the
+    image-generation VQ model and head (tiny, unused by understanding); ``<begin_of_image>`` +
+    16 ``<image_placeholder>`` + ``<end_of_image>``."""
+    from transformers import (JanusConfig, JanusForConditionalGeneration, JanusImageProcessor, JanusProcessor)
+
+    tok = _deepseek_tokenizer()
+    vision = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE_SIZE,
+                  patch_size=PATCH_SIZE, mlp_ratio=2.0, projection_dim=64, num_image_tokens=16)
+    vq = dict(embed_dim=8, num_embeddings=64, latent_channels=32, base_channels=32, channel_multiplier=[1, 1],
+              num_res_blocks=1, num_patches=4, projection_dim=64, image_token_embed_dim=64)
+    config = JanusConfig(text_config=_llama_text(tok), vision_config=vision, vq_config=vq,
+                         image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"), tie_word_embeddings=False)
+    model = JanusForConditionalGeneration(config).eval()
+    image_processor = JanusImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=PATCH_SIZE)
+    processor = JanusProcessor(image_processor=image_processor, tokenizer=tok, chat_template=DEEPSEEK_TEMPLATE,
+                               num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
+    _save_vlm(model, processor, tok, out)
