@@ -337,7 +337,7 @@ QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5"), project
                      notes="Qwen-style ViT with merger in front of a 1-D RoPE LM (LLaVA-OneVision-1.5, EXAONE 4.5)")
 AYA_VISION = Family("aya-vision", ("aya_vision", "cohere2_vision"), split_patch_rows=split_rows_by_tokens,
                     notes="Aya Vision / Command A Vision (SigLIP, pixel-shuffle adapter, Cohere2 LM)")
-DEEPSEEK_VL = Family("deepseek-vl", ("deepseek_vl", "janus"), notes="DeepSeek-VL / Janus (SigLIP, MLP aligner, Llama)")
+DEEPSEEK_VL = Family("deepseek-vl", ("deepseek_vl", "deepseek_vl_hybrid", "janus"), notes="DeepSeek-VL / Janus (SigLIP, MLP aligner, Llama)")
 FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",

@@ -335,3 +335,24 @@ def build_janus(out: Path) -> None:
     processor = JanusProcessor(image_processor=image_processor, tokenizer=tok, chat_template=DEEPSEEK_TEMPLATE,
                                num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("deepseek_vl_hybrid")
+def build_deepseek_vl_hybrid(out: Path) -> None:
+    """DeepSeek-VL hybrid: DeepSeek-VL plus a SAM high-resolution tower (64 px, patch 8, windowed)
+    whose neck features join the SigLIP ones in the aligner."""
+    from transformers import (DeepseekVLHybridConfig, DeepseekVLHybridForConditionalGeneration,
+                              DeepseekVLHybridImageProcessor, DeepseekVLHybridProcessor)
+
+    tok = _deepseek_tokenizer()
+    sam = dict(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2, image_size=2 * IMAGE_SIZE,
+               patch_size=PATCH_SIZE, global_attn_indexes=[1], window_size=4, mlp_dim=64)
+    config = DeepseekVLHybridConfig(vision_config=TINY_SIGLIP, high_res_vision_config=sam, text_config=_llama_text(tok),
+                                    image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"),
+                                    tie_word_embeddings=False)
+    model = DeepseekVLHybridForConditionalGeneration(config).eval()
+    image_processor = DeepseekVLHybridImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=PATCH_SIZE,
+                                                     high_res_size={"height": 2 * IMAGE_SIZE, "width": 2 * IMAGE_SIZE})
+    processor = DeepseekVLHybridProcessor(image_processor=image_processor, tokenizer=tok,
+                                          chat_template=DEEPSEEK_TEMPLATE, num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
+    _save_vlm(model, processor, tok, out)
