@@ -338,7 +338,9 @@ QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5"), project
 AYA_VISION = Family("aya-vision", ("aya_vision", "cohere2_vision"), split_patch_rows=split_rows_by_tokens,
                     notes="Aya Vision / Command A Vision (SigLIP, pixel-shuffle adapter, Cohere2 LM)")
 DEEPSEEK_VL = Family("deepseek-vl", ("deepseek_vl", "deepseek_vl_hybrid", "janus"), notes="DeepSeek-VL / Janus (SigLIP, MLP aligner, Llama)")
-FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+LLAMA4 = Family("llama4", ("llama4",), split_patch_rows=split_rows_by_tokens,
+                notes="Llama 4 (tiled ViT with pixel shuffle, MoE LM with NoPE and chunked attention)")
+FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

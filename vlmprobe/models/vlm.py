@@ -35,6 +35,15 @@ def _quantization_config(options: LoadOptions, family: Family):
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
 
 
+def cast_inputs(batch: dict, model) -> dict:
+    """Tensors of a processor batch on ``model``'s device, floating ones in its float dtype
+    (Llama 4's image processor returns bfloat16 pixels whatever the model's dtype); non-tensor
+    entries pass through."""
+    param = next(p for p in model.parameters() if p.is_floating_point())
+    return {k: (v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device))
+            if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 class VisionLanguageModel(VisionModel):
     """``model`` (transformers), ``processor`` (image processor + tokenizer + chat template)."""
 
@@ -172,8 +181,7 @@ class VisionLanguageModel(VisionModel):
                      else self.family.encode(self.processor, **kwargs))
         finally:
             self.tokenizer.padding_side = old
-        dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
-        return {k: (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device)) for k, v in batch.items()}
+        return cast_inputs(dict(batch), self.model)
 
     @torch.no_grad()
     def generate(self, images: Sequence | None, prompts: Sequence[str], max_new_tokens: int = 64,

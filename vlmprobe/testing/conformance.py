@@ -227,7 +227,9 @@ def _train_batch(vlm, imgs) -> dict:
 
     collate = ChatCollator(vlm.processor, family=vlm.family, encoder_decoder=is_encoder_decoder(vlm.model))
     batch = collate(list(ConversationDataset(convs)))
-    return {k: v.to(vlm.device) if torch.is_tensor(v) else v for k, v in batch.items() if k != "skipped"}
+    from ..models.vlm import cast_inputs
+
+    return cast_inputs({k: v for k, v in batch.items() if k != "skipped"}, vlm.model)
 
 
 def _one_step(model, batch: dict, lr: float) -> tuple[float, float]:

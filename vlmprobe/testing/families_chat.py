@@ -356,3 +356,36 @@ def build_deepseek_vl_hybrid(out: Path) -> None:
     processor = DeepseekVLHybridProcessor(image_processor=image_processor, tokenizer=tok,
                                           chat_template=DEEPSEEK_TEMPLATE, num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
     _save_vlm(model, processor, tok, out)
+
+
+# ----------------------------------------------------------------------------- Llama 4
+LLAMA4_SPECIALS = ("<|begin_of_text|>", "<|eot|>", "<|header_start|>", "<|header_end|>", "<|finetune_right_pad|>",
+                   "<|image_start|>", "<|image_end|>", "<|image|>", "<|patch|>", "<|tile_x_separator|>",
+                   "<|tile_y_separator|>", "<|python_start|>", "<|python_end|>")
+
+
+@tiny_builder("llama4")
+def build_llama4(out: Path) -> None:
+    """Llama 4: tiled ViT (32 px tiles, patch 8, pixel shuffle 0.5 -> 4 ``<|patch|>`` per tile;
+    at most 2 tiles + the global view) + MoE LM (4 experts, top-1, a shared expert; NoPE every
+    4th layer, chunked attention); transformers' own Llama 4 chat template."""
+    from transformers import Llama4Config, Llama4ForConditionalGeneration, Llama4ImageProcessor, Llama4Processor
+    from transformers.models.llama4.processing_llama4 import chat_template
+
+    tok = special_tokenizer(LLAMA4_SPECIALS, bos="<|begin_of_text|>", eos="<|eot|>", pad="<|finetune_right_pad|>")
+    vision = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,  # 256: shuffle MLP in
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, vision_output_dim=64, projector_input_dim=64,
+                  projector_output_dim=64, pixel_shuffle_ratio=0.5, rope_parameters={"rope_type": "default",
+                                                                                     "rope_theta": 10000.0})
+    text = dict(vocab_size=len(tok), **{k: v for k, v in TINY_TEXT.items()}, intermediate_size_mlp=128, head_dim=16,
+                num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1, attention_chunk_size=8192,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in LLAMA4_SPECIALS}
+    config = Llama4Config(vision_config=vision, text_config=text, boi_token_index=ids["<|image_start|>"],
+                          eoi_token_index=ids["<|image_end|>"], image_token_index=ids["<|patch|>"],
+                          tie_word_embeddings=False)
+    model = Llama4ForConditionalGeneration(config).eval()
+    image_processor = Llama4ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, max_patches=2)
+    processor = Llama4Processor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
+                                pixel_shuffle_ratio=0.5, chat_template=chat_template)
+    _save_vlm(model, processor, tok, out)
