@@ -107,7 +107,8 @@ def split_rows_by_tokens(config, batch: dict, x: torch.Tensor, n_images: int) ->
 
 
 # Processors that take images nested per text row ([[img], [img], ...]) and count them per row.
-NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor", "MllamaProcessor"}
+NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor", "MllamaProcessor",
+                           "Gemma4Processor"}
 
 
 def processor_images(processor, images: list) -> list:
@@ -340,7 +341,11 @@ AYA_VISION = Family("aya-vision", ("aya_vision", "cohere2_vision"), split_patch_
 DEEPSEEK_VL = Family("deepseek-vl", ("deepseek_vl", "deepseek_vl_hybrid", "janus"), notes="DeepSeek-VL / Janus (SigLIP, MLP aligner, Llama)")
 LLAMA4 = Family("llama4", ("llama4",), split_patch_rows=split_rows_by_tokens,
                 notes="Llama 4 (tiled ViT with pixel shuffle, MoE LM with NoPE and chunked attention)")
-FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+GEMMA4 = Family("gemma4", ("gemma4",), split_patch_rows=split_rows_by_tokens,
+                fast_likelihood="half the layers use sliding-window attention and image tokens may attend "
+                                "bidirectionally; the shared-prefix cache reproduces neither",
+                notes="Gemma 4 (pooled ViT soft tokens, sliding-window LM with per-layer inputs)")
+FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

@@ -143,11 +143,12 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
     captured: dict[str, torch.Tensor] = {}
     hook = None
     if any(name in PATCH_LAYERS for name in names):
-        def grab(module, args, output):
-            captured["vision"] = args[0].detach()
+        def grab(module, args, kwargs, output):  # the input may come by keyword (Gemma 4: inputs_embeds=...)
+            captured["vision"] = (args[0] if args else next(v for v in kwargs.values() if torch.is_tensor(v))).detach()
             captured["projector"] = output.detach()
 
-        hook = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector")).register_forward_hook(grab)
+        projector = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector"))
+        hook = projector.register_forward_hook(grab, with_kwargs=True)
     try:
         extra = {}
         if getattr(vlm.model.config, "is_encoder_decoder", False):  # Flan-T5: features are the encoder's states

@@ -389,3 +389,48 @@ def build_llama4(out: Path) -> None:
     processor = Llama4Processor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
                                 pixel_shuffle_ratio=0.5, chat_template=chat_template)
     _save_vlm(model, processor, tok, out)
+
+
+# ----------------------------------------------------------------------------- Gemma 4
+GEMMA4_SPECIALS = ("<pad>", "<eos>", "<bos>", "<|turn>", "<turn|>", "<|image>", "<image|>", "<|image|>",
+                   "<|audio>", "<audio|>", "<|audio|>", "<|video|>")
+GEMMA4_TEMPLATE = (  # Gemma 4 prompt format: "<bos><|turn>user\n<|image|>{q}<turn|>\n<|turn>model\n"
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<|image|>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] | trim }}{% endfor %}"
+    "{% endif %}{{ '<turn|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|turn>model\\n' }}{% endif %}"
+)
+
+
+@tiny_builder("gemma4")
+def build_gemma4(out: Path) -> None:
+    """Gemma 4: ViT (patch 4, 2-D RoPE, 3x3 pooling: 70 soft tokens per image, the smallest
+    budget) + Gemma 4 LM (sliding-window and global layers, per-layer inputs), the audio
+    feature extractor and video processor its processor requires; ``<|turn>`` template."""
+    from transformers import (Gemma4AudioFeatureExtractor, Gemma4Config, Gemma4ForConditionalGeneration,
+                              Gemma4ImageProcessor, Gemma4Processor, Gemma4VideoProcessor)
+
+    tok = special_tokenizer(GEMMA4_SPECIALS, bos="<bos>", eos="<turn|>", pad="<pad>",
+                            extra={"image_token": "<|image|>", "boi_token": "<|image>", "eoi_token": "<image|>",
+                                   "audio_token": "<|audio|>", "boa_token": "<|audio>", "eoa_token": "<audio|>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in GEMMA4_SPECIALS}
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, global_head_dim=16, sliding_window=8,
+                layer_types=["sliding_attention", "full_attention"], vocab_size_per_layer_input=len(tok),
+                hidden_size_per_layer_input=16, bos_token_id=ids["<bos>"], eos_token_id=ids["<turn|>"],
+                pad_token_id=ids["<pad>"], tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=4, head_dim=16, patch_size=4, pooling_kernel_size=3, position_embedding_size=256)
+    config = Gemma4Config(text_config=text, vision_config=vision, boi_token_id=ids["<|image>"],
+                          eoi_token_id=ids["<image|>"], image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"],
+                          boa_token_id=ids["<|audio>"], eoa_token_index=ids["<audio|>"], audio_token_id=ids["<|audio|>"],
+                          tie_word_embeddings=False)
+    model = Gemma4ForConditionalGeneration(config).eval()
+    image_processor = Gemma4ImageProcessor(patch_size=4, pooling_kernel_size=3, max_soft_tokens=70)
+    video_processor = Gemma4VideoProcessor(patch_size=4, pooling_kernel_size=3, max_soft_tokens=70)
+    processor = Gemma4Processor(feature_extractor=Gemma4AudioFeatureExtractor(), image_processor=image_processor,
+                                tokenizer=tok, video_processor=video_processor, chat_template=GEMMA4_TEMPLATE,
+                                image_seq_length=70)
+    _save_vlm(model, processor, tok, out)
