@@ -434,3 +434,32 @@ def build_gemma4(out: Path) -> None:
                                 tokenizer=tok, video_processor=video_processor, chat_template=GEMMA4_TEMPLATE,
                                 image_seq_length=70)
     _save_vlm(model, processor, tok, out)
+
+
+# ----------------------------------------------------------------------------- Mistral Large 4
+@tiny_builder("mistral_large4")
+def build_mistral_large4(out: Path) -> None:
+    """Mistral Large 4: the Mistral3 tiny shape (Pixtral tower, 2x2 merger, ``[INST]`` template)
+    with Mistral Large 4's LM: multi-head latent attention, a sparse-attention indexer and MoE
+    (4 routed experts, top-2, one shared; layer 0 dense)."""
+    from transformers import PixtralImageProcessor, PixtralProcessor
+    from transformers.models.mistral_large4 import MistralLarge4Config, MistralLarge4ForConditionalGeneration
+
+    from .families_decoder import MISTRAL_TEMPLATE
+
+    specials = ("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]", "<pad>")
+    tok = special_tokenizer(specials, bos="<s>", eos="</s>", pad="<pad>", first=("<unk>", "<s>", "</s>"))
+    vision = dict(model_type="pixtral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=2 * IMAGE_SIZE, patch_size=PATCH_SIZE, head_dim=16)
+    text = dict(vocab_size=len(tok), **{**TINY_TEXT, "num_key_value_heads": 4}, head_dim=16, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
+                v_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+                first_k_dense_replace=1, index_n_heads=2, index_head_dim=16, index_topk=2048,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                tie_word_embeddings=False)
+    config = MistralLarge4Config(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
+                                 spatial_merge_size=2, vision_feature_layer=-1, tie_word_embeddings=False)
+    model = MistralLarge4ForConditionalGeneration(config).eval()
+    image_processor = PixtralImageProcessor(size={"longest_edge": 2 * IMAGE_SIZE}, patch_size=PATCH_SIZE)
+    processor = PixtralProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
+                                 spatial_merge_size=2, chat_template=MISTRAL_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
