@@ -70,10 +70,11 @@ def split_rows_by_grid(config, batch: dict, x: torch.Tensor, n_images: int) -> l
     if grid is None or len(grid) != n_images:
         raise VlmprobeError(f"cannot map vision rows to {n_images} images: no image_grid_thw in the batch")
     patches = grid.prod(-1).tolist()
+    x = x.reshape(-1, x.shape[-1])  # Kimi's merger input is [tokens, merge^2, D]: one row per patch
     ratio = sum(patches) // max(x.shape[0], 1)
     if ratio < 1 or sum(patches) != ratio * x.shape[0]:
         raise VlmprobeError(f"{x.shape[0]} vision rows do not divide the image grids {grid.tolist()}")
-    return list(torch.split(x.reshape(-1, x.shape[-1]), [p // ratio for p in patches], dim=0))
+    return list(torch.split(x, [p // ratio for p in patches], dim=0))
 
 
 def split_rows_by_size(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
@@ -345,7 +346,9 @@ GEMMA4 = Family("gemma4", ("gemma4",), split_patch_rows=split_rows_by_tokens,
                 fast_likelihood="half the layers use sliding-window attention and image tokens may attend "
                                 "bidirectionally; the shared-prefix cache reproduces neither",
                 notes="Gemma 4 (pooled ViT soft tokens, sliding-window LM with per-layer inputs)")
-FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+KIMI = Family("kimi", ("kimi_k25",), split_patch_rows=split_rows_by_grid,
+              notes="Kimi K2.5 (MoonViT with 2x2 merge, DeepSeek-V3 MoE LM with latent attention)")
+FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

@@ -463,3 +463,49 @@ def build_mistral_large4(out: Path) -> None:
     processor = PixtralProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
                                  spatial_merge_size=2, chat_template=MISTRAL_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+# ----------------------------------------------------------------------------- Kimi K2.5
+KIMI_SPECIALS = ("[BOS]", "[EOS]", "[PAD]", "<|im_user|>", "<|im_assistant|>", "<|im_middle|>", "<|im_end|>",
+                 "<|media_begin|>", "<|media_content|>", "<|media_end|>", "<|media_pad|>",
+                 "<|kimi_k25_video_placeholder|>")
+KIMI_TEMPLATE = (  # Kimi-K2.5: "<|im_user|>user<|im_middle|><|media_begin|>image<|media_content|><|media_pad|><|media_end|>{q}<|im_end|><|im_assistant|>assistant<|im_middle|>"
+    "{% for message in messages %}"
+    "{{ ('<|im_assistant|>assistant' if message['role'] == 'assistant' else '<|im_user|>user') + '<|im_middle|>' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<|media_begin|>image<|media_content|><|media_pad|><|media_end|>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ '<|im_end|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_assistant|>assistant<|im_middle|>' }}{% endif %}"
+)
+TINY_MLA_MOE = dict(kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, n_routed_experts=4,
+                    num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32, first_k_dense_replace=1,
+                    n_group=1, topk_group=1)  # DeepSeek-V3-style latent attention + MoE, tiny
+
+
+@tiny_builder("kimi_k25")
+def build_kimi_k25(out: Path) -> None:
+    """Kimi K2.5: MoonViT (patch 8, 2-D RoPE, 2x2 merge: 4 ``<|media_pad|>`` per 32 px image) +
+    MLP projector + DeepSeek-V3 LM (latent attention, MoE); Kimi's ``<|im_user|>`` template."""
+    from transformers.models.kimi_k25 import (Kimi_K25Config, Kimi_K25ForConditionalGeneration,
+                                              Kimi_K25ImageProcessor, Kimi_K25Processor, Kimi_K25VideoProcessor)
+
+    tok = special_tokenizer(KIMI_SPECIALS, bos="[BOS]", eos="<|im_end|>", pad="[PAD]")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in KIMI_SPECIALS}
+    text = dict(model_type="deepseek_v3", vocab_size=len(tok), **{**TINY_TEXT, "num_key_value_heads": 4},
+                head_dim=8, **TINY_MLA_MOE, bos_token_id=ids["[BOS]"], eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["[PAD]"], tie_word_embeddings=False)
+    vision = dict(patch_size=PATCH_SIZE, pos_emb_height=8, pos_emb_width=8, num_attention_heads=4, num_hidden_layers=2,
+                  hidden_size=64, intermediate_size=128, merge_kernel_size=[2, 2])
+    config = Kimi_K25Config(text_config=text, vision_config=vision, projection_hidden_size=64,
+                            image_token_id=ids["<|media_pad|>"], video_token_id=ids["<|kimi_k25_video_placeholder|>"],
+                            vision_start_token_id=ids["<|media_begin|>"], vision_end_token_id=ids["<|media_end|>"],
+                            tie_word_embeddings=False)
+    model = Kimi_K25ForConditionalGeneration(config).eval()
+    image_processor = Kimi_K25ImageProcessor(patch_size=PATCH_SIZE, merge_size=2, max_patches=64,
+                                             size={"max_height": 2 * IMAGE_SIZE, "max_width": 2 * IMAGE_SIZE})
+    processor = Kimi_K25Processor(image_processor=image_processor, tokenizer=tok,
+                                  video_processor=Kimi_K25VideoProcessor(patch_size=PATCH_SIZE, merge_size=2),
+                                  chat_template=KIMI_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
