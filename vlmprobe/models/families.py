@@ -331,7 +331,8 @@ PALIGEMMA = Family("paligemma", ("paligemma",), fast_likelihood="prefix-LM atten
                    encode=prefix_lm_encode,
                    notes="PaliGemma (SigLIP + Gemma; prefix-LM; no chat template: 'answer en {q}\\n')")
 VIPLLAVA = Family("vipllava", ("vipllava",), notes="VipLLaVA (projector over several tower layers)")
-GLM4V = Family("glm4v", ("glm4v", "glm46v", "glm4v_moe", "glmga"), projector=("merger",),
+VIDEO_LLAVA = Family("video-llava", ("video_llava",), notes="Video-LLaVA on images (image tower + projector, Llama)")
+GLM4V = Family("glm4v", ("glm4v", "glm46v", "glm4v_moe", "glmga", "glm_ocr"), projector=("merger",),
                split_patch_rows=split_rows_by_grid, positions=mrope_positions,
                notes="GLM-4.1V / 4.5V / 4.6V (ViT with merger, 3-D RoPE; MoE LM in glm4v_moe)")
 QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5"), projector=("merger",),
@@ -348,7 +349,7 @@ GEMMA4 = Family("gemma4", ("gemma4",), split_patch_rows=split_rows_by_tokens,
                 notes="Gemma 4 (pooled ViT soft tokens, sliding-window LM with per-layer inputs)")
 KIMI = Family("kimi", ("kimi_k25",), split_patch_rows=split_rows_by_grid,
               notes="Kimi K2.5 (MoonViT with 2x2 merge, DeepSeek-V3 MoE LM with latent attention)")
-FAMILIES: list[Family] = [VIPLLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

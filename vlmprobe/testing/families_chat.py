@@ -509,3 +509,39 @@ def build_kimi_k25(out: Path) -> None:
                                   video_processor=Kimi_K25VideoProcessor(patch_size=PATCH_SIZE, merge_size=2),
                                   chat_template=KIMI_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("glm_ocr")
+def build_glm_ocr(out: Path) -> None:
+    """GLM-OCR: the GLM-4.xV shape (it is chat-templated like GLM-4.1V) under GLM-OCR's classes."""
+    from transformers import Glm4vImageProcessor, Glm4vProcessor, Glm4vVideoProcessor
+    from transformers.models.glm_ocr import GlmOcrConfig, GlmOcrForConditionalGeneration
+
+    _glm_vl(out, GlmOcrConfig, GlmOcrForConditionalGeneration, Glm4vProcessor, Glm4vImageProcessor,
+            Glm4vVideoProcessor)
+
+
+@tiny_builder("video_llava")
+def build_video_llava(out: Path) -> None:
+    """Video-LLaVA on single images: CLIP image tower (and its video tower) + projector + Llama,
+    ``VideoLlavaProcessor``, LLaVA-1.5's ``USER: <image>\\n{q} ASSISTANT:`` template."""
+    from transformers import (VideoLlavaConfig, VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor,
+                              VideoLlavaProcessor, VideoLlavaVideoProcessor)
+
+    tok = llama_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<video>"]})
+    config = VideoLlavaConfig(vision_config=_vision_config(), text_config=_llama_config(tok),
+                              image_token_index=tok.convert_tokens_to_ids("<image>"),
+                              video_token_index=tok.convert_tokens_to_ids("<video>"),
+                              image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2 + 1, video_seq_length=8 * 17,
+                              vision_feature_select_strategy="default", vision_feature_layer=-2)
+    model = VideoLlavaForConditionalGeneration(config).eval()
+    image_processor = VideoLlavaImageProcessor(size={"shortest_edge": IMAGE_SIZE},
+                                               crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    video_processor = VideoLlavaVideoProcessor(size={"shortest_edge": IMAGE_SIZE},
+                                               crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = VideoLlavaProcessor(image_processor=image_processor, video_processor=video_processor, tokenizer=tok,
+                                    patch_size=PATCH_SIZE,
+                                    vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                    chat_template=LLAVA_CHAT_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
