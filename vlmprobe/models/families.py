@@ -303,7 +303,7 @@ MISTRAL3 = Family("mistral3", ("mistral3", "mistral_large4"), split_patch_rows=s
                   notes="Mistral3 / Pixtral (any-size patches, 2x2 merger)")
 QWEN3_VL = Family("qwen3-vl", ("qwen3_vl", "qwen3_vl_moe", "cosmos3_omni"), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")
-INTERNVL = Family("internvl", ("internvl",), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
+INTERNVL = Family("internvl", ("internvl", "qianfan_ocr"), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
 GEMMA3 = Family("gemma3", ("gemma3",), fast_likelihood="image tokens attend bidirectionally and half the layers "
                 "use sliding-window attention; the shared-prefix cache does not reproduce either",
                 notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
@@ -335,7 +335,7 @@ VIDEO_LLAVA = Family("video-llava", ("video_llava",), notes="Video-LLaVA on imag
 GLM4V = Family("glm4v", ("glm4v", "glm46v", "glm4v_moe", "glmga", "glm_ocr"), projector=("merger",),
                split_patch_rows=split_rows_by_grid, positions=mrope_positions,
                notes="GLM-4.1V / 4.5V / 4.6V (ViT with merger, 3-D RoPE; MoE LM in glm4v_moe)")
-QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5"), projector=("merger",),
+QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5", "hyperclovax_vision_v2"), projector=("merger",),
                      split_patch_rows=split_rows_by_grid,
                      notes="Qwen-style ViT with merger in front of a 1-D RoPE LM (LLaVA-OneVision-1.5, EXAONE 4.5)")
 AYA_VISION = Family("aya-vision", ("aya_vision", "cohere2_vision"), split_patch_rows=split_rows_by_tokens,

@@ -112,9 +112,10 @@ class VisionLanguageModel(VisionModel):
         image token and the processor's placeholder where they differ (Gemma 3 writes
         ``<start_of_image>`` and expands it into ``<image_soft_token>`` runs)."""
         ids = {self.image_token_id}
-        placeholder = getattr(self.processor, "image_token", None)
-        if isinstance(placeholder, str):
-            ids.add(self.tokenizer.convert_tokens_to_ids(placeholder))
+        for attr in ("image_token", "image_placeholder_token"):  # Qianfan-OCR: "<image>" -> <img>...</img>
+            placeholder = getattr(self.processor, attr, None)
+            if isinstance(placeholder, str):
+                ids.add(self.tokenizer.convert_tokens_to_ids(placeholder))
         return ids - {None}
 
     def num_layers(self) -> int:

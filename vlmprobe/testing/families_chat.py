@@ -155,12 +155,14 @@ def build_glmga(out: Path) -> None:
 
 # ----------------------------------------------------------------------------- Qwen2-VL image processor, 1-D RoPE LM
 def _qwen_processor_vl(out: Path, config_cls, model_cls, text: dict, vision: dict, temporal_patch: int = 2,
-                       **config) -> None:
+                       processor_cls=None, **config) -> None:
     """A Qwen-style ViT with merger (patch 8, 2x2 merge: 4 ``<|image_pad|>`` per 32 px image)
-    in front of a 1-D RoPE LM, ``Exaone4_5_Processor`` (Qwen2-VL image processor) and ChatML."""
+    in front of a 1-D RoPE LM, ``processor_cls`` (default ``Exaone4_5_Processor``; Qwen2-VL image
+    processor) and ChatML."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
     from transformers.models.exaone4_5 import Exaone4_5_Processor
 
+    processor_cls = processor_cls or Exaone4_5_Processor
     from . import qwen2_tokenizer
     from .families_decoder import _qwen_ids
 
@@ -176,9 +178,9 @@ def _qwen_processor_vl(out: Path, config_cls, model_cls, text: dict, vision: dic
     image_processor = Qwen2VLImageProcessor(patch_size=QWEN_PATCH, merge_size=2, temporal_patch_size=temporal_patch,
                                             min_pixels=IMAGE_SIZE * IMAGE_SIZE, max_pixels=4 * IMAGE_SIZE * IMAGE_SIZE,
                                             image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
-    processor = Exaone4_5_Processor(image_processor=image_processor, tokenizer=tok,
-                                    video_processor=Qwen2VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
-                                    chat_template=QWEN3_TEMPLATE)
+    processor = processor_cls(image_processor=image_processor, tokenizer=tok,
+                              video_processor=Qwen2VLVideoProcessor(patch_size=QWEN_PATCH, merge_size=2),
+                              chat_template=QWEN3_TEMPLATE)
     _save_vlm(model, processor, tok, out)
 
 
@@ -544,4 +546,45 @@ def build_video_llava(out: Path) -> None:
                                     patch_size=PATCH_SIZE,
                                     vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                     chat_template=LLAVA_CHAT_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("hyperclovax_vision_v2")
+def build_hyperclovax_vision_v2(out: Path) -> None:
+    """HyperCLOVA X SEED Vision v2: Qwen2.5-VL windowed ViT + projector + HyperCLOVA X LM (muP-style
+    multipliers), its Qwen-style processor and ChatML."""
+    from transformers.models.hyperclovax_vision_v2 import (HyperCLOVAXVisionV2Config,
+                                                           HyperCLOVAXVisionV2ForConditionalGeneration,
+                                                           HyperCLOVAXVisionV2Processor)
+
+    _qwen_processor_vl(out, HyperCLOVAXVisionV2Config, HyperCLOVAXVisionV2ForConditionalGeneration,
+                       text=dict(model_type="hyperclovax"),
+                       vision=dict(model_type="qwen2_5_vl_vision", temporal_patch_size=2, window_size=32,
+                                   fullatt_block_indexes=[1]),
+                       processor_cls=HyperCLOVAXVisionV2Processor)
+
+
+@tiny_builder("qianfan_ocr")
+def build_qianfan_ocr(out: Path) -> None:
+    """Qianfan-OCR (chat-templated, InternVL layout): InternViT-style tower (32 px, patch 8),
+    pixel shuffle -> 4 ``<IMG_CONTEXT>`` between ``<img>`` / ``</img>`` + Qwen3 LM; ChatML whose
+    ``<image>`` the processor expands."""
+    from transformers import GotOcr2ImageProcessor
+    from transformers.models.qianfan_ocr import QianfanOCRConfig, QianfanOCRForConditionalGeneration, QianfanOCRProcessor
+
+    from .families_decoder import INTERNVL_SPECIALS
+
+    tok = special_tokenizer(INTERNVL_SPECIALS + ("<image>",), bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"start_image_token": "<img>", "end_image_token": "</img>",
+                                   "context_image_token": "<IMG_CONTEXT>"})
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=[IMAGE_SIZE, IMAGE_SIZE], patch_size=[PATCH_SIZE, PATCH_SIZE], drop_path_rate=0.0)
+    text = dict(model_type="qwen3", vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    config = QianfanOCRConfig(vision_config=vision, text_config=text, image_seq_length=4,
+                              image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), tie_word_embeddings=False)
+    model = QianfanOCRForConditionalGeneration(config).eval()
+    image_processor = GotOcr2ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, crop_to_patches=False)
+    processor = QianfanOCRProcessor(image_processor=image_processor, tokenizer=tok, image_seq_length=4,
+                                    chat_template=chatml_template("<image>\\n", system=None))
     _save_vlm(model, processor, tok, out)
