@@ -588,3 +588,30 @@ def build_qianfan_ocr(out: Path) -> None:
     processor = QianfanOCRProcessor(image_processor=image_processor, tokenizer=tok, image_seq_length=4,
                                     chat_template=chatml_template("<image>\\n", system=None))
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("video_llama_3")
+def build_video_llama_3(out: Path) -> None:
+    """VideoLLaMA 3 on images: SigLIP-style ViT with 2-D RoPE (patch 8) + MLP projector with 2x2
+    merge -> 4 ``<|image_pad|>`` per 32 px image, Qwen2 LM; ChatML."""
+    from transformers import (VideoLlama3Config, VideoLlama3ForConditionalGeneration, VideoLlama3ImageProcessor,
+                              VideoLlama3Processor, VideoLlama3VideoProcessor)
+
+    from . import qwen2_tokenizer
+    from .families_decoder import _qwen_ids
+
+    tok = qwen2_tokenizer()
+    ids = _qwen_ids(tok)
+    text = dict(model_type="qwen2", vocab_size=len(tok), **TINY_TEXT, bos_token_id=None, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, patch_size=PATCH_SIZE)
+    config = VideoLlama3Config(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                               video_token_id=ids["<|video_pad|>"], tie_word_embeddings=False)
+    model = VideoLlama3ForConditionalGeneration(config).eval()
+    image_processor = VideoLlama3ImageProcessor(patch_size=PATCH_SIZE, merge_size=2,
+                                                size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
+                                                      "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
+    processor = VideoLlama3Processor(image_processor=image_processor, tokenizer=tok,
+                                     video_processor=VideoLlama3VideoProcessor(patch_size=PATCH_SIZE),
+                                     chat_template=chatml_template("<|image_pad|>\\n", system=None))
+    _save_vlm(model, processor, tok, out)
