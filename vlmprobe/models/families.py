@@ -299,7 +299,7 @@ QWEN2_5_VL = Family("qwen2.5-vl", ("qwen2_5_vl",), projector=("merger",), split_
                     positions=mrope_positions, notes="Qwen2.5-VL (window-attention ViT, M-RoPE)")
 LLAVA_NEXT_VIDEO = Family("llava-next-video", ("llava_next_video",), notes="LLaVA-NeXT-Video on single images")
 LLAVA_ONEVISION = Family("llava-onevision", ("llava_onevision",), notes="LLaVA-OneVision (SigLIP, AnyRes max 9)")
-MISTRAL3 = Family("mistral3", ("mistral3", "mistral_large4"), split_patch_rows=split_rows_by_size,
+MISTRAL3 = Family("mistral3", ("mistral3", "mistral_large4", "lighton_ocr"), split_patch_rows=split_rows_by_size,
                   notes="Mistral3 / Pixtral (any-size patches, 2x2 merger)")
 QWEN3_VL = Family("qwen3-vl", ("qwen3_vl", "qwen3_vl_moe", "cosmos3_omni"), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")

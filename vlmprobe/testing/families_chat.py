@@ -615,3 +615,30 @@ def build_video_llama_3(out: Path) -> None:
                                      video_processor=VideoLlama3VideoProcessor(patch_size=PATCH_SIZE),
                                      chat_template=chatml_template("<|image_pad|>\\n", system=None))
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("lighton_ocr")
+def build_lighton_ocr(out: Path) -> None:
+    """LightOnOCR (chat-templated): Pixtral tower (patch 8, any size up to 64 px) + 2x2 merger +
+    Qwen3 LM; ``<|image_pad|>`` per merged patch; ChatML."""
+    from transformers import PixtralImageProcessor
+    from transformers.models.lighton_ocr import LightOnOcrConfig, LightOnOcrForConditionalGeneration, LightOnOcrProcessor
+
+    from . import QWEN_SPECIALS
+
+    tok = special_tokenizer(QWEN_SPECIALS + ("<|vision_pad|>", "<|image_break|>", "<|image_end|>"), bos=None,
+                            eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"image_token": "<|image_pad|>", "image_break_token": "<|image_break|>",
+                                   "image_end_token": "<|image_end|>"})
+    vision = dict(model_type="pixtral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=2 * IMAGE_SIZE, patch_size=PATCH_SIZE, head_dim=16)
+    text = dict(model_type="qwen3", vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    config = LightOnOcrConfig(vision_config=vision, text_config=text, spatial_merge_size=2,
+                              image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"), tie_word_embeddings=False)
+    model = LightOnOcrForConditionalGeneration(config).eval()
+    image_processor = PixtralImageProcessor(size={"longest_edge": 2 * IMAGE_SIZE}, patch_size=PATCH_SIZE)
+    processor = LightOnOcrProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
+                                    spatial_merge_size=2, chat_template=QWEN3_TEMPLATE.replace(
+                                        "<|vision_start|><|image_pad|><|vision_end|>", "<|image_pad|>"))
+    _save_vlm(model, processor, tok, out)
