@@ -187,6 +187,15 @@ def _api_path(model: torch.nn.Module, role: str) -> str | None:
     return next((n for n, m in model.named_modules() if m is mod and n), None)
 
 
+def image_processor_sized_encode(processor, **kwargs):
+    """The processor call with the image processor's own ``max_image_size`` (Aria's processor
+    defaults to 980 px whatever its image processor was saved with, and maps the padded size
+    to a token count through ``size_conversion``)."""
+    if kwargs.get("images") is not None:
+        kwargs.setdefault("max_image_size", processor.image_processor.max_image_size)
+    return processor(**kwargs)
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's quirks (module docstring). Module names are matched on their last component."""
@@ -354,7 +363,9 @@ VIDEO_LLAMA3 = Family("video-llama3", ("video_llama_3",), split_patch_rows=split
                                       "per-candidate forward here (up to 4 nats apart on the tiny checkpoint, "
                                       "also at batch 1; cause not yet identified)",
                       notes="VideoLLaMA 3 on images (2-D RoPE ViT, merging MLP projector, Qwen2)")
-FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+ARIA = Family("aria", ("aria",), encode=image_processor_sized_encode,
+              notes="Aria (Idefics3-style tower, cross-attention projector with learned queries, MoE LM)")
+FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

@@ -642,3 +642,38 @@ def build_lighton_ocr(out: Path) -> None:
                                     spatial_merge_size=2, chat_template=QWEN3_TEMPLATE.replace(
                                         "<|vision_start|><|image_pad|><|vision_end|>", "<|image_pad|>"))
     _save_vlm(model, processor, tok, out)
+
+
+ARIA_SPECIALS = ("<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<fim_prefix>", "<fim_suffix>", "<|img|>")
+ARIA_TEMPLATE = (  # Aria: "<|im_start|>user\n<fim_prefix><|img|><fim_suffix>{q}<|im_end|>\n<|im_start|>assistant\n"
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<fim_prefix><|img|><fim_suffix>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@tiny_builder("aria")
+def build_aria(out: Path) -> None:
+    """Aria: Idefics3-style tower (images padded to 490 px, the smallest size Aria's image
+    processor takes; patch 14: 35x35 patches) + cross-attention projector with 128 learned
+    queries -> 128 ``<|img|>`` per image + MoE LM (4 experts, top-2, one shared); Aria's ChatML
+    with ``<fim_prefix><|img|><fim_suffix>``."""
+    from transformers import AriaConfig, AriaForConditionalGeneration, AriaImageProcessor, AriaProcessor
+
+    tok = special_tokenizer(ARIA_SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"image_token": "<|img|>"})
+    text = dict(vocab_size=len(tok), **TINY_TEXT, moe_num_experts=4, moe_topk=2, moe_num_shared_experts=1,
+                bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=490, patch_size=14)
+    config = AriaConfig(vision_config=vision, text_config=text, projector_patch_to_query_dict={35 * 35: 128},
+                        image_token_index=tok.convert_tokens_to_ids("<|img|>"), tie_word_embeddings=False)
+    model = AriaForConditionalGeneration(config).eval()
+    image_processor = AriaImageProcessor(max_image_size=490, min_image_size=336, split_image=False)
+    processor = AriaProcessor(image_processor=image_processor, tokenizer=tok, size_conversion={490: 128},
+                              chat_template=ARIA_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
