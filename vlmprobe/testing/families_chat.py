@@ -302,20 +302,28 @@ def _llama_text(tok) -> dict:
                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
 
 
+def _deepseek_vl(out: Path, config_cls, model_cls, image_cls, processor_cls, image_kw: dict | None = None,
+                 **config) -> None:
+    """DeepSeek-VL layout: a tower + aligner in front of a tiny Llama, 16 ``<image_placeholder>``
+    per 32 px image, ``User: ... Assistant:`` turns."""
+    tok = _deepseek_tokenizer()
+    cfg = config_cls(text_config=_llama_text(tok), image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"),
+                     tie_word_embeddings=False, **config)
+    model = model_cls(cfg).eval()
+    image_processor = image_cls(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=PATCH_SIZE, **(image_kw or {}))
+    processor = processor_cls(image_processor=image_processor, tokenizer=tok, chat_template=DEEPSEEK_TEMPLATE,
+                              num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
+    _save_vlm(model, processor, tok, out)
+
+
 @tiny_builder("deepseek_vl")
 def build_deepseek_vl(out: Path) -> None:
-    """DeepSeek-VL: SigLIP (32 px, patch 8: 16 tokens) + MLP aligner + Llama; ``User: ... Assistant:``."""
+    """DeepSeek-VL: SigLIP (32 px, patch 8: 16 tokens) + MLP aligner + Llama."""
     from transformers import (DeepseekVLConfig, DeepseekVLForConditionalGeneration, DeepseekVLImageProcessor,
                               DeepseekVLProcessor)
 
-    tok = _deepseek_tokenizer()
-    config = DeepseekVLConfig(vision_config=TINY_SIGLIP, text_config=_llama_text(tok),
-                              image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"), tie_word_embeddings=False)
-    model = DeepseekVLForConditionalGeneration(config).eval()
-    image_processor = DeepseekVLImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=PATCH_SIZE)
-    processor = DeepseekVLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=DEEPSEEK_TEMPLATE,
-                                    num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
-    _save_vlm(model, processor, tok, out)
+    _deepseek_vl(out, DeepseekVLConfig, DeepseekVLForConditionalGeneration, DeepseekVLImageProcessor,
+                 DeepseekVLProcessor, vision_config=TINY_SIGLIP)
 
 
 @tiny_builder("janus")
@@ -323,20 +331,14 @@ def build_janus(out: Path) -> None:
     """Janus(-Pro): SigLIP-style tower (32 px, patch 8: 16 tokens) + aligner + Llama, plus the
     image-generation VQ model and head (tiny, unused by understanding); ``<begin_of_image>`` +
     16 ``<image_placeholder>`` + ``<end_of_image>``."""
-    from transformers import (JanusConfig, JanusForConditionalGeneration, JanusImageProcessor, JanusProcessor)
+    from transformers import JanusConfig, JanusForConditionalGeneration, JanusImageProcessor, JanusProcessor
 
-    tok = _deepseek_tokenizer()
     vision = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE_SIZE,
                   patch_size=PATCH_SIZE, mlp_ratio=2.0, projection_dim=64, num_image_tokens=16)
     vq = dict(embed_dim=8, num_embeddings=64, latent_channels=32, base_channels=32, channel_multiplier=[1, 1],
               num_res_blocks=1, num_patches=4, projection_dim=64, image_token_embed_dim=64)
-    config = JanusConfig(text_config=_llama_text(tok), vision_config=vision, vq_config=vq,
-                         image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"), tie_word_embeddings=False)
-    model = JanusForConditionalGeneration(config).eval()
-    image_processor = JanusImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=PATCH_SIZE)
-    processor = JanusProcessor(image_processor=image_processor, tokenizer=tok, chat_template=DEEPSEEK_TEMPLATE,
-                               num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
-    _save_vlm(model, processor, tok, out)
+    _deepseek_vl(out, JanusConfig, JanusForConditionalGeneration, JanusImageProcessor, JanusProcessor,
+                 vision_config=vision, vq_config=vq)
 
 
 @tiny_builder("deepseek_vl_hybrid")
@@ -346,18 +348,11 @@ def build_deepseek_vl_hybrid(out: Path) -> None:
     from transformers import (DeepseekVLHybridConfig, DeepseekVLHybridForConditionalGeneration,
                               DeepseekVLHybridImageProcessor, DeepseekVLHybridProcessor)
 
-    tok = _deepseek_tokenizer()
     sam = dict(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2, image_size=2 * IMAGE_SIZE,
                patch_size=PATCH_SIZE, global_attn_indexes=[1], window_size=4, mlp_dim=64)
-    config = DeepseekVLHybridConfig(vision_config=TINY_SIGLIP, high_res_vision_config=sam, text_config=_llama_text(tok),
-                                    image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"),
-                                    tie_word_embeddings=False)
-    model = DeepseekVLHybridForConditionalGeneration(config).eval()
-    image_processor = DeepseekVLHybridImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=PATCH_SIZE,
-                                                     high_res_size={"height": 2 * IMAGE_SIZE, "width": 2 * IMAGE_SIZE})
-    processor = DeepseekVLHybridProcessor(image_processor=image_processor, tokenizer=tok,
-                                          chat_template=DEEPSEEK_TEMPLATE, num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2)
-    _save_vlm(model, processor, tok, out)
+    _deepseek_vl(out, DeepseekVLHybridConfig, DeepseekVLHybridForConditionalGeneration, DeepseekVLHybridImageProcessor,
+                 DeepseekVLHybridProcessor, image_kw={"high_res_size": {"height": 2 * IMAGE_SIZE, "width": 2 * IMAGE_SIZE}},
+                 vision_config=TINY_SIGLIP, high_res_vision_config=sam)
 
 
 # ----------------------------------------------------------------------------- Llama 4
@@ -441,30 +436,17 @@ def build_gemma4(out: Path) -> None:
 # ----------------------------------------------------------------------------- Mistral Large 4
 @tiny_builder("mistral_large4")
 def build_mistral_large4(out: Path) -> None:
-    """Mistral Large 4: the Mistral3 tiny shape (Pixtral tower, 2x2 merger, ``[INST]`` template)
-    with Mistral Large 4's LM: multi-head latent attention, a sparse-attention indexer and MoE
-    (4 routed experts, top-2, one shared; layer 0 dense)."""
-    from transformers import PixtralImageProcessor, PixtralProcessor
+    """Mistral Large 4: the Pixtral shape of Mistral3 with Mistral Large 4's LM: multi-head latent
+    attention, a sparse-attention indexer and MoE (4 routed experts, top-2, one shared; layer 0
+    dense)."""
     from transformers.models.mistral_large4 import MistralLarge4Config, MistralLarge4ForConditionalGeneration
 
-    from .families_decoder import MISTRAL_TEMPLATE
+    from .families_decoder import _pixtral_vlm
 
-    specials = ("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]", "<pad>")
-    tok = special_tokenizer(specials, bos="<s>", eos="</s>", pad="<pad>", first=("<unk>", "<s>", "</s>"))
-    vision = dict(model_type="pixtral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, image_size=2 * IMAGE_SIZE, patch_size=PATCH_SIZE, head_dim=16)
-    text = dict(vocab_size=len(tok), **{**TINY_TEXT, "num_key_value_heads": 4}, head_dim=16, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
-                v_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
-                first_k_dense_replace=1, index_n_heads=2, index_head_dim=16, index_topk=2048,
-                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                tie_word_embeddings=False)
-    config = MistralLarge4Config(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
-                                 spatial_merge_size=2, vision_feature_layer=-1, tie_word_embeddings=False)
-    model = MistralLarge4ForConditionalGeneration(config).eval()
-    image_processor = PixtralImageProcessor(size={"longest_edge": 2 * IMAGE_SIZE}, patch_size=PATCH_SIZE)
-    processor = PixtralProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
-                                 spatial_merge_size=2, chat_template=MISTRAL_TEMPLATE)
-    _save_vlm(model, processor, tok, out)
+    _pixtral_vlm(out, MistralLarge4Config, MistralLarge4ForConditionalGeneration,
+                 **{**TINY_TEXT, "num_key_value_heads": 4}, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
+                 v_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+                 first_k_dense_replace=1, index_n_heads=2, index_head_dim=16, index_topk=2048)
 
 
 # ----------------------------------------------------------------------------- Kimi K2.5
