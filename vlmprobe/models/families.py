@@ -365,7 +365,9 @@ VIDEO_LLAMA3 = Family("video-llama3", ("video_llama_3",), split_patch_rows=split
                       notes="VideoLLaMA 3 on images (2-D RoPE ViT, merging MLP projector, Qwen2)")
 ARIA = Family("aria", ("aria",), encode=image_processor_sized_encode,
               notes="Aria (Idefics3-style tower, cross-attention projector with learned queries, MoE LM)")
-FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+OVIS = Family("ovis", ("ovis2_5",), split_patch_rows=split_rows_by_grid,
+              notes="Ovis2.5 (NaViT ViT -> probabilities over a visual vocabulary -> embedding table, Qwen3)")
+FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

@@ -659,3 +659,39 @@ def build_aria(out: Path) -> None:
     processor = AriaProcessor(image_processor=image_processor, tokenizer=tok, size_conversion={490: 128},
                               chat_template=ARIA_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+OVIS_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<ovis_image_atom>", "<ovis_image_start>",
+                 "<ovis_image_end>", "<ovis_video_atom>", "<ovis_video_start>", "<ovis_video_end>")
+
+
+@tiny_builder("ovis2_5")
+def build_ovis2_5(out: Path) -> None:
+    """Ovis2.5: NaViT-style ViT (patch 8, 2x2 merge: 4 image atoms per 32 px image) whose
+    outputs become probabilities over a visual vocabulary (64 entries here) embedded by a table
+    + Qwen3 LM; ChatML with ``<ovis_image_start>`` + atoms + ``<ovis_image_end>``."""
+    from transformers.models.ovis2_5 import (Ovis2_5Config, Ovis2_5ForConditionalGeneration, Ovis2_5ImageProcessor,
+                                             Ovis2_5Processor, Ovis2_5VideoProcessor)
+
+    tok = special_tokenizer(OVIS_SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"image_token": "<ovis_image_atom>", "image_start_token": "<ovis_image_start>",
+                                   "image_end_token": "<ovis_image_end>", "video_token": "<ovis_video_atom>",
+                                   "video_start_token": "<ovis_video_start>", "video_end_token": "<ovis_video_end>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in OVIS_SPECIALS}
+    text = dict(model_type="qwen3", vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  patch_size=PATCH_SIZE, spatial_merge_size=2, image_size=IMAGE_SIZE, window_size=32, vocab_size=64,
+                  num_visual_indicator_tokens=4, max_position_embeddings=64)
+    config = Ovis2_5Config(text_config=text, vision_config=vision, image_token_id=ids["<ovis_image_atom>"],
+                           video_token_id=ids["<ovis_video_atom>"], image_start_token_id=ids["<ovis_image_start>"],
+                           image_end_token_id=ids["<ovis_image_end>"], video_start_token_id=ids["<ovis_video_start>"],
+                           video_end_token_id=ids["<ovis_video_end>"], tie_word_embeddings=False)
+    model = Ovis2_5ForConditionalGeneration(config).eval()
+    image_processor = Ovis2_5ImageProcessor(patch_size=PATCH_SIZE, merge_size=2,
+                                            size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
+                                                  "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
+    processor = Ovis2_5Processor(image_processor=image_processor, tokenizer=tok,
+                                 video_processor=Ovis2_5VideoProcessor(patch_size=PATCH_SIZE, merge_size=2),
+                                 chat_template=chatml_template("<ovis_image_atom>\\n", system=None))
+    _save_vlm(model, processor, tok, out)
