@@ -196,6 +196,12 @@ def image_processor_sized_encode(processor, **kwargs):
     return processor(**kwargs)
 
 
+def mm_token_types_encode(processor, **kwargs):
+    """The processor call asking for ``mm_token_type_ids`` (Cosmos3-Edge's M-RoPE needs them and
+    its processor returns them only on request)."""
+    return processor(**kwargs, return_mm_token_type_ids=True)
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's quirks (module docstring). Module names are matched on their last component."""
@@ -367,7 +373,10 @@ ARIA = Family("aria", ("aria",), encode=image_processor_sized_encode,
               notes="Aria (Idefics3-style tower, cross-attention projector with learned queries, MoE LM)")
 OVIS = Family("ovis", ("ovis2_5",), split_patch_rows=split_rows_by_grid,
               notes="Ovis2.5 (NaViT ViT -> probabilities over a visual vocabulary -> embedding table, Qwen3)")
-FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+COSMOS3_EDGE = Family("cosmos3-edge", ("cosmos3_edge",), split_patch_rows=split_rows_by_grid,
+                      positions=mrope_positions, encode=mm_token_types_encode,
+                      notes="Cosmos3-Edge (NaViT tower, MLP projector, M-RoPE LM)")
+FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, COSMOS3_EDGE, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText with LLaVA-style module names")

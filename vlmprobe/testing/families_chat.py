@@ -695,3 +695,36 @@ def build_ovis2_5(out: Path) -> None:
                                  video_processor=Ovis2_5VideoProcessor(patch_size=PATCH_SIZE, merge_size=2),
                                  chat_template=chatml_template("<ovis_image_atom>\\n", system=None))
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("cosmos3_edge")
+def build_cosmos3_edge(out: Path) -> None:
+    """Cosmos3-Edge: SigLIP-2-style NaViT tower (patch 8, learned 8x8 position grid, 2x2 merge:
+    4 ``<|image_pad|>`` per 32 px image) + MLP projector + Mistral-style LM with 3-D M-RoPE;
+    ChatML."""
+    from transformers import Qwen2VLVideoProcessor
+    from transformers.models.cosmos3_edge import (Cosmos3EdgeConfig, Cosmos3EdgeForConditionalGeneration,
+                                                  Cosmos3EdgeImageProcessor, Cosmos3EdgeProcessor)
+
+    from . import qwen2_tokenizer
+    from .families_decoder import _qwen_ids
+
+    tok = qwen2_tokenizer()
+    ids = _qwen_ids(tok)
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]})
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  patch_size=PATCH_SIZE, num_patches=64, spatial_merge_size=2)
+    config = Cosmos3EdgeConfig(text_config=text, vision_config=vision, projector_hidden_size=128,
+                               image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                               vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+                               tie_word_embeddings=False)
+    model = Cosmos3EdgeForConditionalGeneration(config).eval()
+    image_processor = Cosmos3EdgeImageProcessor(patch_size=PATCH_SIZE, merge_size=2,
+                                                size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
+                                                      "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
+    processor = Cosmos3EdgeProcessor(image_processor=image_processor, tokenizer=tok,
+                                     video_processor=Qwen2VLVideoProcessor(patch_size=PATCH_SIZE, merge_size=2),
+                                     chat_template=QWEN3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
