@@ -49,7 +49,7 @@ SCORINGS = ("fast", "naive")
 FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text",
                          "qwen3_vl_text", "opt",  # OPT (BLIP-2): learned absolute positions take explicit ids
                          # issue 32: each checked fast == naive by the conformance suite on its tiny family
-                         "qwen3_vl_moe_text", "glm4v_text", "glm4v_moe_text", "qwen3", "llama4_text", "deepseek_v3", "glm_ocr_text", "aria_text", "cosmos3_edge_text")
+                         "qwen3_vl_moe_text", "glm4v_text", "glm4v_moe_text", "qwen3", "llama4_text", "deepseek_v3", "glm_ocr_text", "aria_text", "cosmos3_edge_text", "paddleocr_vl_text")
 FAST_ATTENTION = ("eager", "sdpa")
 
 

@@ -728,3 +728,44 @@ def build_cosmos3_edge(out: Path) -> None:
                                      video_processor=Qwen2VLVideoProcessor(patch_size=PATCH_SIZE, merge_size=2),
                                      chat_template=QWEN3_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+PADDLE_SPECIALS = ("<unk>", "<|begin_of_sentence|>", "<|end_of_sentence|>", "<|IMAGE_START|>", "<|IMAGE_END|>",
+                   "<|IMAGE_PLACEHOLDER|>", "<|VIDEO_PLACEHOLDER|>", "<pad>")
+PADDLE_TEMPLATE = (  # PaddleOCR-VL-style: "<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>{q}\nAssistant:"
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ ('Assistant: ' if message['role'] == 'assistant' else 'User: ') }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>' }}{% endfor %}"
+    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{{ (eos_token if message['role'] == 'assistant' else '\\n') }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+@tiny_builder("paddleocr_vl")
+def build_paddleocr_vl(out: Path) -> None:
+    """PaddleOCR-VL (chat-templated): NaViT tower (patch 8, 2-D RoPE, 2x2 merge: 4
+    ``<|IMAGE_PLACEHOLDER|>`` per 32 px image) + projector + ERNIE-4.5-style LM with 3-D M-RoPE;
+    ``User: ... Assistant:`` turns."""
+    from transformers.models.paddleocr_vl import (PaddleOCRVLConfig, PaddleOCRVLForConditionalGeneration,
+                                                  PaddleOCRVLImageProcessor, PaddleOCRVLProcessor)
+
+    tok = special_tokenizer(PADDLE_SPECIALS, bos="<|begin_of_sentence|>", eos="<|end_of_sentence|>", pad="<pad>",
+                            extra={"image_token": "<|IMAGE_PLACEHOLDER|>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in PADDLE_SPECIALS}
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=ids["<|begin_of_sentence|>"],
+                eos_token_id=ids["<|end_of_sentence|>"], pad_token_id=ids["<pad>"], tie_word_embeddings=False,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]})
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, spatial_merge_size=2)
+    config = PaddleOCRVLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|IMAGE_PLACEHOLDER|>"],
+                               video_token_id=ids["<|VIDEO_PLACEHOLDER|>"], vision_start_token_id=ids["<|IMAGE_START|>"],
+                               vision_end_token_id=ids["<|IMAGE_END|>"], tie_word_embeddings=False)
+    model = PaddleOCRVLForConditionalGeneration(config).eval()
+    image_processor = PaddleOCRVLImageProcessor(patch_size=PATCH_SIZE, merge_size=2,
+                                                size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
+                                                      "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
+    processor = PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=PADDLE_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
