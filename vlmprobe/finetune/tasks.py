@@ -82,7 +82,9 @@ class VLMTask:
     def forward(self, model, batch):
         """-> (mean NLL over answer tokens, per-example {"nll": sum [B], "units": tokens [B],
         "correct": all answer tokens argmax [B]})."""
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "skipped", "empty")}
+        from ..models.vlm import cast_inputs
+
+        inputs = cast_inputs({k: v for k, v in batch.items() if k not in ("labels", "skipped", "empty")}, model)
         if self.seq2seq:  # encoder-decoder: the decoder input is the labels shifted right, logits [B, T, V]
             logits = model(**inputs, labels=batch["labels"]).logits
             labels = batch["labels"]

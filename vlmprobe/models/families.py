@@ -5,9 +5,13 @@ A ``Family`` answers:
 
 - which ``config.model_type`` values it covers;
 - the image-placeholder token id (``config.image_token_id`` or the older ``image_token_index``);
-- module paths: the language model (LoRA targets), the vision tower (frozen, kept unquantized)
-  and the projector (``vision`` / ``projector`` features, projector training), matched by the
-  last component of module names (``model.visual.merger`` has last component ``merger``);
+- module paths, found by role (``find_module``): the language model (LoRA targets) from
+  transformers' own ``get_decoder()``, the vision tower (frozen, kept unquantized) from
+  ``get_encoder(modality="image")``; the family's names (matched on the last component of module
+  names, ``model.visual.merger`` -> ``merger``) only where that API is silent (it returns the
+  model itself or nothing). The projector (``vision`` / ``projector`` features, projector
+  training) has no transformers API: it is the outermost module named as in the family record
+  or ``PROJECTOR_NAMES``, and it is optional (a model without one has no projector features);
 - how the projector's input/output rows map to images (``split_patch_rows``): LLaVA-1.5 gives
   one [P, D] row block per image, LLaVA-NeXT one per AnyRes view, Qwen2-VL one flat [sum P, D]
   tensor cut by ``image_grid_thw``;
@@ -26,7 +30,7 @@ A ``Family`` answers:
   (InstructBLIP's Q-Former text); ``encode`` replaces the processor call where its layout cannot carry an answer (PaliGemma).
 
 Supporting a new family is one ``Family(...)`` passed to ``register_family`` (docs/extending.md,
-"A model family"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
+"A model family"). Unknown model types get ``GENERIC``: parts by role, naive likelihood only.
 """
 from __future__ import annotations
 
@@ -66,10 +70,11 @@ def split_rows_by_grid(config, batch: dict, x: torch.Tensor, n_images: int) -> l
     if grid is None or len(grid) != n_images:
         raise VlmprobeError(f"cannot map vision rows to {n_images} images: no image_grid_thw in the batch")
     patches = grid.prod(-1).tolist()
+    x = x.reshape(-1, x.shape[-1])  # Kimi's merger input is [tokens, merge^2, D]: one row per patch
     ratio = sum(patches) // max(x.shape[0], 1)
     if ratio < 1 or sum(patches) != ratio * x.shape[0]:
         raise VlmprobeError(f"{x.shape[0]} vision rows do not divide the image grids {grid.tolist()}")
-    return list(torch.split(x.reshape(-1, x.shape[-1]), [p // ratio for p in patches], dim=0))
+    return list(torch.split(x, [p // ratio for p in patches], dim=0))
 
 
 def split_rows_by_size(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
@@ -89,20 +94,22 @@ def split_rows_by_size(config, batch: dict, x: torch.Tensor, n_images: int) -> l
 
 def split_rows_by_tokens(config, batch: dict, x: torch.Tensor, n_images: int) -> list[torch.Tensor]:
     """Token-aligned tensors (InternVL's crops: [sum_i crops_i, T, D], one row per image token
-    after flattening) -> per image, counting each text row's image tokens in ``input_ids``
-    (one image per text row)."""
+    after flattening, or r rows per token before a pixel shuffle, as Aya Vision's adapter input)
+    -> per image, counting each text row's image tokens in ``input_ids`` (one image per text row)."""
     ids = batch["input_ids"]
     if ids.shape[0] != n_images:
         raise VlmprobeError(f"cannot map vision rows to {n_images} images: {ids.shape[0]} text rows")
     counts = (ids == Family.image_token_id(config)).sum(1).tolist()
     x = x.reshape(-1, x.shape[-1])
-    if sum(counts) != x.shape[0]:
+    ratio = x.shape[0] // max(sum(counts), 1)  # r rows per image token (a pixel shuffle's input: r = 4)
+    if ratio < 1 or sum(counts) * ratio != x.shape[0]:
         raise VlmprobeError(f"{x.shape[0]} vision rows for {sum(counts)} image tokens")
-    return list(torch.split(x, counts, dim=0))
+    return list(torch.split(x, [c * ratio for c in counts], dim=0))
 
 
 # Processors that take images nested per text row ([[img], [img], ...]) and count them per row.
-NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor", "MllamaProcessor"}
+NESTED_IMAGE_PROCESSORS = {"Gemma3Processor", "Idefics3Processor", "SmolVLMProcessor", "MllamaProcessor",
+                           "Gemma4Processor"}
 
 
 def processor_images(processor, images: list) -> list:
@@ -157,15 +164,53 @@ def prefix_lm_encode(processor, text, images=None, **kwargs):
     return enc
 
 
+# Module names transformers' get_encoder(modality="image") looks for (kept unquantized by name).
+IMAGE_ENCODER_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_tower")
+# Projector module names across transformers' image-text-to-text models (no API names the projector).
+PROJECTOR_NAMES = ("multi_modal_projector", "mm_projector", "connector", "aligner", "merger", "projector",
+                   "vision_projection", "language_projection", "image_to_text_projection", "resampler_model",
+                   "embed_vision")
+
+
+def _api_path(model: torch.nn.Module, role: str) -> str | None:
+    """Path of transformers' own answer for ``role`` (``get_decoder`` / ``get_encoder("image")``)
+    inside ``model``; None where the API is missing, fails or answers with the model itself."""
+    if role not in ("language_model", "vision_tower"):
+        return None
+    try:
+        mod = model.get_decoder() if role == "language_model" else model.get_encoder(modality="image")
+    except Exception:  # noqa: BLE001 (a model without the API: the family record answers)
+        return None
+    base = getattr(model, "base_model", model)
+    if not isinstance(mod, torch.nn.Module) or mod is model or mod is base:
+        return None
+    return next((n for n, m in model.named_modules() if m is mod and n), None)
+
+
+def image_processor_sized_encode(processor, **kwargs):
+    """The processor call with the image processor's own ``max_image_size`` (Aria's processor
+    defaults to 980 px whatever its image processor was saved with, and maps the padded size
+    to a token count through ``size_conversion``)."""
+    if kwargs.get("images") is not None:
+        kwargs.setdefault("max_image_size", processor.image_processor.max_image_size)
+    return processor(**kwargs)
+
+
+def mm_token_types_encode(processor, **kwargs):
+    """The processor call asking for ``mm_token_type_ids`` (Cosmos3-Edge's M-RoPE needs them and
+    its processor returns them only on request)."""
+    return processor(**kwargs, return_mm_token_type_ids=True)
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's quirks (module docstring). Module names are matched on their last component."""
 
     name: str
     model_types: tuple[str, ...]
-    language_model: tuple[str, ...] = ("language_model",)
-    vision_tower: tuple[str, ...] = ("vision_tower", "vision_model", "visual")
-    projector: tuple[str, ...] = ("multi_modal_projector", "mm_projector")
+    language_model: tuple[str, ...] = ("language_model",)  # fallback names; the API (get_decoder) comes first
+    vision_tower: tuple[str, ...] = ("vision_tower", "vision_model", "visual")  # fallback; get_encoder("image") first
+    projector: tuple[str, ...] = ("multi_modal_projector", "mm_projector")  # tried before PROJECTOR_NAMES
     split_patch_rows: Callable = split_rows_by_view
     positions: Callable = plain_positions  # (model, prefix batch) -> rotary positions [axes, B, L]
     fast_likelihood: str | None = None  # None: supported; else the reason it is not
@@ -208,19 +253,44 @@ class Family:
     def keep_unquantized(self) -> list[str]:
         """Module-name patterns kept in full precision under 4/8-bit loading (as LLaVA's QLoRA):
         vision tower, projector, output head."""
-        return [rf".*{n}" for n in self.vision_tower + self.projector] + ["lm_head"]
+        names = dict.fromkeys(self.vision_tower + IMAGE_ENCODER_NAMES + self.projector + PROJECTOR_NAMES)
+        return [rf".*{n}" for n in names] + ["lm_head"]
 
     # ------------------------------------------------------------------- module paths
     def find_module(self, model: torch.nn.Module, role: str, required: bool = True) -> str | None:
-        """Dotted path of the outermost module whose last name component is one of the role's
-        names (``role``: language_model | vision_tower | projector)."""
-        names = getattr(self, role)
+        """Dotted path of the module playing ``role`` (language_model | vision_tower | projector)
+        in ``model`` (a transformers model or a peft wrapper of one):
+
+        - ``language_model``: transformers' ``get_decoder()``; ``vision_tower``:
+          ``get_encoder(modality="image")``; where the API returns the model itself (or a module
+          outside it), the outermost module whose last name component is one of the family's names;
+        - ``projector``: no transformers API; the outermost module named as in the family record,
+          else one of ``PROJECTOR_NAMES``. Optional: callers that can do without pass
+          ``required=False`` (None when absent)."""
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        offset = next((n + "." for n, m in model.named_modules() if m is inner and n), "")
+        path = _api_path(inner, role)
+        if path:
+            return offset + path
+        names = getattr(self, role) + (PROJECTOR_NAMES if role == "projector" else ())
         hits = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in names]
+        if hits:
+            own = getattr(self, role)  # the family's own names before the generic ones, then the outermost
+            return min(hits, key=lambda n: (n.rsplit(".", 1)[-1] not in own, n.count(".")))
+        if required:
+            how = {"language_model": "get_decoder() returns the model itself; ",
+                   "vision_tower": "get_encoder(modality='image') returns the model itself; "}.get(role, "")
+            raise VlmprobeError(f"{type(inner).__name__} ({self.name} family): no {role.replace('_', ' ')} "
+                                f"module ({how}looked for {', '.join(names)})")
+        return None
+
+    def module_by_name(self, model: torch.nn.Module, role: str) -> str:
+        """The outermost module named as the family record's ``role`` (no API lookup): the
+        fast path's ``candidate_module`` (BLIP-2's causal LM with its head, not its decoder)."""
+        hits = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in getattr(self, role)]
         if not hits:
-            if required:
-                raise VlmprobeError(f"{type(model).__name__} ({self.name} family): no {role.replace('_', ' ')} "
-                                    f"module (looked for {', '.join(names)})")
-            return None
+            raise VlmprobeError(f"{type(model).__name__} ({self.name} family): no module named "
+                                f"{', '.join(getattr(self, role))}")
         return min(hits, key=lambda n: n.count("."))
 
     def check_fast_likelihood(self, model_type: str | None = None) -> None:
@@ -244,11 +314,11 @@ QWEN2_5_VL = Family("qwen2.5-vl", ("qwen2_5_vl",), projector=("merger",), split_
                     positions=mrope_positions, notes="Qwen2.5-VL (window-attention ViT, M-RoPE)")
 LLAVA_NEXT_VIDEO = Family("llava-next-video", ("llava_next_video",), notes="LLaVA-NeXT-Video on single images")
 LLAVA_ONEVISION = Family("llava-onevision", ("llava_onevision",), notes="LLaVA-OneVision (SigLIP, AnyRes max 9)")
-MISTRAL3 = Family("mistral3", ("mistral3",), split_patch_rows=split_rows_by_size,
+MISTRAL3 = Family("mistral3", ("mistral3", "mistral_large4", "lighton_ocr"), split_patch_rows=split_rows_by_size,
                   notes="Mistral3 / Pixtral (any-size patches, 2x2 merger)")
-QWEN3_VL = Family("qwen3-vl", ("qwen3_vl",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+QWEN3_VL = Family("qwen3-vl", ("qwen3_vl", "qwen3_vl_moe", "cosmos3_omni"), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")
-INTERNVL = Family("internvl", ("internvl",), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
+INTERNVL = Family("internvl", ("internvl", "qianfan_ocr"), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
 GEMMA3 = Family("gemma3", ("gemma3",), fast_likelihood="image tokens attend bidirectionally and half the layers "
                 "use sliding-window attention; the shared-prefix cache does not reproduce either",
                 notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
@@ -275,10 +345,43 @@ PALIGEMMA = Family("paligemma", ("paligemma",), fast_likelihood="prefix-LM atten
                    prompt_format="answer en {question}\n", suffix_inputs=(("token_type_ids", 1),),
                    encode=prefix_lm_encode,
                    notes="PaliGemma (SigLIP + Gemma; prefix-LM; no chat template: 'answer en {q}\\n')")
-FAMILIES: list[Family] = [LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+VIPLLAVA = Family("vipllava", ("vipllava",), notes="VipLLaVA (projector over several tower layers)")
+VIDEO_LLAVA = Family("video-llava", ("video_llava",), notes="Video-LLaVA on images (image tower + projector, Llama)")
+GLM4V = Family("glm4v", ("glm4v", "glm46v", "glm4v_moe", "glmga", "glm_ocr"), projector=("merger",),
+               split_patch_rows=split_rows_by_grid, positions=mrope_positions,
+               notes="GLM-4.1V / 4.5V / 4.6V (ViT with merger, 3-D RoPE; MoE LM in glm4v_moe)")
+QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5", "hyperclovax_vision_v2"), projector=("merger",),
+                     split_patch_rows=split_rows_by_grid,
+                     notes="Qwen-style ViT with merger in front of a 1-D RoPE LM (LLaVA-OneVision-1.5, EXAONE 4.5)")
+AYA_VISION = Family("aya-vision", ("aya_vision", "cohere2_vision"), split_patch_rows=split_rows_by_tokens,
+                    notes="Aya Vision / Command A Vision (SigLIP, pixel-shuffle adapter, Cohere2 LM)")
+DEEPSEEK_VL = Family("deepseek-vl", ("deepseek_vl", "deepseek_vl_hybrid", "janus"), notes="DeepSeek-VL / Janus (SigLIP, MLP aligner, Llama)")
+LLAMA4 = Family("llama4", ("llama4",), split_patch_rows=split_rows_by_tokens,
+                notes="Llama 4 (tiled ViT with pixel shuffle, MoE LM with NoPE and chunked attention)")
+GEMMA4 = Family("gemma4", ("gemma4",), split_patch_rows=split_rows_by_tokens,
+                fast_likelihood="half the layers use sliding-window attention and image tokens may attend "
+                                "bidirectionally; the shared-prefix cache reproduces neither",
+                notes="Gemma 4 (pooled ViT soft tokens, sliding-window LM with per-layer inputs)")
+KIMI = Family("kimi", ("kimi_k25",), split_patch_rows=split_rows_by_grid,
+              notes="Kimi K2.5 (MoonViT with 2x2 merge, DeepSeek-V3 MoE LM with latent attention)")
+VIDEO_LLAMA3 = Family("video-llama3", ("video_llama_3",), split_patch_rows=split_rows_by_tokens,
+                      fast_likelihood="continuing candidates from the prefix cache does not reproduce the "
+                                      "per-candidate forward here (up to 4 nats apart on the tiny checkpoint, "
+                                      "also at batch 1; cause not yet identified)",
+                      notes="VideoLLaMA 3 on images (2-D RoPE ViT, merging MLP projector, Qwen2)")
+ARIA = Family("aria", ("aria",), encode=image_processor_sized_encode,
+              notes="Aria (Idefics3-style tower, cross-attention projector with learned queries, MoE LM)")
+OVIS = Family("ovis", ("ovis2_5",), split_patch_rows=split_rows_by_grid,
+              notes="Ovis2.5 (NaViT ViT -> probabilities over a visual vocabulary -> embedding table, Qwen3)")
+COSMOS3_EDGE = Family("cosmos3-edge", ("cosmos3_edge",), split_patch_rows=split_rows_by_grid,
+                      positions=mrope_positions, encode=mm_token_types_encode,
+                      notes="Cosmos3-Edge (NaViT tower, MLP projector, M-RoPE LM)")
+PADDLEOCR_VL = Family("paddleocr-vl", ("paddleocr_vl",), split_patch_rows=split_rows_by_grid,
+                      positions=mrope_positions, notes="PaddleOCR-VL (NaViT tower, projector, M-RoPE ERNIE-style LM)")
+FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
-                 notes="any other AutoModelForImageTextToText with LLaVA-style module names")
+                 notes="any other AutoModelForImageTextToText (parts by role; naive likelihood only)")
 
 
 def register_family(family: Family) -> Family:

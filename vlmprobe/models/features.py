@@ -43,20 +43,24 @@ def num_lm_layers(vlm) -> int:
     return vlm.num_layers()
 
 
-def resolve_layers(layers, num_layers: int) -> list[str]:
+def resolve_layers(layers, num_layers: int, patch_layers: tuple[str, ...] = PATCH_LAYERS) -> list[str]:
     """``"all"`` | None | int | str | sequence of ints/names -> canonical names.
 
-    ``"all"`` (and None) = ``lm.0 .. lm.L`` + ``vision`` + ``projector``; ints index the LM
+    ``"all"`` (and None) = ``lm.0 .. lm.L`` + ``patch_layers`` (``vision`` + ``projector``;
+    none for a model without a projector, where naming them is an error); ints index the LM
     hidden states (negative from the end, so -1 = ``lm.L``); names are ``lm.i``, ``vision``,
     ``projector``. Order is kept, duplicates dropped.
     """
     if layers is None or layers == "all":
-        return [f"lm.{i}" for i in range(num_layers + 1)] + list(PATCH_LAYERS)
+        return [f"lm.{i}" for i in range(num_layers + 1)] + list(patch_layers)
     if isinstance(layers, (int, str)):
         layers = [layers]
     names: list[str] = []
     for layer in layers:
         if isinstance(layer, str) and layer in PATCH_LAYERS:
+            if layer not in patch_layers:
+                raise VlmprobeError(f"layer {layer!r}: this model has no projector module, so no vision / "
+                                    "projector features (use lm.I layers)")
             name = layer
         else:
             raw = layer[3:] if isinstance(layer, str) and layer.startswith("lm.") else layer
@@ -129,7 +133,7 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
     n = len(images)
     poolings = resolve_poolings(pooling)
     suffix = not (pooling is None or (isinstance(pooling, str) and "," not in pooling))
-    names = resolve_layers(layers, num_lm_layers(vlm))
+    names = resolve_layers(layers, num_lm_layers(vlm), vlm.patch_layers())
     prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
     if len(prompts) != n:
         raise VlmprobeError(f"got {len(prompts)} prompts for {n} images")
@@ -139,11 +143,12 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
     captured: dict[str, torch.Tensor] = {}
     hook = None
     if any(name in PATCH_LAYERS for name in names):
-        def grab(module, args, output):
-            captured["vision"] = args[0].detach()
+        def grab(module, args, kwargs, output):  # the input may come by keyword (Gemma 4: inputs_embeds=...)
+            captured["vision"] = (args[0] if args else next(v for v in kwargs.values() if torch.is_tensor(v))).detach()
             captured["projector"] = output.detach()
 
-        hook = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector")).register_forward_hook(grab)
+        projector = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector"))
+        hook = projector.register_forward_hook(grab, with_kwargs=True)
     try:
         extra = {}
         if getattr(vlm.model.config, "is_encoder_decoder", False):  # Flan-T5: features are the encoder's states

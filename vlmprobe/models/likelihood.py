@@ -64,7 +64,10 @@ SCORINGS = ("fast", "naive")
 FAST_PATHS = ("tree", "state")
 # Language models with plain 1-D rotary positions that accept a custom additive 4-D mask.
 FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text",
-                         "qwen3_vl_text", "opt")  # OPT (BLIP-2): learned absolute positions take explicit ids
+                         "qwen3_vl_text", "opt",  # OPT (BLIP-2): learned absolute positions take explicit ids
+                         # issue 32: each checked fast == naive by the conformance suite on its tiny family
+                         "qwen3_vl_moe_text", "glm4v_text", "glm4v_moe_text", "qwen3", "llama4_text", "deepseek_v3",
+                         "glm_ocr_text", "aria_text", "cosmos3_edge_text", "paddleocr_vl_text")
 FAST_ATTENTION = ("eager", "sdpa")
 # ``layer_types`` entries of layers that keep per-token keys and values (what the tree mask addresses);
 # any other entry (``linear_attention``, ``conv``, ``mamba``, ``hybrid``, ...) carries a state.
@@ -150,7 +153,7 @@ def candidate_model(vlm):
     family's ``candidate_module`` (BLIP-2 / InstructBLIP: the causal language model, since their
     top-level forward recomputes the Q-Former image tokens and needs ``pixel_values``)."""
     name = vlm.family.candidate_module
-    return vlm.model if name is None else vlm.model.get_submodule(vlm.family.find_module(vlm.model, name))
+    return vlm.model if name is None else vlm.model.get_submodule(vlm.family.module_by_name(vlm.model, name))
 
 
 def _encode_prefixes(vlm, images, requests: list[Request], prefix_texts: list[str]):

@@ -80,6 +80,15 @@ class PromptRenderer:
         return render_prompt(self.processor, self.family, question, image=image, answer_prefix=answer_prefix)
 
 
+def cast_inputs(batch: dict, model) -> dict:
+    """Tensors of a processor batch on ``model``'s device, floating ones in its float dtype
+    (Llama 4's image processor returns bfloat16 pixels whatever the model's dtype); non-tensor
+    entries pass through."""
+    param = next(p for p in model.parameters() if p.is_floating_point())
+    return {k: (v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device))
+            if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 class VisionLanguageModel(VisionModel):
     """``model`` (transformers), ``processor`` (image processor + tokenizer + chat template)."""
 
@@ -148,9 +157,10 @@ class VisionLanguageModel(VisionModel):
         image token and the processor's placeholder where they differ (Gemma 3 writes
         ``<start_of_image>`` and expands it into ``<image_soft_token>`` runs)."""
         ids = {self.image_token_id}
-        placeholder = getattr(self.processor, "image_token", None)
-        if isinstance(placeholder, str):
-            ids.add(self.tokenizer.convert_tokens_to_ids(placeholder))
+        for attr in ("image_token", "image_placeholder_token"):  # Qianfan-OCR: "<image>" -> <img>...</img>
+            placeholder = getattr(self.processor, attr, None)
+            if isinstance(placeholder, str):
+                ids.add(self.tokenizer.convert_tokens_to_ids(placeholder))
         return ids - {None}
 
     def num_layers(self) -> int:
@@ -158,6 +168,13 @@ class VisionLanguageModel(VisionModel):
         cfg = self.model.config
         text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else getattr(cfg, "text_config", cfg)
         return int(text.num_hidden_layers)
+
+    def patch_layers(self) -> tuple[str, ...]:
+        """``("vision", "projector")`` where the model has a projector module (the features hook
+        it), else ``()``: the projector is optional (``Family.find_module``)."""
+        from .features import PATCH_LAYERS
+
+        return PATCH_LAYERS if self.family.find_module(self.model, "projector", required=False) else ()
 
     def preprocessing(self) -> dict:
         """What turns a PIL image into model input (JSON-able), for feature-cache keys."""
@@ -167,7 +184,8 @@ class VisionLanguageModel(VisionModel):
         """Validated, canonical ``features`` keyword arguments (layer names, pooling list, prompt)."""
         from .features import resolve_layers, resolve_poolings
 
-        return {"layers": resolve_layers(layers, self.num_layers()), "pooling": resolve_poolings(pooling),
+        return {"layers": resolve_layers(layers, self.num_layers(), self.patch_layers()),
+                "pooling": resolve_poolings(pooling),
                 "prompt": prompt or PAPER_QUESTION}
 
     @property
@@ -203,8 +221,7 @@ class VisionLanguageModel(VisionModel):
                      else self.family.encode(self.processor, **kwargs))
         finally:
             self.tokenizer.padding_side = old
-        dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
-        return {k: (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device)) for k, v in batch.items()}
+        return cast_inputs(dict(batch), self.model)
 
     @torch.no_grad()
     def generate(self, images: Sequence | None, prompts: Sequence[str], max_new_tokens: int = 64,

@@ -85,7 +85,7 @@ def run_probe(model, train, test, out: str | os.PathLike, val=None, layers="all"
         from ..models.features import DEFAULT_PROMPT, num_lm_layers, resolve_layers, resolve_poolings
 
         prompt = prompt or DEFAULT_PROMPT
-        layers = resolve_layers(layers, num_lm_layers(model))  # bad names fail before OUT is touched
+        layers = resolve_layers(layers, num_lm_layers(model), model.patch_layers())  # bad names fail before OUT
         pooling = resolve_poolings(list(pooling) if not isinstance(pooling, str) else pooling)
         feat_kw = dict(layers=layers, pooling=pooling, prompt=prompt)
     else:

@@ -32,7 +32,8 @@ import torch
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {}
 FAMILY_MARKER = ".vlmprobe-family.json"  # written last into every finished family directory
 FAMILY_RECIPE_VERSION = 1  # bump when a builder changes: older builds are rebuilt
-BUILDER_MODULES = ("vlmprobe.testing.families_decoder", "vlmprobe.testing.families_special")
+BUILDER_MODULES = ("vlmprobe.testing.families_decoder", "vlmprobe.testing.families_special",
+                   "vlmprobe.testing.families_chat")
 
 
 def tiny_builder(model_type: str) -> Callable:

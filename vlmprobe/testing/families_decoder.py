@@ -77,7 +77,7 @@ def _qwen_image_processor(cls):
 
 
 def _qwen_vl(out: Path, config_cls, model_cls, processor_cls, video_cls, vision: dict, rope: dict,
-             template: str, head_dim: int | None = None) -> None:
+             template: str, head_dim: int | None = None, **text_extra) -> None:
     """A Qwen-VL generation (ViT with patch merger, M-RoPE LM) with Qwen2-VL's image processor
     (patch 8, 2x2 merge: a 32 px image -> 4 ``<|image_pad|>`` tokens) and a ChatML template."""
     from transformers import Qwen2VLImageProcessor
@@ -88,6 +88,7 @@ def _qwen_vl(out: Path, config_cls, model_cls, processor_cls, video_cls, vision:
                 pad_token_id=tok.pad_token_id, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, **rope})
     if head_dim:
         text["head_dim"] = head_dim
+    text.update(text_extra)  # MoE sizes etc.
     vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
                   patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2, **vision)
     config = config_cls(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
@@ -195,29 +196,34 @@ MISTRAL_TEMPLATE = (  # Mistral-Small-3.1 / Pixtral: "<s>[INST][IMG]...{question
 )
 
 
-@tiny_builder("mistral3")
-def build_mistral3(out: Path) -> None:
-    """Mistral3: Pixtral vision tower (2-D RoPE, patch 8, any size up to 64 px) + 2x2 patch
-    merger + Mistral LM (no sliding window); Pixtral's processor (``[IMG]`` per merged patch,
-    ``[IMG_BREAK]`` per row, ``[IMG_END]``) and Mistral's ``[INST]`` template."""
-    from transformers import (Mistral3Config, Mistral3ForConditionalGeneration, PixtralImageProcessor,
-                              PixtralProcessor)
+def _pixtral_vlm(out: Path, config_cls, model_cls, **text) -> None:
+    """Pixtral vision tower (2-D RoPE, patch 8, any size up to 64 px) + 2x2 patch merger + the
+    LM ``text`` describes; Pixtral's processor (``[IMG]`` per merged patch, ``[IMG_BREAK]`` per
+    row, ``[IMG_END]``) and Mistral's ``[INST]`` template."""
+    from transformers import PixtralImageProcessor, PixtralProcessor
 
     specials = ("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]", "<pad>")
     tok = special_tokenizer(specials, bos="<s>", eos="</s>", pad="<pad>", first=("<unk>", "<s>", "</s>"))
     vision = dict(model_type="pixtral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, image_size=2 * IMAGE_SIZE, patch_size=PATCH_SIZE, head_dim=16)
-    text = dict(model_type="mistral", vocab_size=len(tok), **TINY_TEXT, sliding_window=None,
-                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                tie_word_embeddings=False, head_dim=16)
-    config = Mistral3Config(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
-                            spatial_merge_size=2, vision_feature_layer=-1, tie_word_embeddings=False)
-    model = Mistral3ForConditionalGeneration(config).eval()
+    text = dict(vocab_size=len(tok), **text, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False, head_dim=16)
+    config = config_cls(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
+                        spatial_merge_size=2, vision_feature_layer=-1, tie_word_embeddings=False)
+    model = model_cls(config).eval()
     image_processor = PixtralImageProcessor(size={"longest_edge": 2 * IMAGE_SIZE}, patch_size=PATCH_SIZE)
     processor = PixtralProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH_SIZE,
                                  spatial_merge_size=2, chat_template=MISTRAL_TEMPLATE)
     _save_vlm(model, processor, tok, out)
 
+
+@tiny_builder("mistral3")
+def build_mistral3(out: Path) -> None:
+    """Mistral3: the Pixtral shape with a Mistral LM (no sliding window)."""
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    _pixtral_vlm(out, Mistral3Config, Mistral3ForConditionalGeneration, model_type="mistral", **TINY_TEXT,
+                 sliding_window=None)
 
 
 INTERNVL_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>")

@@ -1,15 +1,20 @@
 """Probe a transformers image-text-to-text model type that has no tiny builder.
 
-``probe_type(model_type)`` instantiates ``AutoModelForImageTextToText`` from the type's default
+``probe_type(model_type)`` first looks the type up in ``NOT_CHAT`` (model types in the mapping
+that are not chat VLMs: no question can be put to them through a chat template, so the
+conformance checks do not apply; each with its reason, listed in their own section of the
+matrix). Otherwise it instantiates ``AutoModelForImageTextToText`` from the type's default
 config class with every layer count cut to 1, on the ``meta`` device (no memory, no weights,
-nothing downloaded), and asks the family adapter (``vlmprobe.models.families``) to find the
-language model, vision tower and projector in it. Result, one of:
+nothing downloaded), and resolves its parts by role (``Family.find_module``: transformers'
+``get_decoder`` / ``get_encoder("image")``, then the family's names). Result, one of:
 
-- ``partial``: the model builds and the adapter finds its modules (checks ``build``, ``modules``
-  pass); the conformance checks proper (generation, likelihood, features, LoRA) need a tiny
-  processor and tokenizer, i.e. a registered tiny builder, and were not run;
-- ``unsupported``: the config or the model cannot be built from defaults, or a module role is
-  not found; the reason is the one-line error.
+- ``not-chat``: listed in ``NOT_CHAT`` (reason given);
+- ``partial``: the model builds and its language model and vision tower resolve (checks
+  ``build``, ``modules``); the conformance checks proper need a tiny processor and tokenizer,
+  i.e. a registered tiny builder, and were not run;
+- ``unsupported``: transformers cannot instantiate the type from its own default config, or
+  the model has no separate language model or vision encoder module; the reason is the
+  model's (the one-line transformers error, or which part the model lacks).
 """
 from __future__ import annotations
 
@@ -44,6 +49,29 @@ def shrink_layers(cfg) -> None:
                 setattr(c, key, v[:1] if key == "layer_types" else [0])
 
 
+# Model types in transformers' image-text-to-text mapping that are not chat VLMs (transformers 5.25).
+NOT_CHAT = {
+    "pi0": "robot-action model (PaliGemma backbone + flow-matching action expert): it outputs actions, not text",
+    "pi05": "robot-action model (pi0.5: PaliGemma backbone + action expert): it outputs actions, not text",
+    "blip": "encoder-decoder captioner / VQA model (BERT-style text decoder), released without a chat template",
+    "git": "GIT captioner: one decoder over image and caption tokens, released without a chat template",
+    "pix2struct": "encoder-decoder screenshot / document parser, released without a chat template",
+    "udop": "encoder-decoder document model (T5 with layout), task prompts, no chat template",
+    "vision-encoder-decoder": "generic encoder-decoder wrapper (TrOCR, Donut, captioners): no chat template",
+    "pp_formulanet": "encoder-decoder formula recognizer (image -> LaTeX), no chat template",
+    "kosmos-2": "grounded captioner prompted with '<grounding>' text, released without a chat template",
+    "kosmos-2.5": "OCR / markdown document model prompted with '<ocr>' / '<md>' tasks, no chat template",
+    "florence2": "encoder-decoder vision model driven by task tokens ('<CAPTION>', '<OCR>'), no chat template",
+    "got_ocr2": "OCR model: its processor writes the fixed OCR prompt itself; no free-form question",
+    "pp_chart2table": "chart-to-table OCR model (GOT-OCR2 architecture) with a fixed task prompt",
+    "evolla": "protein-sequence + text model (no image input)",
+    "diffusion_gemma": "block-diffusion language model: no left-to-right next-token likelihood or greedy decoding",
+    "shieldgemma2": "image-safety classifier: its processor renders fixed policy prompts and it answers Yes/No",
+    "mistral4": "a text-only causal LM (Mistral4ForCausalLM) registered in the mapping: no vision module",
+    "fuyu": "base model released without a chat template (raw text prompts); patches enter through a linear layer",
+}
+
+
 def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
 
@@ -57,26 +85,34 @@ def probe_type(model_type: str) -> dict:
 
     fam = family_for_type(model_type)
     res = {"model_type": model_type, "family": fam.name, "status": "unsupported", "checks": {}, "reason": ""}
-    try:
-        cfg = AutoConfig.for_model(model_type)
-        shrink_layers(cfg)
-        with torch.device("meta"):
-            model = AutoModelForImageTextToText.from_config(cfg)
-    except Exception as err:  # noqa: BLE001 (the reason is the result)
-        res["reason"] = f"no model from a default tiny config: {_one_line(err)}"
+    if model_type in NOT_CHAT:
+        return {**res, "status": "not-chat", "reason": NOT_CHAT[model_type]}
+    model = None
+    for shrink in (True, False):  # one layer first (cheap); the untouched default config if cutting breaks it
+        try:
+            cfg = AutoConfig.for_model(model_type)
+            if shrink:
+                shrink_layers(cfg)
+            with torch.device("meta"):
+                model = AutoModelForImageTextToText.from_config(cfg)
+            break
+        except Exception as err:  # noqa: BLE001 (the reason is the result)
+            error = err
+    if model is None:
+        res["reason"] = f"transformers cannot instantiate it from its own default config: {_one_line(error)}"
         return res
     res["checks"]["build"] = {"status": "pass", "reason": type(model).__name__}
-    missing = []
-    for role in ("language_model", "vision_tower", "projector"):
-        if fam.find_module(model, role, required=False) is None:
-            missing.append(f"{role.replace('_', ' ')} (looked for {', '.join(getattr(fam, role))})")
+    missing = [role.replace("_", " ") for role in ("language_model", "vision_tower")
+               if fam.find_module(model, role, required=False) is None]
     if missing:
-        res["checks"]["modules"] = {"status": "fail", "reason": "not found: " + "; ".join(missing)}
-        res["reason"] = f"{type(model).__name__}: the {fam.name} adapter finds no " + "; no ".join(missing)
+        res["checks"]["modules"] = {"status": "fail", "reason": "no " + " and no ".join(missing)}
+        res["reason"] = (f"{type(model).__name__} has no separate {' and no '.join(missing)} module "
+                         "(get_decoder / get_encoder('image') return the model itself)")
         return res
     res["checks"]["modules"] = {"status": "pass", "reason": ""}
     res["status"] = "partial"
-    res["reason"] = (f"{type(model).__name__} builds and its modules resolve ({fam.name} adapter"
-                     f"{', naive likelihood only' if fam.fast_likelihood else ''}); no tiny builder: "
-                     "generation, likelihood, features, batch and LoRA checks not run")
+    projector = fam.find_module(model, "projector", required=False)
+    res["reason"] = (f"{type(model).__name__} builds and its parts resolve by role"
+                     f"{'' if projector else ' (no projector module)'}; no tiny builder yet: generation, "
+                     "likelihood, features, batch and LoRA checks not run")
     return res
