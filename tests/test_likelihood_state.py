@@ -113,19 +113,14 @@ def test_the_prefix_cache_is_never_mutated(qwen3_5):
     assert (step(b, cache) - ref_b).abs().max() > 1e-3  # ... and the next candidate sees it
 
 
-def test_state_path_is_exact_where_gemma3s_refusal_names_the_tree_mask(tmp_path_factory, monkeypatch):
-    """Gemma 3's family refuses fast scoring because the tree mask reproduces neither its sliding
-    window nor its bidirectional image attention; the state path reproduces both (its prefix is
-    the model's own forward, the candidates its own incremental decoding): with the refusal
-    lifted, fast == naive at batch 1 and 5. (PaliGemma's prefix-LM ``token_type_ids`` and Mllama's
+def test_gemma3_scores_fast_on_the_state_path(tmp_path_factory):
+    """Gemma 3's family used to refuse fast scoring (the tree mask reproduces neither its sliding
+    window nor its bidirectional image attention); the state path reproduces both (its prefix is
+    the model's own forward, the candidates its own incremental decoding), so the refusal is
+    lifted: fast == naive at batch 1 and 5. (PaliGemma's prefix-LM ``token_type_ids`` and Mllama's
     cross-attention mask are per-token inputs a cached continuation does not get: their refusals stand.)"""
-    import dataclasses
-
-    from vlmprobe.models import families
     from vlmprobe.testing.conformance import ANSWER_PREFIX, NAMES
 
-    lifted = [dataclasses.replace(f, fast_likelihood=None) if f.name == "gemma3" else f for f in families.FAMILIES]
-    monkeypatch.setattr(families, "FAMILIES", lifted)
     vlm = vlmprobe.load_model(f"hf:{build_family(tmp_path_factory.mktemp('gemma3'), 'gemma3')}")
     assert fast_path(vlm.model) == "state" and vlm.model.config.text_config.sliding_window
     imgs = images(5)

@@ -319,8 +319,8 @@ MISTRAL3 = Family("mistral3", ("mistral3", "mistral_large4", "lighton_ocr"), spl
 QWEN3_VL = Family("qwen3-vl", ("qwen3_vl", "qwen3_vl_moe", "cosmos3_omni"), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")
 INTERNVL = Family("internvl", ("internvl", "qianfan_ocr"), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
-GEMMA3 = Family("gemma3", ("gemma3",), fast_likelihood="image tokens attend bidirectionally and half the layers "
-                "use sliding-window attention; the shared-prefix cache does not reproduce either",
+GEMMA3 = Family("gemma3", ("gemma3",),  # fast = the state path (sliding windows; image tokens attend
+                # bidirectionally inside the prefix, which runs whole): exact, tests/test_likelihood_state.py
                 notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
 IDEFICS3 = Family("idefics3", ("idefics3", "smolvlm"), language_model=("text_model",), projector=("connector",),
                   notes="Idefics3 / SmolVLM (pixel-shuffle connector)")
@@ -359,9 +359,7 @@ DEEPSEEK_VL = Family("deepseek-vl", ("deepseek_vl", "deepseek_vl_hybrid", "janus
 LLAMA4 = Family("llama4", ("llama4",), split_patch_rows=split_rows_by_tokens,
                 notes="Llama 4 (tiled ViT with pixel shuffle, MoE LM with NoPE and chunked attention)")
 GEMMA4 = Family("gemma4", ("gemma4",), split_patch_rows=split_rows_by_tokens,
-                fast_likelihood="half the layers use sliding-window attention and image tokens may attend "
-                                "bidirectionally; the shared-prefix cache reproduces neither",
-                notes="Gemma 4 (pooled ViT soft tokens, sliding-window LM with per-layer inputs)")
+                notes="Gemma 4 (pooled ViT soft tokens, sliding-window LM with per-layer inputs; fast = state path)")
 KIMI = Family("kimi", ("kimi_k25",), split_patch_rows=split_rows_by_grid,
               notes="Kimi K2.5 (MoonViT with 2x2 merge, DeepSeek-V3 MoE LM with latent attention)")
 VIDEO_LLAMA3 = Family("video-llama3", ("video_llama_3",), split_patch_rows=split_rows_by_tokens,

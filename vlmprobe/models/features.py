@@ -145,7 +145,8 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
     if any(name in PATCH_LAYERS for name in names):
         def grab(module, args, kwargs, output):  # the input may come by keyword (Gemma 4: inputs_embeds=...)
             captured["vision"] = (args[0] if args else next(v for v in kwargs.values() if torch.is_tensor(v))).detach()
-            captured["projector"] = output.detach()
+            # MiniCPM-V's merger returns one tensor per image: rows of all images, in order
+            captured["projector"] = (torch.cat(list(output)) if isinstance(output, (list, tuple)) else output).detach()
 
         projector = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector"))
         hook = projector.register_forward_hook(grab, with_kwargs=True)
