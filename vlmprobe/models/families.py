@@ -371,12 +371,14 @@ ARIA = Family("aria", ("aria",), encode=image_processor_sized_encode,
               notes="Aria (Idefics3-style tower, cross-attention projector with learned queries, MoE LM)")
 OVIS = Family("ovis", ("ovis2_5",), split_patch_rows=split_rows_by_grid,
               notes="Ovis2.5 (NaViT ViT -> probabilities over a visual vocabulary -> embedding table, Qwen3)")
+OVIS2 = Family("ovis2", ("ovis2",), split_patch_rows=split_rows_by_tokens,
+               notes="Ovis2 (ViT -> probabilities over a visual vocabulary -> embedding table, indicator tokens, Qwen2)")
 COSMOS3_EDGE = Family("cosmos3-edge", ("cosmos3_edge",), split_patch_rows=split_rows_by_grid,
                       positions=mrope_positions, encode=mm_token_types_encode,
                       notes="Cosmos3-Edge (NaViT tower, MLP projector, M-RoPE LM)")
 PADDLEOCR_VL = Family("paddleocr-vl", ("paddleocr_vl",), split_patch_rows=split_rows_by_grid,
                       positions=mrope_positions, notes="PaddleOCR-VL (NaViT tower, projector, M-RoPE ERNIE-style LM)")
-FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText (parts by role; naive likelihood only)")

@@ -769,3 +769,33 @@ def build_paddleocr_vl(out: Path) -> None:
                                                       "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
     processor = PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=PADDLE_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+OVIS2_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<IMG_ATOM>", "<IMG_START>", "<IMG_GRID>",
+                  "<IMG_COL>", "<IMG_ROW>", "<IMG_END>")
+
+
+@tiny_builder("ovis2")
+def build_ovis2(out: Path) -> None:
+    """Ovis2: ViT (32 px, patch 8: 16 ``<IMG_ATOM>`` per image, no crops) whose outputs become
+    probabilities over a visual vocabulary (64 entries) embedded by a table, indicator tokens
+    ``<IMG_START>`` / ``<IMG_GRID>`` / ``<IMG_END>`` around them; Qwen2 LM, ChatML with ``<image>\\n``."""
+    from transformers import Ovis2Config, Ovis2ForConditionalGeneration, Ovis2ImageProcessor, Ovis2Processor
+
+    tok = special_tokenizer(OVIS2_SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"image_token": "<image>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in OVIS2_SPECIALS}
+    text = dict(model_type="qwen2", vocab_size=len(tok), **TINY_TEXT, bos_token_id=None,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, vocab_size=64, num_visual_indicator_tokens=5)
+    indicators = [ids[t] for t in ("<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>")]
+    config = Ovis2Config(text_config=text, vision_config=vision, image_token_id=ids["<IMG_ATOM>"],
+                         visual_indicator_token_ids=indicators, vocab_size=len(tok), hidden_size=64,
+                         tie_word_embeddings=False)
+    model = Ovis2ForConditionalGeneration(config).eval()
+    image_processor = Ovis2ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, crop_to_patches=False)
+    processor = Ovis2Processor(image_processor=image_processor, tokenizer=tok,
+                               image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+                               chat_template=chatml_template("<image>\\n", system=None))
+    _save_vlm(model, processor, tok, out)
