@@ -61,7 +61,7 @@ def split_rows_by_slots(config, batch: dict, x: torch.Tensor, n_images: int) -> 
 
 
 QWEN3_5 = register_family(Family(
-    "qwen3.5", ("qwen3_5", "qwen3_5_moe"), projector=("merger",), split_patch_rows=split_rows_by_grid,
+    "qwen3.5", ("qwen3_5", "qwen3_5_moe", "qwen4_exp"), projector=("merger",), split_patch_rows=split_rows_by_grid,
     positions=mrope_positions,
     notes="Qwen3.5 / Qwen3.5-MoE (Gated DeltaNet + gated attention hybrid LM, interleaved M-RoPE; fast = state path)"))
 LFM2_VL = register_family(Family(
@@ -99,12 +99,12 @@ def canvas_positions(model, batch: dict) -> torch.Tensor:
 
 
 MINICPMV4_6 = register_family(Family(
-    "minicpm-v-4.6", ("minicpmv4_6",), projector=("merger",), split_patch_rows=split_rows_by_tokens,
+    "minicpm-v-4.6", ("minicpmv4_6", "minicpm_ocr"), projector=("merger",), split_patch_rows=split_rows_by_tokens,
     notes="MiniCPM-V 4.6 (SigLIP-style ViT with window merger, Qwen3.5 Gated DeltaNet hybrid LM; fast = state path)"))
 MINICPMV4_7 = register_family(Family(
     "minicpm-v-4.7", ("minicpmv4_7",), projector=("merger",), split_patch_rows=split_rows_by_tokens,
     positions=canvas_positions,
     notes="MiniCPM-V 4.7 (MiniCPM-V 4.6 with canvas M-RoPE; fast = state path)"))
 INKLING2 = register_family(Family(
-    "inkling-2", ("inkling2",),
+    "inkling-2", ("inkling2", "inkling2_loop"), split_patch_rows=split_rows_by_tokens,
     notes="Inkling-2 (ViT + merged-patch MLP, LM of hybrid attention+conv layers, sliding and global; fast = state path)"))
