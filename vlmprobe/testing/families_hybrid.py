@@ -281,7 +281,8 @@ def inkling(out: Path, config_cls, model_cls, **text_extra) -> None:
                 sliding_window_size=8, rel_extent=64, layer_types=["hybrid_sliding", "hybrid"], conv_kernel_size=4,
                 moe_intermediate_size=64, n_routed_experts=4, num_experts_per_tok=2, n_layers_per_attn_res_block=1,
                 max_position_embeddings=1024, initializer_range=0.2, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id, **text_extra)
+                pad_token_id=tok.pad_token_id)
+    text.update(text_extra)
     vision = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=QWEN_PATCH, spatial_merge_size=2,
                   posemb_grid_size=4, projection_hidden_dim=64, text_hidden_size=64)
     config = config_cls(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<|image|>"))
@@ -301,10 +302,11 @@ def build_inkling2(out: Path) -> None:
 
 @tiny_builder("inkling2_loop")
 def build_inkling2_loop(out: Path) -> None:
-    """Inkling-2-Loop: Inkling-2 whose layers 0..1 run twice (a looped block with a gate of rank 8)."""
+    """Inkling-2-Loop: Inkling-2 with 3 layers whose layer 1 runs twice (a looped block, gate of rank 8)."""
     from transformers.models.inkling2_loop import Inkling2LoopConfig, Inkling2LoopForConditionalGeneration
 
-    inkling(out, Inkling2LoopConfig, Inkling2LoopForConditionalGeneration, loop_layer_index_start=0,
+    inkling(out, Inkling2LoopConfig, Inkling2LoopForConditionalGeneration, num_hidden_layers=3,
+            layer_types=["hybrid_sliding", "hybrid_sliding", "hybrid"], loop_layer_index_start=1,
             loop_layer_index_end=2, loop_num_passes=2, loop_gate_rank=8)
 
 
