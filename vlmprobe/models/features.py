@@ -174,6 +174,7 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
             result[name] = _patch_mean(vlm, batch, captured[name], n).cpu()
             continue
         h = hidden[int(name[3:])]
+        h = h.flatten(2)  # hyper-connection streams [B, L, streams, D] (GLM-5-Next) side by side, as Qwen4-Exp's
         for p in poolings:
             result[f"{name}:{p}" if suffix else name] = pool_hidden(h, mask, image_mask, p).cpu()
     return result

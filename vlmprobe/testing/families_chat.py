@@ -96,8 +96,8 @@ def _glm_vl(out: Path, config_cls, model_cls, processor_cls, image_cls, video_cl
     ids = {t: tok.convert_tokens_to_ids(t) for t in GLM_SPECIALS}
     text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                                "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5},
-                **text_extra)
+                                                                "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5})
+    text.update(text_extra)
     vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
                   image_size=IMAGE_SIZE, patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2)
     config = config_cls(text_config=text, vision_config=vision, image_token_id=ids["<|image|>"],
@@ -799,3 +799,18 @@ def build_ovis2(out: Path) -> None:
                                image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
                                chat_template=chatml_template("<image>\\n", system=None))
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("glm5_next")
+def build_glm5_next(out: Path) -> None:
+    """GLM-5-Next: the GLM-4.xV shape with GLM-5-Next's LM: a Kimi-delta linear-attention layer and
+    an indexed (DSA, NoPE latent) attention layer, a dense and a MoE MLP (4 experts, top 2, shared),
+    2 hyper-connection streams; the indexer's top-k (16 pools of 4 tokens) above every prompt."""
+    from transformers.models.glm5_next import (Glm5NextConfig, Glm5NextForConditionalGeneration,
+                                               Glm5NextImageProcessor, Glm5NextProcessor, Glm5NextVideoProcessor)
+
+    _glm_vl(out, Glm5NextConfig, Glm5NextForConditionalGeneration, Glm5NextProcessor, Glm5NextImageProcessor,
+            Glm5NextVideoProcessor, **{**TINY_MLA_MOE, "num_key_value_heads": 4, "q_lora_rank": 32,
+                                       "qk_rope_head_dim": 0, "qk_nope_head_dim": 16},
+            layer_types=["linear_attention", "indexed_attention"], mlp_layer_types=["dense", "sparse"], index_topk=64,
+            index_kpool=4, index_head_dim=16, index_n_heads=2, linear_head_dim=16, linear_num_heads=4, hc_mult=2)
