@@ -814,3 +814,33 @@ def build_glm5_next(out: Path) -> None:
                                        "qk_rope_head_dim": 0, "qk_nope_head_dim": 16},
             layer_types=["linear_attention", "indexed_attention"], mlp_layer_types=["dense", "sparse"], index_topk=64,
             index_kpool=4, index_head_dim=16, index_n_heads=2, linear_head_dim=16, linear_num_heads=4, hc_mult=2)
+
+
+MUSE_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|patch|>", "<|image_start|>", "<|image_end|>",
+                 "<|video|>", "<|vid_frame_separator|>", "<|vid_start|>", "<|vid_end|>")
+
+
+@tiny_builder("muse_glimmer")
+def build_muse_glimmer(out: Path) -> None:
+    """Muse Glimmer: ViT with 2-D RoPE (patch 8, 2x2 merge: 4 ``<|patch|>`` per 32 px image inside
+    ``<|image_start|>...<|image_end|>``) + MLP projector, LM with sliding-window and global layers,
+    sandwich norms and a logit soft-cap; ChatML turns (the tiny tokenizer's)."""
+    from transformers.models.muse_glimmer import (MuseGlimmerConfig, MuseGlimmerForConditionalGeneration,
+                                                  MuseGlimmerImageProcessor, MuseGlimmerProcessor,
+                                                  MuseGlimmerVideoProcessor)
+
+    tok = special_tokenizer(MUSE_SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"image_token": "<|patch|>"})
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, sliding_window=8, layer_types=["sliding_attention", "full_attention"])
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  patch_size=QWEN_PATCH, pos_emb_height=4, pos_emb_width=4, max_position_embeddings=16, merge_size=2)
+    config = MuseGlimmerConfig(text_config=text, vision_config=vision, out_hidden_size=4 * 64, projector_hidden_size=64,
+                               image_token_id=tok.convert_tokens_to_ids("<|patch|>"),
+                               video_token_id=tok.convert_tokens_to_ids("<|video|>"), tie_word_embeddings=False)
+    model = MuseGlimmerForConditionalGeneration(config).eval()
+    sizes = dict(patch_size=QWEN_PATCH, merge_size=2)
+    processor = MuseGlimmerProcessor(image_processor=MuseGlimmerImageProcessor(**sizes, max_image_tokens=16),
+                                     video_processor=MuseGlimmerVideoProcessor(**sizes), tokenizer=tok,
+                                     chat_template=chatml_template("<|patch|>", system=None))
+    _save_vlm(model, processor, tok, out)
