@@ -353,8 +353,9 @@ GLM4V = Family("glm4v", ("glm4v", "glm46v", "glm4v_moe", "glmga", "glm_ocr"), pr
 GLM5_NEXT = Family("glm5-next", ("glm5_next",), projector=("merger",), split_patch_rows=split_rows_by_grid,
                    notes="GLM-5-Next (GLM-4.xV ViT with merger; LM of linear-attention and NoPE indexed-attention "
                          "layers, MoE, hyper-connections; fast = state path)")
-MUSE = Family("muse", ("muse_glimmer",), split_patch_rows=split_rows_by_grid,
-              notes="Muse Glimmer (2-D RoPE ViT, MLP projector, sliding-window + global LM with soft-capped logits)")
+MUSE = Family("muse", ("muse_glimmer", "muse_spark"), split_patch_rows=split_rows_by_grid,
+              notes="Muse Glimmer / Spark (2-D RoPE ViT, MLP projector, sliding-window + global LM with soft-capped logits; "
+                    "Spark: MoE LM and an audio tower)")
 QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5", "hyperclovax_vision_v2"), projector=("merger",),
                      split_patch_rows=split_rows_by_grid,
                      notes="Qwen-style ViT with merger in front of a 1-D RoPE LM (LLaVA-OneVision-1.5, EXAONE 4.5)")

@@ -820,27 +820,50 @@ MUSE_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|patch|>", "<|
                  "<|video|>", "<|vid_frame_separator|>", "<|vid_start|>", "<|vid_end|>")
 
 
-@tiny_builder("muse_glimmer")
-def build_muse_glimmer(out: Path) -> None:
-    """Muse Glimmer: ViT with 2-D RoPE (patch 8, 2x2 merge: 4 ``<|patch|>`` per 32 px image inside
-    ``<|image_start|>...<|image_end|>``) + MLP projector, LM with sliding-window and global layers,
-    sandwich norms and a logit soft-cap; ChatML turns (the tiny tokenizer's)."""
-    from transformers.models.muse_glimmer import (MuseGlimmerConfig, MuseGlimmerForConditionalGeneration,
-                                                  MuseGlimmerImageProcessor, MuseGlimmerProcessor,
-                                                  MuseGlimmerVideoProcessor)
+def _muse(out: Path, config_cls, model_cls, processor_cls, text: dict | None = None, processor: dict | None = None,
+          **config) -> None:
+    """A Muse VLM: ViT with 2-D RoPE (patch 8, 2x2 merge: 4 ``<|patch|>`` per 32 px image inside
+    ``<|image_start|>...<|image_end|>``) + MLP projector, LM of a sliding-window and a global layer
+    with sandwich norms and soft-capped logits (+ ``text``), MuseGlimmer's image / video processors;
+    ChatML turns (the tiny tokenizer's)."""
+    from transformers.models.muse_glimmer import MuseGlimmerImageProcessor, MuseGlimmerVideoProcessor
 
     tok = special_tokenizer(MUSE_SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
                             extra={"image_token": "<|patch|>"})
     text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id, sliding_window=8, layer_types=["sliding_attention", "full_attention"])
+                pad_token_id=tok.pad_token_id, sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+                **(text or {}))
     vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   patch_size=QWEN_PATCH, pos_emb_height=4, pos_emb_width=4, max_position_embeddings=16, merge_size=2)
-    config = MuseGlimmerConfig(text_config=text, vision_config=vision, out_hidden_size=4 * 64, projector_hidden_size=64,
-                               image_token_id=tok.convert_tokens_to_ids("<|patch|>"),
-                               video_token_id=tok.convert_tokens_to_ids("<|video|>"), tie_word_embeddings=False)
-    model = MuseGlimmerForConditionalGeneration(config).eval()
+    cfg = config_cls(text_config=text, vision_config=vision, out_hidden_size=4 * 64, projector_hidden_size=64,
+                     image_token_id=tok.convert_tokens_to_ids("<|patch|>"),
+                     video_token_id=tok.convert_tokens_to_ids("<|video|>"), tie_word_embeddings=False, **config)
+    model = model_cls(cfg).eval()
     sizes = dict(patch_size=QWEN_PATCH, merge_size=2)
-    processor = MuseGlimmerProcessor(image_processor=MuseGlimmerImageProcessor(**sizes, max_image_tokens=16),
-                                     video_processor=MuseGlimmerVideoProcessor(**sizes), tokenizer=tok,
-                                     chat_template=chatml_template("<|patch|>", system=None))
-    _save_vlm(model, processor, tok, out)
+    proc = processor_cls(image_processor=MuseGlimmerImageProcessor(**sizes, max_image_tokens=16),
+                         video_processor=MuseGlimmerVideoProcessor(**sizes), tokenizer=tok,
+                         chat_template=chatml_template("<|patch|>", system=None), **(processor or {}))
+    _save_vlm(model, proc, tok, out)
+
+
+@tiny_builder("muse_glimmer")
+def build_muse_glimmer(out: Path) -> None:
+    """Muse Glimmer: the shared Muse shape (``_muse``)."""
+    from transformers.models.muse_glimmer import (MuseGlimmerConfig, MuseGlimmerForConditionalGeneration,
+                                                  MuseGlimmerProcessor)
+
+    _muse(out, MuseGlimmerConfig, MuseGlimmerForConditionalGeneration, MuseGlimmerProcessor)
+
+
+@tiny_builder("muse_spark")
+def build_muse_spark(out: Path) -> None:
+    """Muse Spark: the Muse shape with a MoE LM (4 experts, top 2; layer 0 dense) and an audio tower
+    (4 tiny stages) the image checks never feed."""
+    from transformers.models.muse_spark import (MuseSparkConfig, MuseSparkFeatureExtractor,
+                                                MuseSparkForConditionalGeneration, MuseSparkProcessor)
+
+    _muse(out, MuseSparkConfig, MuseSparkForConditionalGeneration, MuseSparkProcessor,
+          text=dict(moe_intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, moe_hidden_size=64,
+                    mlp_layer_types=["dense", "sparse"]),
+          processor=dict(feature_extractor=MuseSparkFeatureExtractor()),
+          audio_config=dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], out_hidden_size=64))
