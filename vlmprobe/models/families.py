@@ -356,6 +356,10 @@ GLM5_NEXT = Family("glm5-next", ("glm5_next",), projector=("merger",), split_pat
 MUSE = Family("muse", ("muse_glimmer", "muse_spark"), split_patch_rows=split_rows_by_grid,
               notes="Muse Glimmer / Spark (2-D RoPE ViT, MLP projector, sliding-window + global LM with soft-capped logits; "
                     "Spark: MoE LM and an audio tower)")
+HY_V4_VL = Family("hy-v4-vl", ("hy_v4_vl",), split_patch_rows=split_rows_by_grid, positions=mrope_positions,
+                  encode=mm_token_types_encode,
+                  notes="HY-V4-VL (NaViT ViT with row newlines, latent-attention MoE LM with an indexer, "
+                        "hyper-connections, M-RoPE; fast = state path)")
 QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5", "hyperclovax_vision_v2"), projector=("merger",),
                      split_patch_rows=split_rows_by_grid,
                      notes="Qwen-style ViT with merger in front of a 1-D RoPE LM (LLaVA-OneVision-1.5, EXAONE 4.5)")
@@ -384,7 +388,7 @@ COSMOS3_EDGE = Family("cosmos3-edge", ("cosmos3_edge",), split_patch_rows=split_
                       notes="Cosmos3-Edge (NaViT tower, MLP projector, M-RoPE LM)")
 PADDLEOCR_VL = Family("paddleocr-vl", ("paddleocr_vl",), split_patch_rows=split_rows_by_grid,
                       positions=mrope_positions, notes="PaddleOCR-VL (NaViT tower, projector, M-RoPE ERNIE-style LM)")
-FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, GLM5_NEXT, MUSE, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, GLM5_NEXT, MUSE, HY_V4_VL, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText (parts by role; naive likelihood only)")

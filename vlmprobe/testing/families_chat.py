@@ -867,3 +867,34 @@ def build_muse_spark(out: Path) -> None:
                     mlp_layer_types=["dense", "sparse"]),
           processor=dict(feature_extractor=MuseSparkFeatureExtractor()),
           audio_config=dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], out_hidden_size=64))
+
+
+@tiny_builder("hy_v4_vl")
+def build_hy_v4_vl(out: Path) -> None:
+    """HY-V4-VL: NaViT-style ViT (patch 8, 2x2 merge, a newline token closing each row of merged
+    tokens) + an LM of latent attention with a sparse-attention indexer (its top-k above every
+    prompt), MoE (4 experts, top 2, shared; layer 0 dense), 2 hyper-connection streams and 3-D
+    M-RoPE on the rotary part of the head; ChatML."""
+    from transformers.models.hy_v4_vl import (HYV4VLConfig, HYV4VLForConditionalGeneration, HYV4VLImageProcessor,
+                                              HYV4VLProcessor, HYV4VLVideoProcessor)
+
+    from . import qwen2_tokenizer
+    from .families_decoder import _qwen_ids
+
+    tok = qwen2_tokenizer()
+    ids = _qwen_ids(tok)
+    text = dict(vocab_size=len(tok), **{**TINY_TEXT, **TINY_MLA_MOE, "num_key_value_heads": 4}, q_lora_rank=32,
+                bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, index_topk=64,
+                index_head_dim=16, index_n_heads=2, hc_mult=2,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]})
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  out_hidden_size=64, patch_size=QWEN_PATCH, spatial_merge_size=2, max_image_size=IMAGE_SIZE * 4)
+    config = HYV4VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                          video_token_id=ids["<|video_pad|>"], tie_word_embeddings=False)
+    model = HYV4VLForConditionalGeneration(config).eval()
+    sizes = dict(patch_size=QWEN_PATCH, merge_size=2)
+    image_processor = HYV4VLImageProcessor(**sizes, size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
+                                                          "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
+    processor = HYV4VLProcessor(image_processor=image_processor, tokenizer=tok,
+                                video_processor=HYV4VLVideoProcessor(**sizes), chat_template=QWEN3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
