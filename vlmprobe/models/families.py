@@ -324,6 +324,9 @@ GEMMA3 = Family("gemma3", ("gemma3",),  # fast = the state path (sliding windows
                 notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
 IDEFICS3 = Family("idefics3", ("idefics3", "smolvlm"), language_model=("text_model",), projector=("connector",),
                   notes="Idefics3 / SmolVLM (pixel-shuffle connector)")
+GRANITE_DOCLING = Family("granite-docling", ("granite_docling",), language_model=("text_model",), projector=("connector",),
+                         split_patch_rows=split_rows_by_tokens,
+                         notes="Granite-Docling (Idefics3 layout, pixel-shuffle connector with DeepStack outputs, Granite LM)")
 BLIP2 = Family("blip-2", ("blip-2",), vision_tower=("vision_model", "qformer"), projector=("language_projection",),
                candidate_module="language_model",
                prompt_format="Question: {question} Answer:",
@@ -389,7 +392,7 @@ COSMOS3_EDGE = Family("cosmos3-edge", ("cosmos3_edge",), split_patch_rows=split_
 PADDLEOCR_VL = Family("paddleocr-vl", ("paddleocr_vl",), split_patch_rows=split_rows_by_grid,
                       positions=mrope_positions, notes="PaddleOCR-VL (NaViT tower, projector, M-RoPE ERNIE-style LM)")
 FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, GLM5_NEXT, MUSE, HY_V4_VL, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
-                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
+                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, GRANITE_DOCLING, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText (parts by role; naive likelihood only)")
 

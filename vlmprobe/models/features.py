@@ -145,8 +145,11 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
     if any(name in PATCH_LAYERS for name in names):
         def grab(module, args, kwargs, output):  # the input may come by keyword (Gemma 4: inputs_embeds=...)
             captured["vision"] = (args[0] if args else next(v for v in kwargs.values() if torch.is_tensor(v))).detach()
-            # MiniCPM-V's merger returns one tensor per image: rows of all images, in order
-            captured["projector"] = (torch.cat(list(output)) if isinstance(output, (list, tuple)) else output).detach()
+            if isinstance(output, tuple):  # (features, extras): Granite-Docling's connector adds DeepStack features
+                output = output[0]
+            if isinstance(output, list):  # MiniCPM-V's merger: one tensor per image, rows of all images in order
+                output = torch.cat(output)
+            captured["projector"] = output.detach()
 
         projector = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector"))
         hook = projector.register_forward_hook(grab, with_kwargs=True)

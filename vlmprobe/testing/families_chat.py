@@ -898,3 +898,29 @@ def build_hy_v4_vl(out: Path) -> None:
     processor = HYV4VLProcessor(image_processor=image_processor, tokenizer=tok,
                                 video_processor=HYV4VLVideoProcessor(**sizes), chat_template=QWEN3_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("granite_docling")
+def build_granite_docling(out: Path) -> None:
+    """Granite-Docling: SigLIP-style tower (32 px, patch 8), pixel-shuffle connector (scale 2: 4
+    ``<image>`` per image, one tile, no fine route) + Granite LM (embedding / residual / attention
+    multipliers, scaled logits); Idefics3's ``User:<image>{q}<end_of_utterance>\\nAssistant:`` layout."""
+    from transformers.models.granite_docling import (GraniteDoclingConfig, GraniteDoclingForConditionalGeneration,
+                                                     GraniteDoclingImageProcessor, GraniteDoclingProcessor)
+
+    from .families_decoder import IDEFICS3_SPECIALS, IDEFICS3_TEMPLATE
+
+    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
+                            extra={"image_token": "<image>"})
+    text = dict(vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, out_hidden_size=64, scale_factor=2, use_fine_route=False)
+    config = GraniteDoclingConfig(text_config=text, vision_config=vision, pad_token_id=tok.pad_token_id,
+                                  image_token_id=tok.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
+    model = GraniteDoclingForConditionalGeneration(config).eval()
+    image_processor = GraniteDoclingImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                                                   crop_to_patches=False)
+    processor = GraniteDoclingProcessor(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
+                                        chat_template=IDEFICS3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
