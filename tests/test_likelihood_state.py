@@ -131,6 +131,25 @@ def test_gemma3_scores_fast_on_the_state_path(tmp_path_factory):
         assert _max_diff(fast, naive) <= TOL
 
 
+def test_video_llama3_scores_fast_on_the_state_path(tmp_path_factory):
+    """VideoLLaMA 3's trie chunks against the prefix cache were 2.7 nats off the per-candidate
+    forward (its family refused fast scoring); each candidate continued from a copy of the prefix
+    cache is exact, so the family takes the state path (``Family.tree_mask``) and asking for the
+    tree path is refused (main: VlmprobeError, fast likelihood scoring does not support 'video_llama_3')."""
+    from vlmprobe.testing.conformance import ANSWER_PREFIX, NAMES
+
+    vlm = vlmprobe.load_model(f"hf:{build_family(tmp_path_factory.mktemp('vl3'), 'video_llama_3')}")
+    assert fast_path(vlm.model) == "state"
+    imgs = images(5)
+    prompt = vlm.render("What type of object is in this photo?", answer_prefix=ANSWER_PREFIX)
+    naive = continuation_logprobs(vlm, imgs, prompt, NAMES, reduction="tokens", scoring="naive")
+    for batch_size in (1, 5):
+        fast = continuation_logprobs(vlm, imgs, prompt, NAMES, reduction="tokens", batch_size=batch_size, chunk_size=4)
+        assert _max_diff(fast, naive) <= TOL
+    with pytest.raises(VlmprobeError, match="tree"):
+        continuation_logprobs(vlm, imgs[:1], prompt, NAMES, reduction="tokens", path="tree")
+
+
 def test_the_path_is_read_from_the_config():
     """``state_layers`` names what the tree mask cannot address, from the config alone: recurrent /
     linear-attention / conv / Mamba layer kinds and state-space fields; pure attention stacks have none."""

@@ -19,7 +19,8 @@ A ``Family`` answers:
   ``position of the prefix's last token + 1 + d`` on every axis. LLaVA: plain 1-D positions.
   Qwen2-VL's M-RoPE gives text after an image ``index + rope delta`` on all three axes (the
   image's 2-D grid spans fewer positions than it has tokens), read from ``get_rope_index``;
-- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not);
+- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not) and
+  whether it may take the tree path (``tree_mask``: None, or why this family takes the state path);
 - the prompt format of checkpoints released without a chat template (``prompt_format``, e.g.
   BLIP-2's ``Question: {question} Answer:``; the processor inserts the image tokens itself);
 - whether the model runs without an image (``text_only``: None, or why not; BLIP-2's forward
@@ -214,6 +215,7 @@ class Family:
     split_patch_rows: Callable = split_rows_by_view
     positions: Callable = plain_positions  # (model, prefix batch) -> rotary positions [axes, B, L]
     fast_likelihood: str | None = None  # None: supported; else the reason it is not
+    tree_mask: str | None = None  # None: the tree path where the LM allows it; else why this family takes the state path
     prompt_format: str | None = None  # "{question}" template used when the processor has no chat template
     text_only: str | None = None  # None: the model runs without an image; else the reason it cannot
     suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
@@ -376,10 +378,10 @@ GEMMA4 = Family("gemma4", ("gemma4",), split_patch_rows=split_rows_by_tokens,
 KIMI = Family("kimi", ("kimi_k25",), split_patch_rows=split_rows_by_grid,
               notes="Kimi K2.5 (MoonViT with 2x2 merge, DeepSeek-V3 MoE LM with latent attention)")
 VIDEO_LLAMA3 = Family("video-llama3", ("video_llama_3",), split_patch_rows=split_rows_by_tokens,
-                      fast_likelihood="continuing candidates from the prefix cache does not reproduce the "
-                                      "per-candidate forward here (up to 4 nats apart on the tiny checkpoint, "
-                                      "also at batch 1; cause not yet identified)",
-                      notes="VideoLLaMA 3 on images (2-D RoPE ViT, merging MLP projector, Qwen2)")
+                      tree_mask="candidate trie chunks against the prefix cache disagree with the per-candidate "
+                                "forward (2.7 nats on the tiny checkpoint); continuing each candidate from a copy "
+                                "of the prefix cache is exact (3.8e-6)",
+                      notes="VideoLLaMA 3 on images (2-D RoPE ViT, merging MLP projector, Qwen2; fast = state path)")
 ARIA = Family("aria", ("aria",), encode=image_processor_sized_encode,
               notes="Aria (Idefics3-style tower, cross-attention projector with learned queries, MoE LM)")
 OVIS = Family("ovis", ("ovis2_5",), split_patch_rows=split_rows_by_grid,
