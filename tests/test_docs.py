@@ -41,6 +41,17 @@ REWRITTEN = {
         '`@http://127.0.0.1:30000/v1`; for `--method likelihood` use `sglang:MODEL@http://127.0.0.1:30000`, its native `/generate`).',
     "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` 1/4/16 against the test server with a 1 s delay per answer: 3.4x at 4 and\n3.9x at 16 on 2 busy cores, capped by the batch of 16 and the server's one-at-a-time generation;\nidentical answers)":
         "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` N = 1/4/16/64 against the test server in its own process, 0.4 s delay per answer, cached answers: 4.03x at 4, 15.38x at 16, 40.54x at 64 on 2 busy cores (the client's CPU, about 3.2 ms per request, limits N = 64);\nidentical records)",
+    # issue #32: families by role, the honest matrix
+    'the module paths of the language model (LoRA targets), vision tower\nand projector (features,':
+        "the module paths of the language model (LoRA targets), vision tower\nand projector (found by role through transformers' API; the projector is optional) (features,",
+    '`tests/test_conformance.py` runs it in CI.':
+        '`tests/test_conformance.py` runs the 10 contract families in CI and checks the table against the registry; the full matrix is the command (or `VLMPROBE_FULL_MATRIX=1 pytest -m slow`).',
+    '`partial` when the model builds and the adapter finds its language model, vision tower and\nprojector (checks `build` and `modules`;':
+        '`partial` when it builds and its language model and vision tower resolve by role (transformers\' `get_decoder` / `get_encoder("image")`; a projector is optional) (checks `build` and `modules`;',
+    '`--scoring naive`), `unsupported` with the one-line reason otherwise.':
+        "`--scoring naive`); `not-chat` (own section, with the reason) for types that are not chat VLMs; `unsupported` only for a cause of the model's: transformers cannot instantiate it from its default config, or it has no separate language-model / vision-encoder module.",
+    'is one adapter: its module names and how its\nprojector rows map to images.':
+        'is one adapter: how its\nprojector rows map to images and its positions; module names only where transformers\' `get_decoder` / `get_encoder("image")` are silent.',
     # corrections carried over from issue #30's fixes (ImageNet-O, ObjectNet, mCE, OOD pairing, ER baselines)
     '(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`), so a zoo model meets':
         "(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`) or imagenet-testbed's `robustness_top1s.csv`, so a zoo model meets",
