@@ -102,9 +102,9 @@ def mount_of(path: str | os.PathLike) -> tuple[str, str, str]:
 def no_lock_message(path: str | os.PathLike, err: OSError) -> str:
     """One line: ``path``'s file system cannot lock (``err``), its mount, and what to do."""
     point, fstype, options = mount_of(Path(path).parent)
-    name = errno.errorcode.get(err.errno, str(err.errno))
+    name = "EOPNOTSUPP" if err.errno == errno.EOPNOTSUPP else errno.errorcode.get(err.errno, str(err.errno))
     return (f"cannot lock {path}: the file system mounted at {point} (type {fstype}, options {options or '?'}) "
-            f"does not support flock ({name}); vlmprobe needs it to keep one writer per run directory: mount it "
+            f"does not support flock ({name}); vlmprobe needs it for one writer per run directory and cache entry: mount it "
             "with cluster-wide flock (Lustre: -o flock; NFS: a running lock manager, not nolock) or put --out "
             "and VLMPROBE_HOME on a file system that has it")
 
