@@ -272,12 +272,18 @@ def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
 
 def _one_run_runner(run, job):
     """The scheduler's view of a study runner: one run (``run.id``, ``run.deps``), not finished yet,
-    executed as ``job``."""
+    executed as ``job``, made way for by the real ``StudyRunner._set_aside`` (refused under a live
+    writer, moved aside on another key)."""
+    from pathlib import Path
     from types import SimpleNamespace
+
+    from vlmprobe.study.runner import StudyRunner
 
     class Runner:
         plan = SimpleNamespace(runs={run.id: run})
         status: dict = {}
+        cancel_stale = False
+        _set_aside = StudyRunner._set_aside
 
         def state(self, r):
             return "partial"
@@ -285,8 +291,11 @@ def _one_run_runner(run, job):
         def job(self, r):
             return job
 
-        def _set_aside(self, r, head):
-            pass
+        def run_dir(self, r):
+            return Path(job.run_dir)
+
+        def key(self, r):
+            return job.key
 
         def shell(self, r):
             return "vlmprobe eval ..."
