@@ -39,7 +39,7 @@ import socket
 import sys
 import time
 import traceback
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -150,11 +150,12 @@ def _worker_main(conn, gpus: str | None, threads: int | None) -> None:
     # platform default, as they do in a serial study
     multiprocessing.set_start_method(None if sys.platform == "win32" else "fork", force=True)
     os.setpgrp()  # its own process group: the study ends the worker and its children together
+    parent = os.getppid()
+    _die_with_parent(parent)
     if threads:  # N workers share the cores instead of each starting one thread per core
         import torch
 
         torch.set_num_threads(threads)
-    parent = os.getppid()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     while True:
@@ -168,6 +169,50 @@ def _worker_main(conn, gpus: str | None, threads: int | None) -> None:
         if job is None:
             return
         conn.send(execute_job(Job(**job)))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker (and every process of its group: its data loaders) end with the study
+    process ``parent``: SIGTERM or SIGHUP ends the group at once (its run stays ``running`` in its
+    stamp with a dead pid: stale, resumed by the next study command), and on Linux the kernel
+    sends SIGTERM when the parent dies, even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``)."""
+    import signal
+
+    def end(signum=None, frame=None):
+        os.killpg(os.getpgrp(), signal.SIGKILL)  # the worker leads its group (setpgrp)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, end)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # the study died before the death signal was armed
+        end()
+
+
+@contextmanager
+def end_with_signals():
+    """Inside the block (the study process of ``--executor local``): SIGTERM and SIGHUP end the
+    study as Ctrl-C does, through ``schedule``'s ``finally`` (``LocalPool.close`` ends every worker
+    and its group), exit status 128 + the signal. The former handlers are restored after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 # ------------------------------------------------------------------ executors
@@ -522,7 +567,13 @@ def read_stamp(run_dir: str | Path) -> dict | None:
 # ------------------------------------------------------------------ the scheduler
 def schedule(runner, pool, log=print) -> None:
     """Execute ``runner.plan`` through ``pool`` in dependency order; fills ``runner.status``
-    (done | reused | failed | blocked)."""
+    (done | reused | failed | blocked | refused). With a ``LocalPool``, SIGTERM/SIGHUP of this
+    process end its workers too (``end_with_signals``)."""
+    with end_with_signals() if isinstance(pool, LocalPool) else nullcontext():
+        _schedule(runner, pool, log)
+
+
+def _schedule(runner, pool, log) -> None:
     runs = list(runner.plan.runs.values())
     total, index = len(runs), {r.id: i for i, r in enumerate(runs, 1)}
     pending = list(runs)
