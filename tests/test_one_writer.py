@@ -117,3 +117,158 @@ def test_one_table_of_live_slurm_states_for_wait_adopt_and_status(tmp_path, fake
     go.write_text("")
     assert _wait(lambda: pool.job_state(jid) == "COMPLETED", 20)
     assert waited() == [(job, 0)] and status_rows(out)[0]["state"] == "done"
+
+
+# ------------------------------------------------------------------ studies that run while the operator acts
+ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _env() -> dict:
+    root = Path(__file__).resolve().parents[1]
+    return {**os.environ, **ENV, "PYTHONPATH": str(root)}
+
+
+def _stamp(out: Path, rid: str) -> dict:
+    import json
+
+    try:
+        return json.loads((out / rid / "study_run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _lines(path: Path) -> int:
+    try:
+        return sum(1 for _ in open(path))
+    except OSError:
+        return 0
+
+
+def _study_file(path: Path, tiny_models, digits_folder, seed: int = 0, executor: str = "") -> Path:
+    path.write_text(f"""\
+seed: {seed}
+{executor}
+models:
+  vlm: {{spec: "hf:{tiny_models['llava']}"}}
+datasets:
+  digits: {{data: "{digits_folder}"}}
+measurements:
+  - {{measure: generate, models: [vlm]}}
+""")
+    return path
+
+
+def _start(cli: list, out: Path, rid: str):
+    """A study command in its own process, returned once ``rid`` is running with a sample written."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "vlmprobe", "study", *cli, "--out", str(out)], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ok = _wait(lambda: proc.poll() is not None or (_stamp(out, rid).get("status") == "running"
+                                                    and _lines(out / rid / "samples.jsonl") > 0), 300)
+    assert ok and proc.poll() is None, proc.communicate()[0][-3000:]
+    return proc
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), multiprocessing's resource tracker left out."""
+    children: dict = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"resource_tracker" not in cmd:
+                children.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_workers_die_with_a_killed_local_study(sig, tiny_models, digits_folder, tmp_path):
+    """``kill -TERM`` (the study ends its workers and their process groups) or ``kill -KILL`` (the
+    kernel's parent-death signal ends them) of a running ``--executor local`` study: no worker is
+    left; the next study command resumes the run (its stamp said running under a dead pid) and
+    finishes it."""
+    import signal
+
+    from vlmprobe.study.executors import _alive
+
+    path = _study_file(tmp_path / "s.yaml", tiny_models, digits_folder)
+    out, rid = tmp_path / "out", "vlm/digits/generate"
+    proc = _start([str(path), "--executor", "local", "--jobs", "2"], out, rid)
+    workers = _descendants(proc.pid)
+    assert _stamp(out, rid)["pid"] in workers
+    os.kill(proc.pid, getattr(signal, sig))
+    proc.communicate(timeout=60)
+    assert _wait(lambda: not [p for p in workers if _alive(p)], 5), [p for p in workers if _alive(p)]
+    written = _lines(out / rid / "samples.jsonl")
+    # main: the orphaned worker went on writing and finished the run after the study was killed
+    assert _stamp(out, rid)["status"] == "running" and 0 < written < 40
+    if sig == "SIGKILL":
+        return
+    assert main(["study", str(path), "--out", str(out), "--executor", "local", "--no-report"]) == 0
+    assert _stamp(out, rid)["status"] == "done" and _lines(out / rid / "samples.jsonl") == 40
+
+
+def _study_log(out: Path, rid: str) -> Path:
+    return out / ".logs" / (rid.replace("/", "__") + ".log")
+
+
+def test_a_study_edited_while_its_local_worker_runs(tiny_models, digits_folder, tmp_path, capsys):
+    """Edit a study (its seed: every run's key changes) while a ``--executor local`` worker writes
+    a run, and run it again (local and serial executors): refused in one line naming the pid and
+    the directory, nothing moved or written; the old run finishes untouched (all 40 samples, its
+    own key). Run again once it has ended: the finished directory is set aside as
+    ``.old-<key>.2`` (an earlier ``.old-<key>`` is kept), its log beside it, and the new run's
+    files hold no record of the old job."""
+    import json
+    import signal
+    import socket
+
+    a = _study_file(tmp_path / "a.yaml", tiny_models, digits_folder, seed=0)
+    out, rid = tmp_path / "out", "vlm/digits/generate"
+    proc = _start([str(a), "--executor", "local"], out, rid)
+    writer = _stamp(out, rid)
+    pid, old_key = writer["pid"], writer["key"]
+    os.kill(pid, signal.SIGSTOP)  # alive, writing nothing while the edited study is run
+    b = _study_file(tmp_path / "b.yaml", tiny_models, digits_folder, seed=1)
+    try:
+        for executor in (["--executor", "local"], []):
+            code = main(["study", str(b), "--out", str(out), *executor, "--no-report"])
+            printed = capsys.readouterr().out
+            assert code == 1, printed
+            assert f"{rid}: refused: its config changed but pid {pid} on {socket.gethostname()} still writes " \
+                   f"{out / rid} (its study_run.json says running); wait for it to end, or cancel it (kill {pid}) " \
+                   "or re-run with --cancel-stale" in printed, printed
+            assert not list((out / "vlm" / "digits").glob("generate.old-*")) and _stamp(out, rid) == writer
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    printed = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, printed[-3000:]
+    finished = _stamp(out, rid)
+    assert finished["status"] == "done" and finished["key"] == old_key and finished["pid"] == pid
+    assert _lines(out / rid / "samples.jsonl") == 40
+    old_files = {f.name: f.read_bytes() for f in (out / rid).iterdir() if f.is_file()}
+    earlier = out / "vlm" / "digits" / f"generate.old-{old_key}"  # set aside by an earlier edit
+    earlier.mkdir()
+    (earlier / "keep").write_text("earlier")
+    assert main(["study", str(b), "--out", str(out), "--executor", "local", "--no-report"]) == 0
+    aside = out / "vlm" / "digits" / f"generate.old-{old_key}.2"
+    assert f"moved to {aside}" in capsys.readouterr().out
+    assert (earlier / "keep").read_text() == "earlier"
+    assert {f.name: f.read_bytes() for f in aside.iterdir() if f.is_file()} == old_files  # untouched
+    new = _stamp(out, rid)
+    assert new["status"] == "done" and new["key"] != old_key and new["pid"] != pid
+    assert json.loads((out / rid / "config.json").read_text())["seed"] == 1
+    assert _lines(out / rid / "samples.jsonl") == 40
+    log = _study_log(out, rid)
+    assert log.read_text().count("$ vlmprobe") + log.read_text().count("$ eval") == 1  # the new job's only
+    assert log.with_name(log.name + f".old-{old_key}.2").exists()

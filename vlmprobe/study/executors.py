@@ -107,9 +107,13 @@ def run_in_process(measure: str, argv: list, finetune: dict | None, extra: dict,
         return 1
 
 
-def write_stamp(run_dir: str | Path, stamp: dict) -> None:
+def write_stamp(run_dir: str | Path, stamp: dict, create: bool = True) -> None:
+    """Write ``RUN/study_run.json``; ``create=False``: only into an existing run directory (a
+    scheduler noting a dead worker never recreates a directory that was set aside meanwhile)."""
     from ..cache import atomic_write_json
 
+    if not create and not Path(run_dir).is_dir():
+        return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(run_dir) / STAMP, stamp)
 
@@ -636,7 +640,7 @@ def _schedule(runner, pool, log) -> None:
                     runner.status[job.run_id] = "failed"
                     stamp = read_stamp(job.run_dir) or {}
                     if stamp.get("status") == "running" and stamp.get("key") == job.key and not live_writer(stamp):
-                        write_stamp(job.run_dir, {**stamp, "status": "failed", "exit": code})  # the worker died
+                        write_stamp(job.run_dir, {**stamp, "status": "failed", "exit": code}, create=False)  # died
                     log(f"{head}: FAILED (exit {code}; log: {job.log})\n{_tail(job.log)}")
     finally:
         pool.close()
