@@ -272,3 +272,51 @@ def test_a_study_edited_while_its_local_worker_runs(tiny_models, digits_folder, 
     log = _study_log(out, rid)
     assert log.read_text().count("$ vlmprobe") + log.read_text().count("$ eval") == 1  # the new job's only
     assert log.with_name(log.name + f".old-{old_key}.2").exists()
+
+
+def test_a_study_edited_while_its_slurm_job_runs(tiny_models, digits_folder, tmp_path, capsys, fake_slurm,
+                                                monkeypatch):
+    """Edit a study while its SLURM job (the fake's sbatch/sacct/scancel) writes a run, the job
+    suspended (``scontrol suspend``: alive, not writing): the re-run is refused in one line naming
+    the job, nothing is moved or submitted; with ``--cancel-stale`` the job is cancelled
+    (``scancel``) and waited for, its directory set aside untouched, and the new job's run holds
+    no record of the old one (its key, job id, seed; the log's one command)."""
+    import json
+    import subprocess
+
+    from vlmprobe.testing.fakeslurm import jobs, submissions
+
+    for k, v in {**ENV, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}.items():
+        monkeypatch.setenv(k, v)  # the jobs this process submits
+    slurm = "executor: {slurm: {timeout_min: 5, poll_s: 0.2}}"
+    a = _study_file(tmp_path / "a.yaml", tiny_models, digits_folder, seed=0, executor=slurm)
+    out, rid = tmp_path / "out", "vlm/digits/generate"
+    proc = _start([str(a), "--executor", "slurm"], out, rid)
+    writer = _stamp(out, rid)
+    jid, old_key = writer["job_id"], writer["key"]
+    subprocess.run(["scontrol", "suspend", jid], check=True)
+    b = _study_file(tmp_path / "b.yaml", tiny_models, digits_folder, seed=1, executor=slurm)
+    code = main(["study", str(b), "--out", str(out), "--executor", "slurm", "--no-report"])
+    printed = capsys.readouterr().out
+    assert code == 1, printed
+    assert f"{rid}: refused: its config changed but SLURM job {jid} (SUSPENDED) still writes {out / rid} (its " \
+           f"study_run.json says running); wait for it to end, or cancel it (scancel {jid}) or re-run with " \
+           "--cancel-stale" in printed, printed
+    assert len(submissions(fake_slurm)) == 1 and _stamp(out, rid) == writer
+    assert not list((out / "vlm" / "digits").glob("generate.old-*"))
+    written = (out / rid / "samples.jsonl").read_bytes()
+    code = main(["study", str(b), "--out", str(out), "--executor", "slurm", "--no-report", "--cancel-stale"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert f"{rid}: --cancel-stale: cancelling SLURM job {jid} (SUSPENDED)" in printed
+    assert jobs(fake_slurm)[jid]["state"] == "CANCELLED"
+    old = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1, old[-3000:]  # the earlier command saw its job cancelled
+    aside = out / "vlm" / "digits" / f"generate.old-{old_key}"
+    assert (aside / "samples.jsonl").read_bytes() == written and _stamp(aside.parent, aside.name)["key"] == old_key
+    new = _stamp(out, rid)
+    assert new["status"] == "done" and new["key"] != old_key and new["job_id"] not in (None, jid)
+    assert new["job_id"] == submissions(fake_slurm)[1]["job_id"]
+    assert json.loads((out / rid / "config.json").read_text())["seed"] == 1
+    assert _lines(out / rid / "samples.jsonl") == 40
+    assert _study_log(out, rid).read_text().count("$ eval") == 1
