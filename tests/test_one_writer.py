@@ -320,3 +320,65 @@ def test_a_study_edited_while_its_slurm_job_runs(tiny_models, digits_folder, tmp
     assert json.loads((out / rid / "config.json").read_text())["seed"] == 1
     assert _lines(out / rid / "samples.jsonl") == 40
     assert _study_log(out, rid).read_text().count("$ eval") == 1
+
+
+# ------------------------------------------------------------------ smaller defects of the same review
+def test_random_weight_openclip_zoo_has_one_model_per_architecture(tmp_path):
+    """``weights: random`` gives every pre-training tag of an architecture the same spec
+    (``openclip:ARCH``): the zoo holds it once, named ``ENTRY/ARCH@random`` (main: one identical
+    model per tag)."""
+    import open_clip
+
+    from vlmprobe.study import load_study
+
+    tags = [t for a, t in open_clip.list_pretrained() if a == "ViT-B-32"]
+    assert len(tags) > 3
+    path = tmp_path / "z.yaml"
+    path.write_text("""\
+models:
+  rnd: {zoo: openclip, match: ["ViT-B-32", "RN50"], weights: random}
+datasets: {d: {data: toy:digits}}
+measurements: [{measure: zeroshot}]
+""")
+    study = load_study(path)
+    assert study.zoos == {"rnd": ["rnd/RN50@random", "rnd/ViT-B-32@random"]}
+    assert [study.models[n].spec for n in study.zoos["rnd"]] == ["openclip:RN50", "openclip:ViT-B-32"]
+    assert study.models["rnd/RN50@random"].meta["pretrained"] == "random"
+
+
+def test_dir_zoo_labels_only_clip_and_vlm_checkpoints_and_refuses_random_weights(tiny_models, tmp_path, capsys):
+    """A ``dir`` zoo over a tiny CLIP, a tiny LLaVA and a tiny transformers ViT classifier: CLIP
+    -> ``hfclip:``, LLaVA -> ``hf:`` (VLM), the ViT classifier is skipped with a line naming it
+    (main: labelled a VLM, ``hf:``); ``weights: random`` on a ``dir`` zoo is refused naming the
+    file, line and key (main: ignored)."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from vlmprobe.study import load_study
+    from vlmprobe.study.schema import StudyFileError
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "clip").symlink_to(tiny_models["hfclip"])
+    (zoo / "llava").symlink_to(tiny_models["llava"])
+    cfg = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, image_size=16,
+                    patch_size=8, num_labels=3)
+    ViTForImageClassification(cfg).save_pretrained(zoo / "vit")
+    path = tmp_path / "z.yaml"
+    path.write_text(f"""\
+models:
+  mine: {{zoo: dir, path: "{zoo}"}}
+datasets: {{d: {{data: toy:digits}}}}
+measurements: [{{measure: zeroshot}}]
+""")
+    study = load_study(path)
+    assert study.zoos == {"mine": ["mine/clip@local", "mine/llava@local"]}
+    assert study.models["mine/clip@local"].kind == "clip" and study.models["mine/llava@local"].kind == "vlm"
+    assert study.models["mine/llava@local"].spec == f"hf:{zoo / 'llava'}"
+    assert study.zoo_skips == [f"skip: zoo mine: {zoo / 'vit'} is a transformers 'vit' checkpoint "
+                               "(ViTForImageClassification), neither CLIP nor a VLM (no vision_config + text_config): "
+                               "no vlmprobe model kind loads it"]
+    assert main(["study", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    assert study.zoo_skips[0] in capsys.readouterr().out
+    path.write_text(path.read_text().replace('"}', '", weights: random}', 1))
+    with pytest.raises(StudyFileError, match=r"z.yaml:2.*weights: random does not apply to a zoo: dir entry"):
+        load_study(path)
