@@ -382,3 +382,21 @@ measurements: [{{measure: zeroshot}}]
     path.write_text(path.read_text().replace('"}', '", weights: random}', 1))
     with pytest.raises(StudyFileError, match=r"z.yaml:2.*weights: random does not apply to a zoo: dir entry"):
         load_study(path)
+
+
+def test_the_test_fault_hook_is_not_armed_in_the_production_loader(tiny_models, digits_folder, tmp_path,
+                                                                   monkeypatch, capsys):
+    """``VLMPROBE_TEST_FAULT`` set in a user's environment does nothing to ``vlmprobe`` (main: the
+    loader armed it, and the run failed with the injected fault); the tests' entry point
+    ``python -m vlmprobe.testing.fault`` still injects it."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("VLMPROBE_TEST_FAULT", "0")
+    args = ["eval", "--model", f"hf:{tiny_models['llava']}", "--data", str(digits_folder), "--method",
+            "likelihood", "--limit", "2", "--no-progress"]
+    code = main([*args, "--out", str(tmp_path / "plain")])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    proc = subprocess.run([sys.executable, "-m", "vlmprobe.testing.fault", *args, "--out", str(tmp_path / "faulty")],
+                          env={**_env(), "VLMPROBE_TEST_FAULT": "0"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "injected fault (VLMPROBE_TEST_FAULT)" in proc.stderr + proc.stdout, proc.stderr
