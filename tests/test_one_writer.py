@@ -400,3 +400,20 @@ def test_the_test_fault_hook_is_not_armed_in_the_production_loader(tiny_models, 
     proc = subprocess.run([sys.executable, "-m", "vlmprobe.testing.fault", *args, "--out", str(tmp_path / "faulty")],
                           env={**_env(), "VLMPROBE_TEST_FAULT": "0"}, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "injected fault (VLMPROBE_TEST_FAULT)" in proc.stderr + proc.stdout, proc.stderr
+
+
+def test_pyproject_license_is_an_spdx_expression_and_setuptools_is_quiet():
+    """``project.license`` is the SPDX string of PEP 639: setuptools reads the project table
+    without a warning (main: "`project.license` as a TOML table is deprecated", printed by every
+    install; refused by setuptools from 2027-02-18) and records ``License-Expression: MIT``."""
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    root = Path(__file__).resolve().parents[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), root / "pyproject.toml")
+    assert [str(w.message).splitlines()[0] for w in caught] == []
+    assert dist.metadata.license_expression == "MIT"
