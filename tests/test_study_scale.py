@@ -345,7 +345,9 @@ def test_a_run_inside_a_slurm_allocation_is_not_that_allocations_job(tmp_path, f
 
     script = tmp_path / "alloc.sh"
     script.write_text("#!/bin/bash\n#SBATCH --time=5\nsleep 60\n")
-    alloc = subprocess.run(["sbatch", str(script)], check=True, capture_output=True, text=True).stdout.split()[-1]
+    alloc = subprocess.run(["sbatch", str(script)], check=True, capture_output=True, text=True,
+                           cwd=tmp_path).stdout.split()[-1]  # its slurm-%j.out lands there, not in the checkout
+    assert _wait(lambda: (tmp_path / f"slurm-{alloc}.out").exists(), 10)
     pool = SlurmPool(tmp_path / ".submitit", {"poll_s": 0.1})
     assert _wait(lambda: pool.job_state(alloc) == "RUNNING", 10)
     monkeypatch.setenv("SLURM_JOB_ID", alloc)  # this process runs inside the allocation
