@@ -417,3 +417,31 @@ def test_pyproject_license_is_an_spdx_expression_and_setuptools_is_quiet():
         dist = apply_configuration(Distribution(), root / "pyproject.toml")
     assert [str(w.message).splitlines()[0] for w in caught] == []
     assert dist.metadata.license_expression == "MIT"
+
+
+def test_a_job_never_starts_as_a_second_writer(tmp_path, capsys):
+    """A job (e.g. queued before the study was edited, starting after the new command took the
+    run over) whose run directory's stamp has another key, or says running under a live process
+    that is not this job, exits 3 without writing anything (main: it wrote its stamp and ran)."""
+    import json
+    import socket
+    import subprocess
+
+    from vlmprobe.study.executors import STAMP, Job, execute_job
+
+    run_dir = tmp_path / "m" / "d" / "zeroshot"
+    run_dir.mkdir(parents=True)
+    job = Job("m/d/zeroshot", "zeroshot", ["eval", "--no-such-flag"], str(run_dir), "k", str(tmp_path / "x.log"))
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        for stamp, why in (({"status": "done", "key": "new"}, "now belongs to another config (key new, not k)"),
+                           ({"status": "running", "key": "k", "pid": sleeper.pid, "host": socket.gethostname()},
+                            f"is still written by pid {sleeper.pid} on {socket.gethostname()}")):
+            (run_dir / STAMP).write_text(json.dumps(stamp))
+            assert execute_job(job) == 3
+            assert f"m/d/zeroshot: not started: {run_dir} {why}" in capsys.readouterr().err
+            assert json.loads((run_dir / STAMP).read_text()) == stamp and not (tmp_path / "x.log").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert execute_job(job) == 2  # the writer is gone: the job runs (its bad flag fails it)

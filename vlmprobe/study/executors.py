@@ -131,6 +131,15 @@ def execute_job(job: Job, job_id: str | None = None, cluster: str | None = None)
     prev = read_stamp(job.run_dir) or {}
     requeued = prev.get("status") == "running" and prev.get("key") == job.key and where["job_id"] \
         and prev.get("job_id") == where["job_id"]
+    other = None if requeued or prev.get("pid") == where["pid"] and prev.get("host") == where["host"] \
+        else live_writer(prev, unsure=False)
+    if prev and (prev.get("key") != job.key or other):
+        # a later study command took the run over (another key), or a live writer has it: this job
+        # writes nothing (never a second writer; e.g. a job queued before the study was edited)
+        why = f"is still written by {other}" if other else \
+            f"now belongs to another config (key {prev.get('key')}, not {job.key}): this job is stale"
+        print(f"{job.run_id}: not started: {job.run_dir} {why}", file=sys.stderr, flush=True)
+        return 3
     where["attempt"] = prev.get("attempt", 1) + 1 if requeued else 1  # a requeued job runs again
     started = time.time()
     write_stamp(job.run_dir, {**base, "status": "running", **where, "started": started})
@@ -493,11 +502,11 @@ def slurm_live(state: str | None) -> bool:
     return (str(state or "UNKNOWN").split() or ["UNKNOWN"])[0].upper() in SLURM_LIVE_STATES
 
 
-def live_writer(stamp: dict | None) -> str | None:
+def live_writer(stamp: dict | None, unsure: bool = True) -> str | None:
     """Who still writes the run whose stamp is ``stamp`` -> a phrase naming that SLURM job or
     process (``SLURM job 1000_1 (SUSPENDED)``, ``pid 123 on node7``), or None when the stamp does
     not say ``running`` or its job/process is gone. A process on another host without a SLURM
-    job cannot be checked from here and counts as alive."""
+    job cannot be checked from here: alive when ``unsure``, else None."""
     stamp = stamp or {}
     if stamp.get("status") != "running":
         return None
@@ -506,7 +515,8 @@ def live_writer(stamp: dict | None) -> str | None:
         state = slurm_states([str(jid)])[str(jid)]
         return f"SLURM job {jid} ({state.split()[0]})" if slurm_live(state) else None
     if host and host != socket.gethostname():
-        return f"pid {pid} on {host} (another host: whether it still runs cannot be checked from here)"
+        return f"pid {pid} on {host} (another host: whether it still runs cannot be checked from here)" \
+            if unsure else None
     if jid and cluster == "local":  # submitit's local cluster: the job id is the job's process id
         return f"local job {jid} (pid {jid})" if _alive(jid) else None
     return f"pid {pid} on {host}" if _alive(pid) else None
