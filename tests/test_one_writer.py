@@ -445,3 +445,34 @@ def test_a_job_never_starts_as_a_second_writer(tmp_path, capsys):
         sleeper.kill()
         sleeper.wait()
     assert execute_job(job) == 2  # the writer is gone: the job runs (its bad flag fails it)
+
+
+def test_mounts_whose_locks_are_node_local_are_named(tmp_path, capsys, monkeypatch):
+    """``node_local_locks`` reads the mount table: Lustre ``localflock``, NFS ``nolock`` /
+    ``local_lock=flock|all`` and AFS ``flock=local`` give node-local flock (named, and a SLURM
+    study on such a mount prints one warning); Lustre ``flock`` and plain NFS do not."""
+    from vlmprobe import cache
+
+    table = tmp_path / "mounts"
+    table.write_text("""\
+/dev/sda1 / ext4 rw,relatime 0 0
+mgs@tcp:/lus /lus lustre rw,localflock 0 0
+mgs@tcp:/lus2 /lus2 lustre rw,flock 0 0
+srv:/home /nfs/home nfs rw,vers=3,nolock 0 0
+srv:/data /nfs/data nfs4 rw,vers=4.2,local_lock=none 0 0
+srv:/scr /nfs/scr nfs rw,vers=3,local_lock=flock 0 0
+AFS /afs afs rw,flock=local 0 0
+""")
+    got = {p: cache.node_local_locks(p, str(table)) for p in
+           ("/lus/x", "/lus2/x", "/nfs/home/u", "/nfs/data/u", "/nfs/scr/u", "/afs/c", "/tmp")}
+    assert got == {"/lus/x": "/lus (lustre, localflock)", "/lus2/x": None, "/nfs/home/u": "/nfs/home (nfs, nolock)",
+                   "/nfs/data/u": None, "/nfs/scr/u": "/nfs/scr (nfs, local_lock=flock)",
+                   "/afs/c": "/afs (afs, flock=local)", "/tmp": None}
+    from vlmprobe.study.executors import SlurmPool
+
+    real = cache.mount_of
+    monkeypatch.setattr(cache, "mount_of", lambda path, mounts=None: real("/lus/study", str(table)))
+    SlurmPool(tmp_path / "out" / ".submitit", {"cluster": "local"})
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"warning: {tmp_path / 'out'} is on /lus (lustre, localflock): its file locks " \
+        "hold on one node only" in err

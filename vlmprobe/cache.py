@@ -79,13 +79,13 @@ NO_LOCK_ERRNOS = frozenset(e for e in (getattr(errno, n, None) for n in ("ENOLCK
                            if e is not None)
 
 
-def mount_of(path: str | os.PathLike) -> tuple[str, str, str]:
+def mount_of(path: str | os.PathLike, mounts: str = "/proc/self/mounts") -> tuple[str, str, str]:
     """(mount point, file system type, mount options) of the mount holding ``path``, from
-    ``/proc/self/mounts`` (the longest mount point above it); ("?", "?", "") where unknown."""
+    ``mounts`` (the longest mount point above it); ("?", "?", "") where unknown."""
     target = os.path.realpath(path)
     best = ("?", "?", "")
     try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
             for line in f:
                 parts = line.split()
                 if len(parts) < 4:
@@ -97,6 +97,19 @@ def mount_of(path: str | os.PathLike) -> tuple[str, str, str]:
     except OSError:
         pass
     return best
+
+
+def node_local_locks(path: str | os.PathLike, mounts: str = "/proc/self/mounts") -> str | None:
+    """``"MOUNT (TYPE, OPTION)"`` when ``path``'s file system is mounted so that ``flock`` locks
+    are coherent on one node only (they do not exclude a process on another node): Lustre
+    ``localflock`` (mount.lustre(8); ``flock`` is cluster-wide, ``noflock`` fails), NFS
+    ``local_lock=flock``, ``local_lock=all`` or ``nolock`` (nfs(5); the default emulates flock
+    with NLM/NFSv4 byte-range locks, cluster-wide), AFS ``flock=local``; else None."""
+    point, fstype, options = mount_of(path, mounts)
+    local = {"lustre": ("localflock",), "nfs": ("nolock", "local_lock=flock", "local_lock=all"),
+             "nfs4": ("nolock", "local_lock=flock", "local_lock=all"), "afs": ("flock=local",)}
+    hits = [o for o in options.split(",") if o in local.get(fstype, ())]
+    return f"{point} ({fstype}, {hits[0]})" if hits else None
 
 
 def no_lock_message(path: str | os.PathLike, err: OSError) -> str:

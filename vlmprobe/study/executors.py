@@ -399,6 +399,14 @@ class SlurmPool:
         self.executor = self._executor(None)
         self.capacity = 10 ** 9  # SLURM queues everything; array_parallelism limits the running share
         self.active: dict = {}  # job id -> (Job, submitit job)
+        from ..cache import node_local_locks
+
+        local = node_local_locks(folder.parent)
+        if local:  # a requeued job may restart on another node while a straggler still runs here
+            print(f"warning: {folder.parent} is on {local}: its file locks hold on one node only, so a run "
+                  "directory's lock does not stop a writer on another node (a requeued SLURM job); vlmprobe's "
+                  "stamps still refuse a second writer, but mount it with cluster-wide locks (Lustre -o flock; NFS "
+                  "without nolock/local_lock) to be safe", file=sys.stderr, flush=True)
 
     def _executor(self, gpus: int | None):
         """The executor of jobs needing ``gpus`` GPUs per node (None: the study file's resources)."""
