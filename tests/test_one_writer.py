@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from test_study_exec import _lines
+from test_study_scale import _wait
 from vlmprobe.cli import main
 
 
@@ -42,17 +44,6 @@ def test_a_file_system_without_flock_is_one_line_naming_the_mount(name, tiny_mod
     with pytest.raises(LockError, match=f"mounted at {point} .*flock \\({name}\\)"):
         with file_lock(tmp_path / "cache" / "x.lock"):
             pass
-
-
-def _wait(cond, timeout: float) -> bool:
-    import time
-
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_one_table_of_live_slurm_states_for_wait_adopt_and_status(tmp_path, fake_slurm, monkeypatch):
@@ -135,13 +126,6 @@ def _stamp(out: Path, rid: str) -> dict:
         return json.loads((out / rid / "study_run.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _lines(path: Path) -> int:
-    try:
-        return sum(1 for _ in open(path))
-    except OSError:
-        return 0
 
 
 def _study_file(path: Path, tiny_models, digits_folder, seed: int = 0, executor: str = "") -> Path:
