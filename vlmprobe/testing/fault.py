@@ -45,5 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(sys.argv[1:] if argv is None else argv)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # as ``python -m vlmprobe`` does: accelerate's CPU launch re-run on N processes
+    from ..distributed import relaunch_cpu_processes
+
+    relaunch_cpu_processes(module="vlmprobe.testing.fault")
     raise SystemExit(main())
