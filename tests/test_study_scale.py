@@ -297,6 +297,9 @@ def _one_run_runner(run, job):
         def key(self, r):
             return job.key
 
+        def log_path(self, r):
+            return Path(job.log)
+
         def shell(self, r):
             return "vlmprobe eval ..."
 

@@ -262,7 +262,7 @@ class StudyRunner:
                 n += 1
                 aside = d.with_name(f"{d.name}.old-{old.get('key')}.{n}")
             d.rename(aside)
-            log = Path(self.job(run).log)
+            log = self.log_path(run)
             if log.exists():
                 log.rename(log.with_name(f"{log.name}{aside.name[len(d.name):]}"))
             print(f"{head}: its config changed; the previous run directory was moved to {aside}", flush=True)
@@ -282,10 +282,13 @@ class StudyRunner:
     def shell(self, run: Run) -> str:
         return shell_line(run, self.command(run))
 
+    def log_path(self, run: Run) -> Path:
+        """``OUT/.logs/<run id with / as __>.log``: a worker's or job's output for ``run``."""
+        return self.out / ".logs" / (run.id.replace("/", "__") + ".log")
+
     def job(self, run: Run) -> Job:
         """What a worker process (or a SLURM job) needs to execute ``run``."""
-        return Job(run.id, run.measure, self.command(run), str(self.run_dir(run)), self.key(run),
-                   str(self.out / ".logs" / (run.id.replace("/", "__") + ".log")),
+        return Job(run.id, run.measure, self.command(run), str(self.run_dir(run)), self.key(run), str(self.log_path(run)),
                    self.finetune_overrides(run) if run.measure == "finetune" else None,
                    self.study.models[run.model].gpus)
 
