@@ -137,6 +137,11 @@ def run(args) -> int:
                        key=lambda t: -t[1])[:3]
         print(f"ImageNet-X {variant}-factor: {v['n']} images joined; highest error ratios: "
               + ", ".join(f"{f} {e:.2f}" for f, e in worst))
+    ce = (results.get("shift") or {}).get("corruption_error")
+    if ce:
+        from vlmprobe.metrics.corruption import describe_mce
+
+        print(f"ImageNet-C {describe_mce(ce)}")
     top1 = results.get("top1", results.get("accuracy"))
     print(f"top-1 {top1:.4f}" if isinstance(top1, float) else "top-1 n/a", "->", ", ".join(str(w) for w in written))
     return 0

@@ -411,27 +411,43 @@ def matrix_markdown(matrix: dict) -> str:
 def print_matrix(matrix: dict) -> None:
     print(matrix_markdown(matrix), end="")
 
-README_BEGIN = "<!-- support-matrix:begin (generated: python -m vlmprobe.testing --families DIR --readme README.md) -->"
+README_BEGIN = "<!-- support-matrix:begin (generated: python -m vlmprobe.testing --families DIR --readme docs/models.md) -->"
 README_END = "<!-- support-matrix:end -->"
+_BEGIN_PREFIX = "<!-- support-matrix:begin"  # a begin marker with any comment text (older files name README.md)
+
+
+def _split_markers(text: str):
+    """(head, begin marker as written, body, tail) of a Markdown text with support-matrix markers, or None."""
+    start = text.find(_BEGIN_PREFIX)
+    if start < 0:
+        return None
+    close = text.find("-->", start)
+    end = text.find(README_END, close)
+    if close < 0 or end < 0:
+        return None
+    begin = text[start:close + 3]
+    return text[:start], begin, text[close + 3:end], text[end + len(README_END):]
 
 
 def update_readme(path, matrix: dict) -> None:
-    """Replace the text between ``README_BEGIN`` and ``README_END`` in ``path`` with
-    ``matrix_markdown(matrix)`` (the README's family table is this output, never hand-written)."""
+    """Replace the text between the support-matrix markers (``README_BEGIN`` ... ``README_END``)
+    of the Markdown file ``path`` with ``matrix_markdown(matrix)``. The models page of the
+    documentation (``docs/models.md``) holds the project's table: it is this output, never
+    hand-written; any Markdown file with the markers works."""
     from ..errors import VlmprobeError
 
     path = Path(path)
-    text = path.read_text()
-    if README_BEGIN not in text or README_END not in text:
+    parts = _split_markers(path.read_text())
+    if parts is None:
         raise VlmprobeError(f"{path}: no support-matrix markers ({README_BEGIN} ... {README_END})")
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    path.write_text(f"{head}{README_BEGIN}\n{matrix_markdown(matrix)}{README_END}{tail}")
+    head, begin, _, tail = parts
+    path.write_text(f"{head}{begin}\n{matrix_markdown(matrix)}{README_END}{tail}")
 
 
 def family_rows(markdown: str) -> list[str]:
-    """The per-family rows of a support-matrix Markdown text (to compare README and output)."""
-    if README_BEGIN in markdown:
-        markdown = markdown.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    """The per-family rows of a support-matrix Markdown text (to compare the docs' table and output)."""
+    parts = _split_markers(markdown)
+    if parts is not None:
+        markdown = parts[2]
     table = markdown.split("Other image-text-to-text model types:")[0]
     return [line for line in table.splitlines() if line.startswith("| `")]
