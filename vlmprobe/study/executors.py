@@ -20,7 +20,14 @@
   directory resumes exactly. A run whose stamp says ``running`` with a job id (a study command
   that ended before its jobs did) is not resubmitted while submitit reports the job queued or
   running (``SlurmPool.adopt``: sacct's state; the local cluster: the job's process): the
-  scheduler waits for that job instead; a job that is gone or failed is resubmitted.
+  scheduler waits for that job instead; a job that is gone or failed is resubmitted. Whether a job
+  is alive is decided by one table of SLURM states (``SLURM_LIVE_STATES``), for ``wait``,
+  ``adopt`` and ``--status`` alike. A run whose writer is alive but cannot be waited for (another
+  config, or a local process) is refused in one line (``StudyRunner._set_aside``; ``--cancel-stale``
+  cancels that writer), and a job that finds its run taken over exits without writing.
+- ``local`` workers end with the study: SIGTERM/SIGHUP of the study ends them and their process
+  groups (``end_with_signals``), and the kernel's parent-death signal ends them when the study is
+  killed outright (``_die_with_parent``).
 
 The scheduler (``schedule``) submits a run once every run it depends on is done (a fine-tune before
 the evaluations of its adapter), never two writers on one run directory, and continues past

@@ -9,7 +9,10 @@ local directory it names (a model directory, an adapter, an image folder or imag
 retrained in place or an image replaced reruns the runs that read it), the keys of the runs it depends on and the miniature world's
 build key. A run whose stamp says ``done`` with
 the same key and whose result file exists is not touched; a directory whose stamp has another
-key (the study changed) is moved aside to ``DIR.old-<key>`` and the run starts afresh; any other
+key (the study changed) is moved aside to ``DIR.old-<key>`` (``.2``, ``.3``... when taken: an
+earlier one is kept) and the run starts afresh; a directory whose stamp says ``running`` while
+its job or process is alive is never moved or resumed: the run is refused in one line naming
+that writer (``--cancel-stale``: cancelled first; ``_set_aside``); any other
 run is (re)started with the same command, and the commands themselves resume partial run
 directories (and refuse a directory made by hand with a different config, reported as that
 run's failure).
