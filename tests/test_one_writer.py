@@ -51,7 +51,8 @@ def test_one_table_of_live_slurm_states_for_wait_adopt_and_status(tmp_path, fake
     RESIZING, UNKNOWN (accounting lag) or REQUEUE_HOLD (``scontrol requeuehold``, which stops the
     running job as SLURM does) will still write its run: ``SlurmPool.wait`` does not report it
     finished, ``adopt`` waits for it (no resubmission) and ``--status`` says running; released, it
-    runs again under the same id and, once COMPLETED, ``wait`` returns it done."""
+    runs again under the same id; ``scontrol requeue`` stops it and it runs a third time; once
+    COMPLETED, ``wait`` returns it done."""
     import functools
     import json
     import subprocess
@@ -105,6 +106,11 @@ def test_one_table_of_live_slurm_states_for_wait_adopt_and_status(tmp_path, fake
     subprocess.run(["scontrol", "release", jid], check=True)
     check("RUNNING")
     assert len(pids.read_text().split()) == 2 and fakeslurm.jobs(fake_slurm)[jid]["restarts"] == 1
+    second = int(pids.read_text().split()[1])
+    subprocess.run(["scontrol", "requeue", jid], check=True)  # stops the running job, which runs again
+    assert _wait(lambda: not _alive(second), 10)
+    check("RUNNING")
+    assert len(pids.read_text().split()) == 3 and fakeslurm.jobs(fake_slurm)[jid]["restarts"] == 2
     go.write_text("")
     assert _wait(lambda: pool.job_state(jid) == "COMPLETED", 20)
     assert waited() == [(job, 0)] and status_rows(out)[0]["state"] == "done"
