@@ -155,6 +155,9 @@ def execute_job(job: Job, job_id: str | None = None, cluster: str | None = None)
     with open(job.log, "a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
         print(f"$ {' '.join(job.argv)}", flush=True)
         code = run_in_process(job.measure, job.argv, job.finetune, extra, run_id=job.run_id)
+        if code and _PREEMPTED:  # requeued: SLURM's SIGTERM to the job's processes (e.g. its data loaders)
+            print(f"{job.run_id}: requeued (its stamp stays running; the next attempt resumes)", flush=True)
+            return code  # broke the run on its way out: not a failure of the run
     write_stamp(job.run_dir, {**base, "status": "done" if code == 0 else "failed", **where,
                               **({"exit": code} if code else {}), "started": started, "finished": time.time(),
                               "seconds": round(time.time() - start, 1),
