@@ -52,7 +52,7 @@ class Plan:
 
 def expand(study: Study) -> Plan:
     runs: dict[str, Run] = {}
-    skips: list[str] = []
+    skips: list[str] = list(study.zoo_skips)
 
     def add_model(name: str) -> None:
         m = study.models[name]

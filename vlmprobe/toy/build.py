@@ -31,11 +31,10 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..cache import atomic_write_json, content_key, home_dir
+from ..cache import atomic_write_json, content_key, file_lock, home_dir
 from ..errors import VlmprobeError
 from ..progress import progress_bars
 from .clip import ClipConfig
@@ -120,17 +119,8 @@ def _claim(root: Path) -> None:
     (root / SENTINEL).write_text("vlmprobe toy world (safe to delete)\n")
 
 
-@contextmanager
 def _locked(root: Path):
-    import fcntl
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / (root.name + ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return file_lock(root.parent / (root.name + ".lock"))
 
 
 def _write_json(path: Path, obj) -> None:
