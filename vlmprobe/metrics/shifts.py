@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from vlmprobe.metrics.corruption import corruption_errors, errors_by_corruption
-from vlmprobe.metrics.robustness import clopper_pearson
+from vlmprobe.metrics.robustness import NO_BASELINE, clopper_pearson
 
 
 def accuracy_ci(correct) -> dict:
@@ -177,8 +177,7 @@ TESTBED_COLUMNS = {
     "imagenet-a:": ("imagenet-a", "val-on-imagenet-a-classes"),
     "objectnet:": ("objectnet-1.0-beta", "val-on-objectnet-classes"),
 }
-CORRUPT_TAG = " --corrupt "
-NO_BASELINE = "n/a: no baseline"  # the effective-robustness cell without an external baseline  # joins a spec and its on-the-fly corruption in a shift set's name
+CORRUPT_TAG = " --corrupt "  # joins a spec and its on-the-fly corruption in a shift set's name
 
 
 def _testbed_columns(path, header, shift_spec):

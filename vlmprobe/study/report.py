@@ -437,7 +437,7 @@ def shift_section(doc: Doc, data: dict) -> None:
                      rows, "add {measure: shift, shift: DATASET} with a shifted dataset"):
         return
     from ..metrics.robustness import effective_robustness, fittable
-    from ..metrics.shifts import NO_BASELINE
+    from ..metrics.robustness import NO_BASELINE
 
     from . import reference as published
 
