@@ -52,6 +52,15 @@ REWRITTEN = {
         "`--scoring naive`); `not-chat` (own section, with the reason) for types that are not chat VLMs; `unsupported` only for a cause of the model's: transformers cannot instantiate it from its default config, or it has no separate language-model / vision-encoder module.",
     'is one adapter: its module names and how its\nprojector rows map to images.':
         'is one adapter: how its\nprojector rows map to images and its positions; module names only where transformers\' `get_decoder` / `get_encoder("image")` are silent.',
+    # issue #31: one writer, one SLURM state table, the test-only fault hook
+    "a run whose stamp says `running` under a job id that submitit still reports queued or\nrunning (sacct's state) is waited for, not resubmitted; a killed worker fails only its own run.":
+        'a run whose stamp says `running` under a job that is alive by one table of SLURM states (queued, configuring, running, suspended, requeued or held, resizing, or UNKNOWN to sacct) is waited for, not resubmitted; a run whose live writer cannot be waited for (the study was edited, or a local process) is refused in one line naming it (`--cancel-stale` cancels it first); an earlier `.old-<key>` is kept; a killed worker fails only its own run, and the workers of a killed `--executor local` study end with it ([One writer](o31a.md)).',
+    '`scontrol hold|release|requeue`':
+        '`scontrol hold|release|requeue|requeuehold|suspend|resume` (a requeue stops the running job as SLURM does)',
+    '(`VLMPROBE_TEST_FAULT=RANK[:TEXT]` makes models whose spec contains\n  TEXT raise on that rank: how the tests check this.)':
+        '(`VLMPROBE_TEST_FAULT=RANK[:TEXT] accelerate launch … -m vlmprobe.testing.fault …` makes models whose spec contains\n  TEXT raise on that rank: how the tests check this; plain `vlmprobe` ignores the variable.)',
+    'architectures with random weights (smoke tests of a zoo offline);':
+        'architectures with random weights (smoke tests of a zoo offline) (open_clip: one model per architecture, `ENTRY/ARCH@random`; refused for `zoo: dir`; a `dir` zoo takes CLIP and VLM checkpoints and skips any other with a line);',
     # corrections carried over from issue #30's fixes (ImageNet-O, ObjectNet, mCE, OOD pairing, ER baselines)
     '(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`), so a zoo model meets':
         "(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`) or imagenet-testbed's `robustness_top1s.csv`, so a zoo model meets",
