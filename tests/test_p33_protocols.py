@@ -118,3 +118,191 @@ def test_compare_paired_matches_statsmodels_mcnemar(runs, tmp_path, capsys):
 def test_compare_paired_refuses_other_than_two_runs(runs, capsys):
     assert main(["compare", str(runs / "gen"), "--paired"]) != 0
     assert "--paired compares exactly two RUN_DIRs (got 1)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ (1) open-world scoring
+
+@pytest.fixture(scope="module")
+def wordnet_dir(tmp_path_factory):
+    """A copy of the installed WordNet 3.0 files that NLTK's reader accepts (it also wants a
+    ``lexnames`` file, which Debian's wordnet-base lacks: the 45 lexicographer-file slots)."""
+    import shutil
+
+    from vlmprobe.data.wordnet import find_wordnet
+
+    src = find_wordnet()
+    if src is None:
+        pytest.skip("no WordNet 3.0 database (apt-get install wordnet-base)")
+    d = tmp_path_factory.mktemp("wordnet")
+    for pos in ("noun", "verb", "adj", "adv"):
+        for kind in ("index", "data"):
+            shutil.copy(src / f"{kind}.{pos}", d)
+        if (src / f"{pos}.exc").exists():
+            shutil.copy(src / f"{pos}.exc", d)
+    if not (d / "lexnames").exists():
+        (d / "lexnames").write_text("".join(f"{i:02d} lex{i} 1\n" for i in range(45)))
+    return d
+
+
+@pytest.fixture(scope="module")
+def nltk_wn(wordnet_dir):
+    import warnings
+
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class Reader(WordNetCorpusReader):
+        def map_wn(self, version="wordnet"):  # the OMW mapping needs nltk_data's own copy; unused here
+            return None
+
+    nltk.data.path.append(str(wordnet_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Reader(str(wordnet_dir), None)
+
+
+def _nltk_exact(wn, name):
+    key = "_".join(name.lower().split())
+    return [s for s in wn.synsets(key, "n") if key in [lem.name().lower() for lem in s.lemmas()]]
+
+
+def _nltk_closure(synsets, rel, depth):
+    seen, frontier, out, step = {s.offset() for s in synsets}, list(synsets), set(), 0
+    while frontier and (depth is None or step < depth):
+        nxt = []
+        for s in frontier:
+            for t in rel(s):
+                if t.offset() not in seen:
+                    seen.add(t.offset())
+                    out.add(t)
+                    nxt.append(t)
+        frontier, step = nxt, step + 1
+    return out
+
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "beagle", "dog",
+         "polar bear", "crane", "sunglasses", "tabby"]
+
+
+def test_wordnet_reader_matches_nltk(wordnet_dir, nltk_wn):
+    from vlmprobe.data.wordnet import HYPERNYM, HYPONYM, WordNet
+
+    wn = WordNet(wordnet_dir)
+    try:
+        for name in NAMES:
+            ref = _nltk_exact(nltk_wn, name)
+            assert wn.synsets(name) == [s.offset() for s in ref], name
+            for s in ref:
+                assert wn.lemmas(s.offset()) == [lem.name().replace("_", " ").lower() for lem in s.lemmas()]
+                up = _nltk_closure([s], lambda x: x.hypernyms() + x.instance_hypernyms(), 3)
+                assert set(wn.related(s.offset(), HYPERNYM, 3)) == {x.offset() for x in up}, name
+                down = _nltk_closure([s], lambda x: x.hyponyms() + x.instance_hyponyms(), None)
+                assert set(wn.related(s.offset(), HYPONYM)) == {x.offset() for x in down}, name
+    finally:
+        wn.close()
+
+
+def _nltk_terms(wn, name, depth=3):
+    """(synonym, hypernym, hyponym) word-token tuples of a class name from NLTK, the module's rules."""
+    import re
+
+    def tok(x):
+        return tuple(re.findall(r"\w+", x.lower().replace("_", " ")))
+
+    syn = _nltk_exact(wn, name)
+    s = {tok(name)} | {tok(lem.name()) for x in syn for lem in x.lemmas()}
+    up = {tok(lem.name()) for x in _nltk_closure(syn, lambda y: y.hypernyms() + y.instance_hypernyms(), depth)
+          for lem in x.lemmas()}
+    down = {tok(lem.name()) for x in _nltk_closure(syn, lambda y: y.hyponyms() + y.instance_hyponyms(), None)
+            for lem in x.lemmas()}
+    drop = {k for k in s | up | down if len(k) == 1 and len(k[0]) == 1 and k[0].isalpha()}
+    return s - drop, up - s - drop, down - s - drop
+
+
+def _names(answer, terms):
+    import re
+
+    words = re.findall(r"\w+", answer.lower())
+    for i in range(len(words)):
+        for t in terms:
+            span = words[i:i + len(t)]
+            if len(span) == len(t) and span[:-1] == list(t[:-1]) and t[-1] in (
+                    span[-1], span[-1][:-1] if span[-1].endswith("s") else None,
+                    span[-1][:-2] if span[-1].endswith("es") else None):
+                return True
+    return False
+
+
+def test_open_world_cli_matches_an_nltk_recomputation(runs, wordnet_dir, nltk_wn, capsys):
+    """`vlmprobe metrics RUN --open-world` on the toy VLM's stored answers: every per-sample
+    criterion equals a recomputation from NLTK's WordNet, the rates equal their counts, inclusion
+    equals the run's own any-match accuracy, and the semantic prediction is the nearest class
+    name under the toy CLIP's text tower."""
+    import torch
+
+    from vlmprobe.models.registry import load_model
+
+    gen = runs / "gen"
+    assert main(["metrics", str(gen), "--open-world", "--wordnet", str(wordnet_dir), "--text-encoder", "toy:clip",
+                 "--no-plots"]) == 0
+    assert "open world on 60 answers" in capsys.readouterr().out
+    res = _results(gen)
+    ow = res["open_world"]
+    rows = [json.loads(x) for x in (gen / "open_world.jsonl").read_text().splitlines()]
+    recs = {r["id"]: r for r in _records(gen)}
+    names = json.loads((gen / "config.json").read_text())["data"]["classnames"]
+    terms = [_nltk_terms(nltk_wn, n) for n in names]
+    assert len(rows) == ow["n"] == LIMIT
+    for row in rows:
+        syn, up, down = terms[row["label"]]
+        resp = recs[row["id"]]["response"]
+        inclusion = names[row["label"]] in resp.lower()
+        synonym = inclusion or _names(resp, syn)
+        assert row["inclusion"] == inclusion and row["synonym"] == synonym, row
+        assert row["hypernym"] == (not synonym and _names(resp, up)), row
+        assert row["hyponym"] == (not synonym and _names(resp, down)), row
+        any_class = any(_names(resp, t[0]) for t in terms)
+        assert row["unmatched"] == (not any_class and not inclusion and not _names(resp, up)
+                                    and not _names(resp, down)), row
+    for k in ("inclusion", "synonym", "hypernym", "hyponym", "unmatched", "semantic"):
+        assert ow[k]["count"] == sum(r[k] for r in rows) and ow[k]["rate"] == pytest.approx(ow[k]["count"] / LIMIT)
+    assert ow["inclusion"]["rate"] == pytest.approx(res["method_summary"]["accuracy_any_match"])
+    assert ow["hypernym"]["count"] > 0  # the toy VLM often answers "a handwritten digit": a hypernym of each class
+    assert any("digit" in r["hypernym_terms"] for r in rows)
+    clip = load_model("toy:clip")
+    with torch.no_grad():
+        e_names = clip.encode_texts(names).numpy()
+        e_ans = clip.encode_texts([recs[r["id"]]["response"] for r in rows]).numpy()
+    assert [r["semantic_prediction"] for r in rows] == (e_ans @ e_names.T).argmax(1).tolist()
+
+
+def test_open_world_criteria_on_imagenet_like_answers(wordnet_dir):
+    """Hand-checked answers: a synonym ("ice bear"), a hypernym ("dog" for beagle, 3 steps), a
+    hyponym ("beagle" for dog), a plural, an answer naming nothing (unmatched)."""
+    from vlmprobe.classify.openworld import class_terms, rates, score_records
+    from vlmprobe.data.wordnet import WordNet
+
+    names = ["beagle", "polar bear", "dog", "crane"]
+    wn = WordNet(wordnet_dir)
+    terms = class_terms(names, wn)
+    recs = [{"id": "a", "label": 0, "response": "A dog on grass.", "matches": []},
+            {"id": "b", "label": 1, "response": "An ice bear.", "matches": []},
+            {"id": "c", "label": 2, "response": "Two beagles.", "matches": [0]},
+            {"id": "d", "label": 1, "response": "A spaceship.", "matches": []},
+            {"id": "e", "label": 0, "response": "a beagle", "matches": [0]}]
+    rows = {r["id"]: r for r in score_records(recs, names, terms)}
+    assert rows["a"]["hypernym"] and not rows["a"]["synonym"] and rows["a"]["hypernym_terms"] == ["dog"]
+    assert rows["b"]["synonym"] and rows["b"]["synonym_terms"] == ["ice bear"] and not rows["b"]["inclusion"]
+    assert rows["c"]["hyponym"] and rows["c"]["hyponym_terms"] == ["beagle"]
+    assert rows["d"]["unmatched"] and not rows["d"]["synonym"]
+    assert rows["e"]["inclusion"] and rows["e"]["synonym"] and not rows["e"]["hypernym"]
+    r = rates(list(rows.values()))
+    assert r["synonym"]["count"] == 2 and r["hierarchy"]["count"] == 2 and r["unmatched"]["count"] == 1
+    assert r["semantic"] is None
+    assert len(class_terms(names, wn, hypernym_depth=2)[0].hypernyms & {("dog",)}) == 0  # beagle->hound->hunting dog
+    wn.close()
+
+
+def test_open_world_refuses_a_run_without_answers(runs, capsys):
+    assert main(["metrics", str(runs / "clip"), "--open-world", "--no-plots"]) != 0
+    assert "has no labeled record with a 'response'" in capsys.readouterr().err
