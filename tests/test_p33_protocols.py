@@ -306,3 +306,48 @@ def test_open_world_criteria_on_imagenet_like_answers(wordnet_dir):
 def test_open_world_refuses_a_run_without_answers(runs, capsys):
     assert main(["metrics", str(runs / "clip"), "--open-world", "--no-plots"]) != 0
     assert "has no labeled record with a 'response'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ (2) hard-negative multiple choice
+
+@pytest.mark.parametrize("method", ["generate", "likelihood"])
+def test_hard_candidates_are_the_clip_runs_top_confusions(runs, method, capsys):
+    """--candidates hard:CLIP_RUN offers the true class plus the N-1 classes the CLIP run scores
+    highest on the same image (recomputed here from its scores.npy); random keeps the paper's
+    uniform draw; compare --paired gives the inflation (random minus hard) with its tests."""
+    clip_scores = np.load(runs / "clip" / "scores.npy")
+    clip_ids = [r["id"] for r in _records(runs / "clip")]
+    extra = ["--closed-world"] if method == "generate" else ["--answer-prefix", "paper"]
+    out = {}
+    for rule in ("random", f"hard:{runs / 'clip'}"):
+        d = runs / f"{method}-{rule[:4]}"
+        assert main(["eval", "--model", "toy:vlm", "--data", "toy:digits:test", "--limit", str(LIMIT), "--seed", "0",
+                     "--no-progress", "--method", method, "--num-candidates", "3", "--candidates", rule, *extra,
+                     "--out", str(d)]) == 0
+        out[rule[:4]] = d
+    cfg = json.loads((out["hard"] / "config.json").read_text())["method"]
+    assert cfg["candidates"]["rule"] == "hard" and cfg["candidates"]["method"] == "zeroshot"
+    assert "candidates" not in json.loads((out["rand"] / "config.json").read_text())["method"]
+    differ = 0
+    for hard, rand in zip(_records(out["hard"]), _records(out["rand"])):
+        row = clip_scores[clip_ids.index(hard["id"])].copy()
+        row[hard["label"]] = -np.inf
+        expected = {hard["label"], *np.argsort(-row, kind="stable")[:2].tolist()}
+        assert set(hard["candidates"]) == expected and len(hard["candidates"]) == 3
+        assert hard["label"] in rand["candidates"] and len(rand["candidates"]) == 3
+        differ += set(rand["candidates"]) != expected
+    assert differ > LIMIT // 3
+    capsys.readouterr()
+    assert main(["compare", str(out["hard"]), str(out["rand"]), "--paired"]) == 0
+    assert "McNemar exact p" in capsys.readouterr().out
+
+
+def test_hard_candidates_refusals(runs, capsys):
+    base = ["eval", "--model", "toy:vlm", "--data", "toy:digits:test", "--limit", "4", "--no-progress",
+            "--method", "likelihood"]
+    assert main([*base, "--candidates", f"hard:{runs / 'clip'}", "--out", str(runs / "x1")]) != 0
+    assert "--candidates hard:CLIP_RUN picks the distractors of --num-candidates N" in capsys.readouterr().err
+    assert main([*base, "--num-candidates", "3", "--candidates", "hard:", "--out", str(runs / "x2")]) != 0
+    assert "expected random or hard:CLIP_RUN" in capsys.readouterr().err
+    assert main([*base, "--num-candidates", "3", "--candidates", f"hard:{runs / 'gen'}", "--out", str(runs / "x3")]) != 0
+    assert "the run has no scores.npy" in capsys.readouterr().err
