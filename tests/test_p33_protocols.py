@@ -351,3 +351,72 @@ def test_hard_candidates_refusals(runs, capsys):
     assert "expected random or hard:CLIP_RUN" in capsys.readouterr().err
     assert main([*base, "--num-candidates", "3", "--candidates", f"hard:{runs / 'gen'}", "--out", str(runs / "x3")]) != 0
     assert "the run has no scores.npy" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ (3) multi-label truth
+
+def test_label_sets_file_gives_single_and_multi_label_top1_side_by_side(runs, tmp_path, capsys):
+    """Each test digit's set = {its class, the next digit} (every third sample: an empty set,
+    excluded and counted; one id absent: unmatched). Single, multi (prediction in the set) and,
+    for generation, any-named (an answer naming any class of the set) recomputed here."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    names = json.loads((runs / "gen" / "config.json").read_text())["data"]["classnames"]
+    recs = _records(runs / "gen")
+    sets = {}
+    with open(tmp_path / "sets.jsonl", "w") as f:
+        for i, r in enumerate(recs[:-1]):
+            labels = [] if i % 3 == 2 else [names[r["label"]], (r["label"] + 1) % 10]  # names or indices
+            sets[r["id"]] = [names.index(x) if isinstance(x, str) else x for x in labels]
+            f.write(json.dumps({"id": r["id"], "labels": labels}) + "\n")
+    for run in ("gen", "clip"):
+        assert main(["metrics", str(runs / run), "--label-sets", str(tmp_path / "sets.jsonl"), "--no-plots"]) == 0
+        assert "multi-label truth" in capsys.readouterr().out
+        m = _results(runs / run)["multi_label"]
+        rr = [r for r in _records(runs / run) if sets.get(r["id"])]
+        assert m["n"] == len(rr) and m["n_unmatched"] == 1 and m["n_excluded_no_label"] == (LIMIT - 1) // 3
+        single = sum(r["prediction"] == r["label"] for r in rr)
+        multi = sum(r["prediction"] in sets[r["id"]] for r in rr)
+        assert (m["single"]["count"], m["multi"]["count"]) == (single, multi) and multi >= single
+        assert m["multi"]["ci95"] == pytest.approx(list(proportion_confint(multi, len(rr), method="beta")))
+        rows = [json.loads(x) for x in (runs / run / "multi_label.jsonl").read_text().splitlines()]
+        assert len(rows) == m["n"]
+        if run == "gen":
+            named = sum(any(c in sets[r["id"]] for c in r["matches"]) for r in rr)
+            assert m["multi_any_named"]["count"] == named >= multi
+        else:
+            assert "multi_any_named" not in m
+
+
+def test_real_label_sets_match_the_imagenet_x_file(tmp_path, capsys):
+    """--label-sets real on a run over ImageNet val file names with the ImageNet class list: the
+    multi-label top-1 equals the fraction of predictions in the imagenet-x package's ReaL sets."""
+    pytest.importorskip("imagenet_x")
+    import importlib.resources
+
+    from vlmprobe.data.imagenet_classes import imagenet_names
+
+    real = json.loads((importlib.resources.files("imagenet_x") / "annotations" / "imagenet_real_labels.jsonl")
+                      .read_text())
+    names = list(imagenet_names())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": {"classnames": names}}))
+    rng = np.random.default_rng(0)
+    expect_multi = expect_single = n = 0
+    with open(run / "samples.jsonl", "w") as f:
+        for i in range(200):
+            s = real[i]
+            label = s[0] if s else int(rng.integers(1000))
+            pred = int(rng.choice(s)) if s and i % 2 else int(rng.integers(1000))
+            f.write(json.dumps({"id": f"v{i}", "image": f"/x/ILSVRC2012_val_{i + 1:08d}.JPEG", "label": label,
+                                "prediction": pred}) + "\n")
+            if s:
+                n += 1
+                expect_multi += pred in s
+                expect_single += pred == label
+    assert main(["metrics", str(run), "--label-sets", "real", "--no-plots"]) == 0
+    m = _results(run)["multi_label"]
+    assert (m["n"], m["multi"]["count"], m["single"]["count"]) == (n, expect_multi, expect_single)
+    assert m["n_excluded_no_label"] == 200 - n
+    capsys.readouterr()

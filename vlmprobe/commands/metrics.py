@@ -3,6 +3,9 @@
 ``--out DIR`` writes them into DIR instead, leaving RUN_DIR untouched (a study's ``ood`` and
 ``factors`` runs).
 
+``--label-sets real|FILE.jsonl``: top-1 under single-label and multi-label truth side by side
+(``vlmprobe.metrics.multilabel``).
+
 ``--open-world`` (a generation run): scores the stored answers beyond string inclusion
 (synonym, hypernym / hyponym, semantic similarity with ``--text-encoder``, unmatched; see
 ``vlmprobe.classify.openworld``): results.json ``open_world`` and one row per answer in
@@ -79,6 +82,10 @@ def register(subparsers) -> None:
                    help="with --open-world: extra names per class, {class: [names]}")
     p.add_argument("--hypernym-depth", type=positive_int, default=3,
                    help="with --open-world: hypernym steps above the class that count (default 3)")
+    p.add_argument("--label-sets", default=None, metavar="real|real:FILE|FILE.jsonl",
+                   help="multi-label truth: top-1 under the single label and under each sample's label set side by "
+                        "side (ImageNet-ReaL, or JSONL rows {id|image, labels}); results.json multi_label, "
+                        "multi_label.jsonl")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG files")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write results.json and the PNG files into DIR (created) instead of RUN_DIR")
@@ -113,6 +120,13 @@ def run(args) -> int:
         results["open_world"], open_rows = _open_world(args, run_data)
     elif args.text_encoder or args.synonyms:
         raise VlmprobeError("--text-encoder/--synonyms belong to --open-world")
+    multi_rows = None
+    if args.label_sets:
+        from vlmprobe.metrics.multilabel import multilabel_results
+        from vlmprobe.metrics.report import jsonable
+
+        block, multi_rows = multilabel_results(run_data, args.label_sets)
+        results["multi_label"], multi_rows = jsonable(block), jsonable(multi_rows)
     if args.clean_run and not (results.get("shift") or {}).get("corruption_error"):
         raise VlmprobeError(f"--clean-run: {args.run_dir} is not an ImageNet-C run (relative mCE needs its "
                             "per-corruption errors)")
@@ -142,6 +156,11 @@ def run(args) -> int:
 
             atomic_write_text(dest / "open_world.jsonl", "".join(json.dumps(r) + "\n" for r in open_rows))
             written.append(dest / "open_world.jsonl")
+        if multi_rows is not None:
+            from vlmprobe.cache import atomic_write_text
+
+            atomic_write_text(dest / "multi_label.jsonl", "".join(json.dumps(r) + "\n" for r in multi_rows))
+            written.append(dest / "multi_label.jsonl")
         atomic_write_json(out, merge_results(old, results))
     finally:
         writer.unlock()
@@ -175,6 +194,13 @@ def run(args) -> int:
         if ow["wordnet"] is None:
             print("open world: no WordNet found (synonyms from the names lists only, no hierarchy): install "
                   "wordnet-base or give --wordnet DIR", file=sys.stderr)
+    if multi_rows is not None:
+        m = results["multi_label"]
+        line = ", ".join(f"{k.replace('_', ' ')} {100 * m[k]['top1']:.2f}% [{100 * m[k]['ci95'][0]:.1f}, "
+                         f"{100 * m[k]['ci95'][1]:.1f}]" for k in ("single", "multi", "multi_any_named")
+                         if m.get(k) and m[k]["top1"] is not None)
+        print(f"multi-label truth ({m['source']}) on {m['n']} samples ({m['n_excluded_no_label']} with an empty set "
+              f"excluded, {m['n_unmatched']} without a row): {line or 'n/a'}")
     top1 = results.get("top1", results.get("accuracy"))
     print(f"top-1 {top1:.4f}" if isinstance(top1, float) else "top-1 n/a", "->", ", ".join(str(w) for w in written))
     return 0

@@ -330,8 +330,9 @@ def results_from_run(run_dir, **opts) -> dict:
 METRIC_KEYS = frozenset({
     "counts", "top1", "top5", "top5_k", "mean_per_class_recall", "worst_k_accuracy", "per_class_accuracy",
     "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method",
-    "nonfinite_samples", "counteranimal", "factors", "real", "shape_bias", "retrieval", "shift", "intervals",
-    "open_world"})
+    "nonfinite_samples", "counteranimal", "factors", "real", "shape_bias", "retrieval", "shift", "intervals"})
+# ``open_world`` / ``multi_label`` (``metrics --open-world`` / ``--label-sets``) are not metric keys: a plain
+# recomputation keeps them (with their .jsonl files beside), the option recomputes them.
 
 
 def merge_results(old: dict | None, new: dict) -> dict:
