@@ -420,3 +420,46 @@ def test_real_label_sets_match_the_imagenet_x_file(tmp_path, capsys):
     assert (m["n"], m["multi"]["count"], m["single"]["count"]) == (n, expect_multi, expect_single)
     assert m["n_excluded_no_label"] == 200 - n
     capsys.readouterr()
+
+
+# ------------------------------------------------------------------ (4) order and batch audit
+
+def test_audit_likelihood_and_closed_world_generation(runs, capsys):
+    """The exact likelihood engine on a deterministic model: zero flips under batch size 1, a
+    shuffled order and permuted candidates (score differences at float level). Closed-world
+    generation lists the candidates in the question, so their order may change answers: every
+    reported flip is a sample whose prediction in the knob's run differs from the run's."""
+    lik, gen = runs / "likelihood-rand", runs / "generate-rand"
+    if not lik.is_dir():
+        pytest.skip("needs the hard-candidate test's runs")
+    assert main(["audit", str(lik), "--n", "12", "--out", str(runs / "audit-lik"), "--no-progress"]) == 0
+    a = json.loads((runs / "audit-lik" / "audit.json").read_text())
+    assert a["total_flips"] == 0 and set(a["knobs"]) == {"batch1", "order", "candidates"}
+    for knob in a["knobs"].values():
+        assert knob["applicable"] and knob["n"] == 12 and knob["max_abs_score_diff"] < 1e-4
+    assert a["knobs"]["batch1"]["batch_size"] == 1
+    orig = {r["id"]: r for r in _records(lik)}
+    perm = _records(runs / "audit-lik" / "candidates")
+    assert all(sorted(r["candidates"]) == sorted(orig[r["id"]]["candidates"]) for r in perm)
+    assert any(r["candidates"] != orig[r["id"]]["candidates"] for r in perm)
+    order = [r["id"] for r in _records(runs / "audit-lik" / "order")]
+    assert order != sorted(order, key=list(orig).index)  # the order knob really shuffled
+    assert main(["audit", str(gen), "--n", "12", "--out", str(runs / "audit-gen"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    g = json.loads((runs / "audit-gen" / "audit.json").read_text())
+    orig = {r["id"]: r for r in _records(gen)}
+    for knob in ("batch1", "order", "candidates"):
+        new = _records(runs / "audit-gen" / knob)
+        flipped = {r["id"] for r in new if r["prediction"] != orig[r["id"]]["prediction"]}
+        assert {f["id"] for f in g["knobs"][knob]["flips"]} == flipped
+        assert g["knobs"][knob]["responses_changed"] == sum(r["response"] != orig[r["id"]]["response"] for r in new)
+    assert g["knobs"]["batch1"]["num_flips"] == 0 and g["knobs"]["order"]["num_flips"] == 0
+    assert "predictions flipped" in printed
+
+
+def test_audit_refuses_open_world_candidate_knob_and_other_methods(runs, capsys):
+    assert main(["audit", str(runs / "gen"), "--n", "4", "--knobs", "candidates", "--out", str(runs / "ag"),
+                 "--no-progress"]) == 0
+    assert "candidates: not applicable (open-world generation lists no candidates)" in capsys.readouterr().out
+    assert main(["audit", str(runs / "clip"), "--n", "4", "--out", str(runs / "ac"), "--no-progress"]) != 0
+    assert "vlmprobe audit re-runs generate and likelihood runs" in capsys.readouterr().err

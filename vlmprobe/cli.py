@@ -18,7 +18,7 @@ from . import __version__
 from .errors import VlmprobeError
 
 COMMANDS = ["demo", "study", "report", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge", "cpe",
-            "retrieval", "compare", "collect"]
+            "retrieval", "compare", "collect", "audit"]
 
 
 def build_parser() -> argparse.ArgumentParser:

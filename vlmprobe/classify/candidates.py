@@ -255,11 +255,21 @@ class CandidateRule:
         self.rows: dict[str, np.ndarray] = {}
         self.run_info: dict = {}
 
+    @classmethod
+    def fixed(cls, table: dict[str, list[int]]) -> "CandidateRule":
+        """Each sample id's offered classes exactly as given, in the given order (``vlmprobe audit``
+        permutes a run's recorded candidates with it); takes precedence over every other rule."""
+        rule = cls("random")
+        rule.kind, rule.table = "fixed", {str(k): [int(c) for c in v] for k, v in table.items()}
+        return rule
+
     def config(self) -> str | dict:
+        if self.kind == "fixed":
+            return {"rule": "fixed", "sha256": _table_key(self.table)}
         return "random" if self.kind == "random" else {"rule": "hard", "run": self.source, **self.run_info}
 
     def setup(self, dataset, num_candidates: int | None) -> None:
-        if self.kind == "random":
+        if self.kind != "hard":
             return
         if num_candidates is None:
             raise VlmprobeError(f"--candidates hard:{self.source} chooses N-1 distractors: give --num-candidates N")
@@ -279,6 +289,10 @@ class CandidateRule:
         self.run_info = {"model": (run.config.get("model") or {}).get("spec"), "method": run.method}
 
     def choose(self, sample, num_classes: int, num_candidates: int | None, rng, shuffle: bool) -> list[int]:
+        if self.kind == "fixed":
+            if sample.id not in self.table:
+                raise VlmprobeError(f"fixed candidates: none given for sample {sample.id!r}")
+            return list(self.table[sample.id])
         if self.kind == "random" or num_candidates is None or num_candidates >= num_classes:
             return sample_candidates(sample.label, num_classes, num_candidates, rng, shuffle)
         if sample.label < 0:
@@ -295,6 +309,13 @@ class CandidateRule:
         if shuffle:
             chosen = rng.permutation(chosen)
         return [int(c) for c in chosen]
+
+
+def _table_key(table: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def candidates_option():

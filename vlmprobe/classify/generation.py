@@ -116,6 +116,11 @@ class Method:
         questions, offered = [], []
         for sample in samples:
             cands = None
+            if self.rule.kind == "fixed":  # vlmprobe audit: the run's own candidates in a permuted order
+                cands = self.rule.choose(sample, len(self.classnames), None, None, False)
+                questions.append(self.template.format([self.classnames[c] for c in cands]))
+                offered.append(cands)
+                continue
             if self.space.subset is not None and not self.closed_world:
                 # a dataset's class subset (ImageNet-R/-A): the open question stays open; the answer
                 # is matched against the subset's names only

@@ -143,7 +143,10 @@ class Method:
         """PIL images -> records, scores [B, K] float32 (-inf for classes not offered)."""
         K = len(self.classnames)
         offered = None
-        if self.space.restricted:
+        if self.rule.kind == "fixed":  # vlmprobe audit: each image's classes in a permuted order
+            offered = [self.rule.choose(s, K, None, None, False) for s in samples]
+            candidates = [[self.classnames[c] for c in cands] for cands in offered]
+        elif self.space.restricted:
             offered = [self.space.candidates(s) for s in samples]
             candidates = [[self.classnames[c] for c in cands] for cands in offered]
         elif self._sampled(K):
