@@ -463,3 +463,108 @@ def test_audit_refuses_open_world_candidate_knob_and_other_methods(runs, capsys)
     assert "candidates: not applicable (open-world generation lists no candidates)" in capsys.readouterr().out
     assert main(["audit", str(runs / "clip"), "--n", "4", "--out", str(runs / "ac"), "--no-progress"]) != 0
     assert "vlmprobe audit re-runs generate and likelihood runs" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ (6) ImageWikiQA builder
+
+ARTICLES = {"zero": "Zero is the additive identity of the integers. Any number times zero equals zero.",
+            "one": "One is the multiplicative identity of the integers. One is the first positive integer.",
+            "eight": "Eight is an even number of course. Eight is equal to two cubed exactly."}
+
+
+class ScriptedLM:
+    """A text-only LM behind the test API server that writes every fact as a question (the fact is
+    the right option), answers right when the class name is stated, and without it answers only
+    questions on facts mentioning "even" (so the filter drops those); one class gets a malformed
+    question (no 'Answer:' line)."""
+
+    spec = "scripted"
+
+    class _Tok:
+        def __call__(self, text, add_special_tokens=True):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(input_ids=text.split())
+
+    tokenizer = _Tok()
+
+    def render(self, text, image=False, answer_prefix=None):
+        return text
+
+    def generate(self, images, prompts, max_new_tokens=64):
+        out = []
+        for p in prompts:
+            if p.startswith("Fact about "):
+                cls, fact = p[len("Fact about "):].split(": ", 1)
+                fact = fact.split("\n", 1)[0]
+                ans = "" if cls == "one" and "first" in fact else "\nAnswer: A"
+                out.append(f"Question: Which is true of the {cls} shown?\nA. {fact}\nB. It is a letter.\n"
+                           f"C. It is a colour.\nD. It is a sound.{ans}")
+                continue
+            named = p.startswith("This object is:")
+            lines = p.splitlines()
+            opts = {ln[0]: ln[3:] for ln in lines if len(ln) > 3 and ln[1:3] == ". " and ln[0] in "ABCD"}
+            right = next(k for k, v in opts.items() if not v.startswith("It is a"))
+            out.append(f"The answer is {right}." if named or "even" in opts[right] else "I cannot tell.")
+        return out
+
+
+def test_wikiqa_build_with_the_api_server_keeps_what_the_filter_keeps(toy_world, tmp_path, capsys, monkeypatch):
+    """`vlmprobe wikiqa build` over the test API server: every fact becomes a record with the
+    reason it was dropped; kept = right with the class name and wrong without it; the output is
+    the same for the same seed, and loads and runs in `vlmprobe wikiqa`."""
+    from vlmprobe.testing.api_server import ApiTestServer
+    from vlmprobe.wikiqa import load_questions
+
+    arts = tmp_path / "a.jsonl"
+    arts.write_text("".join(json.dumps({"classname": c, "text": t}) + "\n" for c, t in ARTICLES.items()))
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps(list(ARTICLES)))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-p33")
+    with ApiTestServer(ScriptedLM(), model_name="scripted") as server:
+        lm = f"openai:scripted@{server.base_url}"
+        outs = []
+        for k in range(2):
+            q = tmp_path / f"q{k}.jsonl"
+            assert main(["wikiqa", "build", "--classes", str(classes), "--articles", str(arts), "--lm", lm,
+                         "--data", "toy:digits:test", "--seed", "3", "--out", str(q), "--no-progress",
+                         "--api-timeout", "30"]) == 0
+            outs.append(q.read_text())
+    printed = capsys.readouterr().out
+    assert outs[0] == outs[1] and "wikiqa build: 4 of 6 questions kept" in printed, printed
+    recs = _records(tmp_path / "q0.jsonl.build")
+    reasons = {r["wiki"]: r.get("dropped") for r in recs}
+    assert reasons["One is the first positive integer."].startswith("unparseable")
+    assert reasons["Eight is an even number of course."] == "answerable without the class name"
+    rows = [json.loads(x) for x in outs[0].splitlines()]
+    assert {r["wiki"] for r in rows} == {w for w, why in reasons.items() if why is None}
+    for r in rows:
+        assert "the object in this photo" not in r["text"] or r["classname"] not in r["text"].split("\n")[0]
+        letter = r["label"]
+        line = next(ln for ln in r["text"].splitlines() if ln.startswith(f"{letter}. "))
+        assert line[3:] == r["wiki"] and r["image"].endswith(".png") and f"/{r['classname']}/" in r["image"]
+    assert len({r["label"] for r in rows}) >= 2  # options permuted per question (seeded)
+    qs = load_questions(tmp_path / "q0.jsonl", "/")
+    assert len(qs) == 4 and not qs.missing
+    assert main(["wikiqa", "--model", "toy:vlm", "--data", str(tmp_path / "q0.jsonl"), "--images", "/",
+                 "--method", "likelihood", "--out", str(tmp_path / "qa"), "--no-progress"]) == 0
+
+
+def test_wikiqa_build_with_the_tiny_lm_is_deterministic(tiny_models, tmp_path, capsys):
+    """A tiny random-weight LLaVA writes nothing parseable: every fact is recorded as dropped
+    (counted by reason), the run directory resumes to the same file, and bad input is one line."""
+    arts = tmp_path / "a.jsonl"
+    arts.write_text("".join(json.dumps({"classname": c, "text": t}) + "\n" for c, t in ARTICLES.items()))
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps(list(ARTICLES)))
+    args = ["wikiqa", "build", "--classes", str(classes), "--articles", str(arts), "--lm", str(tiny_models["llava"]),
+            "--per-class", "1", "--out", str(tmp_path / "q.jsonl"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    recs = _records(tmp_path / "q.jsonl.build")
+    assert len(recs) == 3 and all("dropped" in r and r["written"] is not None for r in recs)
+    assert f"{sum(r['kept'] for r in recs)} of 3 questions kept" in out
+    assert main(args) == 0 and _records(tmp_path / "q.jsonl.build") == recs
+    arts.write_text(json.dumps({"classname": "seven", "text": "x"}) + "\n")
+    assert main(args) != 0
+    assert "class 'seven' is not in --classes" in capsys.readouterr().err
