@@ -568,3 +568,21 @@ def test_wikiqa_build_with_the_tiny_lm_is_deterministic(tiny_models, tmp_path, c
     arts.write_text(json.dumps({"classname": "seven", "text": "x"}) + "\n")
     assert main(args) != 0
     assert "class 'seven' is not in --classes" in capsys.readouterr().err
+
+
+def test_effective_robustness_interval_agrees_with_the_delta_method():
+    """With a fixed baseline line, Var(ER) ~ p_s(1-p_s)/n_s + (d pred / d p_id)^2 p_i(1-p_i)/n_i
+    (delta method on the logit line): the bootstrap interval's width is within 15% of the
+    normal interval's, and it contains the point estimate."""
+    from vlmprobe.metrics.intervals import effective_robustness_intervals
+    from vlmprobe.metrics.robustness import effective_robustness
+
+    base_id, base_shift = [0.5, 0.6, 0.7, 0.8], [0.3, 0.4, 0.52, 0.65]
+    id_k, id_n, sk, sn = [700], [1000], [600], [1000]
+    iv = effective_robustness_intervals(id_k, id_n, sk, sn, base_id, base_shift, resamples=20000)[0]
+    er = effective_robustness([0.7], [0.6], base_id, base_shift)
+    slope, pred = er["slope"], er["predicted"][0]
+    dpred = slope * pred * (1 - pred) / (0.7 * 0.3)  # d/dp of sigmoid(slope * logit(p) + b)
+    sd = np.sqrt(0.6 * 0.4 / 1000 + dpred ** 2 * 0.7 * 0.3 / 1000)
+    assert iv["high"] - iv["low"] == pytest.approx(2 * 1.959964 * sd, rel=0.15)
+    assert iv["low"] < er["er"][0] < iv["high"]

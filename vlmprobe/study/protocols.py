@@ -192,3 +192,43 @@ def intervals_section(doc, data: dict, root: Path) -> None:
         rest.append([q["model"], f"ImageWikiQA {q['method']} ({q['condition']})",
                      _cell(q["accuracy"], iv.get("accuracy"), q["run"])])
     doc.table(["model", "measurement", "top-1 / accuracy [95% CI]"], rest)
+
+    er_rows = _er_rows(data)
+    if er_rows:
+        doc.p("Effective robustness (points; the distribution-shift section's definition and line) with 95% "
+              "parametric-bootstrap intervals: every compared run's ID and shift accuracies resampled, the line "
+              "refitted on each resample when it is fitted over the compared runs.")
+        doc.table(["model", "method", "shifted set", "shift accuracy [95% CI]", "ER [95% CI]"], er_rows)
+
+
+def _er_rows(data: dict) -> list:
+    """The shift section's effective robustness per run (line: published points when the study's
+    reference says fit, else the set's own runs) with ``intervals.effective_robustness_intervals``."""
+    from ..metrics.intervals import effective_robustness_intervals
+    from ..metrics.robustness import effective_robustness, fittable
+    from . import figures
+    from . import reference as published
+
+    rows = [r for r in data.get("shift") or [] if r.get("id_n") and r.get("shift_n")]
+    ref = published.load(data.get("reference")) if rows else None
+    by_set: dict = {}
+    for r in rows:
+        by_set.setdefault(r["shift_dataset"], []).append(r)
+    out = []
+    for name, group in by_set.items():
+        drawn = {"points": published.points(ref, group[0]["dataset"], name), "fit": bool(ref and ref["fit"])}
+        base = figures.baseline_points(group, drawn)
+        if not fittable([x for x, _ in base], [y for _, y in base]):
+            continue
+        er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
+                                  [x for x, _ in base], [y for _, y in base])["er"]
+        fixed = drawn["fit"]
+        ivs = effective_robustness_intervals(
+            [round(r["id_accuracy"] * r["id_n"]) for r in group], [r["id_n"] for r in group],
+            [round(r["shift_accuracy"] * r["shift_n"]) for r in group], [r["shift_n"] for r in group],
+            [x for x, _ in base] if fixed else None, [y for _, y in base] if fixed else None)
+        for r, e, iv in zip(group, er, ivs):
+            cell = f"{100 * e:+.1f}" + (f" [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}]" if iv else "")
+            out.append([r["model"], r["method"], name, (f"{_pct(r['shift_accuracy'])}{_ci(r.get('shift_ci95'))}",
+                                                        r["run"]), (cell, r["run"])])
+    return out
