@@ -20,7 +20,6 @@ Each rate carries a 95% Clopper-Pearson interval.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vlmprobe.errors import VlmprobeError
@@ -40,15 +39,11 @@ def read_label_sets(path: str, classnames: list[str]) -> tuple[dict[str, list[in
     p = Path(path).expanduser()
     if not p.is_file():
         raise VlmprobeError(f"--label-sets {path}: no such file")
+    from vlmprobe.jsonl import read_jsonl
+
     by_id, by_image = {}, {}
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise VlmprobeError(f"{p}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("labels"), list) or not (
+    for n, row in read_jsonl(p, VlmprobeError):
+        if not isinstance(row.get("labels"), list) or not (
                 isinstance(row.get("id"), str) or isinstance(row.get("image"), str)):
             raise VlmprobeError(f"{p}:{n}: expected {{\"id\" or \"image\": ..., \"labels\": [classes]}}")
         labels = [_class_index(v, classnames, f"{p}:{n}") for v in row["labels"]]

@@ -13,15 +13,9 @@ blocks, samples.jsonl for the paired tests); nothing is recomputed from a model.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-def _read(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+from .collect import _read_json as _read
 
 
 def _ci(iv) -> str:

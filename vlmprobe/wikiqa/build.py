@@ -66,21 +66,16 @@ def split_sentences(text: str) -> list[str]:
 
 def read_articles(path: str, classnames: list[str]) -> dict[str, list[str]]:
     """{class: [article text]} from ``A.jsonl`` (errors name the file and line)."""
-    import json
     from pathlib import Path
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise VlmprobeError(f"--articles {path}: no such file")
+    from ..jsonl import read_jsonl
+
     out: dict[str, list[str]] = {c: [] for c in classnames}
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise VlmprobeError(f"{p}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("classname"), str) or not isinstance(row.get("text"), str):
+    for n, row in read_jsonl(p, VlmprobeError):
+        if not isinstance(row.get("classname"), str) or not isinstance(row.get("text"), str):
             raise VlmprobeError(f"{p}:{n}: expected {{\"classname\": str, \"text\": str}}")
         if row["classname"] not in out:
             raise VlmprobeError(f"{p}:{n}: class {row['classname']!r} is not in --classes")
