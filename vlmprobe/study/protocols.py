@@ -119,7 +119,7 @@ def section(doc, data: dict, root: Path) -> None:
             doc.p("WordNet was not found for some runs: synonyms from the names lists only, no hierarchy "
                   "(install wordnet-base or pass --wordnet DIR).")
     else:
-        doc.p("Not measured in this study (add a measurement {measure: open_world, models: [VLM], text_encoder: CLIP}).")
+        doc.p("No open-world run in this study (add a measurement {measure: open_world, models: [VLM], text_encoder: CLIP}).")
 
     doc.h(2, "Random vs hard multiple choice", "hard-candidates")
     doc.p("Top-1 among N candidates: the true class plus N-1 random classes, or the N-1 classes the study's CLIP "
@@ -132,7 +132,7 @@ def section(doc, data: dict, root: Path) -> None:
                     _cell(r["random"], r["random_ci"], r["random_run"]), _cell(r["hard"], r["hard_ci"], r["hard_run"]),
                     _diff_cell(r["test"])] for r in rows])
     else:
-        doc.p("Not measured in this study (add candidates: [hard] and hard_reference: CLIP to a generate or "
+        doc.p("No hard-candidate run in this study (add candidates: [hard] and hard_reference: CLIP to a generate or "
               "likelihood measurement with num_candidates).")
     intervals_section(doc, data, root)
 
