@@ -194,6 +194,10 @@ def _open_world(ctx: Ctx, p: dict) -> list:
     return out + (["--text-encoder", ctx.models[p["text_encoder"]]] if p["text_encoder"] else [])
 
 
+def _audit(ctx: Ctx, p: dict) -> list:
+    return ["audit", ctx.deps["run"], "--n", str(p["n"]), "--seed", str(ctx.seed), "--out", ctx.out, "--no-progress"]
+
+
 # issue 33: random vs CLIP-mined (hard) distractors for the sampled label space of generate / likelihood
 CANDIDATE_OPTIONS = {
     "candidates": Option("random", (str,), axis=True, choices=("random", "hard"),
@@ -334,4 +338,17 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         _open_world, section="open-world", deps=lambda p: {"run": ("generate", {"prompt": p["prompt"]})},
         help="open-world scoring of the generation run's stored answers: `vlmprobe metrics RUN --open-world` "
              "(inclusion, synonym, hypernym / hyponym, semantic similarity, unmatched rates)"),
+    Measure("audit", (VLM,), {
+        "method": Option("likelihood", (str,), axis=True, choices=("generate", "likelihood"),
+                         help="whose run is audited: closed-world generation or likelihood"),
+        "num_candidates": Option(5, (int,), help="the audited run's label-space size"),
+        "answer_prefix": ANSWER_PREFIX_FWD,
+        "n": Option(32, (int,), help="samples re-run per knob")},
+        _audit, section="audit", result_file="audit.json",
+        resolve=lambda p, kind: {**p, "answer_prefix": None} if p["method"] == "generate" else p,
+        deps=lambda p: {"run": (p["method"], {"num_candidates": p["num_candidates"], **(
+            {"closed_world": True} if p["method"] == "generate" else
+            ({"answer_prefix": p["answer_prefix"]} if p["answer_prefix"] else {}))})},
+        help="order / batch audit: `vlmprobe audit RUN` (batch size 1, shuffled order, permuted candidates; "
+             "flips and the largest score difference)"),
 ]}

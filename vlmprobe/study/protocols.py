@@ -134,7 +134,33 @@ def section(doc, data: dict, root: Path) -> None:
     else:
         doc.p("No hard-candidate run in this study (add candidates: [hard] and hard_reference: CLIP to a generate or "
               "likelihood measurement with num_candidates).")
+    audit_section(doc, data, root)
     intervals_section(doc, data, root)
+
+
+def audit_section(doc, data: dict, root: Path) -> None:
+    """``vlmprobe audit`` runs: per knob, flips and the largest score difference."""
+    doc.h(2, "Order and batch audit", "audit")
+    doc.p("A seeded sample of a run re-run through the same engine with batch size 1, the images in a shuffled "
+          "order, and each image's candidates in a permuted order (vlmprobe audit): predictions that flip and "
+          "the largest score difference. A deterministic model with an exact engine gives no flips; "
+          "closed-world generation lists the candidates in the question, so their order can change answers.")
+    rows = []
+    for rid, run in data["runs"].items():
+        if run["measure"] != "audit":
+            continue
+        a = _read(root / rid / "audit.json")
+        for knob, r in ((a or {}).get("knobs") or {}).items():
+            if not r.get("applicable"):
+                continue
+            diff = r.get("max_abs_score_diff")
+            rows.append([run["model"], f"{a['method']} ({run['deps'].get('run', '')})", knob,
+                         (f"{r['num_flips']} of {r['n']}", rid), "–" if diff is None else f"{diff:.2g}",
+                         str(r.get("responses_changed", "–"))])
+    if rows:
+        doc.table(["model", "run", "knob", "flips", "largest score difference", "answers changed"], rows)
+    else:
+        doc.p("No audit run in this study (add {measure: audit, models: [VLM]}).")
 
 
 def intervals_section(doc, data: dict, root: Path) -> None:
