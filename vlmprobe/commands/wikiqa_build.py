@@ -11,11 +11,11 @@ NAME = "wikiqa-build"  # reached as `vlmprobe wikiqa build` (cli.main rewrites t
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(NAME, prog="vlmprobe wikiqa build", description=__doc__, formatter_class=HelpFormatter)
-    add_model_arguments(p, required=False, api=True)  # device/dtype/API flags; --lm and --judge name the models
+    add_model_arguments(p, required=False, api=True)  # device/dtype/API flags (--model: the same as --lm)
     p.add_argument("--classes", required=True, metavar="FILE|imagenet",
                    help="class names: a JSON list or a text file (one per line), or imagenet")
     p.add_argument("--articles", required=True, metavar="A.jsonl", help="rows {\"classname\": C, \"text\": ARTICLE}")
-    p.add_argument("--lm", required=True, metavar="SPEC", help="the LM that writes the questions (a model spec or "
+    p.add_argument("--lm", default=None, metavar="SPEC", help="the LM that writes the questions (a model spec or "
                                                                "openai:MODEL[@URL])")
     p.add_argument("--judge", default=None, metavar="SPEC", help="the text-only LM of the filter (default: --lm)")
     p.add_argument("--per-class", type=positive_int, default=4, help="facts (sentences) used per class")
@@ -39,6 +39,11 @@ def run(args) -> int:
     from ..runs import read_run
     from ..wikiqa.build import BuildMethod, FactInputs, facts, kept_rows, read_articles, summarize_build
 
+    from ..errors import VlmprobeError
+
+    args.lm = args.lm or args.model
+    if not args.lm:
+        raise VlmprobeError("--lm SPEC is required (the LM that writes the questions)")
     classnames = read_classnames(args.classes)
     articles = read_articles(args.articles, classnames)
     images = None
