@@ -586,3 +586,21 @@ def test_effective_robustness_interval_agrees_with_the_delta_method():
     sd = np.sqrt(0.6 * 0.4 / 1000 + dpred ** 2 * 0.7 * 0.3 / 1000)
     assert iv["high"] - iv["low"] == pytest.approx(2 * 1.959964 * sd, rel=0.15)
     assert iv["low"] < er["er"][0] < iv["high"]
+
+
+def test_vectorised_clopper_pearson_and_ece_interval_inputs_match_the_references():
+    from vlmprobe.metrics.calibration import expected_calibration_error, softmax
+    from vlmprobe.metrics.intervals import _ece_interval, proportions
+    from vlmprobe.metrics.robustness import clopper_pearson
+
+    k, n = np.array([0, 1, 5, 9, 10, 0]), np.array([10, 10, 10, 10, 10, 0])
+    lo, hi = proportions(k, n)
+    for i in range(5):
+        assert (lo[i], hi[i]) == pytest.approx(clopper_pearson(int(k[i]), int(n[i])), abs=1e-12)
+    assert np.isnan(lo[5]) and np.isnan(hi[5])
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(300, 7)).astype(np.float32)
+    y = rng.integers(0, 7, 300)
+    iv = _ece_interval(s, y, 0.95, 1, 0, 15, "right")  # one resample: compare it with the reference ECE on it
+    idx = np.random.default_rng(0).integers(0, 300, 300)
+    assert iv["low"] == pytest.approx(expected_calibration_error(softmax(s[idx]), y[idx]), abs=1e-6)

@@ -39,6 +39,20 @@ def proportion(k: int, n: int, level: float = LEVEL) -> dict | None:
     return {"low": lo, "high": hi, "method": "clopper-pearson"}
 
 
+def proportions(k, n, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Clopper-Pearson bounds for arrays of k right in n (NaN where n = 0); the same
+    formula as ``robustness.clopper_pearson`` (tested equal)."""
+    from scipy.stats import beta
+
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    a = 1 - level
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k == 0, 0.0, beta.ppf(a / 2, np.maximum(k, 1), n - k + 1))
+        hi = np.where(k == n, 1.0, beta.ppf(1 - a / 2, k + 1, np.maximum(n - k, 1)))
+    bad = n <= 0
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
 def _percentile(values: np.ndarray, level: float, method: str) -> dict | None:
     values = values[np.isfinite(values)]
     if not values.size:
@@ -95,15 +109,15 @@ def classification_intervals(labels, predictions, scores, keys: list[str], ks, l
     out = {"level": level, "resamples": resamples, "seed": seed, "top1": proportion(int(correct.sum()), n, level)}
     counts = np.bincount(y, minlength=k)
     hits = np.bincount(y[correct], minlength=k)
-    out["per_class_accuracy"] = {key: ([iv["low"], iv["high"]] if (iv := proportion(hits[c], counts[c], level)) else None)
-                                 for c, key in enumerate(keys)}
+    lo, hi = proportions(hits, counts, level)
+    out["per_class_accuracy"] = {key: ([float(lo[c]), float(hi[c])] if counts[c] else None) for c, key in enumerate(keys)}
     if n:
         boot = stratified_class_accuracy(hits, counts, resamples, seed)
         out["mean_per_class_recall"] = _percentile(np.nanmean(boot, axis=1), level, "stratified bootstrap over samples")
         out["worst_k_accuracy"] = {str(kk): _percentile(worst_k_values(boot, kk), level,
                                                         "stratified bootstrap over samples") for kk in ks}
     if scores is not None and n:
-        s = np.asarray(scores, dtype=np.float64)
+        s = np.asarray(scores)
         top5 = acc_m.true_class_rank(s, y) < min(5, s.shape[1])
         out["top5"] = proportion(int(top5.sum()), n, level)
         if s.shape[1] >= 2:
@@ -116,11 +130,13 @@ def classification_intervals(labels, predictions, scores, keys: list[str], ks, l
 
 
 def _ece_interval(scores, y, level, resamples, seed, n_bins, edges) -> dict | None:
-    from vlmprobe.metrics.calibration import bin_index, softmax
+    from vlmprobe.metrics.calibration import bin_index
 
-    probs = softmax(scores)
-    conf = probs.max(axis=1)
-    right = (probs.argmax(axis=1) == y).astype(np.float64)
+    # max softmax probability = 1 / sum_j exp(s_j - max s); its argmax is the scores' argmax
+    s32 = np.asarray(scores, dtype=np.float32)
+    top = s32.max(axis=1, keepdims=True)
+    conf = 1.0 / np.exp(s32 - top).sum(axis=1, dtype=np.float64)
+    right = (s32.argmax(axis=1) == y).astype(np.float64)
     b = bin_index(conf, n_bins, edges)
     n = y.size
     rng = np.random.default_rng(seed)
