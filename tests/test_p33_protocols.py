@@ -310,21 +310,29 @@ def test_open_world_refuses_a_run_without_answers(runs, capsys):
 
 # ------------------------------------------------------------------ (2) hard-negative multiple choice
 
+@pytest.fixture(scope="module")
+def mc_runs(runs):
+    """{(method, "rand" | "hard"): run dir}: 3 candidates per image, random or mined from the CLIP run."""
+    out = {}
+    for method in ("generate", "likelihood"):
+        extra = ["--closed-world"] if method == "generate" else ["--answer-prefix", "paper"]
+        for rule in ("random", f"hard:{runs / 'clip'}"):
+            d = runs / f"{method}-{rule[:4]}"
+            assert main(["eval", "--model", "toy:vlm", "--data", "toy:digits:test", "--limit", str(LIMIT), "--seed",
+                         "0", "--no-progress", "--method", method, "--num-candidates", "3", "--candidates", rule,
+                         *extra, "--out", str(d)]) == 0
+            out[method, rule[:4]] = d
+    return out
+
+
 @pytest.mark.parametrize("method", ["generate", "likelihood"])
-def test_hard_candidates_are_the_clip_runs_top_confusions(runs, method, capsys):
+def test_hard_candidates_are_the_clip_runs_top_confusions(runs, mc_runs, method, capsys):
     """--candidates hard:CLIP_RUN offers the true class plus the N-1 classes the CLIP run scores
     highest on the same image (recomputed here from its scores.npy); random keeps the paper's
     uniform draw; compare --paired gives the inflation (random minus hard) with its tests."""
     clip_scores = np.load(runs / "clip" / "scores.npy")
     clip_ids = [r["id"] for r in _records(runs / "clip")]
-    extra = ["--closed-world"] if method == "generate" else ["--answer-prefix", "paper"]
-    out = {}
-    for rule in ("random", f"hard:{runs / 'clip'}"):
-        d = runs / f"{method}-{rule[:4]}"
-        assert main(["eval", "--model", "toy:vlm", "--data", "toy:digits:test", "--limit", str(LIMIT), "--seed", "0",
-                     "--no-progress", "--method", method, "--num-candidates", "3", "--candidates", rule, *extra,
-                     "--out", str(d)]) == 0
-        out[rule[:4]] = d
+    out = {"hard": mc_runs[method, "hard"], "rand": mc_runs[method, "rand"]}
     cfg = json.loads((out["hard"] / "config.json").read_text())["method"]
     assert cfg["candidates"]["rule"] == "hard" and cfg["candidates"]["method"] == "zeroshot"
     assert "candidates" not in json.loads((out["rand"] / "config.json").read_text())["method"]
@@ -424,14 +432,12 @@ def test_real_label_sets_match_the_imagenet_x_file(tmp_path, capsys):
 
 # ------------------------------------------------------------------ (4) order and batch audit
 
-def test_audit_likelihood_and_closed_world_generation(runs, capsys):
+def test_audit_likelihood_and_closed_world_generation(runs, mc_runs, capsys):
     """The exact likelihood engine on a deterministic model: zero flips under batch size 1, a
     shuffled order and permuted candidates (score differences at float level). Closed-world
     generation lists the candidates in the question, so their order may change answers: every
     reported flip is a sample whose prediction in the knob's run differs from the run's."""
-    lik, gen = runs / "likelihood-rand", runs / "generate-rand"
-    if not lik.is_dir():
-        pytest.skip("needs the hard-candidate test's runs")
+    lik, gen = mc_runs["likelihood", "rand"], mc_runs["generate", "rand"]
     assert main(["audit", str(lik), "--n", "12", "--out", str(runs / "audit-lik"), "--no-progress"]) == 0
     a = json.loads((runs / "audit-lik" / "audit.json").read_text())
     assert a["total_flips"] == 0 and set(a["knobs"]) == {"batch1", "order", "candidates"}
