@@ -27,7 +27,8 @@ intra-op threads waiting on each other.
 conformance suite (``vlmprobe.testing.families``, built into ``--families-dir``, loaded through
 ``hf:DIR/<model_type>`` like a released one) on ImageNet class names: fast vs naive per image
 side by side (naive timed on ``--naive-candidates`` names and extrapolated as above), their
-ratio and max abs difference; a family without an exact fast path prints its one-line refusal.
+ratio, max abs difference and the fast path taken (``tree`` or ``state``, ``docs/f32b.md``); a family
+without an exact fast path prints its one-line refusal.
 """
 from __future__ import annotations
 
@@ -148,6 +149,7 @@ def family_rows(args) -> int:
     """``--family``: fast vs naive on each family's tiny checkpoint (module docstring)."""
     import vlmprobe
     from vlmprobe.errors import VlmprobeError
+    from vlmprobe.models.likelihood import fast_path
     from vlmprobe.testing.families import build_family, load_builders
 
     known = sorted(load_builders())
@@ -167,7 +169,8 @@ def family_rows(args) -> int:
     print(machine.describe(args.device))
     print(f"tiny checkpoints in {root}; {len(images)} images (32 px), batch {args.batch_size}, chunk "
           f"{args.chunk_size or 256}; naive timed on {n_naive} names and extrapolated; times best of {args.repeats}\n")
-    header = f"{'family':>18} {'K':>5} {'prefix':>6} {'fast s/img':>11} {'naive s/img':>12} {'ratio':>8} {'max|diff|':>10}"
+    header = (f"{'family':>18} {'K':>5} {'prefix':>6} {'fast s/img':>11} {'naive s/img':>12} {'ratio':>8} "
+              f"{'max|diff|':>10} {'path':>5}")
     print(header)
     print("-" * len(header))
     for fam in wanted:
@@ -190,7 +193,7 @@ def family_rows(args) -> int:
             per_fast, per_naive = t_fast / len(images), t_naive * K / len(sub)
             diff = (fast[:1, pick] - naive).abs().max().item()
             print(f"{fam:>18} {K:>5} {prefix_len:>6} {per_fast:>11.4f} {per_naive:>12.3f} "
-                  f"{per_naive / per_fast:>7.1f}x {diff:>10.2e}", flush=True)
+                  f"{per_naive / per_fast:>7.1f}x {diff:>10.2e} {fast_path(vlm.model):>5}", flush=True)
     return 0
 
 

@@ -14,7 +14,7 @@ from vlmprobe.testing.conformance import (CHECKS, family_rows, matrix_markdown, 
 from vlmprobe.testing.families import TINY_BUILDERS, load_builders
 
 FAMILIES = sorted(load_builders())
-README = Path(__file__).resolve().parents[1] / "README.md"
+MODELS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "models.md"  # holds the generated family table
 
 
 @pytest.fixture(scope="session")
@@ -35,17 +35,23 @@ def test_family_conforms(matrix, model_type):
 
 
 def test_matrix_files_and_readme_table(matrix, tmp_path):
-    """support_matrix.json/.md are written; the README's table is this output (regenerate it with
-    ``python -m vlmprobe.testing --families DIR --readme README.md``)."""
+    """support_matrix.json/.md are written; the docs' table (docs/models.md) is this output
+    (regenerate it with ``python -m vlmprobe.testing --families DIR --readme docs/models.md``);
+    a file with the older marker text (naming README.md) is rewritten too."""
     m, root = matrix
     assert json.loads((root / "support_matrix.json").read_text())["families"] == m["families"]
     md = (root / "support_matrix.md").read_text()
     assert md == matrix_markdown(m) and len(family_rows(md)) == len(FAMILIES)
-    assert family_rows(README.read_text()) == family_rows(md), "README family table is stale: regenerate it"
-    copy = tmp_path / "README.md"
-    copy.write_text(README.read_text())
+    assert family_rows(MODELS_PAGE.read_text()) == family_rows(md), "docs/models.md family table is stale: regenerate it"
+    copy = tmp_path / "models.md"
+    copy.write_text(MODELS_PAGE.read_text())
     update_readme(copy, m)
     assert family_rows(copy.read_text()) == family_rows(md)
+    old = tmp_path / "README.md"
+    old.write_text("# x\n<!-- support-matrix:begin (generated: python -m vlmprobe.testing --families DIR --readme "
+                   "README.md) -->\nstale\n<!-- support-matrix:end -->\nafter\n")
+    update_readme(old, m)
+    assert family_rows(old.read_text()) == family_rows(md) and old.read_text().endswith("-->\nafter\n")
 
 
 def test_a_broken_family_fails_its_checks(tmp_path, monkeypatch):

@@ -99,13 +99,17 @@ def test_likelihood_naive_is_the_plain_forward_and_fast_equals_it(qwen):
             ).abs().max().item() <= TOL
     cfg = qwen.model.config.text_config
     old = cfg._attn_implementation
-    try:  # what the fast path cannot do is one line naming --scoring naive
+    from vlmprobe.models.likelihood import continuation_logprobs, fast_path
+
+    assert fast_path(qwen.model) == "tree"
+    try:  # an attention kernel that ignores the 4-D mask: the state path (docs/f32b.md), not the tree mask
         cfg._attn_implementation = "flash_attention_2"
-        with pytest.raises(VlmprobeError, match=r"flash_attention_2.*--scoring naive") as err:
-            qwen.score(imgs, CANDIDATES)
-        assert "\n" not in str(err.value)
+        assert fast_path(qwen.model) == "state"
     finally:
         cfg._attn_implementation = old
+    state = continuation_logprobs(qwen, imgs, prefix, CANDIDATES, reduction="tokens", batch_size=3, chunk_size=4,
+                                  path="state")  # M-RoPE continued from the prefix's copy, per-image lengths
+    assert (state - tokens).nan_to_num().abs().max().item() <= TOL
 
 
 def test_features_and_probe(qwen, qwen_path, digits_folder, tmp_path):
@@ -167,19 +171,19 @@ def test_missing_local_path_says_so(tmp_path, monkeypatch):
 
 
 def test_readme_family_example_runs(tiny_models):
-    """The README's "A model family" block, executed; the registered adapter then finds the
+    """The docs' "A model family" block (docs/extending.md), executed; the registered adapter then finds the
     projector of a tiny Qwen2.5-VL built from its config and cuts its rows per image."""
     import re
     from pathlib import Path
 
     from vlmprobe.models import families
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = re.search(r"### A model family\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    block = re.search(r"### A model family\n.*?```python\n(.*?)```", page, re.S).group(1)
     saved = list(families.FAMILIES)
     try:
         scope: dict = {}
-        exec(compile(block, "README.md", "exec"), scope)
+        exec(compile(block, "docs/extending.md", "exec"), scope)
         fam = scope["QWEN2_5_VL"]
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 

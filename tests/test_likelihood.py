@@ -12,7 +12,7 @@ from PIL import Image
 import vlmprobe
 from vlmprobe.errors import VlmprobeError
 from vlmprobe.classify.likelihood import apply_article
-from vlmprobe.models.likelihood import continuation_logprobs
+from vlmprobe.models.likelihood import continuation_logprobs, fast_path
 from vlmprobe.models.tokentrie import build_trie, plan_chunks, tokenize_continuations
 
 # shared token prefixes, multi-token names, duplicates, unicode, a long name
@@ -170,19 +170,22 @@ def test_unsupported_models_and_bad_input_raise(vlms):
         vlm.score(img, ["tench", ""])
     with pytest.raises(VlmprobeError, match="reduction"):
         vlm.score(img, ["tench"], reduction="max")
-    from transformers import Qwen2VLConfig
+    from transformers import PaliGemmaConfig, VipLlavaConfig
 
-    fake = SimpleNamespace(model=SimpleNamespace(config=Qwen2VLConfig()))
-    with pytest.raises(VlmprobeError, match="qwen2_vl.*naive"):
-        continuation_logprobs(fake, None, ["x"], ["y"])
+    for config, match in ((PaliGemmaConfig(), "paligemma.*prefix-LM.*naive"), (VipLlavaConfig(), "vipllava.*naive")):
+        fake = SimpleNamespace(model=SimpleNamespace(config=config))  # a family refusal / no family adapter
+        with pytest.raises(VlmprobeError, match=match):
+            continuation_logprobs(fake, None, ["x"], ["y"])
     cfg = vlm.model.config
     old = cfg.text_config._attn_implementation
-    try:
+    try:  # an attention kernel that ignores a 4-D mask: the state path, never the tree mask
         cfg.text_config._attn_implementation = "flash_attention_2"
-        with pytest.raises(VlmprobeError, match="flash_attention_2"):
-            vlm.score(img, ["tench"])
+        assert fast_path(vlm.model) == "state"
+        with pytest.raises(VlmprobeError, match="'tree' is not exact here"):
+            continuation_logprobs(vlm, img, "USER: x ASSISTANT:", ["tench"], path="tree")
     finally:
         cfg.text_config._attn_implementation = old
+    assert fast_path(vlm.model) == "tree"
 
 
 def test_eval_method_end_to_end(vlms, digits_folder, tmp_path):

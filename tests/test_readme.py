@@ -1,12 +1,21 @@
-"""The README's "Extending vlmprobe" examples run as written (a method, a dataset format, a metric)."""
+"""The documentation's "Extending vlmprobe" examples run as written (a method, a dataset format, a
+metric); the family table and the prose agree; pyproject declares every import.
+
+The README moved into the MkDocs site under docs/ (tests/test_docs.py checks the site)."""
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+EXTENDING = ROOT / "docs" / "extending.md"
+
+
+def docs_text() -> str:
+    """The README (the front page) and every page of docs/, as one text."""
+    return "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 
 
 def extension_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
+    text = EXTENDING.read_text(encoding="utf-8")
     section = text.split("## Extending vlmprobe", 1)[1].split("\n## ", 1)[0].split("### A model family", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
@@ -16,7 +25,7 @@ def test_extending_examples_run(tiny_models, digits_folder, tmp_path, capsys):
     assert len(blocks) >= 3
     ns = {"MODEL": f"openclip:local-dir:{tiny_models['openclip']}", "DATA": str(digits_folder), "OUT": str(tmp_path)}
     for block in blocks:
-        exec(compile(block, str(README), "exec"), ns)
+        exec(compile(block, str(EXTENDING), "exec"), ns)
     out = capsys.readouterr().out
     assert "top-1" in out and "40 images" in out and "balanced error" in out
     assert (tmp_path / "mine" / "results.json").exists() and (tmp_path / "csv" / "scores.npy").exists()
@@ -24,11 +33,11 @@ def test_extending_examples_run(tiny_models, digits_folder, tmp_path, capsys):
 
 
 def test_readme_family_table_and_prose_agree_on_the_fast_likelihood():
-    """A family the support matrix marks fast (column ``fast`` = yes) is never called "no fast
-    path" in the README's prose."""
+    """A family the support matrix (docs/models.md) marks fast (column ``fast`` = yes) is never
+    called "no fast path" in the README or any docs page."""
     import re
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = docs_text()
     matrix = text.split("<!-- support-matrix:begin", 1)[1].split("<!-- support-matrix:end", 1)[0]
     header = next(line for line in matrix.splitlines() if line.startswith("| model type"))
     col = [c.strip() for c in header.strip("|").split("|")].index("fast")

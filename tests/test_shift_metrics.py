@@ -63,7 +63,7 @@ def test_mce_equals_hand_computation_with_alexnet_constants():
     assert res["relative_mce"] == pytest.approx(sum(rel) / 15)
     assert res["per_corruption"]["fog"]["ce"] == pytest.approx(ce[9])
     partial = cm.corruption_errors({"fog": errors["fog"]})
-    assert partial["mce"] is None and partial["mce_present"] == pytest.approx(ce[9])
+    assert partial["mce"] is None and partial["mce_partial"] == pytest.approx(ce[9])
     assert len(partial["corruptions_missing"]) == 14
     correct = np.array([1, 0, 0, 1, 1, 1], bool)
     by = cm.errors_by_corruption(correct, ["fog"] * 3 + ["snow"] * 3, [1, 1, 2, 1, 2, 2])
@@ -182,7 +182,9 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
     specs = {"v2": "imagenet-v2:/d --split threshold-0.7", "r": "imagenet-r:/d/imagenet-r"}  # shift sets
     pairs = []
     for m, (n_id, n_v2, n_r) in {"A": (6, 4, 2), "B": (8, 5, 4)}.items():
-        wrong = lambda k: [y if i < k else y + 1 for i, y in enumerate(labels)]  # noqa: E731  first k correct
+        # first k correct; a wrong prediction is another of R's classes (the runs have no scores.npy, so an ID
+        # prediction outside R's classes would be in another label space than the R run's: refused)
+        wrong = lambda k: [y if i < k else r_idx[r_idx.index(y) + 1] for i, y in enumerate(labels)]  # noqa: E731
         _shift_run(tmp_path / m / "id", "imagenet:/d/val", labels, wrong(n_id))
         _shift_run(tmp_path / m / "v2", "imagenet-v2:/d", labels, wrong(n_v2), split="threshold-0.7")
         _shift_run(tmp_path / m / "r", specs["r"], labels, wrong(n_r), subset=r_idx)
@@ -213,13 +215,11 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
         rows = [x for x in out["rows"] if x["shift_set"] == d["title"]]
         np.testing.assert_allclose(d["xy"], probit_shown([[x["id_accuracy"], x["shift_accuracy"]] for x in rows]))
         assert "baseline fit (logit)" in d["legend"]
-    # without a reference: each set's own compared runs define its line (2 points per set here)
+    # without a reference or baseline pairs: no line, no ER (a line through the compared runs is not Taori et al.'s)
     r = cli("compare", *sum((["--shift", p] for p in pairs), []), "--out", tmp_path / "own.json")
-    own = json.loads((tmp_path / "own.json").read_text())["shift"]["sets"]
-    for key, spec in specs.items():
-        pts = [(0.6, [0.4, 0.2]), (0.8, [0.5, 0.4])]
-        x, y = [p[0] for p in pts], [p[1][0 if key == "v2" else 1] for p in pts]
-        assert own[spec]["fit"]["slope"] == pytest.approx(linregress(logit(x), logit(y)).slope)
+    own = json.loads((tmp_path / "own.json").read_text())["shift"]
+    assert all(own["sets"][spec]["fit"] is None for spec in specs.values())
+    assert all(row["effective_robustness"] is None for row in own["rows"])
     # --baseline pairs join the line of their own shift set only
     for m, (n_id, n_v2) in {"C": (5, 3), "D": (9, 7)}.items():
         _shift_run(tmp_path / m / "id", "imagenet:/d/val", labels, [y if i < n_id else y + 1 for i, y in enumerate(labels)])
@@ -228,7 +228,8 @@ def test_compare_shift_reference_columns_follow_each_shift_set(tmp_path, drawn):
     base = sum((["--baseline", f"{tmp_path / m / 'id'}:{tmp_path / m / 'v2'}"] for m in "CD"), [])
     r = cli("compare", *sum((["--shift", p] for p in pairs), []), *base, "--out", tmp_path / "base.json")
     got = json.loads((tmp_path / "base.json").read_text())["shift"]["sets"]
-    assert got[specs["v2"]]["fit"]["fit_over"] == "baseline" and got[specs["r"]]["fit"]["fit_over"] == "compared runs"
+    assert got[specs["v2"]]["fit"]["fit_over"] == "baseline" and got[specs["r"]]["fit"] is None
+    assert got[specs["r"]]["no_fit"] == "n/a: no baseline"
     assert got[specs["v2"]]["fit"]["slope"] == pytest.approx(linregress(logit([0.5, 0.9]), logit([0.3, 0.7])).slope)
     r = cli("compare", "--shift", pairs[1], *base)
     assert r.returncode == 2 and f"its shift set {specs['v2']} is none of the --shift runs' ({specs['r']})" in r.stderr

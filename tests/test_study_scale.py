@@ -103,6 +103,27 @@ measurements:
     assert "1 models + 3 published" in capsys.readouterr().out
     assert main(["collect", str(out), "--out", str(table), "--plot", "digits:nowhere"]) == 2
     assert "no model has top1 on both 'digits' and 'nowhere'" in capsys.readouterr().err
+    # imagenet-testbed's table as the reference (`vlmprobe report` re-renders from study.json): the line is
+    # fitted on its standard-training models, the study's run and each grey point get ER from it, the grey
+    # points their mCE (metrics.testbed, as `compare --reference`)
+    from test_reference_table import DATA
+    from vlmprobe.metrics.testbed import evaluate_table, read_table
+
+    plan = json.loads((out / "study.json").read_text())
+    plan["reference"] = {"files": [str(DATA)], "datasets": {"digits": "val", "shifted": "imagenet-sketch"}, "fit": True}
+    (out / "study.json").write_text(json.dumps(plan))
+    assert main(["report", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    res = evaluate_table(read_table(DATA), models=["resnet50"])
+    er = res["rows"][0]["shift"]["imagenet-sketch"]["effective_robustness"]
+    mce = res["rows"][0]["corruption"]["on-disk"]["mce"]
+    [row] = [ln for ln in md.splitlines() if ln.startswith("| resnet50 | shifted |")]
+    assert f"{100 * er:+.1f}" in row and f"{100 * mce:.1f}" in row and "| yes |" in row
+    [panel] = json.loads((out / "report_files" / "effective_robustness.json").read_text())
+    fit = res["sets"]["imagenet-sketch"]["fit"]
+    assert (panel["baseline"]["slope"], panel["baseline"]["intercept"]) == pytest.approx((fit["slope"], fit["intercept"]))
+    [run_row] = [ln for ln in md.splitlines() if ln.startswith("| clip | CLIP zero-shot | digits | shifted |")]
+    assert "n/a" not in run_row  # the run's ER is a number against the testbed's line
 
 
 def test_a_reference_that_is_not_a_file_names_key_and_line(tmp_path):

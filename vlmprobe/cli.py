@@ -18,7 +18,7 @@ from . import __version__
 from .errors import VlmprobeError
 
 COMMANDS = ["demo", "study", "report", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge", "cpe",
-            "retrieval", "compare", "collect", "audit", "wikiqa_build"]
+            "retrieval", "compare", "collect", "browse", "audit", "wikiqa_build"]
 
 
 def build_parser() -> argparse.ArgumentParser:

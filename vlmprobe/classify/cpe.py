@@ -25,7 +25,7 @@ CLIP logit scale ``λ``. Scores of template t: ``s_t(x, c) = λ <f(x), E_t[c]>``
 
 Defaults: k = 10 (the paper's worst-10 figure), m = 20, τ = 1 (CMM is in logit units, so τ is
 too). The paper's full text was not reachable from this workspace, so these and the softmax
-rule are this implementation's choices, not the paper's stated values (README says so).
+rule are this implementation's choices, not the paper's stated values (docs/methods.md says so).
 """
 from __future__ import annotations
 

@@ -10,13 +10,19 @@ per-category dot plot (default shape_bias.png).
 ``--shift ID_RUN:SHIFT_RUN`` (repeat, one per model and method): ID and shift accuracy with 95%
 Clopper-Pearson intervals (the ID accuracy on the shift set's classes for ImageNet-R/-A/ObjectNet),
 effective robustness (Taori et al.: shift accuracy minus the logit-linear fit over ``--baseline``
-pairs, a ``--reference`` CSV, or else the compared runs; one fit per shift set, each with its own
-reference columns), and with ``--plot`` the one-point-per-model figure on probit axes, a panel per
+pairs of other models or a ``--reference`` CSV; one fit per shift set, each with its own reference
+columns; without either: "n/a: no baseline", never a line through the compared runs), and with ``--plot`` the one-point-per-model figure on probit axes, a panel per
 shift set (y = x, Huber line, Spearman and R² in the legend).
 ``--paired``: exactly two runs on the same samples (run B against run A): both accuracies with
 Clopper-Pearson intervals, the 2x2 right/wrong table, McNemar's exact p-value and the paired
 bootstrap interval of acc(B) - acc(A) (``--seed``, ``--resamples``); a difference is marked
 "not significant" unless p < 0.05 and the interval excludes 0.
+``--reference FILE.csv`` alone (imagenet-testbed's ``robustness_top1s.csv`` layout): every model of
+the table gets the metrics a run gets (``metrics.testbed``): per-corruption CE, mCE and relative mCE
+of the ImageNet-C columns (on-disk and in-memory, named; normalised by the published AlexNet
+constants or ``--alexnet MODEL|RUN``), shift accuracies and effective robustness against the
+table's baseline models (the testbed's standard-training models; ``--baseline-type TYPE`` or
+``--baseline MODEL`` for other tables; none: "n/a: no baseline"). ``--models A,B`` restricts the rows.
 ``--out FILE.json`` also writes the rows.
 """
 from __future__ import annotations
@@ -42,11 +48,21 @@ def register(subparsers) -> None:
                         "--shift: shift vs ID accuracy, one point per run pair (default shift.png)")
     p.add_argument("--shift", action="append", default=None, metavar="ID_RUN:SHIFT_RUN",
                    help="a model's in-distribution run and its run on a shifted set (repeat per model/method)")
-    p.add_argument("--baseline", action="append", default=None, metavar="ID_RUN:SHIFT_RUN",
-                   help="with --shift: run pairs of baseline models defining the effective-robustness line")
+    p.add_argument("--baseline", action="append", default=None, metavar="ID_RUN:SHIFT_RUN|MODEL",
+                   help="with --shift: run pairs of baseline models defining the effective-robustness line; with "
+                        "--reference alone: baseline models of the table by name (repeat or comma-separate)")
     p.add_argument("--reference", default=None, metavar="CSV",
                    help="with --shift: baseline accuracies from a CSV (columns model,id_accuracy,shift_accuracy, "
-                        "or imagenet-testbed's robustness_top1s.csv)")
+                        "or imagenet-testbed's robustness_top1s.csv); alone: every model of a robustness_top1s.csv "
+                        "table with CE/mCE, shift accuracies and effective robustness")
+    p.add_argument("--baseline-type", default=None, metavar="TYPE",
+                   help="with --reference: baseline models of this type (default: the testbed's 'Standard "
+                        "training'; types from a model_type column or imagenet-testbed's model_types.py)")
+    p.add_argument("--alexnet", default=None, metavar="MODEL|RUN",
+                   help="with --reference alone: normalise CE/mCE by this AlexNet row of the table or AlexNet "
+                        "ImageNet-C run (default: the published AlexNet constants)")
+    p.add_argument("--models", default=None, metavar="A,B,...",
+                   help="with --reference alone: only these models' rows (the baseline fit keeps all)")
     p.add_argument("--transform", default="logit", choices=["logit", "probit"],
                    help="axes of the effective-robustness fit (Taori et al.: logit)")
     p.add_argument("--shape-bias", nargs="?", const="shape_bias.png", default=None, metavar="PNG",
@@ -70,11 +86,18 @@ def run(args) -> int:
         raise VlmprobeError("--plot needs --factors (the ImageNet-X factor figure) or --shift (the shift figure)")
     if args.plot is not None and args.factors and args.shift:
         raise VlmprobeError("--plot draws one figure: give --factors or --shift, not both")
-    if (args.baseline or args.reference) and not args.shift:
-        raise VlmprobeError("--baseline/--reference define the effective-robustness line of --shift pairs")
-    if not args.groups and not args.factors and not args.shape_bias and not args.shift and not args.paired:
+    table_mode = bool(args.reference and not args.shift)
+    if args.baseline and not args.shift and not table_mode:
+        raise VlmprobeError("--baseline defines the effective-robustness line of --shift pairs (or, with --reference "
+                            "alone, names the table's baseline models)")
+    if (args.alexnet or args.models) and not table_mode:
+        raise VlmprobeError("--alexnet/--models go with --reference FILE.csv alone (the table mode)")
+    if args.baseline_type and not args.reference:
+        raise VlmprobeError("--baseline-type picks the baseline models of a --reference table")
+    if (not args.groups and not args.factors and not args.shape_bias and not args.shift and not table_mode
+            and not args.paired):
         raise VlmprobeError("nothing to compare: give --groups FIELD, --factors imagenet-x|FILE, --shape-bias, "
-                            "--paired and/or --shift ID_RUN:SHIFT_RUN")
+                            "--paired, --shift ID_RUN:SHIFT_RUN and/or --reference FILE.csv")
     if args.paired and len(args.run_dirs) != 2:
         raise VlmprobeError(f"--paired compares exactly two RUN_DIRs (got {len(args.run_dirs)})")
     if (args.groups or args.factors or args.shape_bias) and not args.run_dirs:
@@ -85,6 +108,8 @@ def run(args) -> int:
         out["paired"] = _paired(args)
     if args.shift:
         out["shift"] = _shift(args)
+    if table_mode:
+        out["reference"] = _reference_table(args)
     if args.groups:
         a, b = group_pair(args.group_drop)
         rows = group_table(runs, args.groups, a, b)
@@ -163,8 +188,8 @@ def _pair(text: str, flag: str):
 
 def _shift(args) -> dict:
     """The --shift table (printed) and, with --plot, the figure. Each shift set (dataset spec, plus
-    the on-the-fly corruption) has its own effective-robustness line: its --reference columns, the
-    --baseline pairs on the same set, or else its own compared runs."""
+    the on-the-fly corruption) has its own effective-robustness line: its --reference columns or the
+    --baseline pairs on the same set; without them no line and no ER ("n/a: no baseline")."""
     from ..errors import VlmprobeError
     from ..metrics.compare import format_table, run_label
     from ..metrics.model_scatter import shift_figure
@@ -174,10 +199,11 @@ def _shift(args) -> dict:
     sets = list(dict.fromkeys(shift_set(sh) for _, _, sh in pairs))
     baseline = None
     if args.reference:
-        baseline, skipped = reference_baselines(args.reference, sets)
+        baseline, skipped = reference_baselines(args.reference, sets, args.baseline_type)
         for s in sets:
-            print(f"reference {args.reference} for {s}: {len(baseline[s])} models"
-                  + (f" ({skipped[s]} without both accuracies skipped)" if skipped[s] else ""), file=sys.stderr)
+            print(f"reference {args.reference} for {s}: {len(baseline[s])} baseline models"
+                  + (f" ({skipped[s]} without both accuracies or not of the baseline type skipped)"
+                     if skipped[s] else ""), file=sys.stderr)
     if args.baseline:
         baseline = baseline or {s: [] for s in sets}
         for text in args.baseline:
@@ -194,12 +220,71 @@ def _shift(args) -> dict:
                        [[r["model"], r["method"], r["shift_set"], pct(r["id_accuracy"]),
                          "{:.1f}-{:.1f}".format(*(100 * v for v in r["id_ci95"])), pct(r["shift_accuracy"]),
                          "{:.1f}-{:.1f}".format(*(100 * v for v in r["shift_ci95"])),
-                         pct(r.get("effective_robustness"))] for r in table["rows"]]))
+                         table["sets"][r["shift_set"]]["no_fit"] if r.get("effective_robustness") is None
+                         else f"{100 * r['effective_robustness']:+.1f}"] for r in table["rows"]]))
+    from ..metrics.corruption import describe_mce
+
+    for r in table["rows"]:
+        if "mce_cells" in r:  # an ImageNet-C shift run (relative figures against the ID run's clean error)
+            print(f"{r['model']} ({r['method']}) on {r['shift_set']}: " + describe_mce(
+                {"complete": r["mce"] is not None, "partial_cells": r["mce_cells"], **r}))
     for name, s in table["sets"].items():
         if s["fit"]:
             f = s["fit"]
             print(f"effective robustness on {name} = shift acc - fit; {f['transform']} fit over the {f['fit_over']} "
                   f"({f['n_baseline']} points): slope {f['slope']:.3f}, intercept {f['intercept']:.3f}")
+        else:
+            print(f"effective robustness on {name}: {s['no_fit']} (give --baseline ID_RUN:SHIFT_RUN pairs of other "
+                  "models or a --reference table; a line through the compared runs themselves is not Taori et al.'s)")
     if args.plot is not None:
         print(f"figure: {shift_figure(table, args.plot or 'shift.png', baseline is not None)}")
     return table
+
+
+def _names(values) -> list[str]:
+    return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+
+
+def _reference_table(args) -> dict:
+    """``--reference FILE.csv`` alone: the table's models with the metrics a run gets (printed;
+    ``metrics.testbed``)."""
+    from ..metrics.compare import format_table
+    from ..metrics.testbed import NO_BASELINE, VARIANTS, evaluate_table, partial_label, partial_mce, read_table
+
+    table = read_table(args.reference)
+    res = evaluate_table(table, alexnet=args.alexnet, baseline_type=args.baseline_type,
+                         baseline=_names(args.baseline), transform=args.transform, models=_names([args.models or ""]))
+    pct = lambda v: None if v is None else 100 * v  # noqa: E731
+    variants = [v for v in VARIANTS if any(v in r["corruption"] for r in res["rows"])]
+    sets = list(res["sets"])
+    header = ["model", "type", "baseline", "val %"]
+    for v in variants:
+        header += [f"mCE {v}", f"rel. mCE {v}", f"partial mCE {v}"]
+    header += [f"{s} % / ER" for s in sets]
+
+    def cells(r):
+        out = [r["model"], r["type"] or "-", "yes" if r["baseline"] else "", pct(r["val"])]
+        for v in variants:
+            c = r["corruption"].get(v)
+            out += ([None] * 3 if c is None else
+                    [pct(c["mce"]), pct(c["relative_mce"]),
+                     None if c["mce"] is not None else
+                     (None if partial_mce(c) is None else f"{100 * partial_mce(c):.1f} ({partial_label(c)})")])
+        for s in sets:
+            e = r["shift"].get(s)
+            out.append("-" if e is None else f"{100 * e['shift_accuracy']:.1f} / " + (
+                res["sets"][s]["no_fit"] if e["effective_robustness"] is None
+                else f"{100 * e['effective_robustness']:+.1f}"))
+        return out
+
+    print(format_table(header, [cells(r) for r in res["rows"]]))
+    for v in variants:
+        print(f"mCE {v}: normalised by {res['alexnet'][v]}; mCE only with all 15 corruptions x 5 severities, "
+              "else the partial mean CE over the corruptions present")
+    print("baseline: " + (res["baseline"]["rule"] or NO_BASELINE))
+    for s, d in res["sets"].items():
+        f = d["fit"]
+        print(f"effective robustness on {s} (ID column {d['id_column']}): "
+              + (f"{f['transform']} fit over {f['n_baseline']} baseline models: slope {f['slope']:.3f}, "
+                 f"intercept {f['intercept']:.3f}" if f else d["no_fit"]))
+    return res

@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 def default_jobs() -> int:
     """Worker processes of the demo: two runs side by side fill a 2-core machine (one run of the
-    tiny models keeps about one core busy); more did not help there (see README, demo wall time)."""
+    tiny models keeps about one core busy); more did not help there (see docs/toy.md, demo wall time)."""
     from ..distributed import usable_cores
 
     return max(1, min(DEFAULT_JOBS, usable_cores()))

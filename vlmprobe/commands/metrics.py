@@ -186,6 +186,11 @@ def run(args) -> int:
                        key=lambda t: -t[1])[:3]
         print(f"ImageNet-X {variant}-factor: {v['n']} images joined; highest error ratios: "
               + ", ".join(f"{f} {e:.2f}" for f, e in worst))
+    ce = (results.get("shift") or {}).get("corruption_error")
+    if ce:
+        from vlmprobe.metrics.corruption import describe_mce
+
+        print(f"ImageNet-C {describe_mce(ce)}")
     if open_rows is not None:
         ow = results["open_world"]
         print(f"open world on {ow['n']} answers: " + ", ".join(

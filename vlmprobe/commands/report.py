@@ -14,5 +14,5 @@ def run(args) -> int:
     from ..study.report import write_report
 
     paths = write_report(args.study_dir)
-    print(f"report: {paths['html']}  (markdown: {paths['md']})")
+    print(f"report: {paths['html']}  (markdown: {paths['md']}; samples: {paths.get('browser', 'not written')})")
     return 0

@@ -11,7 +11,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "retrieval", help="zero-shot image<->text retrieval: Recall@K, per-image and per-caption ranks",
-        description=__doc__ + " Ties count against the correct answer (see README). Re-running resumes.",
+        description=__doc__ + " Ties count against the correct answer (see docs/methods.md). Re-running resumes.",
         formatter_class=HelpFormatter)
     add_model_arguments(p)
     g = p.add_argument_group("data")

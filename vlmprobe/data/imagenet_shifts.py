@@ -13,7 +13,8 @@
 ``imagenet-r:ROOT``         ``imagenet-r/<wnid>/*.jpg`` (Hendrycks et al. 2021), 200 classes.
 ``imagenet-a:ROOT``         ``imagenet-a/<wnid>/*.jpg`` (Hendrycks et al. 2021), 200 classes.
 ``imagenet-o:ROOT``         ``imagenet-o/<wnid>/*.jpg``: out-of-distribution images (label -1), scored
-                            against the 1,000 ImageNet classes.
+                            against ImageNet-O's 200 classes (the release's protocol, ``load_imagenet_o``;
+                            ``--label-space all``: the 1,000 classes).
 ``imagenet-c:ROOT``         ``<corruption>/<1..5>/<wnid>/*.JPEG`` (Hendrycks & Dietterich 2019); every
                             sample's ``meta`` holds ``corruption`` and ``severity`` (``--corruption``,
                             ``--severity`` select; results report accuracy per corruption/severity).
@@ -159,12 +160,32 @@ def load_imagenet_a(spec: str, split: str | None = None) -> ImageDataset:
     return _load_200(spec, split, "a")
 
 
+def imagenet_o_synsets() -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(wnids, ImageNet indices) of ImageNet-O's 200 classes: the release's folder names, as listed
+    in hendrycks/natural-adv-examples ``eval_many_models.py`` (``imagenet_o_wnids``), stored in
+    ``data/files/imagenet_o_synsets.txt``."""
+    wnids = tuple((Path(__file__).parent / "files" / "imagenet_o_synsets.txt").read_text().split())
+    index = {w: i for i, w in enumerate(synsets())}
+    return wnids, tuple(index[w] for w in wnids)
+
+
 def load_imagenet_o(spec: str, split: str | None = None) -> ImageDataset:
-    """``imagenet-o:ROOT``: OOD images (label -1) under ImageNet WordNet-id folders."""
+    """``imagenet-o:ROOT``: OOD images (label -1) under ImageNet WordNet-id folders.
+
+    Protocol (Hendrycks et al. 2021, "Natural Adversarial Examples"; their code,
+    hendrycks/natural-adv-examples ``eval_many_models.py``): the classifier's logits are restricted
+    to ImageNet-O's 200 classes (``imagenet_o_mask``), the in-distribution images are the ImageNet
+    val images of those 200 classes, the anomaly score is minus the maximum softmax probability
+    over the 200 logits, ImageNet-O is the positive class, and the headline number is the AUPR
+    (``calibration_tools.get_measures``). So the dataset carries ``info["class_subset"]`` = those
+    200 classes (every method scores them only unless ``--label-space all``) and ``vlmprobe metrics
+    ID_RUN --ood O_RUN`` restricts the ID run to the same classes (``metrics.ood_pairs``)."""
     _no_split(spec, split)
     root = _root(spec, "imagenet-o:", "imagenet-o")
     index = {w: i for i, w in enumerate(synsets())}
-    return _dataset(spec, wnid_samples(root, index, "ImageNet-1k", label=False), "imagenet-o", ood=True)
+    return _dataset(spec, wnid_samples(root, index, "ImageNet-1k", label=False), "imagenet-o", ood=True,
+                    class_subset=sorted(imagenet_o_synsets()[1]), protocol="imagenet-o-200",
+                    protocol_source="hendrycks/natural-adv-examples eval_many_models.py")
 
 
 def _load_corruptions(spec: str, split: str | None, prefix: str, fmt: str) -> ImageDataset:

@@ -28,10 +28,18 @@ def projector_path(model) -> str:
 
 def lora_target_regex(model, target_modules: list[str]) -> str:
     """``^<lm path>\\..*\\.(q_proj|...)$`` (peft full-matches it against module names); checked to
-    hit at least one Linear and nothing outside the language model."""
+    hit at least one Linear and nothing outside the language model. Where a matched name is a
+    wrapper rather than a Linear (Inkling-2's ``q_proj`` holds its ``linear`` and a norm), the
+    pattern lists the Linear layers themselves: the Linear hits and the wrappers' direct Linear children."""
     prefix = language_model_path(model)
     pattern = rf"{re.escape(prefix)}\..*\.({'|'.join(re.escape(t) for t in target_modules)})"
-    hits = [n for n, _ in model.named_modules() if re.fullmatch(pattern, n)]
+    modules = dict(model.named_modules())
+    hits = [n for n in modules if re.fullmatch(pattern, n)]
+    if hits and not all(isinstance(modules[n], torch.nn.Linear) for n in hits):
+        linears = list(dict.fromkeys(n for h in hits for n in ([h] if isinstance(modules[h], torch.nn.Linear) else
+                                     [f"{h}.{c}" for c, m in modules[h].named_children()
+                                      if isinstance(m, torch.nn.Linear)])))
+        pattern, hits = "|".join(re.escape(n) for n in linears), linears
     if not hits:
         leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                          if n.startswith(prefix) and isinstance(m, torch.nn.Linear)})
@@ -50,8 +58,8 @@ def setup_vlm_training(model, adapter_args, gradient_checkpointing: bool = False
     """Freeze everything, then make trainable what ``adapter_args.method`` asks for:
 
     - ``lora`` / ``qlora``: a peft ``PeftModel`` with LoRA (r, alpha, dropout) on the language
-      model's ``target_modules``; with ``train_projector`` the projector is trained in full and
-      saved with the adapter (peft ``modules_to_save``). ``qlora`` expects a 4-bit base and runs
+      model's ``target_modules``; with ``train_projector`` the projector (where the family names
+      one) is trained in full and saved with the adapter (peft ``modules_to_save``). ``qlora`` expects a 4-bit base and runs
       ``prepare_model_for_kbit_training`` first (fp32 norms, input grads).
     - ``projector``: no adapter; the projector's own weights train.
     Returns the model to train (PeftModel or the original)."""
@@ -83,8 +91,8 @@ def setup_vlm_training(model, adapter_args, gradient_checkpointing: bool = False
     from peft import LoraConfig, get_peft_model
 
     save = None
-    if adapter_args.train_projector:
-        proj = projector_path(model)
+    if adapter_args.train_projector and family_of(model).find_module(model, "projector", required=False):
+        proj = projector_path(model)  # (a family without a projector module trains LoRA alone)
         if any("4bit" in type(m).__name__ or "8bit" in type(m).__name__
                for m in model.get_submodule(proj).modules()):
             raise VlmprobeError("train_projector with qlora: the projector was quantized; it cannot train in full")

@@ -7,6 +7,7 @@ calibration  softmax, ECE (15 bins, stated edge convention), NLL, Brier, tempera
 ood          MSP, MCM, energy, max-logit, entropy, AUROC, FPR@95TPR, ROC curve, mean over OOD sets
 corruption   ImageNet-C CE, mCE, relative mCE (AlexNet constants with their source)
 robustness   effective robustness (logit/probit fit), Clopper-Pearson, Huber line + Spearman + R^2
+testbed      published tables (imagenet-testbed layout) -> per-model CE/mCE, shift accuracies, ER vs its baseline models
 shifts       the results.json `shift` block (200-way/1000-way, ObjectNet label sets, per corruption), ID->shift pairs
 model_scatter  "one point per model" figures (probit axes, y = x, Huber line, baseline fit; small multiples)
 groups       accuracy per value of a sample field, drop between two groups, error ratio

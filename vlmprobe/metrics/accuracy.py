@@ -95,3 +95,37 @@ def top_confusions(labels: np.ndarray, predictions: np.ndarray, num_classes: int
     uniq, cnt = np.unique(pairs, return_counts=True)
     order = np.lexsort((uniq, -cnt))[:top]
     return [(int(uniq[o] // num_classes), int(uniq[o] % num_classes), int(cnt[o])) for o in order]
+
+
+def credit_label_sets(labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray | None,
+                      label_sets: list) -> tuple[np.ndarray, np.ndarray | None]:
+    """ObjectNet's label-set rule (Barbu et al. 2019; imagenet-testbed's ObjectNet evaluation): an
+    image of ObjectNet class O is classified correctly when the prediction is ANY ImageNet class
+    mapped to O. ``label_sets[i]``: the mapped class indices of sample i (None: an ordinary
+    sample); ``labels[i]`` must be one of them (the loader uses the smallest). Returns
+    (predictions, scores) in which that rule is an exact-index comparison with ``labels``:
+
+    - a prediction inside sample i's set becomes ``labels[i]``;
+    - sample i's score row gets ``s[labels[i]] = max_{j in set_i} s[j]`` and ``-inf`` at the
+      set's other classes, i.e. the image's ObjectNet class is scored by the max over its mapped
+      ImageNet scores (the testbed's rule), so the argmax is the label exactly when the original
+      argmax lies in the set, and top-5, calibration and CMM follow the same rule.
+
+    Every other sample is returned unchanged. Inputs are not modified."""
+    preds = np.array(predictions, copy=True)
+    s = None if scores is None else np.array(scores, dtype=np.float64 if scores.dtype == np.float64 else np.float32,
+                                             copy=True)
+    for i, members in enumerate(label_sets):
+        if not members:
+            continue
+        members = [int(m) for m in members]
+        y = int(labels[i])
+        if y not in members:
+            raise VlmprobeError(f"sample {i}: label {y} is not in its label set {members}")
+        if preds[i] in members:
+            preds[i] = y
+        if s is not None:
+            best = np.max(s[i, members])
+            s[i, members] = -np.inf
+            s[i, y] = best
+    return preds, s

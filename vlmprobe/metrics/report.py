@@ -230,18 +230,25 @@ def resolve_logit_scale(run: RunData, logit_scale: float | None) -> tuple[float 
 def ood_results(run: RunData, ood: RunData, logit_scale: float | None = None, mcm_tau: float = 1.0,
                 tpr: float = 0.95) -> tuple[dict, dict]:
     """({"msp": {...}, "mcm": {...}, "energy", "max_logit", "entropy"}, {name: (id_conf, ood_conf)})
-    with ``run`` in-distribution (``metrics.ood`` defines the scores)."""
-    for r in (run, ood):
-        if r.scores is None:
-            raise VlmprobeError(f"OOD detection needs scores.npy in {r.path}")
-    id_s, ood_s = check_scores(run.scores), check_scores(ood.scores, what="OOD scores")
+    with ``run`` in-distribution (``metrics.ood`` defines the scores). The pair must share model,
+    method, class list and label space, and ImageNet-O follows its release's protocol
+    (``metrics.ood_pairs``: ``protocol`` block and ``aupr_ood`` per score)."""
+    from vlmprobe.metrics.ood_pairs import aupr_ood, pair_scores
+
+    id_raw, ood_raw, protocol = pair_scores(run, ood)
+    id_s, ood_s = check_scores(id_raw), check_scores(ood_raw, what="OOD scores")
     confs = {name: (fn(id_s), fn(ood_s)) for name, fn in ood_m.SCORES.items()}
     scale, source = resolve_logit_scale(run, logit_scale)
     if scale is not None:
-        confs["mcm"] = (ood_m.mcm(run.scores, scale, mcm_tau), ood_m.mcm(ood.scores, scale, mcm_tau))
+        confs["mcm"] = (ood_m.mcm(id_raw, scale, mcm_tau), ood_m.mcm(ood_raw, scale, mcm_tau))
     res = {name: ood_m.ood_summary(a, b, tpr) for name, (a, b) in confs.items()}
+    if protocol is not None and protocol["name"] == "imagenet-o-200":
+        for name, (a, b) in confs.items():
+            res[name]["aupr_ood"] = aupr_ood(a, b)
     if "mcm" in res:
         res["mcm"].update({"logit_scale": scale, "logit_scale_source": source, "tau": mcm_tau})
+    if protocol is not None:
+        res["protocol"] = protocol
     res["ood_run"] = str(ood.path)
     return res, confs
 

@@ -8,6 +8,13 @@ Class names come from config.json's data.classnames, else the first "classnames"
 config.json (at any depth, breadth first), else from
 RUN_DIR/classnames.json, else from the records' (label, label_name) pairs (then absent classes are
 named "class_<i>", and K is the score matrix width when there is one).
+
+Records whose ``meta`` carries a ``label_set`` (ObjectNet's ImageNet protocol) are scored by the
+label-set rule: ``predictions`` and ``scores`` are the output of
+``metrics.accuracy.credit_label_sets`` (a prediction of any class mapped to the image's ObjectNet
+class counts as its label; the class is scored by the max over its mapped scores), so top-1,
+top-5, per-class accuracy, calibration, ``shift.subset_accuracy`` and ``compare --shift`` all
+follow the protocol; the raw predictions stay in samples.jsonl (``raw_predictions`` here).
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlmprobe.errors import RunDirError
+from vlmprobe.errors import RunDirError, VlmprobeError
 from vlmprobe.metrics.nonfinite import FLAG
 from vlmprobe.runs import read_run
 
@@ -35,6 +42,7 @@ class RunData:
     skipped: int = 0
     ids: list[str] = field(default_factory=list)
     nonfinite_ids: list[str] = field(default_factory=list)  # records whose scores were NaN/inf
+    raw_predictions: np.ndarray | None = None  # the records' own predictions, before the label-set rule
 
     @property
     def method(self) -> str | None:
@@ -113,7 +121,16 @@ def load_run(run_dir) -> RunData:
         predictions = np.array(preds, dtype=np.int64)
     if scores is not None:
         scores = scores[keep]
+    raw = predictions
+    sets = [r.get("meta", {}).get("label_set") if isinstance(r.get("meta"), dict) else None for r in kept]
+    if labels is not None and any(sets):
+        from vlmprobe.metrics.accuracy import credit_label_sets
+
+        try:
+            predictions, scores = credit_label_sets(labels, predictions, scores, sets)
+        except VlmprobeError as e:
+            raise RunDirError(f"{run_dir / 'samples.jsonl'}: {e}") from None
     return RunData(path=run_dir, config=config, classnames=classnames, records=kept, labels=labels,
-                   predictions=predictions, scores=scores, skipped=int((~keep & ~nonfinite).sum()),
+                   predictions=predictions, scores=scores, raw_predictions=raw, skipped=int((~keep & ~nonfinite).sum()),
                    ids=[str(r.get("id", i)) for i, r in enumerate(kept)],
                    nonfinite_ids=[str(r.get("id", i)) for i, r in enumerate(records) if nonfinite[i]])

@@ -7,7 +7,9 @@ metrics, read from the dataset description in config.json and the records' ``met
   scores.npy when it scored all of them; None when neither exists, e.g. VLM likelihood over the
   subset only).
 - ``label_set`` in the records' meta (ObjectNet's ImageNet protocol): correct when the
-  prediction is any class of the set (``label_set_accuracy``).
+  prediction is any class of the set (``label_set_accuracy``). The run's arrays already follow
+  that rule (``rundata.load_run``), so ``top1``, ``subset_accuracy`` and ``all_classes_accuracy``
+  of an ObjectNet run are label-set accuracies too (equal to ``label_set_accuracy`` for top-1).
 - ``corruption`` / ``severity`` in the meta (ImageNet-C/-3DCC, ``--corrupt``): accuracy per
   corruption, per severity and per (corruption, severity); on ImageNet-C also CE / mCE /
   relative mCE against AlexNet (``metrics.corruption``; relative needs ``clean_error``).
@@ -59,7 +61,9 @@ def shift_results(run, clean_error: float | None = None) -> dict | None:
 
 
 def subset_accuracies(run, subset) -> dict:
-    """``subset_accuracy`` and ``all_classes_accuracy`` (module docstring)."""
+    """``subset_accuracy`` and ``all_classes_accuracy`` (module docstring). A run without scores
+    whose open-world answers were matched over all classes (``--label-space all``) has them
+    matched again over the subset (``rematch_answers``), the label space its ID run is scored in."""
     subset = np.asarray(sorted(subset), dtype=np.int64)
     y = run.labels
     out = {"subset_classes": int(subset.size), "all_classes": len(run.classnames)}
@@ -69,11 +73,17 @@ def subset_accuracies(run, subset) -> dict:
         outside = np.setdiff1d(np.arange(s.shape[1]), subset)
         if outside.size and np.isfinite(run.scores[:, outside]).any():
             out["all_classes_accuracy"] = accuracy_ci(s.argmax(1) == y)
-    else:
-        out["subset_accuracy"] = accuracy_ci(run.predictions == y)
+    sets = [s or (t,) for s, t in zip(_meta(run, "label_set"), y.tolist())]  # ObjectNet: any mapped class
+    if run.scores is None:
+        method = run.config.get("method") if isinstance(run.config.get("method"), dict) else {}
+        pred = run.predictions
+        if method.get("label_space", "all") == "all" and not method.get("closed_world") and run.records and \
+                all(isinstance(r.get("response"), str) for r in run.records):
+            pred = rematch_answers(run, subset)  # answers matched over all classes (--label-space all)
+        out["subset_accuracy"] = accuracy_ci([p in s for p, s in zip(pred.tolist(), sets)])
     full = [r.get("prediction_all") for r in run.records]
     if "all_classes_accuracy" not in out:
-        out["all_classes_accuracy"] = (accuracy_ci([p is not None and p == t for p, t in zip(full, y.tolist())])
+        out["all_classes_accuracy"] = (accuracy_ci([p is not None and p in s for p, s in zip(full, sets)])
                                        if any("prediction_all" in r for r in run.records) else None)
     return out
 
@@ -88,7 +98,8 @@ def _counts(correct) -> tuple[int, int]:
 def id_counts(run, subset=None) -> tuple[int, int]:
     """(correct, n) of an in-distribution run, on ``subset`` when given (Taori et al.: for R/A/
     ObjectNet the ID accuracy is on the same classes): images of those classes, argmax over
-    their scores (the run's predictions when it has no scores.npy)."""
+    their scores; a run without scores.npy (VLM generation) has its answers matched again
+    against the subset's names (``rematch_answers``), the label space of the shift run."""
     from vlmprobe.errors import VlmprobeError
 
     if run.labels is None:
@@ -100,9 +111,44 @@ def id_counts(run, subset=None) -> tuple[int, int]:
     if not keep.any():
         raise VlmprobeError(f"{run.path}: no images of the shift set's {subset.size} classes")
     if run.scores is None:
-        return _counts(run.predictions[keep] == run.labels[keep])
+        pred = rematch_answers(run, subset)
+        return _counts(pred[keep] == run.labels[keep])
     s = np.where(np.isfinite(run.scores[keep]), run.scores[keep], -np.inf)
     return _counts(subset[s[:, subset].argmax(1)] == run.labels[keep])
+
+
+def rematch_answers(run, subset) -> np.ndarray:
+    """int [N] predictions of a run without scores (VLM generation) in the label space of a shift
+    set's class ``subset``: each stored open-world answer matched again against the subset's names
+    only, with the run's own matching rule (``classify.matching``), as the shift run's answers were
+    (-1: no match or ambiguous). So ID and shift accuracy are scored over the same classes. A run
+    without answers (a scoring method's records without scores.npy) keeps its predictions only when
+    every prediction of the subset's images lies in the subset (then it is the subset's argmax too).
+    Any other run (closed-world questions that listed other classes, predictions outside the
+    subset) is refused in one line."""
+    from vlmprobe.classify.matching import match_response
+    from vlmprobe.errors import VlmprobeError
+
+    method = run.config.get("method") if isinstance(run.config.get("method"), dict) else {}
+    subset = [int(c) for c in subset]
+    answers = bool(run.records) and all(isinstance(r.get("response"), str) for r in run.records)
+    if not answers and not any("response" in r for r in run.records) and run.predictions is not None:
+        # no answers to match (a scoring method's records without scores.npy): usable only when every
+        # prediction of the subset's images already lies in the subset, where it is also the subset's argmax
+        keep = np.isin(run.labels, subset)
+        if np.isin(run.predictions[keep], subset).all():
+            return run.predictions
+    if method.get("closed_world") or not answers:
+        raise VlmprobeError(f"{run.path}: no scores.npy and no stored open-world answers to match against the shift "
+                            f"set's {len(subset)} classes, so its ID accuracy would be in another label space than "
+                            "the shift accuracy; rerun the ID run with open-world generation or a scoring method")
+    names = [run.classnames[c] for c in subset]
+    rule = method.get("match") or "substring"
+    out = []
+    for r in run.records:
+        m = match_response(r["response"], names, rule).prediction
+        out.append(-1 if m is None else subset[m])
+    return np.asarray(out, dtype=np.int64)
 
 
 def shift_counts(run) -> tuple[int, int, str]:
@@ -131,7 +177,8 @@ TESTBED_COLUMNS = {
     "imagenet-a:": ("imagenet-a", "val-on-imagenet-a-classes"),
     "objectnet:": ("objectnet-1.0-beta", "val-on-objectnet-classes"),
 }
-CORRUPT_TAG = " --corrupt "  # joins a spec and its on-the-fly corruption in a shift set's name
+CORRUPT_TAG = " --corrupt "
+NO_BASELINE = "n/a: no baseline"  # the effective-robustness cell without an external baseline  # joins a spec and its on-the-fly corruption in a shift set's name
 
 
 def _testbed_columns(path, header, shift_spec):
@@ -175,11 +222,14 @@ def _reference_rows(path) -> tuple[list[dict], bool]:
                         "or imagenet-testbed's robustness_top1s.csv (model, val, ...)")
 
 
-def reference_baselines(path, sets) -> tuple[dict, dict]:
+def reference_baselines(path, sets, baseline_type: str | None = None) -> tuple[dict, dict]:
     """Baseline points per shift set (``shift_set`` keys) from a ``--reference`` CSV ->
     ({set: [{model, id, shift}]}, {set: rows skipped}). imagenet-testbed's table gives each set its
     own columns (``TESTBED_COLUMNS``); a CSV with one id_accuracy/shift_accuracy pair serves one set
-    only, so several sets are refused with an error naming them."""
+    only, so several sets are refused with an error naming them. From a table in the testbed's
+    layout whose models have known types (its ``model_types.py``, or a ``model_type`` column) only
+    the baseline models enter (``metrics.testbed.baseline_models``: the testbed's standard-training
+    models, or ``baseline_type``); rows of other types are skipped and counted."""
     from pathlib import Path
 
     from vlmprobe.errors import VlmprobeError
@@ -190,9 +240,19 @@ def reference_baselines(path, sets) -> tuple[dict, dict]:
         raise VlmprobeError(f"--reference {path}: one shift_accuracy column, but the --shift runs are on "
                             f"{len(sets)} shift sets ({', '.join(sets)}); compare one shift set at a time, or give "
                             "imagenet-testbed's robustness_top1s.csv (a column per set)")
+    keep = None
+    if _reference_rows(path)[1]:
+        from vlmprobe.metrics.testbed import baseline_models, read_table
+
+        table = read_table(path)
+        if table.types or baseline_type:
+            keep = set(baseline_models(table, baseline_type)[0])
     points, skipped = {}, {}
     for s in sets:
         points[s], skipped[s] = read_reference_csv(path, s)
+        if keep is not None:
+            skipped[s] += sum(p["model"] not in keep for p in points[s])
+            points[s] = [p for p in points[s] if p["model"] in keep]
     return points, skipped
 
 
@@ -257,13 +317,34 @@ def pair_accuracies(id_run, shift_run) -> dict:
             "id_subset_classes": len(subset) if subset else None}
 
 
+MCE_COLUMNS = ("mce", "relative_mce", "mce_partial", "relative_mce_partial", "mce_cells")
+
+
+def corruption_columns(run, clean_error: float | None = None) -> dict:
+    """An ImageNet-C run's mCE figures for a table row (``metrics.corruption``): ``mce`` /
+    ``relative_mce`` (None unless all 15 x 5 cells), ``mce_partial`` / ``relative_mce_partial``
+    over the measured cells and ``mce_cells`` (their ``corruption/severity`` names); {} for any
+    other run. ``clean_error``: the model's clean error (``compare --shift``: the ID run's)."""
+    ce = (shift_results(run, clean_error) or {}).get("corruption_error")
+    if not ce:
+        return {}
+    return {"mce": ce["mce"], "relative_mce": ce["relative_mce"], "mce_partial": ce["mce_partial"],
+            "relative_mce_partial": ce["relative_mce_partial"], "mce_cells": ce["partial_cells"]}
+
+
 def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
     """``pairs``: [(label dict, id RunData, shift RunData)]; ``baseline``: the accuracies
-    [{"id", "shift"}] defining the effective-robustness line, as ``{shift set: [...]}`` (one line per
-    ``shift_set``; a set missing from it, or ``baseline`` None, is fitted over its own pairs, which
-    needs >= 2 with different ID accuracy) or one list when all pairs share one set.
-    -> {rows, sets: {set: {fit, line, n_rows}}, fit, line} (``fit`` / ``line``: the only set's, None
-    with several sets: a line through points of different shifts means nothing)."""
+    [{"id", "shift"}] of *other* models defining the effective-robustness line, as ``{shift set:
+    [...]}`` (one line per ``shift_set``) or one list when all pairs share one set.
+    -> {rows, sets: {set: {fit, line, n_rows, no_fit}}, fit, line} (``fit`` / ``line``: the only set's,
+    None with several sets: a line through points of different shifts means nothing).
+
+    Effective robustness (Taori et al. 2020) is the distance from a line fitted on baseline models
+    (standard ImageNet-trained ones), never from a line through the runs it judges (two runs would
+    both get exactly 0): a set without baseline points (``baseline`` None or missing the set) gets
+    no fit, ``effective_robustness`` None and ``no_fit`` = "n/a: no baseline"; one with fewer than
+    two usable baseline points says so in ``no_fit``. ``line`` (Tu et al.'s Huber line, Spearman,
+    R²) describes the compared runs themselves and is kept."""
     from vlmprobe.errors import VlmprobeError
     from vlmprobe.metrics.robustness import clopper_pearson, effective_robustness, fittable, line_fit
 
@@ -275,7 +356,8 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
                      "shift_dataset": _data(sh_run).get("spec"), "shift_set": shift_set(sh_run),
                      "protocol": a["protocol"], "id_subset_classes": a["id_subset_classes"],
                      "id_accuracy": ik / in_, "id_n": in_, "id_ci95": list(clopper_pearson(ik, in_)),
-                     "shift_accuracy": sk / sn, "shift_n": sn, "shift_ci95": list(clopper_pearson(sk, sn))})
+                     "shift_accuracy": sk / sn, "shift_n": sn, "shift_ci95": list(clopper_pearson(sk, sn)),
+                     **corruption_columns(sh_run, None if a["id_subset_classes"] else 1 - ik / in_)})
     names = list(dict.fromkeys(r["shift_set"] for r in rows))
     if baseline is not None and not isinstance(baseline, dict):
         if len(names) > 1:
@@ -284,14 +366,17 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
     sets = {}
     for name in names:
         group = [r for r in rows if r["shift_set"] == name]
-        given = (baseline or {}).get(name)
-        base = given or [{"id": r["id_accuracy"], "shift": r["shift_accuracy"]} for r in group]
-        fit = None
-        if fittable([b["id"] for b in base], [b["shift"] for b in base]):
+        base = (baseline or {}).get(name) or []
+        fit, no_fit = None, NO_BASELINE if not base else (
+            f"n/a: fewer than 2 baseline models with different ID accuracy inside (0, 1) ({len(base)} given)")
+        for r in group:
+            r["predicted_shift_accuracy"], r["effective_robustness"] = None, None
+        if base and fittable([b["id"] for b in base], [b["shift"] for b in base]):
             er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
                                       [b["id"] for b in base], [b["shift"] for b in base], kind)
             fit = {"transform": kind, "slope": er["slope"], "intercept": er["intercept"],
-                   "fit_over": "baseline" if given else "compared runs", "n_baseline": er["n_fit"]}
+                   "fit_over": "baseline", "n_baseline": er["n_fit"]}
+            no_fit = None
             for r, pred, e in zip(group, er["predicted"], er["er"]):
                 r["predicted_shift_accuracy"], r["effective_robustness"] = float(pred), float(e)
             from vlmprobe.metrics.intervals import effective_robustness_intervals
@@ -304,6 +389,6 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
                 r["effective_robustness_ci95"] = [iv["low"], iv["high"]] if iv else None
         line = (line_fit([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group])
                 if len(group) >= 2 else None)
-        sets[name] = {"fit": fit, "line": line, "n_rows": len(group)}
+        sets[name] = {"fit": fit, "line": line, "n_rows": len(group), "no_fit": no_fit}
     only = next(iter(sets.values())) if len(sets) == 1 else {"fit": None, "line": None}
     return {"rows": rows, "sets": sets, "fit": only["fit"], "line": only["line"]}

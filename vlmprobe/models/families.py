@@ -25,8 +25,8 @@ A ``Family`` answers:
   = 1: the causal suffix); ``prompt_inputs`` describe the whole prompt and stay as they are
   (InstructBLIP's Q-Former text); ``encode`` replaces the processor call where its layout cannot carry an answer (PaliGemma).
 
-Supporting a new family is one ``Family(...)`` passed to ``register_family`` (README, "Extending
-vlmprobe"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
+Supporting a new family is one ``Family(...)`` passed to ``register_family`` (docs/extending.md,
+"A model family"). Unknown model types get ``GENERIC``: LLaVA-style names, naive likelihood only.
 """
 from __future__ import annotations
 

@@ -14,24 +14,40 @@ Encoder-decoder language models (BLIP-2 with Flan-T5): the prompt goes to the en
 decoder scores the continuation's own tokens from its start token (``tokentrie.tokenize_answers``,
 ``_naive_seq2seq``); naive only.
 
-``fast``: per batch of images, one forward of the image + prefix (right padded) that returns the
-KV cache; the first scored token of every candidate reads its log-prob from the prefix's last
-position. Each trie chunk then goes through the model in one forward against that cache with
-an explicit additive 4-D mask (a node sees its row's real prefix tokens, its ancestors and
-itself) and explicit position ids (the prefix's last position + 1 + depth, on every rotary
-axis: 1-D for LLaVA, the three M-RoPE axes for Qwen2-VL; ``Family.positions``). The cache is a transformers
-``DynamicCache`` used only through its public API: the chunk's forward appends its states and
-``Cache.crop(-T)`` removes them again, so every chunk sees exactly the prefix and the cache
-never outlives the batch (GUIDE section 4: no candidate ever sees another's states; tests hold
-fast == naive across chunk boundaries). Rows without a chunk ``j`` run one masked padding token.
-The cache is passed as ``cache=`` where the model's forward takes it (transformers >= 5.24, which
-deprecates ``past_key_values=``), else as ``past_key_values=``.
+``fast`` has two exact paths; ``fast_path(model)`` picks the one the model needs from its config.
 
-Requires a family whose adapter allows it (``families.Family.fast_likelihood``: LLaVA-1.5,
-LLaVA-NeXT, Qwen2-VL, BLIP-2 and InstructBLIP with a decoder-only language model; the last two run
-the chunks through the language model itself, ``Family.candidate_module``), a language model that accepts custom 4-D masks (eager or sdpa
-attention) and no sliding window; anything else raises ``VlmprobeError`` naming
-``--scoring naive``.
+``tree`` (attention-only language models): per batch of images, one forward of the image + prefix
+(right padded) that returns the KV cache; the first scored token of every candidate reads its
+log-prob from the prefix's last position. Each trie chunk then goes through the model in one
+forward against that cache with an explicit additive 4-D mask (a node sees its row's real prefix
+tokens, its ancestors and itself) and explicit position ids (the prefix's last position + 1 +
+depth, on every rotary axis: 1-D for LLaVA, the three M-RoPE axes for Qwen2-VL;
+``Family.positions``). The cache is a transformers ``DynamicCache`` used only through its public
+API: the chunk's forward appends its states and ``Cache.crop(-T)`` removes them again, so every
+chunk sees exactly the prefix and the cache never outlives the batch (GUIDE section 4: no
+candidate ever sees another's states; tests hold fast == naive across chunk boundaries). Rows
+without a chunk ``j`` run one masked padding token. Needs a language model in
+``FAST_TEXT_MODEL_TYPES`` that takes custom 4-D masks (eager or sdpa attention), no sliding window
+and only ``full_attention`` layers.
+
+``state`` (everything else the family allows: hybrid models with recurrent or linear-attention
+layers such as Qwen3.5's Gated DeltaNet, short convolutions as LFM2's, Mamba-2 blocks,
+sliding-window or chunked attention, attention kernels that ignore a 4-D mask): a recurrent state
+summarises all earlier tokens, so a trie chunk cannot hide its siblings from each other with a
+mask. Instead the image + prefix runs once (rows of equal length together, never padded) and
+returns its cache; every candidate then continues from its own copy of that cache
+(``_state_copy``: a deep copy, rows picked by the cache's public ``reorder_cache``), batched as
+rows of candidate tokens (``tokentrie.plan_rows``; a candidate whose tokens but the last are a
+prefix of another's rides on that row). The shared prefix cache itself is never fed to a
+candidate forward, so nothing a candidate writes reaches another (GUIDE section 4); exactness
+is the model's own incremental decoding (what ``generate`` relies on), and tests hold fast ==
+naive on every family, at batch 1 and 5 and any chunk size.
+
+Both: the cache is passed as ``cache=`` where the model's forward takes it (transformers >= 5.24,
+which deprecates ``past_key_values=``), else as ``past_key_values=``. Requires a family whose
+adapter allows it (``families.Family.fast_likelihood``; BLIP-2 and InstructBLIP run the candidates
+through the language model itself, ``Family.candidate_module``) and a decoder-only language
+model; anything else raises ``VlmprobeError`` naming ``--scoring naive``.
 """
 from __future__ import annotations
 
@@ -42,13 +58,20 @@ import torch
 from ..errors import VlmprobeError
 from .families import family_of
 from .tokentrie import (REDUCTIONS, ContinuationTokenizer, Request, Trie, build_trie,  # noqa: F401 (re-exported)
-                        plan_chunks, reduce_logprobs, tokenize_answers, tokenize_continuations)
+                        plan_chunks, plan_rows, reduce_logprobs, tokenize_answers, tokenize_continuations)
 
 SCORINGS = ("fast", "naive")
+FAST_PATHS = ("tree", "state")
 # Language models with plain 1-D rotary positions that accept a custom additive 4-D mask.
 FAST_TEXT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text",
                          "qwen3_vl_text", "opt")  # OPT (BLIP-2): learned absolute positions take explicit ids
 FAST_ATTENTION = ("eager", "sdpa")
+# ``layer_types`` entries of layers that keep per-token keys and values (what the tree mask addresses);
+# any other entry (``linear_attention``, ``conv``, ``mamba``, ``hybrid``, ...) carries a state.
+ATTENTION_LAYER_TYPES = ("full_attention",)
+# config fields that only recurrent / state-space / convolutional layers have
+STATE_CONFIG_KEYS = ("ssm_state_size", "mamba_num_heads", "mamba_d_state", "conv_L_cache", "linear_conv_kernel_dim",
+                     "linear_num_value_heads", "layers_block_type", "conv_kernel")
 
 
 def base_model(model):
@@ -61,24 +84,49 @@ def is_encoder_decoder(model) -> bool:
     return bool(getattr(base_model(model).config, "is_encoder_decoder", False))
 
 
-def check_fast_supported(model) -> None:
-    """One-line ``VlmprobeError`` naming ``--scoring naive`` unless the fast path is exact here."""
-    cfg = model.config
+def _text_config(cfg):
+    return cfg.get_text_config(decoder=True) if hasattr(cfg, "get_text_config") else cfg
+
+
+def state_layers(cfg) -> list[str]:
+    """Why the language model of ``cfg`` cannot take the tree mask: its layer kinds other than
+    plain attention (``layer_types``), its state-space / convolution fields (``STATE_CONFIG_KEYS``);
+    [] for a pure attention stack."""
+    text = _text_config(cfg)
+    kinds = sorted({t for t in (getattr(text, "layer_types", None) or []) if t not in ATTENTION_LAYER_TYPES})
+    keys = [k for k in STATE_CONFIG_KEYS if getattr(text, k, None) is not None]
+    return [f"layer types {kinds}"] * bool(kinds) + [f"config {keys}"] * bool(keys)
+
+
+def fast_path(model) -> str:
+    """Which exact fast path scores this model (``VlmprobeError`` naming ``--scoring naive`` where
+    none is allowed):
+
+    - ``tree``: one masked forward per trie chunk against the shared prefix cache (module
+      docstring); language models in ``FAST_TEXT_MODEL_TYPES`` with eager/sdpa attention, no
+      sliding window and only ``full_attention`` layers;
+    - ``state``: every other language model the family allows (recurrent, linear-attention,
+      state-space or short-convolution layers, sliding windows, chunked attention, attention
+      kernels that ignore a 4-D mask, language models not checked against the tree mask): the
+      prefix once, then the candidates continue from copies of its cache (``_state_batch``)."""
+    cfg = base_model(model).config
     mtype = getattr(cfg, "model_type", None)
     family_of(cfg).check_fast_likelihood(mtype)
-    text = cfg.get_text_config(decoder=True) if hasattr(cfg, "get_text_config") else cfg
+    if getattr(cfg, "is_encoder_decoder", False):
+        raise VlmprobeError(f"{mtype}: fast likelihood scoring needs a decoder-only language model (the encoder-decoder "
+                            "scores each answer from the decoder start token); use scoring='naive' (--scoring naive)")
+    text = _text_config(cfg)
     ttype = getattr(text, "model_type", None)
     attn = getattr(text, "_attn_implementation", None) or getattr(cfg, "_attn_implementation", None)
-    hint = "; use scoring='naive' (--scoring naive)"
-    if ttype not in FAST_TEXT_MODEL_TYPES:
-        raise VlmprobeError(f"{mtype}: fast likelihood scoring supports language models {FAST_TEXT_MODEL_TYPES}, "
-                            f"not {ttype!r}{hint}")
-    if attn not in FAST_ATTENTION:
-        raise VlmprobeError(f"{mtype}: fast likelihood scoring needs a custom 4-D attention mask, which attention "
-                            f"implementation {attn!r} does not take; load with eager or sdpa attention{hint}")
-    if getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True):
-        raise VlmprobeError(f"{mtype}: fast likelihood scoring does not model sliding-window attention "
-                            f"(sliding_window={text.sliding_window}){hint}")
+    sliding = getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True)
+    if ttype in FAST_TEXT_MODEL_TYPES and attn in FAST_ATTENTION and not sliding and not state_layers(cfg):
+        return "tree"
+    return "state"
+
+
+def check_fast_supported(model) -> None:
+    """One-line ``VlmprobeError`` naming ``--scoring naive`` unless a fast path is exact here."""
+    fast_path(model)
 
 
 def _cache_kwarg(model) -> str:
@@ -212,6 +260,98 @@ def _fast_batch(vlm, images, prefix_texts, requests: list[Request], tries: list[
     return [torch.where(t.paths >= 0, lp[t.paths.clamp(min=0)], torch.nan) for t, lp in zip(tries, node_lp)]
 
 
+def _cut_token_inputs(batch: dict, length: int) -> dict:
+    """The prefix batch cut to its first ``length`` positions: ``input_ids``, ``attention_mask``
+    and every other per-token integer input [B, full, ...] (Qwen's ``mm_token_type_ids``);
+    image tensors are kept as they are."""
+    full = batch["input_ids"].shape[1]
+    B = batch["input_ids"].shape[0]
+    return {k: v[:, :length] if (torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (B, full)
+                                 and not v.is_floating_point()) else v for k, v in batch.items()}
+
+
+def _state_copy(cache, rows: torch.Tensor):
+    """A new cache whose row r is the prefix cache's row ``rows[r]``: a deep copy (the layers'
+    in-place updates, token counters included, never reach ``cache``), then the copy's own
+    public ``reorder_cache`` (index_select on every key/value, conv and recurrent state)."""
+    import copy
+
+    out = copy.deepcopy(cache)
+    out.reorder_cache(rows)
+    return out
+
+
+@torch.no_grad()
+def _state_batch(vlm, images, prefix_texts, requests: list[Request], chunk_size: int) -> list[torch.Tensor]:
+    """Per row, the log-probs [K, L] of every continuation's tokens (the ``state`` fast path).
+
+    1. One forward of image + shared prefix per group of rows with the same prefix length (no
+       padding ever enters a recurrent state; rows of different lengths run one at a time),
+       returning the cache (keys/values, conv and recurrent states) and the last position's
+       logits, which score every candidate's first token.
+    2. Candidate rows (``tokentrie.plan_rows``: each candidate's tokens but the last, a row that is
+       a prefix of another merged into it) continue from ``_state_copy`` of that cache, at most
+       ``max(1, chunk_size // width)`` rows per forward, right padded (padding sits after every
+       real token of its row, so it changes nothing a scored token sees), with explicit positions
+       (the prefix's last position + 1 + t on every rotary axis, ``Family.positions``) and an
+       all-ones 2-D mask. Logit ``t`` of a row scores token ``t + 1`` of each candidate on it.
+    The prefix cache is never passed to a forward after step 1, so no candidate sees another's states."""
+    batch, shared_len = _encode_prefixes(vlm, images, requests, prefix_texts)
+    if len(requests) > 1 and (shared_len != shared_len[0]).any():
+        return [lp for b in range(len(requests))
+                for lp in _state_batch(vlm, None if images is None else [images[b]], [prefix_texts[b]],
+                                       [requests[b]], chunk_size)]
+    device = vlm.device
+    prefix = _cut_token_inputs(batch, int(shared_len[0]))
+    out = vlm.model(**prefix, use_cache=True, logits_to_keep=1)
+    first = out.logits[:, -1].float().log_softmax(-1)  # [B, V]: the prefix's last position
+    cache = _output_cache(out)
+    del out
+    last_pos = vlm.family.positions(vlm.model, prefix)[:, :, -1].to(device)  # [A, B]
+    tok_lp, rows, entries = [], [], []  # rows: (image, input tokens); entries: (image, cand, t, row, token)
+    for b, req in enumerate(requests):
+        lp = torch.full((len(req.seqs), req.width), torch.nan)
+        if req.seqs:
+            heads = torch.tensor([s[0] for s in req.seqs], device=device)
+            lp[:, 0] = first[b, heads].cpu()
+        inputs, row_of = plan_rows(req.seqs)
+        base = len(rows)
+        rows += [(b, r) for r in inputs]
+        entries += [(b, c, t, base + row_of[c], s[t]) for c, s in enumerate(req.seqs) for t in range(1, len(s))]
+        tok_lp.append(lp)
+    if not rows:
+        return tok_lp
+    model = candidate_model(vlm)
+    cache_kw = _cache_kwarg(model)
+    E = torch.tensor(entries, dtype=torch.long)  # [Q, 5]
+    s = 0
+    while s < len(rows):
+        e, W = s + 1, len(rows[s][1])  # at most chunk_size tokens (rows x width) per forward, at least one row
+        while e < len(rows) and (e + 1 - s) * max(W, len(rows[e][1])) <= chunk_size:
+            W = max(W, len(rows[e][1]))
+            e += 1
+        chunk = rows[s:e]
+        ids = torch.tensor([list(r) + [r[-1]] * (W - len(r)) for _, r in chunk], dtype=torch.long, device=device)
+        img = torch.tensor([b for b, _ in chunk], device=device)
+        pos = last_pos[:, img, None] + 1 + torch.arange(W, device=device)  # [A, R, W]
+        state = _state_copy(cache, img)
+        pos = pos[0] if pos.shape[0] == 1 else pos
+        mask = torch.ones(len(chunk), int(shared_len[0]) + W, dtype=torch.long, device=device)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                       **{cache_kw: state}).logits  # [R, W, V]
+        del state
+        sel = E[(E[:, 3] >= s) & (E[:, 3] < e)]
+        if len(sel):
+            at = logits[(sel[:, 3] - s).to(device), (sel[:, 2] - 1).to(device)].float()  # [q, V]
+            got = (at.gather(1, sel[:, 4, None].to(device))[:, 0] - torch.logsumexp(at, -1)).cpu()
+            for b in sel[:, 0].unique().tolist():
+                m = sel[:, 0] == b
+                tok_lp[b][sel[m, 1], sel[m, 2]] = got[m]
+        del logits
+        s = e
+    return tok_lp
+
+
 def _log_softmax_at(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """logits [Q, V], tokens [Q] -> log p(token) [Q] in float32 (logit - logsumexp)."""
     logits = logits.float()
@@ -278,14 +418,18 @@ def _naive_seq2seq(vlm, image, prefix_text, req: Request) -> torch.Tensor:
 def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[str] | str,
                           continuations: Sequence[Sequence[str]] | Sequence[str], reduction: str = "sum",
                           scoring: str = "fast", include_eos: bool = False, separator: str | None = None,
-                          batch_size: int = 8, chunk_size: int = 512, progress: bool = False) -> torch.Tensor:
+                          batch_size: int = 8, chunk_size: int = 512, progress: bool = False,
+                          path: str | None = None) -> torch.Tensor:
     """log p(continuation | image, prefix) for every row and continuation (``vlm.logprobs``).
 
     images: N PIL images or None (text only); prefix_texts: N rendered chat-template strings (or
     one, shared); continuations: one list shared by all rows, or one list per row (rows may have
     different lengths: missing entries are NaN). Returns float32 [N, K] (``tokens``: [N, K, L],
     NaN-padded), on the CPU. ``batch_size``: images per forward; ``chunk_size``: trie nodes per
-    image per candidate forward (bounds memory). See the module docstrings for the definitions."""
+    image per candidate forward (tree path) or candidate tokens per forward (state path), bounds
+    memory. ``path``: the fast path, ``tree`` or ``state`` (default: ``fast_path(model)``, the one the
+    model needs; ``state`` works wherever ``tree`` does, for comparisons). See the module
+    docstrings for the definitions."""
     if reduction not in REDUCTIONS:
         raise VlmprobeError(f"unknown reduction {reduction!r}; choose from {REDUCTIONS}")
     if scoring not in SCORINGS:
@@ -302,7 +446,10 @@ def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[s
         raise VlmprobeError(f"{len(conts)} continuation lists for {N} rows")
     fast = scoring == "fast"
     if fast:
-        check_fast_supported(base_model(vlm.model))
+        needed = fast_path(vlm.model)
+        if path not in (None, *FAST_PATHS) or (path == "tree" and needed != "tree"):
+            raise VlmprobeError(f"fast path {path!r} is not exact here; this model needs {needed!r}")
+        path = path or needed
     tokenize = vlm.continuation_tokenizer
     seq2seq = is_encoder_decoder(vlm.model)
 
@@ -322,9 +469,11 @@ def continuation_logprobs(vlm, images: Sequence | None, prefix_texts: Sequence[s
             tok_lps = [_naive_seq2seq(vlm, None if imgs is None else imgs[0], prefixes[idx[0]], reqs[0])]
             rows_out += [reduce_logprobs(lp, req.scored_mask(), reduction) for lp, req in zip(tok_lps, reqs)]
             continue
-        prepared = [tokenize(prefixes[i], conts[i], separator, include_eos, trie=fast) for i in idx]
+        prepared = [tokenize(prefixes[i], conts[i], separator, include_eos, trie=fast and path == "tree") for i in idx]
         reqs = [p[0] for p in prepared]
-        if fast:
+        if fast and path == "state":
+            tok_lps = _state_batch(vlm, imgs, [prefixes[i] for i in idx], reqs, chunk_size)
+        elif fast:
             tok_lps = _fast_batch(vlm, imgs, [prefixes[i] for i in idx], reqs, [p[1] for p in prepared], chunk_size)
         else:
             tok_lps = [_naive_one(vlm, None if imgs is None else imgs[0], prefixes[idx[0]], reqs[0])]

@@ -230,6 +230,24 @@ def plan_chunks(trie: Trie, chunk_size: int) -> list[ChunkPlan]:
     return plans
 
 
+def plan_rows(seqs: Sequence[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The candidate rows of the ``state`` fast path (``likelihood._state_batch``), which continues
+    each row from a copy of the prefix's cache with no tree mask: candidate ``c``'s input is its
+    tokens but the last, ``seqs[c][:-1]`` (logit ``t`` predicts token ``t + 1``; token 0 is
+    predicted by the prefix). An input that is a prefix of another one is read off that longer
+    row (causal: its logits are the same), so the rows are the distinct inputs that are no other's
+    prefix, longest first. Returns ``(rows, row_of)``, ``row_of[c] = -1`` for one-token candidates."""
+    inputs = sorted({tuple(s[:-1]) for s in seqs if len(s) > 1})
+    owner: dict[tuple[int, ...], tuple[int, ...]] = {}
+    for i in range(len(inputs) - 1, -1, -1):  # in lexicographic order, extensions of x directly follow x
+        x = inputs[i]
+        nxt = inputs[i + 1] if i + 1 < len(inputs) else None
+        owner[x] = owner[nxt] if nxt is not None and nxt[:len(x)] == x else x
+    rows = sorted(set(owner.values()), key=lambda r: (-len(r), r))
+    index = {r: i for i, r in enumerate(rows)}
+    return rows, [index[owner[tuple(s[:-1])]] if len(s) > 1 else -1 for s in seqs]
+
+
 def reduce_logprobs(tok_lp: torch.Tensor, scored: torch.Tensor, reduction: str) -> torch.Tensor:
     """tok_lp [K, L] (any value where not scored), scored bool [K, L] -> [K] or [K, L]."""
     if reduction == "tokens":

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from ..errors import VlmprobeError
+from ..metrics.shifts import MCE_COLUMNS
 
 EVAL_MEASURES = ("zeroshot", "generate", "likelihood", "classifier")
 LABELS = {"zeroshot": "CLIP zero-shot", "generate": "direct generation", "likelihood": "probability inference",
@@ -155,10 +156,14 @@ def read_study(path: str | Path) -> dict:
         elif run["measure"] == "shift":
             rows = ((_read_json(d / "shift.json") or {}).get("shift") or {}).get("rows") or []
             for r in rows[:1]:
+                ce = (((_read_json(Path(r["shift_run"]) / "results.json") or {}).get("shift") or {})
+                      .get("corruption_error") or {}) if r.get("shift_run") else {}
                 out["shift"].append({"run": rid, "model": run["model"], "method": describe(run),
+                                     "corruption_error": ce or None,  # ImageNet-C shift runs: CE / mCE
                                      "dataset": run["dataset"], "shift_dataset": run["params"]["shift"],
                                      **{k: r.get(k) for k in ("id_accuracy", "id_ci95", "id_n", "shift_accuracy",
-                                                              "shift_ci95", "shift_n", "protocol")}})
+                                                              "shift_ci95", "shift_n", "protocol",
+                                                              "id_subset_classes", "shift_set", *MCE_COLUMNS)}})
         elif run["measure"] == "factors":
             res = (_read_json(d / "results.json") or {}).get("factors")
             if res and res.get("variants"):

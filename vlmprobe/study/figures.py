@@ -208,17 +208,19 @@ def factors(rows: list[dict], names: list[str], min_models: int = 3) -> bytes | 
 
 def baseline_points(rows: list[dict], ref: dict | None) -> list[tuple[float, float]]:
     """(ID, shift) accuracies defining a shifted set's effective-robustness line: the published
-    points when ``ref`` (``{"points", "fit"}``) says ``fit``, else the set's own runs ``rows``."""
+    baseline models when ``ref`` (``{"points", "fit"}``) says ``fit`` (points marked ``baseline``:
+    a testbed table's standard-training models, any other table's models), else none -- never the
+    set's own runs ``rows`` (Taori et al.'s line is fitted on other models)."""
     if ref and ref.get("fit"):
-        return [(p["x"], p["y"]) for p in ref.get("points") or []]
-    return [(r["id_accuracy"], r["shift_accuracy"]) for r in rows]
+        return [(p["x"], p["y"]) for p in ref.get("points") or [] if p.get("baseline", True)]
+    return []
 
 
 def shift_panels(by_set: dict, reference: dict | None = None) -> list[dict]:
     """``model_scatter`` panels, one per shifted set: shift vs ID accuracy, one point per (model,
-    method), with the logit fit (effective robustness) through the points -- or, with
-    ``reference[set] = {"points": [...], "fit": True}``, through the published points, which are
-    drawn as the panel's ``reference`` points either way (``study/reference.py``)."""
+    method), the published points of ``reference[set] = {"points": [...], "fit": bool}`` as the
+    panel's grey ``reference`` points, and the logit fit that defines effective robustness only
+    when it has an external baseline (``baseline_points``); without one, no ER line."""
     from ..metrics.robustness import baseline_fit, fittable
 
     panels = []
@@ -231,7 +233,8 @@ def shift_panels(by_set: dict, reference: dict | None = None) -> list[dict]:
             slope, icpt, _ = baseline_fit(xs, ys)
             base = {"slope": slope, "intercept": icpt, "transform": "logit"}
         panels.append({"title": f"shifted set: {name}", "xlabel": "ID accuracy", "ylabel": "shift accuracy",
-                       "probit": True, "baseline": base, "reference": ref.get("points") or [],
+                       "probit": True, "baseline": base,
+                       "reference": [{"label": p["label"], "x": p["x"], "y": p["y"]} for p in ref.get("points") or []],
                        "points": [{"label": f"{r['model']}: {r['method']}", "x": r["id_accuracy"],
                                    "y": r["shift_accuracy"]} for r in rows]})
     return panels

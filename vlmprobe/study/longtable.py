@@ -14,7 +14,11 @@ own rows with the model spec as the model name. Metrics are the scalar numbers o
   top-1/top-5 in percent, stored as fractions) -> model ``timm:<model>``, metrics ``top1``/``top5``;
 - open_clip's results table (``openclip_results.csv``/``openclip_classification_results.csv``:
   ``name, pretrained, <dataset columns...>`` or long ``dataset, acc1``) -> model
-  ``openclip:<name>@<pretrained>``, metric ``top1`` per dataset (the dataset column's name).
+  ``openclip:<name>@<pretrained>``, metric ``top1`` per dataset (the dataset column's name);
+- imagenet-testbed's ``robustness_top1s.csv`` (``model, val, <setting columns...>``, percent; read
+  by ``metrics.testbed.read_table``) -> the testbed's model name, metric ``top1`` per setting column
+  (``val``, ``val-on-imagenet-r-classes``, ``imagenet-r``, ``imagenet-c.fog.3_on-disk``...) and the
+  row's ``model_type`` (its ``plotting/model_types.py`` type) kept on the row for the report.
 So a zoo model ``ENTRY/ARCH@TAG`` of spec ``openclip:ARCH@TAG`` / ``timm:ARCH.TAG`` meets its
 published number under the same spec (the ``spec`` column).
 """
@@ -134,9 +138,19 @@ def reference_rows(path: str | Path) -> list[dict]:
                 if col in ("name", "pretrained") or v in ("", None) or _num(v) is None:
                     continue
                 rows.append({**base, "dataset": col, "metric": "top1", "value": _num(v)})
+    elif {"model", "val"} <= fields:  # imagenet-testbed's robustness_top1s.csv
+        from ..metrics.testbed import read_table
+
+        t = read_table(path)
+        for model, vals in t.values.items():
+            base = {"study": study, "model": model, "spec": "", "group": "reference", "architecture": model,
+                    "pretrained": "", "parameters": "", "resolution": "", "method": "published", "n": "",
+                    "interval": "", "run": str(path), "model_type": t.types.get(model)}
+            rows += [{**base, "dataset": col, "metric": "top1", "value": v / 100.0} for col, v in vals.items()]
     else:
-        raise VlmprobeError(f"--reference {path}: neither timm's results CSV (model, top1, ...) nor open_clip's "
-                            "results table (name, pretrained, ...)")
+        raise VlmprobeError(f"--reference {path}: neither timm's results CSV (model, top1, ...), open_clip's "
+                            "results table (name, pretrained, ...) nor imagenet-testbed's robustness_top1s.csv "
+                            "(model, val, ...)")
     return rows
 
 

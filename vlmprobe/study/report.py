@@ -8,6 +8,8 @@ Sections: findings; main table; label-space size; prompt variants; probes by lay
 frequency vs accuracy; worst-k classes; CMM vs per-class accuracy; calibration; CLIP's hardest
 classes beside the VLM; fine-tuning before/after; ImageWikiQA; group shift; OOD detection;
 shape bias; retrieval; ImageNet-X factors; runs that failed or were skipped; study file and versions.
+The "samples" section links each run's worst classes and confusions into the sample browser
+(``browse/index.html``, written beside the report, see ``vlmprobe.browse``).
 """
 from __future__ import annotations
 
@@ -195,6 +197,8 @@ def build(root: str | Path) -> Doc:
     doc.p("Top-1 beside the mean accuracy of the k worst classes, per run of the main table.")
     doc.figure(figures.worst_k_bars(data["main"]), "worst_k.png", "top-1 and worst-1/5/10 class accuracy")
 
+    samples_section(doc, data)
+
     doc.h(2, "Class-wise matching margin vs per-class accuracy", "cmm")
     doc.p("CMM_c = mean over class c's images of s(x, c) - max_{j != c} s(x, j); one point per class and run with "
           "a score matrix.")
@@ -280,6 +284,66 @@ def build(root: str | Path) -> Doc:
     return doc
 
 
+SHOWN_WORST, SHOWN_CONFUSIONS = 3, 3  # per run: worst classes and confusion cells linked to the samples
+
+
+def samples_section(doc: Doc, data: dict) -> None:
+    """Links into the sample browser (``browse/index.html``, written beside the report by
+    ``write_report``): per run of the main table its worst classes (the class's wrong samples)
+    and its most frequent confusions (true class -> predicted class: those samples)."""
+    from ..browse import link
+
+    doc.h(2, "Samples behind the numbers", "samples")
+    doc.raw('<p>The <a href="browse/index.html">sample browser</a> shows every image with each run\'s prediction, '
+            "answer or top-5 scores, with filters (class, wrong for one run and right for another, all wrong, "
+            "unmatched / skipped / api_error, text in the answers). Each class and confusion below opens its "
+            "samples there.</p>",
+            "The [sample browser](browse/index.html) shows every image with each run's prediction, answer or top-5 "
+            "scores, with filters. Each class and confusion below opens its samples there.\n")
+    rows = []
+    for r in data["main"]:
+        res = _read_results(doc.root / r["run"])
+        per_class = res.get("per_class_accuracy") if isinstance(res, dict) else None
+        if not isinstance(per_class, dict) or not r.get("dataset"):
+            continue
+        keys = list(per_class)
+        counts = res.get("per_class_count") or {}
+        worst = sorted((k for k in keys if counts.get(k, 1)), key=lambda k: (per_class[k], keys.index(k)))
+        cells_h, cells_m = [], []
+        for k in worst[:SHOWN_WORST]:
+            url = link(r["dataset"], run=r["run"], cls=keys.index(k), wrong=1)
+            cells_h.append(f'<a href="{html.escape(url)}">{html.escape(k)} {_pct(per_class[k])}</a>')
+            cells_m.append(f"[{k} {_pct(per_class[k])}]({url})")
+        conf_h, conf_m = [], []
+        for c in (res.get("confusions") or [])[:SHOWN_CONFUSIONS]:
+            if c.get("true") in keys and c.get("predicted") in keys:
+                url = link(r["dataset"], run=r["run"], cls=keys.index(c["true"]), pred=keys.index(c["predicted"]))
+                text = f"{c['true']} \u2192 {c['predicted']} ({c['count']})"
+                conf_h.append(f'<a href="{html.escape(url)}">{html.escape(text)}</a>')
+                conf_m.append(f"[{text}]({url})")
+        rows.append((r, cells_h, cells_m, conf_h, conf_m))
+    if not rows:
+        doc.p("(no run with per-class accuracy)")
+        return
+    head = "".join(f"<th>{h}</th>" for h in ("model", "method", "dataset", "worst classes (accuracy)",
+                                              "most frequent confusions (samples)"))
+    body = "".join(f"<tr><td>{html.escape(r['model'])}</td><td>{html.escape(r['method'])}</td>"
+                   f"<td>{html.escape(r['dataset'])}</td><td>{', '.join(wh)}</td><td>{', '.join(ch) or '–'}</td></tr>"
+                   for r, wh, _, ch, _ in rows)
+    md = ["| model | method | dataset | worst classes (accuracy) | most frequent confusions (samples) |",
+          "|---|---|---|---|---|"]
+    md += [f"| {r['model']} | {r['method']} | {r['dataset']} | {', '.join(wm)} | {', '.join(cm) or '–'} |"
+           for r, _, wm, _, cm in rows]
+    doc.raw(f'<table class="samples"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>', "\n".join(md) + "\n")
+
+
+def _read_results(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def _measured(doc: Doc, title: str, anchor: str, intro: str, rows: list, how: str) -> bool:
     """A section's heading and intro; without rows, how to measure it instead."""
     doc.h(2, title, anchor)
@@ -333,23 +397,50 @@ def robustness(doc: Doc, data: dict) -> None:
                    for r in data["retrieval"]])
     factor_section(doc, data["factors"])
     shift_section(doc, data)
+    corruption_section(doc, data["shift"])
     per_model_section(doc, data)
+
+
+def corruption_section(doc: Doc, rows: list[dict]) -> None:
+    """mCE of the shift runs on ImageNet-C (Hendrycks & Dietterich; ``metrics.corruption``): the
+    paper's mCE and relative mCE only when all 15 corruptions x 5 severities were measured, else
+    "n/a" with the partial figure and the cells it covers beside it."""
+    rows = [r for r in rows if r.get("mce_cells") is not None]
+    if not rows:
+        return
+    doc.h(3, "Corruption error (ImageNet-C)", "mce")
+    doc.p("CE per corruption = summed error over the five severities / AlexNet's (published errors, "
+          "google-research/augmix); mCE = mean CE over the 15 corruptions, relative mCE the same on error minus "
+          "clean error (the ID run's). Both exist only for the full 15 x 5 benchmark; otherwise the partial figure "
+          "over the measured cells is shown beside \"n/a\" and is not the paper's mCE.")
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    doc.table(["model", "method", "shifted set", "mCE %", "relative mCE %", "partial mCE %",
+               "partial relative mCE %", "cells measured"],
+              [[r["model"], r["method"], r["shift_dataset"]]
+               + _linked(r["run"], pct(r["mce"]), pct(r["relative_mce"]), pct(r["mce_partial"]),
+                         pct(r["relative_mce_partial"]), f"{len(r['mce_cells'])} of 75")
+               for r in rows])
 
 
 def shift_section(doc: Doc, data: dict) -> None:
     """Distribution shift: ID vs shift accuracy per (model, method) with Clopper-Pearson intervals,
-    effective robustness against the logit line through the compared runs of the same shifted set,
-    and the one-point-per-model probit figure (one panel per shifted set)."""
+    effective robustness against an external baseline only (the reference tables' baseline models
+    with ``reference: {fit: true}``; else "n/a: no baseline"), the one-point-per-model probit figure
+    (one panel per shifted set) and the published models drawn as grey points, with their ER (the
+    same fit, the same function as the runs') and, from imagenet-testbed's table, their mCE
+    (``metrics.testbed``, the function a run's ImageNet-C results use)."""
     rows = data["shift"]
     if not _measured(doc, "Distribution shift and effective robustness", "shift",
                      "Accuracy on the in-distribution test set and on a shifted set (sketches, another rendition, "
                      "corrupted images), with 95% Clopper-Pearson intervals. Effective robustness (Taori et al. 2020) "
-                     "= shift accuracy minus the logit-linear fit of shift on ID accuracy over the runs compared here "
-                     "(no separate baseline models in this study). The figure puts one point per model and method "
-                     "on probit axes with y = x and a Huber line (Tu et al.).", rows,
-                     "add {measure: shift, shift: DATASET} with a shifted dataset"):
+                     "= shift accuracy minus the logit-linear fit of shift on ID accuracy over baseline models outside "
+                     "this study (a reference table with fit: true; from imagenet-testbed's table its standard-training "
+                     "models); without one the column says \"n/a: no baseline\" and the figure has no ER line. The "
+                     "figure puts one point per model and method on probit axes with y = x and a Huber line (Tu et al.).",
+                     rows, "add {measure: shift, shift: DATASET} with a shifted dataset"):
         return
     from ..metrics.robustness import effective_robustness, fittable
+    from ..metrics.shifts import NO_BASELINE
 
     from . import reference as published
 
@@ -358,32 +449,83 @@ def shift_section(doc: Doc, data: dict) -> None:
     for r in rows:
         by_set.setdefault(r["shift_dataset"], []).append(r)
     drawn = {}  # shifted set -> published points (and whether the baseline is fitted on them)
+    notes, ref_rows = [], []
     for name, group in by_set.items():
-        drawn[name] = {"points": published.points(ref, group[0]["dataset"], name), "fit": bool(ref and ref["fit"])}
+        subset = next((r.get("id_subset_classes") for r in group if r.get("id_subset_classes")), None)
+        pts, note = published.points_for(ref, group[0]["dataset"], name, subset)
+        if note:
+            notes.append(note)
+        drawn[name] = {"points": pts, "fit": bool(ref and ref["fit"])}
         base = figures.baseline_points(group, drawn[name])
-        if fittable([x for x, _ in base], [y for _, y in base]):
-            er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
-                                      [x for x, _ in base], [y for _, y in base])
-            for r, e in zip(group, er["er"]):
-                r["er"] = float(e)
+        er = None
+        if fittable([x for x, _ in base], [y for _, y in base]):  # runs and published points: one call, one line
+            er = effective_robustness([r["id_accuracy"] for r in group] + [p["x"] for p in pts],
+                                      [r["shift_accuracy"] for r in group] + [p["y"] for p in pts],
+                                      [x for x, _ in base], [y for _, y in base])["er"]
+        reason = NO_BASELINE if not base else "n/a: fewer than 2 baseline models"
+        for k, r in enumerate(group):
+            r["er"], r["er_note"] = (None, reason) if er is None else (float(er[k]), None)
+        for k, p in enumerate(pts):
+            ref_rows.append({**p, "set": name, "er": None if er is None else float(er[len(group) + k]),
+                             "er_note": reason})
     if ref:
         n = sum(len(d["points"]) for d in drawn.values())
         doc.p(f"Published results ({', '.join(Path(f).name for f in ref['files'])}): {n} points drawn as grey "
               "crosses (top-1 on the ID and the shifted set, dataset names "
               + (", ".join(f"{k} = {v}" for k, v in ref["datasets"].items()) or "as in the study") + "); "
-              + ("the effective-robustness line is fitted on them." if ref["fit"] else
+              + ("the effective-robustness line is fitted on their baseline models." if ref["fit"] else
                  "not part of the fits (reference: {fit: true} fits the line on them)."))
+    for note in notes:
+        doc.p(note)
     ci = lambda c: "–" if not c else f"{100 * c[0]:.1f}–{100 * c[1]:.1f}"  # noqa: E731
+    erc = lambda r: r["er_note"] if r.get("er") is None else f"{100 * r['er']:+.1f}"  # noqa: E731
+    with_ce = any(r.get("corruption_error") for r in rows)  # ImageNet-C shift runs: mCE beside ER
     doc.table(["model", "method", "ID dataset", "shifted set", "ID %", "ID 95% CI", "shift %", "shift 95% CI",
-               "ER (points)"],
+               "ER (points)"] + (["mCE", "relative mCE"] if with_ce else []),
               [[r["model"], r["method"], r["dataset"] or "", r["shift_dataset"]]
                + _linked(r["run"], _pct(r["id_accuracy"]), ci(r["id_ci95"]), _pct(r["shift_accuracy"]),
-                         ci(r["shift_ci95"]), "–" if r.get("er") is None else f"{100 * r['er']:+.1f}")
+                         ci(r["shift_ci95"]), erc(r), *(_mce_cells(r.get("corruption_error")) if with_ce else ()))
                for r in rows])
     panels = figures.shift_panels(by_set, drawn)
     doc.figure(figures.panels_png(panels), "effective_robustness.png",
-               "shift vs ID accuracy, one point per model and method (probit axes, y = x, Huber line; "
-               "green: the logit fit that defines effective robustness)", panels)
+               "shift vs ID accuracy, one point per model and method (probit axes, y = x, Huber line; grey: "
+               "published models; green: the logit fit on the baseline models that defines effective robustness, "
+               "drawn only with an external baseline)", panels)
+    if ref_rows:
+        _published_table(doc, ref, ref_rows)
+
+
+def _mce_cells(c: dict | None) -> tuple[str, str]:
+    """mCE and relative mCE (percent) of a ``corruption_errors`` result; the partial mean CE, named,
+    when not all 15 corruptions x 5 severities are there."""
+    from ..metrics.testbed import partial_label, partial_mce
+
+    if not c:
+        return "–", "–"
+    if c.get("mce") is None:
+        return (f"{_pct(partial_mce(c))} (partial: {partial_label(c)})", "–")
+    return _pct(c["mce"]), _pct(c.get("relative_mce"))
+
+
+def _published_table(doc: Doc, ref: dict, ref_rows: list[dict]) -> None:
+    """The grey points as a table: ID and shift accuracy, ER (computed with the runs, above) and,
+    for models of an imagenet-testbed table, mCE / relative mCE of its on-disk ImageNet-C columns
+    (published AlexNet constants; the partial mean CE, named, when a cell is missing)."""
+    from ..metrics.testbed import evaluate_table
+
+    mce: dict = {}
+    for table in (ref.get("testbed") or {}).values():
+        drawn = sorted({r["label"] for r in ref_rows if r["label"] in table.values})
+        for row in evaluate_table(table, models=drawn)["rows"]:
+            if row["corruption"].get("on-disk"):
+                mce[row["model"]] = _mce_cells(row["corruption"]["on-disk"])
+    doc.p("Published models drawn above (grey), with effective robustness against the same line as the study's runs"
+          + (" and, from imagenet-testbed's table, mCE and relative mCE of its on-disk ImageNet-C columns "
+             "(Hendrycks & Dietterich; published AlexNet constants)" if mce else "") + ".")
+    doc.table(["model", "shifted set", "baseline", "ID %", "shift %", "ER (points)", "mCE", "relative mCE"],
+              [[r["label"], r["set"], "yes" if r.get("baseline") else "", _pct(r["x"]), _pct(r["y"]),
+                r["er_note"] if r["er"] is None else f"{100 * r['er']:+.1f}", *mce.get(r["label"], ("–", "–"))]
+               for r in ref_rows])
 
 
 def per_model_section(doc: Doc, data: dict) -> None:
@@ -455,8 +597,10 @@ def _paired_cell(root: Path, run_a: str, run_b: str) -> str:
     return f"+{pc['gained']} / -{pc['lost']} (p={pc['p_value']:.2g}){ns}" if pc["n"] else "–"
 
 
-def write_report(root: str | Path) -> dict:
-    """Write ``root/report.html``, ``root/report.md`` (+ ``report_files/*.png``); returns their paths."""
+def write_report(root: str | Path, browser: bool = True) -> dict:
+    """Write ``root/report.html``, ``root/report.md`` (+ ``report_files/*.png``) and, with
+    ``browser``, the sample browser the report links to (``root/browse/``, ``vlmprobe.browse``);
+    returns their paths."""
     root = Path(root)
     doc = build(root)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -473,4 +617,13 @@ def write_report(root: str | Path) -> dict:
     for name, panels in doc.sidecars.items():
         atomic_write_text(files / name, json.dumps(panels, indent=1, default=float) + "\n")
     atomic_write_text(root / "report.md", "\n".join(doc.md) + f"\ngenerated {stamp}\n")
-    return {"html": str(root / "report.html"), "md": str(root / "report.md")}
+    paths = {"html": str(root / "report.html"), "md": str(root / "report.md")}
+    if browser:
+        from ..browse import write_browser
+        from ..errors import VlmprobeError
+
+        try:
+            paths["browser"] = write_browser(root, progress=False)["index"]
+        except VlmprobeError as e:
+            print(f"browse: not written ({e})", flush=True)
+    return paths

@@ -335,7 +335,8 @@ def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool
         from .report import write_report
 
         paths = distributed.on_main(runner.w, lambda: write_report(out))
-        print(f"\nreport: {paths['html']}  (markdown: {paths['md']})", flush=True)
+        print(f"\nreport: {paths['html']}  (markdown: {paths['md']}; samples: {paths.get('browser', 'not written')})",
+              flush=True)
     elif report:
         print("report: not written, some runs did not finish (re-run the same command to finish them, or add "
               "--partial to write it from what is done)", flush=True)

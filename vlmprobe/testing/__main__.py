@@ -2,7 +2,7 @@
 test models (``vlmprobe.testing``) and the real-tokenizer ones (``vlmprobe.testing.real``).
 
 ``python -m vlmprobe.testing --families [DIR] [--only T1,T2] [--checks C1,C2] [--no-others]
-[--readme README.md]``:
+[--readme docs/models.md]``:
 build a tiny checkpoint of every registered family into ``DIR/<model_type>/`` (default
 ``.vlmprobe-families``), run the conformance checks, print the support matrix and write it as
 ``DIR/support_matrix.json`` and ``DIR/support_matrix.md`` (``vlmprobe.testing.conformance``)."""
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-others", action="store_true",
                         help="--families: do not probe the other image-text-to-text model types")
     parser.add_argument("--readme", metavar="PATH", help="--families: also rewrite the support-matrix section of "
-                                                         "this README (between its support-matrix markers)")
+                                                         "this Markdown file (between its support-matrix markers; "
+                                                         "the project's table is in docs/models.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.families:

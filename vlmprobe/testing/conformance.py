@@ -13,8 +13,8 @@ A check is ``check(model_dir: str, family: Family) -> Outcome`` (``status``: pas
                 name) written here (positions ``P-1 .. T-2`` predict tokens ``P .. T-1``,
                 ``P`` = the prompt's processor length), with and without the paper's answer
                 prefix "The photo features a"; same argmax.
-``fast``        where the family allows it, fast == naive (1e-4, both prefixes, batch 3, chunk
-                4); where it does not, the refusal is one line naming ``--scoring naive``
+``fast``        where the family allows it, fast == naive (1e-4, both prefixes, batch 1 and 5,
+                chunk 4; the tree or the state path, whichever the model needs); where it does not, the refusal is one line naming ``--scoring naive``
                 (status skip, with that reason).
 ``features``    ``lm.0 .. lm.L`` x {last, image-mean, mean} are [N, D_text]; ``vision`` [N, D_v]
                 and ``projector`` [N, D_text] where the family has a projector; all finite.
@@ -167,11 +167,12 @@ def check_fast(model_dir: str, family) -> None:
     refusal = fast_refusal(vlm)
     if refusal:
         raise Skip(refusal)
-    imgs = images(3)
+    imgs = images(5)
     for ap in (None, ANSWER_PREFIX):
         naive = vlm.score(imgs, NAMES, answer_prefix=ap, reduction="tokens", scoring="naive")
-        fast = vlm.score(imgs, NAMES, answer_prefix=ap, reduction="tokens", batch_size=3, chunk_size=4)
-        _close(fast, naive, f"fast vs naive (answer prefix {ap!r})")
+        for bs in (1, 5):
+            fast = vlm.score(imgs, NAMES, answer_prefix=ap, reduction="tokens", batch_size=bs, chunk_size=4)
+            _close(fast, naive, f"fast vs naive (answer prefix {ap!r}, batch {bs})")
 
 
 def check_features(model_dir: str, family) -> None:
@@ -411,27 +412,43 @@ def matrix_markdown(matrix: dict) -> str:
 def print_matrix(matrix: dict) -> None:
     print(matrix_markdown(matrix), end="")
 
-README_BEGIN = "<!-- support-matrix:begin (generated: python -m vlmprobe.testing --families DIR --readme README.md) -->"
+README_BEGIN = "<!-- support-matrix:begin (generated: python -m vlmprobe.testing --families DIR --readme docs/models.md) -->"
 README_END = "<!-- support-matrix:end -->"
+_BEGIN_PREFIX = "<!-- support-matrix:begin"  # a begin marker with any comment text (older files name README.md)
+
+
+def _split_markers(text: str):
+    """(head, begin marker as written, body, tail) of a Markdown text with support-matrix markers, or None."""
+    start = text.find(_BEGIN_PREFIX)
+    if start < 0:
+        return None
+    close = text.find("-->", start)
+    end = text.find(README_END, close)
+    if close < 0 or end < 0:
+        return None
+    begin = text[start:close + 3]
+    return text[:start], begin, text[close + 3:end], text[end + len(README_END):]
 
 
 def update_readme(path, matrix: dict) -> None:
-    """Replace the text between ``README_BEGIN`` and ``README_END`` in ``path`` with
-    ``matrix_markdown(matrix)`` (the README's family table is this output, never hand-written)."""
+    """Replace the text between the support-matrix markers (``README_BEGIN`` ... ``README_END``)
+    of the Markdown file ``path`` with ``matrix_markdown(matrix)``. The models page of the
+    documentation (``docs/models.md``) holds the project's table: it is this output, never
+    hand-written; any Markdown file with the markers works."""
     from ..errors import VlmprobeError
 
     path = Path(path)
-    text = path.read_text()
-    if README_BEGIN not in text or README_END not in text:
+    parts = _split_markers(path.read_text())
+    if parts is None:
         raise VlmprobeError(f"{path}: no support-matrix markers ({README_BEGIN} ... {README_END})")
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    path.write_text(f"{head}{README_BEGIN}\n{matrix_markdown(matrix)}{README_END}{tail}")
+    head, begin, _, tail = parts
+    path.write_text(f"{head}{begin}\n{matrix_markdown(matrix)}{README_END}{tail}")
 
 
 def family_rows(markdown: str) -> list[str]:
-    """The per-family rows of a support-matrix Markdown text (to compare README and output)."""
-    if README_BEGIN in markdown:
-        markdown = markdown.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    """The per-family rows of a support-matrix Markdown text (to compare the docs' table and output)."""
+    parts = _split_markers(markdown)
+    if parts is not None:
+        markdown = parts[2]
     table = markdown.split("Other image-text-to-text model types:")[0]
     return [line for line in table.splitlines() if line.startswith("| `")]

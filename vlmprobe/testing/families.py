@@ -9,7 +9,8 @@ chat template) built only from transformers' own config classes, nothing downloa
 Where builders live: the core three (``llava``, ``llava_next``, ``qwen2_vl``) in
 ``vlmprobe.testing`` (also built by ``build_tiny_models``), the decoder-only families in
 ``vlmprobe.testing.families_decoder``, the special ones (encoder-decoder, prefix-LM,
-cross-attention) in ``vlmprobe.testing.families_special`` when present. ``load_builders()``
+cross-attention) in ``vlmprobe.testing.families_special`` when present, the hybrid ones (recurrent,
+linear-attention, state-space layers) in ``vlmprobe.testing.families_hybrid``. ``load_builders()``
 imports them all.
 
 ``python -m vlmprobe.testing --families [DIR]`` builds every registered family into
@@ -42,6 +43,10 @@ def tiny_builder(model_type: str) -> Callable:
         return fn
 
     return register
+
+
+# the hybrid families (recurrent / linear-attention / state-space language models), kept in their own module
+BUILDER_MODULES += ("vlmprobe.testing.families_hybrid",)
 
 
 def load_builders() -> dict[str, Callable[[Path], None]]:
