@@ -155,25 +155,18 @@ def correct_intervals(correct, level: float = LEVEL) -> dict:
     return {"level": level, "accuracy": proportion(int(c.sum()), int(c.size), level)}
 
 
-def effective_robustness_intervals(id_k, id_n, shift_k, shift_n, base_id=None, base_shift=None,
-                                   kind: str = "logit", level: float = LEVEL, resamples: int = RESAMPLES,
-                                   seed: int = SEED) -> list[dict | None]:
+def effective_robustness_intervals(id_k, id_n, shift_k, shift_n, base_id, base_shift, kind: str = "logit",
+                                   level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED
+                                   ) -> list[dict | None]:
     """Per compared run, a percentile parametric-bootstrap interval of its effective robustness
-    (Taori et al. 2020): each resample draws every run's ID and shift hit counts from
-    Binomial(n, observed accuracy) and recomputes ER = shift acc - T^-1(slope T(ID acc) + b).
-    With a baseline (``base_id``/``base_shift``: other models' accuracies) the line is fixed;
-    without one the line is refitted on each resample over the compared runs themselves (as the
-    point estimate is). A resample whose line cannot be fitted is left out."""
-    from vlmprobe.metrics.robustness import effective_robustness, fittable
+    (Taori et al. 2020) against the fixed baseline line (``base_id``/``base_shift``: the baseline
+    models' accuracies): each resample draws the run's ID and shift hit counts from
+    Binomial(n, observed accuracy) and recomputes ER = shift acc - T^-1(slope T(ID acc) + b)."""
+    from vlmprobe.metrics.robustness import effective_robustness
 
     rng = np.random.default_rng(seed)
     id_k, id_n, shift_k, shift_n = (np.asarray(x, dtype=np.int64) for x in (id_k, id_n, shift_k, shift_n))
     ids = rng.binomial(id_n, id_k / id_n, size=(resamples, id_n.size)) / id_n
     shifts = rng.binomial(shift_n, shift_k / shift_n, size=(resamples, shift_n.size)) / shift_n
-    vals = np.full((resamples, id_n.size), np.nan)
-    for r in range(resamples):
-        bi, bs = (base_id, base_shift) if base_id is not None else (ids[r], shifts[r])
-        if not fittable(bi, bs):
-            continue
-        vals[r] = effective_robustness(ids[r], shifts[r], bi, bs, kind)["er"]
-    return [_percentile(vals[:, j], level, "parametric bootstrap over samples") for j in range(id_n.size)]
+    er = effective_robustness(ids.ravel(), shifts.ravel(), base_id, base_shift, kind)["er"].reshape(resamples, -1)
+    return [_percentile(er[:, j], level, "parametric bootstrap over samples") for j in range(id_n.size)]

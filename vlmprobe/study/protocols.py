@@ -215,15 +215,14 @@ def intervals_section(doc, data: dict, root: Path) -> None:
 
     er_rows = _er_rows(data)
     if er_rows:
-        doc.p("Effective robustness (points; the distribution-shift section's definition and line) with 95% "
-              "parametric-bootstrap intervals: every compared run's ID and shift accuracies resampled, the line "
-              "refitted on each resample when it is fitted over the compared runs.")
+        doc.p("Effective robustness (points; the distribution-shift section's definition and baseline line) with "
+              "95% parametric-bootstrap intervals: each run's ID and shift accuracies resampled, the line fixed.")
         doc.table(["model", "method", "shifted set", "shift accuracy [95% CI]", "ER [95% CI]"], er_rows)
 
 
 def _er_rows(data: dict) -> list:
-    """The shift section's effective robustness per run (line: published points when the study's
-    reference says fit, else the set's own runs) with ``intervals.effective_robustness_intervals``."""
+    """The shift section's effective robustness per run (line: the reference table's baseline models
+    when the study's reference says fit; none otherwise) with ``intervals.effective_robustness_intervals``."""
     from ..metrics.intervals import effective_robustness_intervals
     from ..metrics.robustness import effective_robustness, fittable
     from . import figures
@@ -242,11 +241,10 @@ def _er_rows(data: dict) -> list:
             continue
         er = effective_robustness([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group],
                                   [x for x, _ in base], [y for _, y in base])["er"]
-        fixed = drawn["fit"]
         ivs = effective_robustness_intervals(
             [round(r["id_accuracy"] * r["id_n"]) for r in group], [r["id_n"] for r in group],
             [round(r["shift_accuracy"] * r["shift_n"]) for r in group], [r["shift_n"] for r in group],
-            [x for x, _ in base] if fixed else None, [y for _, y in base] if fixed else None)
+            [x for x, _ in base], [y for _, y in base])
         for r, e, iv in zip(group, er, ivs):
             cell = f"{100 * e:+.1f}" + (f" [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}]" if iv else "")
             out.append([r["model"], r["method"], name, (f"{_pct(r['shift_accuracy'])}{_ci(r.get('shift_ci95'))}",
