@@ -610,3 +610,30 @@ def test_vectorised_clopper_pearson_and_ece_interval_inputs_match_the_references
     iv = _ece_interval(s, y, 0.95, 1, 0, 15, "right")  # one resample: compare it with the reference ECE on it
     idx = np.random.default_rng(0).integers(0, 300, 300)
     assert iv["low"] == pytest.approx(expected_calibration_error(softmax(s[idx]), y[idx]), abs=1e-6)
+
+
+def test_report_er_intervals_use_the_shift_sections_baseline_line():
+    """With a testbed reference ({fit: true}) the intervals section's ER equals the distribution-shift
+    section's (same baseline line) and its interval contains it; without a baseline no ER row."""
+    from pathlib import Path
+
+    from vlmprobe.study.protocols import _er_rows
+    from vlmprobe.study.report import Doc, shift_section
+
+    data_csv = Path(__file__).parent / "data" / "imagenet_testbed_rows.csv"
+    ref = {"files": [str(data_csv)], "datasets": {"sketch": "imagenet-sketch"}, "fit": True}
+    rows = [{"run": f"runs/{m}", "model": m, "method": "CLIP zero-shot", "dataset": "val", "shift_dataset": "sketch",
+             "id_accuracy": i, "id_ci95": [i - 0.05, i + 0.05], "id_n": 400, "shift_accuracy": s,
+             "shift_ci95": [s - 0.05, s + 0.05], "shift_n": 400, "protocol": "top1", "id_subset_classes": None}
+            for m, i, s in (("a", 0.70, 0.30), ("b", 0.85, 0.45))]
+    doc = Doc(Path("."))
+    shift_section(doc, {"shift": [dict(r) for r in rows], "reference": ref})
+    md = "\n".join(doc.md)
+    ours = _er_rows({"shift": rows, "reference": ref})
+    assert len(ours) == 2
+    for row in ours:
+        text = row[4][0]
+        er = float(text.split(" [")[0])
+        lo, hi = (float(x) for x in text.split(" [")[1].rstrip("]").split(", "))
+        assert lo <= er <= hi and f"{er:+.1f}" in md
+    assert _er_rows({"shift": rows, "reference": None}) == []

@@ -235,7 +235,9 @@ def _er_rows(data: dict) -> list:
         by_set.setdefault(r["shift_dataset"], []).append(r)
     out = []
     for name, group in by_set.items():
-        drawn = {"points": published.points(ref, group[0]["dataset"], name), "fit": bool(ref and ref["fit"])}
+        subset = next((r.get("id_subset_classes") for r in group if r.get("id_subset_classes")), None)
+        drawn = {"points": published.points_for(ref, group[0]["dataset"], name, subset)[0],
+                 "fit": bool(ref and ref["fit"])}
         base = figures.baseline_points(group, drawn)
         if not fittable([x for x, _ in base], [y for _, y in base]):
             continue
