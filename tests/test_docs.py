@@ -61,6 +61,15 @@ REWRITTEN = {
         '(`VLMPROBE_TEST_FAULT=RANK[:TEXT] accelerate launch … -m vlmprobe.testing.fault …` makes models whose spec contains\n  TEXT raise on that rank: how the tests check this; plain `vlmprobe` ignores the variable.)',
     'architectures with random weights (smoke tests of a zoo offline);':
         'architectures with random weights (smoke tests of a zoo offline) (open_clip: one model per architecture, `ENTRY/ARCH@random`; refused for `zoo: dir`; a `dir` zoo takes CLIP and VLM checkpoints and skips any other with a line);',
+    # issue #33: the default study's new runs
+    '- *Runs* (status of each), *Study file*.':
+        "- *Open-world scoring of the answers*, *Random vs hard multiple choice*, *Order and batch audit*,\n  *95% intervals and paired tests* (issue 33: [VLM classification protocols](p33.md)).\n- *Samples behind the numbers*: each run's worst classes and top confusions, linked into the sample browser.\n- *Runs* (status of each), *Study file*.",
+    'ched classes and the unmatched/ambiguous rates are stored. |':
+        'ched classes and the unmatched/ambiguous rates are stored. `--candidates random\\|hard:CLIP_RUN`: the true class and N-1 seeded others, or the N-1 classes a CLIP run scores highest on the same image (hard negatives; [protocols](p33.md)). |',
+    'e rest score `-inf`, i.e. probability 0, in `scores.npy`). |':
+        'e rest score `-inf`, i.e. probability 0, in `scores.npy`). `--candidates random\\|hard:CLIP_RUN`: the true class and N-1 seeded others, or the N-1 classes a CLIP run scores highest on the same image (hard negatives; [protocols](p33.md)). |',
+    'The default study now has 66 runs (the\ndistribution-shift lines added 15 runs on `toy:sketch`, `toy:rendition` and `toy:corrupted` and the\neffective-robustness figure).':
+        'The default study now has 72 runs (the\ndistribution-shift lines added 15 runs on `toy:sketch`, `toy:rendition` and `toy:corrupted` and the\neffective-robustness figure; issue 33 added 6: open_world of vlm and vlm-ft, 5-candidate generate/likelihood with hard candidates, audit of both).',
     # corrections carried over from issue #30's fixes (ImageNet-O, ObjectNet, mCE, OOD pairing, ER baselines)
     '(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`), so a zoo model meets':
         "(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`) or imagenet-testbed's `robustness_top1s.csv`, so a zoo model meets",
