@@ -48,6 +48,16 @@ def test_demo_runs_the_default_study_and_shows_the_findings(toy_world, tmp_path,
     # every robustness section is measured except ImageNet-X factors (the world has no factor annotations)
     assert report.count("Not measured") == 1 and "Not measured in this study (add {measure: factors" in report
     assert "](report_files/roc_0.png)" in report
+    # issue 33: open-world rates, random vs hard multiple choice, the audit, intervals on every table
+    for section in ("## Open-world scoring of the answers", "## Random vs hard multiple choice",
+                    "## Order and batch audit", "## 95% intervals and paired tests"):
+        assert section in report, section
+    ow = json.loads((out / "vlm/test/open_world/results.json").read_text())["open_world"]
+    assert ow["n"] == 450 and ow["synonym"]["rate"] >= ow["inclusion"]["rate"] and ow["semantic"] is not None
+    assert "| vlm | likelihood | test | 5 |" in report  # random vs hard likelihood row
+    audit = json.loads((out / "vlm/test/audit-answer_prefix=paper/audit.json").read_text())
+    assert audit["total_flips"] == 0  # the exact likelihood engine: no knob flips a prediction
+    assert json.loads((out / "clip/test/zeroshot/results.json").read_text())["intervals"]["top1"]["low"] > 0.8
     # a second run computes nothing and rebuilds the same report
     assert main(["demo", "--out", str(out)]) == 0
     second = capsys.readouterr().out

@@ -41,6 +41,35 @@ REWRITTEN = {
         '`@http://127.0.0.1:30000/v1`; for `--method likelihood` use `sglang:MODEL@http://127.0.0.1:30000`, its native `/generate`).',
     "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` 1/4/16 against the test server with a 1 s delay per answer: 3.4x at 4 and\n3.9x at 16 on 2 busy cores, capped by the batch of 16 and the server's one-at-a-time generation;\nidentical answers)":
         "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` N = 1/4/16/64 against the test server in its own process, 0.4 s delay per answer, cached answers: 4.03x at 4, 15.38x at 16, 40.54x at 64 on 2 busy cores (the client's CPU, about 3.2 ms per request, limits N = 64);\nidentical records)",
+    # issue #32: families by role, the honest matrix
+    'the module paths of the language model (LoRA targets), vision tower\nand projector (features,':
+        "the module paths of the language model (LoRA targets), vision tower\nand projector (found by role through transformers' API; the projector is optional) (features,",
+    '`tests/test_conformance.py` runs it in CI.':
+        '`tests/test_conformance.py` runs the 10 contract families in CI and checks the table against the registry; the full matrix is the command (or `VLMPROBE_FULL_MATRIX=1 pytest -m slow`).',
+    '`partial` when the model builds and the adapter finds its language model, vision tower and\nprojector (checks `build` and `modules`;':
+        '`partial` when it builds and its language model and vision tower resolve by role (transformers\' `get_decoder` / `get_encoder("image")`; a projector is optional) (checks `build` and `modules`;',
+    '`--scoring naive`), `unsupported` with the one-line reason otherwise.':
+        "`--scoring naive`); `not-chat` (own section, with the reason) for types that are not chat VLMs; `unsupported` only for a cause of the model's: transformers cannot instantiate it from its default config, or it has no separate language-model / vision-encoder module.",
+    'is one adapter: its module names and how its\nprojector rows map to images.':
+        'is one adapter: how its\nprojector rows map to images and its positions; module names only where transformers\' `get_decoder` / `get_encoder("image")` are silent.',
+    # issue #31: one writer, one SLURM state table, the test-only fault hook
+    "a run whose stamp says `running` under a job id that submitit still reports queued or\nrunning (sacct's state) is waited for, not resubmitted; a killed worker fails only its own run.":
+        'a run whose stamp says `running` under a job that is alive by one table of SLURM states (queued, configuring, running, suspended, requeued or held, resizing, or UNKNOWN to sacct) is waited for, not resubmitted; a run whose live writer cannot be waited for (the study was edited, or a local process) is refused in one line naming it (`--cancel-stale` cancels it first); an earlier `.old-<key>` is kept; a killed worker fails only its own run, and the workers of a killed `--executor local` study end with it ([One writer](o31a.md)).',
+    '`scontrol hold|release|requeue`':
+        '`scontrol hold|release|requeue|requeuehold|suspend|resume` (a requeue stops the running job as SLURM does)',
+    '(`VLMPROBE_TEST_FAULT=RANK[:TEXT]` makes models whose spec contains\n  TEXT raise on that rank: how the tests check this.)':
+        '(`VLMPROBE_TEST_FAULT=RANK[:TEXT] accelerate launch … -m vlmprobe.testing.fault …` makes models whose spec contains\n  TEXT raise on that rank: how the tests check this; plain `vlmprobe` ignores the variable.)',
+    'architectures with random weights (smoke tests of a zoo offline);':
+        'architectures with random weights (smoke tests of a zoo offline) (open_clip: one model per architecture, `ENTRY/ARCH@random`; refused for `zoo: dir`; a `dir` zoo takes CLIP and VLM checkpoints and skips any other with a line);',
+    # issue #33: the default study's new runs
+    '- *Runs* (status of each), *Study file*.':
+        "- *Open-world scoring of the answers*, *Random vs hard multiple choice*, *Order and batch audit*,\n  *95% intervals and paired tests* (issue 33: [VLM classification protocols](p33.md)).\n- *Samples behind the numbers*: each run's worst classes and top confusions, linked into the sample browser.\n- *Runs* (status of each), *Study file*.",
+    'ched classes and the unmatched/ambiguous rates are stored. |':
+        'ched classes and the unmatched/ambiguous rates are stored. `--candidates random\\|hard:CLIP_RUN`: the true class and N-1 seeded others, or the N-1 classes a CLIP run scores highest on the same image (hard negatives; [protocols](p33.md)). |',
+    'e rest score `-inf`, i.e. probability 0, in `scores.npy`). |':
+        'e rest score `-inf`, i.e. probability 0, in `scores.npy`). `--candidates random\\|hard:CLIP_RUN`: the true class and N-1 seeded others, or the N-1 classes a CLIP run scores highest on the same image (hard negatives; [protocols](p33.md)). |',
+    'The default study now has 66 runs (the\ndistribution-shift lines added 15 runs on `toy:sketch`, `toy:rendition` and `toy:corrupted` and the\neffective-robustness figure).':
+        'The default study now has 72 runs (the\ndistribution-shift lines added 15 runs on `toy:sketch`, `toy:rendition` and `toy:corrupted` and the\neffective-robustness figure; issue 33 added 6: open_world of vlm and vlm-ft, 5-candidate generate/likelihood with hard candidates, audit of both).',
     # corrections carried over from issue #30's fixes (ImageNet-O, ObjectNet, mCE, OOD pairing, ER baselines)
     '(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`), so a zoo model meets':
         "(`name, pretrained, <dataset columns>`; model `openclip:<name>@<pretrained>`) or imagenet-testbed's `robustness_top1s.csv`, so a zoo model meets",

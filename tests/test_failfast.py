@@ -15,6 +15,7 @@ from PIL import Image
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+FAULTY = "vlmprobe.testing.fault"  # vlmprobe with VLMPROBE_TEST_FAULT's hook on its loader (tests only)
 BOUND = 420  # seconds (a loaded 2-core machine): a launch that hangs is killed here and the test fails
 
 
@@ -38,7 +39,7 @@ def test_eval_fails_on_every_rank_when_rank_1_fails(tiny_models, digits_folder, 
     rank 0 stops too (between batches or at a barrier) with `rank 1 failed: ...`; the run
     directory is left unlocked, so the same command without the fault then finishes."""
     out = tmp_path / "run"
-    args = ["-m", "vlmprobe", "eval", "--model", f"hf:{tiny_models['llava']}", "--data", digits_folder,
+    args = ["-m", FAULTY, "eval", "--model", f"hf:{tiny_models['llava']}", "--data", digits_folder,
             "--method", "likelihood", "--limit", 6, "--batch-size", 2, "--out", out, "--no-progress"]
     proc = _run([*LAUNCH, *args], VLMPROBE_TEST_FAULT="1")
     assert proc.returncode != 0
@@ -77,7 +78,7 @@ measurements:
   - {{measure: zeroshot, datasets: [digits]}}
 """)
     out, home = tmp_path / "out", tmp_path / "home"  # a cold cache: both processes need the CLIP classifier
-    proc = _run([*LAUNCH, "-m", "vlmprobe", "study", study, "--out", out, "--partial"], VLMPROBE_TEST_FAULT="1:/llava",
+    proc = _run([*LAUNCH, "-m", FAULTY, "study", study, "--out", out, "--partial"], VLMPROBE_TEST_FAULT="1:/llava",
                 VLMPROBE_HOME=home)
     assert proc.returncode == 1, proc.stderr[-3000:]
     printed = proc.stdout

@@ -89,7 +89,7 @@ def test_normalisations_equal_naive_references(llava, answer_prefix):
             assert (got[r] - want).abs().max().item() <= TOL, (scoring, r)
             assert torch.equal(got[r].argmax(1), want.argmax(1)), (scoring, r)
         single = llava.score(imgs, CANDIDATES, answer_prefix=answer_prefix, reduction="pmi", scoring=scoring)
-        assert (single - got["pmi"]).abs().max().item() <= 1e-5  # chunking differs: float noise only
+        assert (single - got["pmi"]).abs().max().item() <= TOL  # chunking differs: float noise only (3e-5 seen on an AVX-512 CPU)
     # per-image candidate lists (ragged): missing entries stay NaN, the prior is looked up per name
     ragged = [CANDIDATES[:2], CANDIDATES[3:]]
     got = llava.score(imgs, ragged, answer_prefix=answer_prefix, reduction="pmi")

@@ -172,7 +172,6 @@ def test_unsupported_models_and_bad_input_raise(vlms):
         vlm.score(img, ["tench"], reduction="max")
     from transformers import Idefics2Config, PaliGemmaConfig
 
-    # (VipLLaVA has its own family since issue 32; Idefics2 has none yet: the generic adapter refuses)
     for config, match in ((PaliGemmaConfig(), "paligemma.*prefix-LM.*naive"), (Idefics2Config(), "idefics2.*naive")):
         fake = SimpleNamespace(model=SimpleNamespace(config=config))  # a family refusal / no family adapter
         with pytest.raises(VlmprobeError, match=match):

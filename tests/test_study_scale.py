@@ -293,12 +293,18 @@ def test_slurm_adopt_follows_sacct_states_of_array_tasks(tmp_path, fake_slurm):
 
 def _one_run_runner(run, job):
     """The scheduler's view of a study runner: one run (``run.id``, ``run.deps``), not finished yet,
-    executed as ``job``."""
+    executed as ``job``, made way for by the real ``StudyRunner._set_aside`` (refused under a live
+    writer, moved aside on another key)."""
+    from pathlib import Path
     from types import SimpleNamespace
+
+    from vlmprobe.study.runner import StudyRunner
 
     class Runner:
         plan = SimpleNamespace(runs={run.id: run})
         status: dict = {}
+        cancel_stale = False
+        _set_aside = StudyRunner._set_aside
 
         def state(self, r):
             return "partial"
@@ -306,8 +312,14 @@ def _one_run_runner(run, job):
         def job(self, r):
             return job
 
-        def _set_aside(self, r, head):
-            pass
+        def run_dir(self, r):
+            return Path(job.run_dir)
+
+        def key(self, r):
+            return job.key
+
+        def log_path(self, r):
+            return Path(job.log)
 
         def shell(self, r):
             return "vlmprobe eval ..."
@@ -357,7 +369,9 @@ def test_a_run_inside_a_slurm_allocation_is_not_that_allocations_job(tmp_path, f
 
     script = tmp_path / "alloc.sh"
     script.write_text("#!/bin/bash\n#SBATCH --time=5\nsleep 60\n")
-    alloc = subprocess.run(["sbatch", str(script)], check=True, capture_output=True, text=True).stdout.split()[-1]
+    alloc = subprocess.run(["sbatch", str(script)], check=True, capture_output=True, text=True,
+                           cwd=tmp_path).stdout.split()[-1]  # its slurm-%j.out lands there, not in the checkout
+    assert _wait(lambda: (tmp_path / f"slurm-{alloc}.out").exists(), 10)
     pool = SlurmPool(tmp_path / ".submitit", {"poll_s": 0.1})
     assert _wait(lambda: pool.job_state(alloc) == "RUNNING", 10)
     monkeypatch.setenv("SLURM_JOB_ID", alloc)  # this process runs inside the allocation

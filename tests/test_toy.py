@@ -1,5 +1,6 @@
 """The miniature world (vlmprobe.toy): data, corpora, cache behaviour, and the paper's
 qualitative shape measured through the public loading path (load_model("toy:..."))."""
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -224,16 +225,16 @@ def test_half_built_cache_is_rebuilt_and_foreign_dirs_refused(tmp_path):
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
-def test_toy_vlm_training_gives_the_same_bits_with_any_thread_count(toy_world, tmp_path):
-    """The world build trains the toy VLM with the caller's torch threads (WorldConfig): that is
-    only sound while its weights do not depend on the thread count. Real shapes (batch 32, the
-    world's conversations), a few steps, 1 vs 3 threads: byte-identical weights."""
-    import dataclasses
-
+def test_toy_vlm_threads_are_used_only_where_they_give_one_threads_bits(toy_world, tmp_path):
+    """The world build trains the toy VLM with the caller's torch threads only where that gives the
+    bits of one thread on this machine (``build.vlm_threads``; the world's key names no thread
+    count). Real shapes (batch 32, the world's conversations), a few steps: the count it picks
+    trains byte-identical weights to one thread."""
     import torch
     from safetensors.torch import load_file
 
     from vlmprobe.data import read_image
+    from vlmprobe.toy.build import vlm_threads
     from vlmprobe.toy.vlm import VlmConfig, train_vlm
 
     root = Path(toy_world["dir"])
@@ -241,19 +242,42 @@ def test_toy_vlm_training_gives_the_same_bits_with_any_thread_count(toy_world, t
     knowledge = json.loads((root / "corpus" / "knowledge.json").read_text())[:100]
     rel = sorted({c["image"] for c in convs})
     images = [read_image(str(root / p)) for p in rel]
-    cfg = dataclasses.replace(VlmConfig(), steps=3, warmup=1)
+    cfg = VlmConfig()
+    picked = vlm_threads(3, root / "clip", images, rel, convs, knowledge, [], cfg, 0)
+    assert picked in (1, 3)
+    short = dataclasses.replace(cfg, steps=3, warmup=1)
     old = torch.get_num_threads()
     weights = {}
     try:
-        for threads in (1, 3):
+        for threads in sorted({1, picked}):
             torch.set_num_threads(threads)
-            train_vlm(root / "clip", images, rel, convs, knowledge, [], tmp_path / str(threads), cfg, seed=0)
+            train_vlm(root / "clip", images, rel, convs, knowledge, [], tmp_path / str(threads), short, seed=0)
             weights[threads] = load_file(str(tmp_path / str(threads) / "model.safetensors"))
     finally:
         torch.set_num_threads(old)
-    assert weights[1].keys() == weights[3].keys()
-    changed = [k for k in weights[1] if not torch.equal(weights[1][k], weights[3][k])]
-    assert not changed, changed[:5]
+    assert not [k for k in weights[1] if not torch.equal(weights[1][k], weights[picked][k])]
+
+
+def test_vlm_threads_falls_back_to_one_thread_when_the_bits_depend_on_the_count(tmp_path, monkeypatch):
+    """A training whose weights change with the thread count (as the toy VLM's do on some CPUs)
+    gets one thread; one whose weights do not gets the threads asked for."""
+    import torch
+    from safetensors.torch import save_file
+
+    import vlmprobe.toy.vlm as toy_vlm
+    from vlmprobe.toy.build import vlm_threads
+
+    def fake_train(depends):
+        def train(clip_dir, images, rel, convs, knowledge, extra, out_dir, cfg, seed=0):
+            Path(out_dir).mkdir(parents=True)
+            value = float(torch.get_num_threads()) if depends else 1.0
+            save_file({"w": torch.full((2,), value)}, str(Path(out_dir) / "model.safetensors"))
+        return train
+
+    for depends, expected in ((True, 1), (False, 3)):
+        monkeypatch.setattr(toy_vlm, "train_vlm", fake_train(depends))
+        assert vlm_threads(3, tmp_path, [], [], [], [], [], toy_vlm.VlmConfig(), 0) == expected
+    assert vlm_threads(1, tmp_path, [], [], [], [], [], toy_vlm.VlmConfig(), 0) == 1
 
 
 def test_cli_toy_build_reuses_the_session_world(toy_world, capsys):

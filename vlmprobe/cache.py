@@ -3,6 +3,7 @@ and content keys for cached artefacts: a key is the SHA-256 of a canonical JSON 
 that determines the artefact, so a cache entry is reused only when all of it matches."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -72,27 +73,108 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+# errno values of a file system that has no flock (Lustre mounted without -o flock, NFS without
+# its lock manager, some FUSE file systems): the lock cannot be taken at all, not "busy"
+NO_LOCK_ERRNOS = frozenset(e for e in (getattr(errno, n, None) for n in ("ENOLCK", "ENOSYS", "EOPNOTSUPP", "ENOTSUP"))
+                           if e is not None)
+
+
+def mount_of(path: str | os.PathLike, mounts: str = "/proc/self/mounts") -> tuple[str, str, str]:
+    """(mount point, file system type, mount options) of the mount holding ``path``, from
+    ``mounts`` (the longest mount point above it); ("?", "?", "") where unknown."""
+    target = os.path.realpath(path)
+    best = ("?", "?", "")
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 4:
+                    continue
+                point = parts[1].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and (best[0] == "?" or len(point) >= len(best[0])):
+                    best = (point, parts[2], parts[3])
+    except OSError:
+        pass
+    return best
+
+
+def node_local_locks(path: str | os.PathLike, mounts: str = "/proc/self/mounts") -> str | None:
+    """``"MOUNT (TYPE, OPTION)"`` when ``path``'s file system is mounted so that ``flock`` locks
+    are coherent on one node only (they do not exclude a process on another node): Lustre
+    ``localflock`` (mount.lustre(8); ``flock`` is cluster-wide, ``noflock`` fails), NFS
+    ``local_lock=flock``, ``local_lock=all`` or ``nolock`` (nfs(5); the default emulates flock
+    with NLM/NFSv4 byte-range locks, cluster-wide), AFS ``flock=local``; else None."""
+    point, fstype, options = mount_of(path, mounts)
+    local = {"lustre": ("localflock",), "nfs": ("nolock", "local_lock=flock", "local_lock=all"),
+             "nfs4": ("nolock", "local_lock=flock", "local_lock=all"), "afs": ("flock=local",)}
+    hits = [o for o in options.split(",") if o in local.get(fstype, ())]
+    return f"{point} ({fstype}, {hits[0]})" if hits else None
+
+
+def no_lock_message(path: str | os.PathLike, err: OSError) -> str:
+    """One line: ``path``'s file system cannot lock (``err``), its mount, and what to do."""
+    point, fstype, options = mount_of(Path(path).parent)
+    name = "EOPNOTSUPP" if err.errno == errno.EOPNOTSUPP else errno.errorcode.get(err.errno, str(err.errno))
+    return (f"cannot lock {path}: the file system mounted at {point} (type {fstype}, options {options or '?'}) "
+            f"does not support flock ({name}); vlmprobe needs it for one writer per run directory and cache entry: mount it "
+            "with cluster-wide flock (Lustre: -o flock; NFS: a running lock manager, not nolock) or put --out "
+            "and VLMPROBE_HOME on a file system that has it")
+
+
+def try_lock(fd: int, path: str | os.PathLike, wait: bool = False) -> bool:
+    """THE lock of vlmprobe: an exclusive ``flock`` on the open descriptor ``fd`` (of file
+    ``path``) -> True; False when another process holds it (``wait``: block until it is free
+    instead). Released by the kernel when the descriptor is closed or the process dies. A file
+    system without flock raises ``LockError`` with one line naming the mount (``no_lock_message``)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno in NO_LOCK_ERRNOS:
+            from .errors import LockError
+
+            raise LockError(no_lock_message(path, e)) from None
+        raise
+
+
 @contextmanager
 def file_lock(path: str | os.PathLike, waiting: str | None = None):
-    """Hold an exclusive ``flock`` on ``path`` (created) inside the block; other processes (any
-    launch, same machine or a shared file system with flock) wait. ``waiting``: printed once to
-    stderr when the lock is busy. Released by the kernel if the process dies."""
-    import fcntl
+    """Hold an exclusive lock (``try_lock``) on ``path`` (created) inside the block; other
+    processes (any launch, same machine or a shared file system with flock) wait. ``waiting``:
+    printed once to stderr when the lock is busy. Released by the kernel if the process dies."""
     import sys
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not try_lock(fd, path):
             if waiting:
                 print(waiting, file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try_lock(fd, path, wait=True)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def complete_lines(path: str | os.PathLike, cut: bool = True) -> bytes:
+    """The bytes of ``path`` up to its last newline (b"" when absent): the lines an append-only
+    JSONL writer finished. With ``cut``, a partial last line (a writer killed mid-write) is
+    truncated away on disk, so the next append starts on a line of its own."""
+    path = Path(path)
+    if not path.exists():
+        return b""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if cut and end != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    return data[:end]
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:

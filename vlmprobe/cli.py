@@ -18,7 +18,7 @@ from . import __version__
 from .errors import VlmprobeError
 
 COMMANDS = ["demo", "study", "report", "eval", "metrics", "frequency", "probe", "wikiqa", "toy", "merge", "cpe",
-            "retrieval", "compare", "collect", "browse"]
+            "retrieval", "compare", "collect", "browse", "audit", "wikiqa_build"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if not world().main:  # one report per launch: rank 0 prints, the others only report errors
         sys.stdout = open(os.devnull, "w")
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["wikiqa", "build"]:  # `vlmprobe wikiqa build`: its own parser (commands/wikiqa_build.py)
+        argv = ["wikiqa-build", *argv[2:]]
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -15,3 +15,7 @@ class DataError(VlmprobeError):
 
 class RunDirError(VlmprobeError):
     """A run directory that cannot be (re)used, e.g. holding a different config."""
+
+
+class LockError(VlmprobeError):
+    """A file system that cannot lock files (no flock), stated with its mount and what to do."""

@@ -35,7 +35,6 @@ other ranks hold only their shard locks.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_json
+from .cache import atomic_write_json, complete_lines, try_lock
 from .errors import RunDirError
 
 VOLATILE_SECTIONS = ("runtime", "environment")  # recorded, but not part of a run's identity
@@ -116,14 +115,7 @@ class AppendLog:
 
     def repair(self) -> int:
         """Drop a partial last line and score rows without a line; return the number of lines."""
-        n = 0
-        if self.lines_path.exists():
-            data = self.lines_path.read_bytes()
-            end = data.rfind(b"\n") + 1
-            if end != len(data):
-                with open(self.lines_path, "r+b") as f:
-                    f.truncate(end)
-            n = data[:end].count(b"\n")
+        n = complete_lines(self.lines_path).count(b"\n")
         if self.num_scores:
             row = 4 * self.num_scores
             have = self.scores_path.stat().st_size // row if self.scores_path.exists() else 0
@@ -163,20 +155,12 @@ class AppendLog:
         return np.fromfile(self.scores_path, dtype=np.float32).reshape(-1, self.num_scores)
 
 
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
 class ShardLog(AppendLog):
     """One process's shard: lines ``{"index": i, "record": rec}``; ``hold()`` flocks it."""
 
     def hold(self) -> None:
         self._fd = os.open(self.lines_path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_flock(self._fd):
+        if not try_lock(self._fd, self.lines_path):
             raise RunDirError(f"{self.lines_path} is being written by another process")
 
     def release(self) -> None:
@@ -187,7 +171,7 @@ class ShardLog(AppendLog):
     def in_use(self) -> bool:
         fd = os.open(self.lines_path, os.O_RDONLY)
         try:
-            return not _try_flock(fd)
+            return not try_lock(fd, self.lines_path)
         finally:
             os.close(fd)  # closing drops the probe lock
 
@@ -219,7 +203,12 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         lock_path = self.path / ".lock"
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_flock(fd):
+        try:
+            free = try_lock(fd, lock_path)
+        except Exception:
+            os.close(fd)
+            raise
+        if not free:
             os.close(fd)
             try:
                 holder = json.loads(lock_path.read_text() or "{}")

@@ -224,3 +224,104 @@ def label_space_option():
                                 "class plus that class's confusers, from a JSON {class: [classes]} or the top-K "
                                 "(default 20) confusions of a reference run of the same classes; default all",
                           metavar="all|FILE.json|RUN_DIR[@K]")
+
+
+# ---------------------------------------------------------------- random vs hard distractors
+
+class CandidateRule:
+    """Which N-1 distractors join the true class when ``--num-candidates N`` samples a label
+    space per image (``--candidates``):
+
+    - ``random`` (default): N-1 other classes uniformly at random (``sample_candidates``; the
+      paper's label-space ablation);
+    - ``hard:CLIP_RUN``: the N-1 other classes with the highest scores in CLIP_RUN's score row of
+      the same sample id (a run of the same class list with scores.npy, e.g. a CLIP zero-shot run
+      on the same dataset): the classes that CLIP confuses this image with most (FOCI,
+      gregor-ge/FOCI-Benchmark, mines multiple-choice distractors with CLIP). Ties go to the lower
+      class index. A sample missing from CLIP_RUN, or whose score row is not finite, is an error
+      naming the id.
+
+    The offered list is sorted by class index, then permuted with the sample's seeded ``rng`` when
+    ``shuffle`` (as ``sample_candidates``)."""
+
+    def __init__(self, value: str | None = None):
+        value = (value or "random").strip()
+        if value == "random":
+            self.kind, self.source = "random", None
+        elif value.startswith("hard:") and value[5:]:
+            self.kind, self.source = "hard", value[5:]
+        else:
+            raise VlmprobeError(f"--candidates {value!r}: expected random or hard:CLIP_RUN")
+        self.rows: dict[str, np.ndarray] = {}
+        self.run_info: dict = {}
+
+    @classmethod
+    def fixed(cls, table: dict[str, list[int]]) -> "CandidateRule":
+        """Each sample id's offered classes exactly as given, in the given order (``vlmprobe audit``
+        permutes a run's recorded candidates with it); takes precedence over every other rule."""
+        rule = cls("random")
+        rule.kind, rule.table = "fixed", {str(k): [int(c) for c in v] for k, v in table.items()}
+        return rule
+
+    def config(self) -> str | dict:
+        if self.kind == "fixed":
+            return {"rule": "fixed", "sha256": _table_key(self.table)}
+        return "random" if self.kind == "random" else {"rule": "hard", "run": self.source, **self.run_info}
+
+    def setup(self, dataset, num_candidates: int | None) -> None:
+        if self.kind != "hard":
+            return
+        if num_candidates is None:
+            raise VlmprobeError(f"--candidates hard:{self.source} chooses N-1 distractors: give --num-candidates N")
+        from pathlib import Path
+
+        from ..metrics.rundata import load_run
+
+        if not Path(self.source).is_dir():
+            raise VlmprobeError(f"--candidates hard:{self.source}: not a run directory")
+        run = load_run(self.source)
+        if list(run.classnames) != list(dataset.classnames):
+            raise VlmprobeError(f"--candidates hard:{self.source}: the run's class list ({len(run.classnames)} "
+                                f"classes) differs from the dataset's ({len(dataset.classnames)})")
+        if run.scores is None:
+            raise VlmprobeError(f"--candidates hard:{self.source}: the run has no scores.npy")
+        self.rows = dict(zip(run.ids, np.asarray(run.scores, dtype=np.float64)))
+        self.run_info = {"model": (run.config.get("model") or {}).get("spec"), "method": run.method}
+
+    def choose(self, sample, num_classes: int, num_candidates: int | None, rng, shuffle: bool) -> list[int]:
+        if self.kind == "fixed":
+            if sample.id not in self.table:
+                raise VlmprobeError(f"fixed candidates: none given for sample {sample.id!r}")
+            return list(self.table[sample.id])
+        if self.kind == "random" or num_candidates is None or num_candidates >= num_classes:
+            return sample_candidates(sample.label, num_classes, num_candidates, rng, shuffle)
+        if sample.label < 0:
+            raise VlmprobeError("--candidates hard needs labeled images (the true class is always offered)")
+        row = self.rows.get(sample.id)
+        if row is None:
+            raise VlmprobeError(f"--candidates hard:{self.source}: no score row for sample {sample.id!r}")
+        if not np.isfinite(row).all():
+            raise VlmprobeError(f"--candidates hard:{self.source}: sample {sample.id!r} has non-finite scores")
+        w = row.copy()
+        w[sample.label] = -np.inf
+        order = np.lexsort((np.arange(num_classes), -w))  # highest score first, ties to the lower index
+        chosen = np.sort(np.concatenate([[sample.label], order[:num_candidates - 1]]))
+        if shuffle:
+            chosen = rng.permutation(chosen)
+        return [int(c) for c in chosen]
+
+
+def _table_key(table: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def candidates_option():
+    """The ``--candidates`` field of a method's options (generate, likelihood)."""
+    from .. import options
+
+    return options.option("random", "with --num-candidates N: the N-1 distractors: random (default), or "
+                                    "hard:CLIP_RUN = the N-1 classes CLIP_RUN scores highest on the same image",
+                          metavar="random|hard:CLIP_RUN")

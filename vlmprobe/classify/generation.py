@@ -1,7 +1,8 @@
 """Direct generation: ask a VLM what is in the image, then match its answer to class names.
 
 Per image: choose the label space (open world: all K classes, not shown to the model; closed
-world: the candidates from ``candidates.sample_candidates``, listed in the question), build the
+world: the candidates from ``candidates.sample_candidates``, or the CLIP-mined distractors of
+``--candidates hard:CLIP_RUN`` (``candidates.CandidateRule``), listed in the question), build the
 question (``prompts.PromptTemplate.format``), render it through the model's chat template and
 decode greedily (``VisionLanguageModel.generate``: left padding + attention mask, so a batch
 gives the answers batch size 1 gives), then judge the answer (``matching.match_response``).
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 from .. import options
 from ..errors import VlmprobeError
 from ..models.base import require_kind
-from .candidates import (LabelSpace, check_num_candidates, label_space_option, parse_num_candidates,
-                         sample_candidates)
+from .candidates import (CandidateRule, LabelSpace, candidates_option, check_num_candidates, label_space_option,
+                         parse_num_candidates)
 from .matching import RULES, match_response
 from .prompts import OPEN_WORLD_QUESTION, PROMPTS, get_prompt
 
@@ -52,6 +53,7 @@ class GenerateOptions(options.Options):
                                 "response'), word (whole-word mention), first (earliest mentioned candidate)",
                                 choices=RULES)
     label_space: str | None = label_space_option()
+    candidates: str = candidates_option()
 
 
 class Method:
@@ -60,10 +62,11 @@ class Method:
 
     def __init__(self, prompt: str = "default", closed_world: bool = False, num_candidates: int | str | None = None,
                  shuffle: bool = True, cot: bool = False, max_new_tokens: int | None = None,
-                 match: str = "substring", label_space: str | None = None):
+                 match: str = "substring", label_space: str | None = None, candidates: str = "random"):
         self.options = GenerateOptions(prompt=prompt, closed_world=bool(closed_world), num_candidates=num_candidates,
                                        shuffle=bool(shuffle), cot=bool(cot), max_new_tokens=max_new_tokens,
-                                       match=match, label_space=label_space)
+                                       match=match, label_space=label_space, candidates=candidates or "random")
+        self.rule = CandidateRule(candidates)
         self.space = LabelSpace.parse(label_space)
         if self.space.restricted and (num_candidates is not None or not closed_world):
             raise VlmprobeError("--label-space lists each image's class and its confusers in the question: it needs "
@@ -77,6 +80,8 @@ class Method:
         if self.template.has_classes_slot and not self.closed_world:
             raise VlmprobeError(f"prompt {self.template.name!r} ({self.template.source}) has a {{classes}} "
                                 "slot; use it with --closed-world")
+        if self.rule.kind == "hard" and (self.num_candidates is None or self.space.restricted):
+            raise VlmprobeError("--candidates hard:CLIP_RUN picks the distractors of --closed-world --num-candidates N")
         self.shuffle = bool(shuffle)
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens is not None else self.template.max_new_tokens
         self.match = match
@@ -87,6 +92,8 @@ class Method:
                "max_new_tokens": self.max_new_tokens, "match": self.match, "greedy": True}
         if self.closed_world:  # label-space options only matter when classes are listed
             cfg.update(num_candidates=self.num_candidates or "all", shuffle=self.shuffle)
+            if self.rule.kind != "random":  # absent for random: earlier runs' configs (and their ids) stay the same
+                cfg["candidates"] = self.rule.config()
             if self.space.restricted:
                 cfg["label_space"] = self.space.config()
         elif self.space.subset is not None:  # answers matched against the dataset's class subset
@@ -99,6 +106,7 @@ class Method:
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
         self.space.setup(dataset, self.num_candidates)
+        self.rule.setup(dataset, self.num_candidates)
 
     def num_scores(self, dataset) -> None:
         return None
@@ -108,6 +116,11 @@ class Method:
         questions, offered = [], []
         for sample in samples:
             cands = None
+            if self.rule.kind == "fixed":  # vlmprobe audit: the run's own candidates in a permuted order
+                cands = self.rule.choose(sample, len(self.classnames), None, None, False)
+                questions.append(self.template.format([self.classnames[c] for c in cands]))
+                offered.append(cands)
+                continue
             if self.space.subset is not None and not self.closed_world:
                 # a dataset's class subset (ImageNet-R/-A): the open question stays open; the answer
                 # is matched against the subset's names only
@@ -118,8 +131,8 @@ class Method:
                 cands = self.space.candidates(sample)
                 cands = [int(c) for c in rng_for(sample).permutation(cands)] if self.shuffle else cands
             elif self.closed_world:
-                cands = sample_candidates(sample.label, len(self.classnames), self.num_candidates, rng_for(sample),
-                                          shuffle=self.shuffle)
+                cands = self.rule.choose(sample, len(self.classnames), self.num_candidates, rng_for(sample),
+                                         shuffle=self.shuffle)
             names = [self.classnames[c] for c in cands] if cands is not None else None
             questions.append(self.template.format(names))
             offered.append(cands)

@@ -13,7 +13,8 @@ shared prefix + token trie, exact; ``--scoring naive``: one full forward per cla
 reference). ``--article a/an`` is handled here (``apply_article``), before the model sees the names.
 
 Label space: with ``--num-candidates N`` each image is scored only on the true class plus N-1
-random others (``candidates.sample_candidates``, seeded per sample); the prediction is the
+random others (``candidates.sample_candidates``, seeded per sample), or with ``--candidates
+hard:CLIP_RUN`` the N-1 classes that run scores highest on the image (``candidates.CandidateRule``); the prediction is the
 argmax over those. Classes not offered score ``-inf`` in scores.npy (probability 0 in every
 metric); each record also holds ``candidates`` (class indices) and ``candidate_scores`` (their
 scores, same order). Records always hold ``prediction`` and ``logprob`` (the predicted class's
@@ -33,8 +34,8 @@ from ..metrics.nonfinite import nonfinite_rows, prediction_fields, predict
 from ..models.base import require_kind
 from ..models.likelihood import SCORINGS
 from ..models.tokentrie import NORMALIZATIONS
-from .candidates import (LabelSpace, check_num_candidates, label_space_option, parse_num_candidates,
-                         sample_candidates)
+from .candidates import (CandidateRule, LabelSpace, candidates_option, check_num_candidates, label_space_option,
+                         parse_num_candidates)
 from .prompts import PROMPTS, get_prompt
 
 PAPER_ANSWER_PREFIX = "The photo features a"  # the paper's probability-inference answer start
@@ -79,6 +80,7 @@ class LikelihoodOptions(options.Options):
     chunk_size: int = options.option(512, "likelihood (fast): trie nodes per image per forward; lower it to save "
                                      "memory", check=lambda n: n >= 1, requirement="must be at least 1")
     label_space: str | None = label_space_option()
+    candidates: str = candidates_option()
 
 
 class Method:
@@ -87,10 +89,13 @@ class Method:
 
     def __init__(self, prompt: str = "default", answer_prefix: str | None = None, reduction: str = "sum",
                  scoring: str = "fast", include_eos: bool = False, article: str | None = None,
-                 chunk_size: int = 512, num_candidates: int | str | None = None, label_space: str | None = None):
+                 chunk_size: int = 512, num_candidates: int | str | None = None, label_space: str | None = None,
+                 candidates: str = "random"):
         self.options = LikelihoodOptions(prompt=prompt, num_candidates=num_candidates, reduction=reduction,
                                          scoring=scoring, answer_prefix=answer_prefix, include_eos=bool(include_eos),
-                                         article=article or "none", chunk_size=chunk_size, label_space=label_space)
+                                         article=article or "none", chunk_size=chunk_size, label_space=label_space,
+                                         candidates=candidates or "random")
+        self.rule = CandidateRule(candidates)
         self.template = get_prompt(prompt)
         if self.template.cot or self.template.has_classes_slot:
             raise VlmprobeError(f"--prompt {prompt!r}: likelihood scoring asks an open question without "
@@ -106,6 +111,8 @@ class Method:
         self.space = LabelSpace.parse(label_space)
         if self.space.restricted and self.num_candidates is not None:
             raise VlmprobeError("--label-space and --num-candidates both set the label space; give one")
+        if self.rule.kind == "hard" and self.num_candidates is None:
+            raise VlmprobeError("--candidates hard:CLIP_RUN picks the distractors of --num-candidates N")
         self.classnames: list[str] = []
 
     def config(self) -> dict:
@@ -113,7 +120,8 @@ class Method:
         return {"prompt": self.template.to_config(), "question": self.question, "answer_prefix": self.answer_prefix,
                 "reduction": self.reduction, "scoring": self.scoring, "include_eos": self.include_eos,
                 "article": self.article or "none", "num_candidates": self.num_candidates or "all",
-                **({"label_space": self.space.config()} if self.space.restricted else {})}
+                **({"label_space": self.space.config()} if self.space.restricted else {}),
+                **({"candidates": self.rule.config()} if self.rule.kind != "random" else {})}
 
     def setup(self, model, dataset) -> None:
         require_kind(model, "vlm", "--method likelihood",
@@ -122,6 +130,7 @@ class Method:
         self.classnames = list(dataset.classnames)
         check_num_candidates(self.num_candidates, len(self.classnames))
         self.space.setup(dataset, self.num_candidates)
+        self.rule.setup(dataset, self.num_candidates)
 
     def _sampled(self, num_classes: int) -> bool:
         return self.num_candidates is not None and self.num_candidates < num_classes
@@ -134,12 +143,14 @@ class Method:
         """PIL images -> records, scores [B, K] float32 (-inf for classes not offered)."""
         K = len(self.classnames)
         offered = None
-        if self.space.restricted:
+        if self.rule.kind == "fixed":  # vlmprobe audit: each image's classes in a permuted order
+            offered = [self.rule.choose(s, K, None, None, False) for s in samples]
+            candidates = [[self.classnames[c] for c in cands] for cands in offered]
+        elif self.space.restricted:
             offered = [self.space.candidates(s) for s in samples]
             candidates = [[self.classnames[c] for c in cands] for cands in offered]
         elif self._sampled(K):
-            offered = [sample_candidates(s.label, K, self.num_candidates, rng_for(s), shuffle=False)
-                       for s in samples]
+            offered = [self.rule.choose(s, K, self.num_candidates, rng_for(s), shuffle=False) for s in samples]
             candidates = [[self.classnames[c] for c in cands] for cands in offered]
         else:
             candidates = self.classnames

@@ -13,6 +13,10 @@ effective robustness (Taori et al.: shift accuracy minus the logit-linear fit ov
 pairs of other models or a ``--reference`` CSV; one fit per shift set, each with its own reference
 columns; without either: "n/a: no baseline", never a line through the compared runs), and with ``--plot`` the one-point-per-model figure on probit axes, a panel per
 shift set (y = x, Huber line, Spearman and R² in the legend).
+``--paired``: exactly two runs on the same samples (run B against run A): both accuracies with
+Clopper-Pearson intervals, the 2x2 right/wrong table, McNemar's exact p-value and the paired
+bootstrap interval of acc(B) - acc(A) (``--seed``, ``--resamples``); a difference is marked
+"not significant" unless p < 0.05 and the interval excludes 0.
 ``--reference FILE.csv`` alone (imagenet-testbed's ``robustness_top1s.csv`` layout): every model of
 the table gets the metrics a run gets (``metrics.testbed``): per-corruption CE, mCE and relative mCE
 of the ImageNet-C columns (on-disk and in-memory, named; normalised by the published AlexNet
@@ -65,6 +69,10 @@ def register(subparsers) -> None:
                    help="shape bias of cue-conflict runs: table + per-category dot plot (default shape_bias.png)")
     p.add_argument("--labels", default=None, metavar="A,B,...",
                    help="with --shape-bias: one label per run (default: model (method))")
+    p.add_argument("--paired", action="store_true",
+                   help="paired tests of two runs on the same samples: McNemar exact + paired bootstrap")
+    p.add_argument("--resamples", type=int, default=2000, help="with --paired: bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="with --paired: bootstrap seed")
     p.add_argument("--out", default=None, metavar="FILE.json", help="also write the table rows as JSON")
     p.set_defaults(func=run)
 
@@ -86,13 +94,18 @@ def run(args) -> int:
         raise VlmprobeError("--alexnet/--models go with --reference FILE.csv alone (the table mode)")
     if args.baseline_type and not args.reference:
         raise VlmprobeError("--baseline-type picks the baseline models of a --reference table")
-    if not args.groups and not args.factors and not args.shape_bias and not args.shift and not table_mode:
+    if (not args.groups and not args.factors and not args.shape_bias and not args.shift and not table_mode
+            and not args.paired):
         raise VlmprobeError("nothing to compare: give --groups FIELD, --factors imagenet-x|FILE, --shape-bias, "
-                            "--shift ID_RUN:SHIFT_RUN and/or --reference FILE.csv")
+                            "--paired, --shift ID_RUN:SHIFT_RUN and/or --reference FILE.csv")
+    if args.paired and len(args.run_dirs) != 2:
+        raise VlmprobeError(f"--paired compares exactly two RUN_DIRs (got {len(args.run_dirs)})")
     if (args.groups or args.factors or args.shape_bias) and not args.run_dirs:
         raise VlmprobeError("--groups/--factors/--shape-bias compare the RUN_DIR arguments; give at least one")
     runs = [load_run(d) for d in args.run_dirs]
     out = {}
+    if args.paired:
+        out["paired"] = _paired(args)
     if args.shift:
         out["shift"] = _shift(args)
     if table_mode:
@@ -135,6 +148,27 @@ def run(args) -> int:
         atomic_write_json(args.out, jsonable(out))
         print(f"rows: {args.out}")
     return 0
+
+
+def _paired(args) -> dict:
+    """The --paired lines (printed) and their dictionary."""
+    from ..errors import VlmprobeError
+    from ..metrics.paired import correct_by_id, paired_test
+
+    a, b = (correct_by_id(d) for d in args.run_dirs)
+    t = paired_test(a, b, resamples=args.resamples, seed=args.seed)
+    if not t["n"]:
+        raise VlmprobeError(f"--paired: {args.run_dirs[0]} and {args.run_dirs[1]} share no scored sample id")
+    ca, cb = t["accuracy_a_ci95"], t["accuracy_b_ci95"]
+    print(f"A {args.run_dirs[0]}: {100 * t['accuracy_a']:.2f}% [{100 * ca['low']:.2f}, {100 * ca['high']:.2f}]")
+    print(f"B {args.run_dirs[1]}: {100 * t['accuracy_b']:.2f}% [{100 * cb['low']:.2f}, {100 * cb['high']:.2f}]")
+    tb, bs = t["table"], t["bootstrap"]
+    print(f"paired on {t['n']} shared samples ({t['only_in_a']} only in A, {t['only_in_b']} only in B): "
+          f"B - A = {100 * t['difference']:+.2f} points, 95% paired bootstrap [{100 * bs['low']:+.2f}, "
+          f"{100 * bs['high']:+.2f}]; both right {tb['both_right']}, only A {tb['only_a_right']}, only B "
+          f"{tb['only_b_right']}, both wrong {tb['both_wrong']}; McNemar exact p = {t['mcnemar_exact_p']:.4g}: "
+          + ("significant" if t["significant"] else "not significant"))
+    return {"run_a": str(args.run_dirs[0]), "run_b": str(args.run_dirs[1]), **t}
 
 
 def _pair(text: str, flag: str):

@@ -1,11 +1,20 @@
 """``vlmprobe metrics RUN_DIR``: recompute RUN_DIR/results.json from the run's stored files
 (no model), and draw reliability.png (when the run has scores) and roc.png (with --ood).
 ``--out DIR`` writes them into DIR instead, leaving RUN_DIR untouched (a study's ``ood`` and
-``factors`` runs)."""
+``factors`` runs).
+
+``--label-sets real|FILE.jsonl``: top-1 under single-label and multi-label truth side by side
+(``vlmprobe.metrics.multilabel``).
+
+``--open-world`` (a generation run): scores the stored answers beyond string inclusion
+(synonym, hypernym / hyponym, semantic similarity with ``--text-encoder``, unmatched; see
+``vlmprobe.classify.openworld``): results.json ``open_world`` and one row per answer in
+open_world.jsonl."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from vlmprobe.errors import VlmprobeError
@@ -59,6 +68,24 @@ def register(subparsers) -> None:
     p.add_argument("--clean-run", default=None, metavar="RUN_DIR",
                    help="on an ImageNet-C run: the same model's run on the clean images; its top-1 error gives "
                         "relative CE and relative mCE (Hendrycks & Dietterich)")
+    p.add_argument("--open-world", action="store_true",
+                   help="score a generation run's stored answers by inclusion, synonym (WordNet + names lists), "
+                        "hypernym / hyponym, semantic similarity (--text-encoder) and report the unmatched rate "
+                        "(results.json open_world, open_world.jsonl)")
+    p.add_argument("--wordnet", default="auto", metavar="DIR|auto|none",
+                   help="with --open-world: a WordNet 3.0 dict directory (auto: $VLMPROBE_WORDNET, $WNHOME/dict, "
+                        "/usr/share/wordnet from the wordnet-base package, nltk_data; none: names lists only)")
+    p.add_argument("--text-encoder", default=None, metavar="SPEC",
+                   help="with --open-world: a CLIP model spec whose text tower gives the semantic-similarity "
+                        "prediction (nearest class name to the answer), e.g. toy:clip")
+    p.add_argument("--synonyms", default=None, metavar="FILE.json",
+                   help="with --open-world: extra names per class, {class: [names]}")
+    p.add_argument("--hypernym-depth", type=positive_int, default=3,
+                   help="with --open-world: hypernym steps above the class that count (default 3)")
+    p.add_argument("--label-sets", default=None, metavar="real|real:FILE|FILE.jsonl",
+                   help="multi-label truth: top-1 under the single label and under each sample's label set side by "
+                        "side (ImageNet-ReaL, or JSONL rows {id|image, labels}); results.json multi_label, "
+                        "multi_label.jsonl")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG files")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write results.json and the PNG files into DIR (created) instead of RUN_DIR")
@@ -88,6 +115,18 @@ def run(args) -> int:
                           ece_bins=args.ece_bins, ece_edges=args.ece_edges, factors=args.factors,
                           real_labels=args.real_labels,
                           factor_variant=args.factor_variant, clean_error=_clean_error(args.clean_run))
+    open_rows = None
+    if args.open_world:
+        results["open_world"], open_rows = _open_world(args, run_data)
+    elif args.text_encoder or args.synonyms:
+        raise VlmprobeError("--text-encoder/--synonyms belong to --open-world")
+    multi_rows = None
+    if args.label_sets:
+        from vlmprobe.metrics.multilabel import multilabel_results
+        from vlmprobe.metrics.report import jsonable
+
+        block, multi_rows = multilabel_results(run_data, args.label_sets)
+        results["multi_label"], multi_rows = jsonable(block), jsonable(multi_rows)
     if args.clean_run and not (results.get("shift") or {}).get("corruption_error"):
         raise VlmprobeError(f"--clean-run: {args.run_dir} is not an ImageNet-C run (relative mCE needs its "
                             "per-corruption errors)")
@@ -111,10 +150,20 @@ def run(args) -> int:
                                     "command that wrote it") from None
             if not isinstance(old, dict):
                 raise VlmprobeError(f"{out}: expected a JSON object, got {type(old).__name__}")
+        written = [out]
+        if open_rows is not None:
+            from vlmprobe.cache import atomic_write_text
+
+            atomic_write_text(dest / "open_world.jsonl", "".join(json.dumps(r) + "\n" for r in open_rows))
+            written.append(dest / "open_world.jsonl")
+        if multi_rows is not None:
+            from vlmprobe.cache import atomic_write_text
+
+            atomic_write_text(dest / "multi_label.jsonl", "".join(json.dumps(r) + "\n" for r in multi_rows))
+            written.append(dest / "multi_label.jsonl")
         atomic_write_json(out, merge_results(old, results))
     finally:
         writer.unlock()
-    written = [out]
     if not args.no_plots:
         if run_data.scores is not None and run_data.labels is not None and len(run_data.labels):
             probs = calibration.softmax(run_data.scores)
@@ -142,9 +191,40 @@ def run(args) -> int:
         from vlmprobe.metrics.corruption import describe_mce
 
         print(f"ImageNet-C {describe_mce(ce)}")
+    if open_rows is not None:
+        ow = results["open_world"]
+        print(f"open world on {ow['n']} answers: " + ", ".join(
+            f"{k} {100 * ow[k]['rate']:.1f}%" for k in ("inclusion", "synonym", "hypernym", "hyponym", "semantic",
+                                                          "unmatched") if ow.get(k)))
+        if ow["wordnet"] is None:
+            print("open world: no WordNet found (synonyms from the names lists only, no hierarchy): install "
+                  "wordnet-base or give --wordnet DIR", file=sys.stderr)
+    if multi_rows is not None:
+        m = results["multi_label"]
+        line = ", ".join(f"{k.replace('_', ' ')} {100 * m[k]['top1']:.2f}% [{100 * m[k]['ci95'][0]:.1f}, "
+                         f"{100 * m[k]['ci95'][1]:.1f}]" for k in ("single", "multi", "multi_any_named")
+                         if m.get(k) and m[k]["top1"] is not None)
+        print(f"multi-label truth ({m['source']}) on {m['n']} samples ({m['n_excluded_no_label']} with an empty set "
+              f"excluded, {m['n_unmatched']} without a row): {line or 'n/a'}")
     top1 = results.get("top1", results.get("accuracy"))
     print(f"top-1 {top1:.4f}" if isinstance(top1, float) else "top-1 n/a", "->", ", ".join(str(w) for w in written))
     return 0
+
+
+def _open_world(args, run_data) -> tuple[dict, list[dict]]:
+    """results.json's ``open_world`` block and the per-answer rows (``classify.openworld``)."""
+    from vlmprobe.classify.openworld import score_run
+    from vlmprobe.metrics.report import jsonable
+
+    encoder = None
+    if args.text_encoder:
+        from vlmprobe.models.registry import load_model
+
+        encoder = load_model(args.text_encoder)
+        if not hasattr(encoder, "encode_texts"):
+            raise VlmprobeError(f"--text-encoder {args.text_encoder}: not a CLIP model (no text tower)")
+    block, rows = score_run(run_data, args.wordnet, encoder, args.synonyms, args.hypernym_depth)
+    return jsonable(block), jsonable(rows)
 
 
 def _clean_error(run_dir: str | None) -> float | None:

@@ -36,6 +36,10 @@ def register(subparsers) -> None:
                         "in the report's one-point-per-model figures (with the study file's reference: ...); "
                         "repeatable")
     p.add_argument("--progress", action="store_true", help="show the world build's progress bars")
+    p.add_argument("--cancel-stale", action="store_true",
+                   help="a run whose study_run.json says running while its SLURM job or process (an earlier "
+                        "study command's) is alive is refused by default (never two writers); with this flag that "
+                        "job is cancelled (scancel; a local process: SIGTERM) and the run started afresh")
     p.set_defaults(func=run)
 
 
@@ -57,4 +61,5 @@ def run(args) -> int:
 
         study.reference = merge(study.reference, args.reference)
     return run_study(study, args.out, dry_run=args.dry_run, report=not args.no_report, progress=args.progress,
-                     executor=args.executor, jobs=args.jobs, partial=args.partial)
+                     executor=args.executor, jobs=args.jobs, partial=args.partial,
+                     cancel_stale=args.cancel_stale)

@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         description="Answer ImageWikiQA questions with a VLM (generate: greedy answer + deterministic parser, "
                     "unparseable = wrong; likelihood: log p(option | prompt, 'The answer is')). Writes "
                     "DIR/config.json, samples.jsonl, scores.npy (likelihood), results.json, timing.json. "
-                    "Re-running the same command resumes.",
+                    "Re-running the same command resumes. To write questions from your own articles with an LM "
+                    "(the paper's filter): vlmprobe wikiqa build --help.",
         formatter_class=HelpFormatter)
     add_model_arguments(p, api=True)
     g = p.add_argument_group("data")

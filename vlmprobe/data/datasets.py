@@ -141,9 +141,14 @@ def scan_image_folder(root: Path) -> tuple[list[Sample], list[str]]:
     return samples, classes
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (any depth, by extension ``IMAGE_EXTENSIONS``), sorted."""
+    return sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+
+
 def scan_images(root: Path) -> list[Sample]:
     """Every image file under ``root`` (any depth, sorted), unlabeled (label -1)."""
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+    files = image_files(root)
     if not files:
         raise DataError(f"{root}: no image files")
     return [Sample(id=str(f.relative_to(root)), image=str(f), label=-1) for f in files]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..specs import DATASET_SPECS
-from .datasets import IMAGE_EXTENSIONS, ImageDataset, Sample
+from .datasets import ImageDataset, Sample, image_files
 
 WNID = re.compile(r"^n\d{8}$")
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
@@ -65,10 +65,6 @@ def is_wnid_folder(root: Path) -> bool:
     return bool(dirs) and all(WNID.match(d) for d in dirs)
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-
-
 def load_wnid_folder(spec: str, root: Path) -> ImageDataset:
     """Layout (1): ``root/<wnid>/<image>`` -> samples labelled in the 1,000-class index space."""
     index = {w: i for i, w in enumerate(synsets())}
@@ -76,7 +72,7 @@ def load_wnid_folder(spec: str, root: Path) -> ImageDataset:
     for d in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
         if d.name not in index:
             raise DataError(f"{d}: {d.name!r} is not one of the ImageNet-1k WordNet ids")
-        samples += [Sample(id=str(f.relative_to(root)), image=str(f), label=index[d.name]) for f in _images(d)]
+        samples += [Sample(id=str(f.relative_to(root)), image=str(f), label=index[d.name]) for f in image_files(d)]
     return ImageDataset(spec, samples, default_classnames(len(index)),
                         info={"format": "imagenet-wnid-folders", "label_source": "timm ImageNetInfo synsets"})
 
@@ -161,7 +157,7 @@ def load_flat_val(spec: str, root: Path, labels: Path) -> ImageDataset:
     wnids = synsets()
     index = {w: i for i, w in enumerate(wnids)}
     classnames = default_classnames(len(wnids))
-    files = {f.name: f for f in _images(root)}
+    files = {f.name: f for f in image_files(root)}
     samples = []
     if labels.name == GROUND_TRUTH or _all_digit_lines(labels):
         truth = read_ground_truth(labels)

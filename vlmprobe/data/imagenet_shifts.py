@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..specs import DATASET_SPECS
-from .datasets import IMAGE_EXTENSIONS, ImageDataset, Sample
+from .datasets import ImageDataset, Sample, image_files
 from .imagenet import WNID, default_classnames, synsets
 
 V2_VARIANTS = ("matched-frequency", "threshold-0.7", "top-images")
@@ -47,10 +47,6 @@ SEVERITIES = (1, 2, 3, 4, 5)
 
 def _subdirs(root: Path) -> list[Path]:
     return sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
 
 
 def _root(spec: str, prefix: str, inner: str | None = None) -> Path:
@@ -96,7 +92,7 @@ def wnid_samples(root: Path, allowed: dict[str, int], where: str, label: bool = 
             raise DataError(f"{d}: {d.name!r} is not one of the {len(allowed)} WordNet ids of {where}")
         base = id_prefix or root
         samples += [Sample(id=str(f.relative_to(base)), image=str(f), label=allowed[d.name] if label else -1,
-                           meta=dict(meta or {})) for f in _images(d)]
+                           meta=dict(meta or {})) for f in image_files(d)]
     return samples
 
 
@@ -129,7 +125,7 @@ def load_imagenet_v2(spec: str, split: str | None = None) -> ImageDataset:
     for d in dirs:
         if not d.name.isdigit() or not 0 <= int(d.name) < 1000:
             raise DataError(f"{d}: ImageNet-V2 class folders are named 0..999 (the class index), got {d.name!r}")
-        samples += [Sample(id=str(f.relative_to(root)), image=str(f), label=int(d.name)) for f in _images(d)]
+        samples += [Sample(id=str(f.relative_to(root)), image=str(f), label=int(d.name)) for f in image_files(d)]
     return _dataset(spec, samples, "imagenet-v2", variant=split, label_source="folder name = class index (int)")
 
 

@@ -29,16 +29,12 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..specs import DATASET_SPECS
-from .datasets import IMAGE_EXTENSIONS, ImageDataset, Sample
+from .datasets import ImageDataset, Sample, image_files
 from .imagenet import default_classnames
 
 FLAT = {"inaturalist:": "iNaturalist", "sun:": "SUN", "places:": "Places"}
 NINCO_SPLITS = {"ood-classes": "NINCO_OOD_classes", "unit-tests": "NINCO_OOD_unit_tests",
                 "popular": "NINCO_popular_datasets_subsamples"}
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
 
 
 def _locate(spec: str, prefix: str, top: str, inner: str) -> Path:
@@ -64,7 +60,7 @@ def load_flat_ood(spec: str, split: str | None = None) -> ImageDataset:
         raise DataError(f"dataset {spec!r}: --split does not apply")
     prefix = next(p for p in FLAT if spec.startswith(p))
     images = _locate(spec, prefix, FLAT[prefix], "images")
-    return _ood_dataset(spec, images, _images(images), prefix.rstrip(":"))
+    return _ood_dataset(spec, images, image_files(images), prefix.rstrip(":"))
 
 
 def load_textures(spec: str, split: str | None = None) -> ImageDataset:
@@ -72,7 +68,7 @@ def load_textures(spec: str, split: str | None = None) -> ImageDataset:
     if split is not None:
         raise DataError(f"dataset {spec!r}: --split does not apply")
     images = _locate(spec, "textures:", "dtd", "images")
-    return _ood_dataset(spec, images, _images(images), "textures",
+    return _ood_dataset(spec, images, image_files(images), "textures",
                         meta=lambda f: {"category": f.relative_to(images).parts[0]})
 
 
@@ -116,7 +112,7 @@ def load_ninco(spec: str, split: str | None = None) -> ImageDataset:
     folder = base / subset
     listed = _ninco_csv(spec, root, base, subset)
     if listed is None:
-        return _ood_dataset(spec, folder, _images(folder), "ninco", subset=split,
+        return _ood_dataset(spec, folder, image_files(folder), "ninco", subset=split,
                             meta=lambda f: {"ninco_group": f.relative_to(folder).parts[0]})
     group = {path: cls for path, cls in listed}
     return _ood_dataset(spec, folder, list(group), "ninco", subset=split, file_list=f"{subset}.csv",

@@ -82,3 +82,38 @@ def two_group_bootstrap_interval(right: int, n_a: int, right_b: int, n_b: int, l
     diff = rng.binomial(n_a, pa, resamples) / n_a - rng.binomial(n_b, pb, resamples) / n_b
     lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
     return {"difference": pa - pb, "low": float(lo), "high": float(hi), "level": level}
+
+
+def paired_test(a: dict[str, bool], b: dict[str, bool], level: float = 0.95, resamples: int = 2000,
+                seed: int = 0) -> dict:
+    """Run B against run A on the sample ids both scored: accuracies with Clopper-Pearson
+    intervals, the 2x2 table (both right, only A, only B, both wrong), McNemar's exact p-value,
+    the paired bootstrap interval of acc(B) - acc(A), and ``significant``: p < 1 - level and the
+    interval excludes 0 (both must agree; a difference either test cannot tell from 0 is marked
+    not significant)."""
+    from .intervals import proportion
+
+    shared = sorted(set(a) & set(b))
+    n = len(shared)
+    both = sum(1 for k in shared if a[k] and b[k])
+    only_a = sum(1 for k in shared if a[k] and not b[k])
+    only_b = sum(1 for k in shared if b[k] and not a[k])
+    change = paired_change(a, b)
+    boot = paired_bootstrap_interval(a, b, level, resamples, seed)
+    acc_a, acc_b = (both + only_a) / n if n else None, (both + only_b) / n if n else None
+    sig = bool(n and change["p_value"] < 1 - level and boot["low"] is not None
+               and (boot["low"] > 0 or boot["high"] < 0))
+    return {"n": n, "only_in_a": len(set(a) - set(b)), "only_in_b": len(set(b) - set(a)),
+            "accuracy_a": acc_a, "accuracy_a_ci95": proportion(both + only_a, n, level),
+            "accuracy_b": acc_b, "accuracy_b_ci95": proportion(both + only_b, n, level),
+            "table": {"both_right": both, "only_a_right": only_a, "only_b_right": only_b,
+                      "both_wrong": n - both - only_a - only_b},
+            "mcnemar_exact_p": change["p_value"], "difference": boot["difference"],
+            "bootstrap": {"low": boot["low"], "high": boot["high"], "level": level, "resamples": resamples,
+                          "seed": seed},
+            "significant": sig}
+
+
+def significance_mark(test: dict) -> str:
+    """"" for a significant paired difference, " (n.s.)" otherwise (the report's marker)."""
+    return "" if test.get("significant") else " (n.s.)"

@@ -143,6 +143,10 @@ def summarize(labels, predictions, scores, classnames, skipped: int = 0, worst_k
         raise VlmprobeError("pseudo-label CMM and temperature scaling need a score matrix (scores.npy)")
     if groups:
         out["groups"] = _group_reports(acc_m.correct_mask(y, pred), groups, group_drop)
+    from vlmprobe.metrics.intervals import classification_intervals
+
+    out["intervals"] = classification_intervals(y, pred, scores if scores is not None and n else None, keys, ks,
+                                                ece_bins=ece_bins, ece_edges=ece_edges)
     return jsonable(out)
 
 
@@ -185,6 +189,9 @@ def summarize_correct(correct, skipped: int = 0, groups: Mapping[str, Sequence] 
         out["counts"]["no_prediction"] = int(no_prediction)
     if groups:
         out["groups"] = _group_reports(c, groups, group_drop)
+    from vlmprobe.metrics.intervals import correct_intervals
+
+    out["intervals"] = correct_intervals(c)
     return jsonable(out)
 
 
@@ -330,7 +337,9 @@ def results_from_run(run_dir, **opts) -> dict:
 METRIC_KEYS = frozenset({
     "counts", "top1", "top5", "top5_k", "mean_per_class_recall", "worst_k_accuracy", "per_class_accuracy",
     "per_class_count", "confusions", "cmm", "cmm_pseudo", "calibration", "groups", "ood", "accuracy", "method",
-    "nonfinite_samples", "counteranimal", "factors", "real", "shape_bias", "retrieval", "shift"})
+    "nonfinite_samples", "counteranimal", "factors", "real", "shape_bias", "retrieval", "shift", "intervals"})
+# ``open_world`` / ``multi_label`` (``metrics --open-world`` / ``--label-sets``) are not metric keys: a plain
+# recomputation keeps them (with their .jsonl files beside), the option recomputes them.
 
 
 def merge_results(old: dict | None, new: dict) -> dict:

@@ -20,6 +20,8 @@ import numpy as np
 
 from vlmprobe.errors import VlmprobeError
 
+NO_BASELINE = "n/a: no baseline"  # the effective-robustness cell without an external baseline (Taori et al. fit on other models)
+
 CLIP = 1e-4
 TRANSFORMS = ("logit", "probit")
 

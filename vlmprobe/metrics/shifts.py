@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from vlmprobe.metrics.corruption import corruption_errors, errors_by_corruption
-from vlmprobe.metrics.robustness import clopper_pearson
+from vlmprobe.metrics.robustness import NO_BASELINE, clopper_pearson
 
 
 def accuracy_ci(correct) -> dict:
@@ -177,8 +177,7 @@ TESTBED_COLUMNS = {
     "imagenet-a:": ("imagenet-a", "val-on-imagenet-a-classes"),
     "objectnet:": ("objectnet-1.0-beta", "val-on-objectnet-classes"),
 }
-CORRUPT_TAG = " --corrupt "
-NO_BASELINE = "n/a: no baseline"  # the effective-robustness cell without an external baseline  # joins a spec and its on-the-fly corruption in a shift set's name
+CORRUPT_TAG = " --corrupt "  # joins a spec and its on-the-fly corruption in a shift set's name
 
 
 def _testbed_columns(path, header, shift_spec):
@@ -379,6 +378,14 @@ def shift_table(pairs, baseline=None, kind: str = "logit") -> dict:
             no_fit = None
             for r, pred, e in zip(group, er["predicted"], er["er"]):
                 r["predicted_shift_accuracy"], r["effective_robustness"] = float(pred), float(e)
+            from vlmprobe.metrics.intervals import effective_robustness_intervals
+
+            ivs = effective_robustness_intervals(
+                [round(r["id_accuracy"] * r["id_n"]) for r in group], [r["id_n"] for r in group],
+                [round(r["shift_accuracy"] * r["shift_n"]) for r in group], [r["shift_n"] for r in group],
+                [b["id"] for b in base], [b["shift"] for b in base], kind)  # the baseline line stays fixed
+            for r, iv in zip(group, ivs):  # issue 33: a 95% interval on ER too
+                r["effective_robustness_ci95"] = [iv["low"], iv["high"]] if iv else None
         line = (line_fit([r["id_accuracy"] for r in group], [r["shift_accuracy"] for r in group])
                 if len(group) >= 2 else None)
         sets[name] = {"fit": fit, "line": line, "n_rows": len(group), "no_fit": no_fit}

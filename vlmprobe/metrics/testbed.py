@@ -39,7 +39,7 @@ from pathlib import Path
 
 from vlmprobe.errors import VlmprobeError
 from vlmprobe.metrics.corruption import BENCHMARK, corruption_errors
-from vlmprobe.metrics.shifts import NO_BASELINE
+from vlmprobe.metrics.robustness import NO_BASELINE
 
 VARIANTS = ("on-disk", "in-memory")
 LINE_FIT_EXCLUDE = ("aws", "batch64", "subsample")  # the testbed's use_for_line_fit / show_in_plot name rule

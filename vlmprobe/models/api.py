@@ -74,6 +74,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from ..cache import complete_lines
 from ..errors import ModelLoadError, VlmprobeError
 from .base import PAPER_QUESTION, LoadOptions, VisionModel
 
@@ -249,16 +250,11 @@ class _Journal:
         self.entries: dict[str, dict] = {}
         self.lock = threading.Lock()
         self.fd: int | None = None
-        if path is not None and path.exists():
-            data = path.read_bytes()
-            end = data.rfind(b"\n") + 1
-            for line in data[:end].splitlines():
+        if path is not None:
+            for line in complete_lines(path, cut=not read_only).splitlines():  # a line cut by a kill: dropped
                 if line.strip():
                     entry = json.loads(line)
                     self.entries[entry["key"]] = entry
-            if end != len(data) and not read_only:  # a line cut by a kill
-                with open(path, "r+b") as f:
-                    f.truncate(end)
 
     def get(self, key: str, legacy: str | None = None) -> dict | None:
         """The entry of ``key``, or of ``legacy`` (the byte-keyed key of older journals)."""

@@ -66,6 +66,11 @@ def _fingerprint(ref: str) -> list:
     return [ref, path_fingerprint(ref)] if os.path.exists(ref) else [ref]
 
 
+# callables run on every model ``load_model`` returns; empty in vlmprobe itself: only a test entry
+# point fills it (``python -m vlmprobe.testing.fault``: one rank's model fails on purpose)
+LOAD_HOOKS: list = []
+
+
 def load_model(spec: str, options: LoadOptions | None = None, **option_overrides) -> VisionModel:
     """Load a model from its spec string (table above). ``option_overrides`` set LoadOptions
     fields (``device``, ``dtype``, ``load_in_4bit``...). Raises ModelLoadError with one line."""
@@ -84,10 +89,8 @@ def load_model(spec: str, options: LoadOptions | None = None, **option_overrides
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ModelLoadError(f"could not load model {spec!r}: {type(e).__name__}: {first} "
                              "(--debug shows the traceback)") from e
-    if os.environ.get("VLMPROBE_TEST_FAULT"):  # multi-process tests: one rank fails inside the model
-        from ..testing.fault import arm
-
-        arm(model)
+    for hook in LOAD_HOOKS:  # empty unless a test entry point added one (vlmprobe.testing.fault)
+        hook(model)
     return model
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import VlmprobeError
 from ..metrics.shifts import MCE_COLUMNS
+from .executors import NOT_FINISHED
 
 EVAL_MEASURES = ("zeroshot", "generate", "likelihood", "classifier")
 LABELS = {"zeroshot": "CLIP zero-shot", "generate": "direct generation", "likelihood": "probability inference",
@@ -102,7 +103,7 @@ def read_study(path: str | Path) -> dict:
                                     "reference")}
     out.update(runs=runs, main=[], label_space=[], prompts=[], probes=[], frequency=[], finetune=[], wikiqa=[],
                clip_worst=[], ood=[], groups=[], shape_bias=[], retrieval=[], factors=[], shift=[], failed=[r["id"] for r in plan["runs"]
-                                                      if r.get("status") in ("failed", "blocked")])
+                                                      if r.get("status") in NOT_FINISHED])
     evals = {}
     robust = {n for n, d in (plan.get("datasets") or {}).items() if d.get("groups") or d.get("unlabeled")}
     robust |= {r["params"].get("shift") for r in plan["runs"] if r["measure"] == "shift"}  # shifted sets: own section

@@ -20,7 +20,14 @@
   directory resumes exactly. A run whose stamp says ``running`` with a job id (a study command
   that ended before its jobs did) is not resubmitted while submitit reports the job queued or
   running (``SlurmPool.adopt``: sacct's state; the local cluster: the job's process): the
-  scheduler waits for that job instead; a job that is gone or failed is resubmitted.
+  scheduler waits for that job instead; a job that is gone or failed is resubmitted. Whether a job
+  is alive is decided by one table of SLURM states (``SLURM_LIVE_STATES``), for ``wait``,
+  ``adopt`` and ``--status`` alike. A run whose writer is alive but cannot be waited for (another
+  config, or a local process) is refused in one line (``StudyRunner._set_aside``; ``--cancel-stale``
+  cancels that writer), and a job that finds its run taken over exits without writing.
+- ``local`` workers end with the study: SIGTERM/SIGHUP of the study ends them and their process
+  groups (``end_with_signals``), and the kernel's parent-death signal ends them when the study is
+  killed outright (``_die_with_parent``).
 
 The scheduler (``schedule``) submits a run once every run it depends on is done (a fine-tune before
 the evaluations of its adapter), never two writers on one run directory, and continues past
@@ -39,11 +46,12 @@ import socket
 import sys
 import time
 import traceback
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 EXECUTORS = ("serial", "local", "slurm")
+NOT_FINISHED = ("failed", "blocked", "refused")  # run states that block their dependents and fail the study
 SLURM_KEYS = {"partition": str, "account": str, "qos": str, "constraint": str, "gpus_per_node": int,
               "cpus_per_task": int, "mem_gb": (int, float), "timeout_min": int, "array_parallelism": int,
               "cluster": str, "poll_s": (int, float)}
@@ -106,9 +114,13 @@ def run_in_process(measure: str, argv: list, finetune: dict | None, extra: dict,
         return 1
 
 
-def write_stamp(run_dir: str | Path, stamp: dict) -> None:
+def write_stamp(run_dir: str | Path, stamp: dict, create: bool = True) -> None:
+    """Write ``RUN/study_run.json``; ``create=False``: only into an existing run directory (a
+    scheduler noting a dead worker never recreates a directory that was set aside meanwhile)."""
     from ..cache import atomic_write_json
 
+    if not create and not Path(run_dir).is_dir():
+        return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(run_dir) / STAMP, stamp)
 
@@ -123,9 +135,18 @@ def execute_job(job: Job, job_id: str | None = None, cluster: str | None = None)
     base = {"key": job.key, "measure": job.measure, "argv": job.argv}
     where = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": job_id, "cluster": cluster,
              "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    prev = _read(Path(job.run_dir) / STAMP) or {}
+    prev = read_stamp(job.run_dir) or {}
     requeued = prev.get("status") == "running" and prev.get("key") == job.key and where["job_id"] \
         and prev.get("job_id") == where["job_id"]
+    other = None if requeued or prev.get("pid") == where["pid"] and prev.get("host") == where["host"] \
+        else live_writer(prev, unsure=False)
+    if prev and (prev.get("key") != job.key or other):
+        # a later study command took the run over (another key), or a live writer has it: this job
+        # writes nothing (never a second writer; e.g. a job queued before the study was edited)
+        why = f"is still written by {other}" if other else \
+            f"now belongs to another config (key {prev.get('key')}, not {job.key}): this job is stale"
+        print(f"{job.run_id}: not started: {job.run_dir} {why}", file=sys.stderr, flush=True)
+        return 3
     where["attempt"] = prev.get("attempt", 1) + 1 if requeued else 1  # a requeued job runs again
     started = time.time()
     write_stamp(job.run_dir, {**base, "status": "running", **where, "started": started})
@@ -134,6 +155,9 @@ def execute_job(job: Job, job_id: str | None = None, cluster: str | None = None)
     with open(job.log, "a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
         print(f"$ {' '.join(job.argv)}", flush=True)
         code = run_in_process(job.measure, job.argv, job.finetune, extra, run_id=job.run_id)
+        if code and _PREEMPTED:  # requeued: SLURM's SIGTERM to the job's processes (e.g. its data loaders)
+            print(f"{job.run_id}: requeued (its stamp stays running; the next attempt resumes)", flush=True)
+            return code  # broke the run on its way out: not a failure of the run
     write_stamp(job.run_dir, {**base, "status": "done" if code == 0 else "failed", **where,
                               **({"exit": code} if code else {}), "started": started, "finished": time.time(),
                               "seconds": round(time.time() - start, 1),
@@ -149,11 +173,12 @@ def _worker_main(conn, gpus: str | None, threads: int | None) -> None:
     # platform default, as they do in a serial study
     multiprocessing.set_start_method(None if sys.platform == "win32" else "fork", force=True)
     os.setpgrp()  # its own process group: the study ends the worker and its children together
+    parent = os.getppid()
+    _die_with_parent(parent)
     if threads:  # N workers share the cores instead of each starting one thread per core
         import torch
 
         torch.set_num_threads(threads)
-    parent = os.getppid()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     while True:
@@ -167,6 +192,50 @@ def _worker_main(conn, gpus: str | None, threads: int | None) -> None:
         if job is None:
             return
         conn.send(execute_job(Job(**job)))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker (and every process of its group: its data loaders) end with the study
+    process ``parent``: SIGTERM or SIGHUP ends the group at once (its run stays ``running`` in its
+    stamp with a dead pid: stale, resumed by the next study command), and on Linux the kernel
+    sends SIGTERM when the parent dies, even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``)."""
+    import signal
+
+    def end(signum=None, frame=None):
+        os.killpg(os.getpgrp(), signal.SIGKILL)  # the worker leads its group (setpgrp)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, end)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # the study died before the death signal was armed
+        end()
+
+
+@contextmanager
+def end_with_signals():
+    """Inside the block (the study process of ``--executor local``): SIGTERM and SIGHUP end the
+    study as Ctrl-C does, through ``schedule``'s ``finally`` (``LocalPool.close`` ends every worker
+    and its group), exit status 128 + the signal. The former handlers are restored after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 # ------------------------------------------------------------------ executors
@@ -340,6 +409,14 @@ class SlurmPool:
         self.executor = self._executor(None)
         self.capacity = 10 ** 9  # SLURM queues everything; array_parallelism limits the running share
         self.active: dict = {}  # job id -> (Job, submitit job)
+        from ..cache import node_local_locks
+
+        local = node_local_locks(folder.parent)
+        if local:  # a requeued job may restart on another node while a straggler still runs here
+            print(f"warning: {folder.parent} is on {local}: its file locks hold on one node only, so a run "
+                  "directory's lock does not stop a writer on another node (a requeued SLURM job); vlmprobe's "
+                  "stamps still refuse a second writer, but mount it with cluster-wide locks (Lustre -o flock; NFS "
+                  "without nolock/local_lock) to be safe", file=sys.stderr, flush=True)
 
     def _executor(self, gpus: int | None):
         """The executor of jobs needing ``gpus`` GPUs per node (None: the study file's resources)."""
@@ -375,18 +452,22 @@ class SlurmPool:
     def job_state(self, job_id: str) -> str:
         """submitit's state of job ``job_id`` (SLURM: sacct's, e.g. PENDING, RUNNING, FAILED,
         UNKNOWN; the local cluster: RUNNING while its process lives, else GONE)."""
+        return self.job_states([job_id])[job_id]
+
+    def job_states(self, job_ids: list[str]) -> dict:
+        """``job_state`` of several jobs (SLURM: one sacct call)."""
         if self.executor.cluster == "local":
-            return "RUNNING" if _alive(job_id) else "GONE"
-        return slurm_states([job_id])[job_id]
+            return {j: "RUNNING" if _alive(j) else "GONE" for j in job_ids}
+        return slurm_states(job_ids)
 
     def adopt(self, job: Job) -> bool:
         """True (and ``job`` is waited for like a submitted one) when the run's stamp says
         ``running`` under a job id, for this run (same key), whose job is still queued or running."""
-        stamp = _read(Path(job.run_dir) / STAMP) or {}
+        stamp = read_stamp(job.run_dir) or {}
         jid = stamp.get("job_id")
         if stamp.get("status") != "running" or not jid or stamp.get("key") != job.key:
             return False
-        if self.job_state(str(jid)).split()[0] not in ALIVE_STATES:
+        if not slurm_live(self.job_state(str(jid))):
             return False
         if self.executor.cluster == "local":
             handle = _LocalProcess(str(jid))
@@ -398,15 +479,19 @@ class SlurmPool:
         return True
 
     def wait(self, timeout: float | None = None) -> list[tuple[Job, int]]:
+        """Block until some job has ended (its state is not live: ``slurm_live``) -> [(job, 0 if
+        its stamp says done for its key, else 1)]; [] after ``timeout`` seconds."""
+        end = None if timeout is None else time.time() + timeout
         while True:
             done = []
+            states = self.job_states(list(self.active))
             for jid, (job, h) in list(self.active.items()):
-                if h.done():
+                if not slurm_live(states[jid]):
                     del self.active[jid]
-                    stamp = _read(Path(job.run_dir) / STAMP)
+                    stamp = read_stamp(job.run_dir)
                     ok = stamp is not None and stamp.get("status") == "done" and stamp.get("key") == job.key
                     done.append((job, 0 if ok else 1))
-            if done or not self.active:
+            if done or not self.active or (end is not None and time.time() >= end):
                 return done
             time.sleep(self.poll_s)
 
@@ -414,8 +499,78 @@ class SlurmPool:
         pass
 
 
-ALIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-                "RESIZING", "SUSPENDED", "READY", "PREEMPTED")  # a job in these states will still write its run
+# THE table of SLURM job states (sacct's State, first word) under which a job will still write
+# its run: queued, starting, running, paused, being requeued or resized. ``SlurmPool.wait`` (is a
+# job finished?), ``SlurmPool.adopt`` / ``live_writer`` (may its run be resubmitted or set aside?)
+# and ``--status`` (running or stale?) all ask ``slurm_live``. UNKNOWN (sacct does not list the
+# job: just submitted, accounting lagging or purged) counts as live: a run never gets a second
+# writer on a guess (``--cancel-stale`` is the user's way past a job that is really gone).
+# States not listed have ended: COMPLETED, FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL,
+# BOOT_FAIL, DEADLINE, REVOKED. Source: the JOB STATE CODES of sacct(1)/squeue(1), SLURM 23.x.
+SLURM_LIVE_STATES = frozenset((
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "RESIZING", "REQUEUED",
+    "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "SIGNALING", "STAGE_OUT", "PREEMPTED",
+    "READY", "UNKNOWN"))
+ALIVE_STATES = tuple(sorted(SLURM_LIVE_STATES))  # the former name
+
+
+def slurm_live(state: str | None) -> bool:
+    """Whether a job in sacct state ``state`` (e.g. ``RUNNING``, ``CANCELLED by 1000``) will still
+    write its run (``SLURM_LIVE_STATES``)."""
+    return (str(state or "UNKNOWN").split() or ["UNKNOWN"])[0].upper() in SLURM_LIVE_STATES
+
+
+def live_writer(stamp: dict | None, unsure: bool = True) -> str | None:
+    """Who still writes the run whose stamp is ``stamp`` -> a phrase naming that SLURM job or
+    process (``SLURM job 1000_1 (SUSPENDED)``, ``pid 123 on node7``), or None when the stamp does
+    not say ``running`` or its job/process is gone. A process on another host without a SLURM
+    job cannot be checked from here: alive when ``unsure``, else None."""
+    stamp = stamp or {}
+    if stamp.get("status") != "running":
+        return None
+    jid, cluster, pid, host = stamp.get("job_id"), stamp.get("cluster"), stamp.get("pid"), stamp.get("host")
+    if jid and cluster == "slurm":
+        state = slurm_states([str(jid)])[str(jid)]
+        return f"SLURM job {jid} ({state.split()[0]})" if slurm_live(state) else None
+    if host and host != socket.gethostname():
+        return f"pid {pid} on {host} (another host: whether it still runs cannot be checked from here)" \
+            if unsure else None
+    if jid and cluster == "local":  # submitit's local cluster: the job id is the job's process id
+        return f"local job {jid} (pid {jid})" if _alive(jid) else None
+    return f"pid {pid} on {host}" if _alive(pid) else None
+
+
+def cancel_writer(stamp: dict, timeout: float = 60.0) -> None:
+    """End the job or process that still writes the run of ``stamp`` (``scancel JOB``; a local
+    process: SIGTERM, SIGKILL after 10 s) and wait until it is gone (``--cancel-stale``). A process
+    on another host cannot be reached: the user's ``--cancel-stale`` says it is gone."""
+    import signal
+    import subprocess
+
+    jid, cluster, pid = stamp.get("job_id"), stamp.get("cluster"), stamp.get("pid")
+    if stamp.get("host") and stamp.get("host") != socket.gethostname() and cluster != "slurm":
+        return
+    if jid and cluster == "slurm":
+        subprocess.run(["scancel", str(jid)], check=False, capture_output=True)
+    else:
+        target = int(jid if jid and cluster == "local" else pid)
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, timeout)):
+            try:
+                os.kill(target, sig)
+            except OSError:
+                return
+            end = time.time() + wait
+            while time.time() < end and _alive(target):
+                time.sleep(0.1)
+            if not _alive(target):
+                return
+    end = time.time() + timeout
+    while time.time() < end and live_writer(stamp):
+        time.sleep(0.5)
+    if live_writer(stamp):
+        from ..errors import VlmprobeError
+
+        raise VlmprobeError(f"{live_writer(stamp)} did not end within {timeout:.0f} s of being cancelled")
 
 
 class _LocalProcess:
@@ -436,10 +591,21 @@ def _read(path: Path) -> dict | None:
         return None
 
 
+def read_stamp(run_dir: str | Path) -> dict | None:
+    """The stamp ``RUN/study_run.json`` of a run directory (None: absent or unreadable)."""
+    return _read(Path(run_dir) / STAMP)
+
+
 # ------------------------------------------------------------------ the scheduler
 def schedule(runner, pool, log=print) -> None:
     """Execute ``runner.plan`` through ``pool`` in dependency order; fills ``runner.status``
-    (done | reused | failed | blocked)."""
+    (done | reused | failed | blocked | refused). With a ``LocalPool``, SIGTERM/SIGHUP of this
+    process end its workers too (``end_with_signals``)."""
+    with end_with_signals() if isinstance(pool, LocalPool) else nullcontext():
+        _schedule(runner, pool, log)
+
+
+def _schedule(runner, pool, log) -> None:
     runs = list(runner.plan.runs.values())
     total, index = len(runs), {r.id: i for i, r in enumerate(runs, 1)}
     pending = list(runs)
@@ -451,7 +617,7 @@ def schedule(runner, pool, log=print) -> None:
                 if any(d not in runner.status for d in run.deps.values()):
                     continue  # a dependency is still pending or running
                 head = f"[{index[run.id]}/{total}] {run.id}"
-                blocked = [r for r in run.deps.values() if runner.status.get(r) in ("failed", "blocked")]
+                blocked = [r for r in run.deps.values() if runner.status.get(r) in NOT_FINISHED]
                 if blocked:
                     pending.remove(run)
                     runner.status[run.id] = "blocked"
@@ -468,10 +634,15 @@ def schedule(runner, pool, log=print) -> None:
                 job = runner.job(run)
                 running[run.id] = time.time()
                 if hasattr(pool, "adopt") and pool.adopt(job):  # still queued/running from an earlier command
-                    stamp = _read(Path(job.run_dir) / STAMP) or {}
+                    stamp = read_stamp(job.run_dir) or {}
                     log(f"{head}: still queued or running as job {stamp.get('job_id')}: waiting for it, not resubmitted")
                     continue
-                runner._set_aside(run, head)
+                refused = runner._set_aside(run, head)  # never under a live writer (refused, or --cancel-stale)
+                if refused:
+                    running.pop(run.id)
+                    runner.status[run.id] = "refused"
+                    log(refused)
+                    continue
                 submitted.append(job)
                 log(f"{head}: started\n  $ {runner.shell(run)}")
             if submitted:
@@ -495,9 +666,9 @@ def schedule(runner, pool, log=print) -> None:
                     log(f"{head}: done ({secs:.1f} s)")
                 else:
                     runner.status[job.run_id] = "failed"
-                    stamp = _read(Path(job.run_dir) / STAMP) or {}
-                    if stamp.get("status") == "running":  # the worker died: say so in the stamp
-                        write_stamp(job.run_dir, {**stamp, "status": "failed", "exit": code})
+                    stamp = read_stamp(job.run_dir) or {}
+                    if stamp.get("status") == "running" and stamp.get("key") == job.key and not live_writer(stamp):
+                        write_stamp(job.run_dir, {**stamp, "status": "failed", "exit": code}, create=False)  # died
                     log(f"{head}: FAILED (exit {code}; log: {job.log})\n{_tail(job.log)}")
     finally:
         pool.close()
@@ -547,7 +718,7 @@ def status_rows(out: str | Path) -> list[dict]:
         raise VlmprobeError(f"{out / 'study.json'} is missing: not a study directory (or no run started yet)")
     rows = []
     for run in plan["runs"]:
-        stamp = _read(out / run["id"] / STAMP) or {}
+        stamp = read_stamp(out / run["id"]) or {}
         state = stamp.get("status") or ("blocked" if run.get("status") == "blocked" else
                                         "partial" if (out / run["id"]).exists() else "planned")
         slurm = stamp.get("cluster") == "slurm" and stamp.get("job_id")
@@ -559,7 +730,7 @@ def status_rows(out: str | Path) -> list[dict]:
     asked = [r for r in rows if r.pop("slurm") and r["state"] == "running"]
     states = slurm_states([r["job_id"] for r in asked])
     for r in asked:
-        if states[r["job_id"]].split()[0] not in (*ALIVE_STATES, "UNKNOWN"):  # ended, its run unfinished
+        if not slurm_live(states[r["job_id"]]):  # ended, its run unfinished
             r["state"] = "stale"
     return rows
 

@@ -189,6 +189,38 @@ def _retrieval(ctx: Ctx, p: dict) -> list:
             "--out", ctx.out, "--no-progress"]
 
 
+def _open_world(ctx: Ctx, p: dict) -> list:
+    out = ["metrics", ctx.deps["run"], "--open-world", "--out", ctx.out, "--no-plots"]
+    return out + (["--text-encoder", ctx.models[p["text_encoder"]]] if p["text_encoder"] else [])
+
+
+def _audit(ctx: Ctx, p: dict) -> list:
+    return ["audit", ctx.deps["run"], "--n", str(p["n"]), "--seed", str(ctx.seed), "--out", ctx.out, "--no-progress"]
+
+
+# issue 33: random vs CLIP-mined (hard) distractors for the sampled label space of generate / likelihood
+CANDIDATE_OPTIONS = {
+    "candidates": Option("random", (str,), axis=True, choices=("random", "hard"),
+                         help="with num_candidates N: random distractors, or hard = the N-1 classes the "
+                              "hard_reference CLIP's zero-shot run scores highest on each image"),
+    "hard_reference": Option(None, (str,), in_id=False,
+                             help="with candidates: hard, the CLIP model name whose zeroshot run mines the distractors")}
+
+
+def _hard_deps(p: dict) -> dict:
+    """candidates: hard -> the reference CLIP's zeroshot run on the same dataset (another model)."""
+    if p.get("candidates") != "hard":
+        return {}
+    return {"hard": ("zeroshot", {}, None, p["hard_reference"] or "<hard_reference not given>")}
+
+
+def _with_candidates(argv: Callable[[Ctx, dict], list]) -> Callable[[Ctx, dict], list]:
+    def wrapped(ctx: Ctx, p: dict) -> list:
+        out = argv(ctx, p)
+        return out + (["--candidates", f"hard:{ctx.deps['hard']}"] if p.get("candidates") == "hard" else [])
+    return wrapped
+
+
 TEMPLATES_FWD = Option(None, (str,), help="zeroshot runs: template set (default: vlmprobe eval's)")
 ANSWER_PREFIX_FWD = Option(None, (str,), help="likelihood runs: answer prefix (paper = 'The photo features a')")
 
@@ -215,18 +247,20 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
         "closed_world": Option(False, (bool,), axis=True, help="append the shuffled class list"),
         "num_candidates": NUM_CANDIDATES,
         "cot": Option(False, (bool,), axis=True, help="chain of thought"),
-        "match": Option("substring", (str,), choices=("substring", "word", "first"))},
-        _eval("generate", {"prompt": "value", "closed_world": "bool", "num_candidates": "value", "cot": "bool",
-                           "match": "value"}), section="main", shards=True,
-        help="VLM direct generation, answer matched to class names"),
+        "match": Option("substring", (str,), choices=("substring", "word", "first")),
+        **CANDIDATE_OPTIONS},
+        _with_candidates(_eval("generate", {"prompt": "value", "closed_world": "bool", "num_candidates": "value",
+                                            "cot": "bool", "match": "value"})), section="main", shards=True,
+        deps=_hard_deps, help="VLM direct generation, answer matched to class names"),
     Measure("likelihood", (VLM,), {
         "reduction": Option("sum", (str,), axis=True, choices=("sum", "mean", "first", "char", "pmi")),
         "answer_prefix": Option(None, (str,), axis=True, help="paper = 'The photo features a'"),
         "num_candidates": NUM_CANDIDATES,
-        "scoring": Option("fast", (str,), choices=("fast", "naive"))},
-        _eval("likelihood", {"reduction": "value", "answer_prefix": "value", "num_candidates": "value",
-                             "scoring": "value"}), section="main", shards=True,
-        help="VLM probability inference: log p(class name | image, prompt)"),
+        "scoring": Option("fast", (str,), choices=("fast", "naive")),
+        **CANDIDATE_OPTIONS},
+        _with_candidates(_eval("likelihood", {"reduction": "value", "answer_prefix": "value", "num_candidates": "value",
+                                              "scoring": "value"})), section="main", shards=True,
+        deps=_hard_deps, help="VLM probability inference: log p(class name | image, prompt)"),
     Measure("probe", (VLM, CLIP), {
         "train": Option(None, (str,), in_id=False, help="dataset name of the training images (required)"),
         "val": Option(None, (str,), in_id=False, help="dataset name of the validation images (default: carved from train)"),
@@ -296,4 +330,25 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
              "`vlmprobe compare --shift ID:SHIFT` (accuracies with intervals; the report's effective-robustness figure)"),
     Measure("retrieval", (CLIP, VLM), {}, _retrieval, section="retrieval", shards=True,
             help="zero-shot image<->text retrieval Recall@K on a captions dataset (vlmprobe retrieval)"),
+    Measure("open_world", (VLM,), {
+        "text_encoder": Option(None, (str,), in_id=False,
+                               help="a CLIP model name of the study: its text tower gives the semantic-similarity "
+                                    "prediction (default: no semantic criterion)"),
+        "prompt": Option("default", (str,), help="whose open-world generation run (its prompt)")},
+        _open_world, section="open-world", deps=lambda p: {"run": ("generate", {"prompt": p["prompt"]})},
+        help="open-world scoring of the generation run's stored answers: `vlmprobe metrics RUN --open-world` "
+             "(inclusion, synonym, hypernym / hyponym, semantic similarity, unmatched rates)"),
+    Measure("audit", (VLM,), {
+        "method": Option("likelihood", (str,), axis=True, choices=("generate", "likelihood"),
+                         help="whose run is audited: closed-world generation or likelihood"),
+        "num_candidates": Option(5, (int,), help="the audited run's label-space size"),
+        "answer_prefix": ANSWER_PREFIX_FWD,
+        "n": Option(32, (int,), help="samples re-run per knob")},
+        _audit, section="audit", result_file="audit.json",
+        resolve=lambda p, kind: {**p, "answer_prefix": None} if p["method"] == "generate" else p,
+        deps=lambda p: {"run": (p["method"], {"num_candidates": p["num_candidates"], **(
+            {"closed_world": True} if p["method"] == "generate" else
+            ({"answer_prefix": p["answer_prefix"]} if p["answer_prefix"] else {}))})},
+        help="order / batch audit: `vlmprobe audit RUN` (batch size 1, shuffled order, permuted candidates; "
+             "flips and the largest score difference)"),
 ]}

@@ -52,7 +52,7 @@ class Plan:
 
 def expand(study: Study) -> Plan:
     runs: dict[str, Run] = {}
-    skips: list[str] = []
+    skips: list[str] = list(study.zoo_skips)
 
     def add_model(name: str) -> None:
         m = study.models[name]
@@ -77,8 +77,12 @@ def expand(study: Study) -> Plan:
             return rid
         add_model(model)
         deps = {}
-        for role, (dep_measure, overrides, *other) in spec.deps(full).items():  # other: [a dataset name]
-            deps[role] = add(dep_measure, model, other[0] if other else dataset, overrides)
+        for role, (dep_measure, overrides, *other) in spec.deps(full).items():  # other: [dataset name[, model name]]
+            dep_model = other[1] if len(other) > 1 and other[1] else model
+            if dep_model not in study.models:
+                raise StudyFileError(f"{study.file}: {measure} of {model} refers to model {dep_model!r}, which the "
+                                     "study does not define")
+            deps[role] = add(dep_measure, dep_model, (other[0] if other and other[0] else dataset), overrides)
         if study.models[model].finetune:
             deps["model"] = f"{model}/finetune"
         runs[rid] = Run(rid, measure, model, dataset if spec.needs_dataset else None, full, deps, spec.section)

@@ -265,6 +265,9 @@ def build(root: str | Path) -> Doc:
                 ("–" if q["gap"] is None else f"{100 * q['gap']:+.1f}", q["run"])] for q in data["wikiqa"]])
 
     robustness(doc, data)
+    from .protocols import section as protocol_sections  # issue 33: open world, hard MC, intervals
+
+    protocol_sections(doc, data, root)
 
     doc.h(2, "Runs", "runs")
     doc.p(f"{len(data['runs'])} runs planned; failed or blocked: {', '.join(data['failed']) or 'none'}.")
@@ -437,7 +440,7 @@ def shift_section(doc: Doc, data: dict) -> None:
                      rows, "add {measure: shift, shift: DATASET} with a shifted dataset"):
         return
     from ..metrics.robustness import effective_robustness, fittable
-    from ..metrics.shifts import NO_BASELINE
+    from ..metrics.robustness import NO_BASELINE
 
     from . import reference as published
 
@@ -590,7 +593,8 @@ def _paired_cell(root: Path, run_a: str, run_b: str) -> str:
         pc = paired_change(correct_by_id(root / run_a), correct_by_id(root / run_b))
     except VlmprobeError:
         return "–"
-    return f"+{pc['gained']} / -{pc['lost']} (p={pc['p_value']:.2g})" if pc["n"] else "–"
+    ns = "" if pc["p_value"] < 0.05 else " n.s."  # issue 33: non-significant differences are marked
+    return f"+{pc['gained']} / -{pc['lost']} (p={pc['p_value']:.2g}){ns}" if pc["n"] else "–"
 
 
 def write_report(root: str | Path, browser: bool = True) -> dict:

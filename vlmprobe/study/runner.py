@@ -9,7 +9,10 @@ local directory it names (a model directory, an adapter, an image folder or imag
 retrained in place or an image replaced reruns the runs that read it), the keys of the runs it depends on and the miniature world's
 build key. A run whose stamp says ``done`` with
 the same key and whose result file exists is not touched; a directory whose stamp has another
-key (the study changed) is moved aside to ``DIR.old-<key>`` and the run starts afresh; any other
+key (the study changed) is moved aside to ``DIR.old-<key>`` (``.2``, ``.3``... when taken: an
+earlier one is kept) and the run starts afresh; a directory whose stamp says ``running`` while
+its job or process is alive is never moved or resumed: the run is refused in one line naming
+that writer (``--cancel-stale``: cancelled first; ``_set_aside``); any other
 run is (re)started with the same command, and the commands themselves resume partial run
 directories (and refuse a directory made by hand with a different config, reported as that
 run's failure).
@@ -33,22 +36,20 @@ process goes on to the next run.
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import shutil
 import time
 from pathlib import Path
 
 from .. import distributed
 from ..cache import atomic_write_json, content_key, file_sha256, path_fingerprint
 from ..specs import find_world
-from .executors import Job, make_pool, run_in_process, schedule
+from .executors import (NOT_FINISHED, STAMP, Job, cancel_writer, live_writer, make_pool, read_stamp, run_in_process,
+                        schedule)
 from .measures import MEASURES, Ctx
 from .plan import Plan, Run, expand
 from .schema import Study
 
-STAMP = "study_run.json"
 PLAN_FILE = "study.json"
 
 
@@ -60,13 +61,6 @@ def shell_line(run: Run, argv: list[str]) -> str:
     """The command as a user would type it."""
     prog = "accelerate launch" if run.measure == "finetune" else "vlmprobe"
     return f"{prog} {' '.join(shlex.quote(a) for a in argv)}"
-
-
-def read_stamp(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / STAMP).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def local_dirs(value: str) -> list[str]:
@@ -85,8 +79,8 @@ def result_file(run: Run) -> str:
 
 
 class StudyRunner:
-    def __init__(self, study: Study, out: str | Path, progress: bool = False):
-        self.study, self.out, self.progress = study, Path(out), progress
+    def __init__(self, study: Study, out: str | Path, progress: bool = False, cancel_stale: bool = False):
+        self.study, self.out, self.progress, self.cancel_stale = study, Path(out), progress, cancel_stale
         self.plan: Plan = expand(study)
         self.world: dict | None = None
         self.keys: dict[str, str] = {}
@@ -196,7 +190,7 @@ class StudyRunner:
             print(line, flush=True)
         total = len(self.plan.runs)
         for i, run in enumerate(self.plan.runs.values(), 1):
-            blocked = [r for r in run.deps.values() if self.status.get(r) in ("failed", "blocked")]
+            blocked = [r for r in run.deps.values() if self.status.get(r) in NOT_FINISHED]
             head = f"[{i}/{total}] {run.id}"
             if blocked:
                 self.status[run.id] = "blocked"
@@ -208,14 +202,17 @@ class StudyRunner:
                 continue
             self.status[run.id] = self._execute_one(run, head)
         distributed.on_main(self.w, self.write_plan)
-        failed = [r for r, s in self.status.items() if s in ("failed", "blocked")]
+        failed = [r for r, s in self.status.items() if s in NOT_FINISHED]
         if failed:
             print(f"study: {len(failed)} of {total} runs did not finish: {', '.join(failed)}", flush=True)
         return 1 if failed else 0
 
     def _execute_one(self, run: Run, head: str) -> str:
         d = self.run_dir(run)
-        distributed.on_main(self.w, lambda: self._set_aside(run, head))
+        refused = distributed.on_main(self.w, lambda: self._set_aside(run, head))
+        if refused:
+            print(refused, flush=True)
+            return "refused"
         argv = self.command(run)
         print(f"\n{head}\n$ {shell_line(run, argv)}", flush=True)
         start, cpu = time.time(), time.process_time()
@@ -241,15 +238,38 @@ class StudyRunner:
         distributed.on_main(self.w, stamp)
         return "done"
 
-    def _set_aside(self, run: Run, head: str) -> None:
-        """A directory made by this study with another config is kept as ``DIR.old-<key>``."""
+    def _set_aside(self, run: Run, head: str) -> str | None:
+        """Make way for a new writer of ``run``'s directory -> None, or the one-line refusal when
+        its stamp says ``running`` and that job or process is alive (``live_writer``): the
+        directory is never moved or resumed under a live writer, which would go on writing into it
+        by path. With ``cancel_stale`` (``--cancel-stale``) that writer is cancelled first
+        (``scancel``; a local process: SIGTERM) and waited for. A directory made by this study with
+        another config is then kept as ``DIR.old-<key>`` (``DIR.old-<key>.2``... when that name is
+        taken: an earlier one is never deleted), its log beside it (``.logs/<run>.log.old-<key>``)."""
         d = self.run_dir(run)
         old = read_stamp(d)
-        if old and old.get("key") != self.key(run):
-            aside = d.with_name(f"{d.name}.old-{old.get('key')}")
-            shutil.rmtree(aside, ignore_errors=True)
+        writer = live_writer(old)
+        changed = bool(old) and old.get("key") != self.key(run)
+        if writer and not self.cancel_stale:
+            jid = old.get("job_id") if old.get("cluster") == "slurm" else None
+            how = f"scancel {jid}" if jid else f"kill {old.get('pid')}"
+            return (f"{head}: refused: {'its config changed but ' if changed else ''}{writer} still writes {d} "
+                    f"(its {STAMP} says running); wait for it to end, or cancel it ({how}) or re-run with "
+                    "--cancel-stale")
+        if writer:
+            print(f"{head}: --cancel-stale: cancelling {writer}", flush=True)
+            cancel_writer(old)
+        if changed:
+            aside, n = d.with_name(f"{d.name}.old-{old.get('key')}"), 1
+            while aside.exists() or aside.is_symlink():
+                n += 1
+                aside = d.with_name(f"{d.name}.old-{old.get('key')}.{n}")
             d.rename(aside)
+            log = self.log_path(run)
+            if log.exists():
+                log.rename(log.with_name(f"{log.name}{aside.name[len(d.name):]}"))
             print(f"{head}: its config changed; the previous run directory was moved to {aside}", flush=True)
+        return None
 
     def _run(self, run: Run, argv: list[str], extra: dict) -> int:
         """Execute one run in this process -> exit status (an exception is reported, never raised)."""
@@ -265,10 +285,13 @@ class StudyRunner:
     def shell(self, run: Run) -> str:
         return shell_line(run, self.command(run))
 
+    def log_path(self, run: Run) -> Path:
+        """``OUT/.logs/<run id with / as __>.log``: a worker's or job's output for ``run``."""
+        return self.out / ".logs" / (run.id.replace("/", "__") + ".log")
+
     def job(self, run: Run) -> Job:
         """What a worker process (or a SLURM job) needs to execute ``run``."""
-        return Job(run.id, run.measure, self.command(run), str(self.run_dir(run)), self.key(run),
-                   str(self.out / ".logs" / (run.id.replace("/", "__") + ".log")),
+        return Job(run.id, run.measure, self.command(run), str(self.run_dir(run)), self.key(run), str(self.log_path(run)),
                    self.finetune_overrides(run) if run.measure == "finetune" else None,
                    self.study.models[run.model].gpus)
 
@@ -291,11 +314,14 @@ class StudyRunner:
 
 
 def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool = True,
-              progress: bool = False, executor: str = "serial", jobs: int = 0, partial: bool = True) -> int:
+              progress: bool = False, executor: str = "serial", jobs: int = 0, partial: bool = True,
+              cancel_stale: bool = False) -> int:
     """Run (or with ``dry_run`` list) a study into ``out`` with ``executor`` (serial | local with
     ``jobs`` worker processes | slurm; ``executors.py``). The report is written when every run
-    finished, or with ``partial`` from what is done."""
-    runner = StudyRunner(study, out, progress=progress)
+    finished, or with ``partial`` from what is done. A run still written by a live job or process
+    of an earlier command is waited for (same config, SLURM) or refused; ``cancel_stale`` cancels
+    that job instead (``StudyRunner._set_aside``)."""
+    runner = StudyRunner(study, out, progress=progress, cancel_stale=cancel_stale)
     if dry_run:
         if study.world:
             world = find_world(study.world)
@@ -326,7 +352,7 @@ def run_study(study: Study, out: str | Path, dry_run: bool = False, report: bool
         schedule(runner, make_pool(executor, jobs, runner.out, study.executor),
                  log=lambda m: print(m, flush=True))
         runner.write_plan()
-        failed = [r for r, s in runner.status.items() if s in ("failed", "blocked")]
+        failed = [r for r, s in runner.status.items() if s in NOT_FINISHED]
         if failed:
             print(f"study: {len(failed)} of {len(runner.plan.runs)} runs did not finish: {', '.join(failed)}",
                   flush=True)

@@ -118,6 +118,7 @@ class Study:
     description: str = ""
     executor: dict = field(default_factory=dict)  # {"slurm": {...}, "local": {...}} (study/executors.py)
     zoos: dict = field(default_factory=dict)  # zoo entry name -> its expanded model names
+    zoo_skips: list = field(default_factory=list)  # "skip: zoo ENTRY: ..." lines (folders no model kind loads)
     reference: dict | None = None  # published results drawn in the figures (study/reference.py)
 
 
@@ -267,10 +268,11 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
     _check_keys(loc, ("models",), raw["models"], list(raw["models"]) if isinstance(raw["models"], dict) else [],
                 "models")
     zoos: dict[str, list] = {}
+    zoo_skips: list[str] = []
     for name, m in raw["models"].items():
         p = ("models", name)
         if isinstance(m, dict) and "zoo" in m:
-            zoos[name] = _expand_zoo(loc, p, name, m, models)
+            zoos[name] = _expand_zoo(loc, p, name, m, models, zoo_skips)
             continue
         _check_keys(loc, p, m, MODEL_KEYS, f"model {name!r}")
         load = {k: _expect(loc, p + (k,), m[k], LOAD_KEYS[k], k) for k in LOAD_KEYS if k in m}
@@ -371,7 +373,8 @@ def load_study(path: str | os.PathLike | None = None, text: str | None = None, s
     reference = check_reference(loc, raw.get("reference"), Path(path).resolve().parent if path is not None else None)
     return Study(file=file, text=text, name=str(raw.get("name", Path(file).stem)), seed=seed, world=world,
                  models=models, datasets=datasets, measurements=measurements,
-                 description=str(raw.get("description", "")), executor=executor, zoos=zoos, reference=reference)
+                 description=str(raw.get("description", "")), executor=executor, zoos=zoos, reference=reference,
+                 zoo_skips=zoo_skips)
 
 
 def _check_executor(loc: Located, path: tuple, raw) -> dict:
@@ -419,7 +422,7 @@ def check_reference(loc, raw, base: Path | None) -> dict | None:
     return {"files": paths, "datasets": dict(datasets), "fit": fit}
 
 
-def _expand_zoo(loc: Located, p: tuple, name: str, m: dict, models: dict) -> list[str]:
+def _expand_zoo(loc: Located, p: tuple, name: str, m: dict, models: dict, skips: list) -> list[str]:
     """A ``zoo:`` entry -> its models added to ``models`` (named ``ENTRY/ARCH@TAG``)."""
     from .zoo import ZOO_KEYS, expand_zoo
 
@@ -431,7 +434,7 @@ def _expand_zoo(loc: Located, p: tuple, name: str, m: dict, models: dict) -> lis
     if "limit" in m:
         _expect(loc, p + ("limit",), m["limit"], int, "limit")
     try:
-        expanded = expand_zoo(name, {k: m[k] for k in ZOO_KEYS if k in m})
+        expanded = expand_zoo(name, {k: m[k] for k in ZOO_KEYS if k in m}, skips)
     except ValueError as e:
         raise loc.error(p, f"zoo {name!r}: {e}") from None
     if not expanded:

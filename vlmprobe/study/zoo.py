@@ -15,7 +15,13 @@ of ``path`` that hold a saved model (open_clip ``open_clip_config.json``, timm/t
 ``config.json``), ARCH = the folder name, TAG = ``local``. Filters are shell globs
 (``fnmatch``, case-sensitive); ``exclude`` drops names matching any of its globs; ``limit`` keeps
 the first N in registry order. ``weights: random`` builds the architectures with random weights
-(``openclip:ARCH``, ``timm:NAME@random``: for smoke tests of a whole zoo offline).
+(``openclip:ARCH``, ``timm:NAME@random``: for smoke tests of a whole zoo offline); an open_clip
+architecture then appears once, named ``ENTRY/ARCH@random`` (its pre-training tags would all be
+the same model); a ``dir`` zoo refuses it (saved models are loaded with their weights). In a
+``dir`` zoo, a transformers checkpoint that is neither CLIP (``model_type: clip``) nor a VLM (a
+``vision_config`` and a ``text_config``, e.g. LLaVA) -- a ViT classifier, a text model -- has no
+vlmprobe model kind: it is skipped with a line saying why (``Study.zoo_skips``, printed with the
+plan's skips), never labelled a VLM.
 
 Each expanded model is named ``ENTRY/ARCH@TAG`` and records ``ZooModel.meta``: library,
 architecture, pre-training data tag, parameter count (the architecture built on PyTorch's
@@ -127,14 +133,24 @@ def _dir_meta(path: Path) -> tuple[str, str, dict]:
         size = (cfg.get("pretrained_cfg") or {}).get("input_size", [None])[-1]
         return f"timm:local-dir:{path}", "classifier", {"library": "timm", "resolution": size,
                                                          "architecture": cfg["architecture"]}
-    kind = "clip" if cfg.get("model_type") == "clip" else "vlm"
-    return (f"hfclip:{path}" if kind == "clip" else f"hf:{path}"), kind, {"library": "transformers",
-                                                                         "model_type": cfg.get("model_type")}
+    meta = {"library": "transformers", "model_type": cfg.get("model_type")}
+    if cfg.get("model_type") == "clip":
+        return f"hfclip:{path}", "clip", meta
+    if isinstance(cfg.get("vision_config"), dict) and isinstance(cfg.get("text_config"), dict):
+        return f"hf:{path}", "vlm", meta  # a vision tower and a language model: LLaVA and its kin
+    arch = ", ".join(cfg.get("architectures") or []) or "no architectures"
+    raise _NotAModel(f"{path} is a transformers {cfg.get('model_type')!r} checkpoint ({arch}), neither CLIP nor "
+                     "a VLM (no vision_config + text_config): no vlmprobe model kind loads it")
 
 
-def expand_zoo(entry: str, cfg: dict) -> list[ZooModel]:
+class _NotAModel(Exception):
+    """A saved folder of a ``dir`` zoo that no vlmprobe model kind loads (skipped, with the reason)."""
+
+
+def expand_zoo(entry: str, cfg: dict, skips: list | None = None) -> list[ZooModel]:
     """The models of one zoo entry (``cfg``: its study-file mapping, keys ``ZOO_KEYS``), in the
-    registry's order. Raises ValueError with a message naming the bad key."""
+    registry's order, one per distinct spec. Raises ValueError with a message naming the bad key;
+    a ``dir`` folder no model kind loads is left out with a line appended to ``skips``."""
     zoo = cfg.get("zoo")
     if zoo not in ZOOS:
         raise ValueError(f"zoo must be one of {', '.join(ZOOS)}, got {zoo!r}")
@@ -144,6 +160,9 @@ def expand_zoo(entry: str, cfg: dict) -> list[ZooModel]:
     if zoo == "dir":
         if not cfg.get("path"):
             raise ValueError("a zoo: dir entry needs 'path' (the folder of saved models)")
+        if random:
+            raise ValueError("weights: random does not apply to a zoo: dir entry (its saved models are loaded with "
+                             "their weights); drop it, or use an openclip/timm zoo for random weights")
         pairs = _dir_entries(cfg["path"], cfg.get("match"))
     elif zoo == "openclip":
         pairs = _openclip_entries(cfg.get("match"), cfg.get("pretrained"))
@@ -153,21 +172,31 @@ def expand_zoo(entry: str, cfg: dict) -> list[ZooModel]:
     pairs = [(a, t) for a, t in dict.fromkeys(pairs)
              if _matches(f"{a}@{t}", [], exclude) and _matches(a, [], exclude)
              and _matches(f"{a}.{t}", [], exclude)]
-    if cfg.get("limit") is not None:
-        pairs = pairs[:cfg["limit"]]
     group = cfg.get("group") or entry
-    out = []
+    out, specs = [], set()
     for arch, tag in pairs:
+        if cfg.get("limit") is not None and len(out) >= cfg["limit"]:
+            break
         base = {"zoo": zoo, "entry": entry, "group": group, "architecture": arch, "pretrained": tag,
                 "weights": "random" if random else "pretrained"}
         if zoo == "openclip":
+            if random:  # every tag of ARCH is the same random model: once, as ARCH@random
+                tag = base["pretrained"] = "random"
             spec, kind, meta = (f"openclip:{arch}" if random else f"openclip:{arch}@{tag}"), "clip", \
                 {"library": "open_clip", **_openclip_meta(arch)}
         elif zoo == "timm":
             spec, kind, meta = f"timm:{arch}.{tag}" + ("@random" if random else ""), "classifier", \
                 {"library": "timm", **_timm_meta(f"{arch}.{tag}")}
         else:
-            spec, kind, meta = _dir_meta(Path(cfg["path"]).expanduser() / arch)
+            try:
+                spec, kind, meta = _dir_meta(Path(cfg["path"]).expanduser() / arch)
+            except _NotAModel as e:
+                if skips is not None:
+                    skips.append(f"skip: zoo {entry}: {e}")
+                continue
             base["weights"] = "saved"
+        if spec in specs:
+            continue
+        specs.add(spec)
         out.append(ZooModel(f"{entry}/{arch}@{tag}", spec, kind, {**meta, **base}))
     return out

@@ -32,15 +32,20 @@ What it imitates:
   REQUEUED, COMPLETED, FAILED (non-zero exit) and ``CANCELLED by UID``.
 - ``scancel ID`` (a task, or every task of ``BASE``): CANCELLED, its processes killed (SIGTERM,
   SIGKILL one second later); ``scancel ID --signal SIG`` (``-s``): the signal to its job step only.
-- ``scontrol hold|release|requeue ID``: hold/release a pending job; requeue a running one (it
-  runs again, same id, ``SLURM_RESTART_COUNT`` + 1, once its script has exited).
+- ``scontrol hold|release|requeue|requeuehold|suspend|resume ID``: hold/release a pending job;
+  requeue a running one as SLURM does: its processes are stopped (SIGTERM, SIGKILL one second
+  later; sacct: REQUEUED), then it is PENDING again and runs again (same id,
+  ``SLURM_RESTART_COUNT`` + 1); ``requeuehold``: the same, then held (sacct: REQUEUE_HOLD until
+  released); ``suspend``: SIGSTOP to its processes (SUSPENDED), ``resume``: SIGCONT (RUNNING).
+- ``FAKESLURM_CONFIGURING_S`` (set for ``sbatch``): a task shows CONFIGURING for that many
+  seconds after it is allocated before its script starts (nodes booting);
+  ``show(DIR, TASK, STATE)``: sacct prints ``STATE`` for that task (e.g. RESIZING, or UNKNOWN
+  as when accounting lags) until ``show(DIR, TASK, None)``; the job itself is unchanged.
 
 What it does not: no scheduling or queueing beyond ``--hold`` and ``%P``, no resource limits
 (``--mem``, ``--time``, ``--cpus-per-task`` and GPUs are recorded and exported, not enforced: no
 time-out signal, no OOM kill), one node and one task per job (``srun`` with more tasks is an
-error), no ``--dependency``, no accounting beyond the current state, a ``requeue`` does not
-kill the running script (submitit's handler exits by itself right after requesting it), and a job
-does not see the submitting process's ``SLURM_*`` variables (real SLURM passes some through, e.g.
+error), no ``--dependency``, no accounting beyond the current state, and a job does not see the submitting process's ``SLURM_*`` variables (real SLURM passes some through, e.g.
 an enclosing allocation's ``SLURM_MEM_PER_CPU``, which can conflict with the job's own).
 """
 from __future__ import annotations
@@ -69,6 +74,7 @@ SBATCH_OPTIONS = {"job-name", "partition", "time", "nodes", "ntasks-per-node", "
 SHORT = {"p": "partition", "t": "time", "N": "nodes", "n": "ntasks", "c": "cpus-per-task", "J": "job-name",
          "o": "output", "e": "error", "a": "array", "H": "hold", "G": "gpus", "A": "account", "q": "qos"}
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
+KILL_WAIT_S = 1.0  # SIGTERM, then SIGKILL this much later (SLURM's KillWait)
 POLL_S = 0.05
 
 
@@ -107,6 +113,13 @@ def shutdown(directory: str | Path, timeout: float = 5.0) -> None:
     end = time.time() + timeout
     while time.time() < end and any(t["state"] not in FINAL for t in _load(state)["jobs"].values()):
         time.sleep(POLL_S)
+
+
+def show(directory: str | Path, task: str, state: str | None) -> None:
+    """Make ``sacct`` print ``state`` for ``task`` (None: its real state again); the job runs on
+    unchanged (states the fake does not reach by itself: RESIZING, UNKNOWN...)."""
+    with _locked(Path(directory) / "state") as data:
+        data["jobs"][task]["shown"] = state
 
 
 # ------------------------------------------------------------------ state
@@ -222,7 +235,8 @@ def sbatch(args: list[str]) -> None:
         copy = _state_dir() / f"{base}.sh"  # sbatch keeps the script as it was at submission
         copy.write_text(script.read_text())
         sub = {"base": str(base), "script": str(copy), "name": script.name, "opts": opts, "cwd": os.getcwd(),
-               "count": len(indices), "min": first, "max": last}  # no environment: it may hold secrets
+               "count": len(indices), "min": first, "max": last,
+               "configuring_s": float(os.environ.get("FAKESLURM_CONFIGURING_S") or 0)}  # no environment: it may hold secrets
         (_state_dir() / f"{base}.submit.json").write_text(json.dumps(sub))
     subprocess.Popen([sys.executable, "-S", str(Path(__file__).resolve()), "_supervise", str(base)],
                      start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -289,31 +303,39 @@ def supervise(base: str) -> None:
             mine = {k: t for k, t in data["jobs"].items() if t["base"] == base}
             for tid, proc in list(procs.items()):
                 task = mine[tid]
-                if task["cancelled"] and tid not in killed:
+                if (task["cancelled"] or task["requeue"]) and tid not in killed:  # scancel, scontrol requeue
                     _signal_group(proc.pid, signal.SIGTERM)
+                    _signal_group(proc.pid, signal.SIGCONT)  # a suspended job gets it too
                     killed[tid] = time.time()
-                elif tid in killed and time.time() - killed[tid] > 1.0:
+                    if task["requeue"] and not task["cancelled"]:
+                        task["state"] = "REQUEUE_HOLD" if task["requeue"] == "hold" else "REQUEUED"
+                elif tid in killed and time.time() - killed[tid] > KILL_WAIT_S:
                     _signal_group(proc.pid, signal.SIGKILL)
                 code = proc.poll()
                 if code is None:
                     continue
                 del procs[tid]
+                killed.pop(tid, None)
                 task.update(pid=None, step_pid=None, exit=code, ended=time.time())
                 if task["cancelled"]:
                     task["state"] = "CANCELLED"
-                elif task["requeue"]:  # runs again, same id (REQUEUED, then PENDING)
-                    task.update(state="PENDING", requeue=False, restarts=task["restarts"] + 1)
+                elif task["requeue"]:  # runs again, same id (REQUEUED, then PENDING; requeuehold: held)
+                    held = task["requeue"] == "hold"
+                    task.update(state="REQUEUE_HOLD" if held else "PENDING", held=held, requeue=False,
+                                restarts=task["restarts"] + 1)
                 else:
                     task["state"] = "COMPLETED" if code == 0 else "FAILED"
-            running = sum(t["state"] == "RUNNING" for t in mine.values())
+            running = sum(t["state"] in ("RUNNING", "CONFIGURING", "SUSPENDED") for t in mine.values())
             for tid, task in sorted(mine.items(), key=lambda kv: kv[1]["array"] or 0):
-                if task["state"] == "PENDING" and task["cancelled"]:
+                if task["state"] in ("PENDING", "REQUEUE_HOLD", "CONFIGURING") and task["cancelled"]:
                     task.update(state="CANCELLED", ended=time.time())
-                elif task["state"] == "PENDING" and not task["held"] and \
+                elif task["state"] in ("PENDING", "REQUEUE_HOLD") and not task["held"] and \
                         (task["parallel"] is None or running < task["parallel"]):
-                    procs[tid] = _start(sub, tid, task)
-                    task.update(state="RUNNING", pid=procs[tid].pid, started=time.time())
+                    task.update(state="CONFIGURING", started=time.time())  # allocated; nodes boot
                     running += 1
+                if task["state"] == "CONFIGURING" and time.time() - task["started"] >= sub.get("configuring_s", 0):
+                    procs[tid] = _start(sub, tid, task)
+                    task.update(state="RUNNING", pid=procs[tid].pid)
             if all(t["state"] in FINAL for t in mine.values()):
                 return
         time.sleep(POLL_S)
@@ -393,6 +415,7 @@ def sacct(args: list[str]) -> None:
                     continue
                 state = t["state"] if not (t["state"] == "PENDING" and t["restarts"]) else "REQUEUED"
                 state = f"CANCELLED by {os.getuid()}" if state == "CANCELLED" else state
+                state = t.get("shown") or state
                 node = "None assigned" if t["started"] is None else socket.gethostname()
                 rows.append({"JobID": tid, "State": state, "NodeList": node})
                 if t["started"] is not None:  # the job steps real sacct lists under each job
@@ -428,15 +451,24 @@ def scancel(args: list[str]) -> None:
 
 
 def scontrol(args: list[str]) -> None:
-    if len(args) < 2 or args[0] not in ("hold", "release", "requeue"):
-        _die(f"scontrol: this fake knows hold|release|requeue JOBID, not {' '.join(args)!r}")
+    verbs = ("hold", "release", "requeue", "requeuehold", "suspend", "resume")
+    if len(args) < 2 or args[0] not in verbs:
+        _die(f"scontrol: this fake knows {'|'.join(verbs)} JOBID, not {' '.join(args)!r}")
     with _locked() as data:
         for jid in args[1].split(","):
             for tid in _targets(data, jid):
                 task = data["jobs"][tid]
-                if args[0] == "requeue":
-                    if task["state"] == "RUNNING":
-                        task["requeue"] = True
+                if args[0] in ("requeue", "requeuehold"):
+                    if task["state"] in ("RUNNING", "SUSPENDED"):
+                        task["requeue"] = "hold" if args[0] == "requeuehold" else True
+                    elif task["state"] == "PENDING" and args[0] == "requeuehold":
+                        task["held"] = True
+                elif args[0] in ("suspend", "resume"):
+                    want = "RUNNING" if args[0] == "suspend" else "SUSPENDED"
+                    if task["state"] != want:
+                        _die(f"scontrol: error: Job is {'not running' if args[0] == 'suspend' else 'not suspended'}")
+                    _signal_group(task["pid"], signal.SIGSTOP if args[0] == "suspend" else signal.SIGCONT)
+                    task["state"] = "SUSPENDED" if args[0] == "suspend" else "RUNNING"
                 else:
                     task["held"] = args[0] == "hold"
 

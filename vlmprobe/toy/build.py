@@ -31,11 +31,10 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..cache import atomic_write_json, content_key, home_dir
+from ..cache import atomic_write_json, content_key, file_lock, home_dir
 from ..errors import VlmprobeError
 from ..progress import progress_bars
 from .clip import ClipConfig
@@ -61,8 +60,9 @@ class WorldConfig:
     wikiqa_questions: int = 300
     # Threads of the toy CLIP's training, fixed because its bits depend on the thread count (one
     # thread: on a shared/oversubscribed machine two were 4x slower, on an idle one no faster).
-    # The toy VLM's training gives the same bits with any thread count (tests/test_toy.py), so it
-    # runs with the caller's torch threads (at most ``VLM_MAX_THREADS``): 1.76x faster on 2 idle cores.
+    # The toy VLM trains with the caller's torch threads (at most ``VLM_MAX_THREADS``; 1.76x faster
+    # on 2 idle cores) only where that gives the bits of one thread: ``vlm_threads`` checks it on
+    # this machine first (on some CPUs, e.g. one AVX-512 Xeon, several threads change the bits).
     torch_threads: int = 1
     sanity_eval: bool = True  # measure CLIP zero-shot / VLM generation on the test split into world.json
 
@@ -120,17 +120,8 @@ def _claim(root: Path) -> None:
     (root / SENTINEL).write_text("vlmprobe toy world (safe to delete)\n")
 
 
-@contextmanager
 def _locked(root: Path):
-    import fcntl
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / (root.name + ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return file_lock(root.parent / (root.name + ".lock"))
 
 
 def _write_json(path: Path, obj) -> None:
@@ -234,6 +225,36 @@ def build_world(out: str | os.PathLike | None = None, seed: int = 0, cfg: WorldC
     return {**meta, "dir": str(root), "reused": reused}
 
 
+def vlm_threads(wanted: int, clip_dir, images, rel, convs, knowledge, extra, cfg, seed: int,
+                steps: int = 3) -> int:
+    """``wanted`` if training the toy VLM with that many torch threads gives the same bits as one
+    thread on this machine, else 1: a few steps at the real shapes (the first 400 conversations,
+    100 facts), once with each count, weights compared byte for byte. The world's key names no
+    thread count, so its weights must not depend on one."""
+    import dataclasses
+    import tempfile
+
+    import torch
+    from safetensors.torch import load_file
+
+    from .vlm import train_vlm
+
+    if wanted <= 1:
+        return 1
+    short = dataclasses.replace(cfg, steps=steps, warmup=1)
+    old, weights = torch.get_num_threads(), []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in (1, wanted):
+                torch.set_num_threads(n)
+                train_vlm(clip_dir, images, rel, convs[:400], knowledge[:100], extra, Path(tmp) / str(n), short, seed)
+                weights.append(load_file(str(Path(tmp) / str(n) / "model.safetensors")))
+    finally:
+        torch.set_num_threads(old)
+    same = weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    return wanted if same else 1
+
+
 def _world_stage(root: Path, cfg: WorldConfig, force: bool, progress: bool) -> dict:
     import numpy as np
     import torch
@@ -267,10 +288,10 @@ def _world_stage(root: Path, cfg: WorldConfig, force: bool, progress: bool) -> d
         extra = [r["text"] for r in _read_jsonl(root / "wikiqa.jsonl")]
         extra += [t["value"] for r in _load_json(root / "finetune" / "train.json")[:1] for t in r["conversations"]]
         extra += [EXTRA_WORDS] + list(CAPTION_TEMPLATES)
-        torch.set_num_threads(min(threads, VLM_MAX_THREADS))  # same bits for any count (see WorldConfig)
-        vlm_stats = train_vlm(root / "clip", images, rel,
-                              _load_json(root / "corpus" / "conversations.json"),
-                              _load_json(root / "corpus" / "knowledge.json"), extra, root / "vlm", cfg.vlm, cfg.seed)
+        convs, knowledge = _load_json(root / "corpus" / "conversations.json"), _load_json(root / "corpus" / "knowledge.json")
+        torch.set_num_threads(vlm_threads(min(threads, VLM_MAX_THREADS), root / "clip", images, rel, convs, knowledge,
+                                          extra, cfg.vlm, cfg.seed))
+        vlm_stats = train_vlm(root / "clip", images, rel, convs, knowledge, extra, root / "vlm", cfg.vlm, cfg.seed)
         vlm_stats["threads"] = torch.get_num_threads()
         train_seconds = round(time.time() - start, 1)
         if progress:
