@@ -126,3 +126,14 @@ def test_a_merger_returning_one_tensor_per_image_gives_projector_features(tmp_pa
     with torch.no_grad():
         tokens = vlm.model.model.get_image_features(batch["pixel_values"], batch["target_sizes"]).pooler_output
     assert torch.allclose(got["projector"], torch.stack([t.float().mean(0) for t in tokens]), atol=1e-5)
+
+
+def test_an_adapter_reloads_as_saved_where_peft_renames_its_keys(tmp_path_factory):
+    """Mistral Large 4: peft applies transformers' non-idempotent renaming ``.shared_experts.`` ->
+    ``.mlp.shared_experts.`` to the adapter it saved itself; ``hf:BASE+adapter:PATH`` copies the saved
+    tensors in as saved, so the reloaded adapter scores like the in-memory one (the conformance
+    ``lora`` check; main: max abs difference 1.92e-01 > 1e-4)."""
+    from vlmprobe.testing.conformance import check_lora
+    from vlmprobe.testing.families import build_family
+
+    check_lora(str(build_family(tmp_path_factory.mktemp("ml4"), "mistral_large4")), None)
