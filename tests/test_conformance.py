@@ -5,7 +5,7 @@ forward with and without the answer prefix, fast == naive or a one-line refusal,
 of every layer, batch 1 vs 4, one LoRA step + adapter reload through hf:BASE+adapter:PATH, QLoRA.
 
 CI runs ``CONTRACT_FAMILIES``: one family per code path the engine distinguishes (1-D and M-RoPE
-positions, a refused fast path, a candidate sub-module, encoder-decoder, prefix-LM, cross-attention,
+positions, the state fast path (Gemma 3's sliding windows), a refused fast path (PaliGemma, Mllama), a candidate sub-module, encoder-decoder, prefix-LM, cross-attention,
 prompt inputs, parts found only through transformers' API, latent-attention MoE). The full matrix
 (every registered builder) is ``python -m vlmprobe.testing --families DIR`` and the slow test
 ``test_full_matrix`` (``VLMPROBE_FULL_MATRIX=1``; its run time is in docs/f32a.md)."""
@@ -152,11 +152,11 @@ def test_likelihood_benchmark_per_family(matrix, capsys):
         spec = importlib.util.spec_from_file_location("bench_likelihood", bench / "likelihood.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        assert module.main(["--family", "llava,gemma3", "--families-dir", str(matrix[1]), "--ks", "10",
+        assert module.main(["--family", "llava,paligemma", "--families-dir", str(matrix[1]), "--ks", "10",
                             "--repeats", "1", "--naive-candidates", "3", "--images", "1"]) == 0
     finally:
         sys.path.remove(str(bench))
     out = capsys.readouterr().out
     row = next(line.split() for line in out.splitlines() if line.split()[:2] == ["llava", "10"])
     assert row[5].endswith("x") and float(row[6]) <= 1e-4  # ratio, max|fast - naive|
-    assert "gemma3  no fast path:" in out and "--scoring naive" in out
+    assert "paligemma  no fast path:" in out and "--scoring naive" in out

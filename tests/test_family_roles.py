@@ -106,3 +106,34 @@ def test_training_inputs_take_the_model_dtype(llava):
              "note": "kept"}
     out = cast_inputs(batch, llava.model)
     assert out["pixel_values"].dtype == llava.dtype and out["input_ids"].dtype == torch.long and out["note"] == "kept"
+
+
+def test_a_merger_returning_one_tensor_per_image_gives_projector_features(tmp_path_factory):
+    """MiniCPM-V 4.6's ``merger`` returns a list (one tensor per image) over the packed tower output
+    [1, patches, D]: ``vision`` / ``projector`` features are per-image means, the projector's equal
+    to the mean of ``get_image_features``' tokens (main: AttributeError, 'list' object has no
+    attribute 'detach')."""
+    from vlmprobe.models.features import vlm_features
+    from vlmprobe.testing.conformance import images
+    from vlmprobe.testing.families import build_family
+
+    vlm = vlmprobe.load_model(f"hf:{build_family(tmp_path_factory.mktemp('minicpm'), 'minicpmv4_6')}")
+    imgs = images(2)
+    got = vlm_features(vlm, imgs, layers=["vision", "projector"])
+    assert got["vision"].shape == (2, vlm.model.config.vision_config.hidden_size)
+    assert got["projector"].shape == (2, vlm.model.config.text_config.hidden_size)
+    batch = vlm.encode(imgs, [vlm.render("What is this?", image=True)] * 2, padding_side="right")
+    with torch.no_grad():
+        tokens = vlm.model.model.get_image_features(batch["pixel_values"], batch["target_sizes"]).pooler_output
+    assert torch.allclose(got["projector"], torch.stack([t.float().mean(0) for t in tokens]), atol=1e-5)
+
+
+def test_an_adapter_reloads_as_saved_where_peft_renames_its_keys(tmp_path_factory):
+    """Mistral Large 4: peft applies transformers' non-idempotent renaming ``.shared_experts.`` ->
+    ``.mlp.shared_experts.`` to the adapter it saved itself; ``hf:BASE+adapter:PATH`` copies the saved
+    tensors in as saved, so the reloaded adapter scores like the in-memory one (the conformance
+    ``lora`` check; main: max abs difference 1.92e-01 > 1e-4)."""
+    from vlmprobe.testing.conformance import check_lora
+    from vlmprobe.testing.families import build_family
+
+    check_lora(str(build_family(tmp_path_factory.mktemp("ml4"), "mistral_large4")), None)

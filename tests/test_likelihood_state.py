@@ -113,27 +113,42 @@ def test_the_prefix_cache_is_never_mutated(qwen3_5):
     assert (step(b, cache) - ref_b).abs().max() > 1e-3  # ... and the next candidate sees it
 
 
-def test_state_path_is_exact_where_gemma3s_refusal_names_the_tree_mask(tmp_path_factory, monkeypatch):
-    """Gemma 3's family refuses fast scoring because the tree mask reproduces neither its sliding
-    window nor its bidirectional image attention; the state path reproduces both (its prefix is
-    the model's own forward, the candidates its own incremental decoding): with the refusal
-    lifted, fast == naive at batch 1 and 5. (PaliGemma's prefix-LM ``token_type_ids`` and Mllama's
-    cross-attention mask are per-token inputs a cached continuation does not get: their refusals stand.)"""
-    import dataclasses
-
-    from vlmprobe.models import families
+def _family_on_the_state_path(tmp_path_factory, model_type: str):
+    """The shipped family's tiny checkpoint takes the state path and fast == naive at batch 1 and 5;
+    returns (vlm, images, prompt)."""
     from vlmprobe.testing.conformance import ANSWER_PREFIX, NAMES
 
-    lifted = [dataclasses.replace(f, fast_likelihood=None) if f.name == "gemma3" else f for f in families.FAMILIES]
-    monkeypatch.setattr(families, "FAMILIES", lifted)
-    vlm = vlmprobe.load_model(f"hf:{build_family(tmp_path_factory.mktemp('gemma3'), 'gemma3')}")
-    assert fast_path(vlm.model) == "state" and vlm.model.config.text_config.sliding_window
+    vlm = vlmprobe.load_model(f"hf:{build_family(tmp_path_factory.mktemp(model_type), model_type)}")
+    assert fast_path(vlm.model) == "state"
     imgs = images(5)
     prompt = vlm.render("What type of object is in this photo?", answer_prefix=ANSWER_PREFIX)
     naive = continuation_logprobs(vlm, imgs, prompt, NAMES, reduction="tokens", scoring="naive")
     for batch_size in (1, 5):
         fast = continuation_logprobs(vlm, imgs, prompt, NAMES, reduction="tokens", batch_size=batch_size, chunk_size=4)
         assert _max_diff(fast, naive) <= TOL
+    return vlm, imgs, prompt
+
+
+def test_gemma3_scores_fast_on_the_state_path(tmp_path_factory):
+    """Gemma 3's family used to refuse fast scoring (the tree mask reproduces neither its sliding
+    window nor its bidirectional image attention); the state path reproduces both (its prefix is
+    the model's own forward, the candidates its own incremental decoding), so the refusal is
+    lifted: fast == naive at batch 1 and 5. (PaliGemma's prefix-LM ``token_type_ids`` and Mllama's
+    cross-attention mask are per-token inputs a cached continuation does not get: their refusals stand.)"""
+    vlm, _, _ = _family_on_the_state_path(tmp_path_factory, "gemma3")
+    assert vlm.model.config.text_config.sliding_window
+
+
+def test_video_llama3_scores_fast_on_the_state_path(tmp_path_factory):
+    """VideoLLaMA 3's trie chunks against the prefix cache were 2.7 nats off the per-candidate
+    forward (its family refused fast scoring); each candidate continued from a copy of the prefix
+    cache is exact, so the family takes the state path (``Family.tree_mask``) and asking for the
+    tree path is refused (main: VlmprobeError, fast likelihood scoring does not support 'video_llama_3')."""
+    from vlmprobe.testing.conformance import NAMES
+
+    vlm, imgs, prompt = _family_on_the_state_path(tmp_path_factory, "video_llama_3")
+    with pytest.raises(VlmprobeError, match="tree"):
+        continuation_logprobs(vlm, imgs[:1], prompt, NAMES, reduction="tokens", path="tree")
 
 
 def test_the_path_is_read_from_the_config():

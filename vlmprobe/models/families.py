@@ -19,7 +19,8 @@ A ``Family`` answers:
   ``position of the prefix's last token + 1 + d`` on every axis. LLaVA: plain 1-D positions.
   Qwen2-VL's M-RoPE gives text after an image ``index + rope delta`` on all three axes (the
   image's 2-D grid spans fewer positions than it has tokens), read from ``get_rope_index``;
-- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not);
+- whether the fast shared-prefix likelihood is allowed (``fast_likelihood``: None, or why not) and
+  whether it may take the tree path (``tree_mask``: None, or why this family takes the state path);
 - the prompt format of checkpoints released without a chat template (``prompt_format``, e.g.
   BLIP-2's ``Question: {question} Answer:``; the processor inserts the image tokens itself);
 - whether the model runs without an image (``text_only``: None, or why not; BLIP-2's forward
@@ -214,6 +215,7 @@ class Family:
     split_patch_rows: Callable = split_rows_by_view
     positions: Callable = plain_positions  # (model, prefix batch) -> rotary positions [axes, B, L]
     fast_likelihood: str | None = None  # None: supported; else the reason it is not
+    tree_mask: str | None = None  # None: the tree path where the LM allows it; else why this family takes the state path
     prompt_format: str | None = None  # "{question}" template used when the processor has no chat template
     text_only: str | None = None  # None: the model runs without an image; else the reason it cannot
     suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
@@ -319,11 +321,14 @@ MISTRAL3 = Family("mistral3", ("mistral3", "mistral_large4", "lighton_ocr"), spl
 QWEN3_VL = Family("qwen3-vl", ("qwen3_vl", "qwen3_vl_moe", "cosmos3_omni"), projector=("merger",), split_patch_rows=split_rows_by_grid,
                   positions=mrope_positions, notes="Qwen3-VL (DeepStack, interleaved M-RoPE)")
 INTERNVL = Family("internvl", ("internvl", "qianfan_ocr"), split_patch_rows=split_rows_by_tokens, notes="InternVL (pixel shuffle 0.5, <img>...</img>)")
-GEMMA3 = Family("gemma3", ("gemma3",), fast_likelihood="image tokens attend bidirectionally and half the layers "
-                "use sliding-window attention; the shared-prefix cache does not reproduce either",
+GEMMA3 = Family("gemma3", ("gemma3",),  # fast = the state path (sliding windows; image tokens attend
+                # bidirectionally inside the prefix, which runs whole): exact, tests/test_likelihood_state.py
                 notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
 IDEFICS3 = Family("idefics3", ("idefics3", "smolvlm"), language_model=("text_model",), projector=("connector",),
                   notes="Idefics3 / SmolVLM (pixel-shuffle connector)")
+GRANITE_DOCLING = Family("granite-docling", ("granite_docling",), language_model=("text_model",), projector=("connector",),
+                         split_patch_rows=split_rows_by_tokens,
+                         notes="Granite-Docling (Idefics3 layout, pixel-shuffle connector with DeepStack outputs, Granite LM)")
 BLIP2 = Family("blip-2", ("blip-2",), vision_tower=("vision_model", "qformer"), projector=("language_projection",),
                candidate_module="language_model",
                prompt_format="Question: {question} Answer:",
@@ -350,6 +355,16 @@ VIDEO_LLAVA = Family("video-llava", ("video_llava",), notes="Video-LLaVA on imag
 GLM4V = Family("glm4v", ("glm4v", "glm46v", "glm4v_moe", "glmga", "glm_ocr"), projector=("merger",),
                split_patch_rows=split_rows_by_grid, positions=mrope_positions,
                notes="GLM-4.1V / 4.5V / 4.6V (ViT with merger, 3-D RoPE; MoE LM in glm4v_moe)")
+GLM5_NEXT = Family("glm5-next", ("glm5_next",), projector=("merger",), split_patch_rows=split_rows_by_grid,
+                   notes="GLM-5-Next (GLM-4.xV ViT with merger; LM of linear-attention and NoPE indexed-attention "
+                         "layers, MoE, hyper-connections; fast = state path)")
+MUSE = Family("muse", ("muse_glimmer", "muse_spark"), split_patch_rows=split_rows_by_grid,
+              notes="Muse Glimmer / Spark (2-D RoPE ViT, MLP projector, sliding-window + global LM with soft-capped logits; "
+                    "Spark: MoE LM and an audio tower)")
+HY_V4_VL = Family("hy-v4-vl", ("hy_v4_vl",), split_patch_rows=split_rows_by_grid, positions=mrope_positions,
+                  encode=mm_token_types_encode,
+                  notes="HY-V4-VL (NaViT ViT with row newlines, latent-attention MoE LM with an indexer, "
+                        "hyper-connections, M-RoPE; fast = state path)")
 QWEN_VIT_1D = Family("qwen-vit-1d", ("llava_onevision1_5", "exaone4_5", "hyperclovax_vision_v2"), projector=("merger",),
                      split_patch_rows=split_rows_by_grid,
                      notes="Qwen-style ViT with merger in front of a 1-D RoPE LM (LLaVA-OneVision-1.5, EXAONE 4.5)")
@@ -359,27 +374,27 @@ DEEPSEEK_VL = Family("deepseek-vl", ("deepseek_vl", "deepseek_vl_hybrid", "janus
 LLAMA4 = Family("llama4", ("llama4",), split_patch_rows=split_rows_by_tokens,
                 notes="Llama 4 (tiled ViT with pixel shuffle, MoE LM with NoPE and chunked attention)")
 GEMMA4 = Family("gemma4", ("gemma4",), split_patch_rows=split_rows_by_tokens,
-                fast_likelihood="half the layers use sliding-window attention and image tokens may attend "
-                                "bidirectionally; the shared-prefix cache reproduces neither",
-                notes="Gemma 4 (pooled ViT soft tokens, sliding-window LM with per-layer inputs)")
+                notes="Gemma 4 (pooled ViT soft tokens, sliding-window LM with per-layer inputs; fast = state path)")
 KIMI = Family("kimi", ("kimi_k25",), split_patch_rows=split_rows_by_grid,
               notes="Kimi K2.5 (MoonViT with 2x2 merge, DeepSeek-V3 MoE LM with latent attention)")
 VIDEO_LLAMA3 = Family("video-llama3", ("video_llama_3",), split_patch_rows=split_rows_by_tokens,
-                      fast_likelihood="continuing candidates from the prefix cache does not reproduce the "
-                                      "per-candidate forward here (up to 4 nats apart on the tiny checkpoint, "
-                                      "also at batch 1; cause not yet identified)",
-                      notes="VideoLLaMA 3 on images (2-D RoPE ViT, merging MLP projector, Qwen2)")
+                      tree_mask="candidate trie chunks against the prefix cache disagree with the per-candidate "
+                                "forward (2.7 nats on the tiny checkpoint); continuing each candidate from a copy "
+                                "of the prefix cache is exact (3.8e-6)",
+                      notes="VideoLLaMA 3 on images (2-D RoPE ViT, merging MLP projector, Qwen2; fast = state path)")
 ARIA = Family("aria", ("aria",), encode=image_processor_sized_encode,
               notes="Aria (Idefics3-style tower, cross-attention projector with learned queries, MoE LM)")
 OVIS = Family("ovis", ("ovis2_5",), split_patch_rows=split_rows_by_grid,
               notes="Ovis2.5 (NaViT ViT -> probabilities over a visual vocabulary -> embedding table, Qwen3)")
+OVIS2 = Family("ovis2", ("ovis2",), split_patch_rows=split_rows_by_tokens,
+               notes="Ovis2 (ViT -> probabilities over a visual vocabulary -> embedding table, indicator tokens, Qwen2)")
 COSMOS3_EDGE = Family("cosmos3-edge", ("cosmos3_edge",), split_patch_rows=split_rows_by_grid,
                       positions=mrope_positions, encode=mm_token_types_encode,
                       notes="Cosmos3-Edge (NaViT tower, MLP projector, M-RoPE LM)")
 PADDLEOCR_VL = Family("paddleocr-vl", ("paddleocr_vl",), split_patch_rows=split_rows_by_grid,
                       positions=mrope_positions, notes="PaddleOCR-VL (NaViT tower, projector, M-RoPE ERNIE-style LM)")
-FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
-                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
+FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, GLM5_NEXT, MUSE, HY_V4_VL, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, GRANITE_DOCLING, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText (parts by role; naive likelihood only)")
 

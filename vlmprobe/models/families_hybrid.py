@@ -18,7 +18,7 @@ copies of its cache, since a recurrent state cannot be masked per candidate like
                      language model of Mamba-2, MoE, attention and MLP blocks
 ``minicpmv4_6``      MiniCPM-V 4.6 / 4.7: ViT with a window merger + 2x2 merger around a Qwen3.5 language
 ``minicpmv4_7``      model; 4.7 adds canvas M-RoPE (``canvas_positions``). Their merger returns one tensor per
-                     image, so the adapter names no projector (``lm.*`` features only)
+                     image (the feature hook concatenates them)
 ``inkling2``         Inkling-2: ViT + merged-patch MLP, language model of "hybrid" layers (attention whose
                      keys and values pass short convolutions), sliding-window and global
 ===================  =====================================================================================
@@ -31,7 +31,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import VlmprobeError
-from .families import NESTED_IMAGE_PROCESSORS, Family, mrope_positions, register_family, split_rows_by_grid
+from .families import (NESTED_IMAGE_PROCESSORS, Family, mrope_positions, register_family, split_rows_by_grid,
+                       split_rows_by_tokens)
 
 NESTED_IMAGE_PROCESSORS.add("Lfm2VlProcessor")  # takes images nested per text row, like Idefics3's
 
@@ -60,7 +61,7 @@ def split_rows_by_slots(config, batch: dict, x: torch.Tensor, n_images: int) -> 
 
 
 QWEN3_5 = register_family(Family(
-    "qwen3.5", ("qwen3_5", "qwen3_5_moe"), projector=("merger",), split_patch_rows=split_rows_by_grid,
+    "qwen3.5", ("qwen3_5", "qwen3_5_moe", "qwen4_exp"), projector=("merger",), split_patch_rows=split_rows_by_grid,
     positions=mrope_positions,
     notes="Qwen3.5 / Qwen3.5-MoE (Gated DeltaNet + gated attention hybrid LM, interleaved M-RoPE; fast = state path)"))
 LFM2_VL = register_family(Family(
@@ -82,9 +83,8 @@ NEMOTRON_H_OMNI = register_family(Family(
     "nemotron-h-omni", ("nemotron_h_omni",), split_patch_rows=split_rows_by_grid_hw,
     notes="Nemotron-3-Nano-Omni on images (RADIO + pixel shuffle, Nemotron-H LM of Mamba-2, MoE, attention and MLP "
           "blocks; fast = state path)"))
-# projector=(): MiniCPM-V's ``merger`` returns one tensor per image (a list), which the feature
-# hook (``vlmprobe.models.features``) does not take, so no vision / projector features yet; the
-# language-model layers, generation, likelihood and LoRA need no projector.
+# MiniCPM-V's ``merger`` returns one tensor per image (a list; the feature hook concatenates it);
+# its input is the packed [1, patches, D] tower output, 4 rows per image token (2x2 merge).
 def canvas_positions(model, batch: dict) -> torch.Tensor:
     """MiniCPM-V 4.7's canvas M-RoPE positions [3, B, L] from the model's public ``get_rope_index``
     (anchored on each crop's markers, ``target_sizes`` per crop); plain positions without an image."""
@@ -99,12 +99,12 @@ def canvas_positions(model, batch: dict) -> torch.Tensor:
 
 
 MINICPMV4_6 = register_family(Family(
-    "minicpm-v-4.6", ("minicpmv4_6",), projector=(),
-    notes="MiniCPM-V 4.6 (SigLIP-style ViT with window merger, Qwen3.5 Gated DeltaNet hybrid LM; fast = state path; "
-          "lm.* features only)"))
+    "minicpm-v-4.6", ("minicpmv4_6", "minicpm_ocr"), projector=("merger",), split_patch_rows=split_rows_by_tokens,
+    notes="MiniCPM-V 4.6 (SigLIP-style ViT with window merger, Qwen3.5 Gated DeltaNet hybrid LM; fast = state path)"))
 MINICPMV4_7 = register_family(Family(
-    "minicpm-v-4.7", ("minicpmv4_7",), projector=(), positions=canvas_positions,
-    notes="MiniCPM-V 4.7 (MiniCPM-V 4.6 with canvas M-RoPE; fast = state path; lm.* features only)"))
+    "minicpm-v-4.7", ("minicpmv4_7",), projector=("merger",), split_patch_rows=split_rows_by_tokens,
+    positions=canvas_positions,
+    notes="MiniCPM-V 4.7 (MiniCPM-V 4.6 with canvas M-RoPE; fast = state path)"))
 INKLING2 = register_family(Family(
-    "inkling-2", ("inkling2",),
+    "inkling-2", ("inkling2", "inkling2_loop"), split_patch_rows=split_rows_by_tokens,
     notes="Inkling-2 (ViT + merged-patch MLP, LM of hybrid attention+conv layers, sliding and global; fast = state path)"))

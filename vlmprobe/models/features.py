@@ -145,6 +145,10 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
     if any(name in PATCH_LAYERS for name in names):
         def grab(module, args, kwargs, output):  # the input may come by keyword (Gemma 4: inputs_embeds=...)
             captured["vision"] = (args[0] if args else next(v for v in kwargs.values() if torch.is_tensor(v))).detach()
+            if isinstance(output, tuple):  # (features, extras): Granite-Docling's connector adds DeepStack features
+                output = output[0]
+            if isinstance(output, list):  # MiniCPM-V's merger: one tensor per image, rows of all images in order
+                output = torch.cat(output)
             captured["projector"] = output.detach()
 
         projector = vlm.model.get_submodule(vlm.family.find_module(vlm.model, "projector"))
@@ -173,6 +177,7 @@ def vlm_features(vlm, images: Sequence, layers="all", pooling="last", prompt: st
             result[name] = _patch_mean(vlm, batch, captured[name], n).cpu()
             continue
         h = hidden[int(name[3:])]
+        h = h.flatten(2)  # hyper-connection streams [B, L, streams, D] (GLM-5-Next) side by side, as Qwen4-Exp's
         for p in poolings:
             result[f"{name}:{p}" if suffix else name] = pool_hidden(h, mask, image_mask, p).cpu()
     return result

@@ -122,7 +122,8 @@ def fast_path(model) -> str:
     ttype = getattr(text, "model_type", None)
     attn = getattr(text, "_attn_implementation", None) or getattr(cfg, "_attn_implementation", None)
     sliding = getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True)
-    if ttype in FAST_TEXT_MODEL_TYPES and attn in FAST_ATTENTION and not sliding and not state_layers(cfg):
+    tree_ok = family_of(cfg).tree_mask is None  # VideoLLaMA 3: measured off on the tree path, exact on the state path
+    if tree_ok and ttype in FAST_TEXT_MODEL_TYPES and attn in FAST_ATTENTION and not sliding and not state_layers(cfg):
         return "tree"
     return "state"
 

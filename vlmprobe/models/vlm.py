@@ -35,6 +35,39 @@ def _quantization_config(options: LoadOptions, family: Family):
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
 
 
+def _adapter_as_saved(model, adapter: str) -> None:
+    """Undo a key renaming that peft applied to an adapter it saved itself. On load, peft (>= 0.19
+    with transformers 5) applies transformers' checkpoint renamings to the adapter's keys. Some
+    renamings are not idempotent: Mistral Large 4's ``.shared_experts.`` -> ``.mlp.shared_experts.``
+    sends keys peft saved under the module names to ``mlp.mlp.shared_experts``, so those weights
+    never load (peft only warns). Where every saved key names a parameter of the loaded model
+    exactly (LoRA ``lora_*`` with the adapter name ``default`` inserted, ``modules_to_save``
+    copies), the saved tensors are copied in as saved; otherwise (an adapter in another layout)
+    peft's own conversion stands."""
+    import re
+    from pathlib import Path
+
+    path = Path(adapter) / "adapter_model.safetensors"
+    if not path.is_file():
+        return
+    from safetensors.torch import load_file
+
+    params = dict(model.named_parameters())
+    wrapped = [n for n, m in model.named_modules() if type(m).__name__ == "ModulesToSaveWrapper"]
+    target = {}
+    for key, value in load_file(str(path)).items():
+        name = re.sub(r"\.(lora_[A-Za-z_]+)\.", r".\1.default.", key)
+        owner = next((w for w in wrapped if key.startswith(w + ".")), None)
+        if owner is not None:
+            name = f"{owner}.modules_to_save.default.{key[len(owner) + 1:]}"
+        if name not in params or params[name].shape != value.shape:
+            return
+        target[name] = value
+    with torch.no_grad():
+        for name, value in target.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
 def render_prompt(processor, family: Family, question: str, image: bool = True,
                   answer_prefix: str | None = None) -> str:
     """One user turn (image first, then ``question``) through ``processor``'s chat template with
@@ -121,6 +154,7 @@ class VisionLanguageModel(VisionModel):
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter)
+            _adapter_as_saved(model, adapter)
         self.model = model.eval()
         self.tokenizer = self.processor.tokenizer
         self.continuation_tokenizer = ContinuationTokenizer(self.tokenizer)

@@ -191,8 +191,12 @@ def check_features(model_dir: str, family) -> None:
         d = x.shape[1] if x.dim() == 2 else None
         if x.dim() != 2 or x.shape[0] != len(imgs) or not torch.isfinite(x).all():
             raise AssertionError(f"{name}: shape {tuple(x.shape)} (want [{len(imgs)}, D], finite)")
-        if name != "vision" and d != text.hidden_size:
-            raise AssertionError(f"{name}: width {d}, the language model's is {text.hidden_size}")
+        # hyper-connections (Qwen4-Exp, GLM-5-Next): a layer's hidden state holds the hc_count (hc_mult) residual streams side by
+        # side; the last one (after the final norm) is collapsed to hidden_size
+        widths = {text.hidden_size, text.hidden_size * (getattr(text, "hc_count", None) or getattr(text, "hc_mult", None) or 1) if name.startswith("lm.")
+                  else text.hidden_size}
+        if name != "vision" and d not in widths:
+            raise AssertionError(f"{name}: width {d}, the language model's is {' or '.join(map(str, sorted(widths)))}")
 
 
 def check_batch(model_dir: str, family) -> None:

@@ -96,8 +96,8 @@ def _glm_vl(out: Path, config_cls, model_cls, processor_cls, image_cls, video_cl
     ids = {t: tok.convert_tokens_to_ids(t) for t in GLM_SPECIALS}
     text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                                "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5},
-                **text_extra)
+                                                                "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5})
+    text.update(text_extra)
     vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
                   image_size=IMAGE_SIZE, patch_size=QWEN_PATCH, spatial_merge_size=2, temporal_patch_size=2)
     config = config_cls(text_config=text, vision_config=vision, image_token_id=ids["<|image|>"],
@@ -768,4 +768,159 @@ def build_paddleocr_vl(out: Path) -> None:
                                                 size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
                                                       "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
     processor = PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=PADDLE_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+OVIS2_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<IMG_ATOM>", "<IMG_START>", "<IMG_GRID>",
+                  "<IMG_COL>", "<IMG_ROW>", "<IMG_END>")
+
+
+@tiny_builder("ovis2")
+def build_ovis2(out: Path) -> None:
+    """Ovis2: ViT (32 px, patch 8: 16 ``<IMG_ATOM>`` per image, no crops) whose outputs become
+    probabilities over a visual vocabulary (64 entries) embedded by a table, indicator tokens
+    ``<IMG_START>`` / ``<IMG_GRID>`` / ``<IMG_END>`` around them; Qwen2 LM, ChatML with ``<image>\\n``."""
+    from transformers import Ovis2Config, Ovis2ForConditionalGeneration, Ovis2ImageProcessor, Ovis2Processor
+
+    tok = special_tokenizer(OVIS2_SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"image_token": "<image>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in OVIS2_SPECIALS}
+    text = dict(model_type="qwen2", vocab_size=len(tok), **TINY_TEXT, bos_token_id=None,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, vocab_size=64, num_visual_indicator_tokens=5)
+    indicators = [ids[t] for t in ("<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>")]
+    config = Ovis2Config(text_config=text, vision_config=vision, image_token_id=ids["<IMG_ATOM>"],
+                         visual_indicator_token_ids=indicators, vocab_size=len(tok), hidden_size=64,
+                         tie_word_embeddings=False)
+    model = Ovis2ForConditionalGeneration(config).eval()
+    image_processor = Ovis2ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, crop_to_patches=False)
+    processor = Ovis2Processor(image_processor=image_processor, tokenizer=tok,
+                               image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+                               chat_template=chatml_template("<image>\\n", system=None))
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("glm5_next")
+def build_glm5_next(out: Path) -> None:
+    """GLM-5-Next: the GLM-4.xV shape with GLM-5-Next's LM: a Kimi-delta linear-attention layer and
+    an indexed (DSA, NoPE latent) attention layer, a dense and a MoE MLP (4 experts, top 2, shared),
+    2 hyper-connection streams; the indexer's top-k (16 pools of 4 tokens) above every prompt."""
+    from transformers.models.glm5_next import (Glm5NextConfig, Glm5NextForConditionalGeneration,
+                                               Glm5NextImageProcessor, Glm5NextProcessor, Glm5NextVideoProcessor)
+
+    _glm_vl(out, Glm5NextConfig, Glm5NextForConditionalGeneration, Glm5NextProcessor, Glm5NextImageProcessor,
+            Glm5NextVideoProcessor, **{**TINY_MLA_MOE, "num_key_value_heads": 4, "q_lora_rank": 32,
+                                       "qk_rope_head_dim": 0, "qk_nope_head_dim": 16},
+            layer_types=["linear_attention", "indexed_attention"], mlp_layer_types=["dense", "sparse"], index_topk=64,
+            index_kpool=4, index_head_dim=16, index_n_heads=2, linear_head_dim=16, linear_num_heads=4, hc_mult=2)
+
+
+MUSE_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|patch|>", "<|image_start|>", "<|image_end|>",
+                 "<|video|>", "<|vid_frame_separator|>", "<|vid_start|>", "<|vid_end|>")
+
+
+def _muse(out: Path, config_cls, model_cls, processor_cls, text: dict | None = None, processor: dict | None = None,
+          **config) -> None:
+    """A Muse VLM: ViT with 2-D RoPE (patch 8, 2x2 merge: 4 ``<|patch|>`` per 32 px image inside
+    ``<|image_start|>...<|image_end|>``) + MLP projector, LM of a sliding-window and a global layer
+    with sandwich norms and soft-capped logits (+ ``text``), MuseGlimmer's image / video processors;
+    ChatML turns (the tiny tokenizer's)."""
+    from transformers.models.muse_glimmer import MuseGlimmerImageProcessor, MuseGlimmerVideoProcessor
+
+    tok = special_tokenizer(MUSE_SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                            extra={"image_token": "<|patch|>"})
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=None, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+                **(text or {}))
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  patch_size=QWEN_PATCH, pos_emb_height=4, pos_emb_width=4, max_position_embeddings=16, merge_size=2)
+    cfg = config_cls(text_config=text, vision_config=vision, out_hidden_size=4 * 64, projector_hidden_size=64,
+                     image_token_id=tok.convert_tokens_to_ids("<|patch|>"),
+                     video_token_id=tok.convert_tokens_to_ids("<|video|>"), tie_word_embeddings=False, **config)
+    model = model_cls(cfg).eval()
+    sizes = dict(patch_size=QWEN_PATCH, merge_size=2)
+    proc = processor_cls(image_processor=MuseGlimmerImageProcessor(**sizes, max_image_tokens=16),
+                         video_processor=MuseGlimmerVideoProcessor(**sizes), tokenizer=tok,
+                         chat_template=chatml_template("<|patch|>", system=None), **(processor or {}))
+    _save_vlm(model, proc, tok, out)
+
+
+@tiny_builder("muse_glimmer")
+def build_muse_glimmer(out: Path) -> None:
+    """Muse Glimmer: the shared Muse shape (``_muse``)."""
+    from transformers.models.muse_glimmer import (MuseGlimmerConfig, MuseGlimmerForConditionalGeneration,
+                                                  MuseGlimmerProcessor)
+
+    _muse(out, MuseGlimmerConfig, MuseGlimmerForConditionalGeneration, MuseGlimmerProcessor)
+
+
+@tiny_builder("muse_spark")
+def build_muse_spark(out: Path) -> None:
+    """Muse Spark: the Muse shape with a MoE LM (4 experts, top 2; layer 0 dense) and an audio tower
+    (4 tiny stages) the image checks never feed."""
+    from transformers.models.muse_spark import (MuseSparkConfig, MuseSparkFeatureExtractor,
+                                                MuseSparkForConditionalGeneration, MuseSparkProcessor)
+
+    _muse(out, MuseSparkConfig, MuseSparkForConditionalGeneration, MuseSparkProcessor,
+          text=dict(moe_intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, moe_hidden_size=64,
+                    mlp_layer_types=["dense", "sparse"]),
+          processor=dict(feature_extractor=MuseSparkFeatureExtractor()),
+          audio_config=dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], out_hidden_size=64))
+
+
+@tiny_builder("hy_v4_vl")
+def build_hy_v4_vl(out: Path) -> None:
+    """HY-V4-VL: NaViT-style ViT (patch 8, 2x2 merge, a newline token closing each row of merged
+    tokens) + an LM of latent attention with a sparse-attention indexer (its top-k above every
+    prompt), MoE (4 experts, top 2, shared; layer 0 dense), 2 hyper-connection streams and 3-D
+    M-RoPE on the rotary part of the head; ChatML."""
+    from transformers.models.hy_v4_vl import (HYV4VLConfig, HYV4VLForConditionalGeneration, HYV4VLImageProcessor,
+                                              HYV4VLProcessor, HYV4VLVideoProcessor)
+
+    from . import qwen2_tokenizer
+    from .families_decoder import _qwen_ids
+
+    tok = qwen2_tokenizer()
+    ids = _qwen_ids(tok)
+    text = dict(vocab_size=len(tok), **{**TINY_TEXT, **TINY_MLA_MOE, "num_key_value_heads": 4}, q_lora_rank=32,
+                bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, index_topk=64,
+                index_head_dim=16, index_n_heads=2, hc_mult=2,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]})
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  out_hidden_size=64, patch_size=QWEN_PATCH, spatial_merge_size=2, max_image_size=IMAGE_SIZE * 4)
+    config = HYV4VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                          video_token_id=ids["<|video_pad|>"], tie_word_embeddings=False)
+    model = HYV4VLForConditionalGeneration(config).eval()
+    sizes = dict(patch_size=QWEN_PATCH, merge_size=2)
+    image_processor = HYV4VLImageProcessor(**sizes, size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
+                                                          "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
+    processor = HYV4VLProcessor(image_processor=image_processor, tokenizer=tok,
+                                video_processor=HYV4VLVideoProcessor(**sizes), chat_template=QWEN3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("granite_docling")
+def build_granite_docling(out: Path) -> None:
+    """Granite-Docling: SigLIP-style tower (32 px, patch 8), pixel-shuffle connector (scale 2: 4
+    ``<image>`` per image, one tile, no fine route) + Granite LM (embedding / residual / attention
+    multipliers, scaled logits); Idefics3's ``User:<image>{q}<end_of_utterance>\\nAssistant:`` layout."""
+    from transformers.models.granite_docling import (GraniteDoclingConfig, GraniteDoclingForConditionalGeneration,
+                                                     GraniteDoclingImageProcessor, GraniteDoclingProcessor)
+
+    from .families_decoder import IDEFICS3_SPECIALS, IDEFICS3_TEMPLATE
+
+    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
+                            extra={"image_token": "<image>"})
+    text = dict(vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, out_hidden_size=64, scale_factor=2, use_fine_route=False)
+    config = GraniteDoclingConfig(text_config=text, vision_config=vision, pad_token_id=tok.pad_token_id,
+                                  image_token_id=tok.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
+    model = GraniteDoclingForConditionalGeneration(config).eval()
+    image_processor = GraniteDoclingImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                                                   crop_to_patches=False)
+    processor = GraniteDoclingProcessor(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
+                                        chat_template=IDEFICS3_TEMPLATE)
     _save_vlm(model, processor, tok, out)

@@ -269,10 +269,10 @@ def build_minicpmv4_7(out: Path) -> None:
     minicpm_v(out, MiniCPMV4_7Config, MiniCPMV4_7ForConditionalGeneration, MiniCPMV4_7Processor, markers=True)
 
 
-@tiny_builder("inkling2")
-def build_inkling2(out: Path) -> None:
-    """Inkling-2 (module docstring)."""
-    from transformers import Inkling2Config, Inkling2ForConditionalGeneration, Inkling2ImageProcessor, Inkling2Processor
+def inkling(out: Path, config_cls, model_cls, **text_extra) -> None:
+    """An Inkling-2-shaped VLM (module docstring) from its config and model classes; ``text_extra``:
+    the language model's own fields."""
+    from transformers import Inkling2ImageProcessor, Inkling2Processor
 
     tok = special_tokenizer(("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image|>"), bos=None, eos="<|im_end|>",
                             pad="<|endoftext|>", extra={"image_token": "<|image|>"})
@@ -282,10 +282,52 @@ def build_inkling2(out: Path) -> None:
                 moe_intermediate_size=64, n_routed_experts=4, num_experts_per_tok=2, n_layers_per_attn_res_block=1,
                 max_position_embeddings=1024, initializer_range=0.2, eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id)
+    text.update(text_extra)
     vision = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=QWEN_PATCH, spatial_merge_size=2,
                   posemb_grid_size=4, projection_hidden_dim=64, text_hidden_size=64)
-    config = Inkling2Config(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<|image|>"))
-    model = Inkling2ForConditionalGeneration(config).eval()
+    config = config_cls(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<|image|>"))
+    model = model_cls(config).eval()
     processor = Inkling2Processor(image_processor=Inkling2ImageProcessor(size={"height": 16, "width": 16}), tokenizer=tok,
                                   chat_template=LFM2_VL_TEMPLATE.replace("{{ bos_token }}", "").replace("'<image>'", "'<|image|>'"))
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("inkling2")
+def build_inkling2(out: Path) -> None:
+    """Inkling-2 (module docstring)."""
+    from transformers import Inkling2Config, Inkling2ForConditionalGeneration
+
+    inkling(out, Inkling2Config, Inkling2ForConditionalGeneration)
+
+
+@tiny_builder("inkling2_loop")
+def build_inkling2_loop(out: Path) -> None:
+    """Inkling-2-Loop: Inkling-2 with 3 layers whose layer 1 runs twice (a looped block, gate of rank 8)."""
+    from transformers.models.inkling2_loop import Inkling2LoopConfig, Inkling2LoopForConditionalGeneration
+
+    inkling(out, Inkling2LoopConfig, Inkling2LoopForConditionalGeneration, num_hidden_layers=3,
+            layer_types=["hybrid_sliding", "hybrid_sliding", "hybrid"], loop_layer_index_start=1,
+            loop_layer_index_end=2, loop_num_passes=2, loop_gate_rank=8)
+
+
+@tiny_builder("minicpm_ocr")
+def build_minicpm_ocr(out: Path) -> None:
+    """MiniCPM-OCR: MiniCPM-V 4.6's shape (ViT with window merger, 2x2 merger, Qwen3.5 LM) under its own classes."""
+    from transformers.models.minicpm_ocr import (MiniCPMOcrConfig, MiniCPMOcrForConditionalGeneration,
+                                                 MiniCPMOcrProcessor)
+
+    minicpm_v(out, MiniCPMOcrConfig, MiniCPMOcrForConditionalGeneration, MiniCPMOcrProcessor)
+
+
+@tiny_builder("qwen4_exp")
+def build_qwen4_exp(out: Path) -> None:
+    """Qwen4-Exp: Qwen3.5's shape with a MoE (4 experts, top 2, shared expert) and 2 hyper-connection
+    streams of low rank 8 (hidden states are 2 x 64 wide), the sparse-attention indexer's budget
+    (2048 tokens) above every prompt."""
+    from transformers.models.qwen4_exp import Qwen4ExpConfig, Qwen4ExpForConditionalGeneration
+
+    moe = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64, shared_expert_intermediate_size=64)
+    qwen_hybrid(out, Qwen4ExpConfig, Qwen4ExpForConditionalGeneration,
+                {**GATED_DELTANET, **QWEN3_5_ROPE, **moe, "hc_count": 2, "hc_lowrank": 8,
+                 "indexer_n_heads": 2, "indexer_kv_heads": 1, "indexer_head_dim": 16, "indexer_budget": 2048,
+                 "indexer_compress_ratio": 4}, QWEN3_5_TEMPLATE, THINK)
