@@ -27,7 +27,7 @@ intra-op threads waiting on each other.
 conformance suite (``vlmprobe.testing.families``, built into ``--families-dir``, loaded through
 ``hf:DIR/<model_type>`` like a released one) on ImageNet class names: fast vs naive per image
 side by side (naive timed on ``--naive-candidates`` names and extrapolated as above), their
-ratio, max abs difference and the fast path taken (``tree`` or ``state``, ``docs/f32b.md``); a family
+ratio, max abs difference and the fast path taken (``tree`` or ``state``, ``docs/hybrid-likelihood.md``); a family
 without an exact fast path prints its one-line refusal.
 """
 from __future__ import annotations

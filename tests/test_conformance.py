@@ -8,7 +8,7 @@ CI runs ``CONTRACT_FAMILIES``: one family per code path the engine distinguishes
 positions, the state fast path (Gemma 3's sliding windows), a refused fast path (PaliGemma, Mllama), a candidate sub-module, encoder-decoder, prefix-LM, cross-attention,
 prompt inputs, parts found only through transformers' API, latent-attention MoE). The full matrix
 (every registered builder) is ``python -m vlmprobe.testing --families DIR`` and the slow test
-``test_full_matrix`` (``VLMPROBE_FULL_MATRIX=1``; its run time is in docs/f32a.md)."""
+``test_full_matrix`` (``VLMPROBE_FULL_MATRIX=1``; its run time is in docs/families-by-role.md)."""
 from __future__ import annotations
 
 import json

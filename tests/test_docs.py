@@ -23,7 +23,7 @@ REWRITTEN = {
     "[--readme README.md]  # every family": "[--readme docs/models.md]  # every family",
     # issue #32: the state path for families the tree mask cannot serve
     'computes the image+prompt prefix once per image and scores all class names in one trie-shaped forward (shared token prefixes scored once, explicit 4-D mask and position ids, the prefix cache never mutated)':
-        "computes the image+prompt prefix once per image; for attention-only language models it scores all class names in one trie-shaped forward (shared token prefixes scored once, explicit 4-D mask and position ids); for recurrent, linear-attention, state-space or short-convolution layers, sliding windows or attention kernels that ignore a 4-D mask, each candidate row continues from its own copy of the prefix's cache (the `state` path, [Fast likelihood for hybrid families](f32b.md)); the prefix cache is never mutated",
+        "computes the image+prompt prefix once per image; for attention-only language models it scores all class names in one trie-shaped forward (shared token prefixes scored once, explicit 4-D mask and position ids); for recurrent, linear-attention, state-space or short-convolution layers, sliding windows or attention kernels that ignore a 4-D mask, each candidate row continues from its own copy of the prefix's cache (the `state` path, [Fast likelihood for hybrid families](hybrid-likelihood.md)); the prefix cache is never mutated",
     '`fast` (== naive, 1e-4, or a one-line refusal':
         '`fast` (== naive, 1e-4, at batch 1 and 5, through the tree or the state path, or a one-line refusal',
     # issue #31: API runs (vLLM-faithful likelihood requests, SGLang, budgets, concurrency, exit status)
@@ -54,7 +54,7 @@ REWRITTEN = {
         'is one adapter: how its\nprojector rows map to images and its positions; module names only where transformers\' `get_decoder` / `get_encoder("image")` are silent.',
     # issue #31: one writer, one SLURM state table, the test-only fault hook
     "a run whose stamp says `running` under a job id that submitit still reports queued or\nrunning (sacct's state) is waited for, not resubmitted; a killed worker fails only its own run.":
-        'a run whose stamp says `running` under a job that is alive by one table of SLURM states (queued, configuring, running, suspended, requeued or held, resizing, or UNKNOWN to sacct) is waited for, not resubmitted; a run whose live writer cannot be waited for (the study was edited, or a local process) is refused in one line naming it (`--cancel-stale` cancels it first); an earlier `.old-<key>` is kept; a killed worker fails only its own run, and the workers of a killed `--executor local` study end with it ([One writer](o31a.md)).',
+        'a run whose stamp says `running` under a job that is alive by one table of SLURM states (queued, configuring, running, suspended, requeued or held, resizing, or UNKNOWN to sacct) is waited for, not resubmitted; a run whose live writer cannot be waited for (the study was edited, or a local process) is refused in one line naming it (`--cancel-stale` cancels it first); an earlier `.old-<key>` is kept; a killed worker fails only its own run, and the workers of a killed `--executor local` study end with it ([One writer](one-writer.md)).',
     '`scontrol hold|release|requeue`':
         '`scontrol hold|release|requeue|requeuehold|suspend|resume` (a requeue stops the running job as SLURM does)',
     '(`VLMPROBE_TEST_FAULT=RANK[:TEXT]` makes models whose spec contains\n  TEXT raise on that rank: how the tests check this.)':
@@ -63,11 +63,11 @@ REWRITTEN = {
         'architectures with random weights (smoke tests of a zoo offline) (open_clip: one model per architecture, `ENTRY/ARCH@random`; refused for `zoo: dir`; a `dir` zoo takes CLIP and VLM checkpoints and skips any other with a line);',
     # issue #33: the default study's new runs
     '- *Runs* (status of each), *Study file*.':
-        "- *Open-world scoring of the answers*, *Random vs hard multiple choice*, *Order and batch audit*,\n  *95% intervals and paired tests* (issue 33: [VLM classification protocols](p33.md)).\n- *Samples behind the numbers*: each run's worst classes and top confusions, linked into the sample browser.\n- *Runs* (status of each), *Study file*.",
+        "- *Open-world scoring of the answers*, *Random vs hard multiple choice*, *Order and batch audit*,\n  *95% intervals and paired tests* (issue 33: [VLM classification protocols](vlm-protocols.md)).\n- *Samples behind the numbers*: each run's worst classes and top confusions, linked into the sample browser.\n- *Runs* (status of each), *Study file*.",
     'ched classes and the unmatched/ambiguous rates are stored. |':
-        'ched classes and the unmatched/ambiguous rates are stored. `--candidates random\\|hard:CLIP_RUN`: the true class and N-1 seeded others, or the N-1 classes a CLIP run scores highest on the same image (hard negatives; [protocols](p33.md)). |',
+        'ched classes and the unmatched/ambiguous rates are stored. `--candidates random\\|hard:CLIP_RUN`: the true class and N-1 seeded others, or the N-1 classes a CLIP run scores highest on the same image (hard negatives; [protocols](vlm-protocols.md)). |',
     'e rest score `-inf`, i.e. probability 0, in `scores.npy`). |':
-        'e rest score `-inf`, i.e. probability 0, in `scores.npy`). `--candidates random\\|hard:CLIP_RUN`: the true class and N-1 seeded others, or the N-1 classes a CLIP run scores highest on the same image (hard negatives; [protocols](p33.md)). |',
+        'e rest score `-inf`, i.e. probability 0, in `scores.npy`). `--candidates random\\|hard:CLIP_RUN`: the true class and N-1 seeded others, or the N-1 classes a CLIP run scores highest on the same image (hard negatives; [protocols](vlm-protocols.md)). |',
     'The default study now has 66 runs (the\ndistribution-shift lines added 15 runs on `toy:sketch`, `toy:rendition` and `toy:corrupted` and the\neffective-robustness figure).':
         'The default study now has 72 runs (the\ndistribution-shift lines added 15 runs on `toy:sketch`, `toy:rendition` and `toy:corrupted` and the\neffective-robustness figure; issue 33 added 6: open_world of vlm and vlm-ft, 5-candidate generate/likelihood with hard candidates, audit of both).',
     # corrections carried over from issue #30's fixes (ImageNet-O, ObjectNet, mCE, OOD pairing, ER baselines)

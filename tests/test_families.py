@@ -102,7 +102,7 @@ def test_likelihood_naive_is_the_plain_forward_and_fast_equals_it(qwen):
     from vlmprobe.models.likelihood import continuation_logprobs, fast_path
 
     assert fast_path(qwen.model) == "tree"
-    try:  # an attention kernel that ignores the 4-D mask: the state path (docs/f32b.md), not the tree mask
+    try:  # an attention kernel that ignores the 4-D mask: the state path (docs/hybrid-likelihood.md), not the tree mask
         cfg._attn_implementation = "flash_attention_2"
         assert fast_path(qwen.model) == "state"
     finally:

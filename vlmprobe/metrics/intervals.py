@@ -18,7 +18,7 @@ Definitions (level 1 - alpha = 0.95 unless stated; every bootstrap is seeded, ``
 
 A worst-k percentile interval describes the sampling spread of the statistic as computed; the
 minimum over noisy class accuracies is biased low in small classes, and the interval does not
-correct that (stated in docs/p33.md).
+correct that (stated in docs/vlm-protocols.md).
 """
 from __future__ import annotations
 
