@@ -439,8 +439,7 @@ def shift_section(doc: Doc, data: dict) -> None:
                      "figure puts one point per model and method on probit axes with y = x and a Huber line (Tu et al.).",
                      rows, "add {measure: shift, shift: DATASET} with a shifted dataset"):
         return
-    from ..metrics.robustness import effective_robustness, fittable
-    from ..metrics.robustness import NO_BASELINE
+    from ..metrics.robustness import NO_BASELINE, effective_robustness, fittable
 
     from . import reference as published
 
