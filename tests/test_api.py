@@ -2,7 +2,6 @@
 HTTP server on 127.0.0.1 answering with the miniature world's VLM): same answers as the local
 model, faults retried, SIGKILL resume without paying twice, key secrecy, budgets, dry run."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -3,11 +3,6 @@ server that renders like vLLM, SGLang's native /generate, honest exits, API flag
 models, and requests that keep flowing across the engine's batches -- each against the shipped
 test server (a real HTTP server answering with the miniature world's VLM)."""
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path

@@ -3,7 +3,7 @@ ImageNet images) and write a run directory."""
 from __future__ import annotations
 
 
-from .common import HelpFormatter, add_model_arguments, count, model_from_args, positive_int, report_api, finish_api
+from .common import HelpFormatter, add_model_arguments, model_from_args, positive_int, report_api, finish_api
 
 
 def register(subparsers) -> None:

@@ -32,7 +32,6 @@ A root's ``README.txt`` (the release's ``wnid name`` list) is ignored: only fold
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 
