@@ -924,3 +924,31 @@ def build_granite_docling(out: Path) -> None:
     processor = GraniteDoclingProcessor(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
                                         chat_template=IDEFICS3_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("idefics2")
+def build_idefics2(out: Path) -> None:
+    """Idefics2: SigLIP-style tower (32 px, patch 8) + perceiver resampler (4 latents: 4 ``<image>``
+    per image, no splitting) + Mistral-style LM; Idefics3's ``User:<image>{q}<end_of_utterance>\\nAssistant:``
+    layout (the processor writes ``<fake_token_around_image>`` + 4 x ``<image>`` +
+    ``<fake_token_around_image>`` and a space before the text that follows)."""
+    from transformers import Idefics2Config, Idefics2ForConditionalGeneration, Idefics2ImageProcessor, Idefics2Processor
+
+    from .families_decoder import IDEFICS3_SPECIALS, IDEFICS3_TEMPLATE
+
+    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
+                            extra={"image_token": "<image>", "image_boundary_token": "<fake_token_around_image>"})
+    text = dict(model_type="mistral", vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    perceiver = dict(hidden_size=64, resampler_n_latents=4, resampler_depth=1, resampler_n_heads=4,
+                     resampler_head_dim=16, num_key_value_heads=2)
+    config = Idefics2Config(vision_config=vision, perceiver_config=perceiver, text_config=text,
+                            image_token_id=tok.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
+    model = Idefics2ForConditionalGeneration(config).eval()
+    image_processor = Idefics2ImageProcessor(size={"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE},
+                                             do_image_splitting=False)
+    processor = Idefics2Processor(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
+                                  chat_template=IDEFICS3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
