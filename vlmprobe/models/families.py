@@ -412,7 +412,11 @@ COSMOS3_EDGE = Family("cosmos3-edge", ("cosmos3_edge",), split_patch_rows=split_
                       notes="Cosmos3-Edge (NaViT tower, MLP projector, M-RoPE LM)")
 PADDLEOCR_VL = Family("paddleocr-vl", ("paddleocr_vl",), split_patch_rows=split_rows_by_grid,
                       positions=mrope_positions, notes="PaddleOCR-VL (NaViT tower, projector, M-RoPE ERNIE-style LM)")
-FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, GLM5_NEXT, MUSE, HY_V4_VL, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+ERNIE4_5_VL = Family("ernie4.5-vl", ("ernie4_5_vl_moe",), split_patch_rows=split_rows_by_grid,
+                      positions=mrope_positions, encode=mm_token_types_encode,
+                      notes="ERNIE-4.5-VL (ViT, variable-resolution resampler, MoE LM with text / vision experts, "
+                            "3-D M-RoPE)")
+FAMILIES: list[Family] = [ERNIE4_5_VL, VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, GLM5_NEXT, MUSE, HY_V4_VL, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
                           MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, IDEFICS2, GRANITE_DOCLING, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText (parts by role; naive likelihood only)")

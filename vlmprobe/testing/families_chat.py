@@ -952,3 +952,38 @@ def build_idefics2(out: Path) -> None:
     processor = Idefics2Processor(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
                                   chat_template=IDEFICS3_TEMPLATE)
     _save_vlm(model, processor, tok, out)
+
+
+ERNIE_SPECIALS = PADDLE_SPECIALS + ("<|VIDEO_START|>", "<|VIDEO_END|>")
+
+
+@tiny_builder("ernie4_5_vl_moe")
+def build_ernie4_5_vl_moe(out: Path) -> None:
+    """ERNIE-4.5-VL: ViT (patch 8, 2x2 merge: 4 ``<|IMAGE_PLACEHOLDER|>`` per 32 px image) +
+    variable-resolution resampler + ERNIE-4.5 MoE LM with 3-D M-RoPE and separate text / vision
+    experts (4 each, top 2, one shared; layer 0 dense); PaddleOCR-VL's ``User: ... Assistant:`` turns."""
+    from transformers import (Ernie4_5_VLMoeConfig, Ernie4_5_VLMoeForConditionalGeneration,
+                              Ernie4_5_VLMoeImageProcessor, Ernie4_5_VLMoeProcessor, Ernie4_5_VLMoeVideoProcessor)
+
+    names = dict(image_token="<|IMAGE_PLACEHOLDER|>", image_start_token="<|IMAGE_START|>",
+                 image_end_token="<|IMAGE_END|>", video_token="<|VIDEO_PLACEHOLDER|>",
+                 video_start_token="<|VIDEO_START|>", video_end_token="<|VIDEO_END|>")
+    tok = special_tokenizer(ERNIE_SPECIALS, bos="<|begin_of_sentence|>", eos="<|end_of_sentence|>", pad="<pad>",
+                            extra=names)
+    ids = {k: tok.convert_tokens_to_ids(v) for k, v in names.items()}
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+                moe_intermediate_size=[32, 32], moe_k=2, moe_num_experts=4, moe_num_shared_experts=1,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [3, 3, 2]})
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=PATCH_SIZE,
+                  spatial_merge_size=2)
+    config = Ernie4_5_VLMoeConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
+                                  **{f"{k}_id": v for k, v in ids.items()})
+    model = Ernie4_5_VLMoeForConditionalGeneration(config).eval()
+    sizes = dict(patch_size=PATCH_SIZE, merge_size=2)
+    image_processor = Ernie4_5_VLMoeImageProcessor(**sizes, size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
+                                                                  "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
+    processor = Ernie4_5_VLMoeProcessor(image_processor=image_processor, tokenizer=tok,
+                                        video_processor=Ernie4_5_VLMoeVideoProcessor(**sizes, draw_on_frames=False),
+                                        chat_template=PADDLE_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
