@@ -900,6 +900,20 @@ def build_hy_v4_vl(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+def _idefics_parts(**tokens):
+    """The Idefics3 layout's tokenizer (``<image>`` + ``tokens`` named on it) with tiny LM and
+    SigLIP-style tower config dicts (32 px, patch 8): Granite-Docling, Idefics2."""
+    from .families_decoder import IDEFICS3_SPECIALS
+
+    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
+                            extra={"image_token": "<image>", **tokens})
+    text = dict(vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    return tok, text, vision
+
+
 @tiny_builder("granite_docling")
 def build_granite_docling(out: Path) -> None:
     """Granite-Docling: SigLIP-style tower (32 px, patch 8), pixel-shuffle connector (scale 2: 4
@@ -908,14 +922,10 @@ def build_granite_docling(out: Path) -> None:
     from transformers.models.granite_docling import (GraniteDoclingConfig, GraniteDoclingForConditionalGeneration,
                                                      GraniteDoclingImageProcessor, GraniteDoclingProcessor)
 
-    from .families_decoder import IDEFICS3_SPECIALS, IDEFICS3_TEMPLATE
+    from .families_decoder import IDEFICS3_TEMPLATE
 
-    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
-                            extra={"image_token": "<image>"})
-    text = dict(vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, out_hidden_size=64, scale_factor=2, use_fine_route=False)
+    tok, text, vision = _idefics_parts()
+    vision.update(out_hidden_size=64, scale_factor=2, use_fine_route=False)
     config = GraniteDoclingConfig(text_config=text, vision_config=vision, pad_token_id=tok.pad_token_id,
                                   image_token_id=tok.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
     model = GraniteDoclingForConditionalGeneration(config).eval()
@@ -934,14 +944,10 @@ def build_idefics2(out: Path) -> None:
     ``<fake_token_around_image>`` and a space before the text that follows)."""
     from transformers import Idefics2Config, Idefics2ForConditionalGeneration, Idefics2ImageProcessor, Idefics2Processor
 
-    from .families_decoder import IDEFICS3_SPECIALS, IDEFICS3_TEMPLATE
+    from .families_decoder import IDEFICS3_TEMPLATE
 
-    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
-                            extra={"image_token": "<image>", "image_boundary_token": "<fake_token_around_image>"})
-    text = dict(model_type="mistral", vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    tok, text, vision = _idefics_parts(image_boundary_token="<fake_token_around_image>")
+    text["model_type"] = "mistral"
     perceiver = dict(hidden_size=64, resampler_n_latents=4, resampler_depth=1, resampler_n_heads=4,
                      resampler_head_dim=16, num_key_value_heads=2)
     config = Idefics2Config(vision_config=vision, perceiver_config=perceiver, text_config=text,
