@@ -28,7 +28,9 @@ A ``Family`` answers:
 - input quirks of the naive likelihood's appended answer tokens: per-token inputs repeat the
   prefix's last position unless ``suffix_inputs`` names a value (PaliGemma's ``token_type_ids``
   = 1: the causal suffix); ``prompt_inputs`` describe the whole prompt and stay as they are
-  (InstructBLIP's Q-Former text); ``encode`` replaces the processor call where its layout cannot carry an answer (PaliGemma).
+  (InstructBLIP's Q-Former text); ``encode`` replaces the processor call where its layout cannot carry an answer (PaliGemma);
+  ``rendered`` rewrites a rendered prompt as the processor will tokenize it (Idefics2's space
+  after an image), so the tokenizer's candidate ids align with the processor's.
 
 Supporting a new family is one ``Family(...)`` passed to ``register_family`` (docs/extending.md,
 "A model family"). Unknown model types get ``GENERIC``: parts by role, naive likelihood only.
@@ -197,6 +199,18 @@ def image_processor_sized_encode(processor, **kwargs):
     return processor(**kwargs)
 
 
+def space_after_image(processor, text: str) -> str:
+    """A rendered prompt with the space Idefics2's processor writes between an image and the text
+    right after it (its ``closing_fake_pattern``: ``<fake_token_around_image>`` followed by anything
+    but whitespace or ``<`` gets a space), written before tokenization, so the tokenizer's ids of
+    the prompt (and of prompt + candidate) are the processor's: ``User:<image>Q`` -> ``User:<image> Q``.
+    The model sees the same tokens either way (the processor leaves an existing space alone)."""
+    import re
+
+    image = re.escape(getattr(processor, "image_token", "<image>"))
+    return re.sub(rf"({image})(?=[^\s<])", r"\1 ", text)
+
+
 def mm_token_types_encode(processor, **kwargs):
     """The processor call asking for ``mm_token_type_ids`` (Cosmos3-Edge's M-RoPE needs them and
     its processor returns them only on request)."""
@@ -221,6 +235,7 @@ class Family:
     suffix_inputs: tuple = ()  # (name, value) of per-token inputs for appended answer tokens (PaliGemma)
     prompt_inputs: tuple = ()  # inputs that encode the whole prompt, not its tokens (InstructBLIP's Q-Former text)
     encode: Callable | None = None  # (processor, text, images, **kw) -> inputs, replacing the processor's call
+    rendered: Callable | None = None  # (processor, rendered prompt) -> the text as the processor tokenizes it (Idefics2)
     candidate_module: str | None = None  # role whose module runs the fast path's candidate chunks (None: the model)
     notes: str = ""
 
@@ -326,6 +341,10 @@ GEMMA3 = Family("gemma3", ("gemma3",),  # fast = the state path (sliding windows
                 notes="Gemma 3 (pooled SigLIP tokens, sliding-window LM)")
 IDEFICS3 = Family("idefics3", ("idefics3", "smolvlm"), language_model=("text_model",), projector=("connector",),
                   notes="Idefics3 / SmolVLM (pixel-shuffle connector)")
+IDEFICS2 = Family("idefics2", ("idefics2",), language_model=("text_model",), projector=("connector",),
+                   rendered=space_after_image,
+                   notes="Idefics2 (SigLIP, perceiver-resampler connector, Mistral LM; the space its processor "
+                         "writes after an image is written at rendering)")
 GRANITE_DOCLING = Family("granite-docling", ("granite_docling",), language_model=("text_model",), projector=("connector",),
                          split_patch_rows=split_rows_by_tokens,
                          notes="Granite-Docling (Idefics3 layout, pixel-shuffle connector with DeepStack outputs, Granite LM)")
@@ -393,8 +412,12 @@ COSMOS3_EDGE = Family("cosmos3-edge", ("cosmos3_edge",), split_patch_rows=split_
                       notes="Cosmos3-Edge (NaViT tower, MLP projector, M-RoPE LM)")
 PADDLEOCR_VL = Family("paddleocr-vl", ("paddleocr_vl",), split_patch_rows=split_rows_by_grid,
                       positions=mrope_positions, notes="PaddleOCR-VL (NaViT tower, projector, M-RoPE ERNIE-style LM)")
-FAMILIES: list[Family] = [VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, GLM5_NEXT, MUSE, HY_V4_VL, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
-                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, GRANITE_DOCLING, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
+ERNIE4_5_VL = Family("ernie4.5-vl", ("ernie4_5_vl_moe",), split_patch_rows=split_rows_by_grid,
+                      positions=mrope_positions, encode=mm_token_types_encode,
+                      notes="ERNIE-4.5-VL (ViT, variable-resolution resampler, MoE LM with text / vision experts, "
+                            "3-D M-RoPE)")
+FAMILIES: list[Family] = [ERNIE4_5_VL, VIPLLAVA, VIDEO_LLAVA, VIDEO_LLAMA3, ARIA, OVIS, OVIS2, COSMOS3_EDGE, PADDLEOCR_VL, GLM4V, GLM5_NEXT, MUSE, HY_V4_VL, QWEN_VIT_1D, AYA_VISION, DEEPSEEK_VL, LLAMA4, GEMMA4, KIMI, LLAVA, LLAVA_NEXT, QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION,
+                          MISTRAL3, INTERNVL, GEMMA3, IDEFICS3, IDEFICS2, GRANITE_DOCLING, BLIP2, MLLAMA, INSTRUCTBLIP, PALIGEMMA]
 GENERIC = Family("generic", (), fast_likelihood="only families checked against the naive path are supported",
                  notes="any other AutoModelForImageTextToText (parts by role; naive likelihood only)")
 

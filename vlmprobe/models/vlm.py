@@ -79,6 +79,8 @@ def render_prompt(processor, family: Family, question: str, image: bool = True,
     else:
         content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]
         text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    if family.rendered is not None:  # Idefics2: the space its processor writes after an image
+        text = family.rendered(processor, text)
     if answer_prefix:
         text = append_text(text, answer_prefix)
     return text

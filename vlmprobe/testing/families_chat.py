@@ -900,6 +900,20 @@ def build_hy_v4_vl(out: Path) -> None:
     _save_vlm(model, processor, tok, out)
 
 
+def _idefics_parts(**tokens):
+    """The Idefics3 layout's tokenizer (``<image>`` + ``tokens`` named on it) with tiny LM and
+    SigLIP-style tower config dicts (32 px, patch 8): Granite-Docling, Idefics2."""
+    from .families_decoder import IDEFICS3_SPECIALS
+
+    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
+                            extra={"image_token": "<image>", **tokens})
+    text = dict(vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    return tok, text, vision
+
+
 @tiny_builder("granite_docling")
 def build_granite_docling(out: Path) -> None:
     """Granite-Docling: SigLIP-style tower (32 px, patch 8), pixel-shuffle connector (scale 2: 4
@@ -908,14 +922,10 @@ def build_granite_docling(out: Path) -> None:
     from transformers.models.granite_docling import (GraniteDoclingConfig, GraniteDoclingForConditionalGeneration,
                                                      GraniteDoclingImageProcessor, GraniteDoclingProcessor)
 
-    from .families_decoder import IDEFICS3_SPECIALS, IDEFICS3_TEMPLATE
+    from .families_decoder import IDEFICS3_TEMPLATE
 
-    tok = special_tokenizer(IDEFICS3_SPECIALS, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<pad>",
-                            extra={"image_token": "<image>"})
-    text = dict(vocab_size=len(tok), **TINY_TEXT, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, out_hidden_size=64, scale_factor=2, use_fine_route=False)
+    tok, text, vision = _idefics_parts()
+    vision.update(out_hidden_size=64, scale_factor=2, use_fine_route=False)
     config = GraniteDoclingConfig(text_config=text, vision_config=vision, pad_token_id=tok.pad_token_id,
                                   image_token_id=tok.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
     model = GraniteDoclingForConditionalGeneration(config).eval()
@@ -923,4 +933,63 @@ def build_granite_docling(out: Path) -> None:
                                                    crop_to_patches=False)
     processor = GraniteDoclingProcessor(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
                                         chat_template=IDEFICS3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+@tiny_builder("idefics2")
+def build_idefics2(out: Path) -> None:
+    """Idefics2: SigLIP-style tower (32 px, patch 8) + perceiver resampler (4 latents: 4 ``<image>``
+    per image, no splitting) + Mistral-style LM; Idefics3's ``User:<image>{q}<end_of_utterance>\\nAssistant:``
+    layout (the processor writes ``<fake_token_around_image>`` + 4 x ``<image>`` +
+    ``<fake_token_around_image>`` and a space before the text that follows)."""
+    from transformers import Idefics2Config, Idefics2ForConditionalGeneration, Idefics2ImageProcessor, Idefics2Processor
+
+    from .families_decoder import IDEFICS3_TEMPLATE
+
+    tok, text, vision = _idefics_parts(image_boundary_token="<fake_token_around_image>")
+    text["model_type"] = "mistral"
+    perceiver = dict(hidden_size=64, resampler_n_latents=4, resampler_depth=1, resampler_n_heads=4,
+                     resampler_head_dim=16, num_key_value_heads=2)
+    config = Idefics2Config(vision_config=vision, perceiver_config=perceiver, text_config=text,
+                            image_token_id=tok.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
+    model = Idefics2ForConditionalGeneration(config).eval()
+    image_processor = Idefics2ImageProcessor(size={"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE},
+                                             do_image_splitting=False)
+    processor = Idefics2Processor(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
+                                  chat_template=IDEFICS3_TEMPLATE)
+    _save_vlm(model, processor, tok, out)
+
+
+ERNIE_SPECIALS = PADDLE_SPECIALS + ("<|VIDEO_START|>", "<|VIDEO_END|>")
+
+
+@tiny_builder("ernie4_5_vl_moe")
+def build_ernie4_5_vl_moe(out: Path) -> None:
+    """ERNIE-4.5-VL: ViT (patch 8, 2x2 merge: 4 ``<|IMAGE_PLACEHOLDER|>`` per 32 px image) +
+    variable-resolution resampler + ERNIE-4.5 MoE LM with 3-D M-RoPE and separate text / vision
+    experts (4 each, top 2, one shared; layer 0 dense); PaddleOCR-VL's ``User: ... Assistant:`` turns."""
+    from transformers import (Ernie4_5_VLMoeConfig, Ernie4_5_VLMoeForConditionalGeneration,
+                              Ernie4_5_VLMoeImageProcessor, Ernie4_5_VLMoeProcessor, Ernie4_5_VLMoeVideoProcessor)
+
+    names = dict(image_token="<|IMAGE_PLACEHOLDER|>", image_start_token="<|IMAGE_START|>",
+                 image_end_token="<|IMAGE_END|>", video_token="<|VIDEO_PLACEHOLDER|>",
+                 video_start_token="<|VIDEO_START|>", video_end_token="<|VIDEO_END|>")
+    tok = special_tokenizer(ERNIE_SPECIALS, bos="<|begin_of_sentence|>", eos="<|end_of_sentence|>", pad="<pad>",
+                            extra=names)
+    ids = {k: tok.convert_tokens_to_ids(v) for k, v in names.items()}
+    text = dict(vocab_size=len(tok), **TINY_TEXT, head_dim=16, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+                moe_intermediate_size=[32, 32], moe_k=2, moe_num_experts=4, moe_num_shared_experts=1,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [3, 3, 2]})
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=PATCH_SIZE,
+                  spatial_merge_size=2)
+    config = Ernie4_5_VLMoeConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
+                                  **{f"{k}_id": v for k, v in ids.items()})
+    model = Ernie4_5_VLMoeForConditionalGeneration(config).eval()
+    sizes = dict(patch_size=PATCH_SIZE, merge_size=2)
+    image_processor = Ernie4_5_VLMoeImageProcessor(**sizes, size={"shortest_edge": IMAGE_SIZE * IMAGE_SIZE,
+                                                                  "longest_edge": 4 * IMAGE_SIZE * IMAGE_SIZE})
+    processor = Ernie4_5_VLMoeProcessor(image_processor=image_processor, tokenizer=tok,
+                                        video_processor=Ernie4_5_VLMoeVideoProcessor(**sizes, draw_on_frames=False),
+                                        chat_template=PADDLE_TEMPLATE)
     _save_vlm(model, processor, tok, out)
