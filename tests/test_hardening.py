@@ -112,7 +112,9 @@ def _data_keys(ns, role=None):
 READS = {"zeroshot": _data_keys, "cpe": _data_keys, "generate": _data_keys, "likelihood": _data_keys,
          "classifier": _data_keys, "shape_bias": _data_keys, "retrieval": _data_keys,
          "probe": lambda ns: (_data_keys(ns, "test"), _data_keys(ns, "train")),
-         "wikiqa": None, "frequency": None, "ood": None, "factors": None, "shift": None}
+         "wikiqa": None, "frequency": None, "ood": None, "factors": None, "shift": None,
+         "open_world": None,  # the generation run's stored answers
+         "audit": None}  # re-runs the audited run from its own config.json (its dataset as recorded there)
 
 
 def test_every_dataset_key_reaches_every_measure_command():

@@ -132,8 +132,10 @@ class ApiTestServer:
         """The chat-completion response for a parsed request body (``render_chat``)."""
         import torch
 
-        text, images, add_special = render_chat(self.model.processor, body)
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
+        if getattr(self.model, "processor", None) is None:
+            return self._answer_through_interface(body, max_tokens)
+        text, images, add_special = render_chat(self.model.processor, body)
         with self.model_lock, torch.no_grad():
             batch = self.model.encode(images or None, [text], add_special_tokens=add_special)
             ids = batch["input_ids"][0]
@@ -151,6 +153,31 @@ class ApiTestServer:
                              "finish_reason": "length" if extra else "stop"}],
                 "usage": {"prompt_tokens": len(ids), "completion_tokens": completion,
                           "total_tokens": len(ids) + completion}, **extra}
+
+    def _answer_through_interface(self, body: dict, max_tokens: int) -> dict:
+        """Generation for a model with no transformers processor to render chats with (a scripted
+        text LM in the tests, any ``VisionModel`` with ``render`` / ``generate`` / ``tokenizer``):
+        the last user turn's text and image through the model's own interface. No
+        ``prompt_logprobs`` here: those need the real chat template."""
+        if body.get("prompt_logprobs") is not None and self.serves_prompt_logprobs:
+            raise ValueError("prompt_logprobs needs a model with a processor and chat template")
+        user = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+        if not user:
+            raise ValueError("messages must hold a user turn")
+        content = user[-1].get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        text = "".join(p.get("text", "") for p in parts if p.get("type") == "text")
+        images = [_decode_image((p.get("image_url") or {}).get("url", "")) for p in parts if p.get("type") == "image_url"]
+        with self.model_lock:
+            out = self.model.generate(images or None, [text], max_new_tokens=max_tokens)[0]
+            tok = self.model.tokenizer
+            prompt_tokens = len(tok(self.model.render(text, image=bool(images))).input_ids)
+            completion = len(tok(out, add_special_tokens=False).input_ids)
+        return {"id": f"chatcmpl-{hashlib.sha256(text.encode()).hexdigest()[:12]}", "object": "chat.completion",
+                "created": int(time.time()), "model": self.model_name, "system_fingerprint": "fp_vlmprobe_test",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": out}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                          "total_tokens": prompt_tokens + completion}}
 
     def generate_native(self, body: dict) -> dict:
         """SGLang's ``/generate`` answer for one request (see the module docstring)."""
