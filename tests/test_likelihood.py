@@ -170,9 +170,9 @@ def test_unsupported_models_and_bad_input_raise(vlms):
         vlm.score(img, ["tench", ""])
     with pytest.raises(VlmprobeError, match="reduction"):
         vlm.score(img, ["tench"], reduction="max")
-    from transformers import Idefics2Config, PaliGemmaConfig
+    from transformers import ChameleonConfig, PaliGemmaConfig
 
-    for config, match in ((PaliGemmaConfig(), "paligemma.*prefix-LM.*naive"), (Idefics2Config(), "idefics2.*naive")):
+    for config, match in ((PaliGemmaConfig(), "paligemma.*prefix-LM.*naive"), (ChameleonConfig(), "chameleon.*naive")):
         fake = SimpleNamespace(model=SimpleNamespace(config=config))  # a family refusal / no family adapter
         with pytest.raises(VlmprobeError, match=match):
             continuation_logprobs(fake, None, ["x"], ["y"])
