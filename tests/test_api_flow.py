@@ -3,6 +3,7 @@ server that renders like vLLM, SGLang's native /generate, honest exits, API flag
 models, and requests that keep flowing across the engine's batches -- each against the shipped
 test server (a real HTTP server answering with the miniature world's VLM)."""
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -215,12 +216,18 @@ def test_dry_run_counts_samples_of_pending_shards(vlm, tmp_path, capfd):
         assert main(["eval", "--model", model, "--data", "toy:digits:test", "--limit", "16", "--method", "generate",
                      "--out", str(out), "--no-progress", "--workers", "0", "--batch-size", "1",
                      "--concurrency", "1", "--max-requests", "1"]) == 2
-        assert list((out / "shards").glob("*.jsonl"))  # one retried sample waits there
+        shards = list((out / "shards").glob("*.jsonl"))
+        assert shards  # the retried samples written so far wait there
+        in_shards = sum(len(f.read_text().splitlines()) for f in shards)
+        sent = server.stats()["requests"]  # the one attempt the budget allowed
         capfd.readouterr()
         assert _eval(out, model, "--dry-run") == 0
-        assert f"dry run: {errors - 1} requests for {errors - 1} samples" in capfd.readouterr().out
+        m = re.search(r"dry run: (\d+) requests for (\d+) samples", capfd.readouterr().out)
+        # the batches run side by side: the one attempt may have answered a later batch's sample
+        # (journaled, written by the next run without a request) while the first one stopped
+        assert m and int(m[2]) == errors - in_shards and int(m[1]) in (int(m[2]), int(m[2]) - 1)
         assert _eval(out, model) == 0  # the real run agrees: it computes the rest and merges
-        assert server.stats()["requests"] == errors  # 1 + (errors - 1): nothing asked twice
+        assert server.stats()["requests"] - sent == int(m[1]) and sent == 1  # nothing asked twice
 
 
 # ---- item 11: API flags on a local model ------------------------------------------------------------
@@ -331,3 +338,89 @@ def test_a_local_model_with_an_attach_run_attribute_is_not_an_api_model(toy_worl
                        progress=False)  # main: taken for an API model (AttributeError: no .api)
     assert "api" not in results and results["counts"]["n"] == 4
     assert clip.server_session() is None
+
+
+# ---- item 12, measured: what stalled the requests in flight -------------------------------------
+def test_the_loop_runs_with_the_heap_frozen_and_gives_it_back(vlm, tmp_path, monkeypatch):
+    """A full garbage-collector pass over the objects torch and transformers keep alive took
+    0.24-0.33 s on the benchmark's CPU and stopped every thread, the requests in flight with it
+    (``benchmarks/api_concurrency.py``: N = 64 at 2.3-2.6 s instead of 2.0 s). The engine's loop
+    runs with the heap alive at its start frozen (main: not frozen) and unfreezes it after."""
+    import gc
+
+    from vlmprobe.testing.api_server import ApiTestServer
+
+    from vlmprobe.models.api import ApiModel
+
+    api_seen = []
+    real_api = ApiModel.generate
+
+    def api_generate(self, *args, **kwargs):
+        api_seen.append(gc.get_freeze_count())
+        return real_api(self, *args, **kwargs)
+
+    monkeypatch.setattr(ApiModel, "generate", api_generate)
+    before = gc.get_freeze_count()
+    with ApiTestServer(vlm) as server:
+        assert _eval(tmp_path / "run", f"openai:toy-vlm@{server.base_url}", limit=8) == 0
+    assert api_seen and all(n > 0 for n in api_seen)
+    assert gc.get_freeze_count() == before == 0
+
+
+def test_frozen_heap_leaves_a_callers_freeze_alone():
+    import gc
+
+    from vlmprobe.engine import frozen_heap
+
+    gc.freeze()
+    try:
+        n = gc.get_freeze_count()
+        with frozen_heap():
+            assert gc.get_freeze_count() == n
+        assert gc.get_freeze_count() == n  # not unfrozen under the caller
+    finally:
+        gc.unfreeze()
+
+
+def test_test_server_latency_counts_from_arrival(vlm, images):
+    """``--latency`` is the time from a request's arrival to its answer, the server's own work
+    within it (main: the work, then the whole latency on top)."""
+    import time
+
+    from vlmprobe.models import load_model
+    from vlmprobe.testing.api_server import ApiTestServer
+
+    with ApiTestServer(vlm, latency=0.4) as server:
+        real = server.answer
+
+        def slow_answer(body):  # the server's work takes 0.3 s
+            time.sleep(0.3)
+            return real(body)
+
+        server.answer = slow_answer
+        model = load_model(f"openai:toy-vlm@{server.base_url}")
+        t0 = time.monotonic()
+        model.generate(images[:1], ["What type of object is in this photo?"], max_new_tokens=2)
+        elapsed = time.monotonic() - t0
+    assert 0.4 <= elapsed < 0.65, elapsed  # main: >= 0.7
+
+
+def test_a_second_round_of_requests_waits_ready_behind_the_first(vlm, tmp_path, monkeypatch):
+    """Answers that arrive together free N slots at once; the next N requests must already be
+    waiting (main: one batch behind the N in flight, so in-flight fell after every round)."""
+    from vlmprobe.models.api import _Limiter
+    from vlmprobe.testing.api_server import ApiTestServer
+
+    waiting = []
+    real = _Limiter.acquire
+
+    async def acquire(self, priority=0):
+        waiting.append(len(self.waiters))
+        return await real(self, priority)
+
+    monkeypatch.setattr(_Limiter, "acquire", acquire)
+    with ApiTestServer(vlm, latency=0.3) as server:
+        assert main(["eval", "--model", f"openai:toy-vlm@{server.base_url}", "--data", "toy:digits:test", "--limit",
+                     "12", "--method", "generate", "--out", str(tmp_path / "run"), "--no-progress", "--workers", "0",
+                     "--batch-size", "1", "--concurrency", "3"]) == 0
+    assert max(waiting) >= 3, waiting  # main: 1

@@ -25,7 +25,8 @@ SGLang does (the tokenizer's special tokens added). ``GET /v1/models`` lists the
 ``GET /stats`` returns the per-sample request counts and the most requests seen in flight at
 once (``max_active``).
 
-``latency``: seconds every answer waits outside the model lock (a remote server's delay);
+``latency``: seconds from a request's arrival to its answer (a remote server's delay; the
+server's own work counts within it, and an answer whose work took longer is sent when ready);
 ``cache``: answers of a request body seen before are replayed (the model is not run again), so
 a benchmark measures the client against a server that is not itself the bottleneck.
 
@@ -85,7 +86,7 @@ class ApiTestServer:
         self.model, self.model_name, self.api_key = model, model_name, api_key
         self.cache: dict[str, dict] | None = {} if cache else None  # answers by request body (benchmarks)
         self.active = self.max_active = 0  # requests being answered now / at most
-        self.latency = latency  # seconds every answer waits (outside the model lock): a remote server's delay
+        self.latency = latency  # seconds from a request's arrival to its answer (at least): a remote server's delay
         self.serves_prompt_logprobs = prompt_logprobs  # False: ignore the parameter, like a server without it
         self.fault_rate, self.seed, self.slow_seconds = fault_rate, seed, slow_seconds
         self.counts: dict[str, int] = {}
@@ -306,6 +307,7 @@ def _handler(server: ApiTestServer):
                 self._error(404, f"no route {self.path}", "not_found")
 
         def do_POST(self):
+            self.arrived = time.monotonic()  # the headers were read: ``latency`` counts from here
             with server.lock:
                 server.active += 1
                 server.max_active = max(server.max_active, server.active)
@@ -365,7 +367,7 @@ def _handler(server: ApiTestServer):
             if fault == "slow":
                 time.sleep(server.slow_seconds)
             if server.latency:
-                time.sleep(server.latency)
+                time.sleep(max(0.0, self.arrived + server.latency - time.monotonic()))
             try:
                 self._json(200, payload)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
@@ -385,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (seeded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--slow-seconds", type=float, default=3.0, help="delay of a 'slow' fault")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds every answer waits (a remote server's delay)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds from a request's arrival to its answer (a remote server's delay)")
     p.add_argument("--cache", action="store_true", help="replay the answer of a request body seen before")
     args = p.parse_args(argv)
     from ..models import load_model
