@@ -35,6 +35,7 @@ other ranks hold only their shard locks.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -54,7 +55,14 @@ DEVICE_FIELDS = ("device", "device_map")  # where a model ran: not part of what 
 
 
 def environment() -> dict:
-    """Package versions, python, platform and the git commit of the vlmprobe checkout."""
+    """Package versions, python, platform and the git commit of the vlmprobe checkout (read once
+    per process: the code a process runs is the code it imported), and the time of the call."""
+    installed = _installed()
+    return {**installed, "versions": dict(installed["versions"]), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+@functools.lru_cache(maxsize=None)
+def _installed() -> dict:
     from importlib import metadata
 
     versions = {}
@@ -70,7 +78,7 @@ def environment() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"versions": versions, "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": commit, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "git_commit": commit}
 
 
 def describe_model(model) -> dict:

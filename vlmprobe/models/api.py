@@ -67,6 +67,7 @@ import random
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -820,6 +821,8 @@ class ApiModel(VisionModel):
             else:
                 pending[key] = self._submit(body, size, key, strict)
         error = None
+        if pending:
+            futures_wait(list(pending.values()))  # one wake-up for the batch, not one per answer
         for key, fut in pending.items():
             try:
                 answers[key] = fut.result()
