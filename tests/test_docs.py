@@ -40,7 +40,7 @@ REWRITTEN = {
     '`@http://127.0.0.1:30000/v1`).':
         '`@http://127.0.0.1:30000/v1`; for `--method likelihood` use `sglang:MODEL@http://127.0.0.1:30000`, its native `/generate`).',
     "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` 1/4/16 against the test server with a 1 s delay per answer: 3.4x at 4 and\n3.9x at 16 on 2 busy cores, capped by the batch of 16 and the server's one-at-a-time generation;\nidentical answers)":
-        "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` N = 1/4/16/64 against the test server in its own process, 0.4 s delay per answer, cached answers: 4.03x at 4, 15.38x at 16, 40.54x at 64 on 2 busy cores (the client's CPU, about 3.2 ms per request, limits N = 64);\nidentical records)",
+        "`api_concurrency.py` (`openai:` generation\nwith `--concurrency` N = 1/4/16/64 against the test server in its own process, 0.4 s per answer from its arrival, cached answers, 256 samples, median of 3 runs for N >= 16: 3.99x at 4, 15.59x at 16, 53.13x at 64 on the idle 2-core machine ([API runs](api-runs.md#requests-keep-flowing-concurrency));\nidentical records)",
     # issue #32: families by role, the honest matrix
     'the module paths of the language model (LoRA targets), vision tower\nand projector (features,':
         "the module paths of the language model (LoRA targets), vision tower\nand projector (found by role through transformers' API; the projector is optional) (features,",
