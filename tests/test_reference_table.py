@@ -209,10 +209,11 @@ def test_compare_shift_two_runs_without_baseline_say_na(tmp_path, drawn):
 
 
 def _report(rows, reference=None):
-    from vlmprobe.study.report import Doc, shift_section
+    from vlmprobe.study.report import Doc, corruption_section, shift_section
 
     doc = Doc(Path("."))
     shift_section(doc, {"shift": rows, "reference": reference})
+    corruption_section(doc, rows)
     return "\n".join(doc.md), doc
 
 
@@ -247,16 +248,19 @@ def test_study_report_testbed_reference_points_er_and_mce(tmp_path):
 
     ref = {"files": [str(DATA)], "datasets": {"r": "imagenet-r", "sketch": "imagenet-sketch"}, "fit": True}
     rows = [_shift_row("a", 0.70, 0.30, "sketch"), _shift_row("b", 0.85, 0.45, "r", subset=200)]
-    # run a's ImageNet-C result (as results.json holds it) with resnet18's errors: its mCE cell equals the
-    # grey resnet18 row's, both from corruption_errors
+    # run a's ImageNet-C figures (as `compare --shift` writes them into the row) with resnet18's errors:
+    # its mCE equals the grey resnet18 row's, both from corruption_errors; shown once, in the
+    # corruption table (main: also as columns of the shift table, from another source)
     table = read_table(DATA)
-    rows[0]["corruption_error"] = corruption_errors(corruption_cells(table, "resnet18", "on-disk"),
-                                                    1 - table.fraction("resnet18", "val"))
+    ce = corruption_errors(corruption_cells(table, "resnet18", "on-disk"), 1 - table.fraction("resnet18", "val"))
+    rows[0].update(mce=ce["mce"], relative_mce=ce["relative_mce"], mce_partial=ce["mce_partial"],
+                   relative_mce_partial=ce["relative_mce_partial"], mce_cells=ce["partial_cells"])
     md, doc = _report(rows, ref)
-    mce18 = f"{100 * rows[0]['corruption_error']['mce']:.1f}"
-    [run_a] = [ln for ln in md.splitlines() if ln.startswith("| a |")]
+    mce18 = f"{100 * ce['mce']:.1f}"
+    [shift_a, corruption_a] = [ln for ln in md.splitlines() if ln.startswith("| a |")]
     [row18] = [ln for ln in md.splitlines() if ln.startswith("| resnet18 | sketch |")]
-    assert f"| {mce18} |" in row18 and f"[{mce18}](runs/a/)" in run_a
+    assert f"| {mce18} |" in row18 and f"[{mce18}](runs/a/)" in corruption_a and mce18 not in shift_a
+    assert md.count("Corruption error (ImageNet-C)") == 2  # the heading, and the shift section's pointer to it
     raw = _csv_rows()
     panels = {p["title"]: p for p in doc.sidecars["effective_robustness.json"]}
     for title, (id_col, shift_col), run in (("shifted set: sketch", ("val", "imagenet-sketch"), rows[0]),

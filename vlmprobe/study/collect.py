@@ -157,10 +157,7 @@ def read_study(path: str | Path) -> dict:
         elif run["measure"] == "shift":
             rows = ((_read_json(d / "shift.json") or {}).get("shift") or {}).get("rows") or []
             for r in rows[:1]:
-                ce = (((_read_json(Path(r["shift_run"]) / "results.json") or {}).get("shift") or {})
-                      .get("corruption_error") or {}) if r.get("shift_run") else {}
                 out["shift"].append({"run": rid, "model": run["model"], "method": describe(run),
-                                     "corruption_error": ce or None,  # ImageNet-C shift runs: CE / mCE
                                      "dataset": run["dataset"], "shift_dataset": run["params"]["shift"],
                                      **{k: r.get(k) for k in ("id_accuracy", "id_ci95", "id_n", "shift_accuracy",
                                                               "shift_ci95", "shift_n", "protocol",
