@@ -367,19 +367,25 @@ def test_the_loop_runs_with_the_heap_frozen_and_gives_it_back(vlm, tmp_path, mon
     assert gc.get_freeze_count() == before == 0
 
 
-def test_frozen_heap_leaves_a_callers_freeze_alone():
+def test_frozen_heap_leaves_a_callers_freeze_alone(monkeypatch):
+    """Inside a caller's freeze, ``frozen_heap`` neither freezes again nor unfreezes the caller's
+    heap at its end; outside one it freezes on entry and unfreezes on exit."""
     import gc
 
-    from vlmprobe.engine import frozen_heap
+    from vlmprobe import engine
 
-    gc.freeze()
-    try:
-        n = gc.get_freeze_count()
-        with frozen_heap():
-            assert gc.get_freeze_count() == n
-        assert gc.get_freeze_count() == n  # not unfrozen under the caller
-    finally:
-        gc.unfreeze()
+    calls = []
+    monkeypatch.setattr(engine.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(engine.gc, "unfreeze", lambda: calls.append("unfreeze"))
+    monkeypatch.setattr(engine.gc, "get_freeze_count", lambda: 1000)  # a caller froze the heap
+    with engine.frozen_heap():
+        pass
+    assert calls == []
+    monkeypatch.setattr(engine.gc, "get_freeze_count", lambda: 0)
+    with engine.frozen_heap():
+        assert calls == ["freeze"]
+    assert calls == ["freeze", "unfreeze"]
+    assert gc is engine.gc
 
 
 def test_test_server_latency_counts_from_arrival(vlm, images):
