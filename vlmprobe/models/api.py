@@ -21,12 +21,13 @@ data URL, downscaled so its longer side is at most ``image_max_side`` (0 = as st
 
 Requests in flight. One pool per model keeps up to N requests in flight across the engine's
 batches (the engine runs several batches at once, ``batches_in_flight``: two rounds of N
-requests, and writes their records in order); a finished request frees its slot for the next queued one at once. N adapts (AIMD,
-``_Limiter``): it starts at ``--concurrency``, halves on a 429 or when the smoothed latency
-(EWMA) rises above ``LATENCY_FACTOR`` x its lowest value (the server queueing requests; at most
-once per latency), and grows by 1/N per answered request (+1 per N answers), never above
-``--concurrency``. Identical requests (same key) are sent once and their answer fanned out,
-within a batch and across batches in flight (requests of earlier batches are sent first).
+requests, and writes their records in order); a finished request frees its slot for the next
+queued one at once. N adapts (AIMD, ``_Limiter``): it starts at ``--concurrency``, halves on a
+429 or when the smoothed latency (EWMA) rises above ``LATENCY_FACTOR`` x its lowest value (the
+server queueing requests; at most once per latency), and grows by 1/N per answered request (+1
+per N answers), never above ``--concurrency``. Identical requests (same key) are sent once and
+their answer fanned out, within a batch and across batches in flight (requests of earlier
+batches are sent first).
 
 Crash safety and cost. Every answered request is appended (fsynced) to the run directory's
 ``api_requests.jsonl`` journal as soon as it arrives, keyed by ``request_key``: SHA-256 of the
@@ -66,8 +67,7 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import Future
-from concurrent.futures import wait as futures_wait
+from concurrent.futures import Future, wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence

@@ -387,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (seeded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--slow-seconds", type=float, default=3.0, help="delay of a 'slow' fault")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds from a request's arrival to its answer (a remote server's delay)")
+    p.add_argument("--latency", type=float, default=0.0,
+                   help="seconds from a request's arrival to its answer (a remote server's delay)")
     p.add_argument("--cache", action="store_true", help="replay the answer of a request body seen before")
     args = p.parse_args(argv)
     from ..models import load_model
